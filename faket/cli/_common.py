@@ -1,0 +1,233 @@
+"""Shared command-line plumbing: error handling, outputs with provenance, devices, progress bars.
+
+Every ``faket <step>`` module in this package defines ``HELP`` (one line), ``add_arguments(parser)``
+(light: no heavy imports) and ``run(args) -> int`` (heavy imports inside). A step writes its outputs
+through :class:`Step`, which stages them as temporary files and renames them only when the step
+succeeded, each MRC with its provenance sidecar (and ``.tlt`` for tilt-series).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from ..errors import InputError
+
+
+# --------------------------------------------------------------------------------------------------
+# argument helpers
+
+
+def add_common_args(p: argparse.ArgumentParser, *, seed: bool = True, device: bool = False,
+                    threads: bool = True) -> None:
+    g = p.add_argument_group("run options")
+    if seed:
+        g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    if device:
+        g.add_argument("--device", default="auto",
+                       help="auto | cpu | cuda | cuda:I (default: auto = cuda when available)")
+    if threads:
+        g.add_argument("--threads", type=int, default=None,
+                       help="CPU threads (default: all cores the process may use)")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info messages")
+
+
+def add_angle_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    g = p.add_argument_group("tilt angles")
+    g.add_argument("--angles", metavar="SPEC",
+                   help="start:stop:step in degrees, both ends included (e.g. -60:60:2), or a comma list")
+    g.add_argument("--angles-file", metavar="F", help="IMOD-style .tlt file, one angle a line")
+    g.set_defaults(_angles_required=required)
+
+
+def angles_from_args(args, *, default: str | None = None):
+    """Angles (degrees, numpy) from ``--angles`` / ``--angles-file`` (exactly one) or ``default``."""
+    from ..io import parse_angles, read_tlt, check_angles
+
+    if args.angles and args.angles_file:
+        raise InputError("give either --angles or --angles-file, not both")
+    if args.angles_file:
+        a = read_tlt(args.angles_file)
+        check_angles(a, None, source=args.angles_file)
+        return a
+    spec = args.angles or default
+    if spec is None:
+        raise InputError("tilt angles needed: pass --angles (e.g. -60:60:2) or --angles-file")
+    a = parse_angles(spec)
+    check_angles(a, None, source=f"--angles {spec}")
+    return a
+
+
+def resolve_device(spec: str | None):
+    """``auto`` -> cuda when available, else cpu; validates ``cuda[:i]``."""
+    import torch
+
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {spec}: CUDA is not available on this machine (use cpu or auto)")
+        dev = torch.device(spec)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s)")
+        return dev
+    raise InputError(f"--device {spec}: expected auto, cpu, cuda or cuda:I")
+
+
+def set_threads(n: int | None) -> None:
+    """Limit torch / numba / BLAS threads when ``--threads`` is given."""
+    if n is None:
+        return
+    if n < 1:
+        raise InputError(f"--threads {n}: must be at least 1")
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def show_progress(args) -> bool:
+    """Progress bars only on a TTY and without ``--quiet``."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def progress(iterable=None, *, args=None, total=None, desc=None, unit="it", enable: bool | None = None):
+    from tqdm.auto import tqdm
+
+    disable = not (show_progress(args) if enable is None else enable)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, leave=False,
+                dynamic_ncols=True)
+
+
+def info(args, msg: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(f"faket: {msg}", file=sys.stderr)
+
+
+def warn(msg: str) -> None:
+    """Warnings are always shown (also with --quiet)."""
+    print(f"faket: warning: {msg}", file=sys.stderr)
+
+
+def check_not_same(inputs: Iterable, outputs: Iterable) -> None:
+    """Refuse an output path that is also an input (inputs are never modified)."""
+    ins = {}
+    for p in inputs:
+        if p is None:
+            continue
+        ins[os.path.realpath(p)] = p
+    for o in outputs:
+        if o is None:
+            continue
+        if os.path.realpath(o) in ins:
+            raise InputError(f"{o}: output path is also an input; choose another output name")
+
+
+def voxel_size_or_assume(args, m, what: str = "input", default: float = 10.0) -> float:
+    """Voxel size from ``--voxel-size`` or the header; when neither, assume ``default`` and say so."""
+    vs = getattr(args, "voxel_size", None)
+    if vs is not None:
+        if vs <= 0:
+            raise InputError(f"--voxel-size {vs}: must be positive")
+        return float(vs)
+    if m.voxel_size_a is not None:
+        return float(m.voxel_size_a)
+    warn(f"{m.path}: no voxel size in the {what} header (0 or 1); assuming {default:g} A "
+         "(pass --voxel-size to set it)")
+    return float(default)
+
+
+# --------------------------------------------------------------------------------------------------
+# outputs
+
+
+class Step:
+    """Context of one step run: timing, inputs for provenance, staged outputs.
+
+    >>> with Step("project", args, inputs=[args.volume]) as st:      # doctest: +SKIP
+    ...     st.write_mrc(args.output, tilts, voxel, angles=angles, params={...})
+    """
+
+    def __init__(self, name: str, args, *, inputs: Iterable = (), seed: int | None = None):
+        from ..io import OutputTransaction
+
+        self.name = name
+        self.args = args
+        self.inputs = [p for p in inputs if p is not None]
+        self.seed = seed if seed is not None else getattr(args, "seed", None)
+        self.t0 = time.perf_counter()
+        self.tx = OutputTransaction()
+        self._records: list[tuple[Path, dict]] = []
+
+    def __enter__(self) -> "Step":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            try:
+                self._write_sidecars()
+                self.tx.commit()
+            except BaseException:
+                self.tx.rollback()
+                raise
+        else:
+            self.tx.rollback()
+        return False
+
+    def params(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        d = {k: v for k, v in vars(self.args).items() if not k.startswith("_") and k != "func"}
+        if extra:
+            d.update(extra)
+        return d
+
+    def path(self, target) -> Path:
+        """A temporary path for ``target`` (renamed to ``target`` on success)."""
+        return self.tx.path(target)
+
+    def write_mrc(self, target, data, voxel_size_a, *, angles=None, image_stack: bool | None = None,
+                  params: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+                  sidecar: bool = True) -> None:
+        """Stage ``target`` (MRC), ``target.tlt`` when ``angles`` given, and the JSON sidecar."""
+        from ..io import sidecar_path, tlt_path, write_mrc, write_tlt
+
+        if image_stack is None:
+            image_stack = angles is not None
+        write_mrc(self.path(target), data, voxel_size_a, image_stack=image_stack)
+        if angles is not None:
+            write_tlt(self.path(tlt_path(target)), angles)
+        if sidecar:
+            rec_extra = {"output": {"path": str(target), "shape": list(data.shape),
+                                    "voxel_size_a": voxel_size_a}}
+            if angles is not None:
+                rec_extra["output"]["angles_deg"] = [float(a) for a in angles]
+            if extra:
+                rec_extra.update(extra)
+            self._records.append((sidecar_path(target), {"params": params, "extra": rec_extra}))
+
+    def write_sidecar(self, target_json, *, params=None, extra=None) -> None:
+        """Stage a provenance JSON for a non-MRC output (written at commit time)."""
+        self._records.append((Path(target_json), {"params": params, "extra": extra or {}}))
+
+    def _write_sidecars(self) -> None:
+        from ..provenance import build_record, write_json
+
+        for target, r in self._records:
+            rec = build_record(step=self.name, parameters=self.params(r["params"]), inputs=self.inputs,
+                               seed=self.seed, started=self.t0, extra=r["extra"])
+            write_json(self.path(target), rec)

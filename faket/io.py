@@ -1,0 +1,320 @@
+"""File formats: MRC volumes and tilt-series, IMOD ``.tlt`` angle files, angle specs, atomic writes.
+
+Conventions
+-----------
+- Volumes are ``(Z, Y, X)`` float32 arrays; tilt-series are ``(tilt, Y, X)``; the tilt axis is Y.
+- Voxel / pixel sizes are in Angstrom (``voxel_size_a``). MRC headers often carry 0 or 1 when the
+  size is unknown: :func:`read_mrc` reports that as ``None`` so callers can say what they assume.
+- The angles of ``X.mrc`` live beside it in ``X.tlt`` (one angle in degrees per line, IMOD style).
+- Every writer here writes to a temporary file in the target folder and renames it into place, so a
+  failed run never leaves a partial output (see :class:`OutputTransaction`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "MrcData",
+    "read_mrc",
+    "read_volume",
+    "read_tiltseries",
+    "write_mrc",
+    "read_tlt",
+    "write_tlt",
+    "tlt_path",
+    "sidecar_path",
+    "parse_angles",
+    "parse_range",
+    "sha256sum",
+    "OutputTransaction",
+]
+
+
+@dataclass
+class MrcData:
+    """An MRC file's data and its voxel size in Angstrom (``None`` when the header has none)."""
+
+    data: np.ndarray
+    voxel_size_a: float | None
+    path: Path
+
+
+def _voxel_size_from_header(mrc) -> float | None:
+    vs = mrc.voxel_size
+    vals = [float(vs.x), float(vs.y), float(vs.z)]
+    # 0 means unset; 1.0 is what many tools write when they do not know it.
+    positive = [v for v in vals if v > 0 and np.isfinite(v)]
+    if not positive:
+        return None
+    v = positive[0]
+    if abs(v - 1.0) < 1e-6:
+        return None
+    return v
+
+
+def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None,
+             what: str = "MRC file", allow_nonfinite: bool = False) -> MrcData:
+    """Read an MRC file fully into memory as float32 with validation.
+
+    Raises :class:`InputError` (naming the file) when the file is missing, unreadable, not MRC,
+    truncated, has an unexpected number of dimensions, an empty axis, or NaN/Inf values.
+    """
+    import mrcfile
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: {what} not found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, expected a {what}")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{p}: {what} is not readable (permission denied)")
+    try:
+        with mrcfile.open(p, mode="r", permissive=False) as mrc:
+            if mrc.data is None:
+                raise InputError(f"{p}: {what} has no data block")
+            data = np.asarray(mrc.data)
+            voxel = _voxel_size_from_header(mrc)
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        low = msg.lower()
+        if "smaller than" in low or "truncat" in low or "could not read" in low or "expected" in low:
+            raise InputError(f"{p}: {what} is truncated or corrupt ({msg})") from None
+        raise InputError(f"{p}: not a valid {what} ({msg})") from None
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if data.ndim not in allowed:
+            exp = " or ".join(f"{d}-D" for d in allowed)
+            raise InputError(f"{p}: {what} must be {exp}, got {data.ndim}-D array of shape {data.shape}")
+    if data.size == 0 or 0 in data.shape:
+        raise InputError(f"{p}: {what} has an empty axis (shape {data.shape})")
+    if np.iscomplexobj(data):
+        raise InputError(f"{p}: {what} holds complex values; expected real densities")
+    data = data.astype(np.float32, copy=True)
+    if not allow_nonfinite and not np.isfinite(data).all():
+        n = int((~np.isfinite(data)).sum())
+        raise InputError(f"{p}: {what} contains {n} NaN/Inf values")
+    return MrcData(data=data, voxel_size_a=voxel, path=p)
+
+
+def read_volume(path: str | os.PathLike, what: str = "volume") -> MrcData:
+    """Read a 3-D ``(Z, Y, X)`` MRC volume."""
+    return read_mrc(path, ndim=3, what=what)
+
+
+def read_tiltseries(path: str | os.PathLike, angles_file: str | os.PathLike | None = None,
+                    *, require_angles: bool = True, allow_single: bool = False,
+                    what: str = "tilt-series") -> tuple[MrcData, np.ndarray | None]:
+    """Read a ``(tilt, Y, X)`` stack and its angles (from ``angles_file`` or ``X.tlt`` beside it).
+
+    With ``allow_single``, a 2-D image is accepted as a one-tilt stack (angles may then be missing).
+    Returns the data (always 3-D) and the angles in degrees (``None`` when absent and not required).
+    """
+    ndims = (2, 3) if allow_single else (3,)
+    m = read_mrc(path, ndim=ndims, what=what)
+    if m.data.ndim == 2:
+        m.data = m.data[None]
+    tlt = Path(angles_file) if angles_file is not None else tlt_path(path)
+    angles = None
+    if tlt.exists():
+        angles = read_tlt(tlt)
+    elif angles_file is not None:
+        raise InputError(f"{tlt}: angles file not found")
+    elif require_angles and not (allow_single and m.data.shape[0] == 1):
+        raise InputError(f"{m.path}: no tilt angles: expected {tlt} beside it (or pass --angles-file)")
+    if angles is not None:
+        check_angles(angles, m.data.shape[0], source=tlt, stack=m.path)
+    return m, angles
+
+
+def check_angles(angles: np.ndarray, n_tilts: int | None, *, source, stack=None) -> None:
+    """Validate tilt angles: finite, |angle| < 90, and one per tilt of the stack."""
+    if angles.size == 0:
+        raise InputError(f"{source}: no tilt angles")
+    if not np.isfinite(angles).all():
+        raise InputError(f"{source}: tilt angles contain NaN/Inf")
+    bad = np.abs(angles) >= 90
+    if bad.any():
+        raise InputError(f"{source}: tilt angle {angles[bad][0]:g} deg is out of range (|angle| must be < 90)")
+    if n_tilts is not None and angles.size != n_tilts:
+        where = f" but {stack} has {n_tilts} tilts" if stack is not None else f" but {n_tilts} are needed"
+        raise InputError(f"{source}: {angles.size} tilt angles{where}")
+
+
+def tlt_path(mrc_path: str | os.PathLike) -> Path:
+    """``X.mrc`` -> ``X.tlt``."""
+    p = Path(mrc_path)
+    return p.with_suffix(".tlt")
+
+
+def sidecar_path(mrc_path: str | os.PathLike) -> Path:
+    """``X.mrc`` -> ``X.json`` (the provenance sidecar)."""
+    p = Path(mrc_path)
+    return p.with_suffix(".json")
+
+
+def read_tlt(path: str | os.PathLike) -> np.ndarray:
+    """Read an IMOD-style angle file (one number per line; blank lines and ``#`` comments ignored)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: angles file not found")
+    vals = []
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read angles file ({exc})") from None
+    for i, line in enumerate(text.splitlines(), start=1):
+        s = line.split("#", 1)[0].strip()
+        if not s:
+            continue
+        try:
+            vals.append(float(s.split()[0]))
+        except ValueError:
+            raise InputError(f"{p}: line {i}: not an angle: {line.strip()!r}") from None
+    return np.asarray(vals, dtype=np.float64)
+
+
+def write_tlt(path: str | os.PathLike, angles_deg: Sequence[float]) -> None:
+    """Write angles, one per line, with enough digits to round-trip float32 input exactly."""
+    text = "".join(f"{float(a):.6g}\n" for a in angles_deg)
+    Path(path).write_text(text)
+
+
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+
+
+def parse_angles(spec: str) -> np.ndarray:
+    """Parse an angle spec in degrees.
+
+    ``"-60:60:2"`` is start:stop:step with both ends included (when stop is on the grid);
+    ``"-60:60"`` uses step 1; ``"-60,-30,0,30"`` is an explicit list; a single number is one angle.
+    """
+    s = spec.strip()
+    if re.fullmatch(rf"{_NUM}(?::{_NUM}){{1,2}}", s):
+        parts = [float(x) for x in s.split(":")]
+        start, stop = parts[0], parts[1]
+        step = parts[2] if len(parts) == 3 else 1.0
+        if step == 0:
+            raise InputError(f"--angles {spec}: step must not be 0")
+        if (stop - start) * step < 0:
+            raise InputError(f"--angles {spec}: step {step:g} does not go from {start:g} to {stop:g}")
+        n = int(np.floor((stop - start) / step + 1e-9)) + 1
+        return start + step * np.arange(n, dtype=np.float64)
+    if re.fullmatch(rf"{_NUM}(?:\s*,\s*{_NUM})*", s):
+        return np.asarray([float(x) for x in s.split(",")], dtype=np.float64)
+    raise InputError(f"--angles {spec!r}: expected start:stop:step (e.g. -60:60:2) or a comma list")
+
+
+def parse_range(spec: str, name: str = "--z-range") -> tuple[int, int]:
+    """Parse ``a:b`` into a half-open integer range."""
+    m = re.fullmatch(r"\s*([-+]?\d+)\s*:\s*([-+]?\d+)\s*", spec)
+    if not m:
+        raise InputError(f"{name} {spec!r}: expected a:b with integers")
+    a, b = int(m.group(1)), int(m.group(2))
+    if b <= a:
+        raise InputError(f"{name} {spec!r}: end must be larger than start")
+    return a, b
+
+
+def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_a: float | None,
+              *, image_stack: bool = False) -> None:
+    """Write ``data`` as float32 MRC (overwriting). ``image_stack`` marks a tilt-series (ispg 0)."""
+    import mrcfile
+
+    arr = np.ascontiguousarray(data, dtype=np.float32)
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(arr)
+        if image_stack and arr.ndim == 3:
+            mrc.set_image_stack()
+        elif arr.ndim == 3:
+            mrc.set_volume()
+        if voxel_size_a is not None and voxel_size_a > 0:
+            mrc.voxel_size = float(voxel_size_a)
+        mrc.update_header_stats()
+
+
+class OutputTransaction:
+    """Collect outputs as temporary files in their target folders; rename all at commit.
+
+    >>> with OutputTransaction() as tx:                      # doctest: +SKIP
+    ...     tmp = tx.path("out/TILTS.mrc")    # write to tmp
+    ...     write_mrc(tmp, arr, 10.0)
+    # leaving the block without error renames every temp file to its target; an exception removes them.
+    """
+
+    def __init__(self) -> None:
+        self._pairs: list[tuple[Path, Path]] = []
+
+    def path(self, target: str | os.PathLike) -> Path:
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}{target.suffix}"
+        self._pairs.append((tmp, target))
+        return tmp
+
+    @property
+    def targets(self) -> list[Path]:
+        return [t for _, t in self._pairs]
+
+    def commit(self) -> None:
+        for tmp, target in self._pairs:
+            if tmp.exists():
+                os.replace(tmp, target)
+        self._pairs.clear()
+
+    def rollback(self) -> None:
+        for tmp, _ in self._pairs:
+            with contextlib.suppress(FileNotFoundError):
+                if tmp.is_dir():
+                    import shutil
+
+                    shutil.rmtree(tmp)
+                else:
+                    tmp.unlink()
+        self._pairs.clear()
+
+    def __enter__(self) -> "OutputTransaction":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+        return False
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` of a text file, 1-based, naming the file on errors."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    yield from enumerate(text.splitlines(), start=1)
