@@ -15,8 +15,8 @@ from .. import __version__
 from ..errors import InputError
 
 # Order = pipeline order (shown in --help).
-COMMANDS = ["layout", "project", "reference", "noise", "style", "reconstruct", "labels", "qc",
-            "evaluate", "demo"]
+COMMANDS = ["layout", "project", "reference", "noise", "style", "stack", "reconstruct", "labels",
+            "qc", "evaluate", "manifest", "dataset"]
 
 _NEG_VALUE = re.compile(r"^-(\d|\.\d)")
 
