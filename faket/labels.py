@@ -1,0 +1,244 @@
+"""Labels for a reconstructed tomogram: masks cropped and binned exactly like the tomogram, particle
+coordinates moved into the tomogram's voxel grid.
+
+Geometry (see CONTRIBUTING.md)
+------------------------------
+- The tomogram holds the slab of original (unbinned) volume indices ``[a, b)`` in Z, binned by ``B``
+  in Z, Y and X with blocks that start at index 0; trailing samples that do not fill a block are
+  dropped. Binned index ``i_b`` covers original indices ``[i_b*B, i_b*B + B)`` (after the Z crop).
+- A point maps as ``x_b = (x - (B - 1)/2) / B``, ``y_b = (y - (B - 1)/2) / B`` and
+  ``z_b = (z - a - (B - 1)/2) / B``.
+- A point is *inside* the tomogram when every binned coordinate lies in ``[-0.5, n_b - 0.5)``, i.e. its
+  original voxel falls in a block that the tomogram keeps.
+
+Binning rule for label masks ("vote, then keep every particle")
+---------------------------------------------------------------
+1. Each block takes the label that most of its ``B**3`` voxels carry, background (0) included.
+   Ties go to a non-zero label over background, then to the smallest label.
+2. A label present in the cropped mask that won no block (a particle smaller than a block, or one that
+   straddles block borders so that it is a minority everywhere) takes the block where it has the most
+   voxels (ties: lowest flat block index), preferring a block whose current label is background or
+   still holds another block; so every particle with at least one voxel inside the kept region stays
+   present with at least one voxel. The rescued blocks are reported.
+3. For a class mask paired with an occupancy (instance) mask, the occupancy mask is binned by 1-2 and
+   the class of each binned particle voxel is that particle's class (its most frequent class value in
+   the original mask), so both binned masks agree voxel by voxel. Blocks with no particle take the
+   vote of the class mask over voxels that belong to no particle (e.g. vesicles or membranes labelled
+   in the class mask only).
+
+Functions take and return numpy arrays; they never touch paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "crop_z",
+    "block_view",
+    "bin_label_mask",
+    "bin_masks",
+    "binned_shape",
+    "to_binned_coordinates",
+    "inside_binned",
+    "BinInfo",
+]
+
+
+def crop_z(volume: np.ndarray, z_range: tuple[int, int] | None) -> np.ndarray:
+    """Original Z indices ``[a, b)`` of a ``(Z, Y, X)`` volume (``None``: all)."""
+    if z_range is None:
+        return volume
+    a, b = int(z_range[0]), int(z_range[1])
+    nz = volume.shape[0]
+    if a < 0 or b > nz or b <= a:
+        raise InputError(f"--z-range {a}:{b}: outside the volume's Z range 0:{nz}")
+    return volume[a:b]
+
+
+def binned_shape(shape_zyx, bin_factor: int) -> tuple[int, ...]:
+    """Shape after block binning by ``bin_factor`` (trailing samples dropped)."""
+    b = int(bin_factor)
+    if b < 1:
+        raise InputError(f"--bin {bin_factor}: must be at least 1")
+    out = tuple(int(n) // b for n in shape_zyx)
+    if min(out) < 1:
+        raise InputError(f"--bin {bin_factor}: larger than the (cropped) volume of shape {tuple(shape_zyx)}")
+    return out
+
+
+def block_view(volume: np.ndarray, bin_factor: int) -> np.ndarray:
+    """``(nz_b * ny_b * nx_b, B**3)`` array of the voxels of each block (C order of blocks)."""
+    b = int(bin_factor)
+    nz, ny, nx = binned_shape(volume.shape, b)
+    v = volume[: nz * b, : ny * b, : nx * b]
+    v = v.reshape(nz, b, ny, b, nx, b).transpose(0, 2, 4, 1, 3, 5)
+    return v.reshape(nz * ny * nx, b ** 3)
+
+
+@dataclass
+class BinInfo:
+    """What the label binning did: labels rescued (label -> flat block index) and labels lost."""
+
+    rescued: dict[int, int] = field(default_factory=dict)
+    lost: list[int] = field(default_factory=list)
+
+
+def _runs(blocks: np.ndarray):
+    """Per block, the distinct labels and their voxel counts: arrays (block, label, count)."""
+    n, k = blocks.shape
+    s = np.sort(blocks, axis=1)
+    start = np.ones_like(s, dtype=bool)
+    start[:, 1:] = s[:, 1:] != s[:, :-1]
+    flat_start = np.flatnonzero(start.ravel())
+    counts = np.diff(np.append(flat_start, n * k))
+    rows = flat_start // k
+    labels = s.ravel()[flat_start]
+    return rows, labels, counts
+
+
+def _vote(rows, labels, counts, n_blocks: int) -> np.ndarray:
+    """Most frequent label per block; ties: non-zero over zero, then the smallest label."""
+    order = np.lexsort((labels, labels == 0, -counts, rows))
+    r = rows[order]
+    first = np.ones(r.size, dtype=bool)
+    first[1:] = r[1:] != r[:-1]
+    out = np.zeros(n_blocks, dtype=labels.dtype)
+    out[r[first]] = labels[order][first]
+    return out
+
+
+def _rescue(winner: np.ndarray, rows, labels, counts, info: BinInfo) -> np.ndarray:
+    present = np.unique(labels[labels != 0])
+    won = np.unique(winner[winner != 0])
+    missing = np.setdiff1d(present, won, assume_unique=True)
+    if missing.size == 0:
+        return winner
+    winner = winner.copy()
+    n_blocks_of = dict(zip(*np.unique(winner, return_counts=True)))
+    # rescue the largest particles first (their best block is most clearly theirs)
+    totals = {int(m): int(counts[labels == m].sum()) for m in missing}
+    for m in sorted(totals, key=lambda x: (-totals[x], x)):
+        sel = labels == m
+        cand_rows, cand_counts = rows[sel], counts[sel]
+        order = np.lexsort((cand_rows, -cand_counts))
+        chosen = None
+        for r in cand_rows[order]:
+            cur = int(winner[r])
+            if cur == 0 or n_blocks_of.get(cur, 0) > 1:
+                chosen = int(r)
+                break
+        if chosen is None:
+            info.lost.append(int(m))
+            continue
+        cur = int(winner[chosen])
+        n_blocks_of[cur] = n_blocks_of.get(cur, 0) - 1
+        winner[chosen] = m
+        n_blocks_of[m] = n_blocks_of.get(m, 0) + 1
+        info.rescued[int(m)] = chosen
+    return winner
+
+
+def bin_label_mask(mask: np.ndarray, bin_factor: int, *, keep_all: bool = True,
+                   info: BinInfo | None = None) -> np.ndarray:
+    """Bin an integer label mask ``(Z, Y, X)`` by majority vote per block (rule in the module doc).
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) integer labels, 0 = background.
+    bin_factor : block edge B (1 returns a copy).
+    keep_all : rescue labels that win no block (step 2 of the rule).
+    info : filled with the rescued / lost labels when given.
+
+    Returns
+    -------
+    (Z//B, Y//B, X//B) array of the same dtype.
+    """
+    m = np.asarray(mask)
+    if m.ndim != 3:
+        raise InputError(f"label mask must be 3-D (Z, Y, X), got shape {m.shape}")
+    if not np.issubdtype(m.dtype, np.integer):
+        if not np.all(np.isfinite(m)) or np.any(m != np.round(m)):
+            raise InputError("label mask holds non-integer values")
+        m = m.astype(np.int64)
+    b = int(bin_factor)
+    out_shape = binned_shape(m.shape, b)
+    if b == 1:
+        return m.copy()
+    blocks = block_view(m, b)
+    rows, labels, counts = _runs(blocks)
+    winner = _vote(rows, labels, counts, blocks.shape[0])
+    if keep_all:
+        winner = _rescue(winner, rows, labels, counts, info if info is not None else BinInfo())
+    return winner.reshape(out_shape)
+
+
+def particle_classes(class_mask: np.ndarray, occupancy_mask: np.ndarray) -> dict[int, int]:
+    """particle_id -> its most frequent non-zero class in ``class_mask`` (0 when it has none)."""
+    occ = np.asarray(occupancy_mask).ravel()
+    cls = np.asarray(class_mask).ravel()
+    sel = occ != 0
+    if not sel.any():
+        return {}
+    pairs = np.stack([occ[sel].astype(np.int64), cls[sel].astype(np.int64)], axis=1)
+    uniq, cnt = np.unique(pairs, axis=0, return_counts=True)
+    # prefer non-zero classes, then the most frequent, then the smallest class id
+    order = np.lexsort((uniq[:, 1], -cnt, uniq[:, 1] == 0, uniq[:, 0]))
+    u = uniq[order]
+    first = np.ones(len(u), dtype=bool)
+    first[1:] = u[1:, 0] != u[:-1, 0]
+    return {int(p): int(c) for p, c in u[first]}
+
+
+def bin_masks(class_mask: np.ndarray, occupancy_mask: np.ndarray | None, bin_factor: int,
+              *, keep_all: bool = True) -> tuple[np.ndarray, np.ndarray | None, BinInfo]:
+    """Bin a class mask and its occupancy (instance) mask consistently (rule 3 of the module doc).
+
+    Returns ``(class_binned, occupancy_binned, info)``; ``occupancy_binned`` is ``None`` when no
+    occupancy mask is given (the class mask is then binned on its own with :func:`bin_label_mask`).
+    """
+    info = BinInfo()
+    cm = np.asarray(class_mask)
+    if occupancy_mask is None:
+        return bin_label_mask(cm, bin_factor, keep_all=keep_all, info=info), None, info
+    om = np.asarray(occupancy_mask)
+    if cm.shape != om.shape:
+        raise InputError(f"class mask shape {cm.shape} differs from occupancy mask shape {om.shape}")
+    occ_b = bin_label_mask(om, bin_factor, keep_all=keep_all, info=info)
+    classes = particle_classes(cm, om)
+    # class vote over voxels that belong to no particle
+    rest = np.where(om == 0, cm, 0).astype(cm.dtype, copy=False)
+    cls_b = bin_label_mask(rest, bin_factor, keep_all=False)
+    if classes:
+        ids = np.fromiter(classes.keys(), dtype=np.int64)
+        vals = np.fromiter(classes.values(), dtype=np.int64)
+        lut = np.zeros(int(ids.max()) + 1, dtype=cm.dtype if np.issubdtype(cm.dtype, np.integer)
+                       else np.int64)
+        lut[ids] = vals
+        sel = occ_b > 0
+        cls_b = cls_b.copy()
+        cls_b[sel] = lut[occ_b[sel].astype(np.int64)]
+    return cls_b, occ_b, info
+
+
+def to_binned_coordinates(points_zyx: np.ndarray, bin_factor: int,
+                          z_offset: int = 0) -> np.ndarray:
+    """Original voxel coordinates ``(N, 3)`` as ``(z, y, x)`` -> the binned tomogram's voxel coordinates.
+
+    ``x_b = (x - (B-1)/2) / B`` (same for y) and ``z_b = (z - a - (B-1)/2) / B`` with ``a = z_offset``.
+    """
+    p = np.asarray(points_zyx, dtype=np.float64).reshape(-1, 3)
+    b = float(bin_factor)
+    off = np.array([float(z_offset), 0.0, 0.0])
+    return (p - off - (b - 1.0) / 2.0) / b
+
+
+def inside_binned(points_b_zyx: np.ndarray, shape_b_zyx) -> np.ndarray:
+    """Boolean ``(N,)``: the binned coordinate lies in ``[-0.5, n - 0.5)`` on every axis."""
+    p = np.asarray(points_b_zyx, dtype=np.float64).reshape(-1, 3)
+    n = np.asarray(shape_b_zyx, dtype=np.float64)
+    return np.all((p >= -0.5) & (p < n - 0.5), axis=1)

@@ -1,0 +1,138 @@
+"""Labels: masks cropped and binned like the tomogram, particle coordinates in the tomogram's grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faket.errors import InputError
+from faket.labels import (BinInfo, bin_label_mask, bin_masks, crop_z, inside_binned,
+                          to_binned_coordinates)
+
+
+def _block_mean(vol, b):
+    nz, ny, nx = (n // b for n in vol.shape)
+    v = vol[: nz * b, : ny * b, : nx * b].astype(np.float64)
+    return v.reshape(nz, b, ny, b, nx, b).mean(axis=(1, 3, 5))
+
+
+def test_vote_on_hand_made_blocks():
+    m = np.zeros((2, 4, 6), dtype=np.int32)
+    m[:, 0:2, 0:2] = 5                    # a full block of 5
+    m[0, 0:2, 2:4] = 7                    # half a block: tie with background -> 7
+    m[0, 0, 4] = 3                        # 1/8 of a block: background wins, then rescued
+    m[:, 2:4, 0:2] = 1
+    m[0, 2, 0] = 2                        # 7 x 1, 1 x 2 in one block
+    m[1, 3, 3] = 9                        # 1 voxel of 9 in an empty block
+    m[1, 2, 2] = 9                        # ... twice: still minority, rescued
+    info = BinInfo()
+    out = bin_label_mask(m, 2, info=info)
+    assert out.shape == (1, 2, 3)
+    assert out.tolist() == [[[5, 7, 3], [1, 9, 0]]]
+    assert info.rescued == {9: 4, 3: 2}
+    plain = bin_label_mask(m, 2, keep_all=False)
+    assert plain.tolist() == [[[5, 7, 0], [1, 0, 0]]]
+
+
+def test_binary_vote_equals_thresholded_block_mean():
+    """For a 0/1 mask the vote is the tomogram's block mean thresholded at 1/2 (ties to the label)."""
+    rng = np.random.default_rng(3)
+    m = (rng.random((17, 22, 19)) < 0.5).astype(np.int16)
+    for b in (2, 3):
+        got = bin_label_mask(m, b, keep_all=False)
+        want = (_block_mean(m, b) >= 0.5).astype(np.int16)
+        np.testing.assert_array_equal(got, want)
+
+
+def _cubes_layout(shape, size, n, rng):
+    """Non-overlapping cubes of edge ``size`` at random (unaligned) positions; ids 1..n."""
+    occ = np.zeros(shape, dtype=np.int32)
+    cls = np.zeros(shape, dtype=np.int16)
+    centres = []
+    pid = 0
+    tries = 0
+    while pid < n and tries < 10000:
+        tries += 1
+        z, y, x = (rng.integers(0, s - size + 1) for s in shape)
+        sl = (slice(z, z + size), slice(y, y + size), slice(x, x + size))
+        if occ[sl].any():
+            continue
+        pid += 1
+        occ[sl] = pid
+        cls[sl] = 1 + pid % 3
+        centres.append((z + (size - 1) / 2, y + (size - 1) / 2, x + (size - 1) / 2))
+    return cls, occ, np.array(centres)
+
+
+@pytest.mark.parametrize("b", [2, 3, 4])
+def test_every_particle_as_big_as_a_block_survives(b):
+    rng = np.random.default_rng(b)
+    cls, occ, _ = _cubes_layout((40, 44, 48), b, 60, rng)
+    plain = bin_label_mask(occ, b, keep_all=False)
+    n_ids = occ.max()
+    lost_by_vote = set(range(1, n_ids + 1)) - set(np.unique(plain).tolist())
+    assert lost_by_vote, "the layout should contain particles a plain vote loses (else the test is void)"
+    cls_b, occ_b, info = bin_masks(cls, occ, b)
+    present = set(np.unique(occ_b).tolist()) - {0}
+    # every particle with voxels in the kept blocks survives
+    kept = set(np.unique(occ[: 40 // b * b, : 44 // b * b, : 48 // b * b]).tolist()) - {0}
+    assert present == kept
+    assert set(info.rescued) == lost_by_vote & kept
+    assert not info.lost
+    # class mask agrees with occupancy voxel by voxel
+    lut = {p: 1 + p % 3 for p in kept}
+    sel = occ_b > 0
+    np.testing.assert_array_equal(cls_b[sel], [lut[p] for p in occ_b[sel]])
+    assert (cls_b[~sel] == 0).all()
+
+
+def test_rescued_block_holds_the_particle_centre_neighbourhood():
+    """A single-voxel particle lands in the block that its binned coordinate rounds to."""
+    rng = np.random.default_rng(7)
+    shape = (30, 26, 34)
+    occ = np.zeros(shape, dtype=np.int32)
+    pts = []
+    for pid in range(1, 40):
+        p = tuple(int(rng.integers(0, s)) for s in shape)
+        if occ[p]:
+            continue
+        occ[p] = pid
+        pts.append((pid, p))
+    a, b_ = 4, 28
+    for b in (2, 3):
+        cropped = crop_z(occ, (a, b_))
+        occ_b = bin_label_mask(cropped, b)
+        for pid, (z, y, x) in pts:
+            pb = to_binned_coordinates(np.array([[z, y, x]]), b, z_offset=a)[0]
+            inside = inside_binned(pb[None], occ_b.shape)[0]
+            idx = np.round(pb).astype(int)
+            if inside:
+                assert occ_b[tuple(idx)] == pid
+            else:
+                assert pid not in occ_b
+
+
+def test_coordinate_map_matches_block_centres():
+    # original voxels [4, 6) in a bin-2 grid form block 2, whose centre 4.5 maps to 2.0
+    pb = to_binned_coordinates(np.array([[10 + 4.5, 4.5, 4.5]]), 2, z_offset=10)
+    np.testing.assert_allclose(pb, [[2.0, 2.0, 2.0]])
+    pb = to_binned_coordinates(np.array([[0.0, 0.0, 0.0]]), 3)
+    np.testing.assert_allclose(pb, [[-1 / 3, -1 / 3, -1 / 3]])
+    # inside: [-0.5, n - 0.5)
+    shape = (5, 5, 5)
+    assert inside_binned(np.array([[-0.5, 0, 4.49]]), shape)[0]
+    assert not inside_binned(np.array([[-0.51, 0, 0]]), shape)[0]
+    assert not inside_binned(np.array([[0, 0, 4.5]]), shape)[0]
+
+
+def test_trailing_samples_dropped_and_bad_input():
+    m = np.ones((5, 7, 9), dtype=np.int8)
+    assert bin_label_mask(m, 2).shape == (2, 3, 4)
+    with pytest.raises(InputError, match="z-range"):
+        crop_z(m, (3, 9))
+    with pytest.raises(InputError, match="--bin"):
+        bin_label_mask(m, 6)
+    with pytest.raises(InputError, match="non-integer"):
+        bin_label_mask(m * 0.5, 2)
+    with pytest.raises(InputError, match="differs"):
+        bin_masks(m, m[:4], 2)
