@@ -1,0 +1,298 @@
+"""``faket evaluate``: SHREC 2021-style scoring of particle picks (localisation and classification)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "score particle picks against the truth (SHREC 2021 rules): F1, per-class scores, confusion matrix"
+
+DESCRIPTION = """\
+Score particle picks against a labelled tomogram the way the SHREC 2021 cryo-ET evaluation does.
+
+A pick (rounded to the nearest voxel) is a hit when it falls inside a true particle's region of the
+occupancy mask, dilated by one voxel (6-connected). Localisation: TP = particles hit at least once,
+precision = TP / picks (duplicates and false positives lower it), recall = TP / particles, F1.
+Classification: each particle takes the class of the first pick that hit it (else "background");
+per-class precision, recall, F1 from that confusion matrix.
+
+Truth: a particle table (CSV / STAR / SHREC particle_locations.txt) whose particle_id is the id in the
+occupancy mask, coordinates in voxels of the mask's grid. Picks: CSV (columns x, y, z and optionally
+class_name or class_id), RELION STAR, or SHREC txt ("CLASS x y z ..." a line), in voxels of a tomogram
+binned by --pred-bin relative to the mask (x = x_b*B + (B-1)/2; z = a + z_b*B + (B-1)/2 with
+--pred-z-offset a).
+
+Writes the metrics JSON (-o) and the confusion matrix CSV beside it (METRICS_confusion.csv) or --confusion.
+
+Example:
+  faket evaluate --truth particles.csv --occupancy occupancy_mask.mrc --pred picks.csv -o metrics.json
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("inputs")
+    g.add_argument("--truth", required=True, metavar="TABLE",
+                   help="true particles: CSV, STAR or SHREC particle_locations.txt (voxels of the mask grid)")
+    g.add_argument("--occupancy", required=True, metavar="MRC",
+                   help="occupancy (instance) mask: particle_id per voxel, 0 = background")
+    g.add_argument("--pred", required=True, metavar="PICKS", help="picks: CSV, STAR or SHREC txt")
+    g.add_argument("--pred-format", choices=["auto", "csv", "star", "shrec"], default="auto",
+                   help="format of --pred (default: from the extension; .txt = SHREC)")
+    g.add_argument("--pred-bin", type=float, default=1, metavar="B",
+                   help="picks are in a tomogram binned by B relative to the mask (default: 1)")
+    g.add_argument("--pred-z-offset", type=float, default=0.0, metavar="A",
+                   help="picked tomogram starts at mask z index A (Z-cropped), before binning (default: 0)")
+    g.add_argument("--exclude-class", action="append", default=[], metavar="NAME",
+                   help="leave this class out of the scores (repeatable; SHREC 2021 left out 4V94 and vesicle)")
+    g.add_argument("--clip", action="store_true",
+                   help="clamp picks outside the volume to its border (SHREC does); default: error")
+    g.add_argument("--no-dilation", action="store_true",
+                   help="do not dilate the occupancy mask by one voxel (SHREC dilates)")
+    o = p.add_argument_group("outputs")
+    o.add_argument("-o", "--output", required=True, metavar="JSON", help="metrics JSON")
+    o.add_argument("--confusion", metavar="CSV",
+                   help="confusion matrix CSV (default: beside the JSON, <name>_confusion.csv)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no info messages")
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+
+
+def _pick_format(path, fmt: str) -> str:
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    if fmt != "auto":
+        return fmt
+    suf = Path(path).suffix.lower()
+    if suf in (".csv", ".tsv"):
+        return "csv"
+    if suf == ".star":
+        return "star"
+    if suf in (".txt", ".coords", ".dat"):
+        return "shrec"
+    raise InputError(f"{path}: cannot tell the picks format from the extension {suf!r}; "
+                     "pass --pred-format csv|star|shrec")
+
+
+_COORD_ALIASES = {
+    "x": ("x", "rlncoordinatex", "coord_x", "x_voxel", "x_vox"),
+    "y": ("y", "rlncoordinatey", "coord_y", "y_voxel", "y_vox"),
+    "z": ("z", "rlncoordinatez", "coord_z", "z_voxel", "z_vox"),
+}
+_NAME_ALIASES = ("class_name", "class", "pdb", "pdb_id", "label", "rlnclassname")
+_ID_ALIASES = ("class_id", "rlnclassnumber", "class_number")
+
+
+def _table_from_frame(df, source: str):
+    """(points_xyz (P,3), class_names or None, class_ids or None) from a picks DataFrame."""
+    import numpy as np
+    import pandas as pd
+
+    from ..errors import InputError
+
+    cols = {str(c).strip().lower().lstrip("_"): c for c in df.columns}
+    xyz = []
+    for ax, aliases in _COORD_ALIASES.items():
+        hit = next((cols[a] for a in aliases if a in cols), None)
+        if hit is None:
+            raise InputError(f"{source}: no {ax} column (need x, y, z; has {', '.join(map(str, df.columns))})")
+        vals = pd.to_numeric(df[hit], errors="coerce").to_numpy(dtype=np.float64)
+        if not np.isfinite(vals).all():
+            i = int(np.argmax(~np.isfinite(vals)))
+            raise InputError(f"{source}: row {i + 1}: column {hit} is not a finite number ({df[hit].iloc[i]!r})")
+        xyz.append(vals)
+    names = ids = None
+    name_col = next((cols[a] for a in _NAME_ALIASES if a in cols), None)
+    id_col = next((cols[a] for a in _ID_ALIASES if a in cols), None)
+    if name_col is not None:
+        names = [str(v).strip() for v in df[name_col].tolist()]
+    if id_col is not None:
+        vals = pd.to_numeric(df[id_col], errors="coerce").to_numpy(dtype=np.float64)
+        if not np.isfinite(vals).all() or (vals != np.round(vals)).any():
+            i = int(np.argmax(~np.isfinite(vals) | (vals != np.round(vals))))
+            raise InputError(f"{source}: row {i + 1}: {id_col} is not an integer class id ({df[id_col].iloc[i]!r})")
+        ids = vals.astype(np.int64).tolist()
+    return np.stack(xyz, axis=1), names, ids
+
+
+def read_picks(path, fmt: str = "auto"):
+    """Picks as ``(points_xyz (P, 3) float, class_names | None, class_ids | None)``."""
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from ..errors import InputError
+    from ..io import iter_lines
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: picks file not found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, expected a picks file")
+    fmt = _pick_format(p, fmt)
+    if fmt == "csv":
+        try:
+            df = pd.read_csv(p, sep=None, engine="python", comment="#")
+        except pd.errors.EmptyDataError:
+            raise InputError(f"{p}: picks file is empty") from None
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(f"{p}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        return _table_from_frame(df, str(p))
+    if fmt == "star":
+        try:
+            import starfile
+
+            data = starfile.read(p, always_dict=True)
+        except Exception as exc:  # starfile raises many kinds on bad files
+            raise InputError(f"{p}: not a readable STAR file ({type(exc).__name__}: {exc})") from None
+        frames = [d for d in data.values() if isinstance(d, pd.DataFrame)]
+        frame = next((d for d in frames if any(str(c).lower() == "rlncoordinatex" for c in d.columns)), None)
+        if frame is None:
+            raise InputError(f"{p}: no STAR block with rlnCoordinateX/Y/Z")
+        return _table_from_frame(frame, str(p))
+    # SHREC: "CLASS x y z [...]" a line, whitespace separated
+    pts, names = [], []
+    for i, line in iter_lines(p):
+        s = line.split("#", 1)[0].strip()
+        if not s:
+            continue
+        parts = s.split()
+        if len(parts) < 4:
+            raise InputError(f"{p}: line {i}: expected 'CLASS x y z', got {line.strip()!r}")
+        try:
+            xyz = [float(v) for v in parts[1:4]]
+        except ValueError:
+            raise InputError(f"{p}: line {i}: x y z are not numbers: {line.strip()!r}") from None
+        if not np.isfinite(xyz).all():
+            raise InputError(f"{p}: line {i}: x y z are not finite: {line.strip()!r}")
+        pts.append(xyz)
+        names.append(parts[0])
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 3), names, None
+
+
+def read_truth(path):
+    """Truth table -> (particle_ids, points_xyz, class labels | None, {class_id: label})."""
+    import numpy as np
+
+    from ..errors import InputError
+    from ..particles import read_particles
+
+    df = read_particles(path)
+    cols = set(df.columns)
+    for c in ("x", "y", "z"):
+        if c not in cols:
+            raise InputError(f"{path}: truth table has no {c} column")
+    n = len(df)
+    if n == 0:
+        raise InputError(f"{path}: truth table has no particles")
+    if "particle_id" in cols:
+        ids = np.asarray(df["particle_id"], dtype=np.float64)
+        if not np.isfinite(ids).all():
+            raise InputError(f"{path}: particle_id has missing values")
+        ids = ids.astype(np.int64)
+    else:  # SHREC: the occupancy id is the 1-based line number
+        ids = np.arange(1, n + 1, dtype=np.int64)
+    pts = df[["x", "y", "z"]].to_numpy(dtype=np.float64)
+    labels = None
+    id_to_label: dict[int, str] = {}
+    has_name = "class_name" in cols and df["class_name"].notna().all() and (df["class_name"].astype(str) != "").all()
+    has_id = "class_id" in cols and df["class_id"].notna().all()
+    if has_name:
+        labels = [str(v) for v in df["class_name"]]
+    elif has_id:
+        labels = [str(int(v)) for v in df["class_id"]]
+    if has_id and labels is not None:
+        for cid, lab in zip(df["class_id"], labels):
+            id_to_label.setdefault(int(cid), lab)
+    return ids, pts, labels, id_to_label
+
+
+def _pick_labels(names, ids, truth_labels, id_to_label):
+    """Map pick classes onto the truth's spelling (names case-insensitively; ids via the truth's id->name)."""
+    if truth_labels is None:
+        return None
+    if names is not None:
+        by_upper = {t.upper(): t for t in truth_labels}
+        return [by_upper.get(n.upper(), n) for n in names]
+    if ids is not None:
+        return [id_to_label.get(int(i), str(int(i))) for i in ids]
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..errors import InputError
+    from ..evaluate import evaluate_picks, unbin_coordinates
+    from ..io import read_volume
+    from ..provenance import build_record, _jsonable
+    from ._common import Step, check_not_same, info
+
+    out = Path(args.output)
+    conf = Path(args.confusion) if args.confusion else out.with_name(out.stem + "_confusion.csv")
+    if args.pred_bin <= 0:
+        raise InputError(f"--pred-bin {args.pred_bin:g}: must be positive")
+    if out.suffix.lower() != ".json":
+        raise InputError(f"--output {out}: expected a .json file name")
+    if conf.resolve() == out.resolve():
+        raise InputError(f"--confusion {conf}: same path as --output")
+    check_not_same([args.truth, args.occupancy, args.pred], [out, conf])
+
+    ids, truth_xyz, truth_labels, id_to_label = read_truth(args.truth)
+    pts_xyz, names, cids = read_picks(args.pred, args.pred_format)
+    occ = read_volume(args.occupancy, what="occupancy mask").data
+    if pts_xyz.shape[0] == 0:
+        raise InputError(f"{args.pred}: no picks")
+
+    xyz = np.empty_like(pts_xyz)
+    xyz[:, 0] = unbin_coordinates(pts_xyz[:, 0], args.pred_bin)
+    xyz[:, 1] = unbin_coordinates(pts_xyz[:, 1], args.pred_bin)
+    xyz[:, 2] = unbin_coordinates(pts_xyz[:, 2], args.pred_bin, offset=args.pred_z_offset)
+    pick_labels = _pick_labels(names, cids, truth_labels, id_to_label)
+
+    try:
+        ev = evaluate_picks(occ, ids, xyz[:, ::-1], truth_classes=truth_labels, truth_zyx=truth_xyz[:, ::-1],
+                            pick_classes=pick_labels, exclude_classes=args.exclude_class,
+                            dilate=not args.no_dilation, clip=args.clip, source=str(args.pred))
+    except InputError as exc:
+        msg = str(exc)
+        if msg.startswith(str(args.pred)):
+            raise
+        raise InputError(f"{args.occupancy}: {msg}") from None
+
+    with Step("evaluate", args, inputs=[args.truth, args.occupancy, args.pred]) as st:
+        body = {
+            "rules": "SHREC 2021: hit = pick inside the occupancy region of a particle dilated by one voxel; "
+                     "precision = particles found / picks; recall = particles found / particles; "
+                     "class of a particle = class of its first pick",
+            "pred_bin": args.pred_bin,
+            "pred_z_offset": args.pred_z_offset,
+            "excluded_classes": list(args.exclude_class),
+            **ev.to_dict(),
+            "confusion_csv": str(conf) if ev.confusion is not None else None,
+        }
+        body["provenance"] = build_record(step="evaluate", parameters=st.params(), inputs=st.inputs,
+                                          seed=None, started=st.t0)
+        st.path(out).write_text(json.dumps(_jsonable(body), indent=2) + "\n")
+        if ev.confusion is not None:
+            st.path(conf).write_text(ev.confusion_csv())
+    loc = ev.localisation
+    cls = ev.classification
+    msg = (f"localisation P={loc['precision']:.3f} R={loc['recall']:.3f} F1={loc['f1']:.3f} "
+           f"({loc['true_positives']}/{loc['n_particles']} found, {loc['n_picks']} picks, "
+           f"{loc['n_duplicates']} duplicates)")
+    if cls is not None:
+        msg += f"; classification macro F1={cls['macro_f1']:.3f}"
+    elif truth_labels is not None:
+        msg += "; picks carry no class (class_name / class_id): no classification scores"
+    info(args, msg)
+    return 0

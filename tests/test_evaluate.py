@@ -1,0 +1,260 @@
+"""faket.evaluate / faket evaluate: SHREC 2021-style scoring of picks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import write_mrc
+from faket.errors import InputError
+from faket.evaluate import dilate_occupancy, evaluate_picks, unbin_coordinates
+
+SHAPE = (24, 40, 40)  # Z, Y, X
+# particle_id, class, centre (z, y, x), radius
+PARTICLES = [
+    (1, "1BXN", (6, 8, 8), 3),
+    (2, "3QM1", (6, 30, 10), 2),
+    (3, "1BXN", (16, 10, 30), 3),
+    (4, "5MRC", (16, 28, 28), 4),
+]
+
+
+def make_occupancy():
+    z, y, x = np.meshgrid(*(np.arange(n) for n in SHAPE), indexing="ij")
+    occ = np.zeros(SHAPE, np.int64)
+    for pid, _, (cz, cy, cx), r in PARTICLES:
+        occ[(z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= r * r] = pid
+    return occ
+
+
+def truth():
+    ids = np.array([p[0] for p in PARTICLES])
+    cls = [p[1] for p in PARTICLES]
+    zyx = np.array([p[2] for p in PARTICLES], float)
+    return ids, cls, zyx
+
+
+def test_perfect_picks_f1_one():
+    occ = make_occupancy()
+    ids, cls, zyx = truth()
+    ev = evaluate_picks(occ, ids, zyx, truth_classes=cls, truth_zyx=zyx, pick_classes=cls)
+    loc = ev.localisation
+    assert (loc["precision"], loc["recall"], loc["f1"]) == (1.0, 1.0, 1.0)
+    assert loc["true_positives"] == 4 and loc["false_positives"] == 0 and loc["n_duplicates"] == 0
+    assert loc["mean_distance_voxels"] == 0.0
+    assert ev.classification["macro_f1"] == 1.0
+    for c in set(cls):
+        assert ev.classification["per_class"][c]["f1"] == 1.0
+    # confusion matrix: diagonal over particles, no background row entries
+    assert ev.confusion.sum() == 4
+    assert np.trace(ev.confusion[:3, :3]) == 4
+
+
+def test_picks_outside_all_particles_give_zero():
+    occ = make_occupancy()
+    ids, cls, zyx = truth()
+    # move every pick to a background voxel well away from all particles (beyond the 1-voxel dilation)
+    bg = np.array([[20, 2, 2], [2, 38, 38], [22, 38, 2], [2, 2, 38]], float)
+    assert (dilate_occupancy(occ)[tuple(bg.astype(int).T)] == 0).all()
+    ev = evaluate_picks(occ, ids, bg, truth_classes=cls, pick_classes=cls)
+    loc = ev.localisation
+    assert loc["true_positives"] == 0 and loc["false_positives"] == 4
+    assert (loc["precision"], loc["recall"], loc["f1"]) == (0.0, 0.0, 0.0)
+    assert ev.classification["macro_f1"] == 0.0
+    # all particles predicted "background"; the 4 false positives fill the background row
+    assert ev.confusion[:-1, -1].sum() == 4
+    assert ev.confusion[-1].sum() == 4
+
+
+def test_half_the_particles_recall_half():
+    occ = make_occupancy()
+    ids, cls, zyx = truth()
+    ev = evaluate_picks(occ, ids, zyx[:2], truth_classes=cls, pick_classes=cls[:2])
+    loc = ev.localisation
+    assert loc["recall"] == 0.5 and loc["precision"] == 1.0
+    assert loc["f1"] == pytest.approx(2 * 0.5 / 1.5)
+    assert loc["false_negatives"] == 2
+
+
+def test_wrong_class_is_localisation_hit_classification_miss():
+    occ = make_occupancy()
+    ids, cls, zyx = truth()
+    picks_cls = list(cls)
+    picks_cls[3] = "1BXN"  # 5MRC particle called 1BXN
+    ev = evaluate_picks(occ, ids, zyx, truth_classes=cls, pick_classes=picks_cls)
+    assert ev.localisation["f1"] == 1.0
+    pc = ev.classification["per_class"]
+    assert pc["5MRC"]["recall"] == 0.0 and pc["5MRC"]["f1"] == 0.0
+    assert pc["1BXN"]["recall"] == 1.0 and pc["1BXN"]["precision"] == pytest.approx(2 / 3)
+    assert pc["3QM1"]["f1"] == 1.0
+    assert ev.classification["n_correct"] == 3
+    lt, lp = ev.confusion_labels_true, ev.confusion_labels_pred
+    assert ev.confusion[lt.index("5MRC"), lp.index("1BXN")] == 1
+
+
+def test_duplicates_counted_and_lower_precision_only():
+    occ = make_occupancy()
+    ids, cls, zyx = truth()
+    picks = np.concatenate([zyx, zyx[[0]] + [0, 1, 0], zyx[[0]] + [0, -1, 1], zyx[[2]]])
+    pcls = cls + ["3QM1", "1BXN", "1BXN"]  # duplicates' classes do not change the first assignment
+    ev = evaluate_picks(occ, ids, picks, truth_classes=cls, pick_classes=pcls)
+    loc = ev.localisation
+    assert loc["n_picks"] == 7 and loc["n_hits"] == 7
+    assert loc["n_duplicates"] == 3 and loc["n_particles_with_multiple_picks"] == 2
+    assert loc["recall"] == 1.0 and loc["precision"] == pytest.approx(4 / 7)
+    assert ev.classification["macro_f1"] == 1.0
+    np.testing.assert_array_equal(ev.particle_hits, [3, 1, 2, 1])
+
+
+def test_dilation_by_one_voxel_like_shrec():
+    occ = make_occupancy()
+    ids, cls, zyx = truth()
+    # particle 1 (radius 3 at x=8): x = 12 is one voxel beyond its surface (x = 11)
+    just_out = np.array([[6, 8, 12.0]])
+    two_out = np.array([[6, 8, 13.0]])
+    diag = np.array([[6, 12, 11.0]])  # diagonal neighbour of surface voxel (6, 11, 11)? not in the cross
+    assert occ[6, 8, 11] == 1 and occ[6, 8, 12] == 0
+    assert evaluate_picks(occ, ids, just_out).localisation["true_positives"] == 1
+    assert evaluate_picks(occ, ids, two_out).localisation["true_positives"] == 0
+    assert evaluate_picks(occ, ids, just_out, dilate=False).localisation["true_positives"] == 0
+    d = dilate_occupancy(occ)
+    z, y, x = diag[0].astype(int)
+    expect = int(max(occ[z, y, x], *(occ[z + a, y + b, x + c] for a, b, c in
+                                     [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)])))
+    assert d[z, y, x] == expect
+
+
+def test_rounding_and_bounds():
+    occ = make_occupancy()
+    ids, _, zyx = truth()
+    # 0.4 voxel off still rounds onto the centre voxel
+    assert evaluate_picks(occ, ids, zyx + 0.4).localisation["recall"] == 1.0
+    with pytest.raises(InputError, match="outside"):
+        evaluate_picks(occ, ids, [[0, 0, 40.2]])
+    ev = evaluate_picks(occ, ids, [[0, 0, 40.2]], clip=True)
+    assert ev.localisation["n_picks_clipped"] == 1
+
+
+def test_exclude_class():
+    occ = make_occupancy()
+    ids, cls, zyx = truth()
+    ev = evaluate_picks(occ, ids, zyx, truth_classes=cls, pick_classes=cls, exclude_classes=["5mrc"])
+    loc = ev.localisation
+    assert loc["n_particles"] == 3 and loc["n_picks"] == 3 and loc["n_picks_dropped_excluded"] == 1
+    assert loc["f1"] == 1.0
+    assert "5MRC" not in ev.classification["per_class"]
+
+
+def test_unbin_coordinates_matches_geometry():
+    # original voxels 8..11 form binned voxel 2 at B=4: its centre 9.5 = 2*4 + 1.5
+    assert unbin_coordinates(2, 4) == 9.5
+    assert unbin_coordinates(2, 4) == np.arange(8, 12).mean()
+    # Z-cropped at a = 10, binned by 2: binned z 3 covers original 16, 17 -> centre 16.5
+    assert unbin_coordinates(3, 2, offset=10) == 16.5
+    assert unbin_coordinates(7, 1) == 7.0
+
+
+def test_mask_id_missing_from_truth_is_an_error():
+    occ = make_occupancy()
+    ids, _, zyx = truth()
+    with pytest.raises(InputError, match="not in the truth table"):
+        evaluate_picks(occ, ids[:3], zyx)
+
+
+# --------------------------------------------------------------------------------------------------
+# command line
+
+
+def write_truth_csv(path):
+    lines = ["particle_id,class_id,class_name,x,y,z,rot,tilt,psi"]
+    cid = {"1BXN": 1, "3QM1": 2, "5MRC": 3}
+    for pid, c, (z, y, x), _ in PARTICLES:
+        lines.append(f"{pid},{cid[c]},{c},{x},{y},{z},0,0,0")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    pytest.importorskip("faket.particles", reason="faket.particles (read_particles) not available yet")
+    occ = write_mrc(tmp_path / "occupancy_mask.mrc", make_occupancy().astype(np.float32))
+    tr = write_truth_csv(tmp_path / "particles.csv")
+    return tmp_path, tr, occ
+
+
+def test_cli_perfect_picks_and_outputs(labelled, run_cli):
+    d, tr, occ = labelled
+    picks = d / "picks.csv"
+    picks.write_text("x,y,z,class_name\n" + "".join(f"{x},{y},{z},{c.lower()}\n"
+                                                     for _, c, (z, y, x), _ in PARTICLES))
+    out = d / "res" / "metrics.json"
+    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "-o", out, "-q")
+    assert rc == 0, err
+    m = json.loads(out.read_text())
+    assert m["localisation"]["f1"] == 1.0
+    assert m["classification"]["macro_f1"] == 1.0
+    assert m["provenance"]["faket_step"] == "evaluate"
+    conf = (d / "res" / "metrics_confusion.csv").read_text().splitlines()
+    header = conf[0].split(",")
+    assert header[1:] == ["1BXN", "3QM1", "5MRC", "background"]
+    assert conf[1].split(",") == ["1BXN", "2", "0", "0", "0"]
+    assert conf[-1].split(",")[0] == "background"
+
+
+def test_cli_binned_shrec_txt_and_class_ids(labelled, run_cli):
+    d, tr, occ = labelled
+    b, a = 2, 4  # picks from a tomogram Z-cropped at 4 and binned by 2
+    lines = []
+    for _, c, (z, y, x), _ in PARTICLES:
+        lines.append(f"{c} {(x - (b - 1) / 2) / b} {(y - (b - 1) / 2) / b} {(z - a - (b - 1) / 2) / b} 0 0 0")
+    picks = d / "picks.txt"
+    picks.write_text("\n".join(lines) + "\n")
+    out = d / "m.json"
+    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "--pred-bin", b,
+                         "--pred-z-offset", a, "-o", out, "--confusion", d / "c.csv", "-q")
+    assert rc == 0, err
+    m = json.loads(out.read_text())
+    assert m["localisation"]["f1"] == 1.0 and m["localisation"]["mean_distance_voxels"] == pytest.approx(0.0)
+    assert (d / "c.csv").exists()
+    # without the binning the same picks land elsewhere
+    rc, _, _ = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "-o", d / "m2.json", "-q")
+    assert rc == 0
+    assert json.loads((d / "m2.json").read_text())["localisation"]["f1"] < 0.5
+
+    # CSV with class ids only (mapped through the truth's class_id -> class_name)
+    p2 = d / "ids.csv"
+    p2.write_text("x,y,z,class_id\n" + "".join(f"{x},{y},{z},{cid}\n" for cid, (_, _, (z, y, x), _)
+                                               in zip([1, 2, 1, 1], PARTICLES)))
+    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", p2, "-o", d / "m3.json", "-q")
+    assert rc == 0, err
+    m3 = json.loads((d / "m3.json").read_text())
+    assert m3["localisation"]["f1"] == 1.0
+    assert m3["classification"]["per_class"]["5MRC"]["recall"] == 0.0
+    assert m3["classification"]["n_correct"] == 3
+
+
+@pytest.mark.parametrize("case", ["missing_column", "missing_file", "outside", "bad_number", "no_truth"])
+def test_cli_bad_input_exit_2_nothing_written(labelled, run_cli, case):
+    d, tr, occ = labelled
+    picks = d / "picks.csv"
+    if case == "missing_column":
+        picks.write_text("x,y,class_name\n1,2,1BXN\n")
+    elif case == "outside":
+        picks.write_text("x,y,z\n8,8,6\n8,8,60\n")
+    elif case == "bad_number":
+        picks.write_text("x,y,z\n8,8,abc\n")
+    elif case == "missing_file":
+        picks = d / "nope.csv"
+    else:
+        picks.write_text("x,y,z\n8,8,6\n")
+        tr = d / "no_particles.csv"
+    out = d / "out" / "metrics.json"
+    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "-o", out)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("faket evaluate: error:")
+    assert str(picks if case != "no_truth" else tr) in lines[0]
+    assert not out.exists() and not (d / "out" / "metrics_confusion.csv").exists()
+    assert not (d / "out").exists() or not any((d / "out").iterdir())
