@@ -235,6 +235,20 @@ def test_cli_binned_shrec_txt_and_class_ids(labelled, run_cli):
     assert m3["classification"]["n_correct"] == 3
 
 
+def test_cli_star_picks(labelled, run_cli):
+    d, tr, occ = labelled
+    rows = "".join(f"{x} {y} {z} {cid}\n" for cid, (_, _, (z, y, x), _) in zip([1, 2, 3, 3], PARTICLES))
+    star = d / "picks.star"
+    star.write_text("data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnCoordinateZ #3\n"
+                    "_rlnClassNumber #4\n" + rows)
+    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "-o", d / "s.json", "-q")
+    assert rc == 0, err
+    m = json.loads((d / "s.json").read_text())
+    assert m["localisation"]["f1"] == 1.0
+    pc = m["classification"]["per_class"]
+    assert pc["1BXN"]["recall"] == 0.5 and pc["5MRC"]["precision"] == 0.5 and pc["3QM1"]["f1"] == 1.0
+
+
 @pytest.mark.parametrize("case", ["missing_column", "missing_file", "outside", "bad_number", "no_truth"])
 def test_cli_bad_input_exit_2_nothing_written(labelled, run_cli, case):
     d, tr, occ = labelled

@@ -41,6 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="picks are in a tomogram binned by B relative to the mask (default: 1)")
     g.add_argument("--pred-z-offset", type=float, default=0.0, metavar="A",
                    help="picked tomogram starts at mask z index A (Z-cropped), before binning (default: 0)")
+    g.add_argument("--pred-voxel-size", type=float, metavar="A",
+                   help="voxel size (A) of the picked tomogram, for RELION 5 centred STAR picks")
+    g.add_argument("--pred-box", metavar="Z,Y,X",
+                   help="size (voxels) of the picked tomogram, for RELION 5 centred STAR picks")
+    g.add_argument("--voxel-size", type=float, metavar="A",
+                   help="voxel size (A) of the mask grid, for a RELION 5 STAR truth table "
+                        "(default: the occupancy mask header)")
     g.add_argument("--exclude-class", action="append", default=[], metavar="NAME",
                    help="leave this class out of the scores (repeatable; SHREC 2021 left out 4V94 and vesicle)")
     g.add_argument("--clip", action="store_true",
@@ -117,8 +124,11 @@ def _table_from_frame(df, source: str):
     return np.stack(xyz, axis=1), names, ids
 
 
-def read_picks(path, fmt: str = "auto"):
-    """Picks as ``(points_xyz (P, 3) float, class_names | None, class_ids | None)``."""
+def read_picks(path, fmt: str = "auto", *, voxel_size_a=None, box_zyx=None):
+    """Picks as ``(points_xyz (P, 3) float, class_names | None, class_ids | None)``.
+
+    ``voxel_size_a`` / ``box_zyx`` (of the picked tomogram) are needed for RELION 5 centred STAR coordinates.
+    """
     from pathlib import Path
 
     import numpy as np
@@ -142,17 +152,25 @@ def read_picks(path, fmt: str = "auto"):
             raise InputError(f"{p}: not a readable CSV ({str(exc).splitlines()[0]})") from None
         return _table_from_frame(df, str(p))
     if fmt == "star":
-        try:
-            import starfile
+        from ..particles import read_particles
 
-            data = starfile.read(p, always_dict=True)
-        except Exception as exc:  # starfile raises many kinds on bad files
-            raise InputError(f"{p}: not a readable STAR file ({type(exc).__name__}: {exc})") from None
-        frames = [d for d in data.values() if isinstance(d, pd.DataFrame)]
-        frame = next((d for d in frames if any(str(c).lower() == "rlncoordinatex" for c in d.columns)), None)
-        if frame is None:
-            raise InputError(f"{p}: no STAR block with rlnCoordinateX/Y/Z")
-        return _table_from_frame(frame, str(p))
+        text = p.read_text(errors="replace")
+        if "rlnCenteredCoordinateXAngst" in text:
+            if box_zyx is None:
+                raise InputError(f"{p}: RELION 5 centred coordinates need the picked tomogram's size: "
+                                 "pass --pred-box Z,Y,X (voxels)")
+            if voxel_size_a is None and "rlnTomoTiltSeriesPixelSize" not in text:
+                raise InputError(f"{p}: RELION 5 centred coordinates need the picked tomogram's voxel size: "
+                                 "pass --pred-voxel-size A")
+        df = read_particles(p, voxel_size_a=voxel_size_a, box_zyx=box_zyx)
+        pts = df[["x", "y", "z"]].to_numpy(dtype=np.float64)
+        names = [str(v) for v in df["class_name"]]
+        ids = [int(v) for v in df["class_id"]]
+        if all(n == f"class{i}" for n, i in zip(names, ids)):
+            return pts, None, ids          # only rlnClassNumber: compare class ids
+        if all(n == "particle" for n in names) and "rlnClassNumber" not in text:
+            return pts, None, None         # no class at all
+        return pts, names, None
     # SHREC: "CLASS x y z [...]" a line, whitespace separated
     pts, names = [], []
     for i, line in iter_lines(p):
@@ -173,40 +191,20 @@ def read_picks(path, fmt: str = "auto"):
     return np.asarray(pts, dtype=np.float64).reshape(-1, 3), names, None
 
 
-def read_truth(path):
-    """Truth table -> (particle_ids, points_xyz, class labels | None, {class_id: label})."""
+def read_truth(path, *, voxel_size_a=None, box_zyx=None):
+    """Truth table -> (particle_ids, points_xyz, class labels, {class_id: label})."""
     import numpy as np
 
     from ..errors import InputError
     from ..particles import read_particles
 
-    df = read_particles(path)
-    cols = set(df.columns)
-    for c in ("x", "y", "z"):
-        if c not in cols:
-            raise InputError(f"{path}: truth table has no {c} column")
-    n = len(df)
-    if n == 0:
+    df = read_particles(path, voxel_size_a=voxel_size_a, box_zyx=box_zyx)
+    if len(df) == 0:
         raise InputError(f"{path}: truth table has no particles")
-    if "particle_id" in cols:
-        ids = np.asarray(df["particle_id"], dtype=np.float64)
-        if not np.isfinite(ids).all():
-            raise InputError(f"{path}: particle_id has missing values")
-        ids = ids.astype(np.int64)
-    else:  # SHREC: the occupancy id is the 1-based line number
-        ids = np.arange(1, n + 1, dtype=np.int64)
+    ids = df["particle_id"].to_numpy(dtype=np.int64)
     pts = df[["x", "y", "z"]].to_numpy(dtype=np.float64)
-    labels = None
-    id_to_label: dict[int, str] = {}
-    has_name = "class_name" in cols and df["class_name"].notna().all() and (df["class_name"].astype(str) != "").all()
-    has_id = "class_id" in cols and df["class_id"].notna().all()
-    if has_name:
-        labels = [str(v) for v in df["class_name"]]
-    elif has_id:
-        labels = [str(int(v)) for v in df["class_id"]]
-    if has_id and labels is not None:
-        for cid, lab in zip(df["class_id"], labels):
-            id_to_label.setdefault(int(cid), lab)
+    labels = [str(v) for v in df["class_name"]]
+    id_to_label = {int(c): str(n) for c, n in zip(df["class_id"], df["class_name"])}
     return ids, pts, labels, id_to_label
 
 
@@ -247,9 +245,19 @@ def run(args) -> int:
         raise InputError(f"--confusion {conf}: same path as --output")
     check_not_same([args.truth, args.occupancy, args.pred], [out, conf])
 
-    ids, truth_xyz, truth_labels, id_to_label = read_truth(args.truth)
-    pts_xyz, names, cids = read_picks(args.pred, args.pred_format)
-    occ = read_volume(args.occupancy, what="occupancy mask").data
+    pred_box = None
+    if args.pred_box:
+        try:
+            pred_box = tuple(int(v) for v in args.pred_box.replace("x", ",").split(","))
+            assert len(pred_box) == 3 and min(pred_box) > 0
+        except (ValueError, AssertionError):
+            raise InputError(f"--pred-box {args.pred_box}: expected Z,Y,X positive integers") from None
+    occ_m = read_volume(args.occupancy, what="occupancy mask")
+    occ = occ_m.data
+    vs = args.voxel_size if args.voxel_size is not None else occ_m.voxel_size_a
+    ids, truth_xyz, truth_labels, id_to_label = read_truth(args.truth, voxel_size_a=vs, box_zyx=occ.shape)
+    pts_xyz, names, cids = read_picks(args.pred, args.pred_format, voxel_size_a=args.pred_voxel_size,
+                                      box_zyx=pred_box)
     if pts_xyz.shape[0] == 0:
         raise InputError(f"{args.pred}: no picks")
 
