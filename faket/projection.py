@@ -37,9 +37,17 @@ __all__ = ["project", "backproject", "reconstruct", "ramp_filter", "filter_proje
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hann", "none")
 
-# Y-rows handled by one inner kernel call: small enough that one XZ plane of a chunk and the
-# accumulators stay in cache, large enough to vectorise.
-_CHUNK_LANES = 16
+# Y-rows handled together by one thread (the vectorised inner loop): large enough to amortise the
+# index arithmetic, small enough that one XZ plane of a chunk stays in L1/L2. 64 measured best here
+# (256^3, 61 tilts: 16 lanes 0.37 s, 32 0.23 s, 64 0.19 s).
+_CHUNK_LANES = 64
+
+
+def _lanes_for(n_y: int) -> int:
+    """Lanes per chunk: ``_CHUNK_LANES``, fewer for thin volumes so that both cores get a chunk."""
+    if n_y >= 2 * _CHUNK_LANES:
+        return _CHUNK_LANES
+    return max(8, -(-n_y // 16) * 8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,15 +184,15 @@ def _y_blocks(n_y: int, rows_per_block: int):
 
 
 def _to_lanes(a: np.ndarray, lanes: int) -> tuple[np.ndarray, int]:
-    """``(..., Yb)`` -> ``(C, ..., lanes)`` contiguous, zero-padded in Y."""
-    n = a.shape[-1]
+    """``(A, Yb, B)`` view -> ``(C, A, B, lanes)`` contiguous float32 (Y split into chunks of ``lanes``,
+    zero-padded), written in one pass with no intermediate copy."""
+    n_a, n, n_b = a.shape
     n_c = -(-n // lanes)
-    pad = n_c * lanes - n
-    if pad:
-        a = np.concatenate([a, np.zeros(a.shape[:-1] + (pad,), a.dtype)], axis=-1)
-    a = a.reshape(a.shape[:-1] + (n_c, lanes))
-    a = np.moveaxis(a, -2, 0)
-    return np.ascontiguousarray(a, dtype=np.float32), n
+    out = np.zeros((n_c, n_a, n_b, lanes), np.float32)
+    for c in range(n_c):
+        y0, y1 = c * lanes, min(n, (c + 1) * lanes)
+        out[c, :, :, : y1 - y0] = a[:, y0:y1, :].transpose(0, 2, 1)
+    return out, n
 
 
 def _from_lanes(a: np.ndarray, n: int) -> np.ndarray:
@@ -194,10 +202,10 @@ def _from_lanes(a: np.ndarray, n: int) -> np.ndarray:
     return a[..., :n]
 
 
-def _default_rows(n_other: int, budget_bytes: int = 128 << 20) -> int:
+def _default_rows(n_other: int, lanes: int, budget_bytes: int = 128 << 20) -> int:
     """Y rows per block so that a block of ``n_other`` floats per row stays within the budget."""
-    rows = max(_CHUNK_LANES, budget_bytes // max(1, 4 * n_other))
-    return int(rows // _CHUNK_LANES * _CHUNK_LANES) or _CHUNK_LANES
+    rows = max(lanes, budget_bytes // max(1, 4 * n_other))
+    return int(rows // lanes * lanes) or lanes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,17 +246,17 @@ def project(volume: np.ndarray, angles_deg: Sequence[float], *, detector_width: 
     th = np.deg2rad(a)
     cos_t, sin_t = np.cos(th), np.sin(th)
     out = np.empty((a.size, n_y, n_u), dtype=np.float32)
-    rows = int(chunk_y) if chunk_y else _default_rows(n_z * n_x + a.size * n_u)
+    lanes = _lanes_for(n_y if not chunk_y else min(n_y, int(chunk_y)))
+    rows = int(chunk_y) if chunk_y else _default_rows(n_z * n_x + a.size * n_u, lanes)
     if rows < 1:
         raise InputError(f"--chunk-y {chunk_y}: must be at least 1")
     cu, cx, cz = (n_u - 1) / 2.0, (n_x - 1) / 2.0, (n_z - 1) / 2.0
     if _use_numba(device, backend):
         k = _numba_kernels()
         for y0, y1 in _y_blocks(n_y, rows):
-            blk = np.ascontiguousarray(vol[:, y0:y1, :], dtype=np.float32).transpose(0, 2, 1)  # (Z,X,Yb)
-            lanes, n = _to_lanes(blk, _CHUNK_LANES)  # (C, Z, X, L)
-            acc = np.zeros((lanes.shape[0], a.size, n_u, _CHUNK_LANES), np.float32)
-            k["project"](lanes, cos_t, sin_t, n_u, cu, cx, cz, acc)
+            blk_l, n = _to_lanes(vol[:, y0:y1, :], lanes)  # (C, Z, X, L)
+            acc = np.zeros((blk_l.shape[0], a.size, n_u, lanes), np.float32)
+            k["project"](blk_l, cos_t, sin_t, n_u, cu, cx, cz, acc)
             out[:, y0:y1, :] = _from_lanes(acc, n).transpose(0, 2, 1)  # (T,U,Yb) -> (T,Yb,U)
             if progress:
                 progress(y1 - y0)
@@ -404,14 +412,14 @@ def backproject(tilts: np.ndarray, angles_deg: Sequence[float], z_offsets: np.nd
     z_off = np.asarray(z_offsets, dtype=np.float64)
     n_zo = z_off.size
     out = np.empty((n_zo, n_y, n_x), dtype=np.float32)
-    rows = int(chunk_y) if chunk_y else _default_rows(t_n * n_u + n_zo * n_x)
+    lanes = _lanes_for(n_y if not chunk_y else min(n_y, int(chunk_y)))
+    rows = int(chunk_y) if chunk_y else _default_rows(t_n * n_u + n_zo * n_x, lanes)
     if _use_numba(device, backend):
         k = _numba_kernels()
         for y0, y1 in _y_blocks(n_y, rows):
-            blk = np.ascontiguousarray(tilts[:, y0:y1, :], dtype=np.float32).transpose(0, 2, 1)  # (T,U,Yb)
-            lanes, n = _to_lanes(blk, _CHUNK_LANES)
-            acc = np.zeros((lanes.shape[0], n_zo, n_x, _CHUNK_LANES), np.float32)
-            k["backproject"](lanes, cos_t, sin_t, w, n_x, z_off, cu, cx, acc)
+            blk_l, n = _to_lanes(tilts[:, y0:y1, :], lanes)  # (C, T, U, L)
+            acc = np.zeros((blk_l.shape[0], n_zo, n_x, lanes), np.float32)
+            k["backproject"](blk_l, cos_t, sin_t, w, n_x, z_off, cu, cx, acc)
             out[:, y0:y1, :] = _from_lanes(acc, n).transpose(0, 2, 1)
             if progress:
                 progress(y1 - y0)
