@@ -136,3 +136,90 @@ def test_trailing_samples_dropped_and_bad_input():
         bin_label_mask(m * 0.5, 2)
     with pytest.raises(InputError, match="differs"):
         bin_masks(m, m[:4], 2)
+
+
+def _write_layout(folder, cls, occ, centres, voxel=10.0):
+    import pandas as pd
+
+    from faket.io import write_mrc
+    from faket.particles import write_particles_csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_mrc(folder / "class_mask.mrc", cls.astype(np.float32), voxel)
+    write_mrc(folder / "occupancy_mask.mrc", occ.astype(np.float32), voxel)
+    ids = np.arange(1, len(centres) + 1)
+    cids = 1 + ids % 3
+    df = pd.DataFrame({"particle_id": ids, "class_id": cids, "class_name": [f"c{c}" for c in cids],
+                       "x": centres[:, 2], "y": centres[:, 1], "z": centres[:, 0],
+                       "rot": 10.0, "tilt": 20.0, "psi": 30.0})
+    write_particles_csv(df, folder / "particles.csv")
+    return df
+
+
+def test_cli_writes_consistent_masks_and_lists(tmp_path):
+    import json
+
+    from faket.cli import main
+    from faket.io import read_mrc
+    from faket.particles import read_particles
+
+    rng = np.random.default_rng(11)
+    shape = (36, 40, 44)
+    cls, occ, centres = _cubes_layout(shape, 3, 50, rng)
+    df = _write_layout(tmp_path / "layout", cls, occ, centres)
+    out = tmp_path / "out"
+    a, b_ = 5, 30
+    assert main(["labels", str(tmp_path / "layout"), "-o", str(out), "--bin", "2,3",
+                 "--z-range", f"{a}:{b_}", "--quiet"]) == 0
+    for b in (2, 3):
+        cm = read_mrc(out / f"class_mask_bin{b}.mrc")
+        om = read_mrc(out / f"occupancy_mask_bin{b}.mrc")
+        assert cm.data.shape == om.data.shape == ((b_ - a) // b, 40 // b, 44 // b)
+        assert cm.voxel_size_a == pytest.approx(10.0 * b)
+        lst = read_particles(out / f"particles_bin{b}.csv")
+        side = json.loads((out / f"particles_bin{b}.json").read_text())
+        id_map = {int(k): v for k, v in side["particle_id_map"].items()}
+        # listed particles are renumbered 1..N; each sits in its own voxel of the binned occupancy mask
+        assert lst["particle_id"].tolist() == list(range(1, len(lst) + 1))
+        occ_b = om.data.astype(int)
+        for _, r in lst.iterrows():
+            idx = tuple(int(v) for v in np.round([r.z, r.y, r.x]))
+            assert occ_b[idx] == r.particle_id
+        # the original particle with the same centre maps to the same id, class kept
+        orig = df.set_index("particle_id")
+        for old, new in id_map.items():
+            if new <= len(lst):
+                row = lst[lst.particle_id == new].iloc[0]
+                assert row.class_id == orig.loc[old, "class_id"]
+                np.testing.assert_allclose(row.z, (orig.loc[old, "z"] - a - (b - 1) / 2) / b)
+                np.testing.assert_allclose(row.x, (orig.loc[old, "x"] - (b - 1) / 2) / b)
+        # dropped = centre outside the crop
+        for old in side["dropped_particle_ids"]:
+            z = orig.loc[old, "z"]
+            zb = (z - a - (b - 1) / 2) / b
+            assert not (-0.5 <= zb < (b_ - a) // b - 0.5) or orig.loc[old, "x"] >= 44 // b * b - 0.5 \
+                or orig.loc[old, "y"] >= 40 // b * b - 0.5
+        # SHREC list: line number = occupancy id; STAR reads back to the same coordinates
+        shrec = read_particles(out / f"particle_locations_bin{b}.txt")
+        np.testing.assert_allclose(shrec[["x", "y", "z"]].to_numpy(), lst[["x", "y", "z"]].to_numpy())
+        star = read_particles(out / f"particles_bin{b}.star", voxel_size_a=10.0 * b, box_zyx=om.data.shape)
+        np.testing.assert_allclose(star[["x", "y", "z"]].to_numpy(), lst[["x", "y", "z"]].to_numpy(),
+                                   atol=1e-6)
+        # class and occupancy agree voxel by voxel
+        sel = occ_b > 0
+        assert (cm.data[~sel] == 0).all() and (cm.data[sel] > 0).all()
+    full = read_particles(out / "particles.csv")
+    np.testing.assert_allclose(full[["x", "y", "z"]].to_numpy(), df[["x", "y", "z"]].to_numpy())
+
+
+def test_cli_bad_input_writes_nothing(tmp_path, capsys):
+    from faket.cli import main
+
+    rng = np.random.default_rng(1)
+    cls, occ, centres = _cubes_layout((20, 20, 20), 2, 5, rng)
+    _write_layout(tmp_path / "layout", cls, occ, centres)
+    out = tmp_path / "out"
+    assert main(["labels", str(tmp_path / "layout"), "-o", str(out), "--bin", "2", "--z-range", "4:40"]) == 2
+    assert "z-range" in capsys.readouterr().err
+    assert main(["labels", str(tmp_path / "layout"), "-o", str(out), "--bin", "0"]) == 2
+    assert not out.exists() or not any(out.iterdir())

@@ -1,0 +1,137 @@
+"""``faket dataset``: index every tomogram of a run and its label files in one CSV for training code."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_common_args
+
+HELP = "index tomograms and their label files (one CSV row per tomogram, modality and binning)"
+DESCRIPTION = """\
+faket dataset results/ -o results/dataset.csv            (every sub-folder that holds tomogram_*.mrc)
+faket dataset results/tomo_000 results/tomo_001 -o results/dataset.csv
+
+Each tomogram folder holds (names as the workflow writes them):
+  tomogram_bin<B>.mrc (modality faket), tomogram_<modality>_bin<B>.mrc (noiseless, baseline, noisy, ...),
+  class_mask_bin<B>.mrc, occupancy_mask_bin<B>.mrc, particles_bin<B>.csv, particles_bin<B>.star,
+  particle_locations_bin<B>.txt.
+One row per tomogram file with columns
+  tomogram,modality,bin,tomogram_path,class_mask,occupancy_mask,particles_csv,particles_star,
+  particle_locations,shape_z,shape_y,shape_x,voxel_size_a,n_particles
+Paths are relative to the CSV's folder. A tomogram whose label files are missing, or whose masks differ
+in shape from it, is an error (nothing written).
+"""
+
+COLUMNS = ["tomogram", "modality", "bin", "tomogram_path", "class_mask", "occupancy_mask", "particles_csv",
+           "particles_star", "particle_locations", "shape_z", "shape_y", "shape_x", "voxel_size_a",
+           "n_particles"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folders", nargs="+",
+                   help="tomogram folders, or one results folder whose sub-folders are tomograms")
+    p.add_argument("-o", "--output", required=True, help="dataset CSV")
+    add_common_args(p, seed=False, threads=False)
+
+
+def _header(path):
+    """(shape_zyx, voxel_size_a or None) from an MRC header without reading the data."""
+    import mrcfile
+
+    from ..errors import InputError
+
+    try:
+        with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
+            h = m.header
+            shape = (int(h.nz), int(h.ny), int(h.nx))
+            vs = float(m.voxel_size.x)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: not a valid MRC file ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    return shape, (vs if vs > 0 and abs(vs - 1.0) > 1e-6 else None)
+
+
+def _count_particles(path) -> int:
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return max(0, len([r for r in rows if r]) - 1)
+
+
+def index_folder(folder, out_dir) -> list[dict]:
+    import os
+    import re
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    folder = Path(folder)
+    pat = re.compile(r"^tomogram(?:_(?P<mod>[A-Za-z0-9-]+))?_bin(?P<bin>\d+)\.mrc$")
+    rows = []
+    for t in sorted(folder.iterdir()):
+        m = pat.match(t.name)
+        if not m:
+            continue
+        b = int(m.group("bin"))
+        mod = m.group("mod") or "faket"
+        files = {
+            "class_mask": folder / f"class_mask_bin{b}.mrc",
+            "occupancy_mask": folder / f"occupancy_mask_bin{b}.mrc",
+            "particles_csv": folder / f"particles_bin{b}.csv",
+            "particles_star": folder / f"particles_bin{b}.star",
+            "particle_locations": folder / f"particle_locations_bin{b}.txt",
+        }
+        for k, f in files.items():
+            if not f.is_file():
+                raise InputError(f"{t}: label file {f.name} is missing (run faket labels for bin {b})")
+        shape, vs = _header(t)
+        for k in ("class_mask", "occupancy_mask"):
+            s, _ = _header(files[k])
+            if s != shape:
+                raise InputError(f"{files[k]}: shape {s} differs from its tomogram {t.name} {shape}")
+        row = {"tomogram": folder.name, "modality": mod, "bin": b,
+               "tomogram_path": os.path.relpath(t, out_dir)}
+        row.update({k: os.path.relpath(f, out_dir) for k, f in files.items()})
+        row.update({"shape_z": shape[0], "shape_y": shape[1], "shape_x": shape[2],
+                    "voxel_size_a": "" if vs is None else f"{vs:g}",
+                    "n_particles": _count_particles(files["particles_csv"])})
+        rows.append(row)
+    return rows
+
+
+def run(args) -> int:
+    import csv
+    import io
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ._common import Step, info
+
+    out = Path(args.output)
+    out_dir = out.resolve().parent
+    folders = []
+    for f in map(Path, args.folders):
+        if not f.is_dir():
+            raise InputError(f"{f}: not a folder")
+        if any(f.glob("tomogram*_bin*.mrc")):
+            folders.append(f)
+        else:
+            subs = sorted(d for d in f.iterdir() if d.is_dir() and any(d.glob("tomogram*_bin*.mrc")))
+            if not subs:
+                raise InputError(f"{f}: holds no tomogram_*bin*.mrc, nor do its sub-folders")
+            folders.extend(subs)
+    rows = []
+    for f in folders:
+        rows.extend(index_folder(f.resolve(), out_dir))
+    order = {"faket": 0}
+    rows.sort(key=lambda r: (r["tomogram"], order.get(r["modality"], 1), r["modality"], r["bin"]))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    with Step("dataset", args, inputs=[]) as st:
+        st.path(out).write_text(buf.getvalue())
+        st.write_sidecar(out.with_suffix(".json"),
+                         extra={"rows": len(rows), "tomograms": sorted({r["tomogram"] for r in rows})})
+    info(args, f"{len(rows)} tomograms of {len(folders)} folders indexed in {out}")
+    return 0

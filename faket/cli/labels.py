@@ -1,0 +1,195 @@
+"""``faket labels``: masks and particle lists for a reconstructed tomogram (cropped and binned like it)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_common_args
+
+HELP = "crop and bin class/occupancy masks like the tomogram; particle lists in its voxel coordinates"
+DESCRIPTION = """\
+faket labels LAYOUTDIR -o OUTDIR --bin 2 [--z-range a:b]
+faket labels --class-mask C.mrc --occupancy O.mrc --particles particle_locations.txt -o OUTDIR --bin 2,4
+
+For each bin factor B (a comma list or repeated --bin), writes into OUTDIR
+  class_mask_bin<B>.mrc, occupancy_mask_bin<B>.mrc      (+ .json provenance)
+  particles_bin<B>.csv, particles_bin<B>.star, particle_locations_bin<B>.txt (+ particles_bin<B>.json)
+in the voxel grid of `faket reconstruct --bin B --z-range a:b --volume-z NZ0`, and (unless --no-full-lists)
+particles.csv, particles.star, particle_locations.txt: the whole list in the layout volume's voxels.
+
+Geometry: the masks are cropped to original Z indices [a, b) (default: all), then binned by B in Z, Y, X
+with blocks from index 0; trailing samples that fill no block are dropped. A particle centre maps as
+x_b = (x - (B-1)/2)/B, y_b likewise, z_b = (z - a - (B-1)/2)/B.
+
+Mask binning: each block takes the label most of its voxels carry (background included; ties go to a
+particle, then to the smaller id); a particle that wins no block (smaller than a block, or a minority in
+every block it touches) takes the block where it has most voxels, so every particle with a voxel in the
+tomogram stays in the occupancy mask. Class = the particle's class on its voxels, so both masks agree.
+
+Particle lists: particles whose binned centre lies outside the tomogram ([-0.5, n-0.5) on each axis)
+are dropped (listed in the .json). Particles are renumbered 1..N in their original id order, and the
+occupancy mask with them, so the SHREC line number = the occupancy id; particles whose centre is outside
+but whose voxels reach into the tomogram keep voxels with ids N+1.. (unlisted). The id map is in the .json.
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("layout", nargs="?", metavar="LAYOUTDIR",
+                   help="folder of faket layout (class_mask.mrc, occupancy_mask.mrc, particles.csv)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    p.add_argument("--bin", action="append", required=True, metavar="B",
+                   help="bin factor(s): 2, or 2,4, or repeat the option")
+    p.add_argument("--z-range", metavar="a:b", help="original volume Z indices [a, b) kept (default: all)")
+    p.add_argument("--class-mask", metavar="MRC", help="class mask (default: LAYOUTDIR/class_mask.mrc)")
+    p.add_argument("--occupancy", metavar="MRC", help="occupancy mask (default: LAYOUTDIR/occupancy_mask.mrc)")
+    p.add_argument("--particles", metavar="LIST",
+                   help="particle list: CSV, STAR or SHREC particle_locations.txt (default: LAYOUTDIR/particles.csv)")
+    p.add_argument("--voxel-size", type=float, metavar="A",
+                   help="voxel size in Angstrom when the mask header has none")
+    p.add_argument("--tomo-name", help="rlnTomoName in the STAR files (default: OUTDIR's name)")
+    p.add_argument("--no-full-lists", action="store_true",
+                   help="do not write particles.csv/.star/particle_locations.txt (layout coordinates)")
+    add_common_args(p, seed=False, threads=False)
+
+
+def _bins(specs) -> list[int]:
+    from ..errors import InputError
+
+    out = []
+    for s in specs:
+        for part in str(s).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                b = int(part)
+            except ValueError:
+                raise InputError(f"--bin {s}: not an integer") from None
+            if b < 1:
+                raise InputError(f"--bin {b}: must be at least 1")
+            if b not in out:
+                out.append(b)
+    if not out:
+        raise InputError("--bin: give at least one bin factor")
+    return out
+
+
+def _as_labels(m, what):
+    import numpy as np
+
+    from ..errors import InputError
+
+    d = m.data
+    r = np.rint(d)
+    if np.any(r != d) or r.min() < 0:
+        raise InputError(f"{m.path}: {what} must hold non-negative integer labels")
+    return r.astype(np.int32)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..errors import InputError
+    from ..io import parse_range, read_volume
+    from ..labels import bin_masks, binned_shape, crop_z, inside_binned, to_binned_coordinates
+    from ..particles import read_particles, write_particles_csv, write_particles_star, write_shrec_locations
+    from ._common import Step, check_not_same, voxel_size_or_assume, warn
+
+    lay = Path(args.layout) if args.layout else None
+    if lay is not None and not lay.is_dir():
+        raise InputError(f"{lay}: layout folder not found")
+
+    def pick(opt, name):
+        if opt:
+            return Path(opt)
+        if lay is None:
+            raise InputError(f"give LAYOUTDIR or --{name.replace('_', '-')}")
+        return lay / {"class_mask": "class_mask.mrc", "occupancy": "occupancy_mask.mrc",
+                      "particles": "particles.csv"}[name]
+
+    cm_path, om_path = pick(args.class_mask, "class_mask"), pick(args.occupancy, "occupancy")
+    pl_path = pick(args.particles, "particles")
+    bins = _bins(args.bin)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    tomo_name = args.tomo_name or out.resolve().name
+
+    cm = read_volume(cm_path, what="class mask")
+    om = read_volume(om_path, what="occupancy mask")
+    if cm.data.shape != om.data.shape:
+        raise InputError(f"{om_path}: shape {om.data.shape} differs from the class mask's {cm.data.shape}")
+    voxel = voxel_size_or_assume(args, cm, what="class mask")
+    shape = cm.data.shape
+    cls = _as_labels(cm, "class mask")
+    occ = _as_labels(om, "occupancy mask")
+    df = read_particles(pl_path, voxel_size_a=voxel, box_zyx=shape)
+    ids_in_mask = set(np.unique(occ).tolist()) - {0}
+    not_in_mask = sorted(set(df["particle_id"].tolist()) - ids_in_mask)
+    if not_in_mask:
+        warn(f"{pl_path}: {len(not_in_mask)} particle(s) have no voxel in {om_path} "
+             f"(e.g. id {not_in_mask[0]})")
+    za, zb = parse_range(args.z_range) if args.z_range else (0, shape[0])
+    cls_c = crop_z(cls, (za, zb))
+    occ_c = crop_z(occ, (za, zb))
+
+    targets = []
+    for b in bins:
+        binned_shape(cls_c.shape, b)  # validates the bin factor early
+        targets += [out / f"class_mask_bin{b}.mrc", out / f"occupancy_mask_bin{b}.mrc",
+                    out / f"particles_bin{b}.csv", out / f"particles_bin{b}.star",
+                    out / f"particle_locations_bin{b}.txt"]
+    if not args.no_full_lists:
+        targets += [out / "particles.csv", out / "particles.star", out / "particle_locations.txt"]
+    check_not_same([cm_path, om_path, pl_path], targets)
+
+    pts = df[["z", "y", "x"]].to_numpy(dtype=np.float64)
+    with Step("labels", args, inputs=[cm_path, om_path, pl_path]) as st:
+        for b in bins:
+            cls_b, occ_b, info = bin_masks(cls_c, occ_c, b)
+            pb = to_binned_coordinates(pts, b, z_offset=za)
+            inside = inside_binned(pb, occ_b.shape)
+            kept = df[inside].sort_values("particle_id").copy()
+            dropped = df.loc[~inside, "particle_id"].astype(int).tolist()
+            kb = pb[inside][np.argsort(df.loc[inside, "particle_id"].to_numpy(), kind="stable")]
+            # renumber: listed particles 1..N, unlisted particles with voxels in the tomogram N+1..
+            old_ids = kept["particle_id"].astype(int).tolist()
+            present = sorted(set(np.unique(occ_b).tolist()) - {0})
+            extra = [p for p in present if p not in set(old_ids)]
+            id_map = {o: i + 1 for i, o in enumerate(old_ids + extra)}
+            lut = np.zeros(int(max([0, *present, *old_ids])) + 1, dtype=np.int64)
+            for o, n in id_map.items():
+                lut[o] = n
+            occ_new = lut[occ_b]
+            kept["particle_id"] = [id_map[o] for o in old_ids]
+            kept["z"], kept["y"], kept["x"] = kb[:, 0], kb[:, 1], kb[:, 2]
+            vb = voxel * b
+            common = {"bin": b, "z_range": [za, zb], "volume_shape_zyx": list(shape),
+                      "tomogram_shape_zyx": list(occ_b.shape), "voxel_size_a": vb,
+                      "rule": "vote per block (background included), every particle kept"}
+            st.write_mrc(out / f"class_mask_bin{b}.mrc", cls_b.astype(np.float32), vb, extra=common)
+            st.write_mrc(out / f"occupancy_mask_bin{b}.mrc", occ_new.astype(np.float32), vb,
+                         extra={**common, "particle_id_map": {str(o): n for o, n in id_map.items()},
+                                "rescued_particle_ids": sorted(info.rescued),
+                                "lost_particle_ids": info.lost})
+            write_particles_csv(kept, st.path(out / f"particles_bin{b}.csv"))
+            write_particles_star(kept, st.path(out / f"particles_bin{b}.star"), voxel_size_a=vb,
+                                 box_zyx=occ_b.shape, tomo_name=tomo_name)
+            write_shrec_locations(kept, st.path(out / f"particle_locations_bin{b}.txt"))
+            st.write_sidecar(out / f"particles_bin{b}.json",
+                             extra={**common, "n_particles": len(kept), "dropped_particle_ids": dropped,
+                                    "unlisted_particle_ids_in_mask": [id_map[p] for p in extra],
+                                    "particle_id_map": {str(o): n for o, n in id_map.items()}})
+        if not args.no_full_lists:
+            full = df.sort_values("particle_id")
+            write_particles_csv(full, st.path(out / "particles.csv"))
+            write_particles_star(full, st.path(out / "particles.star"), voxel_size_a=voxel, box_zyx=shape,
+                                 tomo_name=tomo_name)
+            write_shrec_locations(full, st.path(out / "particle_locations.txt"))
+            st.write_sidecar(out / "particles.json",
+                             extra={"coordinates": "voxels of the layout volume (unbinned, uncropped)",
+                                    "volume_shape_zyx": list(shape), "voxel_size_a": voxel,
+                                    "n_particles": len(full)})
+    return 0

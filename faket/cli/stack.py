@@ -1,0 +1,96 @@
+"""``faket stack``: gather tilt chunks (e.g. from scattered ``faket style --tilts a:b`` jobs) into one tilt-series."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_common_args
+
+HELP = "gather tilt chunks into one tilt-series (concatenate along tilt, angles from each .tlt)"
+DESCRIPTION = """\
+faket stack CHUNK1.mrc CHUNK2.mrc ... -o STYLED.mrc [--expect-angles CONTENT.tlt]
+
+Concatenates the chunks along the tilt axis in the order given, with the angles from each chunk's .tlt.
+Checks: every chunk has the same image size (Y, X) and voxel size; when the chunks' provenance sidecars
+record the tilt range they cover (faket style --tilts a:b), the ranges must follow each other without gap
+or overlap, starting at 0; with --expect-angles the gathered angles must equal that file's (to 1e-3 deg).
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("chunks", nargs="+", help="tilt-series chunks (MRC with .tlt beside each), in tilt order")
+    p.add_argument("-o", "--output", required=True, help="gathered tilt-series (MRC; .tlt and .json beside)")
+    p.add_argument("--expect-angles", metavar="TLT",
+                   help="angles the gathered series must have (e.g. the content's .tlt)")
+    add_common_args(p, seed=False, threads=False)
+
+
+def _chunk_range(path):
+    """The ``--tilts a:b`` a chunk's sidecar records, or ``None``."""
+    import json
+
+    from ..io import parse_range, sidecar_path
+
+    sp = sidecar_path(path)
+    if not sp.is_file():
+        return None
+    try:
+        rec = json.loads(sp.read_text())
+    except (OSError, ValueError):
+        return None
+    spec = (rec.get("parameters") or {}).get("tilts")
+    if not spec:
+        return None
+    try:
+        return parse_range(str(spec), "--tilts")
+    except Exception:
+        return None
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from ..errors import InputError
+    from ..io import read_tiltseries, read_tlt
+    from ._common import Step, check_not_same
+
+    check_not_same(args.chunks, [args.output])
+    if len(set(map(str, args.chunks))) != len(args.chunks):
+        raise InputError("a chunk is given twice")
+    datas, angles, voxels, ranges = [], [], [], []
+    for c in args.chunks:
+        m, a = read_tiltseries(c, what="tilt chunk")
+        if datas and m.data.shape[1:] != datas[0].shape[1:]:
+            raise InputError(f"{c}: tilt size {m.data.shape[1:]} differs from {args.chunks[0]}'s "
+                             f"{datas[0].shape[1:]}")
+        if voxels and (m.voxel_size_a is None) != (voxels[0] is None) or (
+                voxels and m.voxel_size_a is not None and abs(m.voxel_size_a - voxels[0]) > 1e-3 * voxels[0]):
+            raise InputError(f"{c}: voxel size {m.voxel_size_a} A differs from {args.chunks[0]}'s {voxels[0]} A")
+        datas.append(m.data)
+        angles.append(a)
+        voxels.append(m.voxel_size_a)
+        ranges.append(_chunk_range(c))
+    if all(r is not None for r in ranges):
+        end = 0
+        for c, (a, b), d in zip(args.chunks, ranges, datas):
+            if a != end:
+                what = "overlaps" if a < end else "leaves a gap after"
+                raise InputError(f"{c}: covers tilts {a}:{b}, which {what} the previous chunks (0:{end}); "
+                                 "give the chunks in tilt order, each once")
+            if b - a != d.shape[0]:
+                raise InputError(f"{c}: records tilts {a}:{b} but holds {d.shape[0]} tilts")
+            end = b
+    ang = np.concatenate(angles)
+    out = np.concatenate(datas, axis=0)
+    if args.expect_angles:
+        want = read_tlt(args.expect_angles)
+        if want.size != ang.size or np.max(np.abs(want - ang)) > 1e-3:
+            raise InputError(f"--expect-angles {args.expect_angles}: the chunks give {ang.size} angles "
+                             f"that differ from its {want.size} (missing, extra or out-of-order chunk?)")
+    inputs = list(args.chunks) + ([args.expect_angles] if args.expect_angles else [])
+    with Step("stack", args, inputs=inputs) as st:
+        st.write_mrc(args.output, out, voxels[0], angles=ang,
+                     extra={"chunks": [{"path": str(c), "tilts": None if r is None else f"{r[0]}:{r[1]}",
+                                        "n_tilts": int(d.shape[0])}
+                                       for c, r, d in zip(args.chunks, ranges, datas)]})
+    return 0
