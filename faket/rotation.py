@@ -40,6 +40,7 @@ angles come back in scipy's canonical ranges (first/third in (-180, 180], middle
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -73,9 +74,17 @@ def relion_to_rotation(angles_deg):
     return Rotation.from_euler("ZYZ", _angles(angles_deg), degrees=True).inv()
 
 
+def _as_euler(rotation, seq: str) -> np.ndarray:
+    # at tilt 0 / 180 only rot + psi (or rot - psi) is defined; scipy then sets the third angle to 0
+    # and warns "Gimbal lock detected", which is harmless here (the rotation is the same).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return rotation.as_euler(seq, degrees=True)
+
+
 def rotation_to_relion(rotation) -> np.ndarray:
     """scipy ``Rotation`` (template -> volume, xyz) -> RELION ``(rot, tilt, psi)`` in degrees."""
-    return rotation.inv().as_euler("ZYZ", degrees=True)
+    return _as_euler(rotation.inv(), "ZYZ")
 
 
 def relion_to_matrix(angles_deg) -> np.ndarray:
@@ -92,7 +101,7 @@ def shrec_to_rotation(angles_deg):
 
 def rotation_to_shrec(rotation) -> np.ndarray:
     """scipy ``Rotation`` (template -> volume) -> SHREC 2021 angles ``(Z1, X, Z2)`` in degrees."""
-    return rotation.as_euler("ZXZ", degrees=True)
+    return _as_euler(rotation, "ZXZ")
 
 
 def shrec_to_relion(angles_deg) -> np.ndarray:

@@ -1,0 +1,389 @@
+"""Particle tables: CSV, RELION 5 STAR and SHREC 2021 ``particle_locations.txt``.
+
+The table is a pandas DataFrame with exactly the columns :data:`COLUMNS`::
+
+    particle_id  class_id  class_name  x  y  z  rot  tilt  psi
+
+- ``particle_id`` (int >= 1) is the value of the particle's voxels in ``occupancy_mask.mrc``;
+  ``class_id`` (int >= 1) the value in ``class_mask.mrc``; ``class_name`` its label.
+- ``x, y, z``: the particle centre in voxels of ``volume.mrc`` (0 = centre of the first voxel;
+  x = MRC column = array axis 2, z = array axis 0).
+- ``rot, tilt, psi``: RELION Euler angles in degrees (ZYZ intrinsic; the matrix rotates the template
+  into the particle, see :mod:`faket.rotation`).
+
+Formats (chosen by suffix in :func:`read_particles`):
+
+- ``.csv``: the columns above with a header line (extra columns are ignored; order free).
+- ``.star``: RELION 5 tomography particles: ``rlnTomoName``, ``rlnCenteredCoordinate{X,Y,Z}Angst``
+  (Angstrom from the tomogram centre), ``rlnAngleRot/Tilt/Psi``, ``rlnClassNumber`` (= class_id),
+  ``rlnTomoParticleName`` (``<tomo>/<particle_id>``) and ``fakClassName`` (class label; an extra label
+  RELION skips with a warning). RELION 5 takes the centre of an axis of N voxels at ``N / 2``
+  (pytom-match-pick's RELION 5 export and RELION's own conversion use ``size / 2``), which is half a voxel
+  from faket's geometric centre ``(N - 1) / 2``; we follow RELION: ``X_A = (x - N_x / 2) * voxel_size_a``.
+  Reading needs the voxel size and the box (``--voxel-size``, ``box_zyx``). Older STAR files with
+  ``rlnCoordinateX/Y/Z`` (voxels) are read as they are.
+- ``.txt``: SHREC 2021 ``particle_locations.txt``: ``class x y z a b c`` a line, angles ZXZ (Z1, X, Z2) as
+  written by the SHREC 2021 simulator (see :mod:`faket.rotation`); NaN angles (vesicles, fiducials) read
+  as 0. Particle ids are the 1-based line order (as in SHREC's occupancy masks); class ids follow the
+  order in which classes first appear.
+
+Malformed rows raise :class:`~faket.errors.InputError` naming the file and the line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .rotation import relion_to_shrec, shrec_to_relion
+
+__all__ = [
+    "COLUMNS",
+    "empty_particles",
+    "check_particles",
+    "read_particles",
+    "write_particles_csv",
+    "write_particles_star",
+    "write_shrec_locations",
+    "relion_centre",
+]
+
+COLUMNS = ("particle_id", "class_id", "class_name", "x", "y", "z", "rot", "tilt", "psi")
+_INT_COLS = ("particle_id", "class_id")
+_FLOAT_COLS = ("x", "y", "z", "rot", "tilt", "psi")
+
+
+def empty_particles() -> pd.DataFrame:
+    """A table with the standard columns and no rows."""
+    return _typed(pd.DataFrame({c: [] for c in COLUMNS}))
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({
+        "particle_id": np.asarray(df["particle_id"], dtype=np.int64),
+        "class_id": np.asarray(df["class_id"], dtype=np.int64),
+        "class_name": np.asarray(df["class_name"], dtype=object).astype(str) if len(df) else
+        np.asarray([], dtype=object),
+        **{c: np.asarray(df[c], dtype=np.float64) for c in _FLOAT_COLS},
+    })
+    return out[list(COLUMNS)].reset_index(drop=True)
+
+
+def check_particles(df: pd.DataFrame, source: str = "particles") -> pd.DataFrame:
+    """Validate a table (columns, types, unique ids >= 1, one name per class id, finite numbers).
+
+    Returns a copy with exactly :data:`COLUMNS` in order and canonical dtypes.
+    """
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
+    try:
+        out = _typed(df)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{source}: bad value ({exc})") from None
+    if not np.isfinite(out[list(_FLOAT_COLS)].to_numpy()).all():
+        raise InputError(f"{source}: x, y, z, rot, tilt, psi must be finite numbers")
+    if len(out):
+        if (out["particle_id"] < 1).any():
+            raise InputError(f"{source}: particle_id must be >= 1")
+        if out["particle_id"].max() > 2 ** 31 - 1:
+            raise InputError(f"{source}: particle_id must fit in int32")
+        if (out["class_id"] < 1).any():
+            raise InputError(f"{source}: class_id must be >= 1 (0 is background)")
+        if out["class_id"].max() > 32767:
+            raise InputError(f"{source}: class_id must be <= 32767")
+        dup = out["particle_id"][out["particle_id"].duplicated()]
+        if len(dup):
+            raise InputError(f"{source}: particle_id {int(dup.iloc[0])} appears more than once")
+        names = out.groupby("class_id")["class_name"].nunique()
+        if (names > 1).any():
+            cid = int(names[names > 1].index[0])
+            got = sorted(set(out.loc[out["class_id"] == cid, "class_name"]))
+            raise InputError(f"{source}: class_id {cid} has several names: {', '.join(got)}")
+        ids = out.groupby("class_name")["class_id"].nunique()
+        if (ids > 1).any():
+            name = str(ids[ids > 1].index[0])
+            raise InputError(f"{source}: class {name!r} has several class_ids")
+        if (out["class_name"].str.strip() == "").any():
+            raise InputError(f"{source}: empty class_name")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+
+
+def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None,
+                   box_zyx: Sequence[int] | None = None) -> pd.DataFrame:
+    """Read a particle table (``.csv``, ``.star`` or SHREC ``.txt``) into the standard columns.
+
+    ``voxel_size_a`` and ``box_zyx`` are needed only for RELION 5 STAR files (centred Angstrom
+    coordinates); for a STAR file without them, ``rlnTomoTiltSeriesPixelSize`` is used when present.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: particle list not found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, expected a particle list")
+    suffix = p.suffix.lower()
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read particle list ({exc})") from None
+    if suffix == ".csv":
+        df = _read_csv(p, text)
+    elif suffix == ".star":
+        df = _read_star(p, text, voxel_size_a, box_zyx)
+    elif suffix == ".txt":
+        df = _read_shrec(p, text)
+    else:
+        raise InputError(f"{p}: unknown particle list format {suffix!r} (expected .csv, .star or .txt)")
+    return check_particles(df, str(p))
+
+
+def _num(p: Path, lineno: int, name: str, value: str, *, integer: bool = False):
+    s = value.strip()
+    try:
+        v = float(s)
+    except ValueError:
+        raise InputError(f"{p}: line {lineno}: {name} is not a number: {value!r}") from None
+    if integer:
+        if not math.isfinite(v) or v != int(v):
+            raise InputError(f"{p}: line {lineno}: {name} must be an integer, got {value!r}")
+        return int(v)
+    if not math.isfinite(v):
+        raise InputError(f"{p}: line {lineno}: {name} is not finite: {value!r}")
+    return v
+
+
+def _read_csv(p: Path, text: str) -> pd.DataFrame:
+    lines = text.splitlines()
+    reader = csv.reader(lines)
+    header = None
+    rows: dict[str, list] = {c: [] for c in COLUMNS}
+    for lineno, fields in enumerate(reader, start=1):
+        if not fields or all(not f.strip() for f in fields) or fields[0].lstrip().startswith("#"):
+            continue
+        if header is None:
+            header = [f.strip() for f in fields]
+            missing = [c for c in COLUMNS if c not in header]
+            if missing:
+                raise InputError(f"{p}: line {lineno}: header lacks column(s) {', '.join(missing)} "
+                                 f"(expected {','.join(COLUMNS)})")
+            idx = {c: header.index(c) for c in COLUMNS}
+            continue
+        if len(fields) != len(header):
+            raise InputError(f"{p}: line {lineno}: {len(fields)} fields, header has {len(header)}")
+        for c in COLUMNS:
+            v = fields[idx[c]]
+            if c == "class_name":
+                if not v.strip():
+                    raise InputError(f"{p}: line {lineno}: empty class_name")
+                rows[c].append(v.strip())
+            else:
+                rows[c].append(_num(p, lineno, c, v, integer=c in _INT_COLS))
+    if header is None:
+        raise InputError(f"{p}: empty particle list (no header)")
+    return pd.DataFrame(rows)
+
+
+def _read_shrec(p: Path, text: str) -> pd.DataFrame:
+    rows: dict[str, list] = {c: [] for c in COLUMNS}
+    class_ids: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        s = line.split("#", 1)[0].strip()
+        if not s:
+            continue
+        parts = s.split()
+        if len(parts) not in (4, 7):
+            raise InputError(f"{p}: line {lineno}: expected 'class x y z [a b c]' (7 fields), "
+                             f"got {len(parts)}: {line.strip()!r}")
+        name = parts[0]
+        xyz = [_num(p, lineno, n, v) for n, v in zip("xyz", parts[1:4])]
+        if len(parts) == 7:
+            ang = []
+            for n, v in zip(("Z1", "X", "Z2"), parts[4:7]):
+                try:
+                    f = float(v)
+                except ValueError:
+                    raise InputError(f"{p}: line {lineno}: angle {n} is not a number: {v!r}") from None
+                ang.append(f)
+            if all(math.isnan(a) for a in ang):
+                ang = [0.0, 0.0, 0.0]
+            elif not all(math.isfinite(a) for a in ang):
+                raise InputError(f"{p}: line {lineno}: angles must be three numbers or NaN NaN NaN")
+            relion = shrec_to_relion(ang) if any(ang) else np.zeros(3)
+        else:
+            relion = np.zeros(3)
+        cid = class_ids.setdefault(name, len(class_ids) + 1)
+        rows["particle_id"].append(len(rows["particle_id"]) + 1)
+        rows["class_id"].append(cid)
+        rows["class_name"].append(name)
+        for c, v in zip("xyz", xyz):
+            rows[c].append(v)
+        for c, v in zip(("rot", "tilt", "psi"), relion):
+            rows[c].append(float(v))
+    return pd.DataFrame(rows)
+
+
+def relion_centre(box_zyx: Sequence[int]) -> np.ndarray:
+    """RELION 5's tomogram centre in voxels, as ``(x, y, z)``: ``N / 2`` per axis."""
+    nz, ny, nx = (int(v) for v in box_zyx)
+    return np.array([nx / 2, ny / 2, nz / 2], dtype=np.float64)
+
+
+def _star_loop_first_data_line(text: str) -> int | None:
+    """1-based line number of the first data row of the first loop holding rlnAngle/coordinates."""
+    lines = text.splitlines()
+    in_labels = False
+    for i, line in enumerate(lines, start=1):
+        s = line.strip()
+        if s.startswith("loop_"):
+            in_labels = True
+            continue
+        if in_labels:
+            if s.startswith("_"):
+                continue
+            if not s or s.startswith("#"):
+                continue
+            return i
+    return None
+
+
+def _read_star(p: Path, text: str, voxel_size_a, box_zyx) -> pd.DataFrame:
+    import starfile
+
+    try:
+        data = starfile.read(p, always_dict=True)
+    except Exception as exc:  # starfile raises several types on bad input
+        raise InputError(f"{p}: not a readable STAR file ({type(exc).__name__}: {exc})") from None
+    table = None
+    for key, blk in data.items():
+        if isinstance(blk, pd.DataFrame) and ({"rlnCenteredCoordinateXAngst", "rlnCoordinateX"} & set(blk.columns)):
+            table = blk
+            break
+    if table is None:
+        raise InputError(f"{p}: no particle block with rlnCenteredCoordinate{{X,Y,Z}}Angst or "
+                         "rlnCoordinate{X,Y,Z} columns")
+    first = _star_loop_first_data_line(text) or 0
+    n = len(table)
+
+    def col(name, default=None, integer=False):
+        if name not in table.columns:
+            if default is None:
+                raise InputError(f"{p}: STAR file has no {name} column")
+            return [default] * n
+        vals = []
+        for i, v in enumerate(table[name].tolist()):
+            vals.append(_num(p, first + i, name, str(v), integer=integer))
+        return vals
+
+    if "rlnCenteredCoordinateXAngst" in table.columns:
+        vs = voxel_size_a
+        if vs is None and "rlnTomoTiltSeriesPixelSize" in table.columns:
+            vs = float(table["rlnTomoTiltSeriesPixelSize"].iloc[0])
+        if vs is None or not vs > 0:
+            raise InputError(f"{p}: RELION 5 centred coordinates need the voxel size (pass --voxel-size)")
+        if box_zyx is None:
+            raise InputError(f"{p}: RELION 5 centred coordinates need the volume size (pass --box Z,Y,X)")
+        cx, cy, cz = relion_centre(box_zyx)
+        x = np.asarray(col("rlnCenteredCoordinateXAngst")) / vs + cx
+        y = np.asarray(col("rlnCenteredCoordinateYAngst")) / vs + cy
+        z = np.asarray(col("rlnCenteredCoordinateZAngst")) / vs + cz
+    else:
+        x, y, z = (np.asarray(col(f"rlnCoordinate{a}")) for a in "XYZ")
+    if "fakClassName" in table.columns:
+        names = [str(v) for v in table["fakClassName"].tolist()]
+    elif "rlnClassNumber" in table.columns:
+        names = [f"class{int(v)}" for v in col("rlnClassNumber", integer=True)]
+    else:
+        names = ["particle"] * n
+    if "rlnClassNumber" in table.columns:
+        cids = col("rlnClassNumber", integer=True)
+    else:
+        order: dict[str, int] = {}
+        cids = [order.setdefault(nm, len(order) + 1) for nm in names]
+    pids = None
+    if "rlnTomoParticleName" in table.columns:
+        pids = []
+        for i, v in enumerate(table["rlnTomoParticleName"].tolist()):
+            m = re.search(r"(\d+)\s*$", str(v))
+            if not m:
+                pids = None
+                break
+            pids.append(int(m.group(1)))
+        if pids is not None and len(set(pids)) != len(pids):
+            pids = None
+    if pids is None:
+        pids = list(range(1, n + 1))
+    return pd.DataFrame({
+        "particle_id": pids, "class_id": cids, "class_name": names, "x": x, "y": y, "z": z,
+        "rot": col("rlnAngleRot", 0.0), "tilt": col("rlnAngleTilt", 0.0), "psi": col("rlnAnglePsi", 0.0),
+    })
+
+
+# --------------------------------------------------------------------------------------------------
+# writing
+
+
+def write_particles_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write the table as CSV with full float precision (reads back exactly)."""
+    out = check_particles(df, str(path))
+    out.to_csv(path, index=False, float_format=None)
+
+
+def write_particles_star(df: pd.DataFrame, path: str | os.PathLike, *, voxel_size_a: float,
+                         box_zyx: Sequence[int], tomo_name: str = "faket") -> None:
+    """Write a RELION 5 tomography particles STAR file (one ``particles`` block, starfile-readable)."""
+    import starfile
+
+    out = check_particles(df, str(path))
+    if not voxel_size_a or voxel_size_a <= 0:
+        raise InputError(f"{path}: STAR output needs a positive voxel size")
+    cx, cy, cz = relion_centre(box_zyx)
+    star = pd.DataFrame({
+        "rlnTomoName": [tomo_name] * len(out),
+        "rlnTomoParticleName": [f"{tomo_name}/{int(i)}" for i in out["particle_id"]],
+        "rlnCenteredCoordinateXAngst": (out["x"] - cx) * voxel_size_a,
+        "rlnCenteredCoordinateYAngst": (out["y"] - cy) * voxel_size_a,
+        "rlnCenteredCoordinateZAngst": (out["z"] - cz) * voxel_size_a,
+        "rlnAngleRot": out["rot"],
+        "rlnAngleTilt": out["tilt"],
+        "rlnAnglePsi": out["psi"],
+        "rlnClassNumber": out["class_id"].astype(int),
+        "fakClassName": out["class_name"],
+    })
+    starfile.write({"particles": star}, path, float_format="%.12g")
+
+
+def _fmt(v: float) -> str:
+    v = float(v)
+    if v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v)
+
+
+def write_shrec_locations(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write SHREC 2021 ``particle_locations.txt`` (``class x y z Z1 X Z2``), rows in particle_id order.
+
+    SHREC's own readers take the line number as the occupancy id, so the ids are only kept when they are
+    1..N; class names must not contain whitespace.
+    """
+    out = check_particles(df, str(path)).sort_values("particle_id")
+    bad = [n for n in out["class_name"].unique() if re.search(r"\s", n)]
+    if bad:
+        raise InputError(f"{path}: class name {bad[0]!r} contains whitespace (not allowed in SHREC format)")
+    ang = relion_to_shrec(out[["rot", "tilt", "psi"]].to_numpy()) if len(out) else np.zeros((0, 3))
+    lines = []
+    for (_, r), a in zip(out.iterrows(), ang):
+        lines.append(" ".join([r["class_name"], _fmt(r["x"]), _fmt(r["y"]), _fmt(r["z"]),
+                               *(repr(float(v) + 0.0) for v in a)]))
+    Path(path).write_text("".join(line + "\n" for line in lines))
