@@ -1,0 +1,16 @@
+# The index of every tomogram and its label files, for training code (faket dataset).
+
+
+rule dataset:
+    input:
+        [tomogram_files(t) + label_files(t) for t in TOMOS],
+    output:
+        csv="results/dataset.csv",
+    log:
+        "logs/dataset.log",
+    conda:
+        "../envs/faket.yaml"
+    params:
+        folders=[f"results/{t}" for t in TOMOS],
+    shell:
+        "faket dataset {params.folders} -o {output.csv} --quiet > {log} 2>&1"

@@ -1,0 +1,34 @@
+# Random labelled layouts (faket layout): one per generated tomogram, one per physics reference.
+
+
+rule layout:
+    output:
+        volume="results/{tomo}/layout/volume.mrc",
+        class_mask="results/{tomo}/layout/class_mask.mrc",
+        occupancy_mask="results/{tomo}/layout/occupancy_mask.mrc",
+        particles="results/{tomo}/layout/particles.csv",
+    log:
+        "logs/{tomo}/layout.log",
+    conda:
+        "../envs/faket.yaml"
+    params:
+        outdir=lambda wildcards, output: os.path.dirname(output.volume),
+        seed=lambda wildcards: tomo_seed(wildcards.tomo),
+        opts=layout_opts(),
+    shell:
+        "faket layout {params.opts} -o {params.outdir} --seed {params.seed} --quiet > {log} 2>&1"
+
+
+rule reference_layout:
+    output:
+        volume="results/references/{ref}/layout/volume.mrc",
+    log:
+        "logs/references/{ref}/layout.log",
+    conda:
+        "../envs/faket.yaml"
+    params:
+        outdir=lambda wildcards, output: os.path.dirname(output.volume),
+        seed=config["reference"]["physics"]["seed"],
+        opts=layout_opts(),
+    shell:
+        "faket layout {params.opts} -o {params.outdir} --seed {params.seed} --quiet > {log} 2>&1"
