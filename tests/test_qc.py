@@ -171,3 +171,80 @@ def test_cli_bad_input(tmp_path, stacks, run_cli, case):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("faket qc: error:")
     assert not out.exists() or not any(out.iterdir())
+
+
+REPORT_SNAKEFILE = """
+REP = {rep!r}
+FIGS = {{"montage": "montage.png", "spectra": "spectra.png", "tilt_stats": "tilt_stats.png",
+         "slices": "slices.png", "metrics": "metrics.json"}}
+
+def item(name):
+    return report("qc/{{t}}/" + FIGS[name], caption=f"{{REP}}/{{name}}.rst", category="QC",
+                  subcategory="{{t}}", labels={{"tomogram": "{{t}}", "figure": name}})
+
+rule all:
+    input: expand("qc/{{t}}/metrics.json", t=["model_0", "model_1"])
+
+rule qc:
+    input: noisy="noisy.mrc", styled="styled.mrc", reference="reference.mrc", tomo="tomo.mrc", cm="cm.mrc"
+    output: montage=item("montage"), spectra=item("spectra"), stats=item("tilt_stats"),
+            slices=item("slices"), metrics=item("metrics")
+    shell: "faket qc --noisy {{input.noisy}} --styled {{input.styled}} --reference {{input.reference}} "
+           "--tomogram {{input.tomo}} --class-mask {{input.cm}} --no-gram -o qc/{{wildcards.t}} -q"
+"""
+
+
+def test_snakemake_report_holds_every_figure_and_renders(tmp_path, stacks):
+    """The captions in workflow/report render in a Snakemake report that embeds every QC figure per
+    tomogram; when Chromium is installed, the report's app renders headless and gives a screenshot."""
+    import base64
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bindir = Path(sys.executable).parent
+    if not (bindir / "snakemake").exists() or not (bindir / "faket").exists():
+        pytest.skip("snakemake or the faket script is not installed beside this Python")
+    rep = Path(__file__).resolve().parents[1] / "workflow" / "report"
+    for name in ("noisy", "styled", "reference"):
+        write_stage(tmp_path, name, stacks[name])
+    r = np.random.default_rng(3)
+    write_mrc(tmp_path / "tomo.mrc", r.normal(size=(8, 32, 32)).astype(np.float32))
+    cm = np.zeros((8, 32, 32), np.float32)
+    cm[2:6, 8:16, 8:16] = 1
+    write_mrc(tmp_path / "cm.mrc", cm)
+    (tmp_path / "Snakefile").write_text(REPORT_SNAKEFILE.format(rep=str(rep)))
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for cmd in (["snakemake", "--cores", "1", "--quiet"], ["snakemake", "--report", "report.html"]):
+        res = subprocess.run([str(bindir / cmd[0]), *cmd[1:]], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+    html = (tmp_path / "report.html").read_text()
+    for t in ("model_0", "model_1"):
+        for f in ("montage.png", "spectra.png", "tilt_stats.png", "slices.png"):
+            b64 = base64.b64encode((tmp_path / "qc" / t / f).read_bytes()).decode()
+            assert b64 in html, f"{t}/{f} not embedded in the report"
+    for cap in ("montage", "spectra", "tilt_stats", "slices", "metrics"):
+        first_words = " ".join((rep / f"{cap}.rst").read_text().split()[:4])
+        assert first_words in html, f"caption {cap}.rst missing from the report"
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        return  # the HTML checks above still ran
+    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    url = (tmp_path / "report.html").as_uri()
+    dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0
+    # the report is a JavaScript app: its navigation exists only once it has rendered
+    assert "<nav" in dom.stdout and "<nav" not in html
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, *flags, "--window-size=1200,800", f"--screenshot={shot}", url],
+                   capture_output=True, timeout=120)
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        assert im.size == (1200, 800)
+        arr = np.asarray(im.convert("L"), dtype=float)
+    assert arr.std() > 10  # rendered content, not a blank page
