@@ -248,3 +248,24 @@ def test_snakemake_report_holds_every_figure_and_renders(tmp_path, stacks):
         assert im.size == (1200, 800)
         arr = np.asarray(im.convert("L"), dtype=float)
     assert arr.std() > 10  # rendered content, not a blank page
+
+
+def test_cli_gram_distance_with_vgg(tmp_path, stacks, run_cli):
+    """With faket.vgg (random weights: no download offline), a stage identical to the reference has Gram
+    distance 0 and the noisy stage a positive one."""
+    pytest.importorskip("faket.vgg")
+    pytest.importorskip("torch")
+    ref = write_stage(tmp_path, "reference", stacks["reference"])
+    same = write_stage(tmp_path, "styled", stacks["reference"])
+    noisy = write_stage(tmp_path, "noisy", stacks["noisy"])
+    out = tmp_path / "qc"
+    rc, _, err = run_cli("qc", "--reference", ref, "--styled", same, "--noisy", noisy, "-o", out,
+                         "--vgg-weights", "random", "--gram-crop", "48", "--montage-angles", "0,60", "-q")
+    assert rc == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    g = m["gram_distance_to_reference"]
+    assert g["styled"]["angles_deg"] == [0.0, 60.0]
+    np.testing.assert_allclose(g["styled"]["per_tilt"], 0.0, atol=1e-9)
+    assert min(g["noisy"]["per_tilt"]) > 0.01
+    assert m["styled_gram_closer_than_noisy"] is True
+    assert "random" in m["gram_note"]

@@ -45,15 +45,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--no-gram", action="store_true", help="skip the Gram (VGG style) distance")
     o.add_argument("--gram-crop", type=int, default=256, metavar="PX",
                    help="Gram distance on the central PX x PX crop of each tilt (default: 256; 0 = whole tilt)")
-    o.add_argument("--vgg-weights", metavar="PATH",
-                   help="VGG-19 weights file for the Gram distance (default: faket.vgg's default)")
+    o.add_argument("--vgg-weights", metavar="W",
+                   help="VGG-19 weights for the Gram distance: imagenet, random or a .pth state dict "
+                        "(default: imagenet when in the torch hub cache, else the metric is skipped)")
     o.add_argument("--device", default="cpu", help="torch device for the Gram distance (default: cpu)")
     p.add_argument("--quiet", "-q", action="store_true", help="no info messages")
 
 
+STYLE_LAYERS = (1, 6, 11, 20, 29)          # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (FakET)
+STYLE_LAYER_WEIGHTS = (256, 64, 16, 4, 1)   # normalised to sum 1 by faket.metrics.gram_distance
+
+
 def gram_features(args):
     """``(features_fn, layer_weights, note)`` for the Gram distance from :mod:`faket.vgg`, or
-    ``(None, None, why not)`` when it is not available."""
+    ``(None, None, why not)`` when it cannot run (no faket.vgg; no ImageNet weights and no --vgg-weights).
+
+    Each image is mapped to [0, 1] by its own 0.1..99.9 percentiles (clipped), the VGG input range.
+    """
     import importlib
 
     try:
@@ -62,7 +70,32 @@ def gram_features(args):
         if exc.name == "faket.vgg":
             return None, None, "skipped: faket.vgg is not available in this installation"
         raise
-    return None, None, f"skipped: faket.vgg has no supported feature API ({', '.join(dir(vgg)[:0])})"
+    weights = args.vgg_weights
+    if weights is None:
+        if not vgg.imagenet_cache_path().exists():
+            return None, None, (f"skipped: no ImageNet VGG-19 weights at {vgg.imagenet_cache_path()} "
+                                "(pass --vgg-weights PATH.pth, or --vgg-weights random for random weights)")
+        weights = "imagenet"
+    import numpy as np
+    import torch
+
+    from ._common import resolve_device
+
+    device = resolve_device(args.device)
+    model, winfo = vgg.build_vgg(weights, depth=max(STYLE_LAYERS), device=device)
+
+    def features(img):
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = np.percentile(a, [0.1, 99.9])
+        a = np.clip((a - lo) / (hi - lo), 0, 1) if hi > lo else np.full(a.shape, 0.5)
+        x = torch.from_numpy(a.astype(np.float32))[None, None].to(device)
+        with torch.no_grad():
+            out = model(x, STYLE_LAYERS)
+        return [out[i][0] for i in STYLE_LAYERS]
+
+    note = (f"VGG-19 weights: {winfo.kind}" + (f" ({winfo.note})" if winfo.note else "")
+            + f"; layers {list(STYLE_LAYERS)}, weights {list(STYLE_LAYER_WEIGHTS)}")
+    return features, STYLE_LAYER_WEIGHTS, note
 
 
 def run(args) -> int:
