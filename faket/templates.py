@@ -35,9 +35,11 @@ Units (one scale for every source): **protein-density units**, 1 = the mean dens
   converted to a map and back keeps its scale within a few percent, so particles from maps and models
   are comparable. Pass ``normalize=False`` to keep a map's own values.
 
-Map background: the level of the box edge (median of the outer one-voxel shell) is subtracted, then a
-noise floor of twice the edge's robust standard deviation (1.4826 MAD) is subtracted and the result
-clipped at 0. Clean masked maps (edge exactly 0) are unchanged; negative densities vanish.
+Map background (:func:`subtract_background`): the level of the box edge (median of the outer one-voxel
+shell) is subtracted, then a noise floor of twice the edge's robust standard deviation (1.4826 MAD),
+the result is clipped at 0 (negative densities vanish) and isolated noise specks (connected pieces
+lighter than 5 % of the heaviest) are dropped. Clean masked maps (edge exactly 0) are unchanged; when
+the floor would remove most of the density (a tight crop whose density touches the edge) it is skipped.
 
 Resampling (maps) uses the exact voxel-mean of the map's piecewise-linear interpolant over each output
 voxel: separable, mass-preserving, anti-aliased when shrinking and plain linear interpolation when
@@ -314,9 +316,9 @@ def _arms():
 
 _BUILTINS: dict[str, _Builtin] = {
     # ~5 nm: a slightly flattened globule with a knob (smallest class).
-    "globule": _Builtin("ellipsoid 2.6x2.1x1.8 nm with an off-axis knob",
-                        lambda: _union(_sd_ellipsoid((0, 0, 0), (2.6, 2.1, 1.8)),
-                                       _sd_ball((1.6, 1.2, 0.6), 1.0)), 4.0),
+    "globule": _Builtin("ellipsoid 5.2x3.8x3.0 nm with an off-axis knob (r 1.2 nm)",
+                        lambda: _union(_sd_ellipsoid((0, 0, 0), (2.6, 1.9, 1.5)),
+                                       _sd_ball((1.9, 1.4, 0.8), 1.2)), 4.5),
     # ~9 nm: three unequal touching balls, not collinear.
     "blob3": _Builtin("cluster of three unequal balls (r 2.8, 2.2, 1.7 nm)",
                       lambda: _union(_sd_ball((0, 0, 0), 2.8), _sd_ball((3.9, 1.2, 0.3), 2.2),
@@ -332,8 +334,9 @@ _BUILTINS: dict[str, _Builtin] = {
                                       _sd_capsule((-4.0, -3.0, 0.0), (-4.0, 4.0, 0.0), 1.6),
                                       _sd_ball((-4.0, -3.0, 0.0), 2.4)), 9.5),
     # ~15 nm: ring (torus) with one knob on its rim: rotationally asymmetric.
-    "ring": _Builtin("torus R 5.5 nm, tube r 1.6 nm, with a knob on the rim",
-                     lambda: _union(_sd_torus((0, 0, 0), 5.5, 1.6), _sd_ball((5.5, 0.0, 1.8), 1.8)), 8.0),
+    "ring": _Builtin("open ring: torus R 5.5 nm, tube r 1.6 nm, with a gap and a knob on the rim",
+                     lambda: _union(_subtract(_sd_torus((0, 0, 0), 5.5, 1.6), _sd_ball((-5.5, 0, 0), 2.4)),
+                                    _sd_ball((3.9, 3.9, 1.6), 1.8)), 8.0),
     # ~18 nm: two unequal balls joined by a thin rod.
     "dumbbell": _Builtin("balls r 4.0 and 2.6 nm joined by a 1.2 nm rod, 11 nm apart",
                          lambda: _union(_sd_ball((-5.5, 0, 0), 4.0), _sd_ball((5.5, 0, 0), 2.6),
@@ -353,8 +356,9 @@ _BUILTINS: dict[str, _Builtin] = {
     # ~29 nm: ribosome-like: a large and a small ellipsoidal subunit, with a stalk.
     "ribosome_like": _Builtin("large (17x14x13 nm) and small (16x9x7 nm) ellipsoidal subunits with a stalk",
                               lambda: _union(_sd_ellipsoid((0, 0, -2.5), (8.5, 7.0, 6.5)),
-                                             _sd_ellipsoid((1.0, 0.5, 6.5), (8.0, 4.5, 3.5)),
-                                             _sd_capsule((5.0, -4.0, -4.0), (13.0, -9.0, -5.0), 1.5)),
+                                             _sd_ellipsoid((2.0, 2.5, 6.0), (8.0, 4.5, 3.5)),
+                                             _sd_capsule((5.0, -4.0, -4.0), (13.0, -9.0, -5.0), 1.5),
+                                             _sd_ball((-7.5, -3.0, 1.0), 2.5)),
                               18.5),
 }
 
@@ -439,15 +443,32 @@ def _edge_values(d: np.ndarray) -> np.ndarray:
                            d[:, :, 0].ravel(), d[:, :, -1].ravel()])
 
 
-def subtract_background(density: np.ndarray) -> np.ndarray:
-    """Subtract the box-edge level and a noise floor (2 robust sigmas of the edge); clip at 0."""
+def subtract_background(density: np.ndarray, *, speck_fraction: float = 0.05) -> np.ndarray:
+    """Remove a map's background: subtract the box-edge level (median of the outer voxel shell) and a
+    noise floor of 2 robust sigmas of the edge (1.4826 MAD), clip at 0, then drop isolated specks
+    (26-connected pieces lighter than ``speck_fraction`` of the heaviest piece).
+
+    The noise floor is skipped when it would remove over 90 % of the density (tight crops whose density
+    touches the box edge, so the edge is not solvent). Clean masked maps (edge exactly 0) are unchanged.
+    """
+    from scipy import ndimage
+
     d = np.asarray(density, dtype=np.float64)
     if min(d.shape) < 3:
         return np.clip(d, 0, None)
     e = _edge_values(d)
     bg = float(np.median(e))
     noise = 1.4826 * float(np.median(np.abs(e - bg)))
-    return np.clip(d - bg - 2.0 * noise, 0, None)
+    base = np.clip(d - bg, 0, None)
+    out = np.clip(base - 2.0 * noise, 0, None)
+    if out.sum() < 0.1 * base.sum():
+        out = base
+    labels, n = ndimage.label(out > 0, structure=np.ones((3, 3, 3), bool))
+    if n > 1:
+        mass = ndimage.sum_labels(out, labels, index=np.arange(1, n + 1))
+        keep = np.concatenate([[False], mass >= speck_fraction * mass.max()])
+        out = np.where(keep[labels], out, 0.0)
+    return out
 
 
 def _interior_level(d: np.ndarray, voxel_size_a: float, mass_fraction: float = 0.5,
@@ -487,11 +508,14 @@ def template_from_map(density: np.ndarray, map_voxel_size_a: float, voxel_size_a
     nz = np.argwhere(d > 0).astype(np.float64)
     r_max_a = float(np.sqrt(((nz - com) ** 2).sum(1)).max()) * v_in + v_in + v_out
     n_out = 2 * int(math.ceil(r_max_a / v_out + 1)) + 1
-    out = resample_volume(d, v_in, v_out, n_out, com)
-    # One refinement: put the resampled map's own centre of mass exactly on the centre voxel.
-    resid = centre_of_mass(out) - (n_out - 1) / 2
-    if np.abs(resid).max() > 1e-3:
-        out = resample_volume(d, v_in, v_out, n_out, com + resid * v_out / v_in)
+    # Put the resampled map's own centre of mass (after the zero floor) on the centre voxel: the
+    # voxel-mean sampling moves it by a few hundredths of a voxel; two corrections bring it to ~1e-3.
+    for _ in range(3):
+        out = _clean_small(resample_volume(d, v_in, v_out, n_out, com))
+        resid = centre_of_mass(out) - (n_out - 1) / 2
+        if np.abs(resid).max() < 2e-3:
+            break
+        com = com + resid * v_out / v_in
     out *= np.float32(scale)
     if out.max() <= 0:
         raise InputError(f"{source or name}: density map vanishes at voxel size {v_out:g} A")
@@ -532,9 +556,7 @@ def _read_structure(path: Path, assembly: str | None):
         raise InputError(f"{path}: cannot read atomic model ({msg})") from None
     if len(st) == 0:
         raise InputError(f"{path}: atomic model has no atoms")
-    st.remove_hydrogens()
-    st.remove_waters()
-    st.remove_alternative_conformations()
+    st.setup_entities()  # subchains, which assemblies refer to (PDB files have none of their own)
     model = st[0]
     if assembly is not None:
         names = [a.name for a in st.assemblies]
@@ -547,9 +569,14 @@ def _read_structure(path: Path, assembly: str | None):
             asm = next(a for a in st.assemblies if a.name == assembly)
             try:
                 model = gemmi.make_assembly(asm, model, gemmi.HowToNameCopiedChain.AddNumber)
-            except Exception as exc:  # pragma: no cover - malformed assembly records
-                raise InputError(f"{path}: cannot build assembly {assembly!r} ({exc})") from None
-    return model
+            except Exception as exc:  # malformed assembly records
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise InputError(f"{path}: cannot build biological assembly {assembly!r} ({msg}); "
+                                 "use the deposited chains instead (assembly None)") from None
+    model.remove_hydrogens()
+    model.remove_waters()
+    model.remove_alternative_conformations()
+    return st, model  # keep the structure alive beside its model
 
 
 def _atom_arrays(model):
@@ -638,7 +665,7 @@ def template_from_atoms(path, voxel_size_a: float, name: str | None = None, *,
     p = Path(path)
     if resolution_a is not None and (not np.isfinite(resolution_a) or resolution_a < 0):
         raise InputError(f"{p}: resolution {resolution_a!r} must be a non-negative number of Angstrom")
-    model = _read_structure(p, assembly)
+    _st, model = _read_structure(p, assembly)
     arrs = _atom_arrays(model)
     if arrs is None:
         raise InputError(f"{p}: atomic model has no atoms")
