@@ -31,7 +31,7 @@ Given lists
 :func:`place_particles` puts every row at its (possibly sub-voxel) centre and angles; its centre voxel is
 ``round(x, y, z)`` and the sub-voxel rest is a shift inside the same interpolation. A centre outside the
 box is an error; parts of a particle outside the box are clipped. Overlapping masks are allowed (the
-earlier particle keeps the voxel) and reported.
+earlier particle keeps the voxel, except that every particle keeps its own centre voxel) and reported.
 """
 
 from __future__ import annotations
@@ -410,6 +410,7 @@ def place_particles(templates: Mapping[str, np.ndarray], particles: pd.DataFrame
     layout = Layout(density=canvas.density, class_mask=canvas.class_mask, occupancy=canvas.occupancy,
                     particles=df)
     shape = np.asarray(box)
+    centres: set[int] = set()
     for i, r in enumerate(df.itertuples(index=False)):
         p = prepared[r.class_name]
         shift = xyz[i, ::-1] - centre[i]
@@ -424,8 +425,14 @@ def place_particles(templates: Mapping[str, np.ndarray], particles: pd.DataFrame
         layout.overlap_voxels += int((~free).sum())
         canvas.occ_flat[flat[free]] = r.particle_id
         canvas.cls_flat[flat[free]] = r.class_id
-        if canvas.occ_flat[int(centre[i] @ canvas.strides)] != r.particle_id:
+        # the centre voxel always carries its own particle, unless it is another particle's centre
+        cflat = int(centre[i] @ canvas.strides)
+        if cflat in centres:
             layout.centres_taken.append(int(r.particle_id))
+        else:
+            centres.add(cflat)
+            canvas.occ_flat[cflat] = r.particle_id
+            canvas.cls_flat[cflat] = r.class_id
         canvas.add_density(inst, centre[i])
         if progress:
             progress(1)

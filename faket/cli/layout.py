@@ -250,7 +250,6 @@ def _load(spec_entry: dict, voxel_size_a: float, cache_dir):
 def _class_table(spec: dict, voxel_size_a: float, cache_dir, args):
     """Spec -> list of (name, density, source, diameter_nm, count|None, fraction|None, isotropic)."""
     from ..layout import fiducial_template, vesicle_template
-    from ._common import info
 
     out = []
     for i, c in enumerate(spec["classes"]):
@@ -258,8 +257,6 @@ def _class_table(spec: dict, voxel_size_a: float, cache_dir, args):
         name = c.get("name") or t.name
         out.append(dict(name=name, density=t.density, source=t.source, diameter_nm=float(t.diameter_nm),
                         count=c.get("count"), fraction=c.get("fraction"), isotropic=False))
-        info(args, f"class {i + 1} {name}: {t.source}, {t.density.shape[0]}^3 voxels, "
-                   f"~{t.diameter_nm:.1f} nm")
     v = spec["vesicles"]
     if v["count"] > 0:
         out.append(dict(name=v["name"], density=vesicle_template(
@@ -418,6 +415,8 @@ def run(args) -> int:
         write_particles_star(df, st.path(targets["particles.star"]), voxel_size_a=vs, box_zyx=box,
                              tomo_name=spec["tomo_name"])
         write_shrec_locations(df, st.path(targets["particle_locations.txt"]))
+    for cid, c in classes_json.items():  # after success: an error stays one line
+        info(args, f"class {cid} {c['name']}: {c['source']}, ~{c['diameter_nm']:.1f} nm")
     info(args, f"{len(df)} particles ({', '.join(f'{k} {v}' for k, v in lay.placed.items())}) in a "
                f"{box[0]}x{box[1]}x{box[2]} box at {vs:g} A, {100 * occupied / frac_den:.1f}% of the "
                f"{'slab' if slab else 'box'} occupied, {time.perf_counter() - t0:.1f} s -> {outdir}")
