@@ -223,3 +223,23 @@ def test_cli_bad_input_writes_nothing(tmp_path, capsys):
     assert "z-range" in capsys.readouterr().err
     assert main(["labels", str(tmp_path / "layout"), "-o", str(out), "--bin", "0"]) == 2
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_shrec_list_takes_class_ids_from_the_mask(tmp_path):
+    from faket.cli import main
+    from faket.particles import read_particles, write_shrec_locations
+
+    rng = np.random.default_rng(5)
+    cls, occ, centres = _cubes_layout((24, 24, 24), 3, 12, rng)
+    df = _write_layout(tmp_path / "layout", cls, occ, centres)
+    write_shrec_locations(df, tmp_path / "layout" / "particle_locations.txt")
+    raw = read_particles(tmp_path / "layout" / "particle_locations.txt")
+    assert (raw.class_id != df.class_id).any()      # SHREC ids follow first appearance, not the mask
+    out = tmp_path / "out"
+    assert main(["labels", "--class-mask", str(tmp_path / "layout" / "class_mask.mrc"),
+                 "--occupancy", str(tmp_path / "layout" / "occupancy_mask.mrc"),
+                 "--particles", str(tmp_path / "layout" / "particle_locations.txt"),
+                 "-o", str(out), "--bin", "1", "--quiet"]) == 0
+    got = read_particles(out / "particles_bin1.csv")
+    assert got.class_id.tolist() == df.class_id.tolist()
+    np.testing.assert_allclose(got[["x", "y", "z"]].to_numpy(), df[["x", "y", "z"]].to_numpy())

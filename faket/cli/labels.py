@@ -86,6 +86,25 @@ def _as_labels(m, what):
     return r.astype(np.int32)
 
 
+def _class_ids_from_mask(df, cls, occ, source):
+    """SHREC lists carry class names only (ids follow first appearance): take each particle's class id
+    from the class mask on its occupancy voxels when that gives one id per name."""
+    from ..labels import particle_classes
+    from ._common import warn
+
+    pc = particle_classes(cls, occ)
+    new = df["particle_id"].map(lambda p: pc.get(int(p), 0))
+    if (new == 0).any():
+        return df
+    out = df.copy()
+    out["class_id"] = new.astype(int)
+    if (out.groupby("class_name")["class_id"].nunique() > 1).any() or \
+            (out.groupby("class_id")["class_name"].nunique() > 1).any():
+        warn(f"{source}: class names and the class mask's ids do not map one to one; keeping the list's ids")
+        return df
+    return out
+
+
 def run(args) -> int:
     from pathlib import Path
 
@@ -126,6 +145,8 @@ def run(args) -> int:
     cls = _as_labels(cm, "class mask")
     occ = _as_labels(om, "occupancy mask")
     df = read_particles(pl_path, voxel_size_a=voxel, box_zyx=shape)
+    if pl_path.suffix.lower() == ".txt" and len(df):
+        df = _class_ids_from_mask(df, cls, occ, pl_path)
     ids_in_mask = set(np.unique(occ).tolist()) - {0}
     not_in_mask = sorted(set(df["particle_id"].tolist()) - ids_in_mask)
     if not_in_mask:

@@ -1,0 +1,399 @@
+"""The Snakemake workflow and its glue steps (faket stack, faket dataset).
+
+Fast tests check the glue steps; tests marked ``slow`` run Snakemake for real on a tiny config
+(2 tomograms of 32x64x64, 11 tilts): lint and format, config errors, an end-to-end run with the
+documented output tree, resume after a kill and after a deleted output, scattered == unscattered style.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from faket.cli import main
+from faket.io import read_mrc, read_tlt, write_mrc, write_tlt
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = BIN / "snakemake"
+
+
+# --------------------------------------------------------------------------------------------------
+# faket stack
+
+
+def _chunk(path, data, angles, tilts=None, voxel=10.0):
+    write_mrc(path, data, voxel, image_stack=True)
+    write_tlt(Path(path).with_suffix(".tlt"), angles)
+    if tilts is not None:
+        Path(path).with_suffix(".json").write_text(json.dumps({"parameters": {"tilts": tilts}}))
+    return str(path)
+
+
+def test_stack_gathers_chunks_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=(7, 12, 10)).astype(np.float32)
+    ang = np.arange(-30, 40, 10.0)
+    write_tlt(tmp_path / "content.tlt", ang)
+    parts = [(0, 3), (3, 6), (6, 7)]
+    chunks = [_chunk(tmp_path / f"c{a}.mrc", full[a:b], ang[a:b], f"{a}:{b}") for a, b in parts]
+    out = tmp_path / "out" / "styled.mrc"
+    assert main(["stack", *chunks, "-o", str(out), "--expect-angles", str(tmp_path / "content.tlt"),
+                 "--quiet"]) == 0
+    m = read_mrc(out)
+    np.testing.assert_array_equal(m.data, full)
+    np.testing.assert_allclose(read_tlt(out.with_suffix(".tlt")), ang)
+    assert m.voxel_size_a == pytest.approx(10.0)
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert [c["tilts"] for c in rec["chunks"]] == ["0:3", "3:6", "6:7"]
+
+
+def test_stack_refuses_bad_chunks(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    full = rng.normal(size=(6, 8, 8)).astype(np.float32)
+    ang = np.arange(6.0) * 10 - 25
+    write_tlt(tmp_path / "content.tlt", ang)
+    c0 = _chunk(tmp_path / "c0.mrc", full[:3], ang[:3], "0:3")
+    c1 = _chunk(tmp_path / "c1.mrc", full[3:], ang[3:], "3:6")
+    out = tmp_path / "o.mrc"
+    # out of order
+    assert main(["stack", c1, c0, "-o", str(out)]) == 2
+    assert "covers tilts 3:6" in capsys.readouterr().err
+    # a missing chunk
+    assert main(["stack", c0, "-o", str(out), "--expect-angles", str(tmp_path / "content.tlt")]) == 2
+    assert "differ" in capsys.readouterr().err
+    # different image size / voxel size
+    c2 = _chunk(tmp_path / "c2.mrc", full[3:, :, :6], ang[3:], "3:6")
+    assert main(["stack", c0, c2, "-o", str(out)]) == 2
+    assert "tilt size" in capsys.readouterr().err
+    c3 = _chunk(tmp_path / "c3.mrc", full[3:], ang[3:], "3:6", voxel=12.0)
+    assert main(["stack", c0, c3, "-o", str(out)]) == 2
+    assert "voxel size" in capsys.readouterr().err
+    # a chunk without angles
+    write_mrc(tmp_path / "bare.mrc", full[3:], 10.0, image_stack=True)
+    assert main(["stack", c0, str(tmp_path / "bare.mrc"), "-o", str(out)]) == 2
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# faket dataset
+
+
+def _fake_tomo_folder(folder, bins=(2,), modalities=("faket", "noisy"), n_particles=3):
+    folder.mkdir(parents=True)
+    for b in bins:
+        shape = (8 // b, 16 // b, 16 // b)
+        for m in modalities:
+            name = f"tomogram_bin{b}.mrc" if m == "faket" else f"tomogram_{m}_bin{b}.mrc"
+            write_mrc(folder / name, np.zeros(shape, np.float32), 10.0 * b)
+        write_mrc(folder / f"class_mask_bin{b}.mrc", np.zeros(shape, np.float32), 10.0 * b)
+        write_mrc(folder / f"occupancy_mask_bin{b}.mrc", np.zeros(shape, np.float32), 10.0 * b)
+        rows = "".join(f"{i},1,a,1,1,1,0,0,0\n" for i in range(1, n_particles + 1))
+        (folder / f"particles_bin{b}.csv").write_text("particle_id,class_id,class_name,x,y,z,rot,tilt,psi\n" + rows)
+        (folder / f"particles_bin{b}.star").write_text("data_particles\n")
+        (folder / f"particle_locations_bin{b}.txt").write_text("a 1 1 1 0 0 0\n")
+
+
+def test_dataset_indexes_every_tomogram(tmp_path):
+    import pandas as pd
+
+    res = tmp_path / "results"
+    _fake_tomo_folder(res / "t0", bins=(1, 2))
+    _fake_tomo_folder(res / "t1", bins=(2,), modalities=("faket",), n_particles=5)
+    (res / "references").mkdir()
+    out = res / "dataset.csv"
+    assert main(["dataset", str(res), "-o", str(out), "--quiet"]) == 0
+    df = pd.read_csv(out)
+    assert list(zip(df.tomogram, df.modality, df["bin"])) == [
+        ("t0", "faket", 1), ("t0", "faket", 2), ("t0", "noisy", 1), ("t0", "noisy", 2), ("t1", "faket", 2)]
+    r = df.iloc[1]
+    assert r.tomogram_path == "t0/tomogram_bin2.mrc" and r.occupancy_mask == "t0/occupancy_mask_bin2.mrc"
+    assert (r.shape_z, r.shape_y, r.shape_x, r.voxel_size_a) == (4, 8, 8, 20.0)
+    assert df.iloc[4].n_particles == 5
+    for col in ("tomogram_path", "class_mask", "occupancy_mask", "particles_csv", "particles_star",
+                "particle_locations"):
+        assert all((res / p).is_file() for p in df[col])
+
+
+def test_dataset_refuses_missing_or_mismatched_labels(tmp_path, capsys):
+    res = tmp_path / "results"
+    _fake_tomo_folder(res / "t0")
+    (res / "t0" / "particles_bin2.star").unlink()
+    assert main(["dataset", str(res / "t0"), "-o", str(res / "d.csv")]) == 2
+    assert "particles_bin2.star is missing" in capsys.readouterr().err
+    _fake_tomo_folder(res / "t1")
+    write_mrc(res / "t1" / "class_mask_bin2.mrc", np.zeros((3, 8, 8), np.float32), 20.0)
+    assert main(["dataset", str(res / "t1"), "-o", str(res / "d.csv")]) == 2
+    assert "differs from its tomogram" in capsys.readouterr().err
+    assert not (res / "d.csv").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# the workflow itself (Snakemake subprocesses)
+
+TINY_LAYOUT = {
+    "box": [32, 64, 64],
+    "voxel_size": 10.0,
+    "slab_thickness": 24,
+    "classes": [{"template": "blob3", "count": 6}, {"template": "ring", "count": 3},
+                {"template": "dumbbell", "count": 3}],
+    "vesicles": {"count": 0},
+    "fiducials": {"count": 1, "diameter_nm": 6},
+}
+
+
+def tiny_config(tmp, **over):
+    """A tiny config: one random layout + one given SHREC-style folder, 11 tilts, 4 modalities."""
+    spec = tmp / "tiny_layout.yaml"
+    spec.write_text(yaml.safe_dump(TINY_LAYOUT))
+    cfg = {
+        "manifest": str(ROOT / "data_manifest.csv"),
+        "seed": 3,
+        "angles": "-50:50:10",
+        "modalities": ["noiseless", "baseline", "noisy", "faket"],
+        "tomograms": {"count": 2, "prefix": "tiny", "given": []},
+        "layout": {"spec": str(spec), "shape_zyx": None, "voxel_size_a": None},
+        "reference": {"names": ["physics_default"], "physics": {"seed": 7, "defocus_um": -2.5}},
+        "noise": {"snr": [0.05, 0.2]},
+        "style": {"tilts_per_job": 4, "weights": "random", "precision": "fp32", "iterations": None,
+                  "style_cache": True},
+        "reconstruct": {"binnings": [1, 2], "z_range": [4, 28], "filter": "ramp"},
+        "qc": True,
+    }
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+            cfg[k].update(v)
+        else:
+            cfg[k] = v
+    p = tmp / "config.yaml"
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return p
+
+
+def _env():
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("FAKET_CACHE", str(Path.home() / ".cache" / "faket"))
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def snakemake(workdir, config, *extra, check=True, timeout=900, popen=False):
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", str(config),
+           "--cores", "2", "--nocolor", *extra]
+    if popen:
+        return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}")
+    return r
+
+
+def expected_tree(cfg_path):
+    """The documented output tree (docs/workflow.md) for a config."""
+    cfg = yaml.safe_load(Path(cfg_path).read_text())
+    tomos = [f"{cfg['tomograms']['prefix']}_{i:03d}" for i in range(cfg["tomograms"]["count"])]
+    tomos += [g["name"] for g in cfg["tomograms"].get("given", [])]
+    files = ["results/dataset.csv"]
+    for t in tomos:
+        d = f"results/{t}"
+        for b in cfg["reconstruct"]["binnings"]:
+            for m in cfg["modalities"]:
+                files.append(f"{d}/tomogram_bin{b}.mrc" if m == "faket" else f"{d}/tomogram_{m}_bin{b}.mrc")
+            files += [f"{d}/class_mask_bin{b}.mrc", f"{d}/occupancy_mask_bin{b}.mrc", f"{d}/particles_bin{b}.csv",
+                      f"{d}/particles_bin{b}.star", f"{d}/particle_locations_bin{b}.txt",
+                      f"{d}/particles_bin{b}.json"]
+        files += [f"{d}/particles.csv", f"{d}/particles.star", f"{d}/particle_locations.txt"]
+        for s in ("noiseless", "content", "noisy", "baseline", "faket"):
+            files += [f"{d}/tiltseries/{s}.mrc", f"{d}/tiltseries/{s}.tlt", f"{d}/tiltseries/{s}.json"]
+        files += [f"{d}/qc/{f}" for f in ("montage.png", "spectra.png", "tilt_stats.png", "slices.png",
+                                          "metrics.json")]
+    return tomos, files
+
+
+def outputs(workdir):
+    """Every result file (relative path -> Path), without QC pictures and provenance timestamps."""
+    res = Path(workdir) / "results"
+    return {str(p.relative_to(workdir)): p for p in sorted(res.rglob("*")) if p.is_file()
+            and "style_cache" not in p.parts}
+
+
+def assert_same_outputs(wa, wb, names=None):
+    """Same arrays (MRC), same text (CSV, STAR, TXT, TLT) in two runs."""
+    a, b = outputs(wa), outputs(wb)
+    names = names or [n for n in a if n.endswith((".mrc", ".csv", ".star", ".txt", ".tlt"))]
+    for n in names:
+        assert n in b, f"{n} missing in the second run"
+        if n.endswith(".mrc"):
+            np.testing.assert_array_equal(read_mrc(a[n]).data, read_mrc(b[n]).data, err_msg=n)
+        elif n.endswith(".csv") and n.endswith("dataset.csv"):
+            assert a[n].read_text() == b[n].read_text()
+        else:
+            assert a[n].read_text() == b[n].read_text(), n
+
+
+@pytest.mark.slow
+def test_lint_and_format_clean():
+    r = subprocess.run([str(SNAKEMAKE), "--lint", "-s", str(ROOT / "Snakefile"), "-d", str(ROOT), "--nocolor"],
+                       env=_env(), capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Congratulations" in r.stdout + r.stderr and "Lints for" not in r.stdout + r.stderr
+    files = [str(ROOT / "Snakefile"), *map(str, sorted((ROOT / "workflow" / "rules").glob("*.smk")))]
+    r = subprocess.run([str(BIN / "snakefmt"), "--check", *files], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("over, key", [
+    ({"seed": "abc"}, "config key 'seed'"),
+    ({"style": {"tilts_per_job": 2.5}}, "config key 'style.tilts_per_job'"),
+    ({"style": {"tilts_per_jobs": 2}}, "config key 'style.tilts_per_jobs': unknown key"),
+    ({"colour": "blue"}, "config key 'colour': unknown key"),
+    ({"modalities": ["faket", "gauss"]}, "config key 'modalities[1]'"),
+    ({"reference": {"names": ["no_such_ref"]}}, "config key 'reference.names[0]': 'no_such_ref' is not an entry"),
+    ({"reference": {"names": ["shrec2021"]}}, "config key 'reference.names[0]': 'shrec2021' is a dataset"),
+    ({"reference": {"names": ["empiar_10045"]}}, "is not downloaded"),
+    ({"reconstruct": {"z_range": [10, 99]}}, "config key 'reconstruct.z_range'"),
+    ({"tomograms": {"given": [{"name": "x", "folder": "/nonexistent"}]}}, "config key 'tomograms.given[0].folder'"),
+])
+def test_broken_config_fails_before_any_job_naming_the_key(tmp_path, over, key):
+    cfg = tiny_config(tmp_path, **over)
+    r = snakemake(tmp_path / "run", cfg, check=False, timeout=120)
+    assert r.returncode != 0
+    assert key in r.stdout + r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+    assert not (tmp_path / "run" / "results").exists()
+    assert not (tmp_path / "run" / "logs").exists()
+
+
+@pytest.mark.slow
+def test_altered_reference_fails_before_any_job(tmp_path):
+    """A manifest entry whose file no longer matches its sha256 stops the run, naming the entry."""
+    data = tmp_path / "ref.mrc"
+    write_mrc(data, np.ones((3, 16, 16), np.float32), 10.0, image_stack=True)
+    write_tlt(tmp_path / "ref.tlt", [-50, 0, 50])
+    man = tmp_path / "manifest.csv"
+    man.write_text((ROOT / "data_manifest.csv").read_text())
+    assert main(["manifest", "add", str(man), "myref", str(data), "--kind", "tiltseries",
+                 "--angles-file", str(tmp_path / "ref.tlt")]) == 0
+    cfg = tiny_config(tmp_path, manifest=str(man), reference={"names": ["myref"]})
+    r = snakemake(tmp_path / "run", cfg, "-n", check=True, timeout=120)   # intact: the DAG builds
+    data.write_bytes(data.read_bytes()[:-4] + b"\0\0\0\1")
+    r = snakemake(tmp_path / "run", cfg, check=False, timeout=120)
+    assert r.returncode != 0
+    assert "config key 'reference.names[0]': 'myref'" in r.stdout + r.stderr and "altered" in r.stdout + r.stderr
+    assert not (tmp_path / "run" / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One complete tiny run (shared by the tests below)."""
+    tmp = tmp_path_factory.mktemp("wf")
+    cfg = tiny_config(tmp)
+    t0 = time.perf_counter()
+    r = snakemake(tmp / "run", cfg)
+    return {"tmp": tmp, "cfg": cfg, "work": tmp / "run", "seconds": time.perf_counter() - t0, "log": r.stdout + r.stderr}
+
+
+@pytest.mark.slow
+def test_end_to_end_tree_and_contents(tiny_run):
+    import pandas as pd
+
+    work, cfg = tiny_run["work"], tiny_run["cfg"]
+    tomos, files = expected_tree(cfg)
+    missing = [f for f in files if not (work / f).is_file()]
+    assert not missing, missing
+    # every rule has a log
+    assert all((work / "logs" / t / "labels.log").is_file() for t in tomos)
+    # style chunks were scattered (4 tilts a job) and cleaned up after the gather
+    stacked = json.loads((work / f"results/{tomos[0]}/tiltseries/faket.json").read_text())
+    assert [c["tilts"] for c in stacked["chunks"]] == ["0:4", "4:8", "8:11"]
+    assert not list((work / f"results/{tomos[0]}/tiltseries/faket_chunks").glob("*.mrc"))
+    for t in tomos:
+        d = work / "results" / t
+        ts = read_mrc(d / "tiltseries" / "faket.mrc").data
+        assert ts.shape == (11, 64, 64)
+        np.testing.assert_allclose(read_tlt(d / "tiltseries" / "faket.tlt"), np.arange(-50, 51, 10))
+        for b in (1, 2):
+            tomo = read_mrc(d / f"tomogram_bin{b}.mrc")
+            cm = read_mrc(d / f"class_mask_bin{b}.mrc")
+            assert tomo.data.shape == cm.data.shape == (24 // b, 64 // b, 64 // b)
+            assert tomo.voxel_size_a == pytest.approx(10.0 * b) == cm.voxel_size_a
+        # the noiseless tomogram is darker inside particles (dark contrast) than outside: labels line up
+        tomo = read_mrc(d / "tomogram_noiseless_bin2.mrc").data
+        occ = read_mrc(d / "occupancy_mask_bin2.mrc").data > 0
+        assert occ.any() and tomo[occ].mean() < tomo[~occ].mean() - 0.5 * tomo.std()
+        # the drawn SNR is recorded in the provenance, different per tomogram, inside the range
+        snr = json.loads((d / "tiltseries" / "noisy.json").read_text())["parameters"]["snr"]
+        assert 0.05 <= snr <= 0.2
+    snrs = {json.loads((work / f"results/{t}/tiltseries/noisy.json").read_text())["parameters"]["snr"] for t in tomos}
+    assert len(snrs) == len(tomos)
+    df = pd.read_csv(work / "results" / "dataset.csv")
+    assert len(df) == len(tomos) * 4 * 2
+    assert set(df.modality) == {"noiseless", "baseline", "noisy", "faket"}
+    assert all((work / "results" / p).is_file() for p in df.tomogram_path)
+
+
+@pytest.mark.slow
+def test_resume_after_deleted_output_redoes_only_that(tiny_run):
+    work, cfg = tiny_run["work"], tiny_run["cfg"]
+    before = {n: p.stat().st_mtime_ns for n, p in outputs(work).items()}
+    target = "results/tiny_001/tomogram_bin2.mrc"
+    ref = read_mrc(work / target).data
+    (work / target).unlink()
+    r = snakemake(work, cfg)
+    assert "reconstruct_faket" in r.stdout + r.stderr
+    np.testing.assert_array_equal(read_mrc(work / target).data, ref)
+    after = {n: p.stat().st_mtime_ns for n, p in outputs(work).items()}
+    changed = sorted(n for n in before if n in after and after[n] != before[n])
+    # only the tomogram (+ sidecar), and what depends on it (QC of that tomogram, the dataset index)
+    allowed = {target, target.replace(".mrc", ".json"), "results/dataset.csv", "results/dataset.json"}
+    assert set(changed) - allowed <= {n for n in changed if n.startswith("results/tiny_001/qc/")}, changed
+    # nothing left to do
+    r = snakemake(work, cfg, "-n")
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_redoing_and_gives_same_outputs(tiny_run):
+    tmp = tiny_run["tmp"]
+    work = tmp / "killed"
+    p = snakemake(work, tiny_run["cfg"], popen=True)
+    noisy = work / "results" / "tiny_000" / "tiltseries" / "noisy.mrc"
+    t0 = time.time()
+    while not noisy.exists() and time.time() - t0 < 600 and p.poll() is None:
+        time.sleep(0.5)
+    assert p.poll() is None, "the run ended before it could be killed"
+    os.killpg(p.pid, signal.SIGINT)   # as Ctrl-C in a terminal
+    p.wait(timeout=120)
+    done = {n: q.stat().st_mtime_ns for n, q in outputs(work).items()}
+    assert any(n.endswith("noisy.mrc") for n in done) and not (work / "results" / "dataset.csv").exists()
+    snakemake(work, tiny_run["cfg"], "--rerun-incomplete")
+    after = {n: q.stat().st_mtime_ns for n, q in outputs(work).items()}
+    finished_before = [n for n in done if n.endswith("noiseless.mrc") or n.endswith("/layout/volume.mrc")]
+    assert finished_before
+    for n in finished_before:
+        assert after[n] == done[n], f"{n} was redone"
+    assert_same_outputs(tiny_run["work"], work)
+
+
+@pytest.mark.slow
+def test_scattered_style_equals_unscattered(tiny_run):
+    tmp = tiny_run["tmp"]
+    cfg = tiny_config(tmp / "one", style={"tilts_per_job": 0}) if (tmp / "one").mkdir() is None else None
+    work = tmp / "one" / "run"
+    target = "results/tiny_000/tiltseries/faket.mrc"
+    snakemake(work, cfg, target)
+    rec = json.loads((work / target.replace(".mrc", ".json")).read_text())
+    assert [c["tilts"] for c in rec["chunks"]] == ["0:11"]
+    np.testing.assert_array_equal(read_mrc(work / target).data, read_mrc(tiny_run["work"] / target).data)
