@@ -231,12 +231,15 @@ def detector_mtf(shape_yx, mtf: str = "counting") -> np.ndarray:
 
 def simulate_tiltseries(projected: np.ndarray, angles_deg: Sequence[float], pixel_size_a: float,
                         params: PhysicsParams | None = None, *, seed: int = 0,
-                        tilt_indices: Sequence[int] | None = None, noise: bool = True, progress=None,
-                        return_info: bool = False):
+                        tilt_indices: Sequence[int] | None = None,
+                        series_angles_deg: Sequence[float] | None = None, noise: bool = True,
+                        progress=None, return_info: bool = False):
     """Image a projected-potential stack ``(T, Y, W)`` (voxel-unit line integrals) as described above.
 
     Returns float32 electrons per pixel ``(T, Y, W)`` (and, with ``return_info``, a dict of the derived
     per-tilt quantities: dose, accumulated dose, ice path, defocus, counted electrons per pixel).
+    For a chunk of a longer series, pass ``tilt_indices`` (the tilts' indices in the series: they seed the
+    noise) and ``series_angles_deg`` (all angles of the series: they decide the dose order).
     ``noise=False`` gives the noise-free twin (no ice phase noise, no shot noise; same dose, attenuation,
     CTF, envelopes and MTF): the expected counts.
     """
@@ -269,7 +272,13 @@ def simulate_tiltseries(projected: np.ndarray, angles_deg: Sequence[float], pixe
     Ne = critical_exposure(k)
 
     if p.dose_total is not None:
-        dose_tilt, dose_acc, rank = dose_schedule(angles, p.dose_total, p.dose_order)
+        if series_angles_deg is not None:
+            full = np.asarray(series_angles_deg, dtype=np.float64).ravel()
+            if tilt_indices is None or not np.allclose(full[idx], angles):
+                raise ValueError("series_angles_deg[tilt_indices] must equal angles_deg")
+            dose_tilt, dose_acc, rank = (x[idx] for x in dose_schedule(full, p.dose_total, p.dose_order))
+        else:
+            dose_tilt, dose_acc, rank = dose_schedule(angles, p.dose_total, p.dose_order)
     else:
         dose_tilt, dose_acc, rank = np.zeros(T), np.zeros(T), np.arange(T)
     cosv = np.cos(np.deg2rad(angles))
