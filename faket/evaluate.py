@@ -133,7 +133,9 @@ def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequen
     if occ.ndim != 3:
         raise InputError(f"occupancy mask must be 3-D, got shape {occ.shape}")
     if np.issubdtype(occ.dtype, np.floating):
-        occ_i = np.rint(occ).astype(np.int64)
+        if occ.size and float(occ.max()) >= 2 ** 31:
+            raise InputError("occupancy mask holds ids >= 2^31; expected particle ids")
+        occ_i = np.rint(occ).astype(np.int32)  # int32: 4 bytes a voxel, like the float32 mask
         if not np.array_equal(occ_i, occ):
             raise InputError("occupancy mask must hold integer particle ids (found fractional values)")
         occ = occ_i
