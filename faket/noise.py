@@ -43,6 +43,7 @@ seed and its index in the full tilt-series only (pass ``tilt_indices`` when hand
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -125,10 +126,11 @@ def check_tilts(tilts: np.ndarray, what: str = "tilt-series") -> tuple[np.ndarra
         raise InputError(f"{what}: contains {n} NaN/Inf values")
     mean, std = tilt_stats(t)
     scale = np.maximum(np.abs(mean), 1.0)
-    bad = np.nonzero(~(std > 1e-6 * scale))[0]
+    # constant tilts, and blank ones (excluded tilts stored as rounding residue, std < 1e-3 x the median)
+    bad = np.nonzero(~(std > 1e-6 * scale) | (std < 1e-3 * np.median(std)))[0]
     if bad.size:
-        raise InputError(f"{what}: tilt {int(bad[0])} has zero variance (constant image); "
-                         f"{bad.size} such tilt(s)")
+        raise InputError(f"{what}: tilt {int(bad[0])} has zero variance (constant or blank image; "
+                         f"std {std[bad[0]]:.3g} vs median {np.median(std):.3g}); {bad.size} such tilt(s)")
     return mean, std
 
 
@@ -248,7 +250,7 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
       the floor in ``band`` is rescaled by the shape's mean over all frequencies / its mean in the band.
     - ``"measured"`` (default): the noise is white at level ``L`` (floor in ``plateau``) up to where the data's
       own spectrum rolls off (detector MTF, binning, low-pass filters): noise spectrum =
-      ``min(L, P(f))`` per ring of width 0.05 (rings with < 8 bins count at ``L``). For white noise plus a
+      ``P(f)`` per ring of width 0.05 where it is significantly below ``L`` (3 standard errors), else ``L`` (rings with < 8 bins count at ``L``). For white noise plus a
       signal this equals ``"none"`` measured in ``plateau``; a roll-off (or a high-pass) is followed as
       measured instead of assumed flat.
     """
@@ -275,6 +277,7 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
         rings = [(ring == k) & offaxis for k in range(edges.size)]
         rings = [(k, m) for k, m in zip(range(edges.size), rings) if m.sum() >= 8]
         ring_w = {k: float(W[ring == k].sum()) for k in range(edges.size)}
+        ring_n = {k: int(m.sum()) for k, m in rings}
         correction = None
     else:
         mask = _band_mask(Y, X, band, axis_exclude)
@@ -296,7 +299,10 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
         covered = 0.0
         for k, m in rings:
             pk = _ring_stat(P[:, m])
-            total += np.minimum(floor, pk) * ring_w[k]
+            # a ring counts as rolled off only when significantly below the plateau (3 standard errors
+            # of a mean of exponential values): taking the min of noisy values would bias low
+            tol = 1.0 - 3.0 / math.sqrt(ring_n[k])
+            total += np.where(pk < tol * floor, pk, floor) * ring_w[k]
             covered += ring_w[k]
         # rings too sparse to measure (tiny images) count at the plateau level
         total += floor * (Y * X - covered)

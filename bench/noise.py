@@ -1,0 +1,221 @@
+"""Benchmark and validation of `faket noise`.
+
+    .venv/bin/python bench/noise.py                  # timing: noise on 61x1024x1024 (goal < 10 s)
+    .venv/bin/python bench/noise.py --validate       # blind-estimate error table on synthetic references
+    .venv/bin/python bench/noise.py --real           # blind estimates on the real tilt-series in ../shared/data
+    .venv/bin/python bench/noise.py --physics        # blind vs paired on a `faket reference` tilt-series
+
+Timing: the whole command (`faket.cli.main`, in-process: read CLEAN and REF, blind fit, noise, write NOISY
++ CONTENT + sidecars), and the pure parts separately. The machine is shared: timings are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def _write(path, data, angles=None, voxel=10.0):
+    import mrcfile
+
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(np.asarray(data, np.float32))
+        m.voxel_size = voxel
+    if angles is not None:
+        Path(path).with_suffix(".tlt").write_text("".join(f"{a:g}\n" for a in angles))
+
+
+def phantom(n=128, nblob=60, seed=0, blur=1.5):
+    """Projected random balls (chord lengths), Gaussian-softened: a band-limited projection."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:n, :n].astype(np.float32)
+    img = np.zeros((n, n), np.float32)
+    for _ in range(nblob):
+        cy, cx = rng.uniform(0, n, 2)
+        rad = rng.uniform(3, 12) * n / 128
+        d2 = rad * rad - ((yy - cy) ** 2 + (xx - cx) ** 2)
+        img += 2 * np.sqrt(np.clip(d2, 0, None)) * rng.uniform(0.5, 1.5)
+    img = gaussian_filter(img, blur) if blur > 0 else img
+    return ((img - img.mean()) / img.std()).astype(np.float32)
+
+
+def timing(args) -> None:
+    from faket import noise as nz
+    from faket.cli import main
+
+    T, N = args.tilts, args.size
+    rng = np.random.default_rng(0)
+    angles = np.linspace(-60, 60, T)
+    base = phantom(N, 200, seed=1, blur=2.0)
+    clean = np.empty((T, N, N), np.float32)
+    ref = np.empty((T, N, N), np.float32)
+    for i in range(T):
+        clean[i] = np.roll(base, 3 * i, axis=1)
+        ref[i] = 0.3 * np.roll(base, -5 * i, axis=0) + rng.standard_normal((N, N), dtype=np.float32)
+    with tempfile.TemporaryDirectory(dir=args.tmp) as d:
+        d = Path(d)
+        _write(d / "clean.mrc", clean, angles)
+        _write(d / "ref.mrc", ref, angles + 0.2)
+        times = []
+        for rep in range(args.repeat):
+            t0 = time.perf_counter()
+            rc = main(["noise", str(d / "clean.mrc"), "--reference", str(d / "ref.mrc"), "-o",
+                       str(d / "noisy.mrc"), "--content-out", str(d / "content.mrc"), "--quiet"])
+            times.append(time.perf_counter() - t0)
+            assert rc == 0
+        t0 = time.perf_counter()
+        c = nz.blind_fit(ref)
+        t_fit = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        nz.add_noise(clean, nz.smooth_curves(c, 2), seed=0, content_noise=0.25)
+        t_add = time.perf_counter() - t0
+    print(f"faket noise {T}x{N}x{N} (blind fit, NOISY + CONTENT, with I/O): "
+          f"best {min(times):.2f} s of {len(times)} (goal < 10 s)")
+    print(f"  blind_fit on the reference: {t_fit:.2f} s;  add_noise (NOISY + CONTENT): {t_add:.2f} s")
+
+
+def validate(args) -> None:
+    """Blind sigma error vs SNR on synthetic references (phantom signal + white / detector-coloured noise)."""
+    import scipy.fft as sfft
+
+    from faket import noise as nz
+
+    snrs = [0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]
+    n, reps = 128, 8
+    cases = [("white", "measured"), ("white", "none"), ("counting-MTF", "measured"),
+             ("counting-MTF", "none"), ("counting-MTF", "counting")]
+    print("| noise | --noise-mtf | " + " | ".join(f"SNR {s:g}" for s in snrs) + " |")
+    print("|---|---|" + "---|" * len(snrs))
+    sig = np.stack([phantom(n, 60, seed=s) for s in range(reps)])
+    shape = nz.noise_psd_shape((n, n), "counting")
+    for colour, mtf in cases:
+        row = []
+        for snr in snrs:
+            rng = np.random.default_rng(int(snr * 1e4))
+            e = rng.standard_normal(sig.shape)
+            if colour != "white":
+                e = sfft.irfft2(sfft.rfft2(e) * np.sqrt(shape), s=(n, n))
+            e /= e.std(axis=(1, 2), keepdims=True)
+            ref = np.sqrt(snr) * sig + e
+            truth = np.sqrt(1 / (1 + snr))
+            err = nz.blind_fit(ref, noise_mtf=mtf).sigma / truth - 1
+            row.append(f"{100 * err.mean():+.1f}% (max {100 * np.abs(err).max():.1f})")
+        print(f"| {colour} | {mtf} | " + " | ".join(row) + " |")
+    print(f"\n{reps} references of {n}x{n} per cell; error = blind sigma / true sigma - 1 "
+          "(mean over references, max |error| in brackets).")
+
+
+def _read(path):
+    import mrcfile
+
+    with mrcfile.open(path, permissive=True) as m:
+        return np.array(m.data, dtype=np.float32)
+
+
+def real(args) -> None:
+    from faket import noise as nz
+
+    ts = SHARED / "tiltseries"
+    if not ts.exists():
+        print(f"skipped: {ts} not found")
+        return
+    rows = []
+    d = _read(ts / "pytom_p1_subtilt_41x100x100.mrc")
+    for mtf in ("measured", "none", "counting"):
+        c = nz.blind_fit(d, noise_mtf=mtf)
+        rows.append(("PyTom sub-tilt-series 41x100x100", mtf, c))
+    d = _read(ts / "cryocat_tilt_stack_HIV-VLP_4tilts.mrc")
+    for mtf in ("measured", "none", "counting"):
+        c = nz.blind_fit(d, noise_mtf=mtf)
+        rows.append(("cryoCAT 4 full-field tilts 240x232", mtf, c))
+    stacks = sorted((ts / "tomodrgn_warptools_Unt").glob("*/*.mrcs"))
+    sig = []
+    skipped = 0
+    for f in stacks:
+        d = _read(f)
+        sd = d.std(axis=(1, 2))
+        keep = sd > 1e-3 * np.median(sd)
+        skipped += int((~keep).sum())
+        sig.append(nz.blind_fit(d[keep]).sigma)
+    allsig = np.concatenate(sig)
+    print("| data | --noise-mtf | sigma median (min..max) | SNR median (min..max) |")
+    print("|---|---|---|---|")
+    for name, mtf, c in rows:
+        s = c.snr
+        print(f"| {name} | {mtf} | {np.median(c.sigma):.3f} ({c.sigma.min():.3f}..{c.sigma.max():.3f}) | "
+              f"{np.median(s):.3f} ({s.min():.3f}..{s.max():.3f}) |")
+    snr = allsig ** -2 - 1
+    print(f"| tomoDRGN {len(stacks)} sub-tilt-series 37x32x32 float16 ({skipped} blank tilts skipped) | "
+          f"measured | {np.median(allsig):.3f} ({allsig.min():.3f}..{allsig.max():.3f}) | "
+          f"{np.median(snr):.3f} ({snr.min():.3f}..{snr.max():.3f}) |")
+    # PyTom per-tilt curve (every 4th tilt)
+    d = _read(ts / "pytom_p1_subtilt_41x100x100.mrc")
+    ang = np.loadtxt(ts / "pytom_p1_subtilt.tlt")
+    c = nz.blind_fit(d)
+    print("\nPyTom per tilt (angle: SNR): " + ", ".join(f"{a:.0f}: {s:.3f}" for a, s in
+                                                          zip(ang[::4], c.snr[::4])))
+
+
+def physics(args) -> None:
+    """Blind vs paired on a physics-based reference (where the clean twin gives the truth)."""
+    from scipy.ndimage import gaussian_filter
+
+    from faket import noise as nz
+    from faket import physics as ph
+    from faket.projection import project
+
+    rng = np.random.default_rng(0)
+    v = np.zeros((64, 128, 128), np.float32)
+    idx = rng.integers(8, 120, size=(120, 3))
+    idx[:, 0] = rng.integers(16, 48, size=120)
+    v[idx[:, 0], idx[:, 1], idx[:, 2]] = 1.0
+    v = gaussian_filter(v, 2.5)
+    angles = np.arange(-60, 61, 6.0)
+    proj = project(v, angles, contrast="bright")
+    print("| dose (e-/A^2) | pixel (A) | paired SNR median | blind SNR median (measured) | "
+          "blind sigma / paired sigma |")
+    print("|---|---|---|---|---|")
+    for dose, px in ((120, 10.0), (1200, 10.0), (12000, 10.0), (120, 4.0)):
+        p = ph.PhysicsParams(dose_total=float(dose), potential_scale_v=3.0 / float(v.max()))
+        noisy = ph.simulate_tiltseries(proj, angles, px, p, seed=1)
+        clean = ph.simulate_tiltseries(proj, angles, px, p, seed=1, noise=False)
+        pa = nz.paired_fit(noisy, clean)
+        bl = nz.blind_fit(noisy)
+        print(f"| {dose} | {px:g} | {np.median(pa.snr):.4f} | {np.median(bl.snr):.4f} | "
+              f"{np.median(bl.sigma / pa.sigma):.3f} |")
+
+
+def parse():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tilts", type=int, default=61)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--tmp", default=None, help="folder for the temporary MRC files")
+    ap.add_argument("--validate", action="store_true")
+    ap.add_argument("--real", action="store_true")
+    ap.add_argument("--physics", action="store_true")
+    return ap.parse_args()
+
+
+if __name__ == "__main__":
+    a = parse()
+    if a.validate or a.real or a.physics:
+        if a.validate:
+            validate(a)
+        if a.real:
+            real(a)
+        if a.physics:
+            physics(a)
+    else:
+        timing(a)
