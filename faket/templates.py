@@ -27,7 +27,9 @@ Units (one scale for every source): **protein-density units**, 1 = the mean dens
   residue C4.94 N1.36 O1.48 S0.04 at 110 Da in 1.23 A^3/Da, i.e. 1.35 g/cm^3). The conversion is linear,
   so mass is preserved: the sum over the template times the voxel volume is the model's protein-equivalent
   volume in A^3. Hydrogens and waters are dropped (most models have none; treating all alike keeps
-  the scale consistent), occupancies weight atoms, B-factors are ignored (a template is a mean shape).
+  the scale consistent); occupancies weight atoms, so alternative conformations are averaged (a file
+  with every occupancy 0 counts them as 1); B-factors are ignored (a template is a mean shape). The
+  first model is used, by default as its first biological assembly (see :func:`template_from_atoms`).
 - Maps have arbitrary units; they are rescaled to the same scale by an interior rule: the map
   (background subtracted) is smoothed by a 3 A Gaussian, the densest voxels holding half of the mass
   are the interior, and the scale makes their mean :data:`MAP_INTERIOR_LEVEL` (0.88), the value the
@@ -354,7 +356,8 @@ _BUILTINS: dict[str, _Builtin] = {
                     lambda: _union(_sd_capsule((-11.0, 0, 0), (11.0, 0, 0), 1.8),
                                    _sd_ball((9.0, 2.5, 0.0), 3.0)), 14.0),
     # ~29 nm: ribosome-like: a large and a small ellipsoidal subunit, with a stalk.
-    "ribosome_like": _Builtin("large (17x14x13 nm) and small (16x9x7 nm) ellipsoidal subunits with a stalk",
+    "ribosome_like": _Builtin("large (17x14x13 nm) and small (16x9x7 nm) ellipsoidal subunits, a stalk "
+                              "and a side lobe",
                               lambda: _union(_sd_ellipsoid((0, 0, -2.5), (8.5, 7.0, 6.5)),
                                              _sd_ellipsoid((2.0, 2.5, 6.0), (8.0, 4.5, 3.5)),
                                              _sd_capsule((5.0, -4.0, -4.0), (13.0, -9.0, -5.0), 1.5),
@@ -362,7 +365,7 @@ _BUILTINS: dict[str, _Builtin] = {
                               18.5),
 }
 
-#: Names of the built-in procedural classes (smallest to largest).
+#: Names of the built-in procedural classes (roughly smallest to largest).
 BUILTIN_NAMES: tuple[str, ...] = tuple(_BUILTINS)
 #: name -> one-line description
 BUILTIN_INFO: dict[str, str] = {k: v.description for k, v in _BUILTINS.items()}
@@ -388,17 +391,24 @@ def builtin_template(name: str, voxel_size_a: float) -> Template:
     spec = _BUILTINS[key]
     sdf = spec.make()
     v_nm = v / 10.0
-    n = 2 * int(math.ceil(spec.radius_nm / v_nm + 2)) + 1
-    d0 = _eval_sdf_density(sdf, n, v_nm, np.zeros(3))
-    if d0.sum() <= 0:
-        raise InputError(f"template {name!r}: voxel size {v:g} A is too large for this class")
-    com_nm = (centre_of_mass(d0) - (n - 1) / 2) * v_nm
-    # Re-evaluate with the centre of mass on the centre voxel (exact: no interpolation); a second
-    # pass removes the residual of the sampled shape's centre of mass.
-    n2 = 2 * int(math.ceil((spec.radius_nm + float(np.abs(com_nm).max())) / v_nm + 3)) + 1
+    # Centre of mass: estimated on a grid no finer than 0.4 nm (cheap), then the shape is evaluated at
+    # the working voxel size with it on the centre voxel (exact: no interpolation) and the residual of
+    # the sampled shape's centre of mass is removed by one more pass when above 0.01 voxel.
+    com_nm = np.zeros(3)
+    v_c = max(v_nm, 0.4)
     for _ in range(2):
-        d = _eval_sdf_density(sdf, n2, v_nm, com_nm)
-        com_nm = com_nm + (centre_of_mass(d) - (n2 - 1) / 2) * v_nm
+        n_c = 2 * int(math.ceil((spec.radius_nm + float(np.abs(com_nm).max())) / v_c + 2)) + 1
+        d_c = _eval_sdf_density(sdf, n_c, v_c, com_nm)
+        if d_c.sum() <= 0:
+            raise InputError(f"template {name!r}: voxel size {v:g} A is too large for this class")
+        com_nm = com_nm + (centre_of_mass(d_c) - (n_c - 1) / 2) * v_c
+    n = 2 * int(math.ceil((spec.radius_nm + float(np.abs(com_nm).max())) / v_nm + 3)) + 1
+    for _ in range(2):
+        d = _eval_sdf_density(sdf, n, v_nm, com_nm)
+        resid = centre_of_mass(d) - (n - 1) / 2
+        if np.abs(resid).max() < 0.01:
+            break
+        com_nm = com_nm + resid * v_nm
     return _finish(key, d, v, f"builtin:{key}")
 
 
@@ -428,7 +438,7 @@ def _resample_matrix(n_in: int, v_in: float, n_out: int, v_out: float, offset: f
 def resample_volume(vol: np.ndarray, v_in: float, v_out: float, n_out: int,
                     centre_in_zyx: np.ndarray) -> np.ndarray:
     """Resample ``vol`` (voxel ``v_in``) onto an ``n_out^3`` cube of voxel ``v_out`` whose centre voxel
-    sits at ``centre_in_zyx`` (input voxel indices). Voxel-mean of the linear interpolant (mass-preserving)."""
+    sits at ``centre_in_zyx`` (input voxel indices): voxel-mean of the linear interpolant, mass-preserving."""
     out = np.asarray(vol, dtype=np.float64)
     c_out = (n_out - 1) / 2
     for ax in range(3):
@@ -575,7 +585,6 @@ def _read_structure(path: Path, assembly: str | None):
                                  "use the deposited chains instead (assembly None)") from None
     model.remove_hydrogens()
     model.remove_waters()
-    model.remove_alternative_conformations()
     return st, model  # keep the structure alive beside its model
 
 
@@ -595,7 +604,8 @@ def _atom_arrays(model):
         return None
     pos = np.asarray(pos, np.float64)
     occ = np.clip(np.asarray(occ, np.float64), 0, 1)
-    occ[occ == 0] = 1.0  # many models write 0 for unknown occupancy
+    if not occ.any():  # some modelling tools write 0 for every atom: treat as fully occupied
+        occ[:] = 1.0
     uniq = sorted(set(elems))
     table_a, table_b = {}, {}
     for e in uniq:
@@ -625,7 +635,6 @@ def _deposit_atoms(pos_zyx_v: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, 
                    sigma_extra_a: float) -> np.ndarray:
     """Sum over atoms and Gaussian terms of a_i * voxel-mean Gaussian; positions in voxel indices."""
     out = np.zeros(n * n * n, np.float64)
-    n_atoms = pos_zyx_v.shape[0]
     for t in range(a.shape[1]):
         sig_a = np.sqrt(b[:, t] / (8 * np.pi**2) + sigma_extra_a**2)  # Angstrom
         # group atoms by window half-width so each group is one vectorised block
@@ -648,7 +657,6 @@ def _deposit_atoms(pos_zyx_v: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, 
                 ix = bx[:, None] + offs
                 flat = (iz[:, :, None, None] * n + iy[:, None, :, None]) * n + ix[:, None, None, :]
                 out += np.bincount(flat.ravel(), weights=w.ravel(), minlength=n**3)[: n**3]
-    del n_atoms
     return out.reshape(n, n, n)
 
 
@@ -740,17 +748,18 @@ def _cache_read(path: Path):
 
 
 def _cache_write(path: Path, density: np.ndarray, voxel_size_a: float) -> None:
+    """Write a cache entry atomically (temp file + rename); a read-only cache only costs recomputation."""
     from .io import write_mrc
 
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.mrc"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.mrc"
         write_mrc(tmp, density, voxel_size_a)
         os.replace(tmp, path)
-    except OSError:  # a read-only cache only costs recomputation
+    except OSError:
         try:
-            tmp.unlink()  # type: ignore[possibly-undefined]
-        except (OSError, UnboundLocalError):
+            tmp.unlink()
+        except OSError:
             pass
 
 

@@ -217,15 +217,13 @@ def fe0_total(path, assembly="first"):
     model = st[0]
     if assembly == "first" and len(st.assemblies):
         model = gemmi.make_assembly(st.assemblies[0], model, gemmi.HowToNameCopiedChain.AddNumber)
-    model.remove_hydrogens()
-    model.remove_waters()
-    model.remove_alternative_conformations()
     total = 0.0
     for ch in model:
         for res in ch:
             for at in res:
-                occ = at.occ if at.occ > 0 else 1.0
-                total += min(occ, 1.0) * sum(at.element.c4322.a)
+                if at.is_hydrogen() or res.is_water():
+                    continue
+                total += min(max(at.occ, 0.0), 1.0) * sum(at.element.c4322.a)
     return total
 
 
