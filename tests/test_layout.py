@@ -316,3 +316,24 @@ def test_cli_bad_particle_lists(tmp_path, run_cli):
     t = tmp_path / "particle_locations.txt"
     t.write_text("globule 10 10 10 0 0 0\nglobule 10 x 10 0 0 0\n")
     _fails(run_cli, tmp_path, "--spec", spec, "--particles", t, match="particle_locations.txt: line 2: y")
+
+
+def test_cli_real_templates_and_fraction(shared_data, tmp_path, run_cli):
+    pdb = shared_data / "pdb" / "1bxn.pdb"
+    mrc = shared_data / "maps" / "polnet_templates_10A" / "4v94.mrc"
+    spec = _spec(tmp_path, f"box: [40, 96, 96]\nslab_thickness: 36\nclasses:\n  - template: {pdb}\n    count: 4\n"
+                           f"  - template: {mrc}\n    name: 4V94\n    fraction: 0.04\n")
+    out = tmp_path / "real"
+    rc, _, err = run_cli("layout", "--spec", spec, "-o", out, "--cache-dir", tmp_path / "cache", "--box", "48,96,96")
+    assert rc == 0, err
+    classes = json.loads((out / "classes.json").read_text())
+    assert classes["1"]["name"] == "1bxn" and classes["1"]["source"] == str(pdb)
+    assert classes["2"]["name"] == "4V94" and 25 < classes["2"]["diameter_nm"] < 45
+    cls = mrcfile.read(out / "class_mask.mrc")
+    # the requested volume fraction of the slab (36 x 96 x 96) is met by the rotated masks
+    assert (cls == 2).sum() / (36 * 96 * 96) == pytest.approx(0.04, rel=0.35)
+    df = read_particles(out / "particles.csv")
+    assert (df["class_name"] == "1bxn").sum() == 4
+    occ = mrcfile.read(out / "occupancy_mask.mrc")
+    assert all(occ[int(r.z), int(r.y), int(r.x)] == r.particle_id for r in df.itertuples())
+    assert 6 <= df["z"].min() and df["z"].max() < 42          # slab 6..42 of the 48-voxel --box

@@ -6,7 +6,8 @@ Usage::
                  [--box Z,Y,X] [--voxel-size A] [--cache-dir DIR] [--quiet]
 
 Without ``--spec`` a built-in default is used: a 128 x 256 x 256 box at 10 A, a 100-voxel specimen slab,
-every built-in class (:data:`faket.templates.BUILTIN_NAMES`), one vesicle and five gold fiducials.
+120 particles of every built-in class (:data:`faket.templates.BUILTIN_NAMES`; ~1200 particles, ~15 % of
+the slab), one 60 nm vesicle and five 10 nm gold fiducials.
 With ``--particles LIST`` (CSV, RELION STAR or SHREC ``particle_locations.txt``) the particles of the
 list are placed as given (ids, classes, positions and angles kept) instead of at random.
 
@@ -22,18 +23,18 @@ Spec (YAML; every key optional; unknown keys and wrong types are errors)::
     classes:                  # particle classes, class_id = position in this list (1, 2, ...)
       - template: ring        # built-in name, MRC map (.mrc/.map) or atomic model (.pdb/.cif)
         name: ring            # label (default: the built-in name or the file name stem)
-        count: 20             # how many, or
+        count: 20             # how many (default 120), or
         fraction: 0.02        # volume fraction of the slab (mask volume; instead of count)
         map_voxel_size: 2.02  # maps only: voxel size when the header has none
         resolution: 20        # atomic models only: blur to this resolution (Angstrom)
-    vesicles:                 # hollow spheres with a lipid-bilayer profile (one class)
-      count: 1
+    vesicles:                 # hollow spheres with a lipid-bilayer profile (one class; absent = none)
+      count: 1                # default 1 when the section is given
       diameter_nm: 60         # outer diameter
       membrane_thickness_nm: 4
       contrast: 1.0           # head-group peak density (protein-density units: 1 = inside a protein)
       name: vesicle           # class label (SHREC 2021 uses "vesicle")
-    fiducials:                # gold beads (dense balls, one class)
-      count: 5
+    fiducials:                # gold beads (dense balls, one class; absent = none)
+      count: 5                # default 5 when the section is given
       diameter_nm: 10
       contrast: 10.0          # density of gold in protein-density units
       name: fiducial
