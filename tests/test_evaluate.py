@@ -249,6 +249,31 @@ def test_cli_star_picks(labelled, run_cli):
     assert pc["1BXN"]["recall"] == 0.5 and pc["5MRC"]["precision"] == 0.5 and pc["3QM1"]["f1"] == 1.0
 
 
+def test_cli_relion5_centred_star_picks_binned(labelled, run_cli):
+    """RELION 5 picks (centred Angstrom) on a tomogram binned by 2 from the 10 A mask grid: the default
+    picked box is the mask's size // 2 and the voxel size 20 A; a Z-cropped tomogram needs --pred-box."""
+    from faket.particles import read_particles, write_particles_star
+
+    d, tr, occ = labelled
+    df = read_particles(tr)
+    b = 2
+    binned = df.copy()
+    for c in "xyz":
+        binned[c] = (df[c] - (b - 1) / 2) / b
+    star = d / "picks_bin2.star"
+    write_particles_star(binned, star, voxel_size_a=20.0, box_zyx=tuple(n // b for n in SHAPE))
+    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "--pred-bin", b,
+                         "-o", d / "r5.json", "-q")
+    assert rc == 0, err
+    m = json.loads((d / "r5.json").read_text())
+    assert m["localisation"]["f1"] == 1.0 and m["classification"]["macro_f1"] == 1.0
+    assert m["localisation"]["mean_distance_voxels"] == pytest.approx(0.0, abs=1e-6)
+    # Z-cropped: the picked tomogram's size cannot be guessed
+    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "--pred-bin", b,
+                         "--pred-z-offset", 2, "-o", d / "r6.json")
+    assert rc == 2 and "--pred-box" in err and not (d / "r6.json").exists()
+
+
 @pytest.mark.parametrize("case", ["missing_column", "missing_file", "outside", "bad_number", "no_truth"])
 def test_cli_bad_input_exit_2_nothing_written(labelled, run_cli, case):
     d, tr, occ = labelled

@@ -42,9 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pred-z-offset", type=float, default=0.0, metavar="A",
                    help="picked tomogram starts at mask z index A (Z-cropped), before binning (default: 0)")
     g.add_argument("--pred-voxel-size", type=float, metavar="A",
-                   help="voxel size (A) of the picked tomogram, for RELION 5 centred STAR picks")
+                   help="voxel size (A) of the picked tomogram, for RELION 5 centred STAR picks "
+                        "(default: the mask's voxel size x --pred-bin)")
     g.add_argument("--pred-box", metavar="Z,Y,X",
-                   help="size (voxels) of the picked tomogram, for RELION 5 centred STAR picks")
+                   help="size (voxels) of the picked tomogram, for RELION 5 centred STAR picks "
+                        "(default without --pred-z-offset: the mask's size // --pred-bin)")
     g.add_argument("--voxel-size", type=float, metavar="A",
                    help="voxel size (A) of the mask grid, for a RELION 5 STAR truth table "
                         "(default: the occupancy mask header)")
@@ -157,8 +159,8 @@ def read_picks(path, fmt: str = "auto", *, voxel_size_a=None, box_zyx=None):
         text = p.read_text(errors="replace")
         if "rlnCenteredCoordinateXAngst" in text:
             if box_zyx is None:
-                raise InputError(f"{p}: RELION 5 centred coordinates need the picked tomogram's size: "
-                                 "pass --pred-box Z,Y,X (voxels)")
+                raise InputError(f"{p}: RELION 5 centred coordinates need the picked tomogram's size "
+                                 "(Z-cropped with --pred-z-offset): pass --pred-box Z,Y,X (voxels)")
             if voxel_size_a is None and "rlnTomoTiltSeriesPixelSize" not in text:
                 raise InputError(f"{p}: RELION 5 centred coordinates need the picked tomogram's voxel size: "
                                  "pass --pred-voxel-size A")
@@ -256,8 +258,14 @@ def run(args) -> int:
     occ = occ_m.data
     vs = args.voxel_size if args.voxel_size is not None else occ_m.voxel_size_a
     ids, truth_xyz, truth_labels, id_to_label = read_truth(args.truth, voxel_size_a=vs, box_zyx=occ.shape)
-    pts_xyz, names, cids = read_picks(args.pred, args.pred_format, voxel_size_a=args.pred_voxel_size,
-                                      box_zyx=pred_box)
+    pred_vs = args.pred_voxel_size
+    b_int = float(args.pred_bin).is_integer()
+    if pred_box is None and args.pred_z_offset == 0 and b_int:
+        # default: the picked tomogram is the mask grid binned by B (no Z crop)
+        pred_box = tuple(int(n) // int(args.pred_bin) for n in occ.shape)
+    if pred_vs is None and vs is not None:
+        pred_vs = vs * float(args.pred_bin)
+    pts_xyz, names, cids = read_picks(args.pred, args.pred_format, voxel_size_a=pred_vs, box_zyx=pred_box)
     if pts_xyz.shape[0] == 0:
         raise InputError(f"{args.pred}: no picks")
 

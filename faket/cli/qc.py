@@ -146,7 +146,7 @@ def run(args) -> int:
     if args.particles:
         from ..particles import read_particles
 
-        df = read_particles(args.particles)
+        df = read_particles(args.particles, box_zyx=tomo.shape if tomo is not None else None)
         class_names = {int(c): str(n) for c, n in zip(df["class_id"], df["class_name"])}
 
     gram_fn = gram_w = None
