@@ -790,13 +790,13 @@ def load_template(spec: str, voxel_size_a: float, *, name: str | None = None,
     if spec.startswith("builtin:") or (not p.exists() and ext not in MAP_SUFFIXES + ATOM_SUFFIXES):
         raise InputError(f"template {spec!r}: not a built-in class (known: {', '.join(BUILTIN_NAMES)}) "
                          "and no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, expected a template file")
     if ext not in MAP_SUFFIXES + ATOM_SUFFIXES:
         raise InputError(f"{p}: unknown template file type {ext or '(no extension)'!r} "
                          f"(expected {', '.join(MAP_SUFFIXES + ATOM_SUFFIXES)})")
     if not p.exists():
         raise InputError(f"{p}: template file not found")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, expected a template file")
     nm = name or p.name.split(".")[0]
     is_map = ext in MAP_SUFFIXES
     if map_voxel_size_a is not None:
