@@ -112,3 +112,19 @@ def test_tilt_statistics():
     np.testing.assert_allclose(st["mean"], [2.0, 7.5])
     np.testing.assert_allclose(st["std"], [0.0, np.arange(16.0).std()])
     np.testing.assert_allclose(st["max"], [2.0, 15.0])
+
+
+def test_spectral_distance_on_real_tilts(shared_data):
+    """Real cryo-ET tilts (PyTom sub-tilt-series): a slightly noised copy stays much closer in spectral
+    shape than white noise, and a smoothed copy (resolution lost) moves away."""
+    from faket.io import read_tiltseries
+
+    d = shared_data / "tiltseries"
+    m, _ = read_tiltseries(d / "pytom_p1_subtilt_41x100x100.mrc", d / "pytom_p1_subtilt.tlt")
+    x = m.data[20].astype(np.float64)
+    r = np.random.default_rng(11)
+    slight = metrics.spectral_distance(x, x + 0.1 * x.std() * r.normal(size=x.shape))
+    white = metrics.spectral_distance(x, r.normal(size=x.shape))
+    blurred = metrics.spectral_distance(x, gaussian_filter(x, 1.5))
+    assert slight < 0.2 * white
+    assert blurred > 3 * slight
