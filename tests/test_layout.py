@@ -246,7 +246,7 @@ def test_cli_layout_writes_everything(tmp_path, run_cli):
 def test_cli_particles_round_trip(tmp_path, run_cli):
     out = tmp_path / "a"
     assert run_cli("layout", "--spec", _spec(tmp_path), "-o", out, "--seed", 2)[0] == 0
-    for lst in ("particles.csv", "particle_locations.txt"):
+    for lst in ("particles.csv", "particle_locations.txt", "particles.star"):
         out2 = tmp_path / ("b_" + lst)
         rc, _, err = run_cli("layout", "--spec", _spec(tmp_path), "--particles", out / lst, "-o", out2)
         assert rc == 0, err
@@ -277,6 +277,10 @@ def test_cli_bad_spec(tmp_path, run_cli):
     _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "classes:\n  - template: nosuchclass\n"),
            match="nosuchclass")
     _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "box: [8, 8\n"), match="not valid YAML")
+    _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "vesicles:\n  diameter_nm: -3\n"),
+           match="vesicles.diameter_nm: must be positive")
+    _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "box: [8, 8, 8]\nslab_thickness: 9\n"),
+           match="slab_thickness 9 is larger than the box Z size 8")
 
 
 def test_cli_bad_templates(tmp_path, run_cli):

@@ -137,6 +137,9 @@ def validate_spec(raw, source: str = "spec") -> dict:
         raw = {}
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a mapping of keys at the top level")
+    # an empty section (``vesicles:`` with nothing under it) means "with its defaults"
+    raw = {k: ({} if v is None and k in ("vesicles", "fiducials") else [] if v is None and k == "classes" else v)
+           for k, v in raw.items()}
     spec = _section(raw, _TOP_KEYS, source)
     box = spec.get("box", list(DEFAULT_BOX))
     if len(box) != 3 or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in box):
