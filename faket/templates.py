@@ -59,7 +59,7 @@ import json
 import math
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -101,7 +101,7 @@ _ZERO_FRACTION = 1e-3
 _ROTATION_MARGIN = 1.75
 
 
-@dataclass
+@dataclass(eq=False)
 class Template:
     """A particle class's density at the working voxel size.
 
@@ -112,7 +112,7 @@ class Template:
     """
 
     name: str
-    density: np.ndarray
+    density: np.ndarray = field(repr=False)
     voxel_size_a: float
     source: str
     diameter_nm: float
