@@ -328,7 +328,7 @@ def test_cli_real_templates_and_fraction(shared_data, tmp_path, run_cli):
     spec = _spec(tmp_path, f"box: [40, 96, 96]\nslab_thickness: 36\nclasses:\n  - template: {pdb}\n    count: 4\n"
                            f"  - template: {mrc}\n    name: 4V94\n    fraction: 0.04\n")
     out = tmp_path / "real"
-    rc, _, err = run_cli("layout", "--spec", spec, "-o", out, "--cache-dir", tmp_path / "cache", "--box", "48,96,96")
+    rc, _, err = run_cli("layout", "--spec", spec, "-o", out, "--cache-dir", tmp_path / "cache", "--shape", "48,96,96")
     assert rc == 0, err
     classes = json.loads((out / "classes.json").read_text())
     assert classes["1"]["name"] == "1bxn" and classes["1"]["source"] == str(pdb)

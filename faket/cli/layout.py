@@ -78,7 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="place this list (.csv, .star, SHREC .txt) instead of a random layout")
     p.add_argument("--allow-fewer", action="store_true",
                    help="keep a random layout even when not every requested particle fits")
-    p.add_argument("--box", metavar="Z,Y,X", help="box size in voxels (overrides the spec)")
+    p.add_argument("--box", "--shape", dest="box", metavar="Z,Y,X",
+                   help="box size in voxels (overrides the spec; --shape is the same option)")
     p.add_argument("--voxel-size", type=float, metavar="A", help="voxel size in Angstrom (overrides the spec)")
     p.add_argument("--cache-dir", metavar="DIR", help="template cache (default: $FAKET_CACHE or ~/.cache/faket)")
     add_common_args(p, seed=True, device=False, threads=False)
