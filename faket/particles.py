@@ -17,9 +17,12 @@ Formats (chosen by suffix in :func:`read_particles`):
 - ``.star``: RELION 5 tomography particles: ``rlnTomoName``, ``rlnCenteredCoordinate{X,Y,Z}Angst``
   (Angstrom from the tomogram centre), ``rlnAngleRot/Tilt/Psi``, ``rlnClassNumber`` (= class_id),
   ``rlnTomoParticleName`` (``<tomo>/<particle_id>``) and ``fakClassName`` (class label; an extra label
-  RELION skips with a warning). RELION 5 takes the centre of an axis of N voxels at ``N / 2``
-  (pytom-match-pick's RELION 5 export and RELION's own conversion use ``size / 2``), which is half a voxel
-  from faket's geometric centre ``(N - 1) / 2``; we follow RELION: ``X_A = (x - N_x / 2) * voxel_size_a``.
+  RELION skips with a warning). RELION 5 takes the centre of an axis of N voxels at ``N / 2``:
+  ``TomogramSet::loadTomogram`` sets ``centre = (w0/2.0, h0/2.0, d0/2.0)`` from rlnTomoSize{X,Y,Z} and
+  ``ParticleSet::getParticleCoordDecenteredPixel`` computes ``pixel = centred_A / pixel_size + centre``
+  (RELION 5 ``src/jaz/tomography``; pytom-match-pick's RELION 5 export also uses ``size / 2``). That is
+  half a voxel from faket's geometric centre ``(N - 1) / 2``; we follow RELION:
+  ``X_A = (x - N_x / 2) * voxel_size_a``, with x = 0 at the centre of the first voxel.
   Reading needs the voxel size and the box (``--voxel-size``, ``box_zyx``). Older STAR files with
   ``rlnCoordinateX/Y/Z`` (voxels) are read as they are.
 - ``.txt``: SHREC 2021 ``particle_locations.txt``: ``class x y z a b c`` a line, angles ZXZ (Z1, X, Z2) as
