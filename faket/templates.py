@@ -73,6 +73,7 @@ __all__ = [
     "BUILTIN_INFO",
     "CACHE_VERSION",
     "PROTEIN_FE0_PER_A3",
+    "MAP_INTERIOR_LEVEL",
     "builtin_template",
     "template_from_map",
     "template_from_atoms",
@@ -81,6 +82,8 @@ __all__ = [
     "fit_box",
     "diameter_nm",
     "resample_volume",
+    "subtract_background",
+    "centre_of_mass",
 ]
 
 #: Bump when the conversion of maps or atoms changes (invalidates cached templates).
@@ -537,19 +540,21 @@ def template_from_map(density: np.ndarray, map_voxel_size_a: float, voxel_size_a
 
 
 def _fe0(symbol: str) -> float:
+    """Total electron scattering ``f_e(0) = sum(a_i)`` (A) of an element, from gemmi's c4322 table."""
     import gemmi
 
     return float(sum(gemmi.Element(symbol).c4322.a))
 
 
-def _protein_fe0_per_a3() -> float:
-    comp = {"C": 4.94, "N": 1.36, "O": 1.48, "S": 0.04}
-    total = sum(n * _fe0(el) for el, n in comp.items())
-    return total / (110.0 * 1.23)
+#: Average protein composition (heavy atoms per residue) and volume per residue (A^3) behind
+#: :data:`PROTEIN_FE0_PER_A3`: 110 Da at 1.23 A^3/Da (1.35 g/cm^3).
+PROTEIN_RESIDUE = {"C": 4.94, "N": 1.36, "O": 1.48, "S": 0.04}
+PROTEIN_RESIDUE_VOLUME_A3 = 110.0 * 1.23
 
-
-#: Sum of electron scattering factors f_e(0) (A) per A^3 of average protein (heavy atoms; ~0.137).
-PROTEIN_FE0_PER_A3: float = _protein_fe0_per_a3()
+#: Sum of electron scattering factors f_e(0) (A) per A^3 of average protein:
+#: ``sum(n * f_e0(el) for PROTEIN_RESIDUE) / PROTEIN_RESIDUE_VOLUME_A3`` with gemmi's c4322 table
+#: (a literal so importing this module does not import gemmi; a test recomputes it).
+PROTEIN_FE0_PER_A3: float = 0.137070806
 
 
 def _read_structure(path: Path, assembly: str | None):

@@ -227,6 +227,12 @@ def fe0_total(path, assembly="first"):
     return total
 
 
+def test_protein_unit_constant_matches_gemmi_tables():
+    total = sum(n * T._fe0(el) for el, n in T.PROTEIN_RESIDUE.items())
+    assert T.PROTEIN_FE0_PER_A3 == pytest.approx(total / T.PROTEIN_RESIDUE_VOLUME_A3, rel=1e-6)
+    assert T._fe0("C") == pytest.approx(2.5088, abs=1e-3)  # c4322 carbon: sum of the five a_i
+
+
 @pytest.mark.parametrize("pdb", SHREC_PDBS)
 def test_shrec_pdbs_give_sane_templates(pdb):
     path = shared("pdb", f"{pdb}.pdb")
