@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import mrcfile
 import numpy as np
 import pandas as pd
@@ -236,7 +234,9 @@ def test_cli_layout_writes_everything(tmp_path, run_cli):
     shrec = read_particles(out / "particle_locations.txt")
     np.testing.assert_array_equal(shrec[["x", "y", "z"]].to_numpy(), df[["x", "y", "z"]].to_numpy())
     sc = json.loads((out / "volume.json").read_text())
-    assert sc["seed"] == 5 if "seed" in sc else True
+    assert sc["seed"] == 5 and sc["faket_step"] == "layout"
+    assert sc["layout"]["placed"] == {"globule": 8, "three": 6, "vesicle": 1, "fiducial": 2}
+    assert sc["layout"]["slab_z"] == [4, 28]
     # same seed -> same volume
     out2 = tmp_path / "out2"
     assert run_cli("layout", "--spec", _spec(tmp_path), "-o", out2, "--seed", 5)[0] == 0
