@@ -26,8 +26,8 @@ Gram (style) distance (:func:`gram_distance`)
 
 SSIM / PSNR against the content (:func:`ssim_psnr`)
     Both tilts are standardised (mean 0, std 1) first, so only structure counts, not gain or offset.
-    SSIM is ``skimage.metrics.structural_similarity`` (7x7 uniform window) with ``data_range`` = the
-    range of the standardised content tilt; PSNR is ``10 log10(data_range^2 / MSE)`` in dB.
+    SSIM (:func:`ssim`, the definition of ``skimage.metrics.structural_similarity`` with its defaults: 7x7
+    uniform window, K1 = 0.01, K2 = 0.03) with ``data_range`` = the range of the standardised content tilt; PSNR is ``10 log10(data_range^2 / MSE)`` in dB.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ __all__ = [
     "stack_spectral_distances",
     "gram_matrices",
     "gram_distance",
+    "ssim",
     "ssim_psnr",
     "tilt_statistics",
     "standardise",
@@ -203,10 +204,37 @@ def standardise(image) -> np.ndarray:
     return (a - a.mean()) / (s if s > 0 else 1.0)
 
 
+def ssim(image, reference, *, data_range: float, win_size: int = 7) -> float:
+    """Mean structural similarity with a ``win_size`` square uniform window (Wang et al. 2004).
+
+    The same definition as ``skimage.metrics.structural_similarity`` with its defaults: ``K1 = 0.01``,
+    ``K2 = 0.03``, sample (N-1) covariances, the mean taken over pixels at least ``(win_size-1)/2`` from
+    the border. Implemented here with scipy so that scikit-image is not a dependency.
+    """
+    from scipy.ndimage import uniform_filter
+
+    a = np.asarray(image, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    if win_size % 2 != 1 or win_size > min(a.shape):
+        raise ValueError(f"win_size {win_size} must be odd and at most the image size {a.shape}")
+    npix = win_size ** a.ndim
+    cov_norm = npix / (npix - 1)
+    f = lambda x: uniform_filter(x, size=win_size)  # noqa: E731
+    ux, uy = f(a), f(b)
+    vx = cov_norm * (f(a * a) - ux * ux)
+    vy = cov_norm * (f(b * b) - uy * uy)
+    vxy = cov_norm * (f(a * b) - ux * uy)
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    pad = (win_size - 1) // 2
+    return float(s[pad:-pad or None, pad:-pad or None].mean())
+
+
 def ssim_psnr(image, content) -> tuple[float, float]:
     """SSIM and PSNR (dB) of ``image`` against ``content`` after standardising both (see module doc)."""
-    from skimage.metrics import structural_similarity
-
     a = standardise(_as_image(image))
     c = standardise(_as_image(content))
     if a.shape != c.shape:
@@ -214,11 +242,12 @@ def ssim_psnr(image, content) -> tuple[float, float]:
     rng = float(c.max() - c.min())
     if rng <= 0:
         rng = 1.0
-    win = min(7, min(a.shape) - (1 - min(a.shape) % 2))
-    ssim = float(structural_similarity(a, c, data_range=rng, win_size=max(win, 3)))
+    small = min(a.shape)
+    win = 7 if small >= 7 else (small if small % 2 else small - 1)
+    s = ssim(a, c, data_range=rng, win_size=max(win, 1))
     mse = float(np.mean((a - c) ** 2))
     psnr = float("inf") if mse == 0 else float(10.0 * np.log10(rng * rng / mse))
-    return ssim, psnr
+    return s, psnr
 
 
 def tilt_statistics(stack) -> dict[str, np.ndarray]:

@@ -297,3 +297,9 @@ def test_cli_bad_input_exit_2_nothing_written(labelled, run_cli, case):
     assert str(picks if case != "no_truth" else tr) in lines[0]
     assert not out.exists() and not (d / "out" / "metrics_confusion.csv").exists()
     assert not (d / "out").exists() or not any((d / "out").iterdir())
+
+
+def test_dilation_equals_scikit_image_default_as_in_shrec_script():
+    morph = pytest.importorskip("skimage.morphology")
+    occ = make_occupancy()
+    np.testing.assert_array_equal(dilate_occupancy(occ), morph.dilation(occ))

@@ -128,3 +128,15 @@ def test_spectral_distance_on_real_tilts(shared_data):
     blurred = metrics.spectral_distance(x, gaussian_filter(x, 1.5))
     assert slight < 0.2 * white
     assert blurred > 3 * slight
+
+
+def test_ssim_matches_scikit_image_definition():
+    skm = pytest.importorskip("skimage.metrics")
+    r = np.random.default_rng(12)
+    c = smooth_image((48, 40), seed=13)
+    x = c + 0.5 * r.normal(size=c.shape)
+    rng = float(c.max() - c.min())
+    for win in (7, 5):
+        ours = metrics.ssim(x, c, data_range=rng, win_size=win)
+        ref = skm.structural_similarity(x, c, data_range=rng, win_size=win)
+        assert ours == pytest.approx(ref, rel=1e-10)
