@@ -386,12 +386,15 @@ def average_curves(curves: Sequence[NoiseCurves]) -> NoiseCurves:
 # synthesis
 
 
-def _match(y: np.ndarray, mean: float, std: float, tmp: np.ndarray) -> np.ndarray:
-    m, s = _mean_std(y, tmp)
+def _match(y: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """Rescale ``y`` (mean ~0) in place to the given mean and std (4 passes over the tilt)."""
+    f = y.reshape(-1)
+    m = float(f.mean(dtype=np.float32))
+    var = max(float(np.dot(f, f)) / f.size - m * m, 0.0)  # accurate: y is centred on ~0
+    s = math.sqrt(var)
     scale = np.float32(std / s if s > 0 else 0.0)
-    y -= np.float32(m)
     y *= scale
-    y += np.float32(mean)
+    y += np.float32(mean - m * float(scale))
     return y
 
 
@@ -419,20 +422,18 @@ def add_noise(clean: np.ndarray, curves: NoiseCurves, *, seed: int = 0,
         raise ValueError("add_noise: tilt_indices must have one index per tilt")
     noisy = np.empty(clean.shape, dtype=np.float32)
     content = np.empty(clean.shape, dtype=np.float32) if content_noise is not None else None
-    tmp = np.empty(clean.shape[1:], dtype=np.float32)
+    z = np.empty(clean.shape[1:], dtype=np.float32)
     it = range(T) if progress is None else progress(range(T))
     for i in it:
         rng = np.random.default_rng([int(seed), int(idx[i])])
         e = rng.standard_normal(clean.shape[1:], dtype=np.float32)
-        z = clean[i].astype(np.float32, copy=True)
-        z -= np.float32(cm[i])
-        z *= np.float32(1.0 / cs[i])
-        z *= np.float32(curves.r[i])
+        np.subtract(clean[i], np.float32(cm[i]), out=z, casting="unsafe")
+        z *= np.float32(curves.r[i] / cs[i])  # r * standardised clean tilt
         if content is not None:
             y = np.multiply(e, np.float32(content_noise * curves.sigma[i]), out=content[i])
             y += z
-            _match(y, curves.mean[i], curves.std[i], tmp)
+            _match(y, curves.mean[i], curves.std[i])
         y = np.multiply(e, np.float32(curves.sigma[i]), out=noisy[i])
         y += z
-        _match(y, curves.mean[i], curves.std[i], tmp)
+        _match(y, curves.mean[i], curves.std[i])
     return (noisy, content) if content is not None else noisy
