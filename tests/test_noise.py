@@ -244,6 +244,29 @@ def test_cli_single_image_reference_global_and_snr(series, capsys):
     assert np.corrcoef(z.ravel(), s[0].ravel())[0, 1] == pytest.approx(np.sqrt(0.1 / 1.1), abs=0.05)
 
 
+def test_cli_several_references_are_averaged(series, capsys):
+    d, ang, snr, ref = series
+    rng = np.random.default_rng(9)
+    ref2 = np.stack([phantom(64, 20, seed=200 + s) for s in range(21)]) * np.sqrt(2.0) \
+        + rng.standard_normal(ref.shape)
+    write(d / "ref2.mrc", ref2 * 2, ang)
+    runs = {}
+    for name, refs in (("a", ["ref.mrc"]), ("b", ["ref2.mrc"]), ("ab", ["ref.mrc", "ref2.mrc"])):
+        argv = ["noise", str(d / "clean.mrc"), "-o", str(d / f"{name}.mrc"), "--quiet"]
+        for r in refs:
+            argv += ["--reference", str(d / r)]
+        assert main(argv) == 0, capsys.readouterr().err
+        runs[name] = json.loads((d / f"{name}.json").read_text())["noise_model"]["curves"]
+    r_avg, s_avg = nz.normalise_r_sigma((np.array(runs["a"]["r"]) + runs["b"]["r"]) / 2,
+                                        (np.array(runs["a"]["sigma"]) + runs["b"]["sigma"]) / 2)
+    np.testing.assert_allclose(runs["ab"]["r"], r_avg, rtol=1e-9)
+    np.testing.assert_allclose(runs["ab"]["sigma"], s_avg, rtol=1e-9)
+    np.testing.assert_allclose(runs["ab"]["std"], (np.array(runs["a"]["std"]) + runs["b"]["std"]) / 2)
+    # the second reference has SNR ~2: the average lies between the two
+    assert np.all(np.array(runs["a"]["snr"]) < np.array(runs["ab"]["snr"]))
+    assert np.all(np.array(runs["ab"]["snr"]) < np.array(runs["b"]["snr"]))
+
+
 def test_cli_matches_reference_by_angle(series, capsys):
     d, ang, snr, ref = series
     # a reference whose tilts are in reverse order with their angles: matching by angle undoes it

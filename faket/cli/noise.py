@@ -82,7 +82,7 @@ def run(args) -> int:
 
     from .. import noise as nz
     from ..io import read_tiltseries
-    from ._common import Step, check_not_same, info, progress, set_threads
+    from ._common import Step, check_not_same, info, progress, set_threads, warn
 
     set_threads(args.threads)
     if args.snr is not None and (not np.isfinite(args.snr) or args.snr < 0):
@@ -119,6 +119,10 @@ def run(args) -> int:
         ref_m, ref_angles = read_tiltseries(ref_path, require_angles=False, allow_single=True,
                                             what="reference")
         ref = ref_m.data
+        if (ref_m.voxel_size_a and clean_m.voxel_size_a
+                and abs(ref_m.voxel_size_a / clean_m.voxel_size_a - 1) > 0.05):
+            warn(f"{ref_path}: pixel size {ref_m.voxel_size_a:g} A differs from {args.clean} "
+                 f"({clean_m.voxel_size_a:g} A); the per-pixel SNR depends on the sampling")
         idx, gap = _match(args, content_angles, T, ref_angles, ref.shape[0], ref_path)
         if estimate == "paired":
             rc_path = args.reference_clean[k]
