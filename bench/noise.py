@@ -90,16 +90,30 @@ def validate(args) -> None:
     import scipy.fft as sfft
 
     from faket import noise as nz
+    from faket import physics as ph
 
     snrs = [0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]
     n, reps = 128, 8
-    cases = [("white", "measured"), ("white", "none"), ("counting-MTF", "measured"),
-             ("counting-MTF", "none"), ("counting-MTF", "counting")]
-    print("| noise | --noise-mtf | " + " | ".join(f"SNR {s:g}" for s in snrs) + " |")
-    print("|---|---|" + "---|" * len(snrs))
-    sig = np.stack([phantom(n, 60, seed=s) for s in range(reps)])
+    balls = np.stack([phantom(n, 60, seed=s) for s in range(reps)])
+
+    def ctf_signal(px):
+        """The raw ball projections imaged through the CTF (-3 um, envelopes): signal up to Nyquist."""
+        raw = np.stack([phantom(n, 60, seed=s, blur=0.0) for s in range(reps)]) + 5
+        p = ph.PhysicsParams(dose_total=None, ice_phase_std=0.0, mtf="none")
+        img = ph.simulate_tiltseries(raw, np.zeros(reps), px, p)
+        return (img - img.mean(axis=(1, 2), keepdims=True)) / img.std(axis=(1, 2), keepdims=True)
+
+    signals = {"balls": balls, "balls x CTF, 10 A/px": ctf_signal(10.0), "balls x CTF, 4 A/px": ctf_signal(4.0)}
+    cases = [("balls", "white", "measured"), ("balls", "white", "none"),
+             ("balls", "counting-MTF", "measured"), ("balls", "counting-MTF", "none"),
+             ("balls", "counting-MTF", "counting"),
+             ("balls x CTF, 10 A/px", "white", "measured"), ("balls x CTF, 10 A/px", "counting-MTF", "measured"),
+             ("balls x CTF, 4 A/px", "white", "measured"), ("balls x CTF, 4 A/px", "counting-MTF", "measured")]
+    print("| signal | noise | --noise-mtf | " + " | ".join(f"SNR {s:g}" for s in snrs) + " |")
+    print("|---|---|---|" + "---|" * len(snrs))
     shape = nz.noise_psd_shape((n, n), "counting")
-    for colour, mtf in cases:
+    for sig_name, colour, mtf in cases:
+        sig = signals[sig_name]
         row = []
         for snr in snrs:
             rng = np.random.default_rng(int(snr * 1e4))
@@ -110,8 +124,8 @@ def validate(args) -> None:
             ref = np.sqrt(snr) * sig + e
             truth = np.sqrt(1 / (1 + snr))
             err = nz.blind_fit(ref, noise_mtf=mtf).sigma / truth - 1
-            row.append(f"{100 * err.mean():+.1f}% (max {100 * np.abs(err).max():.1f})")
-        print(f"| {colour} | {mtf} | " + " | ".join(row) + " |")
+            row.append(f"{100 * err.mean():+.1f}% ({100 * np.abs(err).max():.1f})")
+        print(f"| {sig_name} | {colour} | {mtf} | " + " | ".join(row) + " |")
     print(f"\n{reps} references of {n}x{n} per cell; error = blind sigma / true sigma - 1 "
           "(mean over references, max |error| in brackets).")
 

@@ -251,7 +251,7 @@ def _ring_floor(P: np.ndarray, mask: np.ndarray, f: np.ndarray, width: float = 0
 
 def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7, 0.95),
                          noise_mtf: str = "measured", plateau: tuple[float, float] = (0.35, 0.6),
-                         axis_exclude: int = 1) -> np.ndarray:
+                         axis_exclude: int = 1, info: dict | None = None) -> np.ndarray:
     """Noise variance per tilt (per pixel), from the high-frequency floor of the power spectrum.
 
     The periodogram ``|FFT(x - mean)|**2 / N`` of white noise of variance ``v`` has mean ``v`` in every
@@ -262,11 +262,12 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
     - ``noise_mtf="none"``: white noise at the floor measured in ``band`` (fractions of Nyquist).
     - ``"counting"``: noise shaped by ``sinc(fx/2)**2 sinc(fy/2)**2`` (counting detector or block binning);
       the floor in ``band`` is rescaled by the shape's mean over all frequencies / its mean in the band.
-    - ``"measured"`` (default): the noise is white at level ``L`` (floor in ``plateau``) up to where the data's
-      own spectrum rolls off (detector MTF, binning, low-pass filters): noise spectrum =
-      ``P(f)`` per ring of width 0.05 where it is significantly below ``L`` (3 standard errors), else ``L`` (rings with < 8 bins count at ``L``). For white noise plus a
-      signal this equals ``"none"`` measured in ``plateau``; a roll-off (or a high-pass) is followed as
-      measured instead of assumed flat.
+    - ``"measured"`` (default): the noise is white at a level ``L`` except where the data's own spectrum
+      is significantly below ``L`` (3 standard errors): there a detector MTF, binning or a low-pass filter
+      rolls signal and noise off together, and the ring's measured power is the noise. ``L`` is the floor in
+      ``band`` when the top of the spectrum is flat (median over tilts of power at 0.85-0.95 / 0.7-0.8 of
+      Nyquist >= 0.9: a white floor is reached), else the level in ``plateau`` (the spectrum rolls off at
+      the top, so the floor is read below the roll-off). ``info`` (a dict) receives that decision.
     """
     import scipy.fft as sfft
 
@@ -283,52 +284,68 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
     fy = np.fft.fftfreq(Y) * 2.0
     fx = np.fft.rfftfreq(X) * 2.0
     f = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-    if noise_mtf == "measured":
-        mask = _band_mask(Y, X, plateau, axis_exclude)
-        offaxis = _band_mask(Y, X, (0.0, 10.0), axis_exclude)
-        edges = np.arange(0.0, f.max() + 0.05, 0.05)
-        ring = np.clip(np.digitize(f, edges) - 1, 0, edges.size - 1)
-        rings = [(ring == k) & offaxis for k in range(edges.size)]
-        rings = [(k, m) for k, m in zip(range(edges.size), rings) if m.sum() >= 8]
-        ring_w = {k: float(W[ring == k].sum()) for k in range(edges.size)}
-        ring_n = {k: int(m.sum()) for k, m in rings}
-        correction = None
-    else:
+    chunk = max(1, int(2 ** 24 // max(1, Y * X)))
+
+    def spectra():
+        for a in range(0, T, chunk):
+            x = t[a:a + chunk]
+            x = x - x.mean(axis=(1, 2), keepdims=True)
+            F = sfft.rfft2(x, workers=-1)
+            yield a, (F.real ** 2 + F.imag ** 2) / (Y * X)
+
+    if noise_mtf != "measured":
         mask = _band_mask(Y, X, band, axis_exclude)
         shape = noise_psd_shape((Y, X), noise_mtf)
         full_mean = float((shape * W).sum() / (Y * X))
         correction = full_mean / float(shape[mask].mean())
-    out = np.empty(T)
-    chunk = max(1, int(2 ** 24 // max(1, Y * X)))
-    for a in range(0, T, chunk):
-        x = t[a:a + chunk]
-        x = x - x.mean(axis=(1, 2), keepdims=True)
-        F = sfft.rfft2(x, workers=-1)
-        P = (F.real ** 2 + F.imag ** 2) / (Y * X)
-        floor = _ring_floor(P, mask, f)
-        if correction is not None:
-            out[a:a + chunk] = floor * correction
-            continue
-        total = np.zeros_like(floor)
-        covered = 0.0
-        for k, m in rings:
-            pk = _ring_stat(P[:, m])
-            # a ring counts as rolled off only when significantly below the plateau (3 standard errors
-            # of a mean of exponential values): taking the min of noisy values would bias low
-            tol = 1.0 - 3.0 / math.sqrt(ring_n[k])
-            total += np.where(pk < tol * floor, pk, floor) * ring_w[k]
-            covered += ring_w[k]
-        # rings too sparse to measure (tiny images) count at the plateau level
-        total += floor * (Y * X - covered)
-        out[a:a + chunk] = total / (Y * X)
-    return out
+        out = np.empty(T)
+        for a, P in spectra():
+            out[a:a + P.shape[0]] = _ring_floor(P, mask, f) * correction
+        return out
+
+    offaxis = _band_mask(Y, X, (0.0, 10.0), axis_exclude)
+    edges = np.arange(0.0, f.max() + 0.05, 0.05)
+    ring = np.clip(np.digitize(f, edges) - 1, 0, edges.size - 1)
+    masks = [(ring == k) & offaxis for k in range(edges.size)]
+    ks = [k for k in range(edges.size) if masks[k].sum() >= 8]
+    centre = edges[ks] + 0.025
+    n_bins = np.array([masks[k].sum() for k in ks], dtype=np.float64)
+    ring_w = np.array([W[ring == k].sum() for k in ks], dtype=np.float64)
+    levels = np.empty((T, len(ks)))
+    for a, P in spectra():
+        for j, k in enumerate(ks):
+            levels[a:a + P.shape[0], j] = _ring_stat(P[:, masks[k]])
+
+    def level(lo, hi):
+        sel = (centre >= lo) & (centre <= hi)
+        if not sel.any():
+            return None
+        return levels[:, sel] @ n_bins[sel] / n_bins[sel].sum()
+
+    top_hi, top_lo = level(0.85, 0.95), level(0.7, 0.8)
+    l_band, l_plateau = level(*band), level(*plateau)
+    if l_plateau is None:  # tiny images: one band for all
+        l_plateau = levels @ n_bins / n_bins.sum()
+    ratio = None
+    if top_hi is not None and top_lo is not None and l_band is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = float(np.nanmedian(top_hi / top_lo))
+    flat = ratio is not None and ratio >= 0.9
+    L = l_band if flat else l_plateau
+    tol = 1.0 - 3.0 / np.sqrt(n_bins)  # significantly below L: 3 standard errors of a mean of exponentials
+    noise_ring = np.where(levels < tol[None, :] * L[:, None], levels, L[:, None])
+    total = noise_ring @ ring_w + L * (Y * X - ring_w.sum())  # sparse rings count at L
+    if info is not None:
+        info.update({"top_ratio": ratio, "floor_band": list(band if flat else plateau),
+                     "roll_off": not flat})
+    return total / (Y * X)
 
 
 def blind_fit(noisy: np.ndarray, *, band: tuple[float, float] = (0.7, 0.95), noise_mtf: str = "measured",
-              what: str = "reference") -> NoiseCurves:
+              what: str = "reference", info: dict | None = None) -> NoiseCurves:
     """Per-tilt ``r`` and ``sigma`` from a noisy reference alone (see the module docstring)."""
     mean, std = check_tilts(noisy, what)
-    nv = blind_noise_variance(noisy, band=band, noise_mtf=noise_mtf)
+    nv = blind_noise_variance(noisy, band=band, noise_mtf=noise_mtf, info=info)
     s2 = np.clip(nv / std ** 2, 0.0, 1.0)
     return NoiseCurves(np.sqrt(1.0 - s2), np.sqrt(s2), mean, std)
 

@@ -131,6 +131,12 @@ def test_blind_follows_detector_roll_off():
     ref = np.sqrt(snr) * sig + n
     truth = np.sqrt(1 / (1 + snr))
     white = nz.blind_fit(ref, noise_mtf="none").sigma
+    info = {}
+    nz.blind_fit(ref, info=info)
+    assert info["roll_off"] and info["top_ratio"] < 0.9 and info["floor_band"] == [0.35, 0.6]
+    info = {}
+    nz.blind_fit(np.sqrt(snr) * sig + rng.standard_normal(sig.shape), info=info)
+    assert not info["roll_off"] and info["floor_band"] == [0.7, 0.95]
     for mtf in ("measured", "counting"):
         s = nz.blind_fit(ref, noise_mtf=mtf).sigma
         assert np.all(np.abs(s / truth - 1) < 0.03), (mtf, s)
@@ -152,8 +158,11 @@ def test_blind_noise_variance_additive_on_real_tilts():
         v0 = nz.blind_noise_variance(d, noise_mtf=mtf)
         v1 = nz.blind_noise_variance(d + e, noise_mtf=mtf)
         np.testing.assert_allclose(v1 - v0, extra, rtol=0.15, err_msg=mtf)
-    # these sub-tilts are noise dominated: the default estimate reads SNR < 0.1 on every tilt
-    c = nz.blind_fit(d)
+    # these sub-tilts are low-passed (roll-off at the top of the spectrum) and noise dominated: the default
+    # estimate reads SNR < 0.1 on every tilt
+    info = {}
+    c = nz.blind_fit(d, info=info)
+    assert info["roll_off"]
     assert np.all((c.sigma > 0.95) & (c.sigma <= 1.0))
     np.testing.assert_allclose(c.r ** 2 + c.sigma ** 2, 1.0)
     # the blank tilts of real data (excluded tilts stored as rounding residue) are refused

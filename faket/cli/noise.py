@@ -116,6 +116,7 @@ def run(args) -> int:
     per_ref = []
     records = []
     for k, ref_path in enumerate(args.reference):
+        blind_info = None
         ref_m, ref_angles = read_tiltseries(ref_path, require_angles=False, allow_single=True,
                                             what="reference")
         ref = ref_m.data
@@ -133,7 +134,8 @@ def run(args) -> int:
             nz.check_tilts(rc_m.data, str(rc_path))
             raw = nz.paired_fit(ref, rc_m.data, what=str(ref_path))
         elif estimate == "blind":
-            raw = nz.blind_fit(ref, noise_mtf=args.noise_mtf, what=str(ref_path))
+            blind_info = {}
+            raw = nz.blind_fit(ref, noise_mtf=args.noise_mtf, what=str(ref_path), info=blind_info)
         else:
             m, s = nz.check_tilts(ref, str(ref_path))
             raw = nz.snr_curves(args.snr, m, s)
@@ -142,7 +144,7 @@ def run(args) -> int:
         records.append({"path": str(ref_path), "n_tilts": int(ref.shape[0]),
                         "angles_deg": None if ref_angles is None else ref_angles.tolist(),
                         "matched_index": idx.tolist(), "angle_gap_deg": gap.tolist(),
-                        "raw": raw.to_dict(), "smoothed": smooth.to_dict()})
+                        "raw": raw.to_dict(), "smoothed": smooth.to_dict(), "blind": blind_info})
         info(args, f"{ref_path}: {estimate} fit, median SNR {float(np.median(raw.snr)):.3g} "
                    f"(sigma {float(np.median(raw.sigma)):.3f})")
 
