@@ -25,13 +25,14 @@ Fits
 - :func:`paired_fit` (the paper's): with a clean twin of the reference, ``r`` minimises
   ``std(noisy_std - r * clean_std)`` over ``r in [0, 1]`` (closed form: the correlation, clipped), ``sigma`` is
   the std of that residual (``= sqrt(1 - r**2)``).
-- :func:`blind_fit` (new): from the reference alone. The noise variance is the white-noise floor of the
-  tilt's power spectrum at high spatial frequency (mean periodogram value in an annulus at 0.7-0.95 of
-  Nyquist, off the axes), optionally corrected for a
-  noise power spectrum that is not white (``noise_mtf="counting"``: a pixel-integrating / counting detector
-  or block binning, MTF ``sinc(fx/2) sinc(fy/2)``); ``sigma**2 = floor / var(tilt)``.
-  Assumption: the signal has little power near Nyquist (CTF envelopes, dose damage, specimen and alignment
-  blur). Where it has, the floor is over-estimated (an upper bound on ``sigma``).
+- :func:`blind_fit` (new): from the reference alone. The noise variance is read from the tilt's power
+  spectrum at high spatial frequency (mean periodogram in rings off the image axes), where a cryo-ET tilt
+  has little signal left: a white floor, unless the top of the spectrum rolls off (detector MTF, binning,
+  low-pass filter), which is then followed as measured (``noise_mtf="measured"``, default; ``"none"``:
+  white floor at 0.7-0.95 Nyquist; ``"counting"``: floor shaped by a counting detector's MTF);
+  ``sigma**2 = noise variance / var(tilt)``, see :func:`blind_noise_variance`.
+  Assumption: the signal has little power where the floor is read (CTF envelopes, dose damage, specimen and
+  alignment blur). Where it has, the noise is over-estimated (an upper bound on ``sigma``).
 - :func:`snr_curves`: by hand.
 Curves are smoothed with a polynomial over the reference tilt index (:func:`smooth_curves`), the BASELINE
 uses one ``r`` / ``sigma`` for all tilts (:func:`global_curves`), fits of several references are averaged
