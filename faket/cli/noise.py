@@ -157,6 +157,11 @@ def run(args) -> int:
         curves = s
     if args.global_fit:
         curves = nz.global_curves(curves)
+    n_zero = int((curves.r < 1e-3).sum())
+    if n_zero and estimate == "blind":
+        warn(f"blind fit: {n_zero} of {T} tilts read as pure noise (SNR below what the blind fit resolves, "
+             "~0.02): NOISY carries no signal there; consider --snr S, or --estimate paired with the "
+             "reference's clean twin (faket reference --clean-out)")
 
     out = nz.add_noise(clean, curves, seed=args.seed,
                        content_noise=args.content_noise if args.content_out else None,
