@@ -312,10 +312,16 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
     centre = edges[ks] + 0.025
     n_bins = np.array([masks[k].sum() for k in ks], dtype=np.float64)
     ring_w = np.array([W[ring == k].sum() for k in ks], dtype=np.float64)
+    # ring label per bin (0: not used), then one bincount per tilt gives every ring's mean power
+    label = np.zeros((Y, X // 2 + 1), dtype=np.int64)
+    for j, k in enumerate(ks):
+        label[masks[k]] = j + 1
+    label = label.ravel()
     levels = np.empty((T, len(ks)))
     for a, P in spectra():
-        for j, k in enumerate(ks):
-            levels[a:a + P.shape[0], j] = _ring_stat(P[:, masks[k]])
+        for i in range(P.shape[0]):
+            sums = np.bincount(label, weights=P[i].ravel(), minlength=len(ks) + 1)
+            levels[a + i] = sums[1:] / n_bins
 
     def level(lo, hi):
         sel = (centre >= lo) & (centre <= hi)
