@@ -255,7 +255,28 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_a: float | N
             mrc.set_volume()
         if voxel_size_a is not None and voxel_size_a > 0:
             mrc.voxel_size = float(voxel_size_a)
-        mrc.update_header_stats()
+        _set_header_stats(mrc.header, arr)
+
+
+def _set_header_stats(header, arr: np.ndarray) -> None:
+    """min / max / mean / rms header fields, computed in slabs (float64 sums of float32 slabs): as exact
+    as mrcfile's ``update_header_stats`` without its whole-array float64 temporaries."""
+    flat = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(1, -1)
+    n = arr.size
+    lo, hi, s1 = np.inf, -np.inf, 0.0
+    step = max(1, (16 << 20) // max(1, flat.shape[1] * 4))
+    for i in range(0, flat.shape[0], step):
+        blk = flat[i:i + step]
+        lo = min(lo, float(blk.min()))
+        hi = max(hi, float(blk.max()))
+        s1 += float(blk.sum(dtype=np.float64))
+    mean = s1 / n
+    s2 = 0.0
+    for i in range(0, flat.shape[0], step):
+        d = flat[i:i + step] - np.float32(mean)
+        s2 += float(np.einsum("ij,ij->", d, d, dtype=np.float64))
+    header.dmin, header.dmax, header.dmean = lo, hi, mean
+    header.rms = float(np.sqrt(s2 / n))
 
 
 class OutputTransaction:
