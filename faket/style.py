@@ -780,12 +780,17 @@ def stylize_series(engine: StyleTransfer, content: np.ndarray, init: np.ndarray 
     a, b = tilt_range if tilt_range is not None else (0, T)
     if not (0 <= a < b <= T):
         raise InputError(f"--tilts {a}:{b}: outside 0:{T}")
+    ridx = []
     for r in references:
         if r.index is None:
-            r.index = np.zeros(T, dtype=np.int64) if r.tilts.shape[0] == 1 else np.arange(T)
-        r.index = np.asarray(r.index, dtype=np.int64)
-        if r.index.shape != (T,) or r.index.min() < 0 or r.index.max() >= r.tilts.shape[0]:
+            if r.tilts.shape[0] not in (1, T):
+                raise InputError(f"{r.name}: {r.tilts.shape[0]} tilts for {T} content tilts and no matching given")
+            ix = np.zeros(T, dtype=np.int64) if r.tilts.shape[0] == 1 else np.arange(T)
+        else:
+            ix = np.asarray(r.index, dtype=np.int64)
+        if ix.shape != (T,) or ix.min() < 0 or ix.max() >= r.tilts.shape[0]:
             raise InputError(f"{r.name}: tilt matching does not fit {T} content tilts")
+        ridx.append(ix)
     wsum = sum(r.weight for r in references)
     c_lo, c_hi = series_minmax(content)
     i_lo, i_hi = series_minmax(init)
@@ -818,7 +823,7 @@ def stylize_series(engine: StyleTransfer, content: np.ndarray, init: np.ndarray 
             for l in engine.style_layers:
                 acc = None
                 for ri, r in enumerate(references):
-                    g = torch_stack([ref_gram(ri, int(r.index[t]), factor)[l] for t in idx])
+                    g = torch_stack([ref_gram(ri, int(ridx[ri][t]), factor)[l] for t in idx])
                     g = g * (r.weight / wsum)
                     acc = g if acc is None else acc + g
                 tg[l] = acc
@@ -833,8 +838,8 @@ def stylize_series(engine: StyleTransfer, content: np.ndarray, init: np.ndarray 
         for n, t in enumerate(idx):
             o = o01[n]
             if rescale and references:
-                m = sum(r.weight * r.stats(int(r.index[t]))[0] for r in references) / wsum
-                sd = sum(r.weight * r.stats(int(r.index[t]))[1] for r in references) / wsum
+                m = sum(r.weight * r.stats(int(ix[t]))[0] for r, ix in zip(references, ridx)) / wsum
+                sd = sum(r.weight * r.stats(int(ix[t]))[1] for r, ix in zip(references, ridx)) / wsum
                 o = match_mean_std(o, m, sd)
             out[t - a] = o
         if len(gram_memo) > 256:      # bound memory for very long series
@@ -842,7 +847,7 @@ def stylize_series(engine: StyleTransfer, content: np.ndarray, init: np.ndarray 
     record = {"tilt_range": [a, b], "scales": scales, "final_loss_of": final_kind,
               "content_minmax": [c_lo, c_hi], "init_minmax": [i_lo, i_hi],
               "references": [{"name": r.name, "weight": r.weight, "minmax": [r.lo, r.hi],
-                              "matched_index": r.index[a:b].tolist()} for r in references],
+                              "matched_index": ix[a:b].tolist()} for r, ix in zip(references, ridx)],
               "per_tilt": per}
     if cache is not None and cache.folder is not None:
         record["gram_cache"] = {"folder": str(cache.folder), "hits": cache.hits, "misses": cache.misses}

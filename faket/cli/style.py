@@ -1,0 +1,258 @@
+"""``faket style``: neural style transfer of a tilt-series (FakET), batched, angle-matched, CPU and GPU."""
+
+from __future__ import annotations
+
+from ..errors import InputError
+from ._common import add_common_args
+
+HELP = "neural style transfer of tilt-series towards a real reference (FakET), batched and angle-matched"
+DESCRIPTION = """\
+Style a CONTENT tilt-series towards the look of a real reference (FakET's neural style transfer).
+
+  faket style CONTENT.mrc --style REF.mrc --init NOISY.mrc -o STYLED.mrc
+  faket style CONTENT.mrc --style A.mrc --style B.mrc --style-weight 2 --style-weight 1 --init NOISY.mrc -o S.mrc
+  faket style CONTENT.mrc --style REF.mrc --init NOISY.mrc --tilts 0:16 -o CHUNK0.mrc   (one chunk of a scatter)
+
+Style tilts are matched to content tilts by angle (CONTENT.tlt, REF.tlt; a single 2-D image serves every
+tilt). Each series is mapped to [0, 1] with one min/max over all its tilts; every output tilt is finally
+rescaled to the matched reference tilt's mean and std. Per-tilt initial/final losses go in STYLED.json.
+
+Presets: `paper` = one scale at the tilt size, one Adam step of 0.15, EMA 0.99, style layers 1,6,11,20,29
+(256,64,16,4,1), content layer 8, content weight 1, TV 0, max pooling (FakET's setting, meant for ImageNet
+weights). `offline` = the setting chosen for random VGG weights (no ImageNet weights available), see
+docs/style-transfer.md. `auto` (default) = paper with ImageNet/file weights, offline with --weights random.
+Any option given explicitly overrides the preset.
+"""
+
+# preset values; None in an option means "take it from the preset"
+PRESETS = {
+    "paper": dict(iterations=1, initial_iterations=1, min_scale=None, end_scale=None, step_size=0.15,
+                  avg_decay=0.99, content_weight=1.0, tv_weight=0.0, pooling="max",
+                  style_layers="1,6,11,20,29", style_layer_weights="256,64,16,4,1",
+                  content_layers="8", content_layer_weights="100"),
+}
+# offline (random weights): chosen from bench/realism.py on real tilt-series, see docs/style-transfer.md
+PRESETS["offline"] = dict(PRESETS["paper"], iterations=1, initial_iterations=1)
+
+_PRESET_KEYS = list(PRESETS["paper"])
+
+
+def add_arguments(p) -> None:
+    p.add_argument("content", metavar="CONTENT.mrc", help="content tilt-series (angles in CONTENT.tlt)")
+    p.add_argument("-o", "--output", required=True, metavar="STYLED.mrc", help="output tilt-series")
+    p.add_argument("--style", action="append", default=[], required=True, metavar="REF.mrc",
+                   help="style reference: a tilt-series (angles in REF.tlt) or one 2-D image; repeat to combine")
+    p.add_argument("--style-weight", action="append", type=float, default=None, metavar="W",
+                   help="weight of each --style (same order; default 1 each): Gram targets are their weighted mean")
+    p.add_argument("--init", metavar="NOISY.mrc", help="initial image, same shape as CONTENT (default: CONTENT)")
+    p.add_argument("--tilts", metavar="A:B",
+                   help="style only tilt indices [A, B) (scatter across jobs; gather with faket stack); "
+                        "min/max still come from all tilts")
+    p.add_argument("--max-angle-gap", type=float, default=5.0, metavar="DEG",
+                   help="fail when a content tilt has no reference tilt within DEG degrees (default: 5)")
+
+    g = p.add_argument_group("algorithm (defaults: see --preset)")
+    g.add_argument("--preset", choices=("auto", "paper", "offline"), default="auto",
+                   help="default settings: paper, offline (random weights), auto (default: by --weights)")
+    g.add_argument("--iterations", type=int, help="Adam steps at each scale after the first (paper: 1)")
+    g.add_argument("--initial-iterations", type=int, help="Adam steps at the first scale (paper: 1)")
+    g.add_argument("--min-scale", type=int, help="smallest scale, long side in pixels (default: tilt size)")
+    g.add_argument("--end-scale", type=int, help="largest scale, long side in pixels (default: tilt size)")
+    g.add_argument("--step-size", type=float, help="Adam learning rate on [0, 1] pixels (paper: 0.15)")
+    g.add_argument("--avg-decay", type=float, help="EMA decay of the output average (paper: 0.99)")
+    g.add_argument("--content-weight", type=float, help="content loss weight (paper: 1)")
+    g.add_argument("--style-layers", help="VGG-19 features indices (paper: 1,6,11,20,29)")
+    g.add_argument("--style-layer-weights", help="weights of the style layers, normalised (paper: 256,64,16,4,1)")
+    g.add_argument("--content-layers", help="VGG-19 features indices (paper: 8)")
+    g.add_argument("--content-layer-weights", help="weights of the content layers, normalised (paper: 100)")
+    g.add_argument("--tv-weight", type=float, help="total-variation weight (paper: 0)")
+    g.add_argument("--pooling", choices=("max", "avg"), help="VGG pooling (paper: max)")
+
+    w = p.add_argument_group("model and speed")
+    w.add_argument("--weights", default="imagenet",
+                   help="imagenet (torch hub cache, TORCH_HOME), random (seeded) or PATH.pth "
+                        "(torchvision-format state dict) (default: imagenet)")
+    w.add_argument("--download-weights", action="store_true",
+                   help="download the ImageNet weights into the torch hub cache when missing (needs network)")
+    w.add_argument("--precision", choices=("fp32", "bf16", "tf32"), default="fp32",
+                   help="fp32 (default, deterministic), bf16 autocast (CPU AMX / CUDA; Gram, losses and Adam "
+                        "stay fp32), tf32 (CUDA)")
+    w.add_argument("--tilt-batch", type=int, default=None, metavar="N",
+                   help="tilts per forward/backward (default: 4 on the CPU, from free memory on CUDA; "
+                        "never more than fits in half the free memory)")
+    w.add_argument("--style-cache", metavar="DIR",
+                   help="cache Gram targets of reference tilts here (keyed by reference checksum, settings, weights)")
+    w.add_argument("--max-tile", type=int, default=None, metavar="PX",
+                   help="process tilts larger than PX x PX in tiles (default: none on CUDA, 2048 on the CPU)")
+    w.add_argument("--tile-halo", type=int, default=96, metavar="PX",
+                   help="context around each tile's core (default: 96)")
+    w.add_argument("--no-final-loss", action="store_true",
+                   help="skip the loss of the output (saves one forward per tilt; the sidecar then has the "
+                        "last iterate's loss)")
+    w.add_argument("--cudnn-benchmark", action="store_true",
+                   help="let cuDNN pick the fastest (non-deterministic) algorithms")
+    add_common_args(p, seed=True, device=True, threads=True)
+
+
+def resolve_settings(args, weights_kind: str):
+    """StyleSettings from the preset and explicit options."""
+    from ..style import StyleSettings, parse_float_list, parse_int_list
+
+    preset = args.preset
+    if preset == "auto":
+        preset = "offline" if weights_kind == "random" else "paper"
+    vals = dict(PRESETS[preset])
+    for k in _PRESET_KEYS:
+        v = getattr(args, k, None)
+        if v is not None:
+            vals[k] = v
+    s = StyleSettings(
+        iterations=int(vals["iterations"]), initial_iterations=int(vals["initial_iterations"]),
+        min_scale=vals["min_scale"], end_scale=vals["end_scale"], step_size=float(vals["step_size"]),
+        avg_decay=float(vals["avg_decay"]), content_weight=float(vals["content_weight"]),
+        style_layers=parse_int_list(vals["style_layers"], "--style-layers"),
+        style_layer_weights=parse_float_list(vals["style_layer_weights"], "--style-layer-weights"),
+        content_layers=parse_int_list(vals["content_layers"], "--content-layers"),
+        content_layer_weights=parse_float_list(vals["content_layer_weights"], "--content-layer-weights"),
+        tv_weight=float(vals["tv_weight"]), pooling=vals["pooling"], precision=args.precision,
+        max_tile=args.max_tile, tile_halo=args.tile_halo, final_loss=not args.no_final_loss)
+    return s.validate(), preset
+
+
+def _match(args, content_angles, n_content, ref_angles, n_ref, ref_path):
+    import numpy as np
+
+    from ..tilts import match_by_angle
+    from ._common import warn
+
+    if n_ref == 1:
+        return np.zeros(n_content, dtype=np.int64), np.zeros(n_content)
+    if ref_angles is None or content_angles is None:
+        missing = ref_path if ref_angles is None else args.content
+        if n_ref == n_content:
+            warn(f"{missing}: no .tlt angles; matching style tilts to content tilts by index")
+            return np.arange(n_content), np.zeros(n_content)
+        raise InputError(f"{missing}: no tilt angles (.tlt beside it) to match {n_ref} style tilts to "
+                         f"{n_content} content tilts")
+    idx, gap = match_by_angle(content_angles, ref_angles, max_gap_deg=args.max_angle_gap, source=str(ref_path))
+    if gap.max() > 1.0:
+        i = int(np.argmax(gap))
+        warn(f"{ref_path}: content tilt {content_angles[i]:g} deg uses the nearest style tilt "
+             f"{ref_angles[idx[i]]:g} deg ({gap.max():.3g} deg away)")
+    return idx, gap
+
+
+def run(args) -> int:
+    import time
+
+    import numpy as np
+    import torch
+
+    from .. import style as st
+    from ..io import read_tiltseries
+    from ..tilts import parse_tilt_chunk
+    from ..vgg import LAYER_NAMES, build_vgg
+    from ._common import Step, check_not_same, info, progress, resolve_device, set_threads, warn
+
+    set_threads(args.threads)
+    if args.tilt_batch is not None and args.tilt_batch < 1:
+        raise InputError(f"--tilt-batch {args.tilt_batch}: must be at least 1")
+    if args.max_angle_gap is not None and not args.max_angle_gap >= 0:
+        raise InputError(f"--max-angle-gap {args.max_angle_gap:g}: must be >= 0")
+    weights = args.weights
+    wkind = weights if weights in ("imagenet", "random") else "file"
+    settings, preset = resolve_settings(args, wkind)
+    if args.style_weight is not None and len(args.style_weight) != len(args.style):
+        raise InputError(f"--style-weight given {len(args.style_weight)} time(s) for {len(args.style)} --style; "
+                         "give one weight per reference")
+    sweights = args.style_weight or [1.0] * len(args.style)
+    for w_ in sweights:
+        if not (np.isfinite(w_) and w_ > 0):
+            raise InputError(f"--style-weight {w_:g}: must be > 0")
+    inputs = [args.content, args.init, *args.style]
+    check_not_same(inputs, [args.output])
+    device = resolve_device(args.device)
+    st.configure_backends(device, settings.precision, deterministic=True, benchmark=args.cudnn_benchmark)
+
+    # inputs
+    c_m, c_angles = read_tiltseries(args.content, require_angles=False, what="content tilt-series")
+    content = c_m.data
+    T = content.shape[0]
+    init = None
+    if args.init is not None:
+        i_m, i_angles = read_tiltseries(args.init, require_angles=False, what="init tilt-series")
+        if i_m.data.shape != content.shape:
+            raise InputError(f"{args.init}: shape {i_m.data.shape} differs from the content's {content.shape}")
+        if i_angles is not None and c_angles is not None and not np.allclose(i_angles, c_angles, atol=1e-3):
+            raise InputError(f"{args.init}: its .tlt angles differ from {args.content}'s")
+        init = i_m.data
+    a, b = parse_tilt_chunk(args.tilts, T)
+    refs, ref_records = [], []
+    for path, wt in zip(args.style, sweights):
+        r_m, r_angles = read_tiltseries(path, require_angles=False, allow_single=True, what="style reference")
+        idx, gap = _match(args, c_angles, T, r_angles, r_m.data.shape[0], path)
+        ref = st.Reference(r_m.data, weight=float(wt), index=idx, name=str(path))
+        refs.append(ref)
+        ref_records.append({"path": str(path), "weight": float(wt), "n_tilts": int(r_m.data.shape[0]),
+                            "matched_index": idx[a:b].tolist(), "angle_gap_deg": gap[a:b].tolist()})
+
+    # model
+    if wkind == "random":
+        warn("using RANDOM VGG-19 weights (--weights random): not the paper's ImageNet features; "
+             f"preset {preset!r}")
+    model, winfo = build_vgg(weights, depth=settings.depth, pooling=settings.pooling, seed=args.seed,
+                             device=device, download=args.download_weights)
+    info(args, f"weights: {winfo.kind}" + (f" {winfo.path}" if winfo.path else "") + f" sha256 {winfo.sha256[:12]}")
+    H, W = content.shape[1:]
+    if settings.max_tile is None and device.type == "cpu" and max(H, W) > 2048:
+        settings.max_tile = 2048
+    tile = settings.max_tile if settings.max_tile and max(H, W) > settings.max_tile else None
+    hw_mem = (min(H, tile), min(W, tile)) if tile else (H, W)
+    fit = st.default_tilt_batch(device, hw_mem, settings.precision)
+    if args.tilt_batch is None:
+        tilt_batch = min(fit, 4) if device.type == "cpu" else fit
+    else:
+        tilt_batch = args.tilt_batch
+        if tilt_batch > fit:
+            warn(f"--tilt-batch {tilt_batch}: may not fit in memory (estimate: {fit})")
+    engine = st.StyleTransfer(model, settings, device)
+    cache = st.GramCache(args.style_cache) if args.style_cache else None
+    info(args, f"styling tilts {a}:{b} of {T} ({H}x{W}) on {device}, {settings.precision}, batch {tilt_batch}, "
+               f"preset {preset}, {settings.initial_iterations}/{settings.iterations} iterations")
+    t0 = time.perf_counter()
+    nb = -(-(b - a) // tilt_batch)
+    out, rec = st.stylize_series(
+        engine, content, init, refs, tilt_range=(a, b), tilt_batch=tilt_batch, cache=cache,
+        weights_key=winfo.key(),
+        progress=lambda it: progress(it, args=args, total=nb, desc="style", unit="batch"))
+    elapsed = time.perf_counter() - t0
+    if not np.isfinite(out).all():
+        raise InputError(f"{args.content}: styling produced NaN/Inf (check the inputs and --step-size)")
+    for r, rr in zip(rec["references"], ref_records):
+        rr["minmax"] = r["minmax"]
+    angles_out = None if c_angles is None else c_angles[a:b]
+    extra = {
+        "style": {
+            "preset": preset,
+            "settings": settings.to_dict(),
+            "layer_names": {"style": [LAYER_NAMES[l] for l in settings.style_layers],
+                            "content": [LAYER_NAMES[l] for l in settings.content_layers]},
+            "weights": winfo.to_dict(),
+            "device": str(device), "precision": settings.precision, "tilt_batch": tilt_batch,
+            "threads": torch.get_num_threads(),
+            "tilt_range": [a, b], "n_tilts_total": T,
+            "scales": rec["scales"], "final_loss_of": rec["final_loss_of"],
+            "content_minmax": rec["content_minmax"], "init_minmax": rec["init_minmax"],
+            "references": ref_records,
+            "per_tilt": {"index": list(range(a, b)), **rec["per_tilt"]},
+            "seconds": round(elapsed, 3), "seconds_per_tilt": round(elapsed / (b - a), 4),
+        }
+    }
+    if "gram_cache" in rec:
+        extra["style"]["gram_cache"] = rec["gram_cache"]
+    with Step("style", args, inputs=inputs) as stp:
+        stp.write_mrc(args.output, out, c_m.voxel_size_a, angles=angles_out, image_stack=True, extra=extra)
+    lo = np.mean(rec["per_tilt"]["loss_initial"])
+    hi = np.mean(rec["per_tilt"]["loss_final"])
+    info(args, f"wrote {args.output} ({b - a} tilts, {elapsed / (b - a):.3g} s/tilt; mean loss {lo:.4g} -> {hi:.4g})")
+    return 0

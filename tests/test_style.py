@@ -1,0 +1,342 @@
+"""Style transfer (faket.vgg, faket.style, faket style): small sizes, random VGG weights, CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from faket.errors import InputError  # noqa: E402
+from faket import style as st  # noqa: E402
+from faket.vgg import build_vgg, imagenet_cache_path, load_vgg19_state  # noqa: E402
+
+N = 48
+ANGLES = np.array([-30.0, -10.0, 10.0, 30.0])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_vgg("random", depth=29, seed=0)[0]
+
+
+def blobs(T=4, n=N, seed=0):
+    """Projection-like content: Gaussian blobs that move with the tilt."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:n, :n].astype(np.float32)
+    cy, cx, r = rng.uniform(8, n - 8, 12), rng.uniform(8, n - 8, 12), rng.uniform(2, 6, 12)
+    out = []
+    for t in range(T):
+        img = np.zeros((n, n), np.float32)
+        for k in range(12):
+            img -= np.exp(-((yy - cy[k]) ** 2 + (xx - cx[k] - 2 * t) ** 2) / (2 * r[k] ** 2))
+        out.append(img)
+    return np.stack(out)
+
+
+def style_ref(T=6, n=64, seed=1):
+    """A 'real-looking' reference: correlated noise (smoothed gamma) with a different texture."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    a = rng.gamma(2.0, size=(T, n, n)).astype(np.float32)
+    return np.stack([gaussian_filter(x, 1.2) + 0.3 * x for x in a]).astype(np.float32) * 3 + 40
+
+
+def write(path, data, angles=None):
+    import mrcfile
+
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(np.asarray(data, np.float32))
+        m.voxel_size = 10.0
+    if angles is not None:
+        Path(path).with_suffix(".tlt").write_text("".join(f"{a:g}\n" for a in angles))
+
+
+def read(path):
+    import mrcfile
+
+    with mrcfile.open(path) as m:
+        return np.array(m.data)
+
+
+@pytest.fixture
+def files(tmp_path):
+    c = blobs()
+    rng = np.random.default_rng(3)
+    noisy = c + 0.4 * rng.normal(size=c.shape).astype(np.float32)
+    write(tmp_path / "content.mrc", c, ANGLES)
+    write(tmp_path / "noisy.mrc", noisy, ANGLES)
+    write(tmp_path / "ref.mrc", style_ref(), [-32, -28, -11, 9, 27, 33])
+    return tmp_path
+
+
+# ---------------------------------------------------------------------------------------------------
+# model
+
+
+def test_gram_normalisation():
+    f = torch.randn(2, 5, 7, 3)
+    g = st.gram(f.contiguous(memory_format=torch.channels_last))
+    ref = np.einsum("bchw,bdhw->bcd", f.numpy().astype(np.float64), f.numpy().astype(np.float64)) / (7 * 3)
+    assert g.shape == (2, 5, 5) and g.dtype == torch.float32
+    np.testing.assert_allclose(g.numpy(), ref, rtol=1e-5, atol=1e-6)
+    # a constant feature map of value v has G = v^2 whatever the size
+    assert torch.allclose(st.gram(torch.full((1, 3, 11, 13), 2.0)), torch.full((1, 3, 3), 4.0))
+
+
+def test_scaled_mse_per_sample():
+    d = torch.tensor([[1.0, -2.0, 3.0], [0.0, 0.0, 0.5]])
+    np.testing.assert_allclose(st.scaled_mse(d).numpy(), [14 / 6, 0.5], rtol=1e-6)
+
+
+def test_folded_first_conv_equals_paper_input_path(model):
+    """repeat to 3 channels + ImageNet normalisation + replicate-padded conv == the folded 1-channel conv."""
+    import torch.nn.functional as F
+    from torchvision.models.vgg import cfgs, make_layers
+
+    sd, _ = load_vgg19_state("random", depth=29, seed=0)
+    ref = make_layers(cfgs["E"])[:30].eval()
+    ref.load_state_dict({k: v for k, v in sd.items()}, strict=False)
+    ref[0].padding = (0, 0)
+    x = torch.rand(2, 1, 40, 48)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    y = (x.repeat(1, 3, 1, 1) - mean) / std
+    y = F.pad(y, (1, 1, 1, 1), mode="replicate")
+    want = {}
+    with torch.no_grad():
+        for i, layer in enumerate(ref):
+            y = layer(y)
+            want[i] = y
+        got = model(x, [1, 8, 29])
+    for l in (1, 8, 29):
+        np.testing.assert_allclose(got[l].numpy(), want[l].numpy(), rtol=1e-4, atol=1e-4 * float(want[l].abs().max()))
+
+
+def test_state_dict_file_and_fake_imagenet_cache(tmp_path, monkeypatch, model):
+    sd, _ = load_vgg19_state("random", depth=29, seed=0)
+    full = {f"features.{k}": v for k, v in sd.items()}
+    full["classifier.0.weight"] = torch.zeros(3, 3)  # extra keys are ignored
+    p = tmp_path / "vgg.pth"
+    torch.save(full, p)
+    m2, info = build_vgg(str(p), depth=29)
+    x = torch.rand(1, 1, 48, 48)
+    with torch.no_grad():
+        a, b = model(x, [29])[29], m2(x, [29])[29]
+    assert torch.equal(a, b)
+    from faket.io import sha256sum
+
+    assert info.kind == "file" and info.sha256 == sha256sum(p)
+    # imagenet from a (fake) torch hub cache under TORCH_HOME
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    with pytest.raises(InputError, match="random"):
+        build_vgg("imagenet", depth=29)
+    cp = imagenet_cache_path()
+    assert str(cp).startswith(str(tmp_path / "th"))
+    cp.parent.mkdir(parents=True)
+    torch.save(full, cp)
+    m3, info3 = build_vgg("imagenet", depth=29)
+    with torch.no_grad():
+        assert torch.equal(m3(x, [29])[29], a)
+    assert info3.kind == "imagenet" and info3.sha256 == sha256sum(cp)
+    assert "does not match" in info3.note   # not the real file: the hash prefix in its name disagrees
+    # a file that is not a state dict
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="bad.pth"):
+        build_vgg(str(bad), depth=29)
+
+
+# ---------------------------------------------------------------------------------------------------
+# algorithm
+
+
+def _engine(model, **kw):
+    return st.StyleTransfer(model, st.StyleSettings(**kw))
+
+
+def test_batched_equals_single(model):
+    eng = _engine(model)
+    c = blobs(T=3)
+    rng = np.random.default_rng(0)
+    init = c + 0.5 * rng.normal(size=c.shape).astype(np.float32)
+    ref = st.Reference(style_ref(T=3), index=np.arange(3))
+    o1, r1 = st.stylize_series(eng, c, init, [ref], tilt_batch=1, rescale=False)
+    o3, r3 = st.stylize_series(eng, c, init, [ref], tilt_batch=3, rescale=False)
+    # the gradient (what batching could change) agrees to float rounding
+    x = eng._tensor(st.to_unit(init, *st.series_minmax(init)))
+    cc = eng._tensor(st.to_unit(c, *st.series_minmax(c)))
+    tg = {l: torch.stack([eng.reference_grams(ref, j, 1.0)[l] for j in range(3)]) for l in eng.style_layers}
+    cf = eng.content_features(cc)
+    _, _, g3 = eng.loss_and_grad(x, cc, cf, tg)
+    g1 = torch.cat([eng.loss_and_grad(x[i:i + 1], cc[i:i + 1], {k: v[i:i + 1] for k, v in cf.items()},
+                                      {k: v[i:i + 1] for k, v in tg.items()})[2] for i in range(3)])
+    assert float((g1 - g3).abs().max()) <= 1e-4 * float(g1.abs().max())
+    # outputs ([0, 1] units): equal within 1e-4 except where Adam's first step lr*g/(|g|+eps) amplifies
+    # rounding on pixels whose gradient is ~eps (a handful of pixels)
+    d = np.abs(o1 - o3)
+    assert np.sqrt(np.mean(d ** 2)) < 1e-5
+    assert np.mean(d > 1e-4) < 1e-3
+    np.testing.assert_allclose(r1["per_tilt"]["loss_initial"], r3["per_tilt"]["loss_initial"], rtol=1e-5)
+
+
+def test_style_loss_falls_and_output_follows_content(model):
+    c = blobs(T=2)
+    ref = st.Reference(style_ref(T=1))
+    eng = _engine(model, iterations=20, initial_iterations=20, step_size=0.05)
+    out, rec = st.stylize_series(eng, c[:1], None, [ref], tilt_batch=1)
+    s0 = np.array(rec["per_tilt"]["style_loss_initial"])
+    assert len(s0) == 1
+    s1 = np.array(rec["per_tilt"]["style_loss_final"])
+    assert (s1 < 0.8 * s0).all(), (s0, s1)
+    # paper setting (1 step from a noisy init): the output still follows the content
+    rng = np.random.default_rng(1)
+    init = c + 0.3 * rng.normal(size=c.shape).astype(np.float32)
+    out1, _ = st.stylize_series(_engine(model), c, init, [ref], tilt_batch=2)
+    for t in range(2):
+        r = np.corrcoef(out1[t].ravel(), c[t].ravel())[0, 1]
+        assert r > 0.3, r
+    # the output is rescaled to the reference tilt's mean and std
+    assert abs(out1[0].mean() - ref.tilts[0].mean()) < 1e-3 * ref.tilts[0].std()
+    assert abs(out1[0].std() - ref.tilts[0].std()) < 1e-3 * ref.tilts[0].std()
+
+
+def test_multi_scale_and_weighted_references(model):
+    c = blobs(T=1)
+    a = st.Reference(style_ref(T=1, seed=1), weight=2.0)
+    b = st.Reference(style_ref(T=1, seed=1), weight=1.0)
+    eng = _engine(model, min_scale=32, iterations=2, initial_iterations=2)
+    o_ab, rec = st.stylize_series(eng, c, None, [a, b])
+    o_a, _ = st.stylize_series(eng, c, None, [st.Reference(style_ref(T=1, seed=1))])
+    assert rec["scales"] == st.gen_scales(32, N) == [34, 48]
+    # the weighted mean of two identical references' Gram targets is that reference's
+    np.testing.assert_allclose(o_ab, o_a, atol=1e-5 * o_a.std())
+    # and it moves with a different reference
+    o_c, _ = st.stylize_series(eng, c, None, [a, st.Reference(blobs(T=1, seed=9)[0] * 5, weight=3.0)])
+    assert np.abs(o_c / o_c.std() - o_a / o_a.std()).mean() > 1e-3
+
+
+def test_tiled_gradient_matches_untiled(model):
+    """Tiled loss/gradient (cores + halo) equals the whole tilt's when the halo covers twice the receptive
+    field radius: layers up to relu3_1 (receptive field 24 px), halo 32, 128^2 in 96-pixel tiles."""
+    c = blobs(T=1, n=128)
+    rng = np.random.default_rng(2)
+    init = c + 0.5 * rng.normal(size=c.shape).astype(np.float32)
+    ref = st.Reference(style_ref(T=1, n=64))
+    kw = dict(style_layers=(1, 6, 11), style_layer_weights=(4, 2, 1), content_layers=(8,), tv_weight=0.5)
+    whole = _engine(model, **kw)
+    tiled = _engine(model, max_tile=96, tile_halo=32, **kw)
+    assert len(tiled._tiles((128, 128))) == 16
+    x = whole._tensor(st.to_unit(init, *st.series_minmax(init)))
+    cc = whole._tensor(st.to_unit(c, *st.series_minmax(c)))
+    tg = {l: g[None] for l, g in whole.reference_grams(ref, 0, 1.0).items()}
+    l0, s0, g0 = whole.loss_and_grad(x, cc, whole.content_features(cc), tg)
+    l1, s1, g1 = tiled.loss_and_grad(x, cc, None, tg)
+    assert abs(float(l1 - l0)) < 1e-5 * float(l0)
+    assert float((g1 - g0).abs().max()) < 1e-4 * float(g0.abs().max())
+    # Gram targets of a tiled reference (pass 1 over cores) equal the whole tilt's
+    big = st.Reference(style_ref(T=1, n=128))
+    gw, gt = whole.reference_grams(big, 0, 1.0), tiled.reference_grams(big, 0, 1.0)
+    for l in gw:
+        assert float((gw[l] - gt[l]).norm() / gw[l].norm()) < 1e-5
+
+
+def test_gram_cache(tmp_path, model):
+    c = blobs(T=2)
+    ref = st.Reference(style_ref(T=2), index=np.arange(2))
+    eng = _engine(model)
+    cache = st.GramCache(tmp_path / "cache")
+    o1, r1 = st.stylize_series(eng, c, None, [ref], cache=cache, weights_key="random:x")
+    assert cache.misses == 2 and cache.hits == 0 and len(list((tmp_path / "cache").glob("*.pt"))) == 2
+    cache2 = st.GramCache(tmp_path / "cache")
+    o2, _ = st.stylize_series(eng, c, None, [ref], cache=cache2, weights_key="random:x")
+    assert cache2.hits == 2 and cache2.misses == 0
+    np.testing.assert_array_equal(o1, o2)
+    cache3 = st.GramCache(tmp_path / "cache")      # other weights: other key
+    st.stylize_series(eng, c, None, [ref], cache=cache3, weights_key="random:y")
+    assert cache3.hits == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# command line
+
+
+def _style(run_cli, d, out, *extra):
+    return run_cli("style", d / "content.mrc", "--style", d / "ref.mrc", "--init", d / "noisy.mrc",
+                   "-o", out, "--weights", "random", "--threads", "2", "-q", *extra)
+
+
+def test_cli_runs_deterministic_and_records_losses(files, run_cli):
+    d = files
+    rc, _, err = _style(run_cli, d, d / "a.mrc", "--tilt-batch", "2")
+    assert rc == 0, err
+    assert "RANDOM" in err                         # loud about the weights
+    rc, _, err = _style(run_cli, d, d / "b.mrc", "--tilt-batch", "2")
+    assert rc == 0, err
+    a, b = read(d / "a.mrc"), read(d / "b.mrc")
+    assert a.shape == (4, N, N)
+    np.testing.assert_array_equal(a, b)
+    rec = json.loads((d / "a.json").read_text())
+    s = rec["style"]
+    assert s["weights"]["kind"] == "random" and len(s["weights"]["sha256"]) == 64
+    pt = s["per_tilt"]
+    assert pt["index"] == [0, 1, 2, 3]
+    for k in ("loss_initial", "loss_final", "style_loss_initial", "style_loss_final"):
+        assert len(pt[k]) == 4 and all(np.isfinite(pt[k]))
+    assert s["final_loss_of"] == "output"
+    # angle matching: -30 -> -32 (index 0), -10 -> -11 (2), 10 -> 9 (3), 30 -> 27 (4)
+    assert s["references"][0]["matched_index"] == [0, 2, 3, 4]
+    ref = read(d / "ref.mrc")
+    assert abs(a[1].mean() - ref[2].mean()) < 1e-3 * ref[2].std()
+    np.testing.assert_allclose(np.loadtxt(d / "a.tlt"), ANGLES)
+
+
+def test_cli_chunks_equal_full(files, run_cli):
+    d = files
+    assert _style(run_cli, d, d / "full.mrc", "--tilt-batch", "2")[0] == 0
+    assert _style(run_cli, d, d / "c0.mrc", "--tilt-batch", "2", "--tilts", "0:2")[0] == 0
+    assert _style(run_cli, d, d / "c1.mrc", "--tilt-batch", "2", "--tilts", "2:4")[0] == 0
+    full, c0, c1 = read(d / "full.mrc"), read(d / "c0.mrc"), read(d / "c1.mrc")
+    assert c0.shape == (2, N, N)
+    np.testing.assert_array_equal(np.concatenate([c0, c1]), full)
+    np.testing.assert_allclose(np.loadtxt(d / "c1.tlt"), ANGLES[2:])
+    assert json.loads((d / "c1.json").read_text())["style"]["tilt_range"] == [2, 4]
+
+
+@pytest.mark.parametrize("case", ["shape", "layer", "nan", "no_tlt", "weights", "tilts", "tf32"])
+def test_cli_bad_input(files, run_cli, case):
+    d = files
+    extra = []
+    if case == "shape":
+        write(d / "noisy.mrc", np.zeros((4, N, N + 2), np.float32), ANGLES)
+    elif case == "layer":
+        extra = ["--style-layers", "1,6,99", "--style-layer-weights", "1,1,1"]
+    elif case == "nan":
+        c = read(d / "content.mrc")
+        c[0, 3, 3] = np.nan
+        write(d / "content.mrc", c, ANGLES)
+    elif case == "no_tlt":
+        (d / "ref.tlt").unlink()
+    elif case == "weights":
+        extra = ["--weights", str(d / "missing.pth")]
+    elif case == "tilts":
+        extra = ["--tilts", "2:9"]
+    elif case == "tf32":
+        extra = ["--precision", "tf32", "--device", "cpu"]
+    rc, out, err = _style(run_cli, d, d / "out.mrc", *extra)
+    assert rc == 2
+    lines = [ln for ln in err.strip().splitlines() if "error" in ln]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert not (d / "out.mrc").exists() and not (d / "out.json").exists() and not (d / "out.tlt").exists()
