@@ -315,6 +315,7 @@ def test_cli_chunks_equal_full(files, run_cli):
     assert json.loads((d / "c1.json").read_text())["style"]["tilt_range"] == [2, 4]
 
 
+@pytest.mark.filterwarnings("ignore:Data array contains NaN")
 @pytest.mark.parametrize("case", ["shape", "layer", "nan", "no_tlt", "weights", "tilts", "tf32"])
 def test_cli_bad_input(files, run_cli, case):
     d = files
