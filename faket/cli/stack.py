@@ -51,7 +51,7 @@ def run(args) -> int:
     import numpy as np
 
     from ..errors import InputError
-    from ..io import read_tiltseries, read_tlt
+    from ..io import read_tiltseries, read_tlt, tlt_path
     from ._common import Step, check_not_same
 
     check_not_same(args.chunks, [args.output])
@@ -59,7 +59,10 @@ def run(args) -> int:
         raise InputError("a chunk is given twice")
     datas, angles, voxels, ranges = [], [], [], []
     for c in args.chunks:
-        m, a = read_tiltseries(c, what="tilt chunk")
+        # a one-tilt chunk reads back as a 2-D image (MRC nz = 1): accept it, but its angle is required
+        m, a = read_tiltseries(c, allow_single=True, what="tilt chunk")
+        if a is None:
+            raise InputError(f"{c}: no tilt angles: expected {tlt_path(c)} beside it")
         if datas and m.data.shape[1:] != datas[0].shape[1:]:
             raise InputError(f"{c}: tilt size {m.data.shape[1:]} differs from {args.chunks[0]}'s "
                              f"{datas[0].shape[1:]}")

@@ -24,25 +24,38 @@ def _key_path(path):
 
 
 def _validate_config(cfg):
+    """Schema validation (fills defaults); on an error, name the key in one line."""
+    import copy
+
+    raw = copy.deepcopy(cfg)
     try:
         validate(cfg, "../schemas/config.schema.yaml")
-    except WorkflowError as exc:
-        inner = next((a for a in exc.args if hasattr(a, "absolute_path")), None)
-        if inner is None:
-            raise
-        # an unknown key: name it in full (parent path + key)
-        msg = inner.message
-        m = re.search(r"\('([^']+)' (?:was|were) unexpected\)", msg)
-        if inner.validator == "additionalProperties" and m:
-            path = _key_path(list(inner.absolute_path) + [m.group(1)])
-            raise WorkflowError(
-                f"config key '{path}': unknown key (allowed here: "
-                f"{', '.join(sorted(inner.schema.get('properties', {})))})"
-            )
-        raise WorkflowError(
-            f"config key '{_key_path(inner.absolute_path)}': {msg} "
-            f"(see workflow/schemas/config.schema.yaml)"
+    except WorkflowError:
+        import jsonschema
+        import yaml
+
+        schema_path = os.path.join(
+            workflow.basedir, "workflow", "schemas", "config.schema.yaml"
         )
+        with open(schema_path) as f:
+            schema = yaml.safe_load(f)
+        err = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(schema).iter_errors(raw)
+        )
+        if err is None:
+            raise
+        path = list(err.absolute_path)
+        m = re.search(r"\('([^']+)' (?:was|were) unexpected\)", err.message)
+        if err.validator == "additionalProperties" and m:
+            allowed = ", ".join(sorted(err.schema.get("properties", {})))
+            raise WorkflowError(
+                f"config key '{_key_path(path + [m.group(1)])}': unknown key "
+                f"(allowed here: {allowed})"
+            ) from None
+        raise WorkflowError(
+            f"config key '{_key_path(path)}': {err.message} "
+            "(see workflow/schemas/config.schema.yaml)"
+        ) from None
 
 
 _validate_config(config)

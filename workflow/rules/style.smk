@@ -35,6 +35,11 @@ rule gather_style:
             tomo=wildcards.tomo,
             chunk=chunks(),
         ),
+        tlts=lambda wildcards: expand(
+            "results/{tomo}/tiltseries/faket_chunks/tilts_{chunk}.tlt",
+            tomo=wildcards.tomo,
+            chunk=chunks(),
+        ),
         sidecars=lambda wildcards: expand(
             "results/{tomo}/tiltseries/faket_chunks/tilts_{chunk}.json",
             tomo=wildcards.tomo,
