@@ -71,15 +71,16 @@ def phantom_volume(shape_zyx, seed=0, fill=0.12):
     rng = np.random.default_rng(seed)
     nz, ny, nx = shape_zyx
     vol = np.zeros(shape_zyx, np.float32)
-    zz, yy, xx = np.ogrid[:nz, :ny, :nx]
     target = fill * vol.size
     filled = 0.0
     while filled < target:
         r = rng.uniform(2, 9)
-        cz = rng.uniform(nz * 0.3, nz * 0.7)
-        cy, cx = rng.uniform(0, ny), rng.uniform(0, nx)
-        d = np.sqrt((zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2)
-        vol += np.clip(r + 0.5 - d, 0, 1).astype(np.float32) * rng.uniform(0.5, 1.5)
+        c = np.array([rng.uniform(nz * 0.3, nz * 0.7), rng.uniform(0, ny), rng.uniform(0, nx)])
+        lo = np.maximum(np.floor(c - r - 1).astype(int), 0)
+        hi = np.minimum(np.ceil(c + r + 2).astype(int), shape_zyx)
+        zz, yy, xx = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        d = np.sqrt((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2)
+        vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += (np.clip(r + 0.5 - d, 0, 1) * rng.uniform(0.5, 1.5)).astype(np.float32)
         filled += 4.19 * r ** 3
     return vol
 
@@ -151,6 +152,10 @@ def evaluate(ref_name, configs, *, stride=4, seed=0, threads=2, precision="fp32"
     rows.append(("noisy", d, snr, dl, 0.0))
     d, snr, dl = metrics(content, ref, ref_snr)
     rows.append(("content", d, snr, dl, 0.0))
+    if not quiet:
+        print(f"  [{ref_name}] reference blind SNR {ref_snr:.3g}", flush=True)
+        for name, d, snr, dl, _ in rows:
+            print(f"  [{ref_name}] {name:28s} D={d:.3f} SNR={snr:.3g} |dlogSNR|={dl:.3f}", flush=True)
     models = {}
     for spec in configs:
         s = parse_config(spec)

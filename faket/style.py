@@ -464,11 +464,15 @@ class StyleTransfer:
         self.model = model
         self.s = settings.validate()
         self.device = device if device is not None else next(model.parameters()).device
-        self.style_layers = list(self.s.style_layers)
-        self.content_layers = list(self.s.content_layers)
-        self.sw = self.s.style_weights_norm()
-        self.cw = self.s.content_weights_norm()
+        # layers with zero weight are dropped (no content forward at all with content weight 0)
+        sw, cw = self.s.style_weights_norm(), self.s.content_weights_norm()
+        self.style_layers = [l for l, w in zip(self.s.style_layers, sw) if w > 0]
+        self.sw = [w for w in sw if w > 0]
+        self.content_layers = [l for l, w in zip(self.s.content_layers, cw) if w > 0]
+        self.cw = [w for w in cw if w > 0]
         self.all_layers = sorted(set(self.style_layers) | set(self.content_layers))
+        if not self.all_layers:
+            raise InputError("nothing to optimise: all style layer weights and the content weight are 0")
         from .vgg import downsampling
 
         self.align = max(downsampling(l) for l in self.all_layers)

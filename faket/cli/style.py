@@ -32,7 +32,9 @@ PRESETS = {
                   content_layers="8", content_layer_weights="100"),
 }
 # offline (random weights): chosen from bench/realism.py on real tilt-series, see docs/style-transfer.md
-PRESETS["offline"] = dict(PRESETS["paper"], iterations=1, initial_iterations=1)
+# (3 Adam steps of 0.02, no content loss: the content enters through the NOISY init only)
+PRESETS["offline"] = dict(PRESETS["paper"], iterations=3, initial_iterations=3, step_size=0.02,
+                          content_weight=0.0)
 
 _PRESET_KEYS = list(PRESETS["paper"])
 
