@@ -495,3 +495,34 @@ def test_real_references_from_the_manifest(tmp_path, shared_data):
     for t, n in drawn.items():
         rec = json.loads((work / f"results/{t}/tiltseries/noisy.json").read_text())
         assert any(f"references/{n}/" in str(i["path"]) for i in rec["inputs"]), (t, n)
+
+
+@pytest.mark.slow
+def test_given_shrec_style_folder(tmp_path):
+    """A labelled volume given as a SHREC-style folder (grandmodel.mrc, class/occupancy masks,
+    particle_locations.txt) goes through projection, reconstruction and labels like a random layout."""
+    import pandas as pd
+
+    spec = tmp_path / "layout.yaml"
+    spec.write_text(yaml.safe_dump(TINY_LAYOUT))
+    folder = tmp_path / "model_0"
+    assert main(["layout", "--spec", str(spec), "-o", str(folder), "--seed", "5", "--quiet"]) == 0
+    (folder / "volume.mrc").rename(folder / "grandmodel.mrc")
+    for f in ("particles.csv", "particles.star"):
+        (folder / f).unlink()
+    cfg = tiny_config(tmp_path, tomograms={"count": 0, "prefix": "tiny", "given": [
+        {"name": "model_0", "folder": str(folder), "volume": "grandmodel.mrc"}]},
+        modalities=["noiseless"], qc=False)
+    work = tmp_path / "run"
+    snakemake(work, cfg)
+    d = work / "results" / "model_0"
+    tomo = read_mrc(d / "tomogram_noiseless_bin2.mrc").data
+    occ = read_mrc(d / "occupancy_mask_bin2.mrc").data
+    assert tomo.shape == occ.shape == (12, 32, 32)
+    assert tomo[occ > 0].mean() < tomo[occ == 0].mean() - 0.5 * tomo.std()
+    lst = pd.read_csv(d / "particles_bin2.csv")
+    for _, r in lst.iterrows():          # every listed particle sits on its own id in the occupancy mask
+        assert occ[int(round(r.z)), int(round(r.y)), int(round(r.x))] == r.particle_id
+    assert not (work / "results" / "references").exists()     # noiseless only: no reference needed
+    df = pd.read_csv(work / "results" / "dataset.csv")
+    assert df[["tomogram", "modality", "bin"]].values.tolist() == [["model_0", "noiseless", 2]]

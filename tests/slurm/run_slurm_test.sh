@@ -155,7 +155,14 @@ print(p.read_text())
 EOF
 fi
 
-SM=(snakemake -s "$ROOT/Snakefile" --configfile "$CFG" --nocolor --rerun-incomplete)
+# Both runs use one snapshot of the code (the package via PYTHONPATH, the workflow files), so edits in
+# the checkout while the test runs cannot make the two runs differ.
+SRC="$WORK/src"
+mkdir -p "$SRC"
+cp -r "$ROOT/faket" "$ROOT/Snakefile" "$ROOT/workflow" "$ROOT/config" "$SRC/"
+export PYTHONPATH="$SRC${PYTHONPATH:+:$PYTHONPATH}"
+python -c "import faket, sys; assert faket.__file__.startswith('$SRC'), faket.__file__"
+SM=(snakemake -s "$SRC/Snakefile" --configfile "$CFG" --nocolor --rerun-incomplete)
 # optional targets (default: rule all), e.g. FAKET_SLURM_TARGETS="results/tiny_000/tomogram_noisy_bin2.mrc"
 read -r -a TARGETS <<< "${FAKET_SLURM_TARGETS:-}"
 
