@@ -27,10 +27,10 @@ Algorithm (``docs/style-transfer.md``; the paper's setting is the default of :cl
   references).
 - Large tilts (``max_tile``): the loss gradient of the whole tilt is computed tile by tile. Pass 1 runs every
   tile (with a ``halo`` of context) without gradient and sums the Gram matrices and content-loss sums over the
-  tiles' cores (exact for the whole tilt when the halo covers the receptive field, good to ~1e-3 with the
-  default); pass 2 back-propagates a surrogate with the same gradient (``<dL/dG, F F^T>`` and the content
+  tiles' cores (exact when the halo covers the receptive-field radius); pass 2 back-propagates a surrogate with the same gradient (``<dL/dG, F F^T>`` and the content
   term's ``dL/dF``) through each tile and keeps the gradient on its core. Cores partition the tilt, so there
-  are no seams; memory is bounded by the tile size. Style Gram targets of large reference tilts are computed
+  are no seams; memory is bounded by the tile size. The default halo, twice the receptive-field radius of
+  the deepest layer (160 px for relu5_1), makes the tiled gradient equal to the whole tilt's. Style Gram targets of large reference tilts are computed
   the same way (pass 1).
 """
 
@@ -78,7 +78,7 @@ class StyleSettings:
     pooling: str = "max"
     precision: str = "fp32"
     max_tile: int | None = None       # None: no tiling
-    tile_halo: int = 96
+    tile_halo: int | None = None     # None: twice the receptive-field radius of the deepest layer
     final_loss: bool = True           # evaluate the loss of the output (one extra forward per tilt)
 
     def validate(self) -> "StyleSettings":
@@ -125,7 +125,7 @@ class StyleSettings:
             raise InputError(f"--precision {self.precision}: expected fp32, bf16 or tf32")
         if self.max_tile is not None and int(self.max_tile) < 64:
             raise InputError(f"--max-tile {self.max_tile}: must be at least 64 pixels")
-        if self.tile_halo < 0:
+        if self.tile_halo is not None and self.tile_halo < 0:
             raise InputError(f"--tile-halo {self.tile_halo}: must be >= 0")
         return self
 
@@ -476,6 +476,14 @@ class StyleTransfer:
         from .vgg import downsampling
 
         self.align = max(downsampling(l) for l in self.all_layers)
+        from .vgg import receptive_radius
+
+        # a halo of twice the receptive-field radius makes the tiled gradient exact (see the module doc)
+        self.halo = (self.s.tile_halo if self.s.tile_halo is not None
+                     else 2 * receptive_radius(max(self.all_layers)))
+        if self.s.max_tile is not None and self.s.max_tile < 2 * self.halo + 4 * self.align:
+            raise InputError(f"--max-tile {self.s.max_tile}: must be at least 2 x halo ({self.halo}) + "
+                             f"{4 * self.align} pixels (or give a smaller --tile-halo)")
         self._torch = torch
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -492,8 +500,8 @@ class StyleTransfer:
         mt = self.s.max_tile
         if mt is None or (hw[0] <= mt and hw[1] <= mt):
             return None
-        ty = tile_layout(hw[0], mt, self.s.tile_halo, self.align)
-        tx = tile_layout(hw[1], mt, self.s.tile_halo, self.align)
+        ty = tile_layout(hw[0], mt, self.halo, self.align)
+        tx = tile_layout(hw[1], mt, self.halo, self.align)
         return [(a, b) for a in ty for b in tx]
 
     @staticmethod
@@ -538,7 +546,7 @@ class StyleTransfer:
         return json.dumps({"v": 1, "ref": ref.tilt_key(j), "lo": ref.lo, "hi": ref.hi, "hw": list(hw),
                            "layers": self.style_layers, "pooling": self.s.pooling, "weights": weights_key,
                            "precision": self.s.precision,
-                           "tile": None if self._tiles(hw) is None else [self.s.max_tile, self.s.tile_halo]},
+                           "tile": None if self._tiles(hw) is None else [self.s.max_tile, self.halo]},
                           sort_keys=True)
 
     def reference_grams(self, ref: Reference, j: int, factor: float, *, cache: GramCache | None = None,

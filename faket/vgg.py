@@ -37,7 +37,8 @@ from typing import Sequence
 from .errors import InputError
 
 __all__ = ["VGG19_CONFIG", "LAYER_NAMES", "IMAGENET_MEAN", "IMAGENET_STD", "WeightsInfo",
-           "imagenet_cache_path", "load_vgg19_state", "build_vgg", "max_layer_index", "downsampling"]
+           "imagenet_cache_path", "load_vgg19_state", "build_vgg", "max_layer_index", "downsampling",
+           "receptive_radius"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,6 +77,18 @@ def max_layer_index() -> int:
 def downsampling(layer: int) -> int:
     """Spatial downsampling factor of the output of ``features[layer]`` (1, 2, 4, 8, 16, 32)."""
     return 2 ** sum(1 for k in _KINDS[: layer + 1] if k[0] == "pool")
+
+
+def receptive_radius(layer: int) -> int:
+    """Half the receptive-field size (pixels) of one output of ``features[layer]`` (relu5_1: 78)."""
+    size, stride = 1, 1
+    for kind, _, _ in _KINDS[: layer + 1]:
+        if kind == "conv":
+            size += 2 * stride
+        elif kind == "pool":
+            size += stride
+            stride *= 2
+    return size // 2
 
 
 @dataclass

@@ -80,14 +80,16 @@ def add_arguments(p) -> None:
                    help="fp32 (default, deterministic), bf16 autocast (CPU AMX / CUDA; Gram, losses and Adam "
                         "stay fp32), tf32 (CUDA)")
     w.add_argument("--tilt-batch", type=int, default=None, metavar="N",
-                   help="tilts per forward/backward (default: 4 on the CPU, from free memory on CUDA; "
+                   help="tilts per forward/backward (default on the CPU: 4 up to 256^2, fewer above, 1 from 512^2; "
+                        "on CUDA: from free memory; "
                         "never more than fits in half the free memory)")
     w.add_argument("--style-cache", metavar="DIR",
                    help="cache Gram targets of reference tilts here (keyed by reference checksum, settings, weights)")
     w.add_argument("--max-tile", type=int, default=None, metavar="PX",
                    help="process tilts larger than PX x PX in tiles (default: none on CUDA, 2048 on the CPU)")
-    w.add_argument("--tile-halo", type=int, default=96, metavar="PX",
-                   help="context around each tile's core (default: 96)")
+    w.add_argument("--tile-halo", type=int, default=None, metavar="PX",
+                   help="context around each tile's core (default: twice the receptive-field radius of the "
+                        "deepest layer, 160 for relu5_1: exact gradients)")
     w.add_argument("--no-final-loss", action="store_true",
                    help="skip the loss of the output (saves one forward per tilt; the sidecar then has the "
                         "last iterate's loss)")
@@ -212,7 +214,8 @@ def run(args) -> int:
     hw_mem = (min(H, tile), min(W, tile)) if tile else (H, W)
     fit = st.default_tilt_batch(device, hw_mem, settings.precision)
     if args.tilt_batch is None:
-        tilt_batch = min(fit, 4) if device.type == "cpu" else fit
+        # CPU: batching helps small tilts only (bench/style.py); 4 at <= 256^2, 1 from 512^2
+        tilt_batch = max(1, min(fit, 4, (1 << 18) // (hw_mem[0] * hw_mem[1]))) if device.type == "cpu" else fit
     else:
         tilt_batch = args.tilt_batch
         if tilt_batch > fit:
