@@ -161,7 +161,7 @@ SRC="$WORK/src"
 mkdir -p "$SRC"
 cp -r "$ROOT/faket" "$ROOT/Snakefile" "$ROOT/workflow" "$ROOT/config" "$SRC/"
 export PYTHONPATH="$SRC${PYTHONPATH:+:$PYTHONPATH}"
-python -c "import faket, sys; assert faket.__file__.startswith('$SRC'), faket.__file__"
+(cd "$WORK" && python -c "import faket; assert faket.__file__.startswith('$SRC'), faket.__file__")
 SM=(snakemake -s "$SRC/Snakefile" --configfile "$CFG" --nocolor --rerun-incomplete)
 # optional targets (default: rule all), e.g. FAKET_SLURM_TARGETS="results/tiny_000/tomogram_noisy_bin2.mrc"
 read -r -a TARGETS <<< "${FAKET_SLURM_TARGETS:-}"
