@@ -191,7 +191,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="256,512")
     ap.add_argument("--tilts", type=int, default=0, help="tilts per measurement (default: 8 at 256, 4 at 512)")
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=0, help="tilt batch (default: the CLI's CPU default per precision)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-tiling", action="store_true")
     args = ap.parse_args(argv)
@@ -208,9 +208,9 @@ def main(argv=None):
     lines = []
     for n in [int(v) for v in args.sizes.split(",")]:
         T = args.tilts or (8 if n <= 256 else 4)
-        content, noisy, style = make_series(T + args.batch, n)
-        wc, wn, ws = content[:args.batch], noisy[:args.batch], style[:args.batch]   # warm-up
-        c, z, s = content[args.batch:], noisy[args.batch:], style[args.batch:]
+        content, noisy, style = make_series(T + 4, n)
+        wc, wn, ws = content[:4], noisy[:4], style[:4]   # warm-up
+        c, z, s = content[4:], noisy[4:], style[4:]
         cu, zu, su = unit(c), unit(z), unit(s)
         plain.tilt(unit(wc)[0], unit(ws)[0], unit(wn)[0])
         t = time.perf_counter()
@@ -223,16 +223,19 @@ def main(argv=None):
               f"({W / t_plain / 1e9 / mm['fp32']:.0%} of fp32 matmul)")
         outs = {}
         for prec in ("fp32", "bf16"):
-            faket_run(model, wc, wn, ws, prec, args.batch)
-            dt, out, rec = faket_run(model, c, z, s, prec, args.batch)
+            from faket.style import cpu_tilt_batch
+
+            bt = args.batch or cpu_tilt_batch((n, n), prec)
+            faket_run(model, wc[:bt], wn[:bt], ws[:bt], prec, bt)
+            dt, out, rec = faket_run(model, c, z, s, prec, bt)
             outs[prec] = (out, rec)
             tpt = dt / T
             eff = W / tpt / 1e9
-            print(f"FAKET {prec} batch {args.batch}     {tpt:7.3f} s/tilt  {eff:6.0f} GFLOP/s "
+            print(f"FAKET {prec} batch {bt}     {tpt:7.3f} s/tilt  {eff:6.0f} GFLOP/s "
                   f"({eff / mm[prec]:.0%} of {prec} matmul)  speed-up vs PLAIN {t_plain / tpt:5.2f}x")
             lines.append((n, prec, tpt, t_plain / tpt, eff / mm[prec]))
             if prec == "fp32":
-                dtf, _, _ = faket_run(model, c, z, s, prec, args.batch, final=True)
+                dtf, _, _ = faket_run(model, c, z, s, prec, bt, final=True)
                 print(f"FAKET fp32 +final loss    {dtf / T:7.3f} s/tilt  (one more forward per tilt for the sidecar)")
             # dataset: 4 tomograms, one reference, cache
             with tempfile.TemporaryDirectory() as d:
@@ -241,7 +244,7 @@ def main(argv=None):
                 times = []
                 for k in range(4):
                     ck = np.roll(c, 7 * k, axis=2)
-                    dtk, _, _ = faket_run(model, ck, z, s, prec, args.batch, cache=GramCache(d))
+                    dtk, _, _ = faket_run(model, ck, z, s, prec, bt, cache=GramCache(d))
                     times.append(dtk)
                 ratio = sum(times) / (4 * dt)
                 print(f"  4 tomograms, 1 reference, --style-cache: {sum(times):.1f} s vs 4 independent "

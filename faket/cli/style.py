@@ -81,7 +81,8 @@ def add_arguments(p) -> None:
                    help="fp32 (default, deterministic), bf16 autocast (CPU AMX / CUDA; Gram, losses and Adam "
                         "stay fp32), tf32 (CUDA)")
     w.add_argument("--tilt-batch", type=int, default=None, metavar="N",
-                   help="tilts per forward/backward (default on the CPU: 4 up to 256^2, fewer above, 1 from 512^2; "
+                   help="tilts per forward/backward (default on the CPU: fp32 4 up to 256^2, fewer above, 1 from 512^2; "
+                        "bf16 1; "
                         "on CUDA: from free memory; "
                         "never more than fits in half the free memory)")
     w.add_argument("--style-cache", metavar="DIR",
@@ -215,8 +216,8 @@ def run(args) -> int:
     hw_mem = (min(H, tile), min(W, tile)) if tile else (H, W)
     fit = st.default_tilt_batch(device, hw_mem, settings.precision)
     if args.tilt_batch is None:
-        # CPU: batching helps small tilts only (bench/style.py); 4 at <= 256^2, 1 from 512^2
-        tilt_batch = max(1, min(fit, 4, (1 << 18) // (hw_mem[0] * hw_mem[1]))) if device.type == "cpu" else fit
+        # CPU: batching helps small fp32 tilts only (bench/style.py)
+        tilt_batch = max(1, min(fit, st.cpu_tilt_batch(hw_mem, settings.precision))) if device.type == "cpu" else fit
     else:
         tilt_batch = args.tilt_batch
         if tilt_batch > fit:
