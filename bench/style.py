@@ -204,7 +204,7 @@ def main(argv=None):
     plain = Plain(sd)
     mm = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     print(f"threads {torch.get_num_threads()}; matmul 2048^3: fp32 {mm['fp32']:.0f} GFLOP/s, "
-          f"bf16 {mm['bf16']:.0f} GFLOP/s")
+          f"bf16 {mm['bf16']:.0f} GFLOP/s (re-measured before each size; the best is the reference)")
     lines = []
     for n in [int(v) for v in args.sizes.split(",")]:
         T = args.tilts or (8 if n <= 256 else 4)
@@ -218,6 +218,8 @@ def main(argv=None):
             plain.tilt(cu[i], su[i], zu[i])
         t_plain = (time.perf_counter() - t) / T
         W = work_per_tilt(n)
+        for dt_ in ("fp32", "bf16"):     # the machine may be shared: keep the best matmul rate seen
+            mm[dt_] = max(mm[dt_], matmul_gflops(torch.float32 if dt_ == "fp32" else torch.bfloat16))
         print(f"\n== {n}x{n}, {T} tilts (per-tilt times; a 61-tilt series = 61 x these) ==")
         print(f"PLAIN loop fp32          {t_plain:7.3f} s/tilt  {W / t_plain / 1e9:6.0f} GFLOP/s "
               f"({W / t_plain / 1e9 / mm['fp32']:.0%} of fp32 matmul)")
@@ -233,7 +235,7 @@ def main(argv=None):
             eff = W / tpt / 1e9
             print(f"FAKET {prec} batch {bt}     {tpt:7.3f} s/tilt  {eff:6.0f} GFLOP/s "
                   f"({eff / mm[prec]:.0%} of {prec} matmul)  speed-up vs PLAIN {t_plain / tpt:5.2f}x")
-            lines.append((n, prec, tpt, t_plain / tpt, eff / mm[prec]))
+            lines.append((n, prec, tpt, t_plain / tpt, W))
             if prec == "fp32":
                 dtf, _, _ = faket_run(model, c, z, s, prec, bt, final=True)
                 print(f"FAKET fp32 +final loss    {dtf / T:7.3f} s/tilt  (one more forward per tilt for the sidecar)")
@@ -270,9 +272,14 @@ def main(argv=None):
             t = time.perf_counter()
             _, ot, _ = faket_run(model, c[:1], z[:1], s[:1], "fp32", 1, max_tile=480)
             tt = time.perf_counter() - t
-            rel_t = float(np.sqrt(np.mean((ot - o32[:1]) ** 2)) / o32[:1].std())
+            _, ou, _ = faket_run(model, c[:1], z[:1], s[:1], "fp32", 1)   # same one-tilt series, untiled
+            rel_t = float(np.sqrt(np.mean((ot - ou) ** 2)) / ou.std())
             print(f"tiled (--max-tile 480, default halo 160: 3x3 tiles) vs untiled at {n}^2: relative RMS difference {rel_t:.4%} "
                   f"({tt:.1f} s for the tile)")
+    for dt_ in ("fp32", "bf16"):
+        mm[dt_] = max(mm[dt_], matmul_gflops(torch.float32 if dt_ == "fp32" else torch.bfloat16))
+    print(f"\nbest matmul rates seen: fp32 {mm['fp32']:.0f}, bf16 {mm['bf16']:.0f} GFLOP/s")
+    lines = [(n, prec, tpt, sp, W_ / tpt / 1e9 / mm[prec]) for n, prec, tpt, sp, W_ in lines]
     print("\nsummary (goal: fp32 >= 1.3x, bf16 >= 4x vs PLAIN; efficiency fp32 >= 75%, bf16 >= 45% of matmul)")
     for n, prec, tpt, sp, eff in lines:
         print(f"  {n}^2 {prec}: {tpt:.3f} s/tilt, {sp:.2f}x, {eff:.0%} of matmul")
