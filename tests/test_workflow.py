@@ -528,3 +528,22 @@ def test_given_shrec_style_folder(tmp_path):
     assert not (work / "results" / "references").exists()     # noiseless only: no reference needed
     df = pd.read_csv(work / "results" / "dataset.csv")
     assert df[["tomogram", "modality", "bin"]].values.tolist() == [["model_0", "noiseless", 2]]
+
+
+@pytest.mark.slow
+def test_embedded_default_plans_the_documented_run(tmp_path):
+    """The shipped config/config.yaml validates and plans 2 tomograms of 61 tilts (dry run, no job)."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert cfg["tomograms"]["count"] >= 2 and cfg["style"]["weights"] == "random"
+    assert cfg["reference"]["names"] == ["physics_default"]
+    # the same config with the repository-relative paths made absolute, planned in an empty folder
+    cfg["manifest"] = str(ROOT / cfg["manifest"])
+    cfg["layout"]["spec"] = str(ROOT / cfg["layout"]["spec"])
+    p = tmp_path / "default.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    r = snakemake(tmp_path / "run", p, "-n", "-p")
+    out = r.stdout + r.stderr
+    assert out.count("faket layout") == 3            # 2 tomograms + the physics reference's layout
+    assert out.count("--angles -60:60:2") >= 3       # project x 2 + reference: 61 tilts
+    assert out.count("faket style") == 2 and "--tilts 0:61" in out and "--weights random" in out
+    assert not (tmp_path / "run" / "results").exists()
