@@ -547,3 +547,21 @@ def test_embedded_default_plans_the_documented_run(tmp_path):
     assert out.count("--angles -60:60:2") >= 3       # project x 2 + reference: 61 tilts
     assert out.count("faket style") == 2 and "--tilts 0:61" in out and "--weights random" in out
     assert not (tmp_path / "run" / "results").exists()
+
+
+def test_config_yaml_is_the_schema_default():
+    """config/config.yaml holds every key of the schema with the schema's default (defined once)."""
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+    def walk(props, c, path):
+        assert set(c) == set(props), f"{path}: keys {sorted(c)} != schema {sorted(props)}"
+        for k, sub in props.items():
+            assert "description" in sub and "default" in sub, f"{path}{k}: description and default needed"
+            if sub.get("type") == "object" and "properties" in sub:
+                walk(sub["properties"], c[k], f"{path}{k}.")
+            else:
+                assert c[k] == sub["default"], f"{path}{k}: config {c[k]!r} != schema default {sub['default']!r}"
+
+    walk(schema["properties"], cfg, "")
+    assert schema["additionalProperties"] is False
