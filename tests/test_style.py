@@ -296,11 +296,21 @@ def test_cli_runs_deterministic_and_records_losses(files, run_cli):
     for k in ("loss_initial", "loss_final", "style_loss_initial", "style_loss_final"):
         assert len(pt[k]) == 4 and all(np.isfinite(pt[k]))
     assert s["final_loss_of"] == "output"
+    assert s["preset"] == "offline" and s["settings"]["initial_iterations"] == 3
     # angle matching: -30 -> -32 (index 0), -10 -> -11 (2), 10 -> 9 (3), 30 -> 27 (4)
     assert s["references"][0]["matched_index"] == [0, 2, 3, 4]
     ref = read(d / "ref.mrc")
     assert abs(a[1].mean() - ref[2].mean()) < 1e-3 * ref[2].std()
     np.testing.assert_allclose(np.loadtxt(d / "a.tlt"), ANGLES)
+
+
+def test_cli_iterations_option_lowers_style_loss(files, run_cli):
+    d = files
+    rc, _, err = _style(run_cli, d, d / "it.mrc", "--iterations", "20", "--step-size", "0.05", "--tilts", "0:1")
+    assert rc == 0, err
+    s = json.loads((d / "it.json").read_text())["style"]
+    assert s["settings"]["iterations"] == s["settings"]["initial_iterations"] == 20
+    assert s["per_tilt"]["style_loss_final"][0] < 0.8 * s["per_tilt"]["style_loss_initial"][0]
 
 
 def test_cli_chunks_equal_full(files, run_cli):

@@ -57,7 +57,8 @@ def add_arguments(p) -> None:
     g = p.add_argument_group("algorithm (defaults: see --preset)")
     g.add_argument("--preset", choices=("auto", "paper", "offline"), default="auto",
                    help="default settings: paper, offline (random weights), auto (default: by --weights)")
-    g.add_argument("--iterations", type=int, help="Adam steps at each scale after the first (paper: 1)")
+    g.add_argument("--iterations", type=int,
+                   help="Adam steps per scale (paper: 1; also sets --initial-iterations unless that is given)")
     g.add_argument("--initial-iterations", type=int, help="Adam steps at the first scale (paper: 1)")
     g.add_argument("--min-scale", type=int, help="smallest scale, long side in pixels (default: tilt size)")
     g.add_argument("--end-scale", type=int, help="largest scale, long side in pixels (default: tilt size)")
@@ -112,6 +113,9 @@ def resolve_settings(args, weights_kind: str):
         v = getattr(args, k, None)
         if v is not None:
             vals[k] = v
+    # --iterations alone sets the first scale's count too (with one scale it is the only one that runs)
+    if args.iterations is not None and args.initial_iterations is None:
+        vals["initial_iterations"] = args.iterations
     s = StyleSettings(
         iterations=int(vals["iterations"]), initial_iterations=int(vals["initial_iterations"]),
         min_scale=vals["min_scale"], end_scale=vals["end_scale"], step_size=float(vals["step_size"]),
