@@ -221,11 +221,16 @@ def test_multi_scale_and_weighted_references(model):
     o_ab, rec = st.stylize_series(eng, c, None, [a, b])
     o_a, _ = st.stylize_series(eng, c, None, [st.Reference(style_ref(T=1, seed=1))])
     assert rec["scales"] == st.gen_scales(32, N) == [34, 48]
-    # the weighted mean of two identical references' Gram targets is that reference's
-    np.testing.assert_allclose(o_ab, o_a, atol=1e-5 * o_a.std())
-    # and it moves with a different reference
+    # the weighted mean of two identical references' Gram targets is that reference's; (2G + G) / 3 differs
+    # from G by float rounding, which Adam's normalised steps can amplify on a few pixels, so compare the RMS
+    # (a wrong normalisation, e.g. a weighted sum, moves every pixel by orders of magnitude more)
+    d = o_ab - o_a
+    rms = lambda x: float(np.sqrt(np.mean(x ** 2)))  # noqa: E731
+    assert rms(d) < 1e-3 * o_a.std()
+    assert np.abs(d).max() < 1e-2 * o_a.std()
+    # and it moves with a different reference (here by ~20 std, four orders of magnitude more)
     o_c, _ = st.stylize_series(eng, c, None, [a, st.Reference(blobs(T=1, seed=9)[0] * 5, weight=3.0)])
-    assert np.abs(o_c / o_c.std() - o_a / o_a.std()).mean() > 1e-3
+    assert rms(o_c / o_c.std() - o_a / o_a.std()) > 1.0
 
 
 def test_tiled_gradient_matches_untiled(model):
