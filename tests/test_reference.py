@@ -240,3 +240,26 @@ def test_cli_reference_bad_volume(tmp_path, capsys):
     rc = main(["reference", str(tmp_path / "zero.mrc"), "-o", str(tmp_path / "o.mrc"), "--quiet"])
     assert rc == 2 and "all zeros" in capsys.readouterr().err
     assert not (tmp_path / "o.mrc").exists()
+
+
+def test_cli_reference_potential_scale(volume, tmp_path, capsys):
+    """Default: 3 V per unit (protein-density units of faket layout); --max-potential-v scales the volume's
+    maximum instead; the phase contrast of the noise-free twin grows with the potential."""
+    vmax = float(np.abs(mrcfile.read(volume)).max())
+    contrast = {}
+    for name, extra in (("default", []), ("max", ["--max-potential-v", "6"])):
+        out = tmp_path / f"{name}.mrc"
+        rc = main(["reference", str(volume), "-o", str(out), "--angles", "0:0:1", "--no-noise", "--quiet",
+                   "--device", "cpu", *extra])
+        assert rc == 0, capsys.readouterr().err
+        meta = json.loads(out.with_suffix(".json").read_text())
+        contrast[name] = (meta["physics"]["potential_scale_v"], float(mrcfile.read(out).std()))
+    assert contrast["default"][0] == 3.0
+    assert contrast["max"][0] == pytest.approx(6.0 / vmax, rel=1e-6)
+    ratio = contrast["max"][1] / contrast["default"][1]
+    assert ratio == pytest.approx(contrast["max"][0] / 3.0, rel=0.1)   # weak phase: contrast ~ potential
+    with pytest.raises(SystemExit) as exc:   # argparse: not allowed together
+        main(["reference", str(volume), "-o", str(tmp_path / "x.mrc"), "--max-potential-v", "1",
+              "--potential-scale-v", "2", "--quiet"])
+    assert exc.value.code == 2 and not (tmp_path / "x.mrc").exists()
+    assert "not allowed with" in capsys.readouterr().err

@@ -5,6 +5,8 @@ from __future__ import annotations
 from ..errors import InputError
 from ._common import add_angle_args, add_common_args
 
+DEFAULT_POTENTIAL_SCALE_V = 3.0  # V per protein-density unit: protein over vitreous ice
+
 HELP = "physics-based reference tilt-series from a volume (CTF, envelopes, dose, ice, MTF, shot noise)"
 DESCRIPTION = """\
 Image a density volume as a cryo-TEM would: projected potential (faket project, bright contrast) ->
@@ -15,8 +17,10 @@ detector MTF. Output in electrons per pixel, angles in REF.tlt, every parameter 
   faket reference volume.mrc -o ref.mrc --angles -60:60:2
   faket reference volume.mrc -o ref.mrc --angles -60:60:3 --defocus-um -4 --dose 100 --clean-out ref_clean.mrc
 
-Defocus sign: negative = underfocus (protein dark). The volume's values are scaled to volts: by default its
-maximum |value| is --max-potential-v (3 V, protein over vitreous ice); --potential-scale-v sets V per unit.
+Defocus sign: negative = underfocus (protein dark). The volume's values are scaled to volts: by default
+--potential-scale-v 3 V per unit, right for faket layout volumes, which are in protein-density units
+(1 = inside a protein; protein is ~3 V above vitreous ice; gold beads are 10 units). For a volume in other
+units (e.g. an EMDB map), --max-potential-v V scales its maximum |value| to V volts instead.
 """
 
 
@@ -59,10 +63,13 @@ def add_arguments(p) -> None:
                    help="amorphous-ice phase noise, rad per pixel for 100 nm of ice (default: 0.02)")
     g.add_argument("--mtf", choices=("counting", "none"), default="counting",
                    help="detector MTF: counting = sinc(f/2) per axis (default), none")
-    g.add_argument("--max-potential-v", type=float, default=3.0,
-                   help="potential (V) of the volume's maximum |value| (default: 3)")
+    g = g.add_mutually_exclusive_group()
     g.add_argument("--potential-scale-v", type=float, default=None,
-                   help="volts per unit of volume value (overrides --max-potential-v)")
+                   help="volts per unit of volume value (default: 3, protein over vitreous ice for volumes "
+                        "in protein-density units, as faket layout writes them)")
+    g.add_argument("--max-potential-v", type=float, default=None,
+                   help="instead: scale the volume's maximum |value| to this potential in volts (for "
+                        "volumes in arbitrary units)")
     g = p.add_argument_group("geometry")
     g.add_argument("--detector-width", type=int, default=None, help="detector columns (default: volume X)")
     g.add_argument("--voxel-size", type=float, default=None,
@@ -94,7 +101,8 @@ def run(args) -> int:
     set_threads(args.threads)
     if args.dose is None or not np.isfinite(args.dose) or args.dose <= 0:
         raise InputError(f"--dose {args.dose:g}: total dose must be > 0 e-/A^2")
-    if not np.isfinite(args.max_potential_v) or args.max_potential_v <= 0:
+    if args.max_potential_v is not None and not (np.isfinite(args.max_potential_v)
+                                                 and args.max_potential_v > 0):
         raise InputError(f"--max-potential-v {args.max_potential_v:g}: must be > 0")
     if args.detector_width is not None and args.detector_width < 1:
         raise InputError(f"--detector-width {args.detector_width}: must be >= 1")
@@ -109,12 +117,12 @@ def run(args) -> int:
     voxel = voxel_size_or_assume(args, m, "volume")
     vol = m.data
     vmax = float(np.abs(vol).max())
-    if args.potential_scale_v is not None:
-        scale_v = float(args.potential_scale_v)
-    else:
-        if vmax == 0:
-            raise InputError(f"{args.volume}: volume is all zeros (nothing to image)")
+    if vmax == 0:
+        raise InputError(f"{args.volume}: volume is all zeros (nothing to image)")
+    if args.max_potential_v is not None:
         scale_v = args.max_potential_v / vmax
+    else:
+        scale_v = DEFAULT_POTENTIAL_SCALE_V if args.potential_scale_v is None else float(args.potential_scale_v)
     params = _params(args, scale_v)
 
     from ..projection import project
