@@ -291,11 +291,13 @@ def tile_layout(n: int, max_tile: int, halo: int, align: int) -> list[tuple[int,
 
 
 def cpu_tilt_batch(hw: tuple[int, int], precision: str = "fp32") -> int:
-    """CPU default measured with bench/style.py (2 threads, AMX): fp32 gains from batches of small tilts
-    (4 up to 256^2, 1 from 512^2); bf16 runs fastest one tilt at a time (0.21 vs 0.27 s/tilt at 256^2)."""
+    """CPU default measured with bench/style.py and a VGG-19 forward/backward probe (2 threads): fp32 gains
+    from batches of small tilts (64^2: batch 4 ~25% faster) and loses from 256^2 on (idle AMD EPYC, 256^2:
+    0.95 s/tilt at batch 1 vs 1.28 s/tilt at batch 4), so 4 up to 128^2, 1 beyond; bf16 runs fastest one tilt
+    at a time (AMX machine, 256^2: 0.21 vs 0.27 s/tilt)."""
     if precision == "bf16":
         return 1
-    return int(max(1, min(4, (1 << 18) // max(1, hw[0] * hw[1]))))
+    return int(max(1, min(4, (1 << 16) // max(1, hw[0] * hw[1]))))
 
 
 def default_tilt_batch(device, hw: tuple[int, int], precision: str = "fp32", *, max_batch: int = 8,

@@ -82,7 +82,7 @@ def add_arguments(p) -> None:
                    help="fp32 (default, deterministic), bf16 autocast (CPU AMX / CUDA; Gram, losses and Adam "
                         "stay fp32), tf32 (CUDA)")
     w.add_argument("--tilt-batch", type=int, default=None, metavar="N",
-                   help="tilts per forward/backward (default on the CPU: fp32 4 up to 256^2, fewer above, 1 from 512^2; "
+                   help="tilts per forward/backward (default on the CPU: fp32 4 up to 128^2, fewer above, 1 from 256^2; "
                         "bf16 1; "
                         "on CUDA: from free memory; "
                         "never more than fits in half the free memory)")
