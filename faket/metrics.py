@@ -1,7 +1,8 @@
 """Image metrics for judging simulated tilt-series: power spectra, spectral and Gram (style) distances,
 SSIM / PSNR, per-tilt statistics.
 
-All functions are pure (numpy arrays in, numbers / arrays out). Definitions (also in ``docs/qc.md``):
+All functions are pure (numpy arrays in, numbers / arrays out). Definitions (also in the README,
+"Quality control"):
 
 Radially averaged power spectrum (:func:`radial_power_spectrum`)
     The image mean is removed, ``P = |FFT2(image)|^2 / (H*W)``. With ``N = min(H, W)``, every Fourier

@@ -3,7 +3,7 @@
 Pure functions and small classes: numpy / torch arrays in and out, never paths (the optional on-disk Gram
 cache takes a folder from the caller).
 
-Algorithm (``docs/style-transfer.md``; the paper's setting is the default of :class:`StyleSettings`)
+Algorithm (``README.md ("Style transfer")``; the paper's setting is the default of :class:`StyleSettings`)
 -------------------------------------------------------------------------------------------------
 - Intensities: each tilt-series (content, init, every style reference) is mapped to [0, 1] with one min/max
   over *all* its tilts (also when only a chunk of tilts is processed), float32 throughout.

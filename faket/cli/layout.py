@@ -46,7 +46,7 @@ Outputs (in OUTDIR, all staged and renamed together at the end, so a failed run 
 else particle_id), each with a JSON provenance sidecar; ``classes.json`` (class_id -> name, source,
 diameter_nm); ``particles.csv`` (particle_id,class_id,class_name,x,y,z,rot,tilt,psi: voxels of volume.mrc,
 RELION ZYZ degrees); ``particles.star`` (RELION 5: rlnCenteredCoordinate*Angst from the centre N/2);
-``particle_locations.txt`` (SHREC 2021: class x y z and ZXZ angles). See docs/layout.md.
+``particle_locations.txt`` (SHREC 2021: class x y z and ZXZ angles). See README.md ("Particle layouts").
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ Presets: `paper` = one scale at the tilt size, one Adam step of 0.15, EMA 0.99, 
 (256,64,16,4,1), content layer 8, content weight 1, TV 0, max pooling (FakET's setting, meant for ImageNet
 weights). `offline` = the setting chosen for random VGG weights (no ImageNet weights available): 3 Adam
 steps of 0.02 without content loss (the content enters through the NOISY init), which on real tilt-series
-brought the spectrum closer to the reference than NOISY without cleaning the tilts; see docs/style-transfer.md. `auto` (default) = paper with ImageNet/file weights, offline with --weights random.
+brought the spectrum closer to the reference than NOISY without cleaning the tilts; see README.md ("Style
+transfer"). `auto` (default) = paper with ImageNet/file weights, offline with --weights random.
 Any option given explicitly overrides the preset.
 """
 
@@ -32,7 +33,7 @@ PRESETS = {
                   style_layers="1,6,11,20,29", style_layer_weights="256,64,16,4,1",
                   content_layers="8", content_layer_weights="100"),
 }
-# offline (random weights): chosen from bench/realism.py on real tilt-series, see docs/style-transfer.md
+# offline (random weights): chosen from bench/realism.py on real tilt-series, see README.md ("Style transfer")
 # (3 Adam steps of 0.02, no content loss: the content enters through the NOISY init only)
 PRESETS["offline"] = dict(PRESETS["paper"], iterations=3, initial_iterations=3, step_size=0.02,
                           content_weight=0.0)
@@ -82,8 +83,8 @@ def add_arguments(p) -> None:
                    help="fp32 (default, deterministic), bf16 autocast (CPU AMX / CUDA; Gram, losses and Adam "
                         "stay fp32), tf32 (CUDA)")
     w.add_argument("--tilt-batch", type=int, default=None, metavar="N",
-                   help="tilts per forward/backward (default on the CPU: fp32 4 up to 128^2, fewer above, 1 from 256^2; "
-                        "bf16 1; "
+                   help="tilts per forward/backward (default on the CPU: fp32 4 up to 128^2, fewer above, "
+                        "1 from 256^2; bf16 1; "
                         "on CUDA: from free memory; "
                         "never more than fits in half the free memory)")
     w.add_argument("--style-cache", metavar="DIR",
