@@ -53,35 +53,12 @@ def add_arguments(p) -> None:
     add_common_args(p, seed=True, device=False, threads=True)
 
 
-def _match(args, content_angles, n_content, ref_angles, n_ref, ref_path):
-    import numpy as np
-
-    from ..tilts import match_by_angle
-    from ._common import warn
-
-    if n_ref == 1:
-        return np.zeros(n_content, dtype=np.int64), np.zeros(n_content)
-    if ref_angles is None or content_angles is None:
-        missing = ref_path if ref_angles is None else args.clean
-        if n_ref == n_content:
-            warn(f"{missing}: no .tlt angles; matching reference tilts to content tilts by index")
-            return np.arange(n_content), np.zeros(n_content)
-        raise InputError(f"{missing}: no tilt angles (.tlt) to match {n_ref} reference tilts to "
-                         f"{n_content} content tilts")
-    idx, gap = match_by_angle(content_angles, ref_angles, max_gap_deg=args.max_angle_gap,
-                              source=str(ref_path))
-    if gap.max() > 1.0:
-        i = int(np.argmax(gap))
-        warn(f"{ref_path}: content tilt {content_angles[i]:g} deg uses the nearest reference tilt "
-             f"{ref_angles[idx[i]]:g} deg ({gap.max():.3g} deg away)")
-    return idx, gap
-
-
 def run(args) -> int:
     import numpy as np
 
     from .. import noise as nz
     from ..io import read_tiltseries
+    from ..tilts import match_stack
     from ._common import Step, check_not_same, info, progress, set_threads, warn
 
     set_threads(args.threads)
@@ -124,7 +101,8 @@ def run(args) -> int:
                 and abs(ref_m.voxel_size_a / clean_m.voxel_size_a - 1) > 0.05):
             warn(f"{ref_path}: pixel size {ref_m.voxel_size_a:g} A differs from {args.clean} "
                  f"({clean_m.voxel_size_a:g} A); the per-pixel SNR depends on the sampling")
-        idx, gap = _match(args, content_angles, T, ref_angles, ref.shape[0], ref_path)
+        idx, gap = match_stack(content_angles, T, ref_angles, ref.shape[0], reference_path=ref_path,
+                               content_path=args.clean, max_gap_deg=args.max_angle_gap, warn=warn)
         if estimate == "paired":
             rc_path = args.reference_clean[k]
             rc_m, _ = read_tiltseries(rc_path, require_angles=False, allow_single=True,

@@ -130,29 +130,6 @@ def resolve_settings(args, weights_kind: str):
     return s.validate(), preset
 
 
-def _match(args, content_angles, n_content, ref_angles, n_ref, ref_path):
-    import numpy as np
-
-    from ..tilts import match_by_angle
-    from ._common import warn
-
-    if n_ref == 1:
-        return np.zeros(n_content, dtype=np.int64), np.zeros(n_content)
-    if ref_angles is None or content_angles is None:
-        missing = ref_path if ref_angles is None else args.content
-        if n_ref == n_content:
-            warn(f"{missing}: no .tlt angles; matching style tilts to content tilts by index")
-            return np.arange(n_content), np.zeros(n_content)
-        raise InputError(f"{missing}: no tilt angles (.tlt beside it) to match {n_ref} style tilts to "
-                         f"{n_content} content tilts")
-    idx, gap = match_by_angle(content_angles, ref_angles, max_gap_deg=args.max_angle_gap, source=str(ref_path))
-    if gap.max() > 1.0:
-        i = int(np.argmax(gap))
-        warn(f"{ref_path}: content tilt {content_angles[i]:g} deg uses the nearest style tilt "
-             f"{ref_angles[idx[i]]:g} deg ({gap.max():.3g} deg away)")
-    return idx, gap
-
-
 def run(args) -> int:
     import time
 
@@ -161,7 +138,7 @@ def run(args) -> int:
 
     from .. import style as st
     from ..io import read_tiltseries
-    from ..tilts import parse_tilt_chunk
+    from ..tilts import match_stack, parse_tilt_chunk
     from ..vgg import LAYER_NAMES, build_vgg
     from ._common import Step, check_not_same, info, progress, resolve_device, set_threads, warn
 
@@ -201,7 +178,9 @@ def run(args) -> int:
     refs, ref_records = [], []
     for path, wt in zip(args.style, sweights):
         r_m, r_angles = read_tiltseries(path, require_angles=False, allow_single=True, what="style reference")
-        idx, gap = _match(args, c_angles, T, r_angles, r_m.data.shape[0], path)
+        idx, gap = match_stack(c_angles, T, r_angles, r_m.data.shape[0], reference_path=path,
+                               content_path=args.content, max_gap_deg=args.max_angle_gap, kind="style",
+                               warn=warn)
         ref = st.Reference(r_m.data, weight=float(wt), index=idx, name=str(path))
         refs.append(ref)
         ref_records.append({"path": str(path), "weight": float(wt), "n_tilts": int(r_m.data.shape[0]),
