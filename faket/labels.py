@@ -25,6 +25,11 @@ Binning rule for label masks ("vote, then keep every particle")
    the original mask), so both binned masks agree voxel by voxel. Blocks with no particle take the
    vote of the class mask over voxels that belong to no particle (e.g. vesicles or membranes labelled
    in the class mask only).
+4. Centres (when the particle centres are given, as ``faket labels`` does): each particle owns the block that
+   holds its binned centre (``numpy.rint`` of the binned coordinate, as ``faket evaluate`` rounds picks), as
+   every particle owns its centre voxel in a ``faket layout`` mask; so a pick at a listed centre hits its
+   particle in the binned mask too. A centre block is not taken from a particle for which it is the only
+   block, nor from another particle's centre; such particles are reported (``centre_conflicts``).
 
 Functions take and return numpy arrays; they never touch paths.
 """
@@ -42,6 +47,7 @@ __all__ = [
     "block_view",
     "bin_label_mask",
     "bin_masks",
+    "claim_centres",
     "binned_shape",
     "to_binned_coordinates",
     "inside_binned",
@@ -86,6 +92,8 @@ class BinInfo:
 
     rescued: dict[int, int] = field(default_factory=dict)
     lost: list[int] = field(default_factory=list)
+    centres_claimed: list[int] = field(default_factory=list)
+    centre_conflicts: list[int] = field(default_factory=list)
 
 
 def _runs(blocks: np.ndarray):
@@ -194,9 +202,38 @@ def particle_classes(class_mask: np.ndarray, occupancy_mask: np.ndarray) -> dict
     return {int(p): int(c) for p, c in u[first]}
 
 
+def claim_centres(occupancy_b: np.ndarray, centres_zyx: dict[int, tuple[int, int, int]],
+                  info: BinInfo | None = None) -> np.ndarray:
+    """Rule 4 of the module doc: particle ``pid`` takes the binned voxel ``centres_zyx[pid]`` (integer
+    ``(z, y, x)`` inside ``occupancy_b``), in ascending id order; returns the new occupancy mask."""
+    info = info if info is not None else BinInfo()
+    out = np.array(occupancy_b, copy=True)
+    flat = out.reshape(-1)
+    ids, counts = np.unique(flat, return_counts=True)
+    n_blocks = dict(zip(ids.tolist(), counts.tolist()))
+    claimed: set[int] = set()
+    for pid in sorted(centres_zyx):
+        idx = int(np.ravel_multi_index(tuple(int(c) for c in centres_zyx[pid]), out.shape))
+        cur = int(flat[idx])
+        if cur == pid:
+            claimed.add(idx)
+            continue
+        if idx in claimed or (cur != 0 and n_blocks.get(cur, 0) <= 1):
+            info.centre_conflicts.append(int(pid))
+            continue
+        flat[idx] = pid
+        n_blocks[cur] = n_blocks.get(cur, 0) - 1
+        n_blocks[pid] = n_blocks.get(pid, 0) + 1
+        claimed.add(idx)
+        info.centres_claimed.append(int(pid))
+    return out
+
+
 def bin_masks(class_mask: np.ndarray, occupancy_mask: np.ndarray | None, bin_factor: int,
-              *, keep_all: bool = True) -> tuple[np.ndarray, np.ndarray | None, BinInfo]:
-    """Bin a class mask and its occupancy (instance) mask consistently (rule 3 of the module doc).
+              *, keep_all: bool = True, centres_zyx: dict[int, tuple[int, int, int]] | None = None,
+              ) -> tuple[np.ndarray, np.ndarray | None, BinInfo]:
+    """Bin a class mask and its occupancy (instance) mask consistently (rules 3 and, with ``centres_zyx``
+    (particle id -> binned centre voxel), 4 of the module doc).
 
     Returns ``(class_binned, occupancy_binned, info)``; ``occupancy_binned`` is ``None`` when no
     occupancy mask is given (the class mask is then binned on its own with :func:`bin_label_mask`).
@@ -209,6 +246,8 @@ def bin_masks(class_mask: np.ndarray, occupancy_mask: np.ndarray | None, bin_fac
     if cm.shape != om.shape:
         raise InputError(f"class mask shape {cm.shape} differs from occupancy mask shape {om.shape}")
     occ_b = bin_label_mask(om, bin_factor, keep_all=keep_all, info=info)
+    if centres_zyx:
+        occ_b = claim_centres(occ_b, centres_zyx, info)
     classes = particle_classes(cm, om)
     # class vote over voxels that belong to no particle
     rest = np.where(om == 0, cm, 0).astype(cm.dtype, copy=False)

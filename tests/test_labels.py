@@ -243,3 +243,45 @@ def test_cli_shrec_list_takes_class_ids_from_the_mask(tmp_path):
     got = read_particles(out / "particles_bin1.csv")
     assert got.class_id.tolist() == df.class_id.tolist()
     np.testing.assert_allclose(got[["x", "y", "z"]].to_numpy(), df[["x", "y", "z"]].to_numpy())
+
+
+def test_claim_centres_rules():
+    from faket.labels import claim_centres
+
+    occ = np.zeros((2, 2, 4), np.int64)
+    occ[0, 0, :2] = 1          # particle 1: two blocks
+    occ[1, 1, 3] = 2           # particle 2: one block
+    info = BinInfo()
+    out = claim_centres(occ, {3: (0, 0, 0), 4: (1, 1, 3), 5: (0, 0, 0), 6: (1, 0, 0), 1: (0, 0, 1)}, info)
+    assert out[0, 0, 1] == 1          # already its own
+    assert out[0, 0, 0] == 3          # taken from particle 1, which keeps a block
+    assert out[1, 1, 3] == 2          # particle 2's only block stays
+    assert out[1, 0, 0] == 6          # background block
+    assert info.centres_claimed == [3, 6] and info.centre_conflicts == [4, 5]   # 5: particle 3's centre
+    assert occ[0, 0, 0] == 1          # input untouched
+
+
+def test_binned_labels_hold_every_listed_centre_so_perfect_picks_score_1(tmp_path):
+    """Hollow (ring, barrel, vesicle) and small (blob3) particles: after faket labels, a pick at each listed
+    binned centre hits its particle in the binned occupancy mask: faket evaluate gives F1 = 1."""
+    import json
+
+    from faket.cli import main
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("box: [40, 64, 64]\nvoxel_size: 10.0\nslab_thickness: 36\nclasses:\n"
+                    "  - {template: ring, count: 6}\n  - {template: barrel, count: 3}\n"
+                    "  - {template: blob3, count: 12}\n  - {template: globule, count: 12}\n"
+                    "vesicles: {count: 1, diameter_nm: 30}\n")
+    assert main(["layout", "-o", str(tmp_path / "lay"), "--spec", str(spec), "--seed", "3", "--quiet"]) == 0
+    assert main(["labels", str(tmp_path / "lay"), "-o", str(tmp_path / "lab"), "--bin", "2,3",
+                 "--z-range", "2:38", "--quiet"]) == 0
+    for b in (2, 3):
+        out = tmp_path / f"eval{b}.json"
+        assert main(["evaluate", "--truth", str(tmp_path / "lab" / f"particles_bin{b}.csv"),
+                     "--occupancy", str(tmp_path / "lab" / f"occupancy_mask_bin{b}.mrc"),
+                     "--pred", str(tmp_path / "lab" / f"particles_bin{b}.csv"), "-o", str(out), "--quiet"]) == 0
+        m = json.loads(out.read_text())
+        assert m["localisation"]["f1"] == 1.0 and m["classification"]["macro_f1"] == 1.0, (b, m["localisation"])
+        side = json.loads((tmp_path / "lab" / f"occupancy_mask_bin{b}.json").read_text())
+        assert side["centre_conflict_particle_ids"] == []

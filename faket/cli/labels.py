@@ -24,7 +24,9 @@ x_b = (x - (B-1)/2)/B, y_b likewise, z_b = (z - a - (B-1)/2)/B.
 Mask binning: each block takes the label most of its voxels carry (background included; ties go to a
 particle, then to the smaller id); a particle that wins no block (smaller than a block, or a minority in
 every block it touches) takes the block where it has most voxels, so every particle with a voxel in the
-tomogram stays in the occupancy mask. Class = the particle's class on its voxels, so both masks agree.
+tomogram stays in the occupancy mask. Then each listed particle owns the block holding its binned centre
+(rounded like faket evaluate rounds picks), unless that is another particle's only block or centre. Class =
+the particle's class on its voxels, so both masks agree.
 
 Particle lists: particles whose binned centre lies outside the tomogram ([-0.5, n-0.5) on each axis)
 are dropped (listed in the .json). Particles are renumbered 1..N in their original id order, and the
@@ -169,9 +171,11 @@ def run(args) -> int:
     pts = df[["z", "y", "x"]].to_numpy(dtype=np.float64)
     with Step("labels", args, inputs=[cm_path, om_path, pl_path]) as st:
         for b in bins:
-            cls_b, occ_b, info = bin_masks(cls_c, occ_c, b)
             pb = to_binned_coordinates(pts, b, z_offset=za)
-            inside = inside_binned(pb, occ_b.shape)
+            inside = inside_binned(pb, binned_shape(cls_c.shape, b))
+            centres = {int(p): tuple(np.rint(c).astype(int)) for p, c in
+                       zip(df.loc[inside, "particle_id"], pb[inside]) if int(p) in ids_in_mask}
+            cls_b, occ_b, info = bin_masks(cls_c, occ_c, b, centres_zyx=centres)
             kept = df[inside].sort_values("particle_id").copy()
             dropped = df.loc[~inside, "particle_id"].astype(int).tolist()
             kb = pb[inside][np.argsort(df.loc[inside, "particle_id"].to_numpy(), kind="stable")]
@@ -189,12 +193,13 @@ def run(args) -> int:
             vb = voxel * b
             common = {"bin": b, "z_range": [za, zb], "volume_shape_zyx": list(shape),
                       "tomogram_shape_zyx": list(occ_b.shape), "voxel_size_a": vb,
-                      "rule": "vote per block (background included), every particle kept"}
+                      "rule": "vote per block (background included), every particle kept, centres owned"}
             st.write_mrc(out / f"class_mask_bin{b}.mrc", cls_b.astype(np.float32), vb, extra=common)
             st.write_mrc(out / f"occupancy_mask_bin{b}.mrc", occ_new.astype(np.float32), vb,
                          extra={**common, "particle_id_map": {str(o): n for o, n in id_map.items()},
                                 "rescued_particle_ids": sorted(info.rescued),
-                                "lost_particle_ids": info.lost})
+                                "lost_particle_ids": info.lost,
+                                "centre_conflict_particle_ids": info.centre_conflicts})
             write_particles_csv(kept, st.path(out / f"particles_bin{b}.csv"))
             write_particles_star(kept, st.path(out / f"particles_bin{b}.star"), voxel_size_a=vb,
                                  box_zyx=occ_b.shape, tomo_name=tomo_name)
