@@ -1,4 +1,4 @@
-"""Particle tables: CSV, RELION 5 STAR and SHREC 2021 ``particle_locations.txt``.
+"""Particle tables: CSV, RELION 5 STAR, SHREC 2021 ``particle_locations.txt`` and DeepFinder XML.
 
 The table is a pandas DataFrame with exactly the columns :data:`COLUMNS`::
 
@@ -29,6 +29,11 @@ Formats (chosen by suffix in :func:`read_particles`):
   written by the SHREC 2021 simulator (see :mod:`faket.rotation`); NaN angles (vesicles, fiducials) read
   as 0. Particle ids are the 1-based line order (as in SHREC's occupancy masks); class ids follow the
   order in which classes first appear.
+- ``.xml``: a DeepFinder object list (``<objlist><object tomo_idx obj_id class_label x y z/>...``), the
+  list DeepFinder's training samples patches from (with ``class_mask`` as its target) and the form of its
+  picks. x, y, z in voxels as above; ``obj_id`` = particle_id, ``class_label`` = class_id; faket adds a
+  ``class_name`` attribute (DeepFinder ignores it). Orientations are not written: DeepFinder's own
+  ``phi/psi/the`` convention is not needed for training on faket's masks; read angles are 0.
 
 Malformed rows raise :class:`~faket.errors.InputError` naming the file and the line number.
 """
@@ -56,6 +61,7 @@ __all__ = [
     "write_particles_csv",
     "write_particles_star",
     "write_shrec_locations",
+    "write_deepfinder_xml",
     "relion_centre",
 ]
 
@@ -147,23 +153,26 @@ def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None
         df = _read_star(p, text, voxel_size_a, box_zyx)
     elif suffix == ".txt":
         df = _read_shrec(p, text)
+    elif suffix == ".xml":
+        df = _read_deepfinder_xml(p, text)
     else:
-        raise InputError(f"{p}: unknown particle list format {suffix!r} (expected .csv, .star or .txt)")
+        raise InputError(f"{p}: unknown particle list format {suffix!r} (expected .csv, .star, .txt or .xml)")
     return check_particles(df, str(p))
 
 
-def _num(p: Path, lineno: int, name: str, value: str, *, integer: bool = False):
+def _num(p: Path, lineno: int, name: str, value: str, *, integer: bool = False, unit: str = "line"):
     s = value.strip()
+    where = f"{unit} {lineno}"
     try:
         v = float(s)
     except ValueError:
-        raise InputError(f"{p}: line {lineno}: {name} is not a number: {value!r}") from None
+        raise InputError(f"{p}: {where}: {name} is not a number: {value!r}") from None
     if integer:
         if not math.isfinite(v) or v != int(v):
-            raise InputError(f"{p}: line {lineno}: {name} must be an integer, got {value!r}")
+            raise InputError(f"{p}: {where}: {name} must be an integer, got {value!r}")
         return int(v)
     if not math.isfinite(v):
-        raise InputError(f"{p}: line {lineno}: {name} is not finite: {value!r}")
+        raise InputError(f"{p}: {where}: {name} is not finite: {value!r}")
     return v
 
 
@@ -235,6 +244,35 @@ def _read_shrec(p: Path, text: str) -> pd.DataFrame:
         for c, v in zip(("rot", "tilt", "psi"), relion):
             rows[c].append(float(v))
     return pd.DataFrame(rows)
+
+
+def _read_deepfinder_xml(p: Path, text: str) -> pd.DataFrame:
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise InputError(f"{p}: not a readable XML object list ({exc})") from None
+    objs = [o for o in root if o.tag == "object"]
+    rows = []
+    for n, o in enumerate(objs, start=1):
+        a = o.attrib
+        missing = [k for k in ("class_label", "x", "y", "z") if k not in a]
+        if missing:
+            raise InputError(f"{p}: object {n}: missing attribute {missing[0]!r}")
+
+        def num(key, integer=False, n=n, a=a):
+            return _num(p, n, key, a[key], integer=integer, unit="object")
+
+        cid = num("class_label", True)
+        rows.append({
+            "particle_id": num("obj_id", True) if "obj_id" in a else n,
+            "class_id": cid,
+            "class_name": a.get("class_name", f"class{cid}"),
+            "x": num("x"), "y": num("y"), "z": num("z"),
+            "rot": 0.0, "tilt": 0.0, "psi": 0.0,
+        })
+    return pd.DataFrame(rows, columns=list(COLUMNS)) if rows else empty_particles()
 
 
 def relion_centre(box_zyx: Sequence[int]) -> np.ndarray:
@@ -390,3 +428,19 @@ def write_shrec_locations(df: pd.DataFrame, path: str | os.PathLike) -> None:
         lines.append(" ".join([r["class_name"], _fmt(r["x"]), _fmt(r["y"]), _fmt(r["z"]),
                                *(repr(float(v) + 0.0) for v in a)]))
     Path(path).write_text("".join(line + "\n" for line in lines))
+
+
+def write_deepfinder_xml(df: pd.DataFrame, path: str | os.PathLike, *, tomo_idx: int = 0) -> None:
+    """Write a DeepFinder object list (``objlist`` XML): tomo_idx, obj_id (= particle_id), class_label
+    (= class_id), class_name, x, y, z (voxels, full precision), rows in particle_id order."""
+    import xml.etree.ElementTree as ET
+
+    out = check_particles(df, str(path)).sort_values("particle_id")
+    root = ET.Element("objlist")
+    for _, r in out.iterrows():
+        ET.SubElement(root, "object", {
+            "tomo_idx": str(int(tomo_idx)), "obj_id": str(int(r["particle_id"])),
+            "class_label": str(int(r["class_id"])), "class_name": str(r["class_name"]),
+            "x": _fmt(r["x"]), "y": _fmt(r["y"]), "z": _fmt(r["z"])})
+    ET.indent(root)
+    Path(path).write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")

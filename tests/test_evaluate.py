@@ -249,6 +249,21 @@ def test_cli_star_picks(labelled, run_cli):
     assert pc["1BXN"]["recall"] == 0.5 and pc["5MRC"]["precision"] == 0.5 and pc["3QM1"]["f1"] == 1.0
 
 
+def test_cli_deepfinder_xml_picks(labelled, run_cli):
+    """DeepFinder's picks (objlist XML, class_label only) score through the truth's class ids."""
+    d, tr, occ = labelled
+    objs = "".join(f'<object tomo_idx="0" class_label="{cid}" x="{x}" y="{y}" z="{z}" cluster_size="30"/>'
+                   for cid, (_, _, (z, y, x), _) in zip([1, 2, 3, 3], PARTICLES))
+    picks = d / "picks.xml"
+    picks.write_text(f"<objlist>{objs}</objlist>")
+    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "-o", d / "x.json", "-q")
+    assert rc == 0, err
+    m = json.loads((d / "x.json").read_text())
+    assert m["localisation"]["f1"] == 1.0
+    pc = m["classification"]["per_class"]
+    assert pc["1BXN"]["recall"] == 0.5 and pc["5MRC"]["precision"] == 0.5 and pc["3QM1"]["f1"] == 1.0
+
+
 def test_cli_relion5_centred_star_picks_binned(labelled, run_cli):
     """RELION 5 picks (centred Angstrom) on a tomogram binned by 2 from the 10 A mask grid: the default
     picked box is the mask's size // 2 and the voxel size 20 A; a Z-cropped tomogram needs --pred-box."""

@@ -205,6 +205,9 @@ def test_cli_writes_consistent_masks_and_lists(tmp_path):
         star = read_particles(out / f"particles_bin{b}.star", voxel_size_a=10.0 * b, box_zyx=om.data.shape)
         np.testing.assert_allclose(star[["x", "y", "z"]].to_numpy(), lst[["x", "y", "z"]].to_numpy(),
                                    atol=1e-6)
+        xml = read_particles(out / f"particles_bin{b}.xml")      # DeepFinder object list: the same rows
+        np.testing.assert_array_equal(xml[["particle_id", "class_id", "x", "y", "z"]].to_numpy(),
+                                      lst[["particle_id", "class_id", "x", "y", "z"]].to_numpy())
         # class and occupancy agree voxel by voxel
         sel = occ_b > 0
         assert (cm.data[~sel] == 0).all() and (cm.data[sel] > 0).all()

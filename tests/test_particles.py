@@ -8,8 +8,8 @@ import pytest
 import starfile
 
 from faket.errors import InputError
-from faket.particles import (COLUMNS, check_particles, read_particles, relion_centre, write_particles_csv,
-                             write_particles_star, write_shrec_locations)
+from faket.particles import (COLUMNS, check_particles, read_particles, relion_centre, write_deepfinder_xml,
+                             write_particles_csv, write_particles_star, write_shrec_locations)
 from faket.rotation import random_relion_angles, relion_to_matrix
 
 
@@ -143,3 +143,39 @@ def test_other_errors(tmp_path):
                         "y": [1.0], "z": [1.0], "rot": [0.0], "tilt": [0.0], "psi": [0.0]})
     with pytest.raises(InputError, match="whitespace"):
         write_shrec_locations(bad, tmp_path / "x.txt")
+
+
+def test_deepfinder_xml_round_trip_and_format(table, tmp_path):
+    """DeepFinder object list: objlist/object with tomo_idx, obj_id, class_label, x, y, z (what
+    deepfinder.utils.objl.read_xml reads); positions, ids and classes come back exactly, angles as 0."""
+    import xml.etree.ElementTree as ET
+
+    p = tmp_path / "p.xml"
+    write_deepfinder_xml(table, p, tomo_idx=3)
+    root = ET.parse(p).getroot()
+    assert root.tag == "objlist" and len(root) == len(table)
+    o = root[0]
+    assert o.tag == "object" and o.get("tomo_idx") == "3" and o.get("obj_id") == "1"
+    assert int(o.get("class_label")) == table.class_id[0] and float(o.get("x")) == table.x[0]
+    back = read_particles(p)
+    exp = check_particles(table).assign(rot=0.0, tilt=0.0, psi=0.0)
+    pd.testing.assert_frame_equal(back, exp)
+    # a DeepFinder list of its own (no obj_id, no class_name): ids by order, classes by label
+    (tmp_path / "df.xml").write_text('<objlist><object tomo_idx="0" class_label="2" x="1.5" y="2" z="3"/>'
+                                     '<object class_label="1" x="4" y="5" z="6" cluster_size="40"/></objlist>')
+    d = read_particles(tmp_path / "df.xml")
+    assert d.particle_id.tolist() == [1, 2] and d.class_id.tolist() == [2, 1]
+    assert d.class_name.tolist() == ["class2", "class1"] and d.x.tolist() == [1.5, 4.0]
+
+
+@pytest.mark.parametrize("body,match", [
+    ("<objlist><object class_label='1' x='1' y='2'/></objlist>", "object 1: missing attribute 'z'"),
+    ("<objlist><object class_label='1' x='1' y='2' z='a'/></objlist>", "object 1: z is not a number"),
+    ("<objlist><object class_label='1.5' x='1' y='2' z='3'/></objlist>", "object 1: class_label must be an integer"),
+    ("<objlist><object", "not a readable XML object list"),
+])
+def test_deepfinder_xml_errors(tmp_path, body, match):
+    p = tmp_path / "bad.xml"
+    p.write_text(body)
+    with pytest.raises(InputError, match=match):
+        read_particles(p)

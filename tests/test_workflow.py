@@ -107,6 +107,7 @@ def _fake_tomo_folder(folder, bins=(2,), modalities=("faket", "noisy"), n_partic
         (folder / f"particles_bin{b}.csv").write_text("particle_id,class_id,class_name,x,y,z,rot,tilt,psi\n" + rows)
         (folder / f"particles_bin{b}.star").write_text("data_particles\n")
         (folder / f"particle_locations_bin{b}.txt").write_text("a 1 1 1 0 0 0\n")
+        (folder / f"particles_bin{b}.xml").write_text("<objlist />\n")
 
 
 def test_dataset_indexes_every_tomogram(tmp_path):
@@ -126,7 +127,7 @@ def test_dataset_indexes_every_tomogram(tmp_path):
     assert (r.shape_z, r.shape_y, r.shape_x, r.voxel_size_a) == (4, 8, 8, 20.0)
     assert df.iloc[4].n_particles == 5
     for col in ("tomogram_path", "class_mask", "occupancy_mask", "particles_csv", "particles_star",
-                "particle_locations"):
+                "particle_locations", "particles_xml"):
         assert all((res / p).is_file() for p in df[col])
 
 
@@ -218,8 +219,9 @@ def expected_tree(cfg_path):
                 files.append(f"{d}/tomogram_bin{b}.mrc" if m == "faket" else f"{d}/tomogram_{m}_bin{b}.mrc")
             files += [f"{d}/class_mask_bin{b}.mrc", f"{d}/occupancy_mask_bin{b}.mrc", f"{d}/particles_bin{b}.csv",
                       f"{d}/particles_bin{b}.star", f"{d}/particle_locations_bin{b}.txt",
-                      f"{d}/particles_bin{b}.json"]
-        files += [f"{d}/particles.csv", f"{d}/particles.star", f"{d}/particle_locations.txt"]
+                      f"{d}/particles_bin{b}.json", f"{d}/particles_bin{b}.xml"]
+        files += [f"{d}/particles.csv", f"{d}/particles.star", f"{d}/particle_locations.txt",
+                  f"{d}/particles.xml"]
         for s in ("noiseless", "content", "noisy", "baseline", "faket"):
             files += [f"{d}/tiltseries/{s}.mrc", f"{d}/tiltseries/{s}.tlt", f"{d}/tiltseries/{s}.json"]
         files += [f"{d}/qc/{f}" for f in ("montage.png", "spectra.png", "tilt_stats.png", "slices.png",

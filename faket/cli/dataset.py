@@ -14,17 +14,17 @@ faket dataset results/tomo_000 results/tomo_001 -o results/dataset.csv
 Each tomogram folder holds (names as the workflow writes them):
   tomogram_bin<B>.mrc (modality faket), tomogram_<modality>_bin<B>.mrc (noiseless, baseline, noisy, ...),
   class_mask_bin<B>.mrc, occupancy_mask_bin<B>.mrc, particles_bin<B>.csv, particles_bin<B>.star,
-  particle_locations_bin<B>.txt.
+  particle_locations_bin<B>.txt, particles_bin<B>.xml (DeepFinder object list).
 One row per tomogram file with columns
   tomogram,modality,bin,tomogram_path,class_mask,occupancy_mask,particles_csv,particles_star,
-  particle_locations,shape_z,shape_y,shape_x,voxel_size_a,n_particles
+  particle_locations,particles_xml,shape_z,shape_y,shape_x,voxel_size_a,n_particles
 Paths are relative to the CSV's folder. A tomogram whose label files are missing, or whose masks differ
 in shape from it, is an error (nothing written).
 """
 
 COLUMNS = ["tomogram", "modality", "bin", "tomogram_path", "class_mask", "occupancy_mask", "particles_csv",
-           "particles_star", "particle_locations", "shape_z", "shape_y", "shape_x", "voxel_size_a",
-           "n_particles"]
+           "particles_star", "particle_locations", "particles_xml", "shape_z", "shape_y", "shape_x",
+           "voxel_size_a", "n_particles"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,6 +80,7 @@ def index_folder(folder, out_dir) -> list[dict]:
             "particles_csv": folder / f"particles_bin{b}.csv",
             "particles_star": folder / f"particles_bin{b}.star",
             "particle_locations": folder / f"particle_locations_bin{b}.txt",
+            "particles_xml": folder / f"particles_bin{b}.xml",
         }
         for k, f in files.items():
             if not f.is_file():

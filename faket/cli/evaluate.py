@@ -35,8 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--occupancy", required=True, metavar="MRC",
                    help="occupancy (instance) mask: particle_id per voxel, 0 = background")
     g.add_argument("--pred", required=True, metavar="PICKS", help="picks: CSV, STAR or SHREC txt")
-    g.add_argument("--pred-format", choices=["auto", "csv", "star", "shrec"], default="auto",
-                   help="format of --pred (default: from the extension; .txt = SHREC)")
+    g.add_argument("--pred-format", choices=["auto", "csv", "star", "shrec", "deepfinder"], default="auto",
+                   help="format of --pred (default: from the extension; .txt = SHREC, .xml = DeepFinder "
+                        "object list)")
     g.add_argument("--pred-bin", type=float, default=1, metavar="B",
                    help="picks are in a tomogram binned by B relative to the mask (default: 1)")
     g.add_argument("--pred-z-offset", type=float, default=0.0, metavar="A",
@@ -81,8 +82,10 @@ def _pick_format(path, fmt: str) -> str:
         return "star"
     if suf in (".txt", ".coords", ".dat"):
         return "shrec"
+    if suf == ".xml":
+        return "deepfinder"
     raise InputError(f"{path}: cannot tell the picks format from the extension {suf!r}; "
-                     "pass --pred-format csv|star|shrec")
+                     "pass --pred-format csv|star|shrec|deepfinder")
 
 
 _COORD_ALIASES = {
@@ -153,6 +156,18 @@ def read_picks(path, fmt: str = "auto", *, voxel_size_a=None, box_zyx=None):
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
             raise InputError(f"{p}: not a readable CSV ({str(exc).splitlines()[0]})") from None
         return _table_from_frame(df, str(p))
+    if fmt == "deepfinder":
+        from ..particles import read_particles
+
+        if p.suffix.lower() != ".xml":
+            raise InputError(f"{p}: a DeepFinder object list must end in .xml")
+        df = read_particles(p)
+        pts = df[["x", "y", "z"]].to_numpy(dtype=np.float64)
+        names = [str(v) for v in df["class_name"]]
+        ids = [int(v) for v in df["class_id"]]
+        if all(n == f"class{i}" for n, i in zip(names, ids)):
+            return pts, None, ids          # DeepFinder's own lists: class_label only
+        return pts, names, None
     if fmt == "star":
         from ..particles import read_particles
 

@@ -13,9 +13,11 @@ faket labels --class-mask C.mrc --occupancy O.mrc --particles particle_locations
 
 For each bin factor B (a comma list or repeated --bin), writes into OUTDIR
   class_mask_bin<B>.mrc, occupancy_mask_bin<B>.mrc      (+ .json provenance)
-  particles_bin<B>.csv, particles_bin<B>.star, particle_locations_bin<B>.txt (+ particles_bin<B>.json)
+  particles_bin<B>.csv, particles_bin<B>.star, particle_locations_bin<B>.txt, particles_bin<B>.xml
+  (DeepFinder object list) (+ particles_bin<B>.json)
 in the voxel grid of `faket reconstruct --bin B --z-range a:b --volume-z NZ0`, and (unless --no-full-lists)
-particles.csv, particles.star, particle_locations.txt: the whole list in the layout volume's voxels.
+particles.csv, particles.star, particle_locations.txt, particles.xml: the whole list in the layout
+volume's voxels.
 
 Geometry: the masks are cropped to original Z indices [a, b) (default: all), then binned by B in Z, Y, X
 with blocks from index 0; trailing samples that fill no block are dropped. A particle centre maps as
@@ -115,7 +117,8 @@ def run(args) -> int:
     from ..errors import InputError
     from ..io import parse_range, read_volume
     from ..labels import bin_masks, binned_shape, crop_z, inside_binned, to_binned_coordinates
-    from ..particles import read_particles, write_particles_csv, write_particles_star, write_shrec_locations
+    from ..particles import (read_particles, write_deepfinder_xml, write_particles_csv, write_particles_star,
+                             write_shrec_locations)
     from ._common import Step, check_not_same, voxel_size_or_assume, warn
 
     lay = Path(args.layout) if args.layout else None
@@ -163,9 +166,10 @@ def run(args) -> int:
         binned_shape(cls_c.shape, b)  # validates the bin factor early
         targets += [out / f"class_mask_bin{b}.mrc", out / f"occupancy_mask_bin{b}.mrc",
                     out / f"particles_bin{b}.csv", out / f"particles_bin{b}.star",
-                    out / f"particle_locations_bin{b}.txt"]
+                    out / f"particle_locations_bin{b}.txt", out / f"particles_bin{b}.xml"]
     if not args.no_full_lists:
-        targets += [out / "particles.csv", out / "particles.star", out / "particle_locations.txt"]
+        targets += [out / "particles.csv", out / "particles.star", out / "particle_locations.txt",
+                    out / "particles.xml"]
     check_not_same([cm_path, om_path, pl_path], targets)
 
     pts = df[["z", "y", "x"]].to_numpy(dtype=np.float64)
@@ -204,6 +208,7 @@ def run(args) -> int:
             write_particles_star(kept, st.path(out / f"particles_bin{b}.star"), voxel_size_a=vb,
                                  box_zyx=occ_b.shape, tomo_name=tomo_name)
             write_shrec_locations(kept, st.path(out / f"particle_locations_bin{b}.txt"))
+            write_deepfinder_xml(kept, st.path(out / f"particles_bin{b}.xml"))
             st.write_sidecar(out / f"particles_bin{b}.json",
                              extra={**common, "n_particles": len(kept), "dropped_particle_ids": dropped,
                                     "unlisted_particle_ids_in_mask": [id_map[p] for p in extra],
@@ -214,6 +219,7 @@ def run(args) -> int:
             write_particles_star(full, st.path(out / "particles.star"), voxel_size_a=voxel, box_zyx=shape,
                                  tomo_name=tomo_name)
             write_shrec_locations(full, st.path(out / "particle_locations.txt"))
+            write_deepfinder_xml(full, st.path(out / "particles.xml"))
             st.write_sidecar(out / "particles.json",
                              extra={"coordinates": "voxels of the layout volume (unbinned, uncropped)",
                                     "volume_shape_zyx": list(shape), "voxel_size_a": voxel,

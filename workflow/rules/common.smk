@@ -408,8 +408,14 @@ LABEL_PATTERNS = [
     "particles_bin{b}.csv",
     "particles_bin{b}.star",
     "particle_locations_bin{b}.txt",
+    "particles_bin{b}.xml",
 ]
-LIST_NAMES = ["particles.csv", "particles.star", "particle_locations.txt"]
+LIST_NAMES = [
+    "particles.csv",
+    "particles.star",
+    "particle_locations.txt",
+    "particles.xml",
+]
 
 
 def label_outputs():
