@@ -101,6 +101,28 @@ def test_scaled_mse_per_sample():
     np.testing.assert_allclose(st.scaled_mse(d).numpy(), [14 / 6, 0.5], rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gram_style_loss_value_and_gradient_equal_autograd(dtype):
+    """The analytic backward of gram_style_loss equals autograd through gram + scaled_mse (per sample,
+    channels_last, with an upstream weight per sample); bf16 features get their gradient rounded to bf16."""
+    g = torch.Generator().manual_seed(0)
+    f = torch.rand(3, 16, 12, 10, generator=g).contiguous(memory_format=torch.channels_last).to(dtype)
+    t = torch.rand(3, 16, 16, generator=g) * 0.3
+    w = torch.tensor([1.0, 0.5, 2.0])
+    a = f.clone().requires_grad_(True)
+    b = f.clone().requires_grad_(True)
+    la = st.scaled_mse(st.gram(a) - t)
+    lb = st.gram_style_loss(b, t)
+    (la * w).sum().backward()
+    (lb * w).sum().backward()
+    assert lb.dtype == torch.float32
+    np.testing.assert_allclose(lb.detach().numpy(), la.detach().numpy(), rtol=1e-6)
+    assert b.grad.dtype == dtype and b.grad.is_contiguous(memory_format=torch.channels_last)
+    ga, gb = a.grad.float().numpy(), b.grad.float().numpy()
+    tol = 1e-5 if dtype == torch.float32 else 2 ** -7     # one bf16 rounding step
+    assert np.abs(ga - gb).max() <= tol * np.abs(ga).max()
+
+
 def test_folded_first_conv_equals_paper_input_path(model):
     """repeat to 3 channels + ImageNet normalisation + replicate-padded conv == the folded 1-channel conv."""
     import torch.nn.functional as F
