@@ -223,14 +223,19 @@ def resize(x, hw: tuple[int, int]):
     return F.interpolate(x, size=hw, mode="bicubic", align_corners=False, antialias=shrink)
 
 
+def _flat_features(feat):
+    """(B, C, H, W) -> (B, H W, C) fp32 (a view for channels_last fp32 input)."""
+    b, c, h, w = feat.shape
+    return feat.permute(0, 2, 3, 1).reshape(b, h * w, c).float()
+
+
 def gram(feat):
     """``F F^T / (H W)`` per sample, fp32: (B, C, H, W) -> (B, C, C)."""
     import torch
 
-    b, c, h, w = feat.shape
-    m = feat.permute(0, 2, 3, 1).reshape(b, h * w, c).float()   # a view for channels_last input
+    m = _flat_features(feat)
     with torch.autocast(device_type=feat.device.type, enabled=False):
-        return torch.bmm(m.transpose(1, 2), m) / (h * w)
+        return torch.bmm(m.transpose(1, 2), m) / m.shape[1]
 
 
 _GRAM_STYLE_LOSS = None
@@ -251,10 +256,8 @@ def gram_style_loss(feat, target):
         class _GramStyleLoss(torch.autograd.Function):
             @staticmethod
             def forward(ctx, f, t):
-                b, c, h, w = f.shape
                 with torch.autocast(device_type=f.device.type, enabled=False):
-                    m = f.permute(0, 2, 3, 1).reshape(b, h * w, c).float()
-                    d = torch.bmm(m.transpose(1, 2), m) / (h * w) - t.float()
+                    d = gram(f) - t.float()
                     s1 = d.abs().sum((1, 2)) + EPS
                     s2 = d.pow(2).sum((1, 2))
                 ctx.save_for_backward(f, d, s1, s2)
@@ -268,8 +271,7 @@ def gram_style_loss(feat, target):
                     dd = (2.0 * d / s1[:, None, None] - (s2 / (s1 * s1))[:, None, None] * torch.sign(d))
                     dd = dd * grad_out.float()[:, None, None]
                     dg = (dd + dd.transpose(1, 2)) / (h * w)
-                    m = f.permute(0, 2, 3, 1).reshape(b, h * w, c).float()
-                    gf = torch.bmm(m, dg).reshape(b, h, w, c).permute(0, 3, 1, 2).to(f.dtype)
+                    gf = torch.bmm(_flat_features(f), dg).reshape(b, h, w, c).permute(0, 3, 1, 2).to(f.dtype)
                 return gf, None
 
         _GRAM_STYLE_LOSS = _GramStyleLoss

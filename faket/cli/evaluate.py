@@ -129,6 +129,21 @@ def _table_from_frame(df, source: str):
     return np.stack(xyz, axis=1), names, ids
 
 
+def _picks_from_particles(df, *, has_class: bool):
+    """Picks from a :func:`faket.particles.read_particles` table: class ids only when the names are the
+    reader's ``class<id>`` placeholders; no class when the file has no class column (``has_class``)."""
+    import numpy as np
+
+    pts = df[["x", "y", "z"]].to_numpy(dtype=np.float64)
+    names = [str(v) for v in df["class_name"]]
+    ids = [int(v) for v in df["class_id"]]
+    if all(n == f"class{i}" for n, i in zip(names, ids)):
+        return pts, None, ids          # only class numbers (rlnClassNumber, class_label): compare ids
+    if not has_class and all(n == "particle" for n in names):
+        return pts, None, None         # no class at all
+    return pts, names, None
+
+
 def read_picks(path, fmt: str = "auto", *, voxel_size_a=None, box_zyx=None):
     """Picks as ``(points_xyz (P, 3) float, class_names | None, class_ids | None)``.
 
@@ -161,13 +176,7 @@ def read_picks(path, fmt: str = "auto", *, voxel_size_a=None, box_zyx=None):
 
         if p.suffix.lower() != ".xml":
             raise InputError(f"{p}: a DeepFinder object list must end in .xml")
-        df = read_particles(p)
-        pts = df[["x", "y", "z"]].to_numpy(dtype=np.float64)
-        names = [str(v) for v in df["class_name"]]
-        ids = [int(v) for v in df["class_id"]]
-        if all(n == f"class{i}" for n, i in zip(names, ids)):
-            return pts, None, ids          # DeepFinder's own lists: class_label only
-        return pts, names, None
+        return _picks_from_particles(read_particles(p), has_class=True)   # class_label is required
     if fmt == "star":
         from ..particles import read_particles
 
@@ -180,14 +189,7 @@ def read_picks(path, fmt: str = "auto", *, voxel_size_a=None, box_zyx=None):
                 raise InputError(f"{p}: RELION 5 centred coordinates need the picked tomogram's voxel size: "
                                  "pass --pred-voxel-size A")
         df = read_particles(p, voxel_size_a=voxel_size_a, box_zyx=box_zyx)
-        pts = df[["x", "y", "z"]].to_numpy(dtype=np.float64)
-        names = [str(v) for v in df["class_name"]]
-        ids = [int(v) for v in df["class_id"]]
-        if all(n == f"class{i}" for n, i in zip(names, ids)):
-            return pts, None, ids          # only rlnClassNumber: compare class ids
-        if all(n == "particle" for n in names) and "rlnClassNumber" not in text:
-            return pts, None, None         # no class at all
-        return pts, names, None
+        return _picks_from_particles(df, has_class="rlnClassNumber" in text)
     # SHREC: "CLASS x y z [...]" a line, whitespace separated
     pts, names = [], []
     for i, line in iter_lines(p):
