@@ -178,6 +178,34 @@ def test_counts_from_fractions():
 
 
 # --------------------------------------------------------------------------------------------------
+# spec schema (faket.layout.validate_spec; the CLI re-exports it)
+
+
+def test_validate_spec_defaults_and_errors():
+    from faket.cli import layout as cli_layout
+    from faket.errors import InputError
+    from faket.templates import BUILTIN_NAMES
+
+    assert cli_layout.validate_spec is L.validate_spec and cli_layout.default_spec is L.default_spec
+    for empty in (None, {}):
+        s = L.validate_spec(empty)
+        assert s["box"] == [128, 256, 256] and s["voxel_size"] == 10.0 and s["classes"] == []
+        assert s["vesicles"]["count"] == 0 and s["fiducials"]["count"] == 0
+    s = L.validate_spec({"classes": [{"template": "ring"}], "vesicles": None}, "x.yaml")
+    assert s["box"] == list(L.DEFAULT_BOX)                          # no box -> faket layout's default
+    assert s["classes"] == [{"template": "ring", "count": L.DEFAULT_COUNT_PER_CLASS}]
+    assert s["vesicles"] == L.DEFAULT_VESICLES                       # empty section = its defaults
+    d = L.default_spec()
+    assert [c["template"] for c in d["classes"]] == list(BUILTIN_NAMES)
+    assert d["slab_thickness"] == L.DEFAULT_SLAB and d["fiducials"]["count"] == 5
+    for bad, msg in (({"box": [8, 8]}, "x.yaml.box: expected three"), ({"bx": 1}, "unknown key 'bx'"),
+                     ({"voxel_size": "big"}, "voxel_size: expected a number"),
+                     ({"classes": [{"count": 3}]}, "missing key 'template'"), ([1], "mapping")):
+        with pytest.raises(InputError, match=msg.replace("[", r"\[")):
+            L.validate_spec(bad, "x.yaml")
+
+
+# --------------------------------------------------------------------------------------------------
 # CLI
 
 

@@ -59,13 +59,19 @@ from ._common import add_common_args
 HELP = "make a labelled particle layout (density volume, class/occupancy masks, particle lists)"
 DESCRIPTION = __doc__
 
-DEFAULT_BOX = (128, 256, 256)
-DEFAULT_VOXEL_SIZE = 10.0
-DEFAULT_SLAB = 100
-DEFAULT_COUNT_PER_CLASS = 120
-DEFAULT_VESICLES = {"count": 1, "diameter_nm": 60.0, "membrane_thickness_nm": 4.0, "contrast": 1.0,
-                    "name": "vesicle"}
-DEFAULT_FIDUCIALS = {"count": 5, "diameter_nm": 10.0, "contrast": 10.0, "name": "fiducial"}
+# The spec schema lives in faket.layout (validate_spec, default_spec, DEFAULT_*); it is re-exported here
+# lazily so that building the CLI parser does not import numpy/pandas.
+_FROM_LAYOUT = ("validate_spec", "default_spec", "DEFAULT_BOX", "DEFAULT_VOXEL_SIZE", "DEFAULT_SLAB",
+                "DEFAULT_COUNT_PER_CLASS", "DEFAULT_VESICLES", "DEFAULT_FIDUCIALS")
+
+
+def __getattr__(name):
+    if name in _FROM_LAYOUT:
+        from .. import layout
+
+        return getattr(layout, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 OUTPUT_FILES = ("volume.mrc", "class_mask.mrc", "occupancy_mask.mrc", "classes.json", "particles.csv",
                 "particles.star", "particle_locations.txt")
@@ -86,129 +92,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# spec
-
-
-_CLASS_KEYS = {"template": str, "name": str, "count": int, "fraction": float, "map_voxel_size": float,
-               "resolution": float}
-_VESICLE_KEYS = {"count": int, "diameter_nm": float, "membrane_thickness_nm": float, "contrast": float,
-                 "name": str}
-_FIDUCIAL_KEYS = {"count": int, "diameter_nm": float, "contrast": float, "name": str}
-_TOP_KEYS = {"box": list, "voxel_size": float, "slab_thickness": int, "mask_threshold": float,
-             "interpolation": str, "max_tries": int, "tomo_name": str, "classes": list, "vesicles": dict,
-             "fiducials": dict}
-
-
-def _typed(value, typ, where: str):
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if typ is str:
-        if not isinstance(value, str) or not value.strip():
-            raise InputError(f"{where}: expected a non-empty string, got {value!r}")
-        return value.strip()
-    if typ is list:
-        if not isinstance(value, list):
-            raise InputError(f"{where}: expected a list, got {type(value).__name__}")
-        return value
-    if typ is dict:
-        if not isinstance(value, dict):
-            raise InputError(f"{where}: expected a mapping (key: value), got {type(value).__name__}")
-        return value
-    raise AssertionError(typ)
-
-
-def _section(raw: dict, keys: dict, where: str) -> dict:
-    out = {}
-    for k, v in raw.items():
-        if k not in keys:
-            raise InputError(f"{where}: unknown key {k!r} (known: {', '.join(keys)})")
-        out[k] = _typed(v, keys[k], f"{where}.{k}")
-    return out
-
-
-def validate_spec(raw, source: str = "spec") -> dict:
-    """Check a spec mapping (see the module docstring) and fill defaults; returns a plain dict."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise InputError(f"{source}: expected a mapping of keys at the top level")
-    # an empty section (``vesicles:`` with nothing under it) means "with its defaults"
-    raw = {k: ({} if v is None and k in ("vesicles", "fiducials") else [] if v is None and k == "classes" else v)
-           for k, v in raw.items()}
-    spec = _section(raw, _TOP_KEYS, source)
-    box = spec.get("box", list(DEFAULT_BOX))
-    if len(box) != 3 or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in box):
-        raise InputError(f"{source}.box: expected three positive integers [Z, Y, X], got {box!r}")
-    spec["box"] = [int(b) for b in box]
-    spec.setdefault("voxel_size", DEFAULT_VOXEL_SIZE)
-    if spec["voxel_size"] <= 0:
-        raise InputError(f"{source}.voxel_size: must be positive")
-    if "slab_thickness" in spec and spec["slab_thickness"] < 1:
-        raise InputError(f"{source}.slab_thickness: must be at least 1 voxel")
-    spec.setdefault("mask_threshold", 0.1)
-    if not 0 < spec["mask_threshold"] < 1:
-        raise InputError(f"{source}.mask_threshold: must be between 0 and 1")
-    spec.setdefault("interpolation", "linear")
-    if spec["interpolation"] not in ("linear", "cubic"):
-        raise InputError(f"{source}.interpolation: expected linear or cubic, got {spec['interpolation']!r}")
-    spec.setdefault("max_tries", 2000)
-    if spec["max_tries"] < 1:
-        raise InputError(f"{source}.max_tries: must be at least 1")
-    spec.setdefault("tomo_name", "faket")
-    classes = []
-    for i, c in enumerate(spec.get("classes", [])):
-        where = f"{source}.classes[{i}]"
-        if not isinstance(c, dict):
-            raise InputError(f"{where}: expected a mapping with template and count or fraction")
-        c = _section(c, _CLASS_KEYS, where)
-        if "template" not in c:
-            raise InputError(f"{where}: missing key 'template'")
-        if "count" in c and "fraction" in c:
-            raise InputError(f"{where}: give count or fraction, not both")
-        if c.get("count", 0) < 0:
-            raise InputError(f"{where}.count: must be >= 0")
-        if "fraction" in c and not 0 <= c["fraction"] < 1:
-            raise InputError(f"{where}.fraction: must be in [0, 1)")
-        if "count" not in c and "fraction" not in c:
-            c["count"] = DEFAULT_COUNT_PER_CLASS
-        classes.append(c)
-    spec["classes"] = classes
-    for key, keys, default in (("vesicles", _VESICLE_KEYS, DEFAULT_VESICLES),
-                               ("fiducials", _FIDUCIAL_KEYS, DEFAULT_FIDUCIALS)):
-        sec = _section(spec.get(key, {"count": 0}), keys, f"{source}.{key}")
-        merged = dict(default)
-        merged["count"] = 0 if key not in spec else merged["count"]
-        merged.update(sec)
-        for k in ("count",):
-            if merged[k] < 0:
-                raise InputError(f"{source}.{key}.{k}: must be >= 0")
-        for k in ("diameter_nm", "membrane_thickness_nm", "contrast"):
-            if k in merged and merged[k] <= 0:
-                raise InputError(f"{source}.{key}.{k}: must be positive")
-        spec[key] = merged
-    return spec
-
-
-def default_spec() -> dict:
-    """The built-in default layout (crowded, every built-in class, one vesicle, five fiducials)."""
-    from ..templates import BUILTIN_NAMES
-
-    return validate_spec({
-        "box": list(DEFAULT_BOX), "voxel_size": DEFAULT_VOXEL_SIZE, "slab_thickness": DEFAULT_SLAB,
-        "classes": [{"template": n, "count": DEFAULT_COUNT_PER_CLASS} for n in BUILTIN_NAMES],
-        "vesicles": dict(DEFAULT_VESICLES), "fiducials": dict(DEFAULT_FIDUCIALS),
-    }, "default spec")
+# spec (the schema lives in faket.layout)
 
 
 def load_spec(path) -> dict:
-    import yaml
     from pathlib import Path
+
+    import yaml
+
+    from ..layout import validate_spec
 
     p = Path(path)
     if not p.exists():
@@ -288,6 +180,7 @@ def run(args) -> int:
     import numpy as np
 
     from .. import layout as L
+    from ..layout import DEFAULT_FIDUCIALS, DEFAULT_VESICLES, default_spec
     from ..particles import read_particles, write_particles_csv, write_particles_star, write_shrec_locations
     from ._common import Step, check_not_same, info, progress, warn
 
