@@ -49,6 +49,9 @@ from .rotation import random_relion_angles, rotate_volume
 __all__ = [
     "validate_spec",
     "default_spec",
+    "class_table",
+    "make_layout",
+    "LayoutResult",
     "LayoutClass",
     "Layout",
     "NotEnoughRoom",
@@ -220,6 +223,176 @@ def default_spec() -> dict:
         "classes": [{"template": n, "count": DEFAULT_COUNT_PER_CLASS} for n in BUILTIN_NAMES],
         "vesicles": dict(DEFAULT_VESICLES), "fiducials": dict(DEFAULT_FIDUCIALS),
     }, "default spec")
+
+
+# --------------------------------------------------------------------------------------------------
+# spec -> class table -> layout (what ``faket layout`` runs)
+
+
+@dataclass
+class LayoutResult:
+    """What :func:`make_layout` built: the layout, its classes (classes.json), a summary and messages."""
+
+    layout: Layout
+    spec: dict
+    classes: dict[str, dict]          # classes.json: str(class_id) -> {name, kind, source, diameter_nm}
+    slab_z: tuple[int, int] | None
+    summary: dict
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _template_entry(c: dict, voxel_size_a: float, cache_dir, name: str | None = None) -> dict:
+    from .templates import load_template
+
+    kw = {}
+    if "map_voxel_size" in c:
+        kw["map_voxel_size_a"] = c["map_voxel_size"]
+    if "resolution" in c:
+        kw["resolution_a"] = c["resolution"]
+    t = load_template(c["template"], voxel_size_a, name=name or c.get("name"), cache_dir=cache_dir, **kw)
+    return dict(name=name or c.get("name") or t.name, kind="particle", density=t.density, source=t.source,
+                diameter_nm=float(t.diameter_nm), count=c.get("count"), fraction=c.get("fraction"),
+                isotropic=False)
+
+
+def _vesicle_entry(v: dict, voxel_size_a: float, name: str | None = None) -> dict:
+    return dict(name=name or v["name"], kind="vesicle", density=vesicle_template(
+        v["diameter_nm"], voxel_size_a, membrane_thickness_nm=v["membrane_thickness_nm"], value=v["contrast"]),
+        source=f"vesicle: bilayer {v['membrane_thickness_nm']:g} nm", diameter_nm=float(v["diameter_nm"]),
+        count=v["count"], fraction=None, isotropic=True)
+
+
+def _fiducial_entry(f: dict, voxel_size_a: float, name: str | None = None) -> dict:
+    return dict(name=name or f["name"], kind="fiducial",
+                density=fiducial_template(f["diameter_nm"], voxel_size_a, value=f["contrast"]),
+                source="gold bead", diameter_nm=float(f["diameter_nm"]), count=f["count"], fraction=None,
+                isotropic=True)
+
+
+def class_table(spec: dict, voxel_size_a: float, *, cache_dir=None, names: Sequence[str] | None = None,
+                source: str = "particle list") -> list[dict]:
+    """The particle classes of a (validated) spec, built once: a list of dicts with ``name, kind,
+    density, source, diameter_nm, count, fraction, isotropic``.
+
+    Without ``names``: the spec's ``classes`` in order, then the vesicles and the fiducials when their
+    count is > 0 (class ids = positions 1..K). With ``names`` (the classes of a given particle list):
+    one entry per name, looked up among the spec's classes (by name, else template file stem), the
+    vesicle and fiducial sections (their name, or "vesicle"/"fiducial") and the built-in templates.
+    """
+    from pathlib import Path
+
+    if names is None:
+        out = [_template_entry(c, voxel_size_a, cache_dir) for c in spec["classes"]]
+        if spec["vesicles"]["count"] > 0:
+            out.append(_vesicle_entry(spec["vesicles"], voxel_size_a))
+        if spec["fiducials"]["count"] > 0:
+            out.append(_fiducial_entry(spec["fiducials"], voxel_size_a))
+        seen = [c["name"] for c in out]
+        dup = {n for n in seen if seen.count(n) > 1}
+        if dup:
+            raise InputError(f"class name {sorted(dup)[0]!r} is used twice (give the classes distinct names)")
+        return out
+    from .templates import BUILTIN_NAMES
+
+    by_name = {(c.get("name") or Path(c["template"]).name.split(".")[0]): c for c in spec["classes"]}
+    out = []
+    for name in names:
+        if name in by_name:
+            out.append(_template_entry(by_name[name], voxel_size_a, cache_dir, name=name))
+        elif name in (spec["vesicles"]["name"], "vesicle"):
+            out.append(_vesicle_entry(spec["vesicles"], voxel_size_a, name=name))
+        elif name in (spec["fiducials"]["name"], "fiducial"):
+            out.append(_fiducial_entry(spec["fiducials"], voxel_size_a, name=name))
+        elif name in BUILTIN_NAMES:
+            out.append(_template_entry({"template": name}, voxel_size_a, cache_dir, name=name))
+        else:
+            raise InputError(f"{source}: unknown class {name!r}: not in the spec's classes "
+                             f"and not a built-in ({', '.join(BUILTIN_NAMES)})")
+    return out
+
+
+def _class_json(entry: dict) -> dict:
+    return {"name": entry["name"], "source": str(entry["source"]), "diameter_nm": float(entry["diameter_nm"])}
+
+
+def make_layout(spec: dict, *, seed: int = 0, particles: pd.DataFrame | None = None, allow_fewer: bool = False,
+                cache_dir=None, source: str = "spec", particles_source: str = "particle list",
+                progress: Callable[[int], None] | None = None,
+                progress_total: Callable[[int], None] | None = None) -> LayoutResult:
+    """Build the layout of a validated spec: random (the default) or the given ``particles`` table.
+
+    ``progress_total(n)`` is called once with the number of particles, ``progress(k)`` as they are placed.
+    A random layout that cannot hold every requested particle raises :class:`NotEnoughRoom` unless
+    ``allow_fewer`` (then ``warnings`` says what is missing).
+    """
+    box = tuple(spec["box"])
+    vs = float(spec["voxel_size"])
+    order = 1 if spec["interpolation"] == "linear" else 3
+    warnings: list[str] = []
+    notes: list[str] = []
+    if particles is not None:
+        df = particles
+        if len(df) == 0:
+            raise InputError(f"{particles_source}: no particles")
+        names = list(dict.fromkeys(df["class_name"]))
+        table = {e["name"]: e for e in class_table(spec, vs, cache_dir=cache_dir, names=names,
+                                                    source=particles_source)}
+        if progress_total:
+            progress_total(len(df))
+        lay = place_particles({k: v["density"] for k, v in table.items()}, df, box,
+                              mask_threshold=spec["mask_threshold"], order=order,
+                              isotropic=[k for k, v in table.items() if v["isotropic"]],
+                              source=particles_source, progress=progress)
+        if lay.overlap_voxels:
+            warnings.append(f"{particles_source}: particle masks overlap on {lay.overlap_voxels} voxels "
+                            "(the earlier particle keeps them)")
+        if lay.centres_taken:
+            warnings.append(f"{particles_source}: {len(lay.centres_taken)} particle centre(s) lie in another "
+                            f"particle's mask (e.g. particle {lay.centres_taken[0]})")
+        if lay.clipped:
+            notes.append(f"{len(lay.clipped)} particle(s) clipped at the box edge")
+        ids = lay.particles.groupby("class_name")["class_id"].first().to_dict()
+        classes_json = {str(int(ids[n])): _class_json(table[n]) for n in sorted(table, key=lambda k: ids[k])}
+        slab = None
+    else:
+        nz = box[0]
+        thick = spec.get("slab_thickness", nz)
+        if thick > nz:
+            raise InputError(f"slab_thickness {thick} is larger than the box Z size {nz}")
+        z0 = (nz - thick) // 2
+        slab = (z0, z0 + thick)
+        table = class_table(spec, vs, cache_dir=cache_dir)
+        if not table:
+            raise InputError(f"{source}: no classes to place (add classes, vesicles or fiducials)")
+        classes = []
+        slab_voxels = thick * box[1] * box[2]
+        for i, c in enumerate(table, start=1):
+            count = c["count"]
+            if count is None:  # fraction -> count from the unrotated mask volume
+                cube, thr = prepare_template(c["density"], mask_threshold=spec["mask_threshold"], name=c["name"])
+                count = counts_from_fractions({c["name"]: c["fraction"]}, {c["name"]: int((cube > thr).sum())},
+                                              slab_voxels)[c["name"]]
+            classes.append(LayoutClass(class_id=i, name=c["name"], template=c["density"], count=int(count),
+                                       isotropic=c["isotropic"]))
+        total = sum(c.count for c in classes)
+        if progress_total:
+            progress_total(total)
+        lay = random_layout(classes, box, seed=seed, slab_z=slab, mask_threshold=spec["mask_threshold"],
+                            order=order, max_tries=spec["max_tries"], allow_fewer=allow_fewer, progress=progress)
+        if sum(lay.placed.values()) < total:
+            warnings.append("only {} of {} requested particles fit ({})".format(
+                sum(lay.placed.values()), total,
+                ", ".join(f"{k} {lay.placed[k]}/{lay.requested[k]}" for k in lay.requested
+                          if lay.placed[k] < lay.requested[k])))
+        classes_json = {str(c.class_id): _class_json(t) for c, t in zip(classes, table)}
+    occupied = float(np.count_nonzero(lay.occupancy))
+    frac_den = (slab[1] - slab[0]) * box[1] * box[2] if slab else int(np.prod(box))
+    summary = {"n_particles": int(len(lay.particles)), "requested": lay.requested, "placed": lay.placed,
+               "slab_z": list(slab) if slab else None, "occupied_fraction": occupied / frac_den,
+               "classes": classes_json}
+    return LayoutResult(layout=lay, spec=spec, classes=classes_json, slab_z=slab, summary=summary,
+                        warnings=warnings, notes=notes)
 
 
 # --------------------------------------------------------------------------------------------------

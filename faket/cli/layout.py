@@ -132,190 +132,67 @@ def _parse_box(text: str):
 # run
 
 
-def _load(spec_entry: dict, voxel_size_a: float, cache_dir):
-    from ..templates import load_template
-
-    kw = {}
-    if "map_voxel_size" in spec_entry:
-        kw["map_voxel_size_a"] = spec_entry["map_voxel_size"]
-    if "resolution" in spec_entry:
-        kw["resolution_a"] = spec_entry["resolution"]
-    return load_template(spec_entry["template"], voxel_size_a, name=spec_entry.get("name"),
-                         cache_dir=cache_dir, **kw)
-
-
-def _class_table(spec: dict, voxel_size_a: float, cache_dir, args):
-    """Spec -> list of (name, density, source, diameter_nm, count|None, fraction|None, isotropic)."""
-    from ..layout import fiducial_template, vesicle_template
-
-    out = []
-    for i, c in enumerate(spec["classes"]):
-        t = _load(c, voxel_size_a, cache_dir)
-        name = c.get("name") or t.name
-        out.append(dict(name=name, density=t.density, source=t.source, diameter_nm=float(t.diameter_nm),
-                        count=c.get("count"), fraction=c.get("fraction"), isotropic=False))
-    v = spec["vesicles"]
-    if v["count"] > 0:
-        out.append(dict(name=v["name"], density=vesicle_template(
-            v["diameter_nm"], voxel_size_a, membrane_thickness_nm=v["membrane_thickness_nm"], value=v["contrast"]),
-            source=f"vesicle: bilayer {v['membrane_thickness_nm']:g} nm", diameter_nm=float(v["diameter_nm"]),
-            count=v["count"], fraction=None, isotropic=True))
-    f = spec["fiducials"]
-    if f["count"] > 0:
-        out.append(dict(name=f["name"], density=fiducial_template(f["diameter_nm"], voxel_size_a, value=f["contrast"]),
-                        source="gold bead", diameter_nm=float(f["diameter_nm"]), count=f["count"],
-                        fraction=None, isotropic=True))
-    names = [c["name"] for c in out]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise InputError(f"class name {sorted(dup)[0]!r} is used twice (give the classes distinct names)")
-    return out
-
-
 def run(args) -> int:
     import json
     import time
     from pathlib import Path
 
-    import numpy as np
-
     from .. import layout as L
-    from ..layout import DEFAULT_FIDUCIALS, DEFAULT_VESICLES, default_spec
     from ..particles import read_particles, write_particles_csv, write_particles_star, write_shrec_locations
     from ._common import Step, check_not_same, info, progress, warn
 
     t0 = time.perf_counter()
-    spec = load_spec(args.spec) if args.spec else default_spec()
+    spec = load_spec(args.spec) if args.spec else L.default_spec()
     if args.box:
         spec["box"] = _parse_box(args.box)
+        if not args.spec:  # the default's 100-voxel slab shrinks with a smaller --box
+            spec["slab_thickness"] = min(spec["slab_thickness"], spec["box"][0])
     if args.voxel_size is not None:
         if not args.voxel_size > 0:
             raise InputError(f"--voxel-size {args.voxel_size}: must be positive")
         spec["voxel_size"] = float(args.voxel_size)
-    box = tuple(spec["box"])
-    vs = float(spec["voxel_size"])
-    order = 1 if spec["interpolation"] == "linear" else 3
+    box, vs = tuple(spec["box"]), float(spec["voxel_size"])
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
     targets = {name: outdir / name for name in OUTPUT_FILES}
     check_not_same([args.spec, args.particles], targets.values())
+    df = read_particles(args.particles, voxel_size_a=vs, box_zyx=box) if args.particles else None
 
-    if args.particles:
-        df = read_particles(args.particles, voxel_size_a=vs, box_zyx=box)
-        if len(df) == 0:
-            raise InputError(f"{args.particles}: no particles")
-        names_needed = list(dict.fromkeys(df["class_name"]))
-        by_name = {}
-        spec_by_name = {}
-        for c in spec["classes"]:
-            key = c.get("name") or Path(c["template"]).name.split(".")[0]
-            spec_by_name[key] = c
-        table = []
-        for name in names_needed:
-            if name in spec_by_name:
-                t = _load({**spec_by_name[name], "name": name}, vs, args.cache_dir)
-                table.append(dict(name=name, density=t.density, source=t.source, diameter_nm=t.diameter_nm,
-                                  isotropic=False))
-            elif name == spec["vesicles"]["name"] or name == "vesicle":
-                v = {**DEFAULT_VESICLES, **{k: x for k, x in spec["vesicles"].items() if k != "count"}}
-                table.append(dict(name=name, density=L.vesicle_template(
-                    v["diameter_nm"], vs, membrane_thickness_nm=v["membrane_thickness_nm"], value=v["contrast"]),
-                    source=f"vesicle: bilayer {v['membrane_thickness_nm']:g} nm", diameter_nm=v["diameter_nm"],
-                    isotropic=True))
-            elif name == spec["fiducials"]["name"] or name == "fiducial":
-                f = {**DEFAULT_FIDUCIALS, **{k: x for k, x in spec["fiducials"].items() if k != "count"}}
-                table.append(dict(name=name, density=L.fiducial_template(f["diameter_nm"], vs, value=f["contrast"]),
-                                  source="gold bead", diameter_nm=f["diameter_nm"], isotropic=True))
-            else:
-                from ..templates import BUILTIN_NAMES
+    with progress(desc="placing", unit="particle", args=args) as bar:
+        def total(n):
+            bar.total = n
+            bar.refresh()
 
-                if name not in BUILTIN_NAMES:
-                    raise InputError(f"{args.particles}: unknown class {name!r}: not in the spec's classes "
-                                     f"and not a built-in ({', '.join(BUILTIN_NAMES)})")
-                t = _load({"template": name}, vs, args.cache_dir)
-                table.append(dict(name=name, density=t.density, source=t.source, diameter_nm=t.diameter_nm,
-                                  isotropic=False))
-            by_name[name] = table[-1]
-        with progress(total=len(df), desc="placing", unit="particle", args=args) as bar:
-            lay = L.place_particles({k: v["density"] for k, v in by_name.items()}, df, box,
-                                    mask_threshold=spec["mask_threshold"], order=order,
-                                    isotropic=[k for k, v in by_name.items() if v["isotropic"]],
-                                    source=str(args.particles), progress=bar.update)
-        if lay.overlap_voxels:
-            warn(f"{args.particles}: particle masks overlap on {lay.overlap_voxels} voxels "
-                 "(the earlier particle keeps them)")
-        if lay.centres_taken:
-            warn(f"{args.particles}: {len(lay.centres_taken)} particle centre(s) lie in another particle's "
-                 f"mask (e.g. particle {lay.centres_taken[0]})")
-        if lay.clipped:
-            info(args, f"{len(lay.clipped)} particle(s) clipped at the box edge")
-        ids = lay.particles.groupby("class_name")["class_id"].first().to_dict()
-        classes_json = {str(int(ids[n])): {"name": n, "source": str(by_name[n]["source"]),
-                                           "diameter_nm": float(by_name[n]["diameter_nm"])}
-                        for n in sorted(by_name, key=lambda k: ids[k])}
-        slab = None
-    else:
-        nz = box[0]
-        thick = spec.get("slab_thickness", nz)
-        if not args.spec:  # the default's 100-voxel slab shrinks with a smaller --box
-            thick = min(thick, nz)
-        if thick > nz:
-            raise InputError(f"slab_thickness {thick} is larger than the box Z size {nz}")
-        z0 = (nz - thick) // 2
-        slab = (z0, z0 + thick)
-        table = _class_table(spec, vs, args.cache_dir, args)
-        if not table:
-            raise InputError(f"{args.spec}: no classes to place (add classes, vesicles or fiducials)")
-        classes = []
-        slab_voxels = thick * box[1] * box[2]
-        for i, c in enumerate(table, start=1):
-            count = c["count"]
-            if count is None:  # fraction -> count from the unrotated mask volume
-                cube, thr = L.prepare_template(c["density"], mask_threshold=spec["mask_threshold"], name=c["name"])
-                count = L.counts_from_fractions({c["name"]: c["fraction"]}, {c["name"]: int((cube > thr).sum())},
-                                                slab_voxels)[c["name"]]
-            classes.append(L.LayoutClass(class_id=i, name=c["name"], template=c["density"], count=int(count),
-                                         isotropic=c["isotropic"]))
-        total = sum(c.count for c in classes)
-        with progress(total=total, desc="placing", unit="particle", args=args) as bar:
-            try:
-                lay = L.random_layout(classes, box, seed=args.seed, slab_z=slab,
-                                      mask_threshold=spec["mask_threshold"], order=order,
-                                      max_tries=spec["max_tries"], allow_fewer=args.allow_fewer,
-                                      progress=bar.update)
-            except L.NotEnoughRoom as exc:
-                raise InputError(str(exc)) from None
-        if sum(lay.placed.values()) < total:
-            warn("only {} of {} requested particles fit ({})".format(
-                sum(lay.placed.values()), total,
-                ", ".join(f"{k} {lay.placed[k]}/{lay.requested[k]}" for k in lay.requested
-                          if lay.placed[k] < lay.requested[k])))
-        classes_json = {str(c.class_id): {"name": c.name, "source": str(t["source"]),
-                                          "diameter_nm": float(t["diameter_nm"])}
-                        for c, t in zip(classes, table)}
+        try:
+            res = L.make_layout(spec, seed=args.seed, particles=df, allow_fewer=args.allow_fewer,
+                                cache_dir=args.cache_dir, source=str(args.spec),
+                                particles_source=str(args.particles), progress=bar.update, progress_total=total)
+        except L.NotEnoughRoom as exc:
+            raise InputError(str(exc)) from None
+    for w in res.warnings:
+        warn(w)
+    for n in res.notes:
+        info(args, n)
 
-    df = lay.particles
-    occupied = float(np.count_nonzero(lay.occupancy))
-    frac_den = (slab[1] - slab[0]) * box[1] * box[2] if slab else int(np.prod(box))
-    summary = {"n_particles": int(len(df)), "requested": lay.requested, "placed": lay.placed,
-               "slab_z": list(slab) if slab else None, "occupied_fraction": occupied / frac_den,
-               "classes": classes_json}
-    params = {"spec_resolved": {k: v for k, v in spec.items()}, "box_zyx": list(box), "voxel_size_a": vs}
+    lay = res.layout
+    params = {"spec_resolved": dict(spec), "box_zyx": list(box), "voxel_size_a": vs}
+    extra = {"layout": res.summary}
     with Step("layout", args, inputs=[args.spec, args.particles]) as st:
-        st.write_mrc(targets["volume.mrc"], lay.density, vs, params=params, extra={"layout": summary})
+        st.write_mrc(targets["volume.mrc"], lay.density, vs, params=params, extra=extra)
         st.write_mrc(targets["class_mask.mrc"], lay.class_mask, vs, params=params,
-                     extra={"layout": summary, "meaning": "0 background, else class_id (classes.json)"})
+                     extra={**extra, "meaning": "0 background, else class_id (classes.json)"})
         st.write_mrc(targets["occupancy_mask.mrc"], lay.occupancy, vs, params=params,
-                     extra={"layout": summary, "meaning": "0 background, else particle_id (particles.csv)"})
-        st.path(targets["classes.json"]).write_text(json.dumps(classes_json, indent=2) + "\n")
-        write_particles_csv(df, st.path(targets["particles.csv"]))
-        write_particles_star(df, st.path(targets["particles.star"]), voxel_size_a=vs, box_zyx=box,
+                     extra={**extra, "meaning": "0 background, else particle_id (particles.csv)"})
+        st.path(targets["classes.json"]).write_text(json.dumps(res.classes, indent=2) + "\n")
+        write_particles_csv(lay.particles, st.path(targets["particles.csv"]))
+        write_particles_star(lay.particles, st.path(targets["particles.star"]), voxel_size_a=vs, box_zyx=box,
                              tomo_name=spec["tomo_name"])
-        write_shrec_locations(df, st.path(targets["particle_locations.txt"]))
-    for cid, c in classes_json.items():  # after success: an error stays one line
+        write_shrec_locations(lay.particles, st.path(targets["particle_locations.txt"]))
+    for cid, c in res.classes.items():  # after success: an error stays one line
         info(args, f"class {cid} {c['name']}: {c['source']}, ~{c['diameter_nm']:.1f} nm")
-    info(args, f"{len(df)} particles ({', '.join(f'{k} {v}' for k, v in lay.placed.items())}) in a "
-               f"{box[0]}x{box[1]}x{box[2]} box at {vs:g} A, {100 * occupied / frac_den:.1f}% of the "
-               f"{'slab' if slab else 'box'} occupied, {time.perf_counter() - t0:.1f} s -> {outdir}")
+    frac = res.summary["occupied_fraction"]
+    info(args, f"{len(lay.particles)} particles ({', '.join(f'{k} {v}' for k, v in lay.placed.items())}) in a "
+               f"{box[0]}x{box[1]}x{box[2]} box at {vs:g} A, {100 * frac:.1f}% of the "
+               f"{'slab' if res.slab_z else 'box'} occupied, {time.perf_counter() - t0:.1f} s -> {outdir}")
     return 0
