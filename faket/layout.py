@@ -94,6 +94,12 @@ class Layout:
     overlap_voxels: int = 0
     centres_taken: list[int] = field(default_factory=list)
     clipped: list[int] = field(default_factory=list)
+    # cellular layouts (membranes, filaments): None without them
+    membrane_mask: np.ndarray | None = None          # uint8: 1 on membrane bilayer voxels
+    membranes: pd.DataFrame | None = None            # one row per membrane
+    filaments: pd.DataFrame | None = None            # polylines: one row per point
+    subunits: pd.DataFrame | None = None             # one row per filament subunit
+    instances: pd.DataFrame | None = None            # occupancy id -> kind, class, item id
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,16 +115,38 @@ DEFAULT_FIDUCIALS = {"count": 5, "diameter_nm": 10.0, "contrast": 10.0, "name": 
 
 
 _CLASS_KEYS = {"template": str, "name": str, "count": int, "fraction": float, "map_voxel_size": float,
-               "resolution": float}
+               "resolution": float, "membrane": str, "insertion_nm": float, "axis": "vec3", "leaflet": str}
 _VESICLE_KEYS = {"count": int, "diameter_nm": float, "membrane_thickness_nm": float, "contrast": float,
                  "name": str}
 _FIDUCIAL_KEYS = {"count": int, "diameter_nm": float, "contrast": float, "name": str}
 _TOP_KEYS = {"box": list, "voxel_size": float, "slab_thickness": int, "mask_threshold": float,
              "interpolation": str, "max_tries": int, "tomo_name": str, "classes": list, "vesicles": dict,
-             "fiducials": dict}
+             "fiducials": dict, "membranes": list, "filaments": list}
+_MEMBRANE_KEYS = {"shape": str, "count": int, "size_nm": "size", "thickness_nm": float, "length_nm": float,
+                  "normal": "vec3", "axis": "vec3", "contrast": float, "name": str}
+_FILAMENT_KEYS = {"type": str, "count": int, "length_nm": float, "persistence_length_nm": float, "name": str,
+                  "contrast": float, "template": str, "rise_nm": float, "twist_deg": float, "radius_nm": float,
+                  "map_voxel_size": float, "resolution": float}
+#: defaults of a ``membranes`` entry; ``size_nm`` by shape (outer diameter; ellipsoid: outer semi-axes)
+DEFAULT_MEMBRANE = {"count": 1, "thickness_nm": 4.5, "contrast": 1.0}
+DEFAULT_MEMBRANE_SIZE_NM = {"sphere": 100.0, "ellipsoid": [60.0, 45.0, 35.0], "tube": 40.0}
+#: defaults of a ``filaments`` entry (persistence length by type: filaments.FILAMENT_TYPES)
+DEFAULT_FILAMENT = {"count": 1, "length_nm": 200.0, "contrast": 1.0}
+LEAFLETS = ("outer", "inner", "both")
 
 
 def _typed(value, typ, where: str):
+    if typ == "vec3":
+        if (not isinstance(value, list) or len(value) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise InputError(f"{where}: expected three numbers [x, y, z], got {value!r}")
+        if not any(value):
+            raise InputError(f"{where}: must not be the zero vector")
+        return [float(v) for v in value]
+    if typ == "size":
+        if isinstance(value, list):
+            return _typed(value, "vec3", where)
+        return _typed(value, float, where)
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InputError(f"{where}: expected an integer, got {value!r}")
@@ -196,6 +224,17 @@ def validate_spec(raw, source: str = "spec") -> dict:
             raise InputError(f"{where}.fraction: must be in [0, 1)")
         if "count" not in c and "fraction" not in c:
             c["count"] = DEFAULT_COUNT_PER_CLASS
+        mp_keys = [k for k in ("insertion_nm", "axis", "leaflet") if k in c]
+        if "membrane" in c:
+            if "fraction" in c:
+                raise InputError(f"{where}: a membrane protein class takes a count, not a fraction")
+            c.setdefault("insertion_nm", 0.0)
+            c.setdefault("axis", [0.0, 0.0, 1.0])
+            c.setdefault("leaflet", "outer")
+            if c["leaflet"] not in LEAFLETS:
+                raise InputError(f"{where}.leaflet: expected one of {', '.join(LEAFLETS)}, got {c['leaflet']!r}")
+        elif mp_keys:
+            raise InputError(f"{where}: {mp_keys[0]} needs membrane: <membrane name>")
         classes.append(c)
     spec["classes"] = classes
     for key, keys, default in (("vesicles", _VESICLE_KEYS, DEFAULT_VESICLES),
@@ -211,7 +250,94 @@ def validate_spec(raw, source: str = "spec") -> dict:
             if k in merged and merged[k] <= 0:
                 raise InputError(f"{source}.{key}.{k}: must be positive")
         spec[key] = merged
+    spec["membranes"] = [_membrane_entry(m, f"{source}.membranes[{i}]") for i, m in enumerate(spec.get("membranes", []))]
+    spec["filaments"] = [_filament_entry(f, f"{source}.filaments[{i}]") for i, f in enumerate(spec.get("filaments", []))]
+    mnames = [m["name"] for m in spec["membranes"]]
+    for i, c in enumerate(classes):
+        if "membrane" in c and c["membrane"] not in mnames:
+            raise InputError(f"{source}.classes[{i}].membrane: no membrane named {c['membrane']!r} "
+                             f"(membranes: {', '.join(mnames) or 'none'})")
     return spec
+
+
+def _positive(sec: dict, keys, where: str) -> None:
+    for k in keys:
+        v = sec.get(k)
+        if v is not None and (min(v) if isinstance(v, list) else v) <= 0:
+            raise InputError(f"{where}.{k}: must be positive")
+
+
+def _membrane_entry(m, where: str) -> dict:
+    from .membranes import SHAPES
+
+    if not isinstance(m, dict):
+        raise InputError(f"{where}: expected a mapping with shape, count, size_nm, ...")
+    m = _section(m, _MEMBRANE_KEYS, where)
+    if "shape" not in m:
+        raise InputError(f"{where}: missing key 'shape' ({' | '.join(SHAPES)})")
+    shape = m["shape"]
+    if shape not in SHAPES:
+        raise InputError(f"{where}.shape: expected one of {', '.join(SHAPES)}, got {shape!r}")
+    out = {**DEFAULT_MEMBRANE, "name": f"{shape}_membrane", **m}
+    if shape == "plane":
+        for k in ("size_nm", "length_nm", "axis"):
+            if k in m:
+                raise InputError(f"{where}.{k}: does not apply to a plane (it crosses the box; orient it with normal)")
+        out.setdefault("normal", [0.0, 0.0, 1.0])
+    else:
+        if "normal" in m:
+            raise InputError(f"{where}.normal: applies to planes only (tubes take axis)")
+        if "axis" in m and shape != "tube":
+            raise InputError(f"{where}.axis: applies to tubes only")
+        if "length_nm" in m and shape != "tube":
+            raise InputError(f"{where}.length_nm: applies to tubes only")
+        out.setdefault("size_nm", DEFAULT_MEMBRANE_SIZE_NM[shape])
+        if shape == "ellipsoid" and not isinstance(out["size_nm"], list):
+            raise InputError(f"{where}.size_nm: an ellipsoid takes three outer semi-axes [a, b, c] in nm")
+        if shape != "ellipsoid" and isinstance(out["size_nm"], list):
+            raise InputError(f"{where}.size_nm: a {shape} takes one outer diameter in nm")
+        _positive(out, ("size_nm", "length_nm"), where)
+        radius = min(out["size_nm"]) if shape == "ellipsoid" else out["size_nm"] / 2
+        if radius <= out["thickness_nm"]:
+            raise InputError(f"{where}.size_nm: too small for a {out['thickness_nm']:g} nm bilayer")
+    if out["count"] < 0:
+        raise InputError(f"{where}.count: must be >= 0")
+    _positive(out, ("thickness_nm", "contrast"), where)
+    return out
+
+
+def _filament_entry(f, where: str) -> dict:
+    from .filaments import FILAMENT_TYPES
+
+    if not isinstance(f, dict):
+        raise InputError(f"{where}: expected a mapping with type, count, length_nm, ...")
+    f = _section(f, _FILAMENT_KEYS, where)
+    if "type" not in f:
+        raise InputError(f"{where}: missing key 'type' ({' | '.join(FILAMENT_TYPES)})")
+    kind = f["type"]
+    if kind not in FILAMENT_TYPES:
+        raise InputError(f"{where}.type: expected one of {', '.join(FILAMENT_TYPES)}, got {kind!r}")
+    custom_keys = ("template", "rise_nm", "twist_deg", "radius_nm", "map_voxel_size", "resolution")
+    if kind == "custom":
+        if "template" not in f:
+            raise InputError(f"{where}: a custom filament needs template (its monomer) and rise_nm")
+        if "rise_nm" not in f:
+            raise InputError(f"{where}: a custom filament needs rise_nm")
+    else:
+        bad = [k for k in custom_keys if k in f]
+        if bad:
+            raise InputError(f"{where}.{bad[0]}: applies to custom filaments only")
+    out = {**DEFAULT_FILAMENT, "name": kind,
+           "persistence_length_nm": FILAMENT_TYPES[kind].persistence_length_nm, **f}
+    if kind == "custom":
+        out.setdefault("twist_deg", 0.0)
+        out.setdefault("radius_nm", 0.0)
+        if out["radius_nm"] < 0:
+            raise InputError(f"{where}.radius_nm: must be >= 0")
+    if out["count"] < 0:
+        raise InputError(f"{where}.count: must be >= 0")
+    _positive(out, ("length_nm", "persistence_length_nm", "contrast", "rise_nm"), where)
+    return out
 
 
 def default_spec() -> dict:
@@ -251,9 +377,13 @@ def _template_entry(c: dict, voxel_size_a: float, cache_dir, name: str | None = 
     if "resolution" in c:
         kw["resolution_a"] = c["resolution"]
     t = load_template(c["template"], voxel_size_a, name=name or c.get("name"), cache_dir=cache_dir, **kw)
-    return dict(name=name or c.get("name") or t.name, kind="particle", density=t.density, source=t.source,
-                diameter_nm=float(t.diameter_nm), count=c.get("count"), fraction=c.get("fraction"),
-                isotropic=False)
+    kind = "membrane_protein" if "membrane" in c else "particle"
+    out = dict(name=name or c.get("name") or t.name, kind=kind, density=t.density, source=t.source,
+               diameter_nm=float(t.diameter_nm), count=c.get("count"), fraction=c.get("fraction"),
+               isotropic=False)
+    if kind == "membrane_protein":
+        out.update({k: c[k] for k in ("membrane", "insertion_nm", "axis", "leaflet")})
+    return out
 
 
 def _vesicle_entry(v: dict, voxel_size_a: float, name: str | None = None) -> dict:
@@ -313,7 +443,32 @@ def class_table(spec: dict, voxel_size_a: float, *, cache_dir=None, names: Seque
 
 
 def _class_json(entry: dict) -> dict:
-    return {"name": entry["name"], "source": str(entry["source"]), "diameter_nm": float(entry["diameter_nm"])}
+    return {"name": entry["name"], "kind": entry["kind"], "source": str(entry["source"]),
+            "diameter_nm": float(entry["diameter_nm"])}
+
+
+def _structure_classes(spec: dict, first_id: int) -> dict[str, dict]:
+    """classes.json entries of the spec's membranes and filaments (ids after the particle classes)."""
+    out = {}
+    i = first_id
+    for m in spec["membranes"]:
+        size = m.get("size_nm")
+        out[str(i)] = {"name": m["name"], "kind": "membrane", "source": f"membrane: {m['shape']}, bilayer "
+                       f"{m['thickness_nm']:g} nm", "diameter_nm": float(max(size) * 2 if isinstance(size, list)
+                                                                         else size) if size else None,
+                       "shape": m["shape"], "thickness_nm": m["thickness_nm"]}
+        i += 1
+    for f in spec["filaments"]:
+        from .filaments import FILAMENT_TYPES
+
+        kind = FILAMENT_TYPES[f["type"]]
+        out[str(i)] = {"name": f["name"], "kind": "filament",
+                       "source": f"filament: {f['type']}" + (f" of {f['template']}" if f["type"] == "custom" else ""),
+                       "diameter_nm": 2 * kind.outer_radius_nm() if f["type"] != "custom" else None,
+                       "type": f["type"], "length_nm": f["length_nm"],
+                       "persistence_length_nm": f["persistence_length_nm"]}
+        i += 1
+    return out
 
 
 def make_layout(spec: dict, *, seed: int = 0, particles: pd.DataFrame | None = None, allow_fewer: bool = False,
@@ -352,6 +507,9 @@ def make_layout(spec: dict, *, seed: int = 0, particles: pd.DataFrame | None = N
                             f"particle's mask (e.g. particle {lay.centres_taken[0]})")
         if lay.clipped:
             notes.append(f"{len(lay.clipped)} particle(s) clipped at the box edge")
+        if spec["membranes"] or spec["filaments"]:
+            warnings.append(f"{particles_source}: the spec's membranes and filaments are not placed with a "
+                            "particle list (only the listed particles are)")
         ids = lay.particles.groupby("class_name")["class_id"].first().to_dict()
         classes_json = {str(int(ids[n])): _class_json(table[n]) for n in sorted(table, key=lambda k: ids[k])}
         slab = None
@@ -363,7 +521,7 @@ def make_layout(spec: dict, *, seed: int = 0, particles: pd.DataFrame | None = N
         z0 = (nz - thick) // 2
         slab = (z0, z0 + thick)
         table = class_table(spec, vs, cache_dir=cache_dir)
-        if not table:
+        if not table and not (spec["membranes"] or spec["filaments"]):
             raise InputError(f"{source}: no classes to place (add classes, vesicles or fiducials)")
         classes = []
         slab_voxels = thick * box[1] * box[2]
@@ -378,14 +536,22 @@ def make_layout(spec: dict, *, seed: int = 0, particles: pd.DataFrame | None = N
         total = sum(c.count for c in classes)
         if progress_total:
             progress_total(total)
-        lay = random_layout(classes, box, seed=seed, slab_z=slab, mask_threshold=spec["mask_threshold"],
-                            order=order, max_tries=spec["max_tries"], allow_fewer=allow_fewer, progress=progress)
-        if sum(lay.placed.values()) < total:
-            warnings.append("only {} of {} requested particles fit ({})".format(
-                sum(lay.placed.values()), total,
+        if spec["membranes"] or spec["filaments"]:
+            lay = _cellular_layout(spec, table, classes, box, slab, seed=seed, order=order,
+                                   allow_fewer=allow_fewer, cache_dir=cache_dir, progress=progress)
+            what = "structures"
+        else:
+            lay = random_layout(classes, box, seed=seed, slab_z=slab, mask_threshold=spec["mask_threshold"],
+                                order=order, max_tries=spec["max_tries"], allow_fewer=allow_fewer,
+                                progress=progress)
+            what = "particles"
+        if sum(lay.placed.values()) < sum(lay.requested.values()):
+            warnings.append("only {} of {} requested {} fit ({})".format(
+                sum(lay.placed.values()), sum(lay.requested.values()), what,
                 ", ".join(f"{k} {lay.placed[k]}/{lay.requested[k]}" for k in lay.requested
                           if lay.placed[k] < lay.requested[k])))
         classes_json = {str(c.class_id): _class_json(t) for c, t in zip(classes, table)}
+        classes_json.update(_structure_classes(spec, len(classes) + 1))
     occupied = float(np.count_nonzero(lay.occupancy))
     frac_den = (slab[1] - slab[0]) * box[1] * box[2] if slab else int(np.prod(box))
     summary = {"n_particles": int(len(lay.particles)), "requested": lay.requested, "placed": lay.placed,
@@ -581,15 +747,18 @@ def random_layout(classes: Sequence[LayoutClass], box_zyx: Sequence[int], *, see
                   slab_z: tuple[int, int] | None = None, mask_threshold: float = 0.1, order: int = 1,
                   max_tries: int = 2000, tries_per_orientation: int = 250, give_up_after: int = 3,
                   allow_fewer: bool = False,
-                  progress: Callable[[int], None] | None = None) -> Layout:
+                  progress: Callable[[int], None] | None = None, canvas: "_Canvas | None" = None,
+                  first_id: int = 1) -> Layout:
     """Place ``cls.count`` copies of every class at random, without mask overlaps.
 
     ``slab_z = (z0, z1)`` confines whole particle masks to Z indices ``[z0, z1)`` (default: the box).
     Raises :class:`NotEnoughRoom` (an :class:`InputError` that carries the partial layout) when some
     particles did not fit, unless ``allow_fewer``. ``progress(n)`` is called with each finished particle.
+    ``canvas`` (internal) fills a volume that already holds other structures; ids start at ``first_id``.
     """
     _check_classes(classes)
-    canvas = _Canvas(box_zyx, max([c.class_id for c in classes], default=1))
+    if canvas is None:
+        canvas = _Canvas(box_zyx, max([c.class_id for c in classes], default=1))
     nz = canvas.shape[0]
     z0, z1 = (0, nz) if slab_z is None else (int(slab_z[0]), int(slab_z[1]))
     if not (0 <= z0 < z1 <= nz):
@@ -603,7 +772,7 @@ def random_layout(classes: Sequence[LayoutClass], box_zyx: Sequence[int], *, see
     rows: list[tuple] = []
     placed = {c.name: 0 for c in classes}
     requested = {c.name: int(c.count) for c in classes}
-    pid = 0
+    pid = first_id - 1
     for p in prepared:
         fails = 0
         for _ in range(p.cls.count):
@@ -743,4 +912,407 @@ def place_particles(templates: Mapping[str, np.ndarray], particles: pd.DataFrame
     counts = df["class_name"].value_counts().to_dict()
     layout.requested = {k: int(v) for k, v in counts.items()}
     layout.placed = dict(layout.requested)
+    return layout
+
+
+# --------------------------------------------------------------------------------------------------
+# cellular structures: membranes, filaments, membrane proteins (see faket.membranes, faket.filaments)
+
+
+def _rotation_relion(mat: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    from .rotation import rotation_to_relion
+
+    return rotation_to_relion(Rotation.from_matrix(mat))
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q = rng.standard_normal(4)
+    q /= np.linalg.norm(q)
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_quat(q).as_matrix()
+
+
+def _spin(axis, angle) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    a = np.asarray(axis, float)
+    return Rotation.from_rotvec(a / np.linalg.norm(a) * angle).as_matrix()
+
+
+def _draw_membrane(entry: dict, rng: np.random.Generator, box, slab, vs_nm: float):
+    """A random membrane of a spec entry, or None when it cannot fit the box / slab at all."""
+    from .membranes import Membrane, align_rotation
+
+    nz, ny, nx = box
+    z0, z1 = slab
+    t = entry["thickness_nm"] / vs_nm
+    shape = entry["shape"]
+    lo = np.array([0.0, 0.0, z0])
+    hi = np.array([nx - 1.0, ny - 1.0, z1 - 1.0])
+    if shape == "plane":
+        n = np.asarray(entry["normal"], float)
+        rot = align_rotation([0, 0, 1], n) @ _spin([0, 0, 1], rng.uniform(0, 2 * np.pi))
+        half = t / 2 + 1
+        if z1 - z0 < 2 * half:
+            return None
+        c = np.array([rng.uniform(0, nx - 1), rng.uniform(0, ny - 1), rng.uniform(z0 + half, z1 - 1 - half)])
+        return Membrane("plane", c, rot, np.zeros(3), t)
+    if shape == "tube":
+        r_out = entry["size_nm"] / 2 / vs_nm
+        a = (np.asarray(entry["axis"], float) if "axis" in entry
+             else np.array([np.cos(p := rng.uniform(0, np.pi)), np.sin(p), 0.0]))
+        a /= np.linalg.norm(a)
+        rot = align_rotation([0, 0, 1], a) @ _spin([0, 0, 1], rng.uniform(0, 2 * np.pi))
+        half_len = entry["length_nm"] / 2 / vs_nm if "length_nm" in entry else np.inf
+        radii = np.array([r_out - t / 2, r_out - t / 2, half_len])
+        if np.isfinite(half_len):   # a finite tube lies wholly inside the slab
+            ext = np.abs(a) * half_len + (r_out + 1) * np.sqrt(np.clip(1 - a ** 2, 0, 1))
+        else:                       # an endless one is cut by the box, not by the slab's Z faces
+            ext = (r_out + 1) * np.sqrt(np.clip(1 - a ** 2, 0, 1))
+            ext[:2] = 0
+        if np.any(hi - ext < lo + ext):
+            return None
+        return Membrane("tube", lo + ext + rng.random(3) * (hi - lo - 2 * ext), rot, radii, t)
+    if shape == "sphere":
+        r_out = entry["size_nm"] / 2 / vs_nm
+        rot = np.eye(3)
+        radii = np.full(3, r_out - t / 2)
+        ext = np.full(3, r_out + 1)
+    else:
+        r_out = np.asarray(entry["size_nm"], float) / vs_nm
+        rot = _random_rotation(rng)
+        radii = r_out - t / 2
+        ext = np.sqrt(((rot * (r_out + 1)[None, :]) ** 2).sum(1))  # bounding box of a rotated ellipsoid
+    if np.any(hi - ext < lo + ext):
+        return None
+    return Membrane(shape, lo + ext + rng.random(3) * (hi - lo - 2 * ext), rot, radii, t)
+
+
+def _probe_taken(canvas: _Canvas, m, rng, slab, n: int = 96) -> bool:
+    """Cheap test before rendering: is any of ``n`` random points across the bilayer already taken?"""
+    shape = np.asarray(canvas.shape)
+    for _ in range(n):
+        hit = m.sample_surface(rng, canvas.shape, slab, max_tries=20)
+        if hit is None:
+            continue
+        p, nrm = hit
+        for k in (-0.5, 0.0, 0.5):
+            v = np.floor((p + k * m.thickness * nrm)[::-1] + 0.5).astype(np.int64)
+            if np.all(v >= 0) and np.all(v < shape) and canvas.occupancy[tuple(v)] != 0:
+                return True
+    return False
+
+
+def _place_membranes(canvas: _Canvas, entries, class_ids, rng, vs_nm, slab, membrane_mask, *, tries: int = 200):
+    """Membranes first (largest structures): no two share a mask voxel. Temporary ids -1, -2, ..."""
+    from .membranes import render_membrane
+
+    placed = []
+    for entry, cid in zip(entries, class_ids):
+        for _ in range(entry["count"]):
+            for _attempt in range(tries):
+                m = _draw_membrane(entry, rng, canvas.shape, slab, vs_nm)
+                if m is None:
+                    break
+                if _probe_taken(canvas, m, rng, slab):
+                    continue
+                flat, dens, mask = render_membrane(m, canvas.shape, slab, contrast=entry["contrast"])
+                mflat = flat[mask]
+                if len(mflat) == 0 or canvas.occ_flat[mflat].any():
+                    continue
+                tmp = -(len(placed) + 1)
+                canvas.occ_flat[mflat] = tmp
+                canvas.cls_flat[mflat] = cid
+                canvas.density.reshape(-1)[flat] += dens
+                membrane_mask.reshape(-1)[mflat] = 1
+                placed.append(dict(membrane=m, entry=entry, class_id=cid, tmp_id=tmp, n_voxels=int(len(mflat))))
+                break
+    return placed
+
+
+def _filament_templates(entry: dict, vs: float, cache_dir, mask_threshold: float):
+    if entry["type"] != "custom":
+        return None
+    t = _template_entry({k: entry[k] for k in ("template", "map_voxel_size", "resolution") if k in entry},
+                        vs, cache_dir)
+    cls = LayoutClass(class_id=1, name=entry["name"], template=t["density"])
+    return _prepare(cls, mask_threshold), float(t["diameter_nm"])
+
+
+def _render_filament(kind, pts, vs_nm, entry, custom, canvas_shape, mask_threshold, order, scale=None):
+    """Subunits + sparse density/mask of one filament along ``pts``."""
+    from .filaments import render_blobs, subunits
+
+    kw = {}
+    if entry["type"] == "custom":
+        kw = dict(rise_nm=entry["rise_nm"], twist_deg=entry["twist_deg"], radius_nm=entry["radius_nm"])
+    su = subunits(kind, pts, vs_nm, **kw)
+    angles = _rotation_relion(su["rot"]).reshape(-1, 3)
+    if custom is None:
+        flat, vals = render_blobs(su["blobs"], su["blob_weight"], kind.sigma_nm / vs_nm, canvas_shape)
+        if scale is None:
+            scale = entry["contrast"] / float(vals.max())
+        vals = vals * np.float32(scale)
+        mask = vals > mask_threshold * entry["contrast"]
+        return su, angles, flat, vals, flat[mask], scale
+    prep = custom[0]
+    nz, ny, nx = canvas_shape
+    strides = np.array([ny * nx, nx, 1])
+    flats, vals_l, masks = [], [], []
+    for pos, ang in zip(su["pos"], angles):
+        czyx = pos[::-1]
+        c = np.floor(czyx + 0.5).astype(np.int64)
+        inst = _instance(prep, ang, order, shift_zyx=czyx - c)
+        g = np.stack(np.meshgrid(*[np.arange(s) for s in inst.dens.shape], indexing="ij"), -1).reshape(-1, 3)
+        vox = c + inst.dens_lo + g
+        ok = np.all((vox >= 0) & (vox < np.asarray(canvas_shape)), axis=1)
+        flats.append(vox[ok] @ strides)
+        vals_l.append(inst.dens.reshape(-1)[ok])
+        mv = c + inst.mask_off
+        mok = np.all((mv >= 0) & (mv < np.asarray(canvas_shape)), axis=1)
+        masks.append(mv[mok] @ strides)
+    flat = np.concatenate(flats)
+    uniq, inv = np.unique(flat, return_inverse=True)
+    vals = (np.bincount(inv, weights=np.concatenate(vals_l)) * entry["contrast"]).astype(np.float32)
+    return su, angles, uniq, vals, np.unique(np.concatenate(masks)), 1.0
+
+
+def _place_filaments(canvas: _Canvas, entries, class_ids, rng, vs: float, slab, *, mask_threshold, order,
+                     cache_dir, first_tmp: int, tries: int = 60):
+    from .filaments import FILAMENT_TYPES, random_path
+
+    vs_nm = vs / 10.0
+    nz, ny, nx = canvas.shape
+    z0, z1 = slab
+    placed = []
+    # thickest first (as particles: largest first), then in spec order
+    todo = sorted(zip(entries, class_ids), key=lambda ec: (-FILAMENT_TYPES[ec[0]["type"]].outer_radius_nm(), ec[1]))
+    for entry, cid in todo:
+        if entry["count"] == 0:
+            continue
+        kind = FILAMENT_TYPES[entry["type"]]
+        custom = _filament_templates(entry, vs, cache_dir, mask_threshold)
+        outer = kind.outer_radius_nm(custom[1] / 2 if custom else 0.0) / vs_nm
+        margin = outer + 1.0
+        length = entry["length_nm"] / vs_nm
+        lp = entry["persistence_length_nm"] / vs_nm
+        step = max(1.0, 1.0 / vs_nm)                  # ~1 nm, at least one voxel
+        room_z = (z1 - z0 - 1) - 2 * margin
+        if room_z < 0:
+            continue
+        # reference scale (blobs): the maximum of a straight piece -> contrast
+        scale = None
+        if custom is None:
+            ref = np.stack([np.full(60, nx / 2), np.full(60, ny / 2), (z0 + z1) / 2 + np.linspace(-30, 30, 60)
+                            * max(1.0, 1.0 / vs_nm)], 1)
+            scale = _render_filament(kind, ref, vs_nm, entry, None, (10 ** 6,) * 3, mask_threshold, order)[5]
+        for _ in range(entry["count"]):
+            for _attempt in range(tries):
+                tz_max = min(1.0, room_z / length)
+                phi = rng.uniform(0, 2 * np.pi)
+                tz = rng.uniform(-tz_max, tz_max) * 0.9
+                d = np.array([np.cos(phi) * np.sqrt(1 - tz * tz), np.sin(phi) * np.sqrt(1 - tz * tz), tz])
+                lo = np.array([0.0, 0.0, z0])
+                hi = np.array([nx, ny, z1], float)
+                span = np.maximum(hi - 1 - lo - 2 * margin, 0)
+                for _s in range(200):   # a start whose straight chord stays inside
+                    start = lo + margin + rng.random(3) * span
+                    end = start + length * d
+                    if np.all(end >= lo + margin) and np.all(end <= hi - 1 - margin):
+                        break
+                else:
+                    continue
+                pts = random_path(rng, length, lp, lo, hi, step=step, margin=margin, start=start, direction=d)
+                if pts is None:
+                    continue
+                axis_vox = np.rint(pts[:, ::-1]).astype(np.int64) @ canvas.strides
+                if canvas.occ_flat[axis_vox].any():
+                    continue
+                su, angles, flat, vals, mflat, _ = _render_filament(kind, pts, vs_nm, entry, custom, canvas.shape,
+                                                                    mask_threshold, order, scale)
+                if len(mflat) == 0 or canvas.occ_flat[mflat].any():
+                    continue
+                mz = mflat // canvas.strides[0]
+                if mz.min() < z0 or mz.max() >= z1:
+                    continue
+                tmp = first_tmp - len(placed)
+                canvas.occ_flat[mflat] = tmp
+                canvas.cls_flat[mflat] = cid
+                canvas.density.reshape(-1)[flat] += vals
+                placed.append(dict(entry=entry, class_id=cid, tmp_id=tmp, path=pts, subunits=su, angles=angles,
+                                   n_voxels=int(len(mflat))))
+                break
+    return placed
+
+
+def _place_membrane_proteins(canvas: _Canvas, classes, membranes, rng, slab, *, mask_threshold, order, vs_nm,
+                             first_id: int, max_tries: int, progress=None):
+    """Membrane proteins on their membrane's surface, axis along the local normal, random spin about it.
+
+    A protein may cover voxels of its own membrane (it displaces the lipid there: the membrane's density
+    in the protein's mask is removed and the voxels become the protein's), never any other structure.
+    """
+    rows = []
+    pid = first_id - 1
+    z0, z1 = slab
+    shape = np.asarray(canvas.shape)
+    dens_flat = canvas.density.reshape(-1)
+    for cls, entry in classes:
+        prep = _prepare(cls, mask_threshold)
+        hosts = [m for m in membranes if m["entry"]["name"] == entry["membrane"]]
+        axis = np.asarray(entry["axis"], float)
+        axis /= np.linalg.norm(axis)
+        ins = entry["insertion_nm"] / vs_nm
+        for _ in range(cls.count):
+            done = False
+            for _attempt in range(min(max_tries, 400) if hosts else 0):
+                host = hosts[int(rng.integers(len(hosts)))]
+                hit = host["membrane"].sample_surface(rng, canvas.shape, slab)
+                if hit is None:
+                    continue
+                p, n = hit
+                side = {"outer": 1.0, "inner": -1.0}.get(entry["leaflet"]) or (1.0 if rng.random() < 0.5 else -1.0)
+                n = side * n
+                from .membranes import align_rotation
+
+                rot = align_rotation(axis, n) @ _spin(axis, rng.uniform(0, 2 * np.pi))
+                angles = _rotation_relion(rot)
+                centre_xyz = p + ins * n
+                czyx = centre_xyz[::-1]
+                c = np.floor(czyx + 0.5).astype(np.int64)
+                inst = _instance(prep, angles, order, shift_zyx=czyx - c)
+                vox = c + inst.mask_off
+                if vox[:, 0].min() < z0 or vox[:, 0].max() >= z1 or np.any(vox.min(0) < 0) or np.any(vox.max(0) >= shape):
+                    continue
+                flat = vox @ canvas.strides
+                cur = canvas.occ_flat[flat]
+                if not np.all((cur == 0) | (cur == host["tmp_id"])):
+                    continue
+                pid += 1
+                lipid = flat[cur == host["tmp_id"]]
+                dens_flat[lipid] = 0.0
+                canvas.occ_flat[flat] = pid
+                canvas.cls_flat[flat] = cls.class_id
+                canvas.add_density(inst, c)
+                rows.append((pid, cls.class_id, cls.name, float(centre_xyz[0]), float(centre_xyz[1]),
+                             float(centre_xyz[2]), *(float(a) for a in angles)))
+                done = True
+                break
+            if progress:
+                progress(1)
+            if not done:
+                pass
+    return rows
+
+
+MEMBRANE_COLUMNS = ("membrane_id", "instance_id", "class_id", "class_name", "shape", "x", "y", "z",
+                    "radius_x_nm", "radius_y_nm", "radius_z_nm", "thickness_nm", "rot", "tilt", "psi", "n_voxels")
+FILAMENT_COLUMNS = ("filament_id", "instance_id", "class_id", "class_name", "point", "x", "y", "z", "arc_nm")
+SUBUNIT_COLUMNS = ("filament_id", "instance_id", "class_id", "class_name", "subunit", "strand", "x", "y", "z",
+                   "rot", "tilt", "psi")
+INSTANCE_COLUMNS = ("instance_id", "kind", "class_id", "class_name", "item_id")
+
+
+def _cellular_tables(membranes, filaments, n_particles: int, vs_nm: float, point_spacing_nm: float = 4.0):
+    mrows = []
+    for k, m in enumerate(membranes, start=1):
+        mem = m["membrane"]
+        half = mem.thickness / 2
+        if mem.shape == "plane":
+            r = (np.nan, np.nan, np.nan)
+        elif mem.shape == "tube":
+            r = ((mem.radii[0] + half) * vs_nm, (mem.radii[1] + half) * vs_nm,
+                 mem.radii[2] * vs_nm if np.isfinite(mem.radii[2]) else np.inf)
+        else:
+            r = tuple((mem.radii + half) * vs_nm)
+        ang = _rotation_relion(mem.rotation)
+        mrows.append((k, n_particles + k, m["class_id"], m["entry"]["name"], mem.shape, *mem.centre, *r,
+                      mem.thickness * vs_nm, *ang, m["n_voxels"]))
+    nm = len(membranes)
+    prow, srow = [], []
+    for f, fil in enumerate(filaments, start=1):
+        iid = n_particles + nm + f
+        name = fil["entry"]["name"]
+        pts = fil["path"]
+        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+        arc = np.concatenate([[0.0], np.cumsum(seg)]) * vs_nm
+        every = max(1, int(round(point_spacing_nm / max(1e-9, float(np.median(seg)) * vs_nm))))
+        idx = list(range(0, len(pts), every))
+        if idx[-1] != len(pts) - 1:
+            idx.append(len(pts) - 1)
+        for j, i in enumerate(idx):
+            prow.append((f, iid, fil["class_id"], name, j, *pts[i], arc[i]))
+        su = fil["subunits"]
+        order = np.lexsort((su["strand"], su["index"]))   # along the filament (actin: the genetic helix)
+        for j, i in enumerate(order):
+            srow.append((f, iid, fil["class_id"], name, j, int(su["strand"][i]), *su["pos"][i], *fil["angles"][i]))
+    mdf = pd.DataFrame(mrows, columns=list(MEMBRANE_COLUMNS))
+    fdf = pd.DataFrame(prow, columns=list(FILAMENT_COLUMNS))
+    sdf = pd.DataFrame(srow, columns=list(SUBUNIT_COLUMNS))
+    return mdf, fdf, sdf
+
+
+def _cellular_layout(spec: dict, table: list[dict], classes: list[LayoutClass], box, slab, *, seed: int,
+                     order: int, allow_fewer: bool, cache_dir, progress=None) -> Layout:
+    """Membranes, then filaments, then membrane proteins, then soluble particles (largest first)."""
+    vs = float(spec["voxel_size"])
+    vs_nm = vs / 10.0
+    k = len(classes)
+    m_ids = list(range(k + 1, k + 1 + len(spec["membranes"])))
+    f_ids = list(range(m_ids[-1] + 1 if m_ids else k + 1,
+                       (m_ids[-1] + 1 if m_ids else k + 1) + len(spec["filaments"])))
+    canvas = _Canvas(box, max([k] + m_ids + f_ids))
+    membrane_mask = np.zeros(canvas.shape, np.uint8)
+    rng_s = np.random.default_rng([seed, 15])          # structures; soluble particles keep default_rng(seed)
+    membranes = _place_membranes(canvas, spec["membranes"], m_ids, rng_s, vs_nm, slab, membrane_mask)
+    filaments = _place_filaments(canvas, spec["filaments"], f_ids, rng_s, vs, slab,
+                                 mask_threshold=spec["mask_threshold"], order=order, cache_dir=cache_dir,
+                                 first_tmp=-(len(membranes) + 1))
+    mp = [(c, t) for c, t in zip(classes, table) if t["kind"] == "membrane_protein" and c.count > 0]
+    rows = _place_membrane_proteins(canvas, mp, membranes, rng_s, slab, mask_threshold=spec["mask_threshold"],
+                                    order=order, vs_nm=vs_nm, first_id=1, max_tries=spec["max_tries"],
+                                    progress=progress)
+    soluble = [c for c, t in zip(classes, table) if t["kind"] != "membrane_protein"]
+    lay = random_layout(soluble, box, seed=seed, slab_z=slab, mask_threshold=spec["mask_threshold"], order=order,
+                        max_tries=spec["max_tries"], allow_fewer=True, progress=progress, canvas=canvas,
+                        first_id=len(rows) + 1)
+    mp_df = pd.DataFrame(rows, columns=list(COLUMNS)) if rows else None
+    df = lay.particles if mp_df is None else check_particles(
+        pd.concat([mp_df, lay.particles], ignore_index=True), "layout")
+    n = len(df)
+    neg = canvas.occupancy < 0
+    canvas.occupancy[neg] = n - canvas.occupancy[neg]        # -k -> n + k
+    mdf, fdf, sdf = _cellular_tables(membranes, filaments, n, vs_nm)
+    requested = {c.name: int(c.count) for c in classes}
+    placed = dict(lay.placed)
+    for c, _ in mp:
+        placed[c.name] = int((df["class_name"] == c.name).sum())
+    for c, t in zip(classes, table):
+        placed.setdefault(c.name, 0)
+    for e in spec["membranes"]:
+        requested[e["name"]] = int(e["count"])
+        placed[e["name"]] = sum(1 for m in membranes if m["entry"] is e)
+    for e in spec["filaments"]:
+        requested[e["name"]] = int(e["count"])
+        placed[e["name"]] = sum(1 for f in filaments if f["entry"] is e)
+    placed = {k2: placed[k2] for k2 in requested}
+    mp_names = {c.name for c, _ in mp}
+    inst = [(int(r.particle_id), "membrane_protein" if r.class_name in mp_names else "particle", int(r.class_id),
+             r.class_name, int(r.particle_id)) for r in df.itertuples(index=False)]
+    inst += [(int(r.instance_id), "membrane", int(r.class_id), r.class_name, int(r.membrane_id))
+             for r in mdf.itertuples(index=False)]
+    inst += [(n + len(membranes) + f, "filament", fil["class_id"], fil["entry"]["name"], f)
+             for f, fil in enumerate(filaments, start=1)]
+    layout = Layout(density=canvas.density, class_mask=canvas.class_mask, occupancy=canvas.occupancy, particles=df,
+                    requested=requested, placed=placed, membrane_mask=membrane_mask, membranes=mdf, filaments=fdf,
+                    subunits=sdf, instances=pd.DataFrame(inst, columns=list(INSTANCE_COLUMNS)))
+    short = {k2: (placed[k2], requested[k2]) for k2 in requested if placed[k2] < requested[k2]}
+    if short and not allow_fewer:
+        detail = ", ".join(f"{k2} {a}/{b}" for k2, (a, b) in short.items())
+        raise NotEnoughRoom(f"only {sum(placed.values())} of {sum(requested.values())} requested structures fit "
+                            f"({detail}); lower the counts/sizes, enlarge the box or slab, or pass --allow-fewer",
+                            layout)
     return layout

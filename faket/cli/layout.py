@@ -75,6 +75,9 @@ def __getattr__(name):
 
 OUTPUT_FILES = ("volume.mrc", "class_mask.mrc", "occupancy_mask.mrc", "classes.json", "particles.csv",
                 "particles.star", "particle_locations.txt")
+#: written too when the spec has membranes or filaments
+CELLULAR_FILES = ("membrane_mask.mrc", "instances.csv", "membranes.csv", "filaments.csv", "filaments.star",
+                  "filament_subunits.csv", "filament_subunits.star")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -132,6 +135,21 @@ def _parse_box(text: str):
 # run
 
 
+def _write_cellular(st, lay, outdir, vs, box, tomo_name, params, extra) -> None:
+    from ..filaments import write_filaments_star
+
+    st.write_mrc(outdir / "membrane_mask.mrc", lay.membrane_mask, vs, params=params,
+                 extra={**extra, "meaning": "1 on membrane bilayer voxels (|d| <= thickness/2), else 0"})
+    st.path(outdir / "instances.csv").write_text(lay.instances.to_csv(index=False))
+    st.path(outdir / "membranes.csv").write_text(lay.membranes.to_csv(index=False))
+    st.path(outdir / "filaments.csv").write_text(lay.filaments.to_csv(index=False))
+    st.path(outdir / "filament_subunits.csv").write_text(lay.subunits.to_csv(index=False))
+    write_filaments_star(lay.filaments, st.path(outdir / "filaments.star"), voxel_size_a=vs, box_zyx=box,
+                         tomo_name=tomo_name)
+    write_filaments_star(lay.subunits, st.path(outdir / "filament_subunits.star"), voxel_size_a=vs, box_zyx=box,
+                         tomo_name=tomo_name)
+
+
 def run(args) -> int:
     import json
     import time
@@ -155,7 +173,7 @@ def run(args) -> int:
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
-    targets = {name: outdir / name for name in OUTPUT_FILES}
+    targets = {name: outdir / name for name in OUTPUT_FILES + CELLULAR_FILES}
     check_not_same([args.spec, args.particles], targets.values())
     df = read_particles(args.particles, voxel_size_a=vs, box_zyx=box) if args.particles else None
 
@@ -183,15 +201,23 @@ def run(args) -> int:
         st.write_mrc(targets["class_mask.mrc"], lay.class_mask, vs, params=params,
                      extra={**extra, "meaning": "0 background, else class_id (classes.json)"})
         st.write_mrc(targets["occupancy_mask.mrc"], lay.occupancy, vs, params=params,
-                     extra={**extra, "meaning": "0 background, else particle_id (particles.csv)"})
+                     extra={**extra, "meaning": "0 background, else particle_id (particles.csv)"
+                                      + ("; membranes and filaments after the particles (instances.csv)"
+                                         if lay.instances is not None else "")})
         st.path(targets["classes.json"]).write_text(json.dumps(res.classes, indent=2) + "\n")
         write_particles_csv(lay.particles, st.path(targets["particles.csv"]))
         write_particles_star(lay.particles, st.path(targets["particles.star"]), voxel_size_a=vs, box_zyx=box,
                              tomo_name=spec["tomo_name"])
         write_shrec_locations(lay.particles, st.path(targets["particle_locations.txt"]))
+        if lay.instances is not None:  # cellular layouts: membranes, filaments
+            _write_cellular(st, lay, outdir, vs, box, spec["tomo_name"], params, extra)
     for cid, c in res.classes.items():  # after success: an error stays one line
-        info(args, f"class {cid} {c['name']}: {c['source']}, ~{c['diameter_nm']:.1f} nm")
+        size = f", ~{c['diameter_nm']:.1f} nm" if c.get("diameter_nm") else ""
+        info(args, f"class {cid} {c['name']} ({c.get('kind', 'particle')}): {c['source']}{size}")
     frac = res.summary["occupied_fraction"]
+    if lay.instances is not None:
+        info(args, f"{len(lay.membranes)} membrane(s), {lay.filaments['filament_id'].nunique()} filament(s) "
+                   f"({len(lay.subunits)} subunits)")
     info(args, f"{len(lay.particles)} particles ({', '.join(f'{k} {v}' for k, v in lay.placed.items())}) in a "
                f"{box[0]}x{box[1]}x{box[2]} box at {vs:g} A, {100 * frac:.1f}% of the "
                f"{'slab' if res.slab_z else 'box'} occupied, {time.perf_counter() - t0:.1f} s -> {outdir}")
