@@ -242,13 +242,26 @@ def render_blobs(centres_xyz: np.ndarray, weights: np.ndarray, sigma: float, box
     ix = base[:, 2:3] + o
     ok = ((iz >= 0) & (iz < nz))[:, :, None, None] & ((iy >= 0) & (iy < ny))[:, None, :, None] \
         & ((ix >= 0) & (ix < nx))[:, None, None, :]
-    flat = (iz[:, :, None, None] * ny + iy[:, None, :, None]) * nx + ix[:, None, None, :]
-    flat = flat[ok]
+    lo = np.array([iz.min(), iy.min(), ix.min()]).clip(0)
+    hi = np.minimum(np.array([iz.max(), iy.max(), ix.max()]) + 1, [nz, ny, nx])
+    ly, lx = int(hi[1] - lo[1]), int(hi[2] - lo[2])
+    local = (((iz - lo[0])[:, :, None, None] * ly + (iy - lo[1])[:, None, :, None]) * lx
+             + (ix - lo[2])[:, None, None, :])[ok]
     w = w[ok]
-    keep = w > 1e-4 * float(weights.max())
-    flat, w = flat[keep], w[keep]
-    uniq, inv = np.unique(flat, return_inverse=True)
-    return uniq, np.bincount(inv, weights=w).astype(np.float32)
+    thr = 1e-4 * float(weights.max())
+    if np.prod(hi - lo) <= 16_000_000:   # sum duplicates with a dense bincount over the bounding box
+        acc = np.bincount(local, weights=w)
+        nzi = np.flatnonzero(acc > thr)
+        vals = acc[nzi]
+    else:                                # long diagonal filaments: a sort bounds the memory instead
+        nzi, inv = np.unique(local, return_inverse=True)
+        vals = np.bincount(inv, weights=w)
+        keep = vals > thr
+        nzi, vals = nzi[keep], vals[keep]
+    z = nzi // (ly * lx) + lo[0]
+    r = nzi % (ly * lx)
+    flat = (z * ny + r // lx + lo[1]) * nx + r % lx + lo[2]
+    return flat.astype(np.int64), vals.astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------

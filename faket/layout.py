@@ -1080,8 +1080,22 @@ def _render_filament(kind, pts, vs_nm, entry, custom, canvas_shape, mask_thresho
     return su, angles, uniq, vals, np.unique(np.concatenate(masks)), 1.0
 
 
+def _tube_taken(canvas: _Canvas, pts: np.ndarray, radius: float) -> bool:
+    """Cheap test before rendering: is the axis, or a ring of 8 points at ``radius`` around it, taken?"""
+    from .filaments import path_frames
+
+    sub = pts[::2] if len(pts) > 4 else pts
+    _, _, N, B = path_frames(sub)
+    ang = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    ring = (np.cos(ang)[None, :, None] * N[:, None, :] + np.sin(ang)[None, :, None] * B[:, None, :]) * radius
+    probe = np.concatenate([sub, (sub[:, None, :] + ring).reshape(-1, 3)])
+    v = np.floor(probe[:, ::-1] + 0.5).astype(np.int64)
+    v = v[np.all((v >= 0) & (v < np.asarray(canvas.shape)), axis=1)]
+    return bool(canvas.occ_flat[v @ canvas.strides].any())
+
+
 def _place_filaments(canvas: _Canvas, entries, class_ids, rng, vs: float, slab, *, mask_threshold, order,
-                     cache_dir, first_tmp: int, tries: int = 60):
+                     cache_dir, first_tmp: int, tries: int = 150):
     from .filaments import FILAMENT_TYPES, random_path
 
     vs_nm = vs / 10.0
@@ -1106,9 +1120,11 @@ def _place_filaments(canvas: _Canvas, entries, class_ids, rng, vs: float, slab, 
         # reference scale (blobs): the maximum of a straight piece -> contrast
         scale = None
         if custom is None:
-            ref = np.stack([np.full(60, nx / 2), np.full(60, ny / 2), (z0 + z1) / 2 + np.linspace(-30, 30, 60)
-                            * max(1.0, 1.0 / vs_nm)], 1)
-            scale = _render_filament(kind, ref, vs_nm, entry, None, (10 ** 6,) * 3, mask_threshold, order)[5]
+            m_ref = int(np.ceil(outer)) + 6
+            n_ref = int(np.ceil(60.0 / vs_nm))                # a straight 60 nm piece
+            ref = np.stack([m_ref + np.arange(n_ref, dtype=float), np.full(n_ref, m_ref), np.full(n_ref, m_ref)], 1)
+            scale = _render_filament(kind, ref, vs_nm, entry, None, (2 * m_ref + 1, 2 * m_ref + 1, n_ref + 2 * m_ref),
+                                     mask_threshold, order)[5]
         for _ in range(entry["count"]):
             for _attempt in range(tries):
                 tz_max = min(1.0, room_z / length)
@@ -1128,8 +1144,7 @@ def _place_filaments(canvas: _Canvas, entries, class_ids, rng, vs: float, slab, 
                 pts = random_path(rng, length, lp, lo, hi, step=step, margin=margin, start=start, direction=d)
                 if pts is None:
                     continue
-                axis_vox = np.rint(pts[:, ::-1]).astype(np.int64) @ canvas.strides
-                if canvas.occ_flat[axis_vox].any():
+                if _tube_taken(canvas, pts, outer):
                     continue
                 su, angles, flat, vals, mflat, _ = _render_filament(kind, pts, vs_nm, entry, custom, canvas.shape,
                                                                     mask_threshold, order, scale)
