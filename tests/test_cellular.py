@@ -393,3 +393,24 @@ filaments:
     spec.write_text("membranes:\n  - {shape: sphere, size_nm: [1, 2, 3]}\n")
     rc, _, err = run_cli("layout", "--spec", spec, "-o", tmp_path / "bad")
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "one outer diameter" in err
+
+
+def test_help_documents_every_spec_key():
+    from faket.cli import layout as cli
+
+    for keys in (L._TOP_KEYS, L._CLASS_KEYS, L._VESICLE_KEYS, L._FIDUCIAL_KEYS, L._MEMBRANE_KEYS, L._FILAMENT_KEYS):
+        for k in keys:
+            assert f" {k}: " in cli.DESCRIPTION or f"- {k}: " in cli.DESCRIPTION, k
+    import yaml
+
+    # the documented spec block is a valid spec (after taking one of each alternative)
+    block = cli.DESCRIPTION.split("::\n\n", 2)[2].split("\n\nClass ids")[0]
+    raw = yaml.safe_load(block)
+    raw["classes"][0].pop("fraction")
+    raw["membranes"][0] = {k: v for k, v in raw["membranes"][0].items() if k in ("shape", "name", "count",
+                                                                                "size_nm", "thickness_nm",
+                                                                                "contrast")}
+    raw["filaments"][0] = {k: v for k, v in raw["filaments"][0].items()
+                           if k not in ("template", "rise_nm", "twist_deg", "radius_nm")}
+    spec = L.validate_spec(raw, "help")
+    assert spec["filaments"][0]["persistence_length_nm"] == 5.0e6 and spec["classes"][0]["membrane"] == "pm"

@@ -27,6 +27,10 @@ Spec (YAML; every key optional; unknown keys and wrong types are errors)::
         fraction: 0.02        # volume fraction of the slab (mask volume; instead of count)
         map_voxel_size: 2.02  # maps only: voxel size when the header has none
         resolution: 20        # atomic models only: blur to this resolution (Angstrom)
+        membrane: pm          # a membrane protein: placed on the membrane of this name (count only)
+        axis: [0, 0, 1]       #   template direction (x, y, z) put along the membrane normal
+        insertion_nm: 0       #   template centre this far from the mid-plane along the normal
+        leaflet: outer        #   outer | inner | both: the side the axis points to (random spin)
     vesicles:                 # hollow spheres with a lipid-bilayer profile (one class; absent = none)
       count: 1                # default 1 when the section is given
       diameter_nm: 60         # outer diameter
@@ -38,15 +42,47 @@ Spec (YAML; every key optional; unknown keys and wrong types are errors)::
       diameter_nm: 10
       contrast: 10.0          # density of gold in protein-density units
       name: fiducial
+    membranes:                # bilayers (two dense leaflets, lighter core), one class per entry
+      - shape: sphere         # sphere | ellipsoid | plane | tube
+        name: pm              # class label (default <shape>_membrane)
+        count: 1              # default 1
+        size_nm: 100          # outer diameter (sphere, tube; default 100, 40) or outer semi-axes
+                              # [a, b, c] (ellipsoid; default [60, 45, 35], random orientation)
+        thickness_nm: 4.5     # bilayer thickness (mask = |distance from mid-plane| <= thickness / 2)
+        length_nm: 200        # tube only (absent: the tube crosses the box)
+        axis: [1, 0, 0]       # tube only (default: random in the XY plane)
+        normal: [0, 0, 1]     # plane only (default [0, 0, 1]; a plane crosses the box, cut by the slab)
+        contrast: 1.0         # head-group peak density
+    filaments:                # persistence-length random paths in the slab, one class per entry
+      - type: microtubule     # microtubule (13 protofilaments, 8 nm dimers, ~25 nm) | actin (double
+                              # helix, 2.75 nm rise, -166.7 deg twist, ~7 nm) | custom
+        name: microtubule     # class label (default: the type)
+        count: 1              # default 1
+        length_nm: 200        # default 200
+        persistence_length_nm: 5.0e+6  # default: microtubule 5 mm, actin 17 um, custom 1 um
+        contrast: 1.0         # the filament's maximum density
+        template: ring        # custom only: the monomer (built-in, map or model; map_voxel_size, resolution)
+        rise_nm: 5.0          # custom only (required): axial rise per monomer
+        twist_deg: 0          # custom only: rotation per monomer about the axis
+        radius_nm: 0          # custom only: distance of the monomer centres from the axis
 
-Class ids: the ``classes`` in order (1..K), then vesicles, then fiducials (when their count > 0).
+Class ids: the ``classes`` in order (1..K), then vesicles, then fiducials (when their count > 0), then
+membranes, then filaments (one id per entry). Placement order: membranes, filaments (thickest first),
+membrane proteins, then soluble particles (largest first); no two share a mask voxel (a membrane protein
+displaces the lipid of its own membrane). Impossible requests: an error, or ``--allow-fewer``.
 
 Outputs (in OUTDIR, all staged and renamed together at the end, so a failed run leaves nothing):
 ``volume.mrc`` (density), ``class_mask.mrc`` (0 background, 1..K), ``occupancy_mask.mrc`` (0 background,
-else particle_id), each with a JSON provenance sidecar; ``classes.json`` (class_id -> name, source,
-diameter_nm); ``particles.csv`` (particle_id,class_id,class_name,x,y,z,rot,tilt,psi: voxels of volume.mrc,
-RELION ZYZ degrees); ``particles.star`` (RELION 5: rlnCenteredCoordinate*Angst from the centre N/2);
-``particle_locations.txt`` (SHREC 2021: class x y z and ZXZ angles). See README.md ("Particle layouts").
+else particle_id; membranes and filaments follow the particles), each with a JSON provenance sidecar;
+``classes.json`` (class_id -> name, kind (particle, membrane_protein, vesicle, fiducial, membrane,
+filament), source, diameter_nm); ``particles.csv`` (particle_id,class_id,class_name,x,y,z,rot,tilt,psi:
+voxels of volume.mrc, RELION ZYZ degrees; membrane proteins included); ``particles.star`` (RELION 5:
+rlnCenteredCoordinate*Angst from the centre N/2); ``particle_locations.txt`` (SHREC 2021: class x y z
+and ZXZ angles). With membranes or filaments also: ``membrane_mask.mrc`` (1 on bilayer voxels),
+``instances.csv`` (instance_id of the occupancy -> kind, class, item id), ``membranes.csv``,
+``filaments.csv`` (one polyline per filament, a point every 4 nm) and ``filaments.star`` (RELION 5,
+rlnHelicalTubeID), ``filament_subunits.csv`` / ``.star`` (filament_id, subunit, strand, x, y, z, angles).
+See docs/cellular-layouts.md.
 """
 
 from __future__ import annotations
