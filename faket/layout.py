@@ -123,7 +123,7 @@ _TOP_KEYS = {"box": list, "voxel_size": float, "slab_thickness": int, "mask_thre
              "interpolation": str, "max_tries": int, "tomo_name": str, "classes": list, "vesicles": dict,
              "fiducials": dict, "membranes": list, "filaments": list}
 _MEMBRANE_KEYS = {"shape": str, "count": int, "size_nm": "size", "thickness_nm": float, "length_nm": float,
-                  "normal": "vec3", "axis": "vec3", "contrast": float, "name": str}
+                  "normal": "vec3", "axis": "vec3", "curvature": float, "contrast": float, "name": str}
 _FILAMENT_KEYS = {"type": str, "count": int, "length_nm": float, "persistence_length_nm": float, "name": str,
                   "contrast": float, "template": str, "rise_nm": float, "twist_deg": float, "radius_nm": float,
                   "map_voxel_size": float, "resolution": float}
@@ -284,7 +284,10 @@ def _membrane_entry(m, where: str) -> dict:
             if k in m:
                 raise InputError(f"{where}.{k}: does not apply to a plane (it crosses the box; orient it with normal)")
         out.setdefault("normal", [0.0, 0.0, 1.0])
+        out.setdefault("curvature", 0.0)
     else:
+        if "curvature" in m:
+            raise InputError(f"{where}.curvature: applies to planes only (other shapes are curved by their size)")
         if "normal" in m:
             raise InputError(f"{where}.normal: applies to planes only (tubes take axis)")
         if "axis" in m and shape != "tube":
@@ -959,7 +962,9 @@ def _draw_membrane(entry: dict, rng: np.random.Generator, box, slab, vs_nm: floa
         if z1 - z0 < 2 * half:
             return None
         c = np.array([rng.uniform(0, nx - 1), rng.uniform(0, ny - 1), rng.uniform(z0 + half, z1 - 1 - half)])
-        return Membrane("plane", c, rot, np.zeros(3), t)
+        k = entry.get("curvature", 0.0)          # 1 / um; > 0 bends towards the normal
+        rc = 1000.0 / k / vs_nm if k else np.inf
+        return Membrane("plane", c, rot, np.zeros(3), t, curvature_radius=rc)
     if shape == "tube":
         r_out = entry["size_nm"] / 2 / vs_nm
         a = (np.asarray(entry["axis"], float) if "axis" in entry
@@ -1170,6 +1175,8 @@ def _place_membrane_proteins(canvas: _Canvas, classes, membranes, rng, slab, *, 
     A protein may cover voxels of its own membrane (it displaces the lipid there: the membrane's density
     in the protein's mask is removed and the voxels become the protein's), never any other structure.
     """
+    from .membranes import align_rotation
+
     rows = []
     pid = first_id - 1
     z0, z1 = slab
@@ -1182,7 +1189,6 @@ def _place_membrane_proteins(canvas: _Canvas, classes, membranes, rng, slab, *, 
         axis /= np.linalg.norm(axis)
         ins = entry["insertion_nm"] / vs_nm
         for _ in range(cls.count):
-            done = False
             for _attempt in range(min(max_tries, 400) if hosts else 0):
                 host = hosts[int(rng.integers(len(hosts)))]
                 hit = host["membrane"].sample_surface(rng, canvas.shape, slab)
@@ -1191,8 +1197,6 @@ def _place_membrane_proteins(canvas: _Canvas, classes, membranes, rng, slab, *, 
                 p, n = hit
                 side = {"outer": 1.0, "inner": -1.0}.get(entry["leaflet"]) or (1.0 if rng.random() < 0.5 else -1.0)
                 n = side * n
-                from .membranes import align_rotation
-
                 rot = align_rotation(axis, n) @ _spin(axis, rng.uniform(0, 2 * np.pi))
                 angles = _rotation_relion(rot)
                 centre_xyz = p + ins * n
@@ -1214,12 +1218,9 @@ def _place_membrane_proteins(canvas: _Canvas, classes, membranes, rng, slab, *, 
                 canvas.add_density(inst, c)
                 rows.append((pid, cls.class_id, cls.name, float(centre_xyz[0]), float(centre_xyz[1]),
                              float(centre_xyz[2]), *(float(a) for a in angles)))
-                done = True
                 break
             if progress:
                 progress(1)
-            if not done:
-                pass
     return rows
 
 

@@ -16,6 +16,8 @@ Shapes (``size`` = outer size, the mid-surface sits ``t / 2`` inside it):
 - ``ellipsoid``: semi-axes ``(a, b, c)`` along the local x, y, z axes; distance by Quilez's
   bound-corrected formula ``k0 (k0 - 1) / k1`` (exact on the axes, close elsewhere).
 - ``plane``: the local z axis is the normal; it crosses the whole box and is cut by the specimen slab.
+  With a curvature ``1 / rc`` (signed) it is the sphere of radius ``|rc|`` centred at ``(0, 0, rc)``:
+  ``sign(rc) (|rc| - |q - (0, 0, rc)|)``; ``rc > 0`` bends the sheet towards its normal.
 - ``tube``: a cylinder about the local z axis, radius ``R``; with a length it is open at both ends (a
   rounded rim), without one it crosses the box and is cut by the slab and the box.
 
@@ -83,6 +85,7 @@ class Membrane:
     rotation: np.ndarray
     radii: np.ndarray
     thickness: float
+    curvature_radius: float = np.inf   # planes: signed radius of curvature (voxels), > 0: centre on the +normal side
 
     @property
     def closed(self) -> bool:
@@ -104,6 +107,9 @@ class Membrane:
             k1 = np.sqrt(((q / r ** 2) ** 2).sum(-1))
             return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
         if self.shape == "plane":
+            rc = self.curvature_radius
+            if np.isfinite(rc):
+                return np.sign(rc) * (abs(rc) - np.sqrt(q[..., 0] ** 2 + q[..., 1] ** 2 + (q[..., 2] - rc) ** 2))
             return q[..., 2]
         if self.shape == "tube":
             rho = np.sqrt(q[..., 0] ** 2 + q[..., 1] ** 2) - self.radii[0]
@@ -137,6 +143,12 @@ class Membrane:
             elif self.shape == "plane":
                 q = np.array([rng.uniform(-big, big), rng.uniform(-big, big), 0.0])
                 n = np.array([0.0, 0.0, 1.0])
+                rc = self.curvature_radius
+                if np.isfinite(rc):   # onto the sphere of curvature (nearly area-uniform for |rc| >> box)
+                    cq = np.array([0.0, 0.0, rc])
+                    v = q - cq
+                    q = cq + abs(rc) * v / np.linalg.norm(v)
+                    n = (cq - q) / rc
             else:  # tube
                 h = min(self.radii[2], big)
                 phi = rng.uniform(0, 2 * np.pi)
@@ -157,7 +169,10 @@ class Membrane:
         elif self.shape == "ellipsoid":
             g = q / self.radii ** 2
         elif self.shape == "plane":
-            g = np.broadcast_to(np.array([0.0, 0.0, 1.0]), q.shape).copy()
+            if np.isfinite(self.curvature_radius):
+                g = (np.array([0.0, 0.0, self.curvature_radius]) - q) * np.sign(self.curvature_radius)
+            else:
+                g = np.broadcast_to(np.array([0.0, 0.0, 1.0]), q.shape).copy()
         else:
             g = q.copy()
             g[..., 2] = 0

@@ -414,3 +414,23 @@ def test_help_documents_every_spec_key():
                            if k not in ("template", "rise_nm", "twist_deg", "radius_nm")}
     spec = L.validate_spec(raw, "help")
     assert spec["filaments"][0]["persistence_length_nm"] == 5.0e6 and spec["classes"][0]["membrane"] == "pm"
+
+
+def test_curved_plane_follows_its_sphere_and_normal():
+    for k in (4.0, -4.0):                                   # 1/um: radius 250 nm = 250 voxels at 10 A
+        res = _make({"box": [60, 96, 96], "membranes": [{"shape": "plane", "name": "pm", "curvature": k}],
+                     "classes": [{"template": "globule", "membrane": "pm", "count": 4, "insertion_nm": 1}]}, seed=1)
+        lay = res.layout
+        r = lay.membranes.iloc[0]
+        R = relion_to_matrix([r.rot, r.tilt, r.psi])
+        nrm = R[:, 2]
+        centre = np.array([r.x, r.y, r.z]) + nrm * 1000.0 / k  # centre of curvature
+        z, y, x = np.nonzero(lay.occupancy == r.instance_id)
+        d = np.linalg.norm(np.stack([x, y, z], 1) - centre, axis=1)
+        assert np.all(np.abs(d - 250.0) <= 4.5 / 2 + 1e-6)     # the bilayer lies on the sphere
+        p = lay.particles[["x", "y", "z"]].to_numpy()
+        ax = relion_to_matrix(lay.particles[["rot", "tilt", "psi"]].to_numpy())[:, :, 2]
+        radial = (centre - p) * np.sign(k)                    # normal of the curved sheet (+normal side)
+        radial /= np.linalg.norm(radial, axis=1)[:, None]
+        assert np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", ax, radial), -1, 1))).max() < 2.0
+        assert np.allclose(np.linalg.norm(p - centre, axis=1), 250.0 - np.sign(k) * 1.0, atol=1e-6)

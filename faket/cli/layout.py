@@ -52,6 +52,7 @@ Spec (YAML; every key optional; unknown keys and wrong types are errors)::
         length_nm: 200        # tube only (absent: the tube crosses the box)
         axis: [1, 0, 0]       # tube only (default: random in the XY plane)
         normal: [0, 0, 1]     # plane only (default [0, 0, 1]; a plane crosses the box, cut by the slab)
+        curvature: 0          # plane only: 1 / radius of curvature in 1/um (> 0 bends towards the normal)
         contrast: 1.0         # head-group peak density
     filaments:                # persistence-length random paths in the slab, one class per entry
       - type: microtubule     # microtubule (13 protofilaments, 8 nm dimers, ~25 nm) | actin (double
