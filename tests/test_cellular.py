@@ -434,3 +434,30 @@ def test_curved_plane_follows_its_sphere_and_normal():
         radial /= np.linalg.norm(radial, axis=1)[:, None]
         assert np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", ax, radial), -1, 1))).max() < 2.0
         assert np.allclose(np.linalg.norm(p - centre, axis=1), 250.0 - np.sign(k) * 1.0, atol=1e-6)
+
+
+def test_binned_labels_keep_every_structure(cell, tmp_path, run_cli):
+    """Today's `faket labels` (unchanged) on a cellular layout: every membrane and filament keeps voxels
+    in the binned occupancy mask (as unlisted ids, through the sidecar's id map)."""
+    from faket.io import write_mrc
+
+    _, res = cell
+    lay = res.layout
+    d = tmp_path / "lay"
+    d.mkdir()
+    write_mrc(d / "class_mask.mrc", lay.class_mask.astype(np.float32), 10.0)
+    write_mrc(d / "occupancy_mask.mrc", lay.occupancy.astype(np.float32), 10.0)
+    from faket.particles import write_particles_csv
+
+    write_particles_csv(lay.particles, d / "particles.csv")
+    rc, _, err = run_cli("labels", d, "-o", tmp_path / "lab", "--bin", "2,4", "--no-full-lists")
+    assert rc == 0, err
+    for b in (2, 4):
+        occ_b = mrcfile.read(tmp_path / "lab" / f"occupancy_mask_bin{b}.mrc").astype(np.int64)
+        cls_b = mrcfile.read(tmp_path / "lab" / f"class_mask_bin{b}.mrc").astype(np.int64)
+        side = json.loads((tmp_path / "lab" / f"occupancy_mask_bin{b}.json").read_text())
+        idmap = {int(k): v for k, v in side["particle_id_map"].items()}
+        for r in lay.instances[lay.instances["kind"].isin(["membrane", "filament"])].itertuples():
+            vox = occ_b == idmap[r.instance_id]
+            assert vox.sum() >= 0.5 * (lay.occupancy == r.instance_id).sum() / b ** 3, (b, r)
+            assert np.all(cls_b[vox] == r.class_id)
