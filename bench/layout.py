@@ -3,6 +3,13 @@
     .venv/bin/python bench/layout.py                 # core: templates + random_layout, in-process
     .venv/bin/python bench/layout.py --cli           # also the whole `faket layout` run (writes outputs)
     .venv/bin/python bench/layout.py --size 256 --particles 500
+    .venv/bin/python bench/layout.py --cellular      # issue 15: 200x512x512 at 10 A, 3 membranes, 10
+                                                     # microtubules, 20 actin, 50 membrane proteins, 1000
+                                                     # soluble particles (goal < 60 s, < 4 GB); --cli too
+
+With --cellular the in-process figure is make_layout on the spec (templates included), and the baseline
+measured in the same run is the same spec without membranes, filaments and membrane proteins (1000
+soluble particles alone), so the printed ratio is what the cellular structures cost.
 
 Peak RSS is ru_maxrss (resource.getrusage) of this process, and of the child for --cli. Timings are
 noisy on a shared machine; the numbers printed are one run.
@@ -28,7 +35,10 @@ def main() -> int:
     ap.add_argument("--voxel-size", type=float, default=10.0, help="Angstrom (default 10 = 1 nm)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cli", action="store_true", help="also time `faket layout` end to end")
+    ap.add_argument("--cellular", action="store_true", help="the issue-15 cellular case (see above)")
     args = ap.parse_args()
+    if args.cellular:
+        return cellular(args)
 
     import numpy as np
 
@@ -69,6 +79,66 @@ def main() -> int:
                 return r.returncode
             child_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
             print(f"faket layout (end to end, writes 3 MRC + lists): {t4 - t3:.2f} s, peak RSS {child_gb:.2f} GB")
+    return 0
+
+
+def cellular_spec(particles: int = 1000, structures: bool = True) -> dict:
+    from faket.templates import BUILTIN_NAMES
+
+    names = list(BUILTIN_NAMES)[-8:]
+    per = [particles // len(names) + (1 if i < particles % len(names) else 0) for i in range(len(names))]
+    spec = {"box": [200, 512, 512], "voxel_size": 10.0, "slab_thickness": 200, "max_tries": 2000,
+            "classes": [{"template": n, "count": c} for n, c in zip(names, per)]}
+    if structures:
+        spec["classes"].append({"template": "barrel", "name": "channel", "membrane": "vesicle_membrane",
+                                "count": 50, "insertion_nm": 0.0})
+        spec["membranes"] = [{"shape": "sphere", "name": "vesicle_membrane", "size_nm": 150},
+                             {"shape": "ellipsoid", "size_nm": [80, 60, 45]},
+                             {"shape": "tube", "size_nm": 50, "length_nm": 250}]
+        spec["filaments"] = [{"type": "microtubule", "count": 10, "length_nm": 400},
+                             {"type": "actin", "count": 20, "length_nm": 300}]
+    return spec
+
+
+def cellular(args) -> int:
+    import json
+    import os
+
+    from faket import layout as L
+
+    def timed(structures: bool):
+        spec = L.validate_spec(cellular_spec(args.particles, structures), "bench")
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = L.make_layout(spec, seed=args.seed, allow_fewer=True)
+        return time.perf_counter() - t0, time.process_time() - c0, res
+
+    t_base, c_base, base = timed(False)
+    t_cell, c_cell, res = timed(True)
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    lay = res.layout
+    print(f"cellular layout 200x512x512 at 10 A: placed {lay.placed}")
+    print(f"  {len(lay.particles)} particles, {len(lay.membranes)} membranes, "
+          f"{lay.filaments['filament_id'].nunique()} filaments ({len(lay.subunits)} subunits); warnings: "
+          f"{res.warnings or 'none'}")
+    print(f"in-process make_layout: cellular {t_cell:.1f} s wall / {c_cell:.1f} s CPU, soluble particles alone "
+          f"{t_base:.1f} s / {c_base:.1f} s (ratio {t_cell / t_base:.2f}x wall, {c_cell / c_base:.2f}x CPU), "
+          f"peak RSS {rss_gb:.2f} GB (both runs, one process)")
+    print(f"load: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
+    if args.cli:
+        with tempfile.TemporaryDirectory() as td:
+            spec = Path(td) / "spec.json"        # JSON is YAML
+            spec.write_text(json.dumps(cellular_spec(args.particles, True)))
+            t3 = time.perf_counter()
+            r = subprocess.run([sys.executable, "-m", "faket", "layout", "--spec", str(spec), "-o",
+                                str(Path(td) / "out"), "--seed", str(args.seed), "--allow-fewer", "--quiet"],
+                               capture_output=True, text=True)
+            t4 = time.perf_counter()
+            if r.returncode:
+                print(r.stderr, file=sys.stderr)
+                return r.returncode
+            ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+            print(f"faket layout --spec (end to end, writes 4 MRC + tables): {t4 - t3:.1f} s wall / "
+                  f"{ch.ru_utime + ch.ru_stime:.1f} s CPU, peak RSS {ch.ru_maxrss / 1024 ** 2:.2f} GB")
     return 0
 
 

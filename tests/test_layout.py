@@ -178,6 +178,57 @@ def test_counts_from_fractions():
 
 
 # --------------------------------------------------------------------------------------------------
+# spec schema (faket.layout.validate_spec; the CLI re-exports it)
+
+
+def test_validate_spec_defaults_and_errors():
+    from faket.cli import layout as cli_layout
+    from faket.errors import InputError
+    from faket.templates import BUILTIN_NAMES
+
+    assert cli_layout.validate_spec is L.validate_spec and cli_layout.default_spec is L.default_spec
+    for empty in (None, {}):
+        s = L.validate_spec(empty)
+        assert s["box"] == [128, 256, 256] and s["voxel_size"] == 10.0 and s["classes"] == []
+        assert s["vesicles"]["count"] == 0 and s["fiducials"]["count"] == 0
+    s = L.validate_spec({"classes": [{"template": "ring"}], "vesicles": None}, "x.yaml")
+    assert s["box"] == list(L.DEFAULT_BOX)                          # no box -> faket layout's default
+    assert s["classes"] == [{"template": "ring", "count": L.DEFAULT_COUNT_PER_CLASS}]
+    assert s["vesicles"] == L.DEFAULT_VESICLES                       # empty section = its defaults
+    d = L.default_spec()
+    assert [c["template"] for c in d["classes"]] == list(BUILTIN_NAMES)
+    assert d["slab_thickness"] == L.DEFAULT_SLAB and d["fiducials"]["count"] == 5
+    for bad, msg in (({"box": [8, 8]}, "x.yaml.box: expected three"), ({"bx": 1}, "unknown key 'bx'"),
+                     ({"voxel_size": "big"}, "voxel_size: expected a number"),
+                     ({"classes": [{"count": 3}]}, "missing key 'template'"), ([1], "mapping")):
+        with pytest.raises(InputError, match=msg.replace("[", r"\[")):
+            L.validate_spec(bad, "x.yaml")
+
+
+def test_class_table_built_once_for_random_and_listed_layouts():
+    spec = L.validate_spec({"box": [24, 48, 48], "slab_thickness": 20,
+                            "classes": [{"template": "globule", "name": "g", "count": 3}],
+                            "vesicles": {"diameter_nm": 16, "membrane_thickness_nm": 3, "contrast": 0.5},
+                            "fiducials": {"count": 2, "diameter_nm": 4}})
+    rand = {e["name"]: e for e in L.class_table(spec, 10.0)}
+    assert list(rand) == ["g", "vesicle", "fiducial"]
+    listed = {e["name"]: e for e in L.class_table(spec, 10.0, names=["fiducial", "vesicle", "g", "ring"])}
+    for n in rand:   # a listed class is the same class as in a random layout (spec parameters kept)
+        np.testing.assert_array_equal(listed[n]["density"], rand[n]["density"])
+        assert listed[n]["isotropic"] == rand[n]["isotropic"]
+    assert rand["vesicle"]["density"].max() == pytest.approx(0.5)
+    from faket.errors import InputError
+    with pytest.raises(InputError, match="l.csv: unknown class 'martian'"):
+        L.class_table(spec, 10.0, names=["martian"], source="l.csv")
+    res = L.make_layout(spec, seed=4)
+    assert res.layout.placed == {"g": 3, "vesicle": 1, "fiducial": 2} and res.slab_z == (2, 22)
+    assert {k: v["name"] for k, v in res.classes.items()} == {"1": "g", "2": "vesicle", "3": "fiducial"}
+    again = L.make_layout(spec, particles=res.layout.particles)
+    np.testing.assert_array_equal(again.layout.occupancy, res.layout.occupancy)
+    np.testing.assert_allclose(again.layout.density, res.layout.density, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------
 # CLI
 
 

@@ -228,9 +228,9 @@ def fe0_total(path, assembly="first"):
 
 
 def test_protein_unit_constant_matches_gemmi_tables():
-    total = sum(n * T._fe0(el) for el, n in T.PROTEIN_RESIDUE.items())
+    total = sum(n * T.atoms._fe0(el) for el, n in T.PROTEIN_RESIDUE.items())
     assert T.PROTEIN_FE0_PER_A3 == pytest.approx(total / T.PROTEIN_RESIDUE_VOLUME_A3, rel=1e-6)
-    assert T._fe0("C") == pytest.approx(2.5088, abs=1e-3)  # c4322 carbon: sum of the five a_i
+    assert T.atoms._fe0("C") == pytest.approx(2.5088, abs=1e-3)  # c4322 carbon: sum of the five a_i
 
 
 @pytest.mark.parametrize("pdb", SHREC_PDBS)
@@ -334,8 +334,8 @@ def test_second_load_served_from_cache(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("converter called although the template is cached")
 
-    monkeypatch.setattr(T, "template_from_atoms", boom)
-    monkeypatch.setattr(T, "template_from_map", boom)
+    monkeypatch.setattr(T.atoms, "template_from_atoms", boom)   # what load_template calls
+    monkeypatch.setattr(T.maps, "template_from_map", boom)
     second = T.load_template(str(path), 10.0, cache_dir=cache)
     assert np.array_equal(first.density, second.density)
     assert second.diameter_nm == pytest.approx(first.diameter_nm)
@@ -360,6 +360,34 @@ def test_map_cache_and_corrupt_cache_entry(tmp_path):
     write_mrc(src, d * 2 + 0.0, 6.0)
     T.load_template(str(src), 10.0, cache_dir=cache, normalize=False)
     assert len(list(cache.glob("*.mrc"))) == 2
+
+
+def test_cache_key_is_the_files_sha256(tmp_path):
+    from faket.io import sha256sum
+
+    src = write_mrc(tmp_path / "ring.mrc", T.builtin_template("ring", 6.0).density, 6.0)
+    cache = tmp_path / "cache"
+    T.load_template(str(src), 10.0, cache_dir=cache)
+    (entry,) = cache.glob("*.mrc")
+    assert entry.name.startswith(sha256sum(src)[:16] + "-10A-v")
+    assert T.cache._sha256(src) == sha256sum(src)
+    with pytest.raises(InputError, match="cannot read template file"):
+        T.cache._sha256(tmp_path)          # a folder: one clear error
+
+
+def test_split_modules_keep_the_public_paths():
+    import importlib
+
+    homes = {"base": ["Template", "fit_box", "diameter_nm", "centre_of_mass"],
+             "shapes": ["BUILTIN_NAMES", "BUILTIN_INFO", "builtin_template"],
+             "maps": ["template_from_map", "resample_volume", "subtract_background", "MAP_INTERIOR_LEVEL"],
+             "atoms": ["template_from_atoms", "PROTEIN_FE0_PER_A3"],
+             "cache": ["CACHE_VERSION", "default_cache_dir"], "load": ["load_template"]}
+    assert sorted(n for v in homes.values() for n in v) == sorted(T.__all__)
+    for mod, names in homes.items():
+        m = importlib.import_module(f"faket.templates.{mod}")
+        for n in names:
+            assert getattr(T, n) is getattr(m, n), n
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):

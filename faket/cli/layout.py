@@ -27,6 +27,10 @@ Spec (YAML; every key optional; unknown keys and wrong types are errors)::
         fraction: 0.02        # volume fraction of the slab (mask volume; instead of count)
         map_voxel_size: 2.02  # maps only: voxel size when the header has none
         resolution: 20        # atomic models only: blur to this resolution (Angstrom)
+        membrane: pm          # a membrane protein: placed on the membrane of this name (count only)
+        axis: [0, 0, 1]       #   template direction (x, y, z) put along the membrane normal
+        insertion_nm: 0       #   template centre this far from the mid-plane along the normal
+        leaflet: outer        #   outer | inner | both: the side the axis points to (random spin)
     vesicles:                 # hollow spheres with a lipid-bilayer profile (one class; absent = none)
       count: 1                # default 1 when the section is given
       diameter_nm: 60         # outer diameter
@@ -38,15 +42,48 @@ Spec (YAML; every key optional; unknown keys and wrong types are errors)::
       diameter_nm: 10
       contrast: 10.0          # density of gold in protein-density units
       name: fiducial
+    membranes:                # bilayers (two dense leaflets, lighter core), one class per entry
+      - shape: sphere         # sphere | ellipsoid | plane | tube
+        name: pm              # class label (default <shape>_membrane)
+        count: 1              # default 1
+        size_nm: 100          # outer diameter (sphere, tube; default 100, 40) or outer semi-axes
+                              # [a, b, c] (ellipsoid; default [60, 45, 35], random orientation)
+        thickness_nm: 4.5     # bilayer thickness (mask = |distance from mid-plane| <= thickness / 2)
+        length_nm: 200        # tube only (absent: the tube crosses the box)
+        axis: [1, 0, 0]       # tube only (default: random in the XY plane)
+        normal: [0, 0, 1]     # plane only (default [0, 0, 1]; a plane crosses the box, cut by the slab)
+        curvature: 0          # plane only: 1 / radius of curvature in 1/um (> 0 bends towards the normal)
+        contrast: 1.0         # head-group peak density
+    filaments:                # persistence-length random paths in the slab, one class per entry
+      - type: microtubule     # microtubule (13 protofilaments, 8 nm dimers, ~25 nm) | actin (double
+                              # helix, 2.75 nm rise, -166.7 deg twist, ~7 nm) | custom
+        name: microtubule     # class label (default: the type)
+        count: 1              # default 1
+        length_nm: 200        # default 200
+        persistence_length_nm: 5.0e+6  # default: microtubule 5 mm, actin 17 um, custom 1 um
+        contrast: 1.0         # the filament's maximum density
+        template: ring        # custom only: the monomer (built-in, map or model; map_voxel_size, resolution)
+        rise_nm: 5.0          # custom only (required): axial rise per monomer
+        twist_deg: 0          # custom only: rotation per monomer about the axis
+        radius_nm: 0          # custom only: distance of the monomer centres from the axis
 
-Class ids: the ``classes`` in order (1..K), then vesicles, then fiducials (when their count > 0).
+Class ids: the ``classes`` in order (1..K), then vesicles, then fiducials (when their count > 0), then
+membranes, then filaments (one id per entry). Placement order: membranes, filaments (thickest first),
+membrane proteins, then soluble particles (largest first); no two share a mask voxel (a membrane protein
+displaces the lipid of its own membrane). Impossible requests: an error, or ``--allow-fewer``.
 
 Outputs (in OUTDIR, all staged and renamed together at the end, so a failed run leaves nothing):
 ``volume.mrc`` (density), ``class_mask.mrc`` (0 background, 1..K), ``occupancy_mask.mrc`` (0 background,
-else particle_id), each with a JSON provenance sidecar; ``classes.json`` (class_id -> name, source,
-diameter_nm); ``particles.csv`` (particle_id,class_id,class_name,x,y,z,rot,tilt,psi: voxels of volume.mrc,
-RELION ZYZ degrees); ``particles.star`` (RELION 5: rlnCenteredCoordinate*Angst from the centre N/2);
-``particle_locations.txt`` (SHREC 2021: class x y z and ZXZ angles). See README.md ("Particle layouts").
+else particle_id; membranes and filaments follow the particles), each with a JSON provenance sidecar;
+``classes.json`` (class_id -> name, kind (particle, membrane_protein, vesicle, fiducial, membrane,
+filament), source, diameter_nm); ``particles.csv`` (particle_id,class_id,class_name,x,y,z,rot,tilt,psi:
+voxels of volume.mrc, RELION ZYZ degrees; membrane proteins included); ``particles.star`` (RELION 5:
+rlnCenteredCoordinate*Angst from the centre N/2); ``particle_locations.txt`` (SHREC 2021: class x y z
+and ZXZ angles). With membranes or filaments also: ``membrane_mask.mrc`` (1 on bilayer voxels),
+``instances.csv`` (instance_id of the occupancy -> kind, class, item id), ``membranes.csv``,
+``filaments.csv`` (one polyline per filament, a point every 4 nm) and ``filaments.star`` (RELION 5,
+rlnHelicalTubeID), ``filament_subunits.csv`` / ``.star`` (filament_id, subunit, strand, x, y, z, angles).
+See docs/cellular-layouts.md.
 """
 
 from __future__ import annotations
@@ -59,16 +96,25 @@ from ._common import add_common_args
 HELP = "make a labelled particle layout (density volume, class/occupancy masks, particle lists)"
 DESCRIPTION = __doc__
 
-DEFAULT_BOX = (128, 256, 256)
-DEFAULT_VOXEL_SIZE = 10.0
-DEFAULT_SLAB = 100
-DEFAULT_COUNT_PER_CLASS = 120
-DEFAULT_VESICLES = {"count": 1, "diameter_nm": 60.0, "membrane_thickness_nm": 4.0, "contrast": 1.0,
-                    "name": "vesicle"}
-DEFAULT_FIDUCIALS = {"count": 5, "diameter_nm": 10.0, "contrast": 10.0, "name": "fiducial"}
+# The spec schema lives in faket.layout (validate_spec, default_spec, DEFAULT_*); it is re-exported here
+# lazily so that building the CLI parser does not import numpy/pandas.
+_FROM_LAYOUT = ("validate_spec", "default_spec", "DEFAULT_BOX", "DEFAULT_VOXEL_SIZE", "DEFAULT_SLAB",
+                "DEFAULT_COUNT_PER_CLASS", "DEFAULT_VESICLES", "DEFAULT_FIDUCIALS")
+
+
+def __getattr__(name):
+    if name in _FROM_LAYOUT:
+        from .. import layout
+
+        return getattr(layout, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 OUTPUT_FILES = ("volume.mrc", "class_mask.mrc", "occupancy_mask.mrc", "classes.json", "particles.csv",
                 "particles.star", "particle_locations.txt")
+#: written too when the spec has membranes or filaments
+CELLULAR_FILES = ("membrane_mask.mrc", "instances.csv", "membranes.csv", "filaments.csv", "filaments.star",
+                  "filament_subunits.csv", "filament_subunits.star")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,129 +132,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# spec
-
-
-_CLASS_KEYS = {"template": str, "name": str, "count": int, "fraction": float, "map_voxel_size": float,
-               "resolution": float}
-_VESICLE_KEYS = {"count": int, "diameter_nm": float, "membrane_thickness_nm": float, "contrast": float,
-                 "name": str}
-_FIDUCIAL_KEYS = {"count": int, "diameter_nm": float, "contrast": float, "name": str}
-_TOP_KEYS = {"box": list, "voxel_size": float, "slab_thickness": int, "mask_threshold": float,
-             "interpolation": str, "max_tries": int, "tomo_name": str, "classes": list, "vesicles": dict,
-             "fiducials": dict}
-
-
-def _typed(value, typ, where: str):
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if typ is str:
-        if not isinstance(value, str) or not value.strip():
-            raise InputError(f"{where}: expected a non-empty string, got {value!r}")
-        return value.strip()
-    if typ is list:
-        if not isinstance(value, list):
-            raise InputError(f"{where}: expected a list, got {type(value).__name__}")
-        return value
-    if typ is dict:
-        if not isinstance(value, dict):
-            raise InputError(f"{where}: expected a mapping (key: value), got {type(value).__name__}")
-        return value
-    raise AssertionError(typ)
-
-
-def _section(raw: dict, keys: dict, where: str) -> dict:
-    out = {}
-    for k, v in raw.items():
-        if k not in keys:
-            raise InputError(f"{where}: unknown key {k!r} (known: {', '.join(keys)})")
-        out[k] = _typed(v, keys[k], f"{where}.{k}")
-    return out
-
-
-def validate_spec(raw, source: str = "spec") -> dict:
-    """Check a spec mapping (see the module docstring) and fill defaults; returns a plain dict."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise InputError(f"{source}: expected a mapping of keys at the top level")
-    # an empty section (``vesicles:`` with nothing under it) means "with its defaults"
-    raw = {k: ({} if v is None and k in ("vesicles", "fiducials") else [] if v is None and k == "classes" else v)
-           for k, v in raw.items()}
-    spec = _section(raw, _TOP_KEYS, source)
-    box = spec.get("box", list(DEFAULT_BOX))
-    if len(box) != 3 or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in box):
-        raise InputError(f"{source}.box: expected three positive integers [Z, Y, X], got {box!r}")
-    spec["box"] = [int(b) for b in box]
-    spec.setdefault("voxel_size", DEFAULT_VOXEL_SIZE)
-    if spec["voxel_size"] <= 0:
-        raise InputError(f"{source}.voxel_size: must be positive")
-    if "slab_thickness" in spec and spec["slab_thickness"] < 1:
-        raise InputError(f"{source}.slab_thickness: must be at least 1 voxel")
-    spec.setdefault("mask_threshold", 0.1)
-    if not 0 < spec["mask_threshold"] < 1:
-        raise InputError(f"{source}.mask_threshold: must be between 0 and 1")
-    spec.setdefault("interpolation", "linear")
-    if spec["interpolation"] not in ("linear", "cubic"):
-        raise InputError(f"{source}.interpolation: expected linear or cubic, got {spec['interpolation']!r}")
-    spec.setdefault("max_tries", 2000)
-    if spec["max_tries"] < 1:
-        raise InputError(f"{source}.max_tries: must be at least 1")
-    spec.setdefault("tomo_name", "faket")
-    classes = []
-    for i, c in enumerate(spec.get("classes", [])):
-        where = f"{source}.classes[{i}]"
-        if not isinstance(c, dict):
-            raise InputError(f"{where}: expected a mapping with template and count or fraction")
-        c = _section(c, _CLASS_KEYS, where)
-        if "template" not in c:
-            raise InputError(f"{where}: missing key 'template'")
-        if "count" in c and "fraction" in c:
-            raise InputError(f"{where}: give count or fraction, not both")
-        if c.get("count", 0) < 0:
-            raise InputError(f"{where}.count: must be >= 0")
-        if "fraction" in c and not 0 <= c["fraction"] < 1:
-            raise InputError(f"{where}.fraction: must be in [0, 1)")
-        if "count" not in c and "fraction" not in c:
-            c["count"] = DEFAULT_COUNT_PER_CLASS
-        classes.append(c)
-    spec["classes"] = classes
-    for key, keys, default in (("vesicles", _VESICLE_KEYS, DEFAULT_VESICLES),
-                               ("fiducials", _FIDUCIAL_KEYS, DEFAULT_FIDUCIALS)):
-        sec = _section(spec.get(key, {"count": 0}), keys, f"{source}.{key}")
-        merged = dict(default)
-        merged["count"] = 0 if key not in spec else merged["count"]
-        merged.update(sec)
-        for k in ("count",):
-            if merged[k] < 0:
-                raise InputError(f"{source}.{key}.{k}: must be >= 0")
-        for k in ("diameter_nm", "membrane_thickness_nm", "contrast"):
-            if k in merged and merged[k] <= 0:
-                raise InputError(f"{source}.{key}.{k}: must be positive")
-        spec[key] = merged
-    return spec
-
-
-def default_spec() -> dict:
-    """The built-in default layout (crowded, every built-in class, one vesicle, five fiducials)."""
-    from ..templates import BUILTIN_NAMES
-
-    return validate_spec({
-        "box": list(DEFAULT_BOX), "voxel_size": DEFAULT_VOXEL_SIZE, "slab_thickness": DEFAULT_SLAB,
-        "classes": [{"template": n, "count": DEFAULT_COUNT_PER_CLASS} for n in BUILTIN_NAMES],
-        "vesicles": dict(DEFAULT_VESICLES), "fiducials": dict(DEFAULT_FIDUCIALS),
-    }, "default spec")
+# spec (the schema lives in faket.layout)
 
 
 def load_spec(path) -> dict:
-    import yaml
     from pathlib import Path
+
+    import yaml
+
+    from ..layout import validate_spec
 
     p = Path(path)
     if not p.exists():
@@ -240,44 +172,19 @@ def _parse_box(text: str):
 # run
 
 
-def _load(spec_entry: dict, voxel_size_a: float, cache_dir):
-    from ..templates import load_template
+def _write_cellular(st, lay, outdir, vs, box, tomo_name, params, extra) -> None:
+    from ..filaments import write_filaments_star
 
-    kw = {}
-    if "map_voxel_size" in spec_entry:
-        kw["map_voxel_size_a"] = spec_entry["map_voxel_size"]
-    if "resolution" in spec_entry:
-        kw["resolution_a"] = spec_entry["resolution"]
-    return load_template(spec_entry["template"], voxel_size_a, name=spec_entry.get("name"),
-                         cache_dir=cache_dir, **kw)
-
-
-def _class_table(spec: dict, voxel_size_a: float, cache_dir, args):
-    """Spec -> list of (name, density, source, diameter_nm, count|None, fraction|None, isotropic)."""
-    from ..layout import fiducial_template, vesicle_template
-
-    out = []
-    for i, c in enumerate(spec["classes"]):
-        t = _load(c, voxel_size_a, cache_dir)
-        name = c.get("name") or t.name
-        out.append(dict(name=name, density=t.density, source=t.source, diameter_nm=float(t.diameter_nm),
-                        count=c.get("count"), fraction=c.get("fraction"), isotropic=False))
-    v = spec["vesicles"]
-    if v["count"] > 0:
-        out.append(dict(name=v["name"], density=vesicle_template(
-            v["diameter_nm"], voxel_size_a, membrane_thickness_nm=v["membrane_thickness_nm"], value=v["contrast"]),
-            source=f"vesicle: bilayer {v['membrane_thickness_nm']:g} nm", diameter_nm=float(v["diameter_nm"]),
-            count=v["count"], fraction=None, isotropic=True))
-    f = spec["fiducials"]
-    if f["count"] > 0:
-        out.append(dict(name=f["name"], density=fiducial_template(f["diameter_nm"], voxel_size_a, value=f["contrast"]),
-                        source="gold bead", diameter_nm=float(f["diameter_nm"]), count=f["count"],
-                        fraction=None, isotropic=True))
-    names = [c["name"] for c in out]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise InputError(f"class name {sorted(dup)[0]!r} is used twice (give the classes distinct names)")
-    return out
+    st.write_mrc(outdir / "membrane_mask.mrc", lay.membrane_mask, vs, params=params,
+                 extra={**extra, "meaning": "1 on membrane bilayer voxels (|d| <= thickness/2), else 0"})
+    st.path(outdir / "instances.csv").write_text(lay.instances.to_csv(index=False))
+    st.path(outdir / "membranes.csv").write_text(lay.membranes.to_csv(index=False))
+    st.path(outdir / "filaments.csv").write_text(lay.filaments.to_csv(index=False))
+    st.path(outdir / "filament_subunits.csv").write_text(lay.subunits.to_csv(index=False))
+    write_filaments_star(lay.filaments, st.path(outdir / "filaments.star"), voxel_size_a=vs, box_zyx=box,
+                         tomo_name=tomo_name)
+    write_filaments_star(lay.subunits, st.path(outdir / "filament_subunits.star"), voxel_size_a=vs, box_zyx=box,
+                         tomo_name=tomo_name)
 
 
 def run(args) -> int:
@@ -285,144 +192,70 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    import numpy as np
-
     from .. import layout as L
     from ..particles import read_particles, write_particles_csv, write_particles_star, write_shrec_locations
     from ._common import Step, check_not_same, info, progress, warn
 
     t0 = time.perf_counter()
-    spec = load_spec(args.spec) if args.spec else default_spec()
+    spec = load_spec(args.spec) if args.spec else L.default_spec()
     if args.box:
         spec["box"] = _parse_box(args.box)
+        if not args.spec:  # the default's 100-voxel slab shrinks with a smaller --box
+            spec["slab_thickness"] = min(spec["slab_thickness"], spec["box"][0])
     if args.voxel_size is not None:
         if not args.voxel_size > 0:
             raise InputError(f"--voxel-size {args.voxel_size}: must be positive")
         spec["voxel_size"] = float(args.voxel_size)
-    box = tuple(spec["box"])
-    vs = float(spec["voxel_size"])
-    order = 1 if spec["interpolation"] == "linear" else 3
+    box, vs = tuple(spec["box"]), float(spec["voxel_size"])
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
-    targets = {name: outdir / name for name in OUTPUT_FILES}
+    targets = {name: outdir / name for name in OUTPUT_FILES + CELLULAR_FILES}
     check_not_same([args.spec, args.particles], targets.values())
+    df = read_particles(args.particles, voxel_size_a=vs, box_zyx=box) if args.particles else None
 
-    if args.particles:
-        df = read_particles(args.particles, voxel_size_a=vs, box_zyx=box)
-        if len(df) == 0:
-            raise InputError(f"{args.particles}: no particles")
-        names_needed = list(dict.fromkeys(df["class_name"]))
-        by_name = {}
-        spec_by_name = {}
-        for c in spec["classes"]:
-            key = c.get("name") or Path(c["template"]).name.split(".")[0]
-            spec_by_name[key] = c
-        table = []
-        for name in names_needed:
-            if name in spec_by_name:
-                t = _load({**spec_by_name[name], "name": name}, vs, args.cache_dir)
-                table.append(dict(name=name, density=t.density, source=t.source, diameter_nm=t.diameter_nm,
-                                  isotropic=False))
-            elif name == spec["vesicles"]["name"] or name == "vesicle":
-                v = {**DEFAULT_VESICLES, **{k: x for k, x in spec["vesicles"].items() if k != "count"}}
-                table.append(dict(name=name, density=L.vesicle_template(
-                    v["diameter_nm"], vs, membrane_thickness_nm=v["membrane_thickness_nm"], value=v["contrast"]),
-                    source=f"vesicle: bilayer {v['membrane_thickness_nm']:g} nm", diameter_nm=v["diameter_nm"],
-                    isotropic=True))
-            elif name == spec["fiducials"]["name"] or name == "fiducial":
-                f = {**DEFAULT_FIDUCIALS, **{k: x for k, x in spec["fiducials"].items() if k != "count"}}
-                table.append(dict(name=name, density=L.fiducial_template(f["diameter_nm"], vs, value=f["contrast"]),
-                                  source="gold bead", diameter_nm=f["diameter_nm"], isotropic=True))
-            else:
-                from ..templates import BUILTIN_NAMES
+    with progress(desc="placing", unit="particle", args=args) as bar:
+        def total(n):
+            bar.total = n
+            bar.refresh()
 
-                if name not in BUILTIN_NAMES:
-                    raise InputError(f"{args.particles}: unknown class {name!r}: not in the spec's classes "
-                                     f"and not a built-in ({', '.join(BUILTIN_NAMES)})")
-                t = _load({"template": name}, vs, args.cache_dir)
-                table.append(dict(name=name, density=t.density, source=t.source, diameter_nm=t.diameter_nm,
-                                  isotropic=False))
-            by_name[name] = table[-1]
-        with progress(total=len(df), desc="placing", unit="particle", args=args) as bar:
-            lay = L.place_particles({k: v["density"] for k, v in by_name.items()}, df, box,
-                                    mask_threshold=spec["mask_threshold"], order=order,
-                                    isotropic=[k for k, v in by_name.items() if v["isotropic"]],
-                                    source=str(args.particles), progress=bar.update)
-        if lay.overlap_voxels:
-            warn(f"{args.particles}: particle masks overlap on {lay.overlap_voxels} voxels "
-                 "(the earlier particle keeps them)")
-        if lay.centres_taken:
-            warn(f"{args.particles}: {len(lay.centres_taken)} particle centre(s) lie in another particle's "
-                 f"mask (e.g. particle {lay.centres_taken[0]})")
-        if lay.clipped:
-            info(args, f"{len(lay.clipped)} particle(s) clipped at the box edge")
-        ids = lay.particles.groupby("class_name")["class_id"].first().to_dict()
-        classes_json = {str(int(ids[n])): {"name": n, "source": str(by_name[n]["source"]),
-                                           "diameter_nm": float(by_name[n]["diameter_nm"])}
-                        for n in sorted(by_name, key=lambda k: ids[k])}
-        slab = None
-    else:
-        nz = box[0]
-        thick = spec.get("slab_thickness", nz)
-        if not args.spec:  # the default's 100-voxel slab shrinks with a smaller --box
-            thick = min(thick, nz)
-        if thick > nz:
-            raise InputError(f"slab_thickness {thick} is larger than the box Z size {nz}")
-        z0 = (nz - thick) // 2
-        slab = (z0, z0 + thick)
-        table = _class_table(spec, vs, args.cache_dir, args)
-        if not table:
-            raise InputError(f"{args.spec}: no classes to place (add classes, vesicles or fiducials)")
-        classes = []
-        slab_voxels = thick * box[1] * box[2]
-        for i, c in enumerate(table, start=1):
-            count = c["count"]
-            if count is None:  # fraction -> count from the unrotated mask volume
-                cube, thr = L.prepare_template(c["density"], mask_threshold=spec["mask_threshold"], name=c["name"])
-                count = L.counts_from_fractions({c["name"]: c["fraction"]}, {c["name"]: int((cube > thr).sum())},
-                                                slab_voxels)[c["name"]]
-            classes.append(L.LayoutClass(class_id=i, name=c["name"], template=c["density"], count=int(count),
-                                         isotropic=c["isotropic"]))
-        total = sum(c.count for c in classes)
-        with progress(total=total, desc="placing", unit="particle", args=args) as bar:
-            try:
-                lay = L.random_layout(classes, box, seed=args.seed, slab_z=slab,
-                                      mask_threshold=spec["mask_threshold"], order=order,
-                                      max_tries=spec["max_tries"], allow_fewer=args.allow_fewer,
-                                      progress=bar.update)
-            except L.NotEnoughRoom as exc:
-                raise InputError(str(exc)) from None
-        if sum(lay.placed.values()) < total:
-            warn("only {} of {} requested particles fit ({})".format(
-                sum(lay.placed.values()), total,
-                ", ".join(f"{k} {lay.placed[k]}/{lay.requested[k]}" for k in lay.requested
-                          if lay.placed[k] < lay.requested[k])))
-        classes_json = {str(c.class_id): {"name": c.name, "source": str(t["source"]),
-                                          "diameter_nm": float(t["diameter_nm"])}
-                        for c, t in zip(classes, table)}
+        try:
+            res = L.make_layout(spec, seed=args.seed, particles=df, allow_fewer=args.allow_fewer,
+                                cache_dir=args.cache_dir, source=str(args.spec),
+                                particles_source=str(args.particles), progress=bar.update, progress_total=total)
+        except L.NotEnoughRoom as exc:
+            raise InputError(str(exc)) from None
+    for w in res.warnings:
+        warn(w)
+    for n in res.notes:
+        info(args, n)
 
-    df = lay.particles
-    occupied = float(np.count_nonzero(lay.occupancy))
-    frac_den = (slab[1] - slab[0]) * box[1] * box[2] if slab else int(np.prod(box))
-    summary = {"n_particles": int(len(df)), "requested": lay.requested, "placed": lay.placed,
-               "slab_z": list(slab) if slab else None, "occupied_fraction": occupied / frac_den,
-               "classes": classes_json}
-    params = {"spec_resolved": {k: v for k, v in spec.items()}, "box_zyx": list(box), "voxel_size_a": vs}
+    lay = res.layout
+    params = {"spec_resolved": dict(spec), "box_zyx": list(box), "voxel_size_a": vs}
+    extra = {"layout": res.summary}
     with Step("layout", args, inputs=[args.spec, args.particles]) as st:
-        st.write_mrc(targets["volume.mrc"], lay.density, vs, params=params, extra={"layout": summary})
+        st.write_mrc(targets["volume.mrc"], lay.density, vs, params=params, extra=extra)
         st.write_mrc(targets["class_mask.mrc"], lay.class_mask, vs, params=params,
-                     extra={"layout": summary, "meaning": "0 background, else class_id (classes.json)"})
+                     extra={**extra, "meaning": "0 background, else class_id (classes.json)"})
         st.write_mrc(targets["occupancy_mask.mrc"], lay.occupancy, vs, params=params,
-                     extra={"layout": summary, "meaning": "0 background, else particle_id (particles.csv)"})
-        st.path(targets["classes.json"]).write_text(json.dumps(classes_json, indent=2) + "\n")
-        write_particles_csv(df, st.path(targets["particles.csv"]))
-        write_particles_star(df, st.path(targets["particles.star"]), voxel_size_a=vs, box_zyx=box,
+                     extra={**extra, "meaning": "0 background, else particle_id (particles.csv)"
+                                      + ("; membranes and filaments after the particles (instances.csv)"
+                                         if lay.instances is not None else "")})
+        st.path(targets["classes.json"]).write_text(json.dumps(res.classes, indent=2) + "\n")
+        write_particles_csv(lay.particles, st.path(targets["particles.csv"]))
+        write_particles_star(lay.particles, st.path(targets["particles.star"]), voxel_size_a=vs, box_zyx=box,
                              tomo_name=spec["tomo_name"])
-        write_shrec_locations(df, st.path(targets["particle_locations.txt"]))
-    for cid, c in classes_json.items():  # after success: an error stays one line
-        info(args, f"class {cid} {c['name']}: {c['source']}, ~{c['diameter_nm']:.1f} nm")
-    info(args, f"{len(df)} particles ({', '.join(f'{k} {v}' for k, v in lay.placed.items())}) in a "
-               f"{box[0]}x{box[1]}x{box[2]} box at {vs:g} A, {100 * occupied / frac_den:.1f}% of the "
-               f"{'slab' if slab else 'box'} occupied, {time.perf_counter() - t0:.1f} s -> {outdir}")
+        write_shrec_locations(lay.particles, st.path(targets["particle_locations.txt"]))
+        if lay.instances is not None:  # cellular layouts: membranes, filaments
+            _write_cellular(st, lay, outdir, vs, box, spec["tomo_name"], params, extra)
+    for cid, c in res.classes.items():  # after success: an error stays one line
+        size = f", ~{c['diameter_nm']:.1f} nm" if c.get("diameter_nm") else ""
+        info(args, f"class {cid} {c['name']} ({c.get('kind', 'particle')}): {c['source']}{size}")
+    frac = res.summary["occupied_fraction"]
+    if lay.instances is not None:
+        info(args, f"{len(lay.membranes)} membrane(s), {lay.filaments['filament_id'].nunique()} filament(s) "
+                   f"({len(lay.subunits)} subunits)")
+    info(args, f"{len(lay.particles)} particles ({', '.join(f'{k} {v}' for k, v in lay.placed.items())}) in a "
+               f"{box[0]}x{box[1]}x{box[2]} box at {vs:g} A, {100 * frac:.1f}% of the "
+               f"{'slab' if res.slab_z else 'box'} occupied, {time.perf_counter() - t0:.1f} s -> {outdir}")
     return 0

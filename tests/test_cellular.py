@@ -1,0 +1,463 @@
+"""Cellular layouts (issue 15): membranes, membrane proteins, filaments - geometry, labels, spec, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+
+from faket import layout as L
+from faket.errors import InputError
+from faket.filaments import FILAMENT_TYPES, random_path
+from faket.membranes import Membrane, render_membrane
+from faket.rotation import relion_to_matrix, rotate_volume
+
+
+def _make(spec: dict, seed: int = 0, **kw):
+    return L.make_layout(L.validate_spec(spec, "test"), seed=seed, **kw)
+
+
+def _axis_frame(pts_xyz: np.ndarray):
+    """Unit axis and two perpendicular unit vectors of a straight polyline."""
+    a = pts_xyz[-1] - pts_xyz[0]
+    a /= np.linalg.norm(a)
+    e1 = np.cross(a, [0.0, 0.0, 1.0] if abs(a[2]) < 0.9 else [1.0, 0.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    return a, e1, np.cross(a, e1)
+
+
+def _cylindrical(vol: np.ndarray, p0, a, e1, e2):
+    z, y, x = np.nonzero(vol > 0)
+    q = np.stack([x, y, z], 1).astype(float) - p0
+    h = q @ a
+    u, v = q @ e1, q @ e2
+    return h, np.hypot(u, v), np.arctan2(v, u), vol[z, y, x]
+
+
+# --------------------------------------------------------------------------------------------------
+# filaments
+
+
+@pytest.fixture(scope="module")
+def microtubule():
+    # 5 A voxels: the 13 protofilaments (5 nm apart on the wall) are well resolved
+    res = _make({"box": [72, 128, 160], "voxel_size": 5.0,
+                 "filaments": [{"type": "microtubule", "length_nm": 40, "persistence_length_nm": 1e12}]}, seed=3)
+    return res
+
+
+def test_microtubule_radial_profile_peaks_at_the_wall_and_has_13_fold_symmetry(microtubule):
+    lay = microtubule.layout
+    pts = lay.filaments[["x", "y", "z"]].to_numpy()
+    a, e1, e2 = _axis_frame(pts)
+    h, rho, phi, w = _cylindrical(lay.density, pts[0], a, e1, e2)
+    vs_nm = 0.5
+    inner = (h > 6 / vs_nm) & (h < (40 - 6) / vs_nm)             # away from the ends
+    bins = np.arange(0, 16 / vs_nm + 1)
+    prof = np.bincount(np.digitize(rho[inner], bins), weights=w[inner], minlength=len(bins) + 1)[1:len(bins)]
+    area = np.bincount(np.digitize(rho[inner], bins), minlength=len(bins) + 1)[1:len(bins)] + 1e-9
+    mean = prof / np.maximum(area, 1)
+    r_peak_nm = (np.argmax(mean) + 0.5) * vs_nm
+    assert 9.5 <= r_peak_nm <= 11.5                              # protofilament wall at 10.5 nm
+    assert mean[: int(5 / vs_nm)].max() < 0.05 * mean.max()      # hollow lumen
+    # outer diameter ~25 nm: density falls to < 10 % of the wall's by 13.5 nm
+    assert mean[int(13.5 / vs_nm)] < 0.1 * mean.max()
+    # cross-section at the wall radius: the angular profile's strongest harmonic is 13
+    ring = inner & (np.abs(rho - 10.5 / vs_nm) < 1.5)
+    ang = np.bincount(((phi[ring] + np.pi) / (2 * np.pi) * 104).astype(int) % 104, weights=w[ring], minlength=104)
+    spec = np.abs(np.fft.rfft(ang - ang.mean()))
+    assert int(np.argmax(spec[1:])) + 1 == 13
+    assert spec[13] > 5 * np.median(spec[1:30])
+
+
+def test_microtubule_subunits_are_dimers_on_13_protofilaments(microtubule):
+    su = microtubule.layout.subunits
+    assert sorted(su["strand"].unique()) == list(range(13))
+    # along one protofilament, consecutive dimers are 8 nm apart
+    for pf in (0, 7):
+        p = su[su["strand"] == pf][["x", "y", "z"]].to_numpy()
+        d = np.linalg.norm(np.diff(p, axis=0), axis=1) * 0.5
+        assert np.allclose(d, 8.0, atol=0.05)
+    # each dimer's local z (filament axis) is the tangent; local x points away from the axis
+    pts = microtubule.layout.filaments[["x", "y", "z"]].to_numpy()
+    a, _, _ = _axis_frame(pts)
+    R = relion_to_matrix(su[["rot", "tilt", "psi"]].to_numpy())
+    assert np.all(np.abs(R[:, :, 2] @ a) > 0.999)
+    q = su[["x", "y", "z"]].to_numpy() - pts[0]
+    radial = q - (q @ a)[:, None] * a
+    assert np.allclose(np.linalg.norm(radial, axis=1) * 0.5, 10.5, atol=0.05)
+    assert np.all(np.einsum("ij,ij->i", R[:, :, 0], radial / np.linalg.norm(radial, axis=1)[:, None]) > 0.999)
+
+
+def test_actin_repeats_with_its_helical_rise_and_twist():
+    res = _make({"box": [48, 128, 128], "voxel_size": 5.0,
+                 "filaments": [{"type": "actin", "length_nm": 60, "persistence_length_nm": 1e12}]}, seed=5)
+    lay = res.layout
+    su = lay.subunits.sort_values("subunit")
+    pts = lay.filaments[["x", "y", "z"]].to_numpy()
+    a, e1, e2 = _axis_frame(pts)
+    q = (su[["x", "y", "z"]].to_numpy() - pts[0]) * 0.5          # nm
+    h = q @ a
+    phi = np.degrees(np.arctan2(q @ e2, q @ e1))
+    assert np.allclose(np.diff(h), 2.75, atol=0.02)
+    dphi = (np.diff(phi) + 180) % 360 - 180
+    assert np.allclose(dphi, -166.7, atol=0.2)
+    assert list(su["strand"][:4]) == [0, 1, 0, 1]
+    # the density repeats under the screw (rise 2.75 nm, twist -166.7 deg), not under the other hand
+    from scipy.ndimage import map_coordinates
+
+    z, y, x = np.nonzero(lay.density > 0.2 * lay.density.max())
+    p = np.stack([x, y, z], 1).astype(float)
+    hh = (p - pts[0]) @ a * 0.5
+    p = p[(hh > 10) & (hh < 45)]
+
+    def screw(twist_deg):
+        t = np.radians(twist_deg)
+        rel = p - pts[0]
+        ax = (rel @ a)[:, None] * a
+        perp = rel - ax
+        rot = (perp * np.cos(t) + np.cross(a, perp) * np.sin(t) + a * (a @ perp.T)[:, None] * (1 - np.cos(t)))
+        moved = pts[0] + ax + rot + a * 2.75 / 0.5
+        return map_coordinates(lay.density, moved[:, ::-1].T, order=1)
+
+    here = map_coordinates(lay.density, p[:, ::-1].T, order=1)
+    good = np.corrcoef(here, screw(-166.7))[0, 1]
+    wrong = np.corrcoef(here, screw(166.7))[0, 1]
+    assert good > 0.95 and wrong < good - 0.3
+
+
+def test_random_path_has_the_persistence_length():
+    rng = np.random.default_rng(0)
+    lp, n = 40.0, 120
+    dots = []
+    for _ in range(400):
+        pts = random_path(rng, n, lp, (-1e6,) * 3, (1e6,) * 3, start=(0, 0, 0))
+        t = np.diff(pts, axis=0)
+        t /= np.linalg.norm(t, axis=1)[:, None]
+        dots.append(t @ t[0])
+    c = np.mean(dots, axis=0)
+    for s in (10, 40, 80):
+        assert c[s] == pytest.approx(np.exp(-s / lp), abs=0.04)
+
+
+def test_filaments_stay_in_the_slab_and_out_of_other_structures():
+    res = _make({"box": [48, 128, 128], "slab_thickness": 40,
+                 "membranes": [{"shape": "sphere", "size_nm": 26, "count": 2}],
+                 "filaments": [{"type": "actin", "count": 4, "length_nm": 80, "persistence_length_nm": 200},
+                               {"type": "microtubule", "count": 1, "length_nm": 60}]}, seed=2)
+    lay = res.layout
+    assert res.slab_z == (4, 44)
+    fil = lay.instances[lay.instances["kind"] == "filament"]
+    assert len(fil) == 5
+    for r in fil.itertuples():
+        z, y, x = np.nonzero(lay.occupancy == r.instance_id)
+        assert len(z) > 0 and z.min() >= 4 and z.max() < 44
+        pts = lay.filaments[lay.filaments["filament_id"] == r.item_id][["x", "y", "z"]].to_numpy()
+        # every voxel of a filament is near its own polyline (nothing else was painted with its id)
+        dense = np.concatenate([np.linspace(pts[i], pts[i + 1], 9) for i in range(len(pts) - 1)])
+        vox = np.stack([x, y, z], 1)
+        d = np.sqrt(((vox[:, None, :] - dense[None, :, :]) ** 2).sum(-1)).min(1)
+        outer = FILAMENT_TYPES[r.class_name].outer_radius_nm()
+        assert d.max() <= outer + 1.5
+
+
+# --------------------------------------------------------------------------------------------------
+# membranes and membrane proteins
+
+
+def test_bilayer_has_two_dense_leaflets_and_a_lighter_core():
+    m = Membrane("plane", np.array([20.0, 20.0, 20.0]), np.eye(3), np.zeros(3), thickness=9.0)
+    flat, vals, mask = render_membrane(m, (40, 40, 40), (0, 40), contrast=1.0)
+    vol = np.zeros(40 ** 3, np.float32)
+    vol[flat] = vals
+    prof = vol.reshape(40, 40, 40)[:, 20, 20]
+    peaks = [z for z in range(1, 39) if prof[z] >= prof[z - 1] and prof[z] >= prof[z + 1] and prof[z] > 0.5]
+    assert peaks == [17, 23]                                   # heads at +-0.35 * 9 = +-3.15 voxels
+    assert prof[20] < 0.6 * prof[17] and prof[20] > 0.2        # lighter (not empty) core
+    assert prof.max() == pytest.approx(1.0, abs=0.02)
+    m_vol = np.zeros(40 ** 3, bool)
+    m_vol[flat[mask]] = True
+    assert np.flatnonzero(m_vol.reshape(40, 40, 40)[:, 20, 20]).tolist() == list(range(16, 25))
+
+
+@pytest.fixture(scope="module")
+def cell():
+    spec = {"box": [64, 128, 128], "slab_thickness": 60,
+            "classes": [{"template": "globule", "count": 30},
+                        {"template": "barrel", "name": "channel", "membrane": "ves", "count": 5, "leaflet": "outer",
+                         "insertion_nm": 2.0},
+                        {"template": "rod", "name": "inside", "membrane": "ves", "count": 3, "leaflet": "inner",
+                         "axis": [1, 0, 0], "insertion_nm": 6.0},
+                        {"template": "tripod", "name": "onplane", "membrane": "pm", "count": 4, "leaflet": "both",
+                         "insertion_nm": 7.0}],
+            "membranes": [{"shape": "sphere", "name": "ves", "size_nm": 50},
+                          {"shape": "plane", "name": "pm", "normal": [0.2, 0.0, 1.0]},
+                          {"shape": "ellipsoid", "size_nm": [22, 16, 12]},
+                          {"shape": "tube", "size_nm": 18, "length_nm": 50}],
+            "filaments": [{"type": "actin", "count": 2, "length_nm": 60}]}
+    return spec, _make(spec, seed=7)
+
+
+def test_membrane_proteins_point_along_the_local_normal(cell):
+    spec, res = cell
+    lay = res.layout
+    df = lay.particles
+    mem = lay.membranes.set_index("class_name")
+    ves = mem.loc["ves"]
+    c = ves[["x", "y", "z"]].to_numpy(float)
+    r_mid = (ves["radius_x_nm"] - ves["thickness_nm"] / 2)        # nm = voxels at 10 A
+    for name, axis, side, ins in (("channel", [0, 0, 1], 1, 2.0), ("inside", [1, 0, 0], -1, 6.0)):
+        rows = df[df["class_name"] == name]
+        assert len(rows) == {"channel": 5, "inside": 3}[name]
+        p = rows[["x", "y", "z"]].to_numpy() - c
+        n = p / np.linalg.norm(p, axis=1)[:, None]
+        # centre at the requested depth on the requested side of the mid-surface
+        assert np.allclose(np.linalg.norm(p, axis=1), r_mid + side * ins, atol=1e-6)
+        ax = relion_to_matrix(rows[["rot", "tilt", "psi"]].to_numpy()) @ np.asarray(axis, float)
+        ang = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", ax, side * n), -1, 1)))
+        assert ang.max() < 2.0
+    # plane: axis along +-normal ("both" leaflets), spins differ
+    rows = df[df["class_name"] == "onplane"]
+    nrm = np.array([0.2, 0.0, 1.0]) / np.linalg.norm([0.2, 0.0, 1.0])
+    ax = relion_to_matrix(rows[["rot", "tilt", "psi"]].to_numpy())[:, :, 2]
+    assert np.all(np.degrees(np.arccos(np.clip(np.abs(ax @ nrm), 0, 1))) < 2.0)
+    x_axes = relion_to_matrix(rows[["rot", "tilt", "psi"]].to_numpy())[:, :, 0]
+    assert np.abs(x_axes @ x_axes.T - np.eye(len(rows))).max() > 0.1
+
+
+def test_no_two_structures_share_a_voxel_and_labels_agree(cell):
+    spec, res = cell
+    lay = res.layout
+    inst = lay.instances.set_index("instance_id")
+    occ = lay.occupancy
+    ids = np.unique(occ[occ > 0])
+    assert set(ids) == set(inst.index)                          # every structure is in the mask, once
+    assert list(inst.index) == list(range(1, len(inst) + 1))
+    # the class mask is the class of the voxel's instance
+    lut = np.zeros(len(inst) + 1, np.int64)
+    lut[inst.index] = inst["class_id"]
+    np.testing.assert_array_equal(lay.class_mask.astype(np.int64), lut[occ])
+    kinds = {v["name"]: v["kind"] for v in res.classes.values()}
+    assert kinds["ves"] == "membrane" and kinds["actin"] == "filament" and kinds["channel"] == "membrane_protein"
+    assert kinds["globule"] == "particle"
+    # a soluble particle's own mask (recomputed alone) is all its own: nobody else took a voxel of it
+    tmpl = {c["name"]: c for c in L.class_table(L.validate_spec(spec), 10.0)}
+    shape = np.asarray(occ.shape)
+    for r in lay.particles.itertuples(index=False):
+        t = tmpl[r.class_name]
+        cube, thr = L.prepare_template(t["density"])
+        czyx = np.array([r.z, r.y, r.x])
+        c0 = np.floor(czyx + 0.5).astype(int)
+        vol = rotate_volume(cube, (r.rot, r.tilt, r.psi), order=1, shift_zyx=czyx - c0)
+        m = vol > thr
+        k = (m.shape[0] - 1) // 2
+        m[k, k, k] = True
+        vox = np.argwhere(m) - k + c0
+        vox = vox[np.all((vox >= 0) & (vox < shape), axis=1)]
+        assert np.all(occ[tuple(vox.T)] == r.particle_id), r
+    # a membrane's own mask (recomputed alone) belongs to it, or to a protein sitting in it
+    for r in lay.membranes.itertuples(index=False):
+        own = occ.reshape(-1)
+        rows = inst[(inst["kind"] == "membrane_protein")]
+        allowed = {r.instance_id} | set(rows.index)
+        n_own = int((occ == r.instance_id).sum())
+        assert n_own > 0 and n_own <= r.n_voxels
+        mm = lay.membrane_mask.reshape(-1)
+        assert set(np.unique(own[mm == 1])) <= allowed | set(lay.membranes["instance_id"])
+    # membrane_mask = the membranes' bilayer voxels: every membrane voxel of the occupancy is in it
+    mem_ids = lay.membranes["instance_id"].to_numpy()
+    assert np.all(lay.membrane_mask[np.isin(occ, mem_ids)] == 1)
+    # everything lies inside the slab (2..62)
+    z = np.nonzero(occ)[0]
+    assert z.min() >= 2 and z.max() < 62
+
+
+def test_membrane_mask_matches_the_geometry(cell):
+    _, res = cell
+    lay = res.layout
+    r = lay.membranes.set_index("class_name").loc["ves"]
+    c = r[["x", "y", "z"]].to_numpy(float)
+    r_mid = r["radius_x_nm"] - r["thickness_nm"] / 2
+    half = r["thickness_nm"] / 2                                 # nm = voxels at 10 A
+    z, y, x = np.nonzero(lay.occupancy == r["instance_id"])
+    d = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
+    assert np.all(np.abs(d - r_mid) <= half + 1e-6)             # the membrane's voxels are its bilayer
+    zz, yy, xx = np.indices(lay.membrane_mask.shape)
+    dd = np.sqrt((xx - c[0]) ** 2 + (yy - c[1]) ** 2 + (zz - c[2]) ** 2)
+    shell = np.abs(dd - r_mid) <= half
+    assert np.all(lay.membrane_mask[shell] == 1)                  # the whole bilayer, proteins or not
+    assert shell.sum() == pytest.approx(4 * np.pi * r_mid ** 2 * 2 * half, rel=0.05)
+
+
+def test_cellular_layout_is_seeded():
+    spec = {"box": [40, 80, 80], "classes": [{"template": "globule", "count": 10},
+                                            {"template": "blob3", "membrane": "m", "count": 3}],
+            "membranes": [{"shape": "sphere", "name": "m", "size_nm": 30}],
+            "filaments": [{"type": "actin", "length_nm": 40}]}
+    a, b, c = _make(spec, seed=1), _make(spec, seed=1), _make(spec, seed=2)
+    np.testing.assert_array_equal(a.layout.density, b.layout.density)
+    np.testing.assert_array_equal(a.layout.occupancy, b.layout.occupancy)
+    pd.testing.assert_frame_equal(a.layout.subunits, b.layout.subunits)
+    assert not np.array_equal(a.layout.occupancy, c.layout.occupancy)
+
+
+def test_impossible_structures_error_or_allow_fewer():
+    spec = {"box": [30, 64, 64], "membranes": [{"shape": "sphere", "size_nm": 40}],
+            "filaments": [{"type": "actin", "count": 2, "length_nm": 40}]}
+    with pytest.raises(L.NotEnoughRoom, match=r"sphere_membrane 0/1"):
+        _make(spec)
+    res = _make(spec, allow_fewer=True)
+    assert res.layout.placed == {"sphere_membrane": 0, "actin": 2}
+    assert "only 2 of 3 requested structures fit" in res.warnings[0]
+
+
+def test_spec_errors_name_the_key():
+    bad = [({"membranes": [{"shape": "torus"}]}, "membranes[0].shape: expected one of"),
+           ({"membranes": [{"shape": "sphere", "radius": 3}]}, "membranes[0]: unknown key 'radius'"),
+           ({"membranes": [{"shape": "sphere", "size_nm": "big"}]}, "size_nm: expected a number"),
+           ({"membranes": [{"shape": "ellipsoid", "size_nm": 30}]}, "three outer semi-axes"),
+           ({"membranes": [{"shape": "plane", "size_nm": 30}]}, "does not apply to a plane"),
+           ({"membranes": [{"shape": "plane", "normal": [0, 0]}]}, "normal: expected three numbers"),
+           ({"membranes": [{"count": 2}]}, "missing key 'shape'"),
+           ({"filaments": [{"type": "spaghetti"}]}, "filaments[0].type: expected one of"),
+           ({"filaments": [{"type": "actin", "twist_deg": 3}]}, "applies to custom filaments only"),
+           ({"filaments": [{"type": "custom", "template": "ring"}]}, "needs rise_nm"),
+           ({"filaments": [{"type": "actin", "length_nm": -4}]}, "length_nm: must be positive"),
+           ({"classes": [{"template": "ring", "membrane": "nope"}]}, "no membrane named 'nope'"),
+           ({"classes": [{"template": "ring", "insertion_nm": 2}]}, "needs membrane"),
+           ({"membranes": [{"shape": "sphere", "name": "m"}],
+             "classes": [{"template": "ring", "membrane": "m", "leaflet": "middle"}]}, "leaflet: expected one of")]
+    for raw, msg in bad:
+        with pytest.raises(InputError) as e:
+            L.validate_spec(raw, "s.yaml")
+        assert msg in str(e.value), (raw, str(e.value))
+
+
+def test_custom_filament_from_a_template():
+    res = _make({"box": [40, 80, 80], "filaments": [{"type": "custom", "template": "blob3", "rise_nm": 6.0,
+                                                    "twist_deg": 90, "radius_nm": 1.0, "length_nm": 50,
+                                                    "persistence_length_nm": 1e9}]}, seed=4)
+    su = res.layout.subunits
+    assert len(su) == 9                                        # 0, 6, ..., 48 nm
+    p = su[["x", "y", "z"]].to_numpy()
+    assert np.allclose(np.linalg.norm(np.diff(p, axis=0), axis=1), np.hypot(6.0, np.sqrt(2)), atol=0.05)
+    R = relion_to_matrix(su[["rot", "tilt", "psi"]].to_numpy())
+    cosang = np.einsum("ij,ij->i", R[:-1, :, 0], R[1:, :, 0])
+    assert np.allclose(cosang, 0.0, atol=1e-3)                 # 90 degrees of twist per subunit
+    assert res.layout.occupancy.max() == 1 and res.classes["1"]["kind"] == "filament"
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_writes_the_cellular_files(tmp_path, run_cli):
+    import starfile
+
+    spec = tmp_path / "cell.yaml"
+    spec.write_text("""
+box: [48, 96, 96]
+classes:
+  - {template: globule, count: 10}
+  - {template: barrel, name: channel, membrane: ves, count: 3}
+membranes:
+  - {shape: sphere, name: ves, size_nm: 36}
+filaments:
+  - {type: actin, count: 2, length_nm: 50}
+""")
+    out = tmp_path / "out"
+    rc, _, err = run_cli("layout", "--spec", spec, "-o", out, "--seed", 3)
+    assert rc == 0, err
+    for f in ("membrane_mask.mrc", "membrane_mask.json", "instances.csv", "membranes.csv", "filaments.csv",
+              "filaments.star", "filament_subunits.csv", "filament_subunits.star"):
+        assert (out / f).exists(), f
+    classes = json.loads((out / "classes.json").read_text())
+    assert [v["kind"] for v in classes.values()] == ["particle", "membrane_protein", "membrane", "filament"]
+    occ = mrcfile.read(out / "occupancy_mask.mrc")
+    inst = pd.read_csv(out / "instances.csv")
+    assert set(np.unique(occ[occ > 0])) == set(inst["instance_id"])
+    parts = pd.read_csv(out / "particles.csv")
+    assert (parts["class_name"] == "channel").sum() == 3 and len(parts) == 13
+    star = starfile.read(out / "filaments.star")
+    fil = pd.read_csv(out / "filaments.csv")
+    assert sorted(star["rlnHelicalTubeID"].unique()) == [1, 2] == sorted(fil["filament_id"].unique())
+    np.testing.assert_allclose(star["rlnCenteredCoordinateXAngst"], (fil["x"] - 48) * 10.0)
+    sub = starfile.read(out / "filament_subunits.star")
+    assert len(sub) == len(pd.read_csv(out / "filament_subunits.csv")) and "rlnAngleRot" in sub
+    mm = mrcfile.read(out / "membrane_mask.mrc")
+    assert set(np.unique(mm)) == {0.0, 1.0}                  # float32 like the other masks
+    # bad membrane spec: one line, exit 2
+    spec.write_text("membranes:\n  - {shape: sphere, size_nm: [1, 2, 3]}\n")
+    rc, _, err = run_cli("layout", "--spec", spec, "-o", tmp_path / "bad")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "one outer diameter" in err
+
+
+def test_help_documents_every_spec_key():
+    from faket.cli import layout as cli
+
+    for keys in (L._TOP_KEYS, L._CLASS_KEYS, L._VESICLE_KEYS, L._FIDUCIAL_KEYS, L._MEMBRANE_KEYS, L._FILAMENT_KEYS):
+        for k in keys:
+            assert f" {k}: " in cli.DESCRIPTION or f"- {k}: " in cli.DESCRIPTION, k
+    import yaml
+
+    # the documented spec block is a valid spec (after taking one of each alternative)
+    block = cli.DESCRIPTION.split("::\n\n", 2)[2].split("\n\nClass ids")[0]
+    raw = yaml.safe_load(block)
+    raw["classes"][0].pop("fraction")
+    raw["membranes"][0] = {k: v for k, v in raw["membranes"][0].items() if k in ("shape", "name", "count",
+                                                                                "size_nm", "thickness_nm",
+                                                                                "contrast")}
+    raw["filaments"][0] = {k: v for k, v in raw["filaments"][0].items()
+                           if k not in ("template", "rise_nm", "twist_deg", "radius_nm")}
+    spec = L.validate_spec(raw, "help")
+    assert spec["filaments"][0]["persistence_length_nm"] == 5.0e6 and spec["classes"][0]["membrane"] == "pm"
+
+
+def test_curved_plane_follows_its_sphere_and_normal():
+    for k in (4.0, -4.0):                                   # 1/um: radius 250 nm = 250 voxels at 10 A
+        res = _make({"box": [60, 96, 96], "membranes": [{"shape": "plane", "name": "pm", "curvature": k}],
+                     "classes": [{"template": "globule", "membrane": "pm", "count": 4, "insertion_nm": 1}]}, seed=1)
+        lay = res.layout
+        r = lay.membranes.iloc[0]
+        R = relion_to_matrix([r.rot, r.tilt, r.psi])
+        nrm = R[:, 2]
+        centre = np.array([r.x, r.y, r.z]) + nrm * 1000.0 / k  # centre of curvature
+        z, y, x = np.nonzero(lay.occupancy == r.instance_id)
+        d = np.linalg.norm(np.stack([x, y, z], 1) - centre, axis=1)
+        assert np.all(np.abs(d - 250.0) <= 4.5 / 2 + 1e-6)     # the bilayer lies on the sphere
+        p = lay.particles[["x", "y", "z"]].to_numpy()
+        ax = relion_to_matrix(lay.particles[["rot", "tilt", "psi"]].to_numpy())[:, :, 2]
+        radial = (centre - p) * np.sign(k)                    # normal of the curved sheet (+normal side)
+        radial /= np.linalg.norm(radial, axis=1)[:, None]
+        assert np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", ax, radial), -1, 1))).max() < 2.0
+        assert np.allclose(np.linalg.norm(p - centre, axis=1), 250.0 - np.sign(k) * 1.0, atol=1e-6)
+
+
+def test_binned_labels_keep_every_structure(cell, tmp_path, run_cli):
+    """Today's `faket labels` (unchanged) on a cellular layout: every membrane and filament keeps voxels
+    in the binned occupancy mask (as unlisted ids, through the sidecar's id map)."""
+    from faket.io import write_mrc
+
+    _, res = cell
+    lay = res.layout
+    d = tmp_path / "lay"
+    d.mkdir()
+    write_mrc(d / "class_mask.mrc", lay.class_mask.astype(np.float32), 10.0)
+    write_mrc(d / "occupancy_mask.mrc", lay.occupancy.astype(np.float32), 10.0)
+    from faket.particles import write_particles_csv
+
+    write_particles_csv(lay.particles, d / "particles.csv")
+    rc, _, err = run_cli("labels", d, "-o", tmp_path / "lab", "--bin", "2,4", "--no-full-lists")
+    assert rc == 0, err
+    for b in (2, 4):
+        occ_b = mrcfile.read(tmp_path / "lab" / f"occupancy_mask_bin{b}.mrc").astype(np.int64)
+        cls_b = mrcfile.read(tmp_path / "lab" / f"class_mask_bin{b}.mrc").astype(np.int64)
+        side = json.loads((tmp_path / "lab" / f"occupancy_mask_bin{b}.json").read_text())
+        idmap = {int(k): v for k, v in side["particle_id_map"].items()}
+        for r in lay.instances[lay.instances["kind"].isin(["membrane", "filament"])].itertuples():
+            vox = occ_b == idmap[r.instance_id]
+            assert vox.sum() >= 0.5 * (lay.occupancy == r.instance_id).sum() / b ** 3, (b, r)
+            assert np.all(cls_b[vox] == r.class_id)
