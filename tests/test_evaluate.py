@@ -234,27 +234,28 @@ def test_cli_binned_shrec_txt_and_class_ids(labelled, run_cli):
     assert m3["classification"]["n_correct"] == 3
 
 
-def test_cli_star_picks(labelled, run_cli):
-    d, tr, occ = labelled
-    rows = "".join(f"{x} {y} {z} {cid}\n" for cid, (_, _, (z, y, x), _) in zip([1, 2, 3, 3], PARTICLES))
+def _star_picks(d, cids):
+    rows = "".join(f"{x} {y} {z} {cid}\n" for cid, (_, _, (z, y, x), _) in zip(cids, PARTICLES))
     star = d / "picks.star"
     star.write_text("data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnCoordinateZ #3\n"
                     "_rlnClassNumber #4\n" + rows)
-    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "-o", d / "s.json", "-q")
-    assert rc == 0, err
-    m = json.loads((d / "s.json").read_text())
-    assert m["localisation"]["f1"] == 1.0
-    pc = m["classification"]["per_class"]
-    assert pc["1BXN"]["recall"] == 0.5 and pc["5MRC"]["precision"] == 0.5 and pc["3QM1"]["f1"] == 1.0
+    return star
 
 
-def test_cli_deepfinder_xml_picks(labelled, run_cli):
-    """DeepFinder's picks (objlist XML, class_label only) score through the truth's class ids."""
-    d, tr, occ = labelled
+def _deepfinder_picks(d, cids):
     objs = "".join(f'<object tomo_idx="0" class_label="{cid}" x="{x}" y="{y}" z="{z}" cluster_size="30"/>'
-                   for cid, (_, _, (z, y, x), _) in zip([1, 2, 3, 3], PARTICLES))
+                   for cid, (_, _, (z, y, x), _) in zip(cids, PARTICLES))
     picks = d / "picks.xml"
     picks.write_text(f"<objlist>{objs}</objlist>")
+    return picks
+
+
+@pytest.mark.parametrize("write", [_star_picks, _deepfinder_picks], ids=["star", "deepfinder_xml"])
+def test_cli_picks_with_class_ids_only(labelled, run_cli, write):
+    """STAR (rlnClassNumber) and DeepFinder picks (objlist XML, class_label only) score through the truth's
+    class ids."""
+    d, tr, occ = labelled
+    picks = write(d, [1, 2, 3, 3])
     rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "-o", d / "x.json", "-q")
     assert rc == 0, err
     m = json.loads((d / "x.json").read_text())
