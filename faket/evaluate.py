@@ -30,10 +30,15 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["BACKGROUND", "dilate_occupancy", "picks_to_voxels", "unbin_coordinates", "evaluate_picks",
-           "Evaluation"]
+__all__ = ["BACKGROUND", "RULES", "dilate_occupancy", "picks_to_voxels", "unbin_coordinates", "unbin_points",
+           "picked_geometry", "match_pick_classes", "evaluate_picks", "evaluate_table", "Evaluation"]
 
 BACKGROUND = "background"
+
+#: the scoring rules in one sentence (written into the metrics JSON)
+RULES = ("SHREC 2021: hit = pick inside the occupancy region of a particle dilated by one voxel; "
+         "precision = particles found / picks; recall = particles found / particles; "
+         "class of a particle = class of its first pick")
 
 
 def unbin_coordinates(coords, bin_factor: float = 1, offset: float = 0.0) -> np.ndarray:
@@ -41,6 +46,43 @@ def unbin_coordinates(coords, bin_factor: float = 1, offset: float = 0.0) -> np.
     c = np.asarray(coords, dtype=np.float64)
     b = float(bin_factor)
     return offset + c * b + (b - 1.0) / 2.0
+
+
+def unbin_points(points_xyz, bin_factor: float = 1, z_offset: float = 0.0) -> np.ndarray:
+    """``(P, 3)`` x, y, z picked in a tomogram binned by B (and Z-cropped at ``z_offset``) -> the mask grid."""
+    p = np.asarray(points_xyz, dtype=np.float64).reshape(-1, 3)
+    out = unbin_coordinates(p, bin_factor)
+    out[:, 2] += float(z_offset)
+    return out
+
+
+def picked_geometry(mask_shape: Sequence[int], mask_voxel_size_a: float | None, bin_factor: float = 1,
+                    z_offset: float = 0.0, voxel_size_a: float | None = None,
+                    box_zyx: Sequence[int] | None = None) -> tuple[float | None, tuple[int, ...] | None]:
+    """Voxel size and size (Z, Y, X) of the picked tomogram, given or derived from the mask's grid.
+
+    Defaults: the mask's voxel size x B; the mask's size // B when the tomogram is not Z-cropped and B is
+    an integer (else ``None``: unknown).
+    """
+    if box_zyx is None and z_offset == 0 and float(bin_factor).is_integer():
+        box_zyx = tuple(int(n) // int(bin_factor) for n in mask_shape)
+    if voxel_size_a is None and mask_voxel_size_a is not None:
+        voxel_size_a = mask_voxel_size_a * float(bin_factor)
+    return voxel_size_a, (None if box_zyx is None else tuple(int(v) for v in box_zyx))
+
+
+def match_pick_classes(names: Sequence[str] | None, ids: Sequence[int] | None,
+                       truth_labels: Sequence[str] | None, id_to_label: dict[int, str]) -> list[str] | None:
+    """Pick classes in the truth's spelling: names case-insensitively, ids through the truth's id -> name
+    (``None`` when the picks or the truth carry no class)."""
+    if truth_labels is None:
+        return None
+    if names is not None:
+        by_upper = {t.upper(): t for t in truth_labels}
+        return [by_upper.get(n.upper(), n) for n in names]
+    if ids is not None:
+        return [id_to_label.get(int(i), str(int(i))) for i in ids]
+    return None
 
 
 def dilate_occupancy(occupancy) -> np.ndarray:
@@ -264,3 +306,25 @@ def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequen
     result.confusion_labels_true = true_order + [BACKGROUND]
     result.confusion_labels_pred = pred_order
     return result
+
+
+def evaluate_table(occupancy, truth, picks, *, bin_factor: float = 1, z_offset: float = 0.0,
+                   exclude_classes: Sequence[str] = (), dilate: bool = True, clip: bool = False,
+                   source: str = "picks") -> Evaluation:
+    """:func:`evaluate_picks` for a truth particle table and :class:`faket.particles.Picks`.
+
+    ``truth``: a :func:`faket.particles.read_particles` table whose ``particle_id`` is the occupancy id and
+    x, y, z are voxels of the mask grid; picks are in a tomogram binned by ``bin_factor`` and Z-cropped at
+    ``z_offset`` (original Z index), mapped back by :func:`unbin_points`.
+    """
+    if len(truth) == 0:
+        raise InputError("truth table has no particles")
+    ids = truth["particle_id"].to_numpy(dtype=np.int64)
+    truth_xyz = truth[["x", "y", "z"]].to_numpy(dtype=np.float64)
+    labels = [str(v) for v in truth["class_name"]]
+    id_to_label = {int(c): str(n) for c, n in zip(truth["class_id"], truth["class_name"])}
+    xyz = unbin_points(picks.points_xyz, bin_factor, z_offset)
+    pick_labels = match_pick_classes(picks.class_names, picks.class_ids, labels, id_to_label)
+    return evaluate_picks(occupancy, ids, xyz[:, ::-1], truth_classes=labels, truth_zyx=truth_xyz[:, ::-1],
+                          pick_classes=pick_labels, exclude_classes=exclude_classes, dilate=dilate,
+                          clip=clip, source=source)

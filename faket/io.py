@@ -19,7 +19,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -28,6 +28,8 @@ from .errors import InputError
 __all__ = [
     "MrcData",
     "read_mrc",
+    "read_mrc_header",
+    "voxel_size_or_none",
     "read_volume",
     "read_tiltseries",
     "write_mrc",
@@ -51,17 +53,41 @@ class MrcData:
     path: Path
 
 
-def _voxel_size_from_header(mrc) -> float | None:
-    vs = mrc.voxel_size
-    vals = [float(vs.x), float(vs.y), float(vs.z)]
-    # 0 means unset; 1.0 is what many tools write when they do not know it.
+def voxel_size_or_none(voxel_size) -> float | None:
+    """The voxel size (Angstrom) an MRC header's ``voxel_size`` (x, y, z record or a number) stands for.
+
+    ``None`` when unset: no positive finite value (0 is MRC's "unset"), or 1.0, which many tools write
+    when they do not know it. Otherwise the first positive finite of x, y, z. The one place faket decides it.
+    """
+    if hasattr(voxel_size, "x"):
+        vals = [float(voxel_size.x), float(voxel_size.y), float(voxel_size.z)]
+    else:
+        vals = [float(v) for v in np.atleast_1d(voxel_size)]
     positive = [v for v in vals if v > 0 and np.isfinite(v)]
-    if not positive:
+    if not positive or abs(positive[0] - 1.0) < 1e-6:
         return None
-    v = positive[0]
-    if abs(v - 1.0) < 1e-6:
-        return None
-    return v
+    return positive[0]
+
+
+def read_mrc_header(path: str | os.PathLike, what: str = "MRC file") -> tuple[tuple[int, ...], float | None]:
+    """``(shape, voxel_size_a or None)`` from an MRC header, without reading the data.
+
+    ``shape`` is ``(nz, ny, nx)`` (for a tilt-series: tilts, Y, X).
+    """
+    import mrcfile
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: {what} not found" if not p.exists() else f"{p}: is a folder, expected a {what}")
+    try:
+        with mrcfile.open(p, mode="r", header_only=True, permissive=False) as m:
+            h = m.header
+            shape = (int(h.nz), int(h.ny), int(h.nx))
+            vs = voxel_size_or_none(m.voxel_size)
+    except (ValueError, OSError, EOFError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{p}: not a valid {what} ({msg})") from None
+    return shape, vs
 
 
 def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None,
@@ -85,7 +111,7 @@ def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None
             if mrc.data is None:
                 raise InputError(f"{p}: {what} has no data block")
             data = np.asarray(mrc.data)
-            voxel = _voxel_size_from_header(mrc)
+            voxel = voxel_size_or_none(mrc.voxel_size)
     except InputError:
         raise
     except (ValueError, OSError, EOFError, RuntimeError) as exc:
@@ -328,14 +354,3 @@ class OutputTransaction:
         else:
             self.rollback()
         return False
-
-
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` of a text file, 1-based, naming the file on errors."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
-    yield from enumerate(text.splitlines(), start=1)

@@ -25,9 +25,11 @@ Formats (chosen by suffix in :func:`read_particles`):
   ``X_A = (x - N_x / 2) * voxel_size_a``, with x = 0 at the centre of the first voxel.
   Reading needs the voxel size and the box (``--voxel-size``, ``box_zyx``). Older STAR files with
   ``rlnCoordinateX/Y/Z`` (voxels) are read as they are.
-- ``.txt``: SHREC 2021 ``particle_locations.txt``: ``class x y z a b c`` a line, angles ZXZ (Z1, X, Z2) as
-  written by the SHREC 2021 simulator (see :mod:`faket.rotation`); NaN angles (vesicles, fiducials) read
-  as 0. Particle ids are the 1-based line order (as in SHREC's occupancy masks); class ids follow the
+- ``.txt``: SHREC 2021 ``particle_locations.txt``: ``class x y z Z1 X Z2`` a line, angles ZXZ (Z1, X, Z2)
+  as written by the SHREC 2021 simulator (see :mod:`faket.rotation`); NaN angles (vesicles, fiducials) read
+  as 0. A line has 4 fields (``class x y z``: picks without angles, as SHREC submissions are scored) or 7;
+  any other count (5, 6 or 8+) is refused: a line with part of its angles, or two lines run together,
+  cannot be told from a valid one. Particle ids are the 1-based line order (as in SHREC's occupancy masks); class ids follow the
   order in which classes first appear.
 - ``.xml``: a DeepFinder object list (``<objlist><object tomo_idx obj_id class_label x y z/>...``), the
   list DeepFinder's training samples patches from (with ``class_mask`` as its target) and the form of its
@@ -44,13 +46,14 @@ import csv
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from .errors import InputError, MissingGeometry
 from .rotation import relion_to_shrec, shrec_to_relion
 
 __all__ = [
@@ -63,6 +66,9 @@ __all__ = [
     "write_shrec_locations",
     "write_deepfinder_xml",
     "relion_centre",
+    "Picks",
+    "read_picks",
+    "PICK_FORMATS",
 ]
 
 COLUMNS = ("particle_id", "class_id", "class_name", "x", "y", "z", "rot", "tilt", "psi")
@@ -130,33 +136,51 @@ def check_particles(df: pd.DataFrame, source: str = "particles") -> pd.DataFrame
 # reading
 
 
-def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None,
-                   box_zyx: Sequence[int] | None = None) -> pd.DataFrame:
-    """Read a particle table (``.csv``, ``.star`` or SHREC ``.txt``) into the standard columns.
+#: particle-list formats by suffix (``fmt`` of :func:`read_particles`)
+FORMATS = {".csv": "csv", ".star": "star", ".txt": "shrec", ".xml": "deepfinder"}
 
-    ``voxel_size_a`` and ``box_zyx`` are needed only for RELION 5 STAR files (centred Angstrom
-    coordinates); for a STAR file without them, ``rlnTomoTiltSeriesPixelSize`` is used when present.
+#: fields of a SHREC ``particle_locations.txt`` line: ``class x y z`` or ``class x y z Z1 X Z2``
+SHREC_FIELDS = (4, 7)
+
+
+def _read_text(p: Path, what: str) -> str:
+    if not p.exists():
+        raise InputError(f"{p}: {what} not found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, expected a {what}")
+    try:
+        return p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read {what} ({exc})") from None
+
+
+def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None,
+                   box_zyx: Sequence[int] | None = None, fmt: str | None = None,
+                   what: str = "particle list") -> pd.DataFrame:
+    """Read a particle table (``.csv``, ``.star``, SHREC ``.txt`` or DeepFinder ``.xml``) into the
+    standard columns.
+
+    ``fmt`` (``csv``, ``star``, ``shrec``, ``deepfinder``) overrides the suffix. ``voxel_size_a`` and
+    ``box_zyx`` are needed only for RELION 5 STAR files (centred Angstrom coordinates); for a STAR file
+    without them, ``rlnTomoTiltSeriesPixelSize`` is used when present.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: particle list not found")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, expected a particle list")
-    suffix = p.suffix.lower()
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read particle list ({exc})") from None
-    if suffix == ".csv":
+    text = _read_text(p, what)
+    if fmt is None:
+        fmt = FORMATS.get(p.suffix.lower())
+        if fmt is None:
+            raise InputError(f"{p}: unknown {what} format {p.suffix.lower()!r} "
+                             "(expected .csv, .star, .txt or .xml)")
+    if fmt == "csv":
         df = _read_csv(p, text)
-    elif suffix == ".star":
+    elif fmt == "star":
         df = _read_star(p, text, voxel_size_a, box_zyx)
-    elif suffix == ".txt":
+    elif fmt == "shrec":
         df = _read_shrec(p, text)
-    elif suffix == ".xml":
+    elif fmt == "deepfinder":
         df = _read_deepfinder_xml(p, text)
     else:
-        raise InputError(f"{p}: unknown particle list format {suffix!r} (expected .csv, .star, .txt or .xml)")
+        raise ValueError(f"unknown particle list format {fmt!r} (expected one of {sorted(set(FORMATS.values()))})")
     return check_particles(df, str(p))
 
 
@@ -215,9 +239,9 @@ def _read_shrec(p: Path, text: str) -> pd.DataFrame:
         if not s:
             continue
         parts = s.split()
-        if len(parts) not in (4, 7):
-            raise InputError(f"{p}: line {lineno}: expected 'class x y z [a b c]' (7 fields), "
-                             f"got {len(parts)}: {line.strip()!r}")
+        if len(parts) not in SHREC_FIELDS:
+            raise InputError(f"{p}: line {lineno}: expected 'class x y z' or 'class x y z Z1 X Z2' "
+                             f"(4 or 7 fields), got {len(parts)}: {line.strip()!r}")
         name = parts[0]
         xyz = [_num(p, lineno, n, v) for n, v in zip("xyz", parts[1:4])]
         if len(parts) == 7:
@@ -332,9 +356,11 @@ def _read_star(p: Path, text: str, voxel_size_a, box_zyx) -> pd.DataFrame:
         if vs is None and "rlnTomoTiltSeriesPixelSize" in table.columns:
             vs = float(table["rlnTomoTiltSeriesPixelSize"].iloc[0])
         if vs is None or not vs > 0:
-            raise InputError(f"{p}: RELION 5 centred coordinates need the voxel size (pass --voxel-size)")
+            raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the voxel size (pass --voxel-size)",
+                                  needs="voxel_size_a")
         if box_zyx is None:
-            raise InputError(f"{p}: RELION 5 centred coordinates need the volume size (pass --box Z,Y,X)")
+            raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the volume size (pass --box Z,Y,X)",
+                                  needs="box_zyx")
         cx, cy, cz = relion_centre(box_zyx)
         x = np.asarray(col("rlnCenteredCoordinateXAngst")) / vs + cx
         y = np.asarray(col("rlnCenteredCoordinateYAngst")) / vs + cy
@@ -369,6 +395,131 @@ def _read_star(p: Path, text: str, voxel_size_a, box_zyx) -> pd.DataFrame:
         "particle_id": pids, "class_id": cids, "class_name": names, "x": x, "y": y, "z": z,
         "rot": col("rlnAngleRot", 0.0), "tilt": col("rlnAngleTilt", 0.0), "psi": col("rlnAnglePsi", 0.0),
     })
+
+
+# --------------------------------------------------------------------------------------------------
+# picks (a picker's output: positions, a class or not)
+
+#: ``--pred-format`` values of ``faket evaluate`` and the suffixes ``auto`` maps to them
+PICK_FORMATS = {"csv": (".csv", ".tsv"), "star": (".star",), "shrec": (".txt", ".coords", ".dat"),
+                "deepfinder": (".xml",)}
+
+_COORD_ALIASES = {
+    "x": ("x", "rlncoordinatex", "coord_x", "x_voxel", "x_vox"),
+    "y": ("y", "rlncoordinatey", "coord_y", "y_voxel", "y_vox"),
+    "z": ("z", "rlncoordinatez", "coord_z", "z_voxel", "z_vox"),
+}
+_NAME_ALIASES = ("class_name", "class", "pdb", "pdb_id", "label", "rlnclassname")
+_ID_ALIASES = ("class_id", "rlnclassnumber", "class_number")
+
+
+@dataclass
+class Picks:
+    """Picked positions (voxels of the picked tomogram) in file order, with a class name or id each, or neither."""
+
+    points_xyz: np.ndarray                 # (P, 3) float64: x, y, z
+    class_names: list[str] | None = None
+    class_ids: list[int] | None = None
+
+    def __len__(self) -> int:
+        return int(self.points_xyz.shape[0])
+
+
+def pick_format(path: str | os.PathLike, fmt: str = "auto") -> str:
+    """``fmt``, or the picks format :data:`PICK_FORMATS` gives the suffix of ``path`` for ``auto``."""
+    if fmt != "auto":
+        if fmt not in PICK_FORMATS:
+            raise ValueError(f"unknown picks format {fmt!r}")
+        return fmt
+    suf = Path(path).suffix.lower()
+    for name, sufs in PICK_FORMATS.items():
+        if suf in sufs:
+            return name
+    raise InputError(f"{path}: cannot tell the picks format from the extension {suf!r} "
+                     f"(expected one of {', '.join(PICK_FORMATS)})")
+
+
+def _picks_from_frame(df: pd.DataFrame, source: str) -> Picks:
+    """Picks from a free-form CSV table: x, y, z columns (several spellings), optional class name / id."""
+    cols = {str(c).strip().lower().lstrip("_"): c for c in df.columns}
+    xyz = []
+    for ax, aliases in _COORD_ALIASES.items():
+        hit = next((cols[a] for a in aliases if a in cols), None)
+        if hit is None:
+            raise InputError(f"{source}: no {ax} column (need x, y, z; has {', '.join(map(str, df.columns))})")
+        vals = pd.to_numeric(df[hit], errors="coerce").to_numpy(dtype=np.float64)
+        if not np.isfinite(vals).all():
+            i = int(np.argmax(~np.isfinite(vals)))
+            raise InputError(f"{source}: row {i + 1}: column {hit} is not a finite number ({df[hit].iloc[i]!r})")
+        xyz.append(vals)
+    names = ids = None
+    name_col = next((cols[a] for a in _NAME_ALIASES if a in cols), None)
+    id_col = next((cols[a] for a in _ID_ALIASES if a in cols), None)
+    if name_col is not None:
+        names = [str(v).strip() for v in df[name_col].tolist()]
+    if id_col is not None:
+        vals = pd.to_numeric(df[id_col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(vals) | (vals != np.round(vals))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InputError(f"{source}: row {i + 1}: {id_col} is not an integer class id ({df[id_col].iloc[i]!r})")
+        ids = vals.astype(np.int64).tolist()
+    return Picks(np.stack(xyz, axis=1).reshape(-1, 3), names, ids)
+
+
+def _picks_from_particles(df: pd.DataFrame, *, has_class: bool) -> Picks:
+    """Picks from a :func:`read_particles` table: class ids only when the names are the reader's
+    ``class<id>`` placeholders; no class when the file has no class column (``has_class``)."""
+    pts = df[["x", "y", "z"]].to_numpy(dtype=np.float64).reshape(-1, 3)
+    names = [str(v) for v in df["class_name"]]
+    ids = [int(v) for v in df["class_id"]]
+    if has_class and names and all(n == f"class{i}" for n, i in zip(names, ids)):
+        return Picks(pts, None, ids)   # only class numbers (rlnClassNumber, class_label): compare ids
+    if not has_class:
+        return Picks(pts, None, None)  # no class at all
+    return Picks(pts, names, None)
+
+
+def read_picks(path: str | os.PathLike, fmt: str = "auto", *, voxel_size_a: float | None = None,
+               box_zyx: Sequence[int] | None = None) -> Picks:
+    """Read picks: a CSV with x, y, z (and optionally class_name / class_id), RELION STAR, SHREC
+    ``class x y z [Z1 X Z2]`` text (the one SHREC reader, :func:`read_particles`'s) or a DeepFinder
+    object list.
+
+    ``voxel_size_a`` / ``box_zyx`` (of the picked tomogram) are needed for RELION 5 centred STAR
+    coordinates; without them :class:`~faket.errors.MissingGeometry` says which is missing.
+    """
+    p = Path(path)
+    fmt = pick_format(p, fmt)
+    if fmt == "csv":
+        _read_text(p, "picks file")
+        try:
+            df = pd.read_csv(p, sep=None, engine="python", comment="#")
+        except pd.errors.EmptyDataError:
+            raise InputError(f"{p}: picks file is empty") from None
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(f"{p}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        return _picks_from_frame(df, str(p))
+    if fmt == "shrec":
+        df = read_particles(p, fmt="shrec", what="picks file")
+        return Picks(df[["x", "y", "z"]].to_numpy(dtype=np.float64).reshape(-1, 3),
+                     [str(v) for v in df["class_name"]], None)
+    if fmt == "deepfinder":
+        if p.suffix.lower() != ".xml":
+            raise InputError(f"{p}: a DeepFinder object list must end in .xml")
+        return _picks_from_particles(read_particles(p, fmt="deepfinder", what="picks file"),
+                                     has_class=True)   # class_label is required
+    # STAR
+    text = _read_text(p, "picks file")
+    if "rlnCenteredCoordinateXAngst" in text:
+        if box_zyx is None:
+            raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the picked tomogram's size",
+                                  needs="box_zyx")
+        if voxel_size_a is None and "rlnTomoTiltSeriesPixelSize" not in text:
+            raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the picked tomogram's voxel size",
+                                  needs="voxel_size_a")
+    df = read_particles(p, voxel_size_a=voxel_size_a, box_zyx=box_zyx, fmt="star", what="picks file")
+    return _picks_from_particles(df, has_class="rlnClassNumber" in text or "fakClassName" in text)
 
 
 # --------------------------------------------------------------------------------------------------

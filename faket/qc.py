@@ -213,53 +213,57 @@ def montage_figure(stages: Mapping[str, TiltSeries], targets_deg: Sequence[float
     return fig
 
 
-def spectra_figure(stages: Mapping[str, TiltSeries], *, title: str | None = None):
-    """Radially averaged power spectra (log10, mean over tilts): raw and mean-removed (the compared shape)."""
-    names = _ordered(stages)
+def _stage_style(s: str, **extra) -> dict:
+    """Line style of a stage: its colour, label, and dashed for the reference."""
+    return dict(color=STAGE_COLOURS.get(s), label=s, ls="--" if s == "reference" else "-", **extra)
+
+
+def _two_panels(stages: Mapping[str, TiltSeries], title: str | None, plot, panel_titles, xlabel: str,
+                *, xlim=None, ylabel0: str | None = None):
+    """A 1 x 2 figure: ``plot(name, ts, ax0, ax1)`` per stage, then titles, labels, grid and legend."""
     fig = _figure(10, 4 + (0.3 if title else 0))
     ax0, ax1 = fig.subplots(1, 2)
-    for s in names:
-        f, p = M.radial_power_spectra(stages[s].data)
-        lg = np.log10(np.maximum(p[:, 1:], np.finfo(np.float64).tiny)).mean(axis=0)
-        style = dict(color=STAGE_COLOURS.get(s), label=s, lw=1.6 if s in ("styled", "noisy", "reference") else 1.0,
-                     ls="--" if s == "reference" else "-")
-        ax0.plot(f[1:], lg, **style)
-        ax1.plot(f[1:], lg - lg.mean(), **style)
-    ax0.set_title("log10 power (mean over tilts)", fontsize=10)
-    ax1.set_title("log10 power, mean removed (spectral shape)", fontsize=10)
-    for ax in (ax0, ax1):
-        ax.set_xlabel("spatial frequency (cycles/pixel)")
-        ax.set_xlim(0, 0.5)
+    for s in _ordered(stages):
+        plot(s, stages[s], ax0, ax1)
+    for ax, t in zip((ax0, ax1), panel_titles):
+        ax.set_title(t, fontsize=10)
+        ax.set_xlabel(xlabel)
+        if xlim is not None:
+            ax.set_xlim(*xlim)
         ax.grid(alpha=0.3)
-    ax0.set_ylabel("log10 P")
+    if ylabel0:
+        ax0.set_ylabel(ylabel0)
     ax1.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def spectra_figure(stages: Mapping[str, TiltSeries], *, title: str | None = None):
+    """Radially averaged power spectra (log10, mean over tilts): raw and mean-removed (the compared shape)."""
+    def plot(s, ts, ax0, ax1):
+        f, p = M.radial_power_spectra(ts.data)
+        lg = np.log10(np.maximum(p[:, 1:], np.finfo(np.float64).tiny)).mean(axis=0)
+        style = _stage_style(s, lw=1.6 if s in ("styled", "noisy", "reference") else 1.0)
+        ax0.plot(f[1:], lg, **style)
+        ax1.plot(f[1:], lg - lg.mean(), **style)
+
+    return _two_panels(stages, title, plot, ("log10 power (mean over tilts)",
+                                             "log10 power, mean removed (spectral shape)"),
+                       "spatial frequency (cycles/pixel)", xlim=(0, 0.5), ylabel0="log10 P")
 
 
 def tilt_stats_figure(stages: Mapping[str, TiltSeries], *, title: str | None = None):
     """Per-tilt mean and std of every stage against the tilt angle."""
-    names = _ordered(stages)
-    fig = _figure(10, 4 + (0.3 if title else 0))
-    ax0, ax1 = fig.subplots(1, 2)
-    for s in names:
-        ts = stages[s]
+    def plot(s, ts, ax0, ax1):
         st = M.tilt_statistics(ts.data)
         order = np.argsort(ts.angles_deg)
-        style = dict(color=STAGE_COLOURS.get(s), label=s, marker=".", ms=4,
-                     ls="--" if s == "reference" else "-")
+        style = _stage_style(s, marker=".", ms=4)
         ax0.plot(ts.angles_deg[order], st["mean"][order], **style)
         ax1.plot(ts.angles_deg[order], st["std"][order], **style)
-    ax0.set_title("per-tilt mean", fontsize=10)
-    ax1.set_title("per-tilt standard deviation", fontsize=10)
-    for ax in (ax0, ax1):
-        ax.set_xlabel("tilt angle (degrees)")
-        ax.grid(alpha=0.3)
-    ax1.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
+
+    return _two_panels(stages, title, plot, ("per-tilt mean", "per-tilt standard deviation"),
+                       "tilt angle (degrees)")
 
 
 def central_slices(volume) -> tuple[np.ndarray, np.ndarray]:

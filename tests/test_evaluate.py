@@ -178,7 +178,6 @@ def write_truth_csv(path):
 
 @pytest.fixture
 def labelled(tmp_path):
-    pytest.importorskip("faket.particles", reason="faket.particles (read_particles) not available yet")
     occ = write_mrc(tmp_path / "occupancy_mask.mrc", make_occupancy().astype(np.float32))
     tr = write_truth_csv(tmp_path / "particles.csv")
     return tmp_path, tr, occ
@@ -235,27 +234,28 @@ def test_cli_binned_shrec_txt_and_class_ids(labelled, run_cli):
     assert m3["classification"]["n_correct"] == 3
 
 
-def test_cli_star_picks(labelled, run_cli):
-    d, tr, occ = labelled
-    rows = "".join(f"{x} {y} {z} {cid}\n" for cid, (_, _, (z, y, x), _) in zip([1, 2, 3, 3], PARTICLES))
+def _star_picks(d, cids):
+    rows = "".join(f"{x} {y} {z} {cid}\n" for cid, (_, _, (z, y, x), _) in zip(cids, PARTICLES))
     star = d / "picks.star"
     star.write_text("data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnCoordinateZ #3\n"
                     "_rlnClassNumber #4\n" + rows)
-    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "-o", d / "s.json", "-q")
-    assert rc == 0, err
-    m = json.loads((d / "s.json").read_text())
-    assert m["localisation"]["f1"] == 1.0
-    pc = m["classification"]["per_class"]
-    assert pc["1BXN"]["recall"] == 0.5 and pc["5MRC"]["precision"] == 0.5 and pc["3QM1"]["f1"] == 1.0
+    return star
 
 
-def test_cli_deepfinder_xml_picks(labelled, run_cli):
-    """DeepFinder's picks (objlist XML, class_label only) score through the truth's class ids."""
-    d, tr, occ = labelled
+def _deepfinder_picks(d, cids):
     objs = "".join(f'<object tomo_idx="0" class_label="{cid}" x="{x}" y="{y}" z="{z}" cluster_size="30"/>'
-                   for cid, (_, _, (z, y, x), _) in zip([1, 2, 3, 3], PARTICLES))
+                   for cid, (_, _, (z, y, x), _) in zip(cids, PARTICLES))
     picks = d / "picks.xml"
     picks.write_text(f"<objlist>{objs}</objlist>")
+    return picks
+
+
+@pytest.mark.parametrize("write", [_star_picks, _deepfinder_picks], ids=["star", "deepfinder_xml"])
+def test_cli_picks_with_class_ids_only(labelled, run_cli, write):
+    """STAR (rlnClassNumber) and DeepFinder picks (objlist XML, class_label only) score through the truth's
+    class ids."""
+    d, tr, occ = labelled
+    picks = write(d, [1, 2, 3, 3])
     rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "-o", d / "x.json", "-q")
     assert rc == 0, err
     m = json.loads((d / "x.json").read_text())
@@ -318,3 +318,58 @@ def test_dilation_equals_scikit_image_default_as_in_shrec_script():
     morph = pytest.importorskip("skimage.morphology")
     occ = make_occupancy()
     np.testing.assert_array_equal(dilate_occupancy(occ), morph.dilation(occ))
+
+
+def test_cli_shrec_picks_4_and_7_fields_score_alike_and_malformed_refused(labelled, run_cli):
+    """SHREC picks: ``class x y z`` (as SHREC submissions) and ``class x y z Z1 X Z2`` give the same scores
+    through the one SHREC reader; a line of another length is one error line, exit 2, nothing written."""
+    d, tr, occ = labelled
+    results = []
+    for n in (4, 7):
+        p = d / f"picks{n}.txt"
+        p.write_text("".join(f"{c} {x} {y} {z}{' 0 0 0' if n == 7 else ''}\n" for _, c, (z, y, x), _ in PARTICLES))
+        out = d / f"m{n}.json"
+        rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", p, "-o", out, "-q")
+        assert rc == 0, err
+        m = json.loads(out.read_text())
+        results.append((m["localisation"], m["classification"]))
+    assert results[0] == results[1] and results[0][0]["f1"] == 1.0 and results[0][1]["macro_f1"] == 1.0
+    bad = d / "bad.txt"
+    bad.write_text("1BXN 8 8 6\n1BXN 8 8 6 0.5 0\n")
+    out = d / "bad" / "m.json"
+    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", bad, "-o", out)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and f"{bad}: line 2: expected 'class x y z'" in lines[0]
+    assert "(4 or 7 fields), got 6" in lines[0] and not out.exists()
+
+
+def test_evaluate_table_equals_evaluate_picks_on_unbinned_points():
+    """faket.evaluate.evaluate_table (table + Picks, binned) = evaluate_picks on the unbinned z, y, x."""
+    import pandas as pd
+
+    from faket.evaluate import evaluate_table, match_pick_classes, picked_geometry, unbin_points
+    from faket.particles import Picks
+
+    occ = make_occupancy()
+    ids, cls, zyx = truth()
+    cid = {"1BXN": 1, "3QM1": 2, "5MRC": 3}
+    df = pd.DataFrame({"particle_id": ids, "class_id": [cid[c] for c in cls], "class_name": cls,
+                       "x": zyx[:, 2], "y": zyx[:, 1], "z": zyx[:, 0]})
+    b, a = 2, 4
+    binned_xyz = (zyx[:, ::-1] - (b - 1) / 2) / b
+    binned_xyz[:, 2] -= a / b
+    np.testing.assert_allclose(unbin_points(binned_xyz, b, a), zyx[:, ::-1])
+    picks = Picks(binned_xyz, None, [1, 2, 1, 3])
+    ev = evaluate_table(occ, df, picks, bin_factor=b, z_offset=a)
+    ref = evaluate_picks(occ, ids, zyx, truth_classes=cls, truth_zyx=zyx,
+                         pick_classes=match_pick_classes(None, [1, 2, 1, 3], cls, {v: k for k, v in cid.items()}))
+    assert ev.to_dict() == ref.to_dict() and ev.localisation["f1"] == 1.0
+    assert ev.classification["per_class"]["5MRC"]["recall"] == 1.0
+    assert ev.classification["per_class"]["1BXN"]["recall"] == 1.0
+    assert match_pick_classes(["1bxn", "other"], None, cls, {}) == ["1BXN", "other"]
+    assert match_pick_classes(None, None, cls, {}) is None
+    # the picked tomogram's geometry: mask grid binned by B unless Z-cropped or B is fractional
+    assert picked_geometry((24, 40, 40), 10.0, 2) == (20.0, (12, 20, 20))
+    assert picked_geometry((24, 40, 40), 10.0, 2, z_offset=4) == (20.0, None)
+    assert picked_geometry((24, 40, 40), None, 1.5) == (None, None)
+    assert picked_geometry((24, 40, 40), 10.0, 2, voxel_size_a=7.0, box_zyx=(1, 2, 3)) == (7.0, (1, 2, 3))

@@ -163,3 +163,127 @@ def test_help_lists_steps_without_heavy_imports():
                         "print(sorted(m for m in ('torch','scipy','numba','matplotlib') if m in sys.modules))"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_a_step_that_fails_to_import_fails_loudly(monkeypatch):
+    """A subcommand whose module cannot be imported is an error, not a silently missing step."""
+    import faket.cli as cli
+
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, "no_such_step"])
+    with pytest.raises(ModuleNotFoundError, match="faket.cli.no_such_step"):
+        cli.build_parser()
+
+
+@pytest.mark.parametrize("header, expected", [
+    ((10.0, 10.0, 10.0), 10.0),
+    ((2.02, 2.02, 2.02), 2.02),
+    ((0.0, 0.0, 0.0), None),   # MRC's "unset"
+    ((1.0, 1.0, 1.0), None),   # what many tools write when they do not know it
+    ((0.0, 7.5, 7.5), 7.5),    # first positive value
+])
+def test_voxel_size_unset_decided_once(tmp_path, header, expected):
+    from faket.io import read_mrc, read_mrc_header, voxel_size_or_none
+
+    p = tmp_path / "v.mrc"
+    with mrcfile.new(p) as m:
+        m.set_data(np.zeros((3, 4, 5), np.float32))
+        m.voxel_size = header
+    for got in (voxel_size_or_none(header), read_mrc(p).voxel_size_a):
+        if expected is None:
+            assert got is None
+        else:
+            assert got == pytest.approx(expected)
+    shape, vs = read_mrc_header(p)
+    assert shape == (3, 4, 5) and vs == got
+
+
+def test_read_mrc_header_bad_files(tmp_path):
+    from faket.io import read_mrc_header
+
+    with pytest.raises(InputError, match="not found"):
+        read_mrc_header(tmp_path / "nope.mrc")
+    bad = tmp_path / "bad.mrc"
+    bad.write_bytes(b"not an mrc file at all" * 3)
+    with pytest.raises(InputError, match=r"bad.mrc: not a valid MRC file"):
+        read_mrc_header(bad)
+
+
+def _modules_after(argv, tmp_path, extra_env=None):
+    """Run ``python -m faket ARGV`` in a fresh process and return the top-level modules it imported."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy; sys.argv = ['faket', *sys.argv[1:]]\n"
+            "try:\n    runpy.run_module('faket', run_name='__main__')\n"
+            "except SystemExit as e:\n    rc = e.code\n"
+            "print('MODULES', sorted({m.split('.')[0] for m in sys.modules}))\n"
+            "sys.exit(rc)")
+    env = {**os.environ, **(extra_env or {})}
+    r = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, env=env,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    line = [x for x in r.stdout.splitlines() if x.startswith("MODULES")][-1]
+    return set(eval(line[len("MODULES "):]))
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_project_and_reconstruct_on_cpu_do_not_import_torch(tmp_path, device):
+    """The numba CPU path resolves --device without torch (auto: no GPU device node on this machine, or
+    CUDA_VISIBLE_DEVICES empty), and a disabled progress bar does not import tqdm."""
+    vol = write_mrc(tmp_path / "v.mrc", ball_phantom((8, 8, 8), [(0, 0, 0, 2)]))
+    env = {"CUDA_VISIBLE_DEVICES": ""} if device == "auto" else {}
+    mods = _modules_after(["project", vol, "-o", tmp_path / "t.mrc", "--angles", "-30:30:30", "--device", device,
+                           "--threads", "1", "-q"], tmp_path, env)
+    assert "numba" in mods and "torch" not in mods and "tqdm" not in mods, sorted(mods)
+    mods = _modules_after(["reconstruct", tmp_path / "t.mrc", "-o", tmp_path / "r.mrc", "--device", device, "-q"],
+                          tmp_path, env)
+    assert "torch" not in mods, sorted(mods)
+    assert read_volume(tmp_path / "r.mrc").data.shape == (8, 8, 8)
+
+
+def test_device_specs_checked_without_torch(monkeypatch):
+    import sys
+
+    from faket.cli import _common
+
+    with pytest.raises(InputError, match="--device gpu: expected auto, cpu, cuda or cuda:I"):
+        _common.resolve_cuda_device("gpu")
+    with pytest.raises(InputError, match="--device cuda:x"):
+        _common.resolve_cuda_device("cuda:x")
+    assert _common.resolve_cuda_device("cpu") is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert _common.resolve_cuda_device("auto") is None
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    # no GPU device node: auto is the CPU without asking torch
+    monkeypatch.setattr(_common, "_GPU_NODES", ("/nonexistent/nvidia0",))
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert _common.cuda_may_be_available() is False
+    assert _common.device_name(None) == "cpu"
+
+
+def test_cuda_requested_without_cuda_is_an_input_error():
+    torch = pytest.importorskip("torch")
+    from faket.cli import _common
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    # with torch imported, auto asks torch (CPU here); cuda is refused in one line
+    assert _common.cuda_may_be_available() is False
+    assert _common.resolve_cuda_device("auto") is None
+    assert _common.resolve_device("auto").type == "cpu"
+    with pytest.raises(InputError, match="--device cuda: CUDA is not available"):
+        _common.resolve_cuda_device("cuda")
+
+
+def test_set_threads_without_importing_torch_or_numba(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, os; from faket.cli._common import set_threads; set_threads(1);"
+            "print(os.environ['OMP_NUM_THREADS'], os.environ['NUMBA_NUM_THREADS'],"
+            " 'torch' in sys.modules, 'numba' in sys.modules);"
+            "import numba; print(numba.get_num_threads())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "1", "False", "False", "1"]

@@ -179,3 +179,63 @@ def test_deepfinder_xml_errors(tmp_path, body, match):
     p.write_text(body)
     with pytest.raises(InputError, match=match):
         read_particles(p)
+
+
+def test_shrec_reader_takes_4_or_7_fields_for_tables_and_picks(tmp_path):
+    """One SHREC reader: ``class x y z`` (4 fields, picks) and ``class x y z Z1 X Z2`` (7, SHREC's
+    particle_locations.txt) read the same positions, through read_particles and read_picks alike."""
+    from faket.particles import read_picks
+
+    p4, p7 = tmp_path / "four.txt", tmp_path / "seven.coords"
+    p4.write_text("# picks\n1BXN 1.5 2 3\n\n3QM1 4 5 6.25  # a comment\n")
+    p7.write_text("1BXN 1.5 2 3 0 0 0\n3QM1 4 5 6.25 NaN NaN NaN\n")
+    df4 = read_particles(p4)
+    df7 = read_particles(p7, fmt="shrec")
+    for df in (df4, df7):
+        assert list(df["particle_id"]) == [1, 2] and list(df["class_name"]) == ["1BXN", "3QM1"]
+        np.testing.assert_array_equal(df[["x", "y", "z"]].to_numpy(), [[1.5, 2, 3], [4, 5, 6.25]])
+        assert (df[["rot", "tilt", "psi"]].to_numpy() == 0).all()
+    for p in (p4, p7):
+        picks = read_picks(p)
+        np.testing.assert_array_equal(picks.points_xyz, [[1.5, 2, 3], [4, 5, 6.25]])
+        assert picks.class_names == ["1BXN", "3QM1"] and picks.class_ids is None
+
+
+@pytest.mark.parametrize("line", ["1BXN 1 2", "1BXN 1 2 3 10", "1BXN 1 2 3 10 20", "1BXN 1 2 3 10 20 30 0.9"])
+def test_shrec_reader_refuses_other_field_counts(tmp_path, line):
+    from faket.particles import read_picks
+
+    p = tmp_path / "picks.txt"
+    p.write_text(f"1BXN 1 2 3\n{line}\n")
+    n = len(line.split())
+    for read in (read_particles, read_picks):
+        with pytest.raises(InputError, match=rf"picks.txt: line 2: expected 'class x y z' or 'class x y z Z1 X Z2' "
+                                             rf"\(4 or 7 fields\), got {n}"):
+            read(p)
+
+
+def test_read_picks_csv_aliases_and_formats(tmp_path):
+    from faket.errors import MissingGeometry
+    from faket.particles import pick_format, read_picks
+
+    c = tmp_path / "p.tsv"
+    c.write_text("X_vox\tcoord_y\tz\tclass_id\n1\t2\t3\t4\n")
+    picks = read_picks(c)
+    np.testing.assert_array_equal(picks.points_xyz, [[1, 2, 3]])
+    assert picks.class_ids == [4] and picks.class_names is None
+    assert pick_format("a.dat") == "shrec" and pick_format("a.xml") == "deepfinder"
+    assert pick_format("a.txt", "csv") == "csv"
+    with pytest.raises(InputError, match="cannot tell the picks format"):
+        pick_format("a.json")
+    s = tmp_path / "c.star"
+    s.write_text("data_particles\n\nloop_\n_rlnCenteredCoordinateXAngst #1\n_rlnCenteredCoordinateYAngst #2\n"
+                 "_rlnCenteredCoordinateZAngst #3\n10 20 30\n")
+    with pytest.raises(MissingGeometry) as ei:
+        read_picks(s, voxel_size_a=10.0)
+    assert ei.value.needs == "box_zyx"
+    with pytest.raises(MissingGeometry) as ei:
+        read_picks(s, box_zyx=(8, 8, 8))
+    assert ei.value.needs == "voxel_size_a"
+    picks = read_picks(s, voxel_size_a=10.0, box_zyx=(8, 8, 8))
+    np.testing.assert_allclose(picks.points_xyz, [[5, 6, 7]])   # centre N/2 = 4 (RELION 5) + 1, 2, 3
+    assert picks.class_names is None and picks.class_ids is None

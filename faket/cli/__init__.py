@@ -30,12 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"faket {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<step>")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"faket.cli.{name}")
-        except ModuleNotFoundError as exc:  # a step not built yet
-            if exc.name == f"faket.cli.{name}":
-                continue
-            raise
+        mod = importlib.import_module(f"faket.cli.{name}")  # a step that fails to import is a bug: raise
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)

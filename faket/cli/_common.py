@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -62,44 +63,106 @@ def angles_from_args(args, *, default: str | None = None):
     return a
 
 
-def resolve_device(spec: str | None):
-    """``auto`` -> cuda when available, else cpu; validates ``cuda[:i]``."""
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+# Device nodes a CUDA (or ROCm / WSL GPU) driver exposes; without any, torch.cuda.is_available() is False.
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg", "/proc/driver/nvidia/version")
+
+
+def _check_device_spec(spec: str | None) -> str:
+    s = (spec or "auto").strip().lower()
+    if not _DEVICE_RE.match(s):
+        raise InputError(f"--device {spec}: expected auto, cpu, cuda or cuda:I")
+    return s
+
+
+def cuda_may_be_available() -> bool:
+    """Cheap answer to "could ``torch.cuda.is_available()`` be true?" without importing torch.
+
+    When torch is already imported, ask it. Otherwise CUDA needs a GPU device node (``/dev/nvidia*``,
+    ``/dev/kfd`` for ROCm, ``/dev/dxg`` on WSL) and ``CUDA_VISIBLE_DEVICES`` not set to nothing; only then
+    is torch imported to check (``auto`` on a CPU-only machine thus costs no torch import).
+    """
+    if "torch" in sys.modules:
+        return bool(sys.modules["torch"].cuda.is_available())
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    if not any(os.path.exists(n) for n in _GPU_NODES):
+        return False
     import torch
 
-    spec = (spec or "auto").lower()
+    _apply_torch_threads(torch)
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(spec: str | None):
+    """``auto`` -> cuda when available, else cpu; validates ``cuda[:i]``. Returns a ``torch.device``."""
+    spec = _check_device_spec(spec)
+    import torch
+
+    _apply_torch_threads(torch)
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if cuda_may_be_available() else "cpu")
     if spec == "cpu":
         return torch.device("cpu")
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {spec}: CUDA is not available on this machine (use cpu or auto)")
-        dev = torch.device(spec)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s)")
-        return dev
-    raise InputError(f"--device {spec}: expected auto, cpu, cuda or cuda:I")
+    if not torch.cuda.is_available():
+        raise InputError(f"--device {spec}: CUDA is not available on this machine (use cpu or auto)")
+    dev = torch.device(spec)
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def resolve_cuda_device(spec: str | None):
+    """For steps with a numba CPU path: ``None`` when the step runs on the CPU, else the ``torch.device``.
+
+    ``cpu``, and ``auto`` on a machine without a GPU device node, return ``None`` without importing torch.
+    """
+    spec = _check_device_spec(spec)
+    if spec == "cpu" or (spec == "auto" and not cuda_may_be_available()):
+        return None
+    dev = resolve_device(spec)
+    return None if dev.type == "cpu" else dev
+
+
+def device_name(device) -> str:
+    """``"cpu"`` for ``None`` (the numba path), else ``str(device)`` (for provenance)."""
+    return "cpu" if device is None else str(device)
+
+
+_THREADS: int | None = None
+
+
+def _apply_torch_threads(torch) -> None:
+    if _THREADS is not None and torch.get_num_threads() != _THREADS:
+        torch.set_num_threads(_THREADS)
 
 
 def set_threads(n: int | None) -> None:
-    """Limit torch / numba / BLAS threads when ``--threads`` is given."""
+    """Limit torch / numba / BLAS threads when ``--threads`` is given.
+
+    Neither torch nor numba is imported here: the environment variables they read at import are set,
+    and a library already imported is limited directly (torch also when :func:`resolve_device` imports it).
+    """
+    global _THREADS
     if n is None:
         return
     if n < 1:
         raise InputError(f"--threads {n}: must be at least 1")
+    _THREADS = n
     os.environ["OMP_NUM_THREADS"] = str(n)
     try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import numba
-
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    if "numba" not in sys.modules:
+        os.environ["NUMBA_NUM_THREADS"] = str(min(n, cores))
+    else:
+        numba = sys.modules["numba"]
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:  # pragma: no cover
-        pass
+    if "torch" in sys.modules:
+        _apply_torch_threads(sys.modules["torch"])
 
 
 def show_progress(args) -> bool:
@@ -107,12 +170,35 @@ def show_progress(args) -> bool:
     return not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
+class _NoBar:
+    """What a disabled tqdm bar does (nothing), without importing tqdm."""
+
+    def __init__(self, iterable=None):
+        self.iterable = iterable
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def update(self, n=1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def progress(iterable=None, *, args=None, total=None, desc=None, unit="it", enable: bool | None = None):
+    """A tqdm bar, or a do-nothing stand-in (tqdm not imported) when bars are off."""
+    if not (show_progress(args) if enable is None else enable):
+        return _NoBar(iterable)
     from tqdm.auto import tqdm
 
-    disable = not (show_progress(args) if enable is None else enable)
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, leave=False,
-                dynamic_ncols=True)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
 def info(args, msg: str) -> None:

@@ -36,18 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _header(path):
     """(shape_zyx, voxel_size_a or None) from an MRC header without reading the data."""
-    import mrcfile
+    from ..io import read_mrc_header
 
-    from ..errors import InputError
-
-    try:
-        with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
-            h = m.header
-            shape = (int(h.nz), int(h.ny), int(h.nx))
-            vs = float(m.voxel_size.x)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path}: not a valid MRC file ({str(exc).splitlines()[0] if str(exc) else exc})") from None
-    return shape, (vs if vs > 0 and abs(vs - 1.0) > 1e-6 else None)
+    return read_mrc_header(path)
 
 
 def _count_particles(path) -> int:

@@ -31,20 +31,20 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..io import read_volume
     from ..projection import project
-    from ._common import (Step, angles_from_args, check_not_same, progress, resolve_device, set_threads,
-                          voxel_size_or_assume)
+    from ._common import (Step, angles_from_args, check_not_same, device_name, progress, resolve_cuda_device,
+                          set_threads, voxel_size_or_assume)
 
     set_threads(args.threads)
     angles = angles_from_args(args)
     check_not_same([args.volume, args.angles_file], [args.output])
-    device = resolve_device(args.device)
+    device = resolve_cuda_device(args.device)  # None: numba CPU kernels, no torch
     m = read_volume(args.volume)
     voxel = voxel_size_or_assume(args, m)
     with Step("project", args, inputs=[args.volume, args.angles_file]) as st:
         with progress(total=m.data.shape[1], args=args, desc="project", unit="row") as bar:
             tilts = project(m.data, angles, detector_width=args.detector_width, contrast=args.contrast,
-                            device=None if device.type == "cpu" else device, chunk_y=args.chunk_y,
+                            device=device, chunk_y=args.chunk_y,
                             progress=bar.update)
         st.write_mrc(args.output, tilts, voxel, angles=angles,
-                     params={"angles_deg": angles, "voxel_size_a": voxel, "device": str(device)})
+                     params={"angles_deg": angles, "voxel_size_a": voxel, "device": device_name(device)})
     return 0

@@ -41,7 +41,8 @@ def run(args) -> int:
     from ..errors import InputError
     from ..io import parse_range, read_tiltseries
     from ..projection import reconstruct
-    from ._common import Step, check_not_same, progress, resolve_device, set_threads, voxel_size_or_assume
+    from ._common import (Step, check_not_same, device_name, progress, resolve_cuda_device, set_threads,
+                          voxel_size_or_assume)
 
     set_threads(args.threads)
     check_not_same([args.tilts, args.angles_file], [args.output])
@@ -54,7 +55,7 @@ def run(args) -> int:
         nz0 = args.volume_z
         if nz0 is not None and (z_range[0] < 0 or z_range[1] > nz0):
             raise InputError(f"--z-range {args.z_range}: outside the volume's 0:{nz0}")
-    device = resolve_device(args.device)
+    device = resolve_cuda_device(args.device)  # None: numba CPU kernels, no torch
     m, angles = read_tiltseries(args.tilts, args.angles_file)
     voxel = voxel_size_or_assume(args, m, what="tilt-series")
     inputs = [args.tilts, args.angles_file or str(m.path.with_suffix(".tlt"))]
@@ -62,9 +63,9 @@ def run(args) -> int:
         with progress(total=m.data.shape[1] // args.bin, args=args, desc="reconstruct", unit="row") as bar:
             vol = reconstruct(m.data, angles, filter=args.filter, bin=args.bin, thickness=args.thickness,
                               z_range=z_range, volume_z=args.volume_z,
-                              device=None if device.type == "cpu" else device, chunk_y=args.chunk_y,
+                              device=device, chunk_y=args.chunk_y,
                               progress=bar.update)
         st.write_mrc(args.output, vol, voxel * args.bin,
                      params={"angles_deg": angles, "input_pixel_size_a": voxel,
-                             "output_voxel_size_a": voxel * args.bin, "device": str(device)})
+                             "output_voxel_size_a": voxel * args.bin, "device": device_name(device)})
     return 0

@@ -95,7 +95,7 @@ def run(args) -> int:
 
     from ..io import read_volume
     from ..physics import simulate_tiltseries
-    from ._common import (Step, angles_from_args, check_not_same, info, progress, resolve_device,
+    from ._common import (Step, angles_from_args, check_not_same, info, progress, resolve_cuda_device,
                           set_threads, voxel_size_or_assume)
 
     set_threads(args.threads)
@@ -111,7 +111,7 @@ def run(args) -> int:
     check_not_same([args.volume], [args.output, args.clean_out])
     if args.clean_out is not None and args.clean_out == args.output:
         raise InputError(f"{args.clean_out}: --clean-out must differ from -o")
-    device = resolve_device(args.device)
+    device = resolve_cuda_device(args.device)  # None: numba CPU kernels, no torch
 
     m = read_volume(args.volume)
     voxel = voxel_size_or_assume(args, m, "volume")
@@ -130,7 +130,7 @@ def run(args) -> int:
     info(args, f"projecting {vol.shape} at {angles.size} tilts")
     bar = progress(args=args, total=vol.shape[1], desc="project", unit="row")
     projected = project(vol, angles, detector_width=args.detector_width, contrast="bright",
-                        device=None if device.type == "cpu" else device,
+                        device=device,
                         progress=lambda n: bar.update(n))
     bar.close()
     tilts, derived = simulate_tiltseries(
