@@ -137,6 +137,10 @@ def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None
     ``voxel_size_a`` and ``box_zyx`` are needed only for RELION 5 STAR files (centred Angstrom
     coordinates); for a STAR file without them, ``rlnTomoTiltSeriesPixelSize`` is used when present.
     """
+    if str(path).startswith("copick://") or str(path).lower().endswith(".json"):  # copick picks
+        from .copick_export import read_copick_particles
+
+        return check_particles(read_copick_particles(str(path), voxel_size_a=voxel_size_a), str(path))
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: particle list not found")

@@ -157,6 +157,10 @@ def read_picks(path, fmt: str = "auto", *, voxel_size_a=None, box_zyx=None):
     from ..errors import InputError
     from ..io import iter_lines
 
+    if str(path).startswith("copick://") or str(path).lower().endswith(".json"):  # copick picks
+        from ..particles import read_particles
+
+        return _picks_from_particles(read_particles(path, voxel_size_a=voxel_size_a), has_class=True)
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: picks file not found")
