@@ -236,15 +236,15 @@ def radius_from_masks(occupancy: np.ndarray, pid_to_class: Mapping[int, int], vo
     return {c: float((3 * np.mean(v) / (4 * math.pi)) ** (1 / 3) * voxel_size_a) for c, v in vols.items()}
 
 
-def instance_volumes(occupancy: np.ndarray, pid_to_class: Mapping[int, int], source: str = "occupancy mask"
-                     ) -> dict[int, np.ndarray]:
-    """Occupancy mask -> per class id, the instance volume (particle_id where that class's particles are)."""
+def instance_volumes(occupancy: np.ndarray, pid_to_class: Mapping[int, int], source: str = "occupancy mask"):
+    """Occupancy mask -> ``(class_id, instance volume)`` pairs, one class at a time (the volume holds the
+    particle_id where that class's particles are, 0 elsewhere; int32)."""
     occ = np.asarray(occupancy)
-    if occ.size and (occ.min() < 0 or not np.array_equal(occ, np.round(occ))):
+    if occ.size and (occ.min() < 0 or occ.max() > 2 ** 31 - 1 or not np.array_equal(occ, np.round(occ))):
         raise InputError(f"{source}: values must be non-negative integers (particle ids)")
-    occ = occ.astype(np.int64)
+    occ = occ.astype(np.int32)
     mx = int(occ.max()) if occ.size else 0
-    lut = np.zeros(mx + 1, dtype=np.int64)
+    lut = np.zeros(mx + 1, dtype=np.int32)
     for pid, cid in pid_to_class.items():
         if 0 < pid <= mx:
             lut[pid] = cid
@@ -253,7 +253,8 @@ def instance_volumes(occupancy: np.ndarray, pid_to_class: Mapping[int, int], sou
     if len(orphans):
         raise InputError(f"{source}: particle id {int(orphans[0])} is in the mask but not in the particle table")
     cls = lut[occ]
-    return {int(c): np.where(cls == c, occ, 0) for c in np.unique(cls[cls > 0])}
+    for c in np.unique(lut[present]):
+        yield int(c), np.where(cls == c, occ, 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -754,7 +755,7 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
             cm = read_volume(e.class_mask, what="class mask").data
             if cm.size and (cm.min() < 0 or not np.array_equal(cm, np.round(cm))):
                 raise InputError(f"{e.class_mask}: values must be non-negative integers (class ids)")
-            cm = cm.astype(np.int64)
+            cm = cm.astype(np.int32)
             labels = [int(v) for v in np.unique(cm) if v > 0]
             unknown = [v for v in labels if v not in by_label]
             if unknown:
@@ -766,11 +767,12 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
             dfb = plan.tables[(rp.name, b)]
             inst = instance_volumes(occ, dict(zip((int(v) for v in dfb["particle_id"]),
                                                   (int(v) for v in dfb["class_id"]))), str(e.occupancy_mask))
-            del occ
-            for cid, vol in sorted(inst.items()):
+            for cid, vol in inst:
                 s = run.new_segmentation(vs.voxel_size, by_label[cid].copick, session, user_id=user_id,
                                          is_instance=True)
                 s.from_numpy(vol)
+                del vol
+            del occ
             for cid in labels:
                 if by_label[cid].non_particle:
                     s = run.new_segmentation(vs.voxel_size, by_label[cid].copick, session, user_id=user_id)

