@@ -738,7 +738,7 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
     by_label = {c.class_id: c for c in plan.classes.values()}
     summary = {"runs": [], "tomo_types": types, "user_id": user_id, "objects": [o.name for o in objects]}
     for rp in plan.runs:
-        session = session_id or (str(rp.seed) if rp.seed is not None else "0")
+        session = session_id or ("0" if rp.seed is None else str(rp.seed) if rp.seed >= 0 else f"m{-rp.seed}")
         run = root.new_run(rp.name)
         b0 = min(rp.bins)
         df = plan.tables[(rp.name, b0)]
