@@ -390,8 +390,8 @@ def _read_picks_json(path: Path, voxel_size_a: float | None) -> pd.DataFrame:
     try:
         meta = CopickPicksFile(**json.loads(path.read_text()))
     except Exception as exc:
-        raise InputError(f"{path}: not a copick picks JSON ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise InputError(f"{path}: unknown particle list format (a .json list must be copick picks; "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     if meta.unit.lower() not in ("angstrom", "a", "å"):
         raise InputError(f"{path}: unit {meta.unit!r}; copick picks are read in angstrom")
     vs = voxel_size_a or meta.voxel_spacing
