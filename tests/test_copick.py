@@ -457,9 +457,10 @@ def test_octopi_targets_cover_our_particle_centres(exported, tmp_path):
     assert main(["dataset", str(res), "-o", str(res / "dataset.csv"), "--quiet"]) == 0
     proj = tmp_path / "proj"
     assert main(["export", "copick", str(res), "-o", str(proj), "--quiet"]) == 0
-    env = dict(os.environ, OMP_NUM_THREADS="1", MLFLOW_TRACKING_URI=f"file://{tmp_path}/mlruns")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}      # octopi runs in its own venv
+    env.update(OMP_NUM_THREADS="1", MLFLOW_TRACKING_URI=f"file://{tmp_path}/mlruns")
     r = subprocess.run([exe, "create-targets", "-c", str(proj / "copick_config.json"), "--picks-user-id", "faket",
-                        "-alg", "wbp", "-vs", "10", "-rs", "0.7"], capture_output=True, text=True, env=env,
+                        "--tomo-uri", "wbp@10.0", "-rs", "0.7"], capture_output=True, text=True, env=env,
                        cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     run = _root(proj).get_run("t0")
@@ -473,8 +474,11 @@ def test_octopi_targets_cover_our_particle_centres(exported, tmp_path):
     assert (labels > 0).all(), labels                         # every particle centre is in a target ball
     own = labels == truth.class_id.to_numpy()                 # overlapping balls: octopi keeps the larger label
     assert own.mean() >= 0.8, (labels, truth.class_id.to_numpy())
-    r = subprocess.run([exe, "train", "-c", str(proj / "copick_config.json"), "-tinfo", "targets,octopi,1",
-                        "-alg", "wbp", "-vs", "10", "-dim", "16", "-bs", "2", "-nepochs", "2", "--val-interval", "1",
+    r = subprocess.run([exe, "train", "-c", str(proj / "copick_config.json"), "--target-uri", "targets:octopi/1",
+                        "--tomo-uri", "wbp@10.0", "-dim", "16", "-bs", "2", "-nepochs", "2", "--val-interval", "1",
                         "-o", str(tmp_path / "model")],
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (tmp_path / "model" / "best_model.pth").is_file()
+    hist = pd.read_csv(tmp_path / "model" / "results.csv")
+    assert len(hist) == 2 and np.isfinite(hist["loss"]).all()
