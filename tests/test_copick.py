@@ -106,6 +106,18 @@ def test_names_map_reversibly_onto_names_copick_accepts():
         ce.copick_name("")
 
 
+def test_object_ids_and_kinds_from_template_sources():
+    assert ce.template_ids("data/templates/1S3X.pdb.gz", "a") == ("1S3X", None)
+    assert ce.template_ids("maps/emd_12345.map", "b") == (None, "EMD-12345")
+    assert ce.template_ids("builtin:ring", "ring") == (None, None)
+    assert ce.template_ids("", "4V94", name_is_id=True) == ("4V94", None)      # SHREC names classes by PDB id
+    assert ce.template_ids("", "vesicle", name_is_id=True) == (None, None)
+    assert ce.is_non_particle("vesicle") and ce.is_non_particle("x", "vesicle: bilayer 4 nm")
+    assert ce.is_non_particle("Membrane_patch") and not ce.is_non_particle("fiducial", "gold bead")
+    assert [ce.tomo_type_for(m) for m in ("faket", "noisy", "baseline", "noiseless", "my_mod")] == \
+        ["wbp", "wbp-noisy", "wbp-baseline", "wbp-noiseless", "wbp-my-mod"]
+
+
 def test_picks_conversion_matches_copicks_own_relion_reader():
     """Positions and transforms equal what copick computes from faket's RELION 5 STAR of the same particles."""
     from copick.util.formats import relion_coordinates_to_angstrom
