@@ -164,6 +164,10 @@ def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None
     ``box_zyx`` are needed only for RELION 5 STAR files (centred Angstrom coordinates); for a STAR file
     without them, ``rlnTomoTiltSeriesPixelSize`` is used when present.
     """
+    if str(path).startswith("copick://") or str(path).lower().endswith(".json"):  # copick picks
+        from .copick_export import read_copick_particles
+
+        return check_particles(read_copick_particles(str(path), voxel_size_a=voxel_size_a), str(path))
     p = Path(path)
     text = _read_text(p, what)
     if fmt is None:
@@ -489,6 +493,8 @@ def read_picks(path: str | os.PathLike, fmt: str = "auto", *, voxel_size_a: floa
     ``voxel_size_a`` / ``box_zyx`` (of the picked tomogram) are needed for RELION 5 centred STAR
     coordinates; without them :class:`~faket.errors.MissingGeometry` says which is missing.
     """
+    if str(path).startswith("copick://") or (fmt == "auto" and str(path).lower().endswith(".json")):
+        return _picks_from_particles(read_particles(path, voxel_size_a=voxel_size_a), has_class=True)  # copick
     p = Path(path)
     fmt = pick_format(p, fmt)
     if fmt == "csv":

@@ -173,8 +173,10 @@ def show_progress(args) -> bool:
 class _NoBar:
     """What a disabled tqdm bar does (nothing), without importing tqdm."""
 
-    def __init__(self, iterable=None):
+    def __init__(self, iterable=None, total=None):
         self.iterable = iterable
+        self.total = total
+        self.n = 0
 
     def __iter__(self):
         return iter(self.iterable)
@@ -186,6 +188,15 @@ class _NoBar:
         return False
 
     def update(self, n=1) -> None:
+        self.n += n
+
+    def refresh(self) -> None:
+        pass
+
+    def set_postfix_str(self, s="", refresh=True) -> None:
+        pass
+
+    def set_description(self, desc=None, refresh=True) -> None:
         pass
 
     def close(self) -> None:
@@ -195,7 +206,7 @@ class _NoBar:
 def progress(iterable=None, *, args=None, total=None, desc=None, unit="it", enable: bool | None = None):
     """A tqdm bar, or a do-nothing stand-in (tqdm not imported) when bars are off."""
     if not (show_progress(args) if enable is None else enable):
-        return _NoBar(iterable)
+        return _NoBar(iterable, total)
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)

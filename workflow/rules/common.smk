@@ -438,6 +438,8 @@ def final_outputs():
         out += tomogram_files(t) + label_files(t)
         if config["qc"]:
             out.append(f"results/{t}/qc/metrics.json")
+    if config["export"]["copick"]:
+        out.append("results/copick/copick_config.json")
     return out
 
 
