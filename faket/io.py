@@ -29,6 +29,7 @@ __all__ = [
     "MrcData",
     "read_mrc",
     "read_volume",
+    "read_mrc_header",
     "read_tiltseries",
     "write_mrc",
     "read_tlt",
@@ -113,6 +114,24 @@ def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None
 def read_volume(path: str | os.PathLike, what: str = "volume") -> MrcData:
     """Read a 3-D ``(Z, Y, X)`` MRC volume."""
     return read_mrc(path, ndim=3, what=what)
+
+
+def read_mrc_header(path: str | os.PathLike, what: str = "MRC file") -> tuple[tuple[int, int, int], float | None]:
+    """``((nz, ny, nx), voxel_size_a or None)`` from an MRC header, without reading the data."""
+    import mrcfile
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: {what} not found")
+    try:
+        with mrcfile.open(p, mode="r", header_only=True, permissive=False) as mrc:
+            h = mrc.header
+            shape = (int(h.nz), int(h.ny), int(h.nx))
+            voxel = _voxel_size_from_header(mrc)
+    except (ValueError, OSError, EOFError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{p}: not a valid {what} ({msg})") from None
+    return shape, voxel
 
 
 def read_tiltseries(path: str | os.PathLike, angles_file: str | os.PathLike | None = None,
