@@ -48,6 +48,8 @@ __all__ = [
     "bin_labels",
     "BinnedLabels",
     "renumber",
+    "class_ids_from_mask",
+    "one_to_one",
     "crop_z",
     "block_view",
     "bin_label_mask",
@@ -218,6 +220,20 @@ def particle_classes(class_mask: np.ndarray, occupancy_mask: np.ndarray) -> dict
     first = np.ones(len(u), dtype=bool)
     first[1:] = u[1:, 0] != u[:-1, 0]
     return {int(p): int(c) for p, c in u[first]}
+
+
+def class_ids_from_mask(particle_ids, class_mask: np.ndarray, occupancy_mask: np.ndarray) -> np.ndarray | None:
+    """Each particle's class id from the class mask on its occupancy voxels (:func:`particle_classes`), for
+    lists that carry class names only (SHREC); ``None`` when a particle has no class there."""
+    pc = particle_classes(class_mask, occupancy_mask)
+    new = np.array([pc.get(int(p), 0) for p in particle_ids], dtype=np.int64)
+    return None if (new == 0).any() else new
+
+
+def one_to_one(names, ids) -> bool:
+    """Every name goes with one id and every id with one name."""
+    pairs = set(zip(names, (int(i) for i in ids)))
+    return len(pairs) == len({n for n, _ in pairs}) == len({i for _, i in pairs})
 
 
 def claim_centres(occupancy_b: np.ndarray, centres_zyx: dict[int, tuple[int, int, int]],

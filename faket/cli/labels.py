@@ -91,22 +91,18 @@ def _as_labels(m, what):
 
 
 def _class_ids_from_mask(df, cls, occ, source):
-    """SHREC lists carry class names only (ids follow first appearance): take each particle's class id
-    from the class mask on its occupancy voxels when that gives one id per name."""
-    from ..labels import particle_classes
+    """SHREC lists carry class names only (ids follow first appearance): take the class mask's ids when
+    they map one to one to the names."""
+    from ..labels import class_ids_from_mask, one_to_one
     from ._common import warn
 
-    pc = particle_classes(cls, occ)
-    new = df["particle_id"].map(lambda p: pc.get(int(p), 0))
-    if (new == 0).any():
+    new = class_ids_from_mask(df["particle_id"], cls, occ)
+    if new is None:
         return df
-    out = df.copy()
-    out["class_id"] = new.astype(int)
-    if (out.groupby("class_name")["class_id"].nunique() > 1).any() or \
-            (out.groupby("class_id")["class_name"].nunique() > 1).any():
+    if not one_to_one(df["class_name"], new):
         warn(f"{source}: class names and the class mask's ids do not map one to one; keeping the list's ids")
         return df
-    return out
+    return df.assign(class_id=new)
 
 
 def run(args) -> int:
