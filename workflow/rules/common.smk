@@ -123,6 +123,7 @@ def draw(tomo, key, spec):
 # --------------------------------------------------------------------------------------------------
 # volume shapes (for the Z crop)
 
+
 @functools.cache
 def layout_box():
     """The box faket layout makes (the layout spec is validated here, before any job)."""
@@ -134,6 +135,7 @@ def layout_box():
     )
 
 
+@functools.cache
 def volume_shape(tomo):
     g = TOMOS[tomo]["given"]
     if g is None:
