@@ -45,6 +45,7 @@ from .errors import InputError
 __all__ = [
     "label_files",
     "FULL_LIST_FILES",
+    "LAYOUT_FILES",
     "bin_labels",
     "BinnedLabels",
     "renumber",
@@ -73,6 +74,11 @@ def label_files(bin_factor: int) -> dict[str, str]:
 # the whole particle list in the layout volume's voxels (faket labels without --no-full-lists)
 FULL_LIST_FILES = {"particles_csv": "particles.csv", "particles_star": "particles.star",
                    "particle_locations": "particle_locations.txt", "particles_xml": "particles.xml"}
+
+
+# files of a faket layout folder that faket labels (LAYOUTDIR) and the workflow read
+LAYOUT_FILES = {"volume": "volume.mrc", "class_mask": "class_mask.mrc", "occupancy_mask": "occupancy_mask.mrc",
+                "particles": "particles.csv"}
 
 
 def crop_z(volume: np.ndarray, z_range: tuple[int, int] | None) -> np.ndarray:

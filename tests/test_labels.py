@@ -365,3 +365,15 @@ def test_class_ids_from_mask_and_one_to_one():
     assert class_ids_from_mask([1, 5], cls, occ) is None          # particle 5 has no voxel
     assert one_to_one(["a", "a", "b"], [4, 4, 7])
     assert not one_to_one(["a", "b"], [4, 4]) and not one_to_one(["a", "a"], [4, 7])
+
+
+def test_layout_files_are_what_faket_layout_writes(tmp_path):
+    """LAYOUT_FILES (read by faket labels LAYOUTDIR and the workflow) name files that faket layout writes."""
+    from faket.cli import main
+    from faket.labels import LAYOUT_FILES
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("box: [16, 24, 24]\nclasses:\n  - {template: blob3, count: 2}\n")
+    assert main(["layout", "--spec", str(spec), "-o", str(tmp_path / "lay"), "--seed", "1", "--quiet"]) == 0
+    assert all((tmp_path / "lay" / n).is_file() for n in LAYOUT_FILES.values())
+    assert main(["labels", str(tmp_path / "lay"), "-o", str(tmp_path / "lab"), "--bin", "2", "--quiet"]) == 0

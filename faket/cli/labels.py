@@ -112,7 +112,7 @@ def run(args) -> int:
 
     from ..errors import InputError
     from ..io import parse_range, read_volume
-    from ..labels import FULL_LIST_FILES, bin_labels, binned_shape, crop_z, label_files
+    from ..labels import FULL_LIST_FILES, LAYOUT_FILES, bin_labels, binned_shape, crop_z, label_files
     from ..particles import (read_particles, write_deepfinder_xml, write_particles_csv, write_particles_star,
                              write_shrec_locations)
     from ._common import Step, check_not_same, voxel_size_or_assume, warn
@@ -121,16 +121,16 @@ def run(args) -> int:
     if lay is not None and not lay.is_dir():
         raise InputError(f"{lay}: layout folder not found")
 
-    def pick(opt, name):
+    def pick(opt, name, option):
         if opt:
             return Path(opt)
         if lay is None:
-            raise InputError(f"give LAYOUTDIR or --{name.replace('_', '-')}")
-        return lay / {"class_mask": "class_mask.mrc", "occupancy": "occupancy_mask.mrc",
-                      "particles": "particles.csv"}[name]
+            raise InputError(f"give LAYOUTDIR or --{option}")
+        return lay / LAYOUT_FILES[name]
 
-    cm_path, om_path = pick(args.class_mask, "class_mask"), pick(args.occupancy, "occupancy")
-    pl_path = pick(args.particles, "particles")
+    cm_path = pick(args.class_mask, "class_mask", "class-mask")
+    om_path = pick(args.occupancy, "occupancy_mask", "occupancy")
+    pl_path = pick(args.particles, "particles", "particles")
     bins = _bins(args.bin)
     out = Path(args.output)
     if out.exists() and not out.is_dir():

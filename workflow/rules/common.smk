@@ -13,7 +13,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 from faket import workflow as fw
 from faket.errors import InputError
-from faket.labels import FULL_LIST_FILES, label_files
+from faket.labels import FULL_LIST_FILES, LAYOUT_FILES, label_files
 
 # --------------------------------------------------------------------------------------------------
 # config validation (fails before any job starts, naming the key)
@@ -247,18 +247,17 @@ BINS = config["reconstruct"]["binnings"]
 MODALITIES = config["modalities"]
 
 
+def layout_outputs(folder):
+    """The files of a faket layout folder: volume, class_mask, occupancy_mask, particles."""
+    return {k: f"{folder}/{n}" for k, n in LAYOUT_FILES.items()}
+
+
 def layout_file(tomo, what):
-    """what: volume, class_mask, occupancy_mask, particles."""
+    """A tomogram's layout file (what: a key of layout_outputs), given or made by the layout rule."""
     g = TOMOS[tomo]["given"]
     if g is not None:
         return os.path.join(g["folder"], g[what])
-    names = {
-        "volume": "volume.mrc",
-        "class_mask": "class_mask.mrc",
-        "occupancy_mask": "occupancy_mask.mrc",
-        "particles": "particles.csv",
-    }
-    return f"results/{tomo}/layout/{names[what]}"
+    return layout_outputs(f"results/{tomo}/layout")[what]
 
 
 def chunks():
@@ -274,7 +273,7 @@ def tomogram_path(tomo, modality, b):
 
 
 def labels_outputs():
-    """Outputs of the labels rule (with the {tomo} wildcard): faket.labels' file names."""
+    """Outputs of the labels rule (with the {tomo} wildcard), named by faket.labels."""
     names = [n for b in BINS for n in label_files(b).values()]
     return [f"results/{{tomo}}/{n}" for n in names + list(FULL_LIST_FILES.values())]
 
