@@ -17,11 +17,35 @@ from pathlib import Path
 from .errors import InputError
 from .manifest import STAGED_KINDS
 
-__all__ = ["tilt_angles", "layout_box", "volume_shape", "draw", "tilt_chunks", "load_manifest",
+__all__ = ["config_problem", "tilt_angles", "layout_box", "volume_shape", "draw", "tilt_chunks", "load_manifest",
            "reference_entry", "Sha256Cache", "tomogram_file", "parse_tomogram_file", "REFERENCE_KINDS"]
 
 # what a style / noise reference can be: a physics-based tilt-series (no file) or a manifest file to stage
 REFERENCE_KINDS = ("physics", *STAGED_KINDS)
+
+
+def _key_path(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def config_problem(cfg: dict, schema_path: str | os.PathLike) -> str | None:
+    """The config's most relevant violation of the JSON schema, as one line naming the key (``None``: valid)."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(cfg))
+    if err is None:
+        return None
+    path = list(err.absolute_path)
+    m = re.search(r"\('([^']+)' (?:was|were) unexpected\)", err.message)
+    if err.validator == "additionalProperties" and m:
+        allowed = ", ".join(sorted(err.schema.get("properties", {})))
+        return f"config key '{_key_path(path + [m.group(1)])}': unknown key (allowed here: {allowed})"
+    return f"config key '{_key_path(path)}': {err.message} (see workflow/schemas/config.schema.yaml)"
 
 
 def tilt_angles(spec: str) -> list[float]:

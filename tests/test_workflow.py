@@ -149,6 +149,19 @@ def test_dataset_refuses_missing_or_mismatched_labels(tmp_path, capsys):
 # faket.workflow: what common.smk takes from the package
 
 
+def test_config_problem_names_the_key():
+    from faket.workflow import config_problem
+
+    schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert config_problem(cfg, schema) is None
+    for over, msg in (({"seed": "abc"}, "config key 'seed': 'abc' is not of type 'integer'"),
+                      ({"style": {**cfg["style"], "tilts_per_jobs": 2}},
+                       "config key 'style.tilts_per_jobs': unknown key (allowed here: iterations, precision"),
+                      ({"layout": {**cfg["layout"], "shape_zyx": [8, 8]}}, "config key 'layout.shape_zyx'")):
+        assert msg in config_problem({**cfg, **over}, schema)
+
+
 def test_tilt_angles_are_faket_io_angles_inside_90():
     from faket.io import parse_angles
     from faket.workflow import tilt_angles

@@ -19,13 +19,6 @@ from faket.labels import FULL_LIST_FILES, LAYOUT_FILES, label_files
 # config validation (fails before any job starts, naming the key)
 
 
-def _key_path(path):
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "(top level)"
-
-
 def _validate_config(cfg):
     """Schema validation (fills defaults); on an error, name the key in one line."""
     import copy
@@ -34,31 +27,13 @@ def _validate_config(cfg):
     try:
         validate(cfg, "../schemas/config.schema.yaml")
     except WorkflowError:
-        import jsonschema
-        import yaml
-
-        schema_path = os.path.join(
+        schema = os.path.join(
             workflow.basedir, "workflow", "schemas", "config.schema.yaml"
         )
-        with open(schema_path) as f:
-            schema = yaml.safe_load(f)
-        err = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(schema).iter_errors(raw)
-        )
-        if err is None:
+        problem = fw.config_problem(raw, schema)
+        if problem is None:
             raise
-        path = list(err.absolute_path)
-        m = re.search(r"\('([^']+)' (?:was|were) unexpected\)", err.message)
-        if err.validator == "additionalProperties" and m:
-            allowed = ", ".join(sorted(err.schema.get("properties", {})))
-            raise WorkflowError(
-                f"config key '{_key_path(path + [m.group(1)])}': unknown key "
-                f"(allowed here: {allowed})"
-            ) from None
-        raise WorkflowError(
-            f"config key '{_key_path(path)}': {err.message} "
-            "(see workflow/schemas/config.schema.yaml)"
-        ) from None
+        raise WorkflowError(problem) from None
 
 
 _validate_config(config)
