@@ -1,8 +1,8 @@
 """What the Snakemake workflow (``workflow/rules/common.smk``) takes from the package: the tilt angles, the
 layout box, the references of the data manifest, per-tomogram draws and the names of its outputs.
 
-Functions raise :class:`~faket.errors.InputError`; ``common.smk`` prefixes the config key and stops the run
-before any job starts. A cluster executor parses the Snakefile again in every job, so imports stay light
+Functions raise :class:`~faket.errors.InputError` (:func:`config_problem` returns its message); ``common.smk``
+names the config key and stops the run before any job starts. A cluster executor parses the Snakefile again in every job, so imports stay light
 (numpy and pandas are loaded by Snakemake already).
 """
 
