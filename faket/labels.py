@@ -43,6 +43,14 @@ import numpy as np
 from .errors import InputError
 
 __all__ = [
+    "label_files",
+    "FULL_LIST_FILES",
+    "LAYOUT_FILES",
+    "bin_labels",
+    "BinnedLabels",
+    "renumber",
+    "class_ids_from_mask",
+    "one_to_one",
     "crop_z",
     "block_view",
     "bin_label_mask",
@@ -53,6 +61,24 @@ __all__ = [
     "inside_binned",
     "BinInfo",
 ]
+
+
+def label_files(bin_factor: int) -> dict[str, str]:
+    """Names of the files ``faket labels`` writes for bin factor B (keys: ``faket dataset``'s columns)."""
+    b = int(bin_factor)
+    return {"class_mask": f"class_mask_bin{b}.mrc", "occupancy_mask": f"occupancy_mask_bin{b}.mrc",
+            "particles_csv": f"particles_bin{b}.csv", "particles_star": f"particles_bin{b}.star",
+            "particle_locations": f"particle_locations_bin{b}.txt", "particles_xml": f"particles_bin{b}.xml"}
+
+
+# the whole particle list in the layout volume's voxels (faket labels without --no-full-lists)
+FULL_LIST_FILES = {"particles_csv": "particles.csv", "particles_star": "particles.star",
+                   "particle_locations": "particle_locations.txt", "particles_xml": "particles.xml"}
+
+
+# files of a faket layout folder that faket labels (LAYOUTDIR) and the workflow read
+LAYOUT_FILES = {"volume": "volume.mrc", "class_mask": "class_mask.mrc", "occupancy_mask": "occupancy_mask.mrc",
+                "particles": "particles.csv"}
 
 
 def crop_z(volume: np.ndarray, z_range: tuple[int, int] | None) -> np.ndarray:
@@ -202,6 +228,20 @@ def particle_classes(class_mask: np.ndarray, occupancy_mask: np.ndarray) -> dict
     return {int(p): int(c) for p, c in u[first]}
 
 
+def class_ids_from_mask(particle_ids, class_mask: np.ndarray, occupancy_mask: np.ndarray) -> np.ndarray | None:
+    """Each particle's class id from the class mask on its occupancy voxels (:func:`particle_classes`), for
+    lists that carry class names only (SHREC); ``None`` when a particle has no class there."""
+    pc = particle_classes(class_mask, occupancy_mask)
+    new = np.array([pc.get(int(p), 0) for p in particle_ids], dtype=np.int64)
+    return None if (new == 0).any() else new
+
+
+def one_to_one(names, ids) -> bool:
+    """Every name goes with one id and every id with one name."""
+    pairs = set(zip(names, (int(i) for i in ids)))
+    return len(pairs) == len({n for n, _ in pairs}) == len({i for _, i in pairs})
+
+
 def claim_centres(occupancy_b: np.ndarray, centres_zyx: dict[int, tuple[int, int, int]],
                   info: BinInfo | None = None) -> np.ndarray:
     """Rule 4 of the module doc: particle ``pid`` takes the binned voxel ``centres_zyx[pid]`` (integer
@@ -281,3 +321,66 @@ def inside_binned(points_b_zyx: np.ndarray, shape_b_zyx) -> np.ndarray:
     p = np.asarray(points_b_zyx, dtype=np.float64).reshape(-1, 3)
     n = np.asarray(shape_b_zyx, dtype=np.float64)
     return np.all((p >= -0.5) & (p < n - 0.5), axis=1)
+
+
+def renumber(occupancy: np.ndarray, listed_ids) -> tuple[np.ndarray, dict[int, int], list[int]]:
+    """Renumber an occupancy mask: the listed particle ids (in the order given) become 1..N, the other
+    non-zero ids present in the mask N+1.. (ascending).
+
+    Returns ``(new occupancy (int64), id_map (old -> new), unlisted old ids)``.
+    """
+    occ = np.asarray(occupancy)
+    old = [int(o) for o in listed_ids]
+    present = sorted(set(np.unique(occ).tolist()) - {0})
+    listed = set(old)
+    extra = [int(p) for p in present if p not in listed]
+    id_map = {o: i + 1 for i, o in enumerate(old + extra)}
+    lut = np.zeros(int(max([0, *present, *old])) + 1, dtype=np.int64)
+    for o, n in id_map.items():
+        lut[o] = n
+    return lut[occ], id_map, extra
+
+
+@dataclass
+class BinnedLabels:
+    """The labels of one binned tomogram (see :func:`bin_labels`)."""
+
+    class_mask: np.ndarray
+    occupancy_mask: np.ndarray  # renumbered: listed particles 1..N, unlisted ones with voxels N+1..
+    rows: np.ndarray  # (N,) indices into the input list of the particles kept, in ascending original id
+    particle_ids: np.ndarray  # (N,) their new ids 1..N
+    coordinates_zyx: np.ndarray  # (N, 3) their centres in the binned tomogram's voxels
+    dropped_ids: list[int]  # original ids of particles whose binned centre lies outside the tomogram
+    id_map: dict[int, int]  # original id -> new id
+    unlisted_ids: list[int]  # new ids of particles in the mask but not in the list
+    info: BinInfo
+
+
+def bin_labels(class_mask: np.ndarray, occupancy_mask: np.ndarray, points_zyx: np.ndarray, particle_ids,
+               bin_factor: int, *, z_range: tuple[int, int] | None = None,
+               ids_in_mask: set[int] | None = None) -> BinnedLabels:
+    """Masks and particle list of the tomogram that keeps Z indices ``z_range`` binned by ``bin_factor``.
+
+    The masks are cropped and binned with :func:`bin_masks` (each listed particle inside the tomogram
+    claims the block of its binned centre when it has a voxel in ``occupancy_mask``); particles whose
+    binned centre lies outside are dropped; the kept ones are renumbered 1..N in their original id order
+    (:func:`renumber`), the occupancy mask with them. ``ids_in_mask`` (the non-zero ids of the uncropped
+    occupancy mask) is computed when not given.
+    """
+    pts = np.asarray(points_zyx, dtype=np.float64).reshape(-1, 3)
+    ids = np.asarray(particle_ids).astype(np.int64).reshape(-1)
+    if ids_in_mask is None:
+        ids_in_mask = set(np.unique(occupancy_mask).tolist()) - {0}
+    za = 0 if z_range is None else int(z_range[0])
+    cls_c, occ_c = crop_z(class_mask, z_range), crop_z(occupancy_mask, z_range)
+    pb = to_binned_coordinates(pts, bin_factor, z_offset=za)
+    inside = inside_binned(pb, binned_shape(cls_c.shape, bin_factor))
+    centres = {int(p): tuple(np.rint(c).astype(int)) for p, c in zip(ids[inside], pb[inside])
+               if int(p) in ids_in_mask}
+    cls_b, occ_b, info = bin_masks(cls_c, occ_c, bin_factor, centres_zyx=centres)
+    rows = np.flatnonzero(inside)[np.argsort(ids[inside], kind="stable")]
+    occ_new, id_map, extra = renumber(occ_b, ids[rows])
+    return BinnedLabels(class_mask=cls_b, occupancy_mask=occ_new, rows=rows,
+                        particle_ids=np.array([id_map[int(o)] for o in ids[rows]], dtype=np.int64),
+                        coordinates_zyx=pb[rows], dropped_ids=ids[~inside].tolist(), id_map=id_map,
+                        unlisted_ids=[id_map[p] for p in extra], info=info)

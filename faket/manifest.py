@@ -22,7 +22,7 @@ import csv
 import io
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -30,11 +30,12 @@ from .errors import InputError
 
 COLUMNS = ["name", "kind", "path_or_url", "sha256", "voxel_size_a", "angles_file", "licence", "notes"]
 KINDS = ["tiltseries", "micrograph", "tomogram", "dataset", "map", "template", "physics"]
+STAGED_KINDS = ["tiltseries", "micrograph", "tomogram"]  # kinds `faket manifest stage` writes as a reference
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(r"^(https?|ftp)://", re.IGNORECASE)
 
-__all__ = ["COLUMNS", "KINDS", "Entry", "parse_manifest", "format_manifest", "read_manifest",
+__all__ = ["COLUMNS", "KINDS", "STAGED_KINDS", "Entry", "parse_manifest", "format_manifest", "read_manifest",
            "check_entry", "select", "ManifestProblem"]
 
 
@@ -197,7 +198,3 @@ def check_entry(e: Entry, root: str | os.PathLike, *, sha_fn: Callable[[Path], s
     if a is not None and not a.is_file():
         return ManifestProblem(e.name, f"angles file {a} is missing ({source} line {e.line})")
     return None
-
-
-def entry_fields() -> list[str]:
-    return [f.name for f in fields(Entry)]

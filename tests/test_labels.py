@@ -288,3 +288,92 @@ def test_binned_labels_hold_every_listed_centre_so_perfect_picks_score_1(tmp_pat
         assert m["localisation"]["f1"] == 1.0 and m["classification"]["macro_f1"] == 1.0, (b, m["localisation"])
         side = json.loads((tmp_path / "lab" / f"occupancy_mask_bin{b}.json").read_text())
         assert side["centre_conflict_particle_ids"] == []
+
+
+def test_renumber_listed_first_then_unlisted():
+    from faket.labels import renumber
+
+    occ = np.zeros((1, 2, 4), np.int32)
+    occ[0, 0] = [5, 5, 9, 0]
+    occ[0, 1] = [2, 7, 0, 7]
+    new, id_map, extra = renumber(occ, [9, 2, 4])          # 4 is listed but has no voxel
+    assert id_map == {9: 1, 2: 2, 4: 3, 5: 4, 7: 5} and extra == [5, 7]
+    np.testing.assert_array_equal(new, [[[4, 4, 1, 0], [2, 5, 0, 5]]])
+    assert occ[0, 0, 0] == 5                                # input untouched
+    empty, m, e = renumber(np.zeros((2, 2, 2), np.int32), [])
+    assert not empty.any() and m == {} and e == []
+
+
+def test_bin_labels_crops_bins_drops_and_renumbers():
+    """bin_labels (the core of faket labels): particles whose binned centre falls outside the Z crop are
+    dropped, the kept ones are renumbered 1..N in their original id order (the input list shuffled), each
+    owns the voxel of its binned centre, and unlisted particles with voxels in the tomogram come after."""
+    from faket.labels import bin_labels
+
+    rng = np.random.default_rng(4)
+    shape, za, zb, b = (30, 32, 36), 6, 24, 2
+    cls, occ, centres = _cubes_layout(shape, 3, 40, rng)
+    ids = np.arange(1, len(centres) + 1)
+    order = rng.permutation(len(ids))[:-3]                    # 3 particles left out of the list
+    r = bin_labels(cls, occ, centres[order], ids[order], b, z_range=(za, zb))
+    nb = ((zb - za) // b, shape[1] // b, shape[2] // b)
+    assert r.class_mask.shape == r.occupancy_mask.shape == nb
+    listed = ids[order]
+    zb_all = (centres[order, 0] - za - (b - 1) / 2) / b
+    inside = (zb_all >= -0.5) & (zb_all < nb[0] - 0.5)
+    assert sorted(r.dropped_ids) == sorted(listed[~inside].tolist()) and len(r.dropped_ids) > 0
+    kept_old = listed[r.rows]
+    assert kept_old.tolist() == sorted(listed[inside].tolist())        # ascending original id
+    assert r.particle_ids.tolist() == list(range(1, len(kept_old) + 1))
+    assert all(r.id_map[int(o)] == n for o, n in zip(kept_old, r.particle_ids))
+    np.testing.assert_allclose(r.coordinates_zyx, to_binned_coordinates(centres[order][r.rows], b, za))
+    for n, c in zip(r.particle_ids, r.coordinates_zyx):
+        assert r.occupancy_mask[tuple(np.rint(c).astype(int))] == n
+    unlisted_present = sorted(set(np.unique(occ[za:zb][: nb[0] * b, : nb[1] * b, : nb[2] * b]).tolist())
+                              - {0} - set(kept_old.tolist()))
+    assert r.unlisted_ids == list(range(len(kept_old) + 1, len(kept_old) + 1 + len(unlisted_present)))
+    assert set(np.unique(r.occupancy_mask).tolist()) - {0} <= set(range(1, len(kept_old) + len(r.unlisted_ids) + 1))
+    # classes follow the (renumbered) particles
+    sel = r.occupancy_mask > 0
+    assert (r.class_mask[sel] > 0).all() and (r.class_mask[~sel] == 0).all()
+
+
+def test_cli_writes_exactly_the_named_label_files(tmp_path):
+    """faket labels writes the files faket.labels.label_files / FULL_LIST_FILES name (one source for the
+    CLI, faket dataset and the workflow's rules), each list with its JSON sidecar."""
+    from faket.cli import main
+    from faket.labels import FULL_LIST_FILES, label_files
+
+    rng = np.random.default_rng(2)
+    cls, occ, centres = _cubes_layout((16, 16, 16), 2, 6, rng)
+    _write_layout(tmp_path / "layout", cls, occ, centres)
+    out = tmp_path / "out"
+    assert main(["labels", str(tmp_path / "layout"), "-o", str(out), "--bin", "1,2", "--quiet"]) == 0
+    names = [n for b in (1, 2) for n in label_files(b).values()] + list(FULL_LIST_FILES.values())
+    sidecars = [n.rsplit(".", 1)[0] + ".json" for n in names if n.endswith((".mrc", ".csv"))]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names + sidecars)
+
+
+def test_class_ids_from_mask_and_one_to_one():
+    from faket.labels import class_ids_from_mask, one_to_one
+
+    occ = np.zeros((1, 1, 6), np.int32)
+    occ[0, 0] = [1, 1, 2, 3, 3, 0]
+    cls = np.zeros_like(occ)
+    cls[0, 0] = [4, 4, 7, 4, 0, 9]
+    np.testing.assert_array_equal(class_ids_from_mask([3, 1, 2], cls, occ), [4, 4, 7])
+    assert class_ids_from_mask([1, 5], cls, occ) is None          # particle 5 has no voxel
+    assert one_to_one(["a", "a", "b"], [4, 4, 7])
+    assert not one_to_one(["a", "b"], [4, 4]) and not one_to_one(["a", "a"], [4, 7])
+
+
+def test_layout_files_are_what_faket_layout_writes(tmp_path):
+    """LAYOUT_FILES (read by faket labels LAYOUTDIR and the workflow) name files that faket layout writes."""
+    from faket.cli import main
+    from faket.labels import LAYOUT_FILES
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("box: [16, 24, 24]\nclasses:\n  - {template: blob3, count: 2}\n")
+    assert main(["layout", "--spec", str(spec), "-o", str(tmp_path / "lay"), "--seed", "1", "--quiet"]) == 0
+    assert all((tmp_path / "lay" / n).is_file() for n in LAYOUT_FILES.values())
+    assert main(["labels", str(tmp_path / "lay"), "-o", str(tmp_path / "lab"), "--bin", "2", "--quiet"]) == 0

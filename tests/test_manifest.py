@@ -125,6 +125,21 @@ def test_stage_tiltseries_and_micrograph(man, tmp_path):
     assert not out3.exists()
 
 
+def test_stage_refuses_kinds_that_are_no_reference(man, tmp_path, capsys):
+    """Only the STAGED_KINDS (shared with the workflow's reference check) can be staged."""
+    from faket.manifest import STAGED_KINDS
+    from faket.workflow import REFERENCE_KINDS
+
+    assert set(REFERENCE_KINDS) == {"physics", *STAGED_KINDS}
+    p, _ = man
+    for name, kind in (("remote", "dataset"), ("phys", "physics")):
+        out = tmp_path / f"{name}.mrc"
+        assert main(["manifest", "stage", str(p), name, "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"entry {name} is a {kind}; a reference must be a tiltseries, micrograph or tomogram" in err
+        assert not out.exists()
+
+
 def test_project_manifest_entries_are_valid():
     """The shipped data_manifest.csv parses; its local entries match the files in ../shared/data."""
     entries = read_manifest(ROOT / "data_manifest.csv")

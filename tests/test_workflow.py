@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from faket.cli import main
+from faket.errors import InputError
 from faket.io import read_mrc, read_tlt, write_mrc, write_tlt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,6 +143,130 @@ def test_dataset_refuses_missing_or_mismatched_labels(tmp_path, capsys):
     assert main(["dataset", str(res / "t1"), "-o", str(res / "d.csv")]) == 2
     assert "differs from its tomogram" in capsys.readouterr().err
     assert not (res / "d.csv").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# faket.workflow: what common.smk takes from the package
+
+
+def test_config_problem_names_the_key():
+    from faket.workflow import config_problem
+
+    schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert config_problem(cfg, schema) is None
+    for over, msg in (({"seed": "abc"}, "config key 'seed': 'abc' is not of type 'integer'"),
+                      ({"style": {**cfg["style"], "tilts_per_jobs": 2}},
+                       "config key 'style.tilts_per_jobs': unknown key (allowed here: iterations, precision"),
+                      ({"layout": {**cfg["layout"], "shape_zyx": [8, 8]}}, "config key 'layout.shape_zyx'")):
+        assert msg in config_problem({**cfg, **over}, schema)
+
+
+def test_tilt_angles_are_faket_io_angles_inside_90():
+    from faket.io import parse_angles
+    from faket.workflow import tilt_angles
+
+    for spec in ("-60:60:2", "-50:50:10", "0:0", "60:-60:-3", "-60:61:7"):
+        assert tilt_angles(spec) == parse_angles(spec).tolist()
+    assert len(tilt_angles("-60:60:2")) == 61
+    for bad in ("-90:90:10", "-60:60:0", "60:-60:2"):
+        with pytest.raises(InputError):
+            tilt_angles(bad)
+
+
+def test_layout_box_is_the_box_faket_layout_makes(tmp_path):
+    """"" = the built-in default, a spec without box = the default box, the config's shape_zyx wins, and
+    the layout's own volume has that shape."""
+    from faket.layout import DEFAULT_BOX
+    from faket.workflow import layout_box
+
+    assert layout_box("") == layout_box(None) == tuple(DEFAULT_BOX) == (128, 256, 256)
+    nobox = tmp_path / "nobox.yaml"
+    nobox.write_text(yaml.safe_dump({"classes": [{"template": "blob3", "count": 1}]}))
+    assert layout_box(str(nobox)) == (128, 256, 256)
+    spec = tmp_path / "small.yaml"
+    spec.write_text(yaml.safe_dump({"box": [16, 24, 20], "classes": [{"template": "blob3", "count": 1}]}))
+    assert layout_box(str(spec)) == (16, 24, 20)
+    assert layout_box(str(spec), [8, 16, 32]) == (8, 16, 32)
+    assert main(["layout", "--spec", str(spec), "-o", str(tmp_path / "lay"), "--quiet"]) == 0
+    assert read_mrc(tmp_path / "lay" / "volume.mrc").data.shape == layout_box(str(spec))
+
+
+@pytest.mark.parametrize("key", ["shape_zyx", "box_zyx", "shape"])
+def test_layout_box_refuses_misspelt_box_keys(tmp_path, key):
+    from faket.workflow import layout_box
+
+    spec = tmp_path / "typo.yaml"
+    spec.write_text(yaml.safe_dump({key: [16, 24, 20]}))
+    with pytest.raises(InputError, match=f"typo.yaml: unknown key '{key}'"):
+        layout_box(str(spec))
+    with pytest.raises(InputError, match="not found"):
+        layout_box(str(tmp_path / "missing.yaml"))
+
+
+def test_draws_are_per_seed_and_key():
+    from faket.workflow import draw
+
+    assert draw(3, "noise.snr", 0.1) == 0.1 and draw(3, "noise.snr", None) is None
+    a = [draw(s, "noise.snr", [0.05, 0.2]) for s in range(20)]
+    assert a == [draw(s, "noise.snr", [0.05, 0.2]) for s in range(20)]      # same seed, same value
+    assert all(0.05 <= v <= 0.2 for v in a) and len(set(a)) > 10
+    assert draw(3, "noise.snr", [0.05, 0.2]) != draw(3, "other.key", [0.05, 0.2])
+    names = {draw(s, "reference.names", ["a", "b", "c"]) for s in range(30)}
+    assert names == {"a", "b", "c"}
+    with pytest.raises(InputError, match="low to high"):
+        draw(0, "noise.snr", [0.2, 0.05])
+
+
+def test_tilt_chunks_cover_every_tilt_once():
+    from faket.workflow import tilt_chunks
+
+    assert tilt_chunks(11, 4) == ["0-4", "4-8", "8-11"]
+    assert tilt_chunks(11, 0) == tilt_chunks(11, 11) == tilt_chunks(11, 50) == ["0-11"]
+    parts = [tuple(map(int, c.split("-"))) for c in tilt_chunks(61, 7)]
+    assert [t for a, b in parts for t in range(a, b)] == list(range(61))
+
+
+def test_output_names_round_trip():
+    from faket.workflow import parse_tomogram_file, tomogram_file
+
+    assert tomogram_file("faket", 2) == "tomogram_bin2.mrc"
+    assert tomogram_file("noisy", 4) == "tomogram_noisy_bin4.mrc"
+    for m in ("faket", "noiseless", "baseline", "noisy"):
+        for b in (1, 2, 8):
+            assert parse_tomogram_file(tomogram_file(m, b)) == (m, b)
+    assert parse_tomogram_file("class_mask_bin2.mrc") is None
+
+
+def test_reference_entries_checked_like_faket_manifest(tmp_path):
+    """The workflow's reference check is faket.manifest's: unknown names, non-reference kinds, URLs,
+    missing and altered files are refused; the checksum cache is invalidated by a changed file."""
+    from faket.manifest import COLUMNS
+    from faket.workflow import Sha256Cache, load_manifest, reference_entry
+
+    write_mrc(tmp_path / "ts.mrc", np.ones((3, 8, 8), np.float32), 10.0, image_stack=True)
+    write_tlt(tmp_path / "ts.tlt", [-50, 0, 50])
+    man = tmp_path / "m.csv"
+    man.write_text(",".join(COLUMNS) + "\n" + "phys,physics,,,,,,\n"
+                   "ds,dataset,https://example.org/x.zip,,,,,\n"
+                   "web,tiltseries,https://example.org/t.mrc,,,,,\n")
+    assert main(["manifest", "add", str(man), "ts", str(tmp_path / "ts.mrc"), "--kind", "tiltseries",
+                 "--quiet"]) == 0
+    entries = load_manifest(man)
+    sha = Sha256Cache(tmp_path / "cache" / "sha.json")
+    assert reference_entry(entries, "phys", tmp_path).kind == "physics"
+    assert reference_entry(entries, "ts", tmp_path, sha_fn=sha).kind == "tiltseries"
+    assert len(json.loads((tmp_path / "cache" / "sha.json").read_text())) == 1
+    for name, msg in (("nope", "'nope' is not an entry"), ("ds", "'ds' is a dataset"), ("web", "not downloaded")):
+        with pytest.raises(InputError, match=msg):
+            reference_entry(entries, name, tmp_path, sha_fn=sha)
+    data = (tmp_path / "ts.mrc").read_bytes()
+    (tmp_path / "ts.mrc").write_bytes(data[:-4] + b"\0\0\0\1")
+    with pytest.raises(InputError, match="'ts': file .* was altered"):
+        reference_entry(entries, "ts", tmp_path, sha_fn=sha)
+    (tmp_path / "ts.mrc").unlink()
+    with pytest.raises(InputError, match="'ts': file .* is missing"):
+        reference_entry(entries, "ts", tmp_path, sha_fn=sha)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,7 +397,7 @@ def test_lint_and_format_clean():
     ({"modalities": ["faket", "gauss"]}, "config key 'modalities[1]'"),
     ({"reference": {"names": ["no_such_ref"]}}, "config key 'reference.names[0]': 'no_such_ref' is not an entry"),
     ({"reference": {"names": ["shrec2021"]}}, "config key 'reference.names[0]': 'shrec2021' is a dataset"),
-    ({"reference": {"names": ["empiar_10045"]}}, "is not downloaded"),
+    ({"reference": {"names": ["empiar_10045"]}}, "'empiar_10045': not downloaded"),
     ({"reconstruct": {"z_range": [10, 99]}}, "config key 'reconstruct.z_range'"),
     ({"tomograms": {"given": [{"name": "x", "folder": "/nonexistent"}]}}, "config key 'tomograms.given[0].folder'"),
 ])
@@ -302,6 +427,78 @@ def test_altered_reference_fails_before_any_job(tmp_path):
     assert r.returncode != 0
     assert "config key 'reference.names[0]': 'myref'" in r.stdout + r.stderr and "altered" in r.stdout + r.stderr
     assert not (tmp_path / "run" / "results").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row, msg", [
+    ("physics_default,physics\n", "line 9: 2 fields, expected 8"),                        # a short row
+    ("physics_default,physics,,,,,,again\n", "name 'physics_default' already used on line 2"),
+    ("mine,tiltseries,ref.mrc,,,ref.tlt,,\n", "mine: a local entry needs its sha256"),
+])
+def test_bad_manifest_fails_before_any_job(tmp_path, row, msg):
+    """The workflow reads the manifest with faket.manifest: a short row, a duplicate name or a local entry
+    without sha256 stop the run at planning, naming the line (the old own reader let them through)."""
+    man = tmp_path / "manifest.csv"
+    text = (ROOT / "data_manifest.csv").read_text()
+    assert len(text.splitlines()) == 8
+    man.write_text(text + row)
+    cfg = tiny_config(tmp_path, manifest=str(man))
+    r = snakemake(tmp_path / "run", cfg, check=False, timeout=120)
+    assert r.returncode != 0
+    assert "config key 'manifest'" in r.stdout + r.stderr and msg in r.stdout + r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "run" / "results").exists()
+    assert not (tmp_path / "run" / "logs").exists()
+
+
+@pytest.mark.slow
+def test_misspelt_box_in_the_layout_spec_fails_at_planning(tmp_path):
+    """`shape_zyx` in a layout spec (faket layout's key is `box`) stops the run before any job, naming the
+    key, instead of passing planning and failing in the layout job."""
+    spec = tmp_path / "typo.yaml"
+    spec.write_text(yaml.safe_dump({**{k: v for k, v in TINY_LAYOUT.items() if k != "box"},
+                                    "shape_zyx": [32, 64, 64]}))
+    cfg = tiny_config(tmp_path, layout={"spec": str(spec)})
+    r = snakemake(tmp_path / "run", cfg, check=False, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "config key 'layout.spec'" in out and "unknown key 'shape_zyx'" in out, out[-2000:]
+    assert not (tmp_path / "run" / "results").exists()
+
+
+@pytest.mark.slow
+def test_builtin_default_layout_spec_plans(tmp_path):
+    """`layout.spec: ""` (documented as faket layout's built-in default) plans: layouts without --spec,
+    tomograms and labels cropped in the default's 128-voxel Z."""
+    cfg = tiny_config(tmp_path, layout={"spec": ""}, reconstruct={"z_range": [8, 120]})
+    r = snakemake(tmp_path / "run", cfg, "-n", "-p", timeout=120)
+    out = r.stdout + r.stderr
+    layouts = [ln for ln in out.splitlines() if "faket layout" in ln]
+    assert len(layouts) == 3 and not any("--spec" in ln for ln in layouts), layouts
+    assert "--z-range 8:120 --volume-z 128" in out
+    assert not (tmp_path / "run" / "results").exists()
+
+
+@pytest.mark.slow
+def test_spec_without_box_runs_in_the_default_box(tmp_path):
+    """A layout spec without `box` gets faket layout's default 128x256x256 box: planned and run (noiseless
+    modality only, so it stays small)."""
+    import pandas as pd
+
+    spec = tmp_path / "nobox.yaml"
+    spec.write_text(yaml.safe_dump({"classes": [{"template": "blob3", "count": 4}],
+                                    "vesicles": {"count": 0}, "fiducials": {"count": 0}}))
+    cfg = tiny_config(tmp_path, layout={"spec": str(spec)}, modalities=["noiseless"], qc=False,
+                      tomograms={"count": 1, "prefix": "tiny", "given": []},
+                      reconstruct={"binnings": [4], "z_range": [56, 72]})
+    work = tmp_path / "run"
+    snakemake(work, cfg)
+    d = work / "results" / "tiny_000"
+    assert read_mrc(d / "layout" / "volume.mrc").data.shape == (128, 256, 256)
+    tomo = read_mrc(d / "tomogram_noiseless_bin4.mrc")
+    assert tomo.data.shape == read_mrc(d / "class_mask_bin4.mrc").data.shape == (4, 64, 64)
+    assert tomo.voxel_size_a == pytest.approx(40.0)
+    df = pd.read_csv(work / "results" / "dataset.csv")
+    assert df[["tomogram", "modality", "bin", "shape_z"]].values.tolist() == [["tiny_000", "noiseless", 4, 4]]
 
 
 @pytest.fixture(scope="module")

@@ -34,13 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_args(p, seed=False, threads=False)
 
 
-def _header(path):
-    """(shape_zyx, voxel_size_a or None) from an MRC header without reading the data."""
-    from ..io import read_mrc_header
-
-    return read_mrc_header(path)
-
-
 def _count_particles(path) -> int:
     import csv
 
@@ -51,34 +44,27 @@ def _count_particles(path) -> int:
 
 def index_folder(folder, out_dir) -> list[dict]:
     import os
-    import re
     from pathlib import Path
 
     from ..errors import InputError
+    from ..io import read_mrc_header
+    from ..labels import label_files
+    from ..workflow import parse_tomogram_file
 
     folder = Path(folder)
-    pat = re.compile(r"^tomogram(?:_(?P<mod>[A-Za-z0-9-]+))?_bin(?P<bin>\d+)\.mrc$")
     rows = []
     for t in sorted(folder.iterdir()):
-        m = pat.match(t.name)
-        if not m:
+        parsed = parse_tomogram_file(t.name)
+        if parsed is None:
             continue
-        b = int(m.group("bin"))
-        mod = m.group("mod") or "faket"
-        files = {
-            "class_mask": folder / f"class_mask_bin{b}.mrc",
-            "occupancy_mask": folder / f"occupancy_mask_bin{b}.mrc",
-            "particles_csv": folder / f"particles_bin{b}.csv",
-            "particles_star": folder / f"particles_bin{b}.star",
-            "particle_locations": folder / f"particle_locations_bin{b}.txt",
-            "particles_xml": folder / f"particles_bin{b}.xml",
-        }
+        mod, b = parsed
+        files = {k: folder / n for k, n in label_files(b).items()}
         for k, f in files.items():
             if not f.is_file():
                 raise InputError(f"{t}: label file {f.name} is missing (run faket labels for bin {b})")
-        shape, vs = _header(t)
+        shape, vs = read_mrc_header(t, what="tomogram")
         for k in ("class_mask", "occupancy_mask"):
-            s, _ = _header(files[k])
+            s, _ = read_mrc_header(files[k], what=k.replace("_", " "))
             if s != shape:
                 raise InputError(f"{files[k]}: shape {s} differs from its tomogram {t.name} {shape}")
         row = {"tomogram": folder.name, "modality": mod, "bin": b,

@@ -91,22 +91,18 @@ def _as_labels(m, what):
 
 
 def _class_ids_from_mask(df, cls, occ, source):
-    """SHREC lists carry class names only (ids follow first appearance): take each particle's class id
-    from the class mask on its occupancy voxels when that gives one id per name."""
-    from ..labels import particle_classes
+    """SHREC lists carry class names only (ids follow first appearance): take the class mask's ids when
+    they map one to one to the names."""
+    from ..labels import class_ids_from_mask, one_to_one
     from ._common import warn
 
-    pc = particle_classes(cls, occ)
-    new = df["particle_id"].map(lambda p: pc.get(int(p), 0))
-    if (new == 0).any():
+    new = class_ids_from_mask(df["particle_id"], cls, occ)
+    if new is None:
         return df
-    out = df.copy()
-    out["class_id"] = new.astype(int)
-    if (out.groupby("class_name")["class_id"].nunique() > 1).any() or \
-            (out.groupby("class_id")["class_name"].nunique() > 1).any():
+    if not one_to_one(df["class_name"], new):
         warn(f"{source}: class names and the class mask's ids do not map one to one; keeping the list's ids")
         return df
-    return out
+    return df.assign(class_id=new)
 
 
 def run(args) -> int:
@@ -116,7 +112,7 @@ def run(args) -> int:
 
     from ..errors import InputError
     from ..io import parse_range, read_volume
-    from ..labels import bin_masks, binned_shape, crop_z, inside_binned, to_binned_coordinates
+    from ..labels import FULL_LIST_FILES, LAYOUT_FILES, bin_labels, binned_shape, crop_z, label_files
     from ..particles import (read_particles, write_deepfinder_xml, write_particles_csv, write_particles_star,
                              write_shrec_locations)
     from ._common import Step, check_not_same, voxel_size_or_assume, warn
@@ -125,16 +121,16 @@ def run(args) -> int:
     if lay is not None and not lay.is_dir():
         raise InputError(f"{lay}: layout folder not found")
 
-    def pick(opt, name):
+    def pick(opt, name, option):
         if opt:
             return Path(opt)
         if lay is None:
-            raise InputError(f"give LAYOUTDIR or --{name.replace('_', '-')}")
-        return lay / {"class_mask": "class_mask.mrc", "occupancy": "occupancy_mask.mrc",
-                      "particles": "particles.csv"}[name]
+            raise InputError(f"give LAYOUTDIR or --{option}")
+        return lay / LAYOUT_FILES[name]
 
-    cm_path, om_path = pick(args.class_mask, "class_mask"), pick(args.occupancy, "occupancy")
-    pl_path = pick(args.particles, "particles")
+    cm_path = pick(args.class_mask, "class_mask", "class-mask")
+    om_path = pick(args.occupancy, "occupancy_mask", "occupancy")
+    pl_path = pick(args.particles, "particles", "particles")
     bins = _bins(args.bin)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -158,70 +154,55 @@ def run(args) -> int:
         warn(f"{pl_path}: {len(not_in_mask)} particle(s) have no voxel in {om_path} "
              f"(e.g. id {not_in_mask[0]})")
     za, zb = parse_range(args.z_range) if args.z_range else (0, shape[0])
-    cls_c = crop_z(cls, (za, zb))
-    occ_c = crop_z(occ, (za, zb))
+    cropped_shape = crop_z(cls, (za, zb)).shape
 
+    names = {b: {k: out / n for k, n in label_files(b).items()} for b in bins}
+    full = {k: out / n for k, n in FULL_LIST_FILES.items()}
     targets = []
     for b in bins:
-        binned_shape(cls_c.shape, b)  # validates the bin factor early
-        targets += [out / f"class_mask_bin{b}.mrc", out / f"occupancy_mask_bin{b}.mrc",
-                    out / f"particles_bin{b}.csv", out / f"particles_bin{b}.star",
-                    out / f"particle_locations_bin{b}.txt", out / f"particles_bin{b}.xml"]
+        binned_shape(cropped_shape, b)  # validates the bin factor early
+        targets += list(names[b].values())
     if not args.no_full_lists:
-        targets += [out / "particles.csv", out / "particles.star", out / "particle_locations.txt",
-                    out / "particles.xml"]
+        targets += list(full.values())
     check_not_same([cm_path, om_path, pl_path], targets)
 
     pts = df[["z", "y", "x"]].to_numpy(dtype=np.float64)
     with Step("labels", args, inputs=[cm_path, om_path, pl_path]) as st:
         for b in bins:
-            pb = to_binned_coordinates(pts, b, z_offset=za)
-            inside = inside_binned(pb, binned_shape(cls_c.shape, b))
-            centres = {int(p): tuple(np.rint(c).astype(int)) for p, c in
-                       zip(df.loc[inside, "particle_id"], pb[inside]) if int(p) in ids_in_mask}
-            cls_b, occ_b, info = bin_masks(cls_c, occ_c, b, centres_zyx=centres)
-            kept = df[inside].sort_values("particle_id").copy()
-            dropped = df.loc[~inside, "particle_id"].astype(int).tolist()
-            kb = pb[inside][np.argsort(df.loc[inside, "particle_id"].to_numpy(), kind="stable")]
-            # renumber: listed particles 1..N, unlisted particles with voxels in the tomogram N+1..
-            old_ids = kept["particle_id"].astype(int).tolist()
-            present = sorted(set(np.unique(occ_b).tolist()) - {0})
-            extra = [p for p in present if p not in set(old_ids)]
-            id_map = {o: i + 1 for i, o in enumerate(old_ids + extra)}
-            lut = np.zeros(int(max([0, *present, *old_ids])) + 1, dtype=np.int64)
-            for o, n in id_map.items():
-                lut[o] = n
-            occ_new = lut[occ_b]
-            kept["particle_id"] = [id_map[o] for o in old_ids]
-            kept["z"], kept["y"], kept["x"] = kb[:, 0], kb[:, 1], kb[:, 2]
+            f = names[b]
+            r = bin_labels(cls, occ, pts, df["particle_id"].to_numpy(), b, z_range=(za, zb),
+                           ids_in_mask=ids_in_mask)
+            kept = df.iloc[r.rows].copy()
+            kept["particle_id"] = r.particle_ids
+            kept["z"], kept["y"], kept["x"] = r.coordinates_zyx.T
             vb = voxel * b
             common = {"bin": b, "z_range": [za, zb], "volume_shape_zyx": list(shape),
-                      "tomogram_shape_zyx": list(occ_b.shape), "voxel_size_a": vb,
+                      "tomogram_shape_zyx": list(r.occupancy_mask.shape), "voxel_size_a": vb,
                       "rule": "vote per block (background included), every particle kept, centres owned"}
-            st.write_mrc(out / f"class_mask_bin{b}.mrc", cls_b.astype(np.float32), vb, extra=common)
-            st.write_mrc(out / f"occupancy_mask_bin{b}.mrc", occ_new.astype(np.float32), vb,
-                         extra={**common, "particle_id_map": {str(o): n for o, n in id_map.items()},
-                                "rescued_particle_ids": sorted(info.rescued),
-                                "lost_particle_ids": info.lost,
-                                "centre_conflict_particle_ids": info.centre_conflicts})
-            write_particles_csv(kept, st.path(out / f"particles_bin{b}.csv"))
-            write_particles_star(kept, st.path(out / f"particles_bin{b}.star"), voxel_size_a=vb,
-                                 box_zyx=occ_b.shape, tomo_name=tomo_name)
-            write_shrec_locations(kept, st.path(out / f"particle_locations_bin{b}.txt"))
-            write_deepfinder_xml(kept, st.path(out / f"particles_bin{b}.xml"))
-            st.write_sidecar(out / f"particles_bin{b}.json",
-                             extra={**common, "n_particles": len(kept), "dropped_particle_ids": dropped,
-                                    "unlisted_particle_ids_in_mask": [id_map[p] for p in extra],
-                                    "particle_id_map": {str(o): n for o, n in id_map.items()}})
+            id_map = {str(o): n for o, n in r.id_map.items()}
+            st.write_mrc(f["class_mask"], r.class_mask.astype(np.float32), vb, extra=common)
+            st.write_mrc(f["occupancy_mask"], r.occupancy_mask.astype(np.float32), vb,
+                         extra={**common, "particle_id_map": id_map,
+                                "rescued_particle_ids": sorted(r.info.rescued),
+                                "lost_particle_ids": r.info.lost,
+                                "centre_conflict_particle_ids": r.info.centre_conflicts})
+            write_particles_csv(kept, st.path(f["particles_csv"]))
+            write_particles_star(kept, st.path(f["particles_star"]), voxel_size_a=vb,
+                                 box_zyx=r.occupancy_mask.shape, tomo_name=tomo_name)
+            write_shrec_locations(kept, st.path(f["particle_locations"]))
+            write_deepfinder_xml(kept, st.path(f["particles_xml"]))
+            st.write_sidecar(f["particles_csv"].with_suffix(".json"),
+                             extra={**common, "n_particles": len(kept), "dropped_particle_ids": r.dropped_ids,
+                                    "unlisted_particle_ids_in_mask": r.unlisted_ids, "particle_id_map": id_map})
         if not args.no_full_lists:
-            full = df.sort_values("particle_id")
-            write_particles_csv(full, st.path(out / "particles.csv"))
-            write_particles_star(full, st.path(out / "particles.star"), voxel_size_a=voxel, box_zyx=shape,
+            lst = df.sort_values("particle_id")
+            write_particles_csv(lst, st.path(full["particles_csv"]))
+            write_particles_star(lst, st.path(full["particles_star"]), voxel_size_a=voxel, box_zyx=shape,
                                  tomo_name=tomo_name)
-            write_shrec_locations(full, st.path(out / "particle_locations.txt"))
-            write_deepfinder_xml(full, st.path(out / "particles.xml"))
-            st.write_sidecar(out / "particles.json",
+            write_shrec_locations(lst, st.path(full["particle_locations"]))
+            write_deepfinder_xml(lst, st.path(full["particles_xml"]))
+            st.write_sidecar(full["particles_csv"].with_suffix(".json"),
                              extra={"coordinates": "voxels of the layout volume (unbinned, uncropped)",
                                     "volume_shape_zyx": list(shape), "voxel_size_a": voxel,
-                                    "n_particles": len(full)})
+                                    "n_particles": len(lst)})
     return 0

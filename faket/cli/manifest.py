@@ -135,15 +135,15 @@ def _stage(args) -> int:
 
     from ..errors import InputError
     from ..io import read_mrc, read_tiltseries, read_volume
-    from ..manifest import check_entry, read_manifest, select
+    from ..manifest import STAGED_KINDS, check_entry, read_manifest, select
     from ._common import Step, check_not_same
 
     entries = read_manifest(args.manifest)
     (e,) = select(entries, [args.name], source=args.manifest)
     root = _root(args)
-    if e.kind not in ("tiltseries", "micrograph", "tomogram"):
-        raise InputError(f"{args.manifest}: entry {e.name} is a {e.kind}; a reference must be a tiltseries, "
-                         "micrograph or tomogram")
+    if e.kind not in STAGED_KINDS:
+        raise InputError(f"{args.manifest}: entry {e.name} is a {e.kind}; a reference must be a "
+                         f"{', '.join(STAGED_KINDS[:-1])} or {STAGED_KINDS[-1]}")
     prob = check_entry(e, root, source=args.manifest)
     if prob is not None:
         raise InputError(f"{args.manifest}: entry {prob}")

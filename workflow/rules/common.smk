@@ -1,26 +1,22 @@
-# Helpers for the rules: config validation, the tomogram list, per-tomogram draws, references from the
-# data manifest, file names. No rules here.
+# Config validation and input functions for the rules (no rules here). What the package already knows
+# (angles, the layout box, the data manifest, output names) comes from faket (faket/workflow.py).
 
-import csv
-import hashlib
-import json
+import functools
 import os
-import random
 import re
-import struct
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+# the faket package of this checkout (the one the rules' environment installs)
+sys.path.insert(0, workflow.basedir)
+from faket import workflow as fw
+from faket.errors import InputError
+from faket.labels import FULL_LIST_FILES, LAYOUT_FILES, label_files
+
 # --------------------------------------------------------------------------------------------------
 # config validation (fails before any job starts, naming the key)
-
-
-def _key_path(path):
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "(top level)"
 
 
 def _validate_config(cfg):
@@ -31,31 +27,13 @@ def _validate_config(cfg):
     try:
         validate(cfg, "../schemas/config.schema.yaml")
     except WorkflowError:
-        import jsonschema
-        import yaml
-
-        schema_path = os.path.join(
+        schema = os.path.join(
             workflow.basedir, "workflow", "schemas", "config.schema.yaml"
         )
-        with open(schema_path) as f:
-            schema = yaml.safe_load(f)
-        err = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(schema).iter_errors(raw)
-        )
-        if err is None:
+        problem = fw.config_problem(raw, schema)
+        if problem is None:
             raise
-        path = list(err.absolute_path)
-        m = re.search(r"\('([^']+)' (?:was|were) unexpected\)", err.message)
-        if err.validator == "additionalProperties" and m:
-            allowed = ", ".join(sorted(err.schema.get("properties", {})))
-            raise WorkflowError(
-                f"config key '{_key_path(path + [m.group(1)])}': unknown key "
-                f"(allowed here: {allowed})"
-            ) from None
-        raise WorkflowError(
-            f"config key '{_key_path(path)}': {err.message} "
-            "(see workflow/schemas/config.schema.yaml)"
-        ) from None
+        raise WorkflowError(problem) from None
 
 
 _validate_config(config)
@@ -65,26 +43,21 @@ def config_error(key, problem):
     raise WorkflowError(f"config key '{key}': {problem}")
 
 
+def checked(key, fn, *args, **kwargs):
+    """fn(*args, **kwargs); its InputError stops the run, naming the config key."""
+    try:
+        return fn(*args, **kwargs)
+    except InputError as exc:
+        config_error(key, str(exc))
+
+
 # --------------------------------------------------------------------------------------------------
 # angles, tomograms, seeds
 
-
-def parse_angles(spec):
-    parts = [float(x) for x in spec.split(":")]
-    start, stop = parts[0], parts[1]
-    step = parts[2] if len(parts) == 3 else 1.0
-    if step == 0 or (stop - start) * step < 0:
-        config_error("angles", f"{spec!r} does not step from start to stop")
-    n = int((stop - start) / step + 1e-9) + 1
-    return [start + step * i for i in range(n)]
-
-
-ANGLES = parse_angles(config["angles"])
+ANGLES = checked("angles", fw.tilt_angles, config["angles"])
 N_TILTS = len(ANGLES)
-if any(abs(a) >= 90 for a in ANGLES):
-    config_error("angles", "every angle must lie strictly between -90 and 90 degrees")
 
-TOMOS = {}  # name -> {"seed", "given" (dict or None), "index"}
+TOMOS = {}  # name -> {"seed", "given" (dict or None), "key"}
 _tc = config["tomograms"]
 for i in range(_tc["count"]):
     TOMOS[f"{_tc['prefix']}_{i:03d}"] = {
@@ -118,62 +91,35 @@ def tomo_seed(tomo):
 
 
 def draw(tomo, key, spec):
-    """A fixed value, or a value drawn for this tomogram from its seed ([low, high] uniform; lists of
-    names: one of them). The same tomogram seed and key always give the same value."""
-    if not isinstance(spec, list):
-        return spec
-    rng = random.Random(f"faket:{tomo_seed(tomo)}:{key}")
-    if all(isinstance(v, str) for v in spec):
-        return spec[rng.randrange(len(spec))]
-    lo, hi = float(spec[0]), float(spec[1])
-    if hi < lo:
-        config_error(key, f"range [{lo:g}, {hi:g}] must go from low to high")
-    return float(f"{lo + (hi - lo) * rng.random():.4g}")
+    """A fixed value, or one drawn for this tomogram from its seed (faket.workflow.draw)."""
+    return checked(key, fw.draw, tomo_seed(tomo), key, spec)
 
 
 # --------------------------------------------------------------------------------------------------
 # volume shapes (for the Z crop)
 
 
-def _mrc_shape_zyx(path):
-    with open(path, "rb") as f:
-        head = f.read(12)
-    if len(head) < 12:
-        raise WorkflowError(f"{path}: not an MRC file")
-    for fmt in ("<3i", ">3i"):
-        nx, ny, nz = struct.unpack(fmt, head)
-        if 0 < nx < 1 << 20 and 0 < ny < 1 << 20 and 0 < nz < 1 << 20:
-            return nz, ny, nx
-    raise WorkflowError(f"{path}: not an MRC file (bad header)")
+@functools.cache
+def layout_box():
+    """The box faket layout makes (the layout spec is validated here, before any job)."""
+    return checked(
+        "layout.spec",
+        fw.layout_box,
+        config["layout"]["spec"],
+        config["layout"]["shape_zyx"],
+    )
 
 
-def _spec_shape_zyx():
-    spec = config["layout"]["spec"]
-    if not spec:
-        return None
-    if not os.path.isfile(spec):
-        config_error("layout.spec", f"{spec} not found")
-    import yaml
-
-    with open(spec) as f:
-        d = yaml.safe_load(f) or {}
-    for k in ("shape_zyx", "box_zyx", "shape", "box"):
-        if isinstance(d.get(k), list) and len(d[k]) == 3:
-            return tuple(int(v) for v in d[k])
-    return None
-
-
+@functools.cache
 def volume_shape(tomo):
     g = TOMOS[tomo]["given"]
-    if g is not None:
-        return _mrc_shape_zyx(os.path.join(g["folder"], g["volume"]))
-    shape = config["layout"]["shape_zyx"] or _spec_shape_zyx()
-    if shape is None:
-        config_error(
-            "layout.shape_zyx",
-            "set the layout box (Z, Y, X) here or in the layout spec, so the tomogram's Z range is known",
-        )
-    return tuple(shape)
+    if g is None:
+        return layout_box()
+    return checked(
+        f"{TOMOS[tomo]['key']}.volume",
+        fw.volume_shape,
+        os.path.join(g["folder"], g["volume"]),
+    )
 
 
 def z_range(tomo):
@@ -200,103 +146,21 @@ for _t in TOMOS:
 
 
 # --------------------------------------------------------------------------------------------------
-# references (data manifest)
+# references (data manifest: read, validated and checksummed by faket.manifest)
 
-MANIFEST_COLUMNS = [
-    "name",
-    "kind",
-    "path_or_url",
-    "sha256",
-    "voxel_size_a",
-    "angles_file",
-    "licence",
-    "notes",
-]
-_URL = re.compile(r"^(https?|ftp)://", re.IGNORECASE)
-
-
-def _read_manifest(path):
-    if not os.path.isfile(path):
-        config_error("manifest", f"{path} not found")
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r and not r[0].lstrip().startswith("#")]
-    if not rows or [c.strip() for c in rows[0]] != MANIFEST_COLUMNS:
-        config_error("manifest", f"{path}: header must be {','.join(MANIFEST_COLUMNS)}")
-    return {
-        r[0].strip(): dict(zip(MANIFEST_COLUMNS, (c.strip() for c in r)))
-        for r in rows[1:]
-    }
-
-
-MANIFEST = _read_manifest(config["manifest"])
+MANIFEST = checked("manifest", fw.load_manifest, config["manifest"])
 MANIFEST_ROOT = os.path.dirname(os.path.abspath(config["manifest"]))
-
-
-def _sha256_cached(path):
-    """sha256 of a file, cached in .snakemake/faket_sha256.json by (path, size, mtime)."""
-    cache_file = os.path.join(".snakemake", "faket_sha256.json")
-    try:
-        with open(cache_file) as f:
-            cache = json.load(f)
-    except (OSError, ValueError):
-        cache = {}
-    st = os.stat(path)
-    key = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
-    if key not in cache:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        cache[key] = h.hexdigest()
-        os.makedirs(".snakemake", exist_ok=True)
-        tmp = f"{cache_file}.{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(cache, f)
-        os.replace(tmp, cache_file)
-    return cache[key]
-
-
-def _check_reference(name, key):
-    if name not in MANIFEST:
-        config_error(
-            key,
-            f"{name!r} is not an entry of {config['manifest']} (known: {', '.join(sorted(MANIFEST))})",
-        )
-    e = MANIFEST[name]
-    kind = e["kind"]
-    if kind not in ("physics", "tiltseries", "micrograph", "tomogram"):
-        config_error(
-            key,
-            f"{name!r} is a {kind}; a reference must be physics, tiltseries, micrograph or tomogram",
-        )
-    if kind == "physics":
-        return
-    src = e["path_or_url"]
-    if _URL.match(src):
-        config_error(
-            key,
-            f"{name!r} is not downloaded ({src}); download it and add a local entry with `faket manifest add`",
-        )
-    path = src if os.path.isabs(src) else os.path.join(MANIFEST_ROOT, src)
-    if not os.path.isfile(path):
-        config_error(key, f"{name!r}: file {path} is missing")
-    if e["sha256"] and _sha256_cached(path) != e["sha256"].lower():
-        config_error(
-            key,
-            f"{name!r}: file {path} was altered (sha256 differs from {config['manifest']})",
-        )
-    if e["angles_file"]:
-        ang = (
-            e["angles_file"]
-            if os.path.isabs(e["angles_file"])
-            else os.path.join(MANIFEST_ROOT, e["angles_file"])
-        )
-        if not os.path.isfile(ang):
-            config_error(key, f"{name!r}: angles file {ang} is missing")
-
-
+_sha256 = fw.Sha256Cache(os.path.join(".snakemake", "faket_sha256.json"))
 for _i, _n in enumerate(config["reference"]["names"]):
-    _check_reference(_n, f"reference.names[{_i}]")
+    checked(
+        f"reference.names[{_i}]",
+        fw.reference_entry,
+        MANIFEST,
+        _n,
+        MANIFEST_ROOT,
+        source=config["manifest"],
+        sha_fn=_sha256,
+    )
 
 
 def reference_name(tomo):
@@ -314,7 +178,7 @@ def defocus_um(tomo):
 def reference_id(tomo):
     """Folder name under results/references/: tomograms with the same reference share it."""
     name = reference_name(tomo)
-    if MANIFEST[name]["kind"] == "physics":
+    if MANIFEST[name].kind == "physics":
         return f"{name}_df{defocus_um(tomo):g}"
     return name
 
@@ -324,9 +188,11 @@ for _t in TOMOS:
     _n = reference_name(_t)
     REFS[reference_id(_t)] = {
         "name": _n,
-        "kind": MANIFEST[_n]["kind"],
-        "defocus_um": defocus_um(_t) if MANIFEST[_n]["kind"] == "physics" else None,
+        "kind": MANIFEST[_n].kind,
+        "defocus_um": defocus_um(_t) if MANIFEST[_n].kind == "physics" else None,
     }
+if any(r["kind"] == "physics" for r in REFS.values()):
+    layout_box()  # the physics reference's layout uses the spec too
 
 
 def reference_tilts(tomo):
@@ -350,92 +216,55 @@ def ref_of(wildcards):
 
 
 # --------------------------------------------------------------------------------------------------
-# per-tomogram inputs and parameters
+# per-tomogram inputs and file names
+
+BINS = config["reconstruct"]["binnings"]
+MODALITIES = config["modalities"]
+
+
+def layout_outputs(folder):
+    """The files of a faket layout folder: volume, class_mask, occupancy_mask, particles."""
+    return {k: f"{folder}/{n}" for k, n in LAYOUT_FILES.items()}
 
 
 def layout_file(tomo, what):
-    """what: volume, class_mask, occupancy_mask, particles."""
+    """A tomogram's layout file (what: a key of layout_outputs), given or made by the layout rule."""
     g = TOMOS[tomo]["given"]
     if g is not None:
         return os.path.join(g["folder"], g[what])
-    names = {
-        "volume": "volume.mrc",
-        "class_mask": "class_mask.mrc",
-        "occupancy_mask": "occupancy_mask.mrc",
-        "particles": "particles.csv",
-    }
-    return f"results/{tomo}/layout/{names[what]}"
-
-
-def snr_opt(tomo):
-    snr = draw(tomo, "noise.snr", config["noise"]["snr"])
-    return "" if snr is None else f"--snr {snr:g}"
-
-
-def z_range_opt(tomo):
-    a, b = z_range(tomo)
-    return f"--z-range {a}:{b} --volume-z {volume_shape(tomo)[0]}"
+    return layout_outputs(f"results/{tomo}/layout")[what]
 
 
 def chunks():
-    k = config["style"]["tilts_per_job"]
-    if k <= 0 or k >= N_TILTS:
-        return [f"0-{N_TILTS}"]
-    return [f"{a}-{min(a + k, N_TILTS)}" for a in range(0, N_TILTS, k)]
+    return fw.tilt_chunks(N_TILTS, config["style"]["tilts_per_job"])
 
 
 def chunk_range(wildcards):
     return wildcards.chunk.replace("-", ":")
 
 
-def tiltseries_of(modality):
-    return f"results/{{tomo}}/tiltseries/{modality}.mrc"
-
-
 def tomogram_path(tomo, modality, b):
-    if modality == "faket":
-        return f"results/{tomo}/tomogram_bin{b}.mrc"
-    return f"results/{tomo}/tomogram_{modality}_bin{b}.mrc"
+    return f"results/{tomo}/{fw.tomogram_file(modality, b)}"
 
 
-BINS = config["reconstruct"]["binnings"]
-MODALITIES = config["modalities"]
+def labels_outputs():
+    """Outputs of the labels rule (with the {tomo} wildcard), named by faket.labels."""
+    names = [n for b in BINS for n in label_files(b).values()]
+    return [f"results/{{tomo}}/{n}" for n in names + list(FULL_LIST_FILES.values())]
 
 
-LABEL_PATTERNS = [
-    "class_mask_bin{b}.mrc",
-    "occupancy_mask_bin{b}.mrc",
-    "particles_bin{b}.csv",
-    "particles_bin{b}.star",
-    "particle_locations_bin{b}.txt",
-    "particles_bin{b}.xml",
-]
-LIST_NAMES = [
-    "particles.csv",
-    "particles.star",
-    "particle_locations.txt",
-    "particles.xml",
-]
+def labels_of(tomo):
+    return [p.format(tomo=tomo) for p in labels_outputs()]
 
 
-def label_outputs():
-    """Outputs of the labels rule (with the {tomo} wildcard)."""
-    out = [f"results/{{tomo}}/{p.format(b=b)}" for b in BINS for p in LABEL_PATTERNS]
-    return out + [f"results/{{tomo}}/{n}" for n in LIST_NAMES]
-
-
-def label_files(tomo):
-    return [p.format(tomo=tomo) for p in label_outputs()]
-
-
-def tomogram_files(tomo):
+def tomograms_of(tomo):
     return [tomogram_path(tomo, m, b) for m in MODALITIES for b in BINS]
 
 
 def final_outputs():
     out = ["results/dataset.csv"]
     for t in TOMOS:
-        out += tomogram_files(t) + label_files(t)
+        out += tomograms_of(t) + labels_of(t)
         if config["qc"]:
             out.append(f"results/{t}/qc/metrics.json")
     if config["export"]["copick"]:
@@ -473,6 +302,16 @@ def physics_opts(ref):
     return " ".join(opts)
 
 
+def snr_opt(tomo):
+    snr = draw(tomo, "noise.snr", config["noise"]["snr"])
+    return "" if snr is None else f"--snr {snr:g}"
+
+
+def z_range_opt(tomo):
+    a, b = z_range(tomo)
+    return f"--z-range {a}:{b} --volume-z {volume_shape(tomo)[0]}"
+
+
 def noise_opts(tomo):
     opts = [
         f"--estimate {config['noise']['estimate']}",
@@ -504,14 +343,15 @@ def qc_tomogram(tomo):
 
 def qc_inputs(wildcards):
     t = wildcards.tomo
+    b = label_files(BINS[0])
     d = {
         "noiseless": f"results/{t}/tiltseries/noiseless.mrc",
         "content": f"results/{t}/tiltseries/content.mrc",
         "noisy": f"results/{t}/tiltseries/noisy.mrc",
         "reference": reference_tilts(t),
         "tomogram": qc_tomogram(t),
-        "class_mask": f"results/{t}/class_mask_bin{BINS[0]}.mrc",
-        "particles": f"results/{t}/particles_bin{BINS[0]}.csv",
+        "class_mask": f"results/{t}/{b['class_mask']}",
+        "particles": f"results/{t}/{b['particles_csv']}",
     }
     if "faket" in MODALITIES:
         d["styled"] = f"results/{t}/tiltseries/faket.mrc"

@@ -3,7 +3,7 @@
 
 rule dataset:
     input:
-        [tomogram_files(t) + label_files(t) for t in TOMOS],
+        [tomograms_of(t) + labels_of(t) for t in TOMOS],
     output:
         csv="results/dataset.csv",
     log:

@@ -8,7 +8,7 @@ rule labels:
         occupancy_mask=lambda wildcards: layout_file(wildcards.tomo, "occupancy_mask"),
         particles=lambda wildcards: layout_file(wildcards.tomo, "particles"),
     output:
-        label_outputs(),
+        labels_outputs(),
     log:
         "logs/{tomo}/labels.log",
     conda:

@@ -3,10 +3,7 @@
 
 rule layout:
     output:
-        volume="results/{tomo}/layout/volume.mrc",
-        class_mask="results/{tomo}/layout/class_mask.mrc",
-        occupancy_mask="results/{tomo}/layout/occupancy_mask.mrc",
-        particles="results/{tomo}/layout/particles.csv",
+        **layout_outputs("results/{tomo}/layout"),
     log:
         "logs/{tomo}/layout.log",
     conda:

@@ -23,34 +23,22 @@ rule physics_reference:
         "--seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
 
 
+# staged.mrc: a tilt-series or micrograph; staged_volume.mrc: a tomogram (projected below)
 rule stage_reference:
     input:
         manifest=config["manifest"],
     output:
-        tilts="results/references/{ref}/staged.mrc",
+        staged="results/references/{ref}/{stem}.mrc",
     log:
-        "logs/references/{ref}/stage.log",
+        "logs/references/{ref}/{stem}.log",
+    wildcard_constraints:
+        stem="staged|staged_volume",
     conda:
         "../envs/faket.yaml"
     params:
         name=lambda wildcards: ref_of(wildcards)["name"],
     shell:
-        "faket manifest stage {input.manifest} {params.name} -o {output.tilts} --quiet > {log} 2>&1"
-
-
-rule stage_reference_volume:
-    input:
-        manifest=config["manifest"],
-    output:
-        volume="results/references/{ref}/staged_volume.mrc",
-    log:
-        "logs/references/{ref}/stage_volume.log",
-    conda:
-        "../envs/faket.yaml"
-    params:
-        name=lambda wildcards: ref_of(wildcards)["name"],
-    shell:
-        "faket manifest stage {input.manifest} {params.name} -o {output.volume} --quiet > {log} 2>&1"
+        "faket manifest stage {input.manifest} {params.name} -o {output.staged} --quiet > {log} 2>&1"
 
 
 rule project_reference:
