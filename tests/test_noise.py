@@ -320,7 +320,15 @@ def test_cli_bad_input(series, capsys):
     flat = ref.copy()
     flat[4] = 7.0
     write(d / "flat.mrc", flat, ang)
-    _bad(d, [clean, "--reference", str(d / "flat.mrc")], capsys, "zero variance")
+    # a blank tilt is excluded with a warning naming it (1-based); kept by hand, it is refused
+    assert main(["noise", clean, "--reference", str(d / "flat.mrc"), "--max-angle-gap", "7", "-o", str(d / "ok.mrc"),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "excluding 1 tilt(s)" in err and "5 blank" in err
+    rec = json.loads((d / "ok.json").read_text())["noise_model"]["references"][0]
+    assert rec["excluded_tilts_1based"] == {"5": rec["detected_bad_tilts_1based"]["5"]}
+    assert 4 not in rec["matched_index"]
+    _bad(d, [clean, "--reference", str(d / "flat.mrc"), "--keep-bad-tilts"], capsys, "zero variance")
     write(d / "small.mrc", read(d / "ref_clean.mrc")[:, :32], ang)
     _bad(d, [clean, "--reference", refp, "--reference-clean", str(d / "small.mrc")], capsys, "shape")
     _bad(d, [clean, "--reference", refp, "--snr", "-0.5"], capsys, "--snr")
