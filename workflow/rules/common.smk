@@ -211,6 +211,7 @@ MANIFEST_COLUMNS = [
     "angles_file",
     "licence",
     "notes",
+    "pixel_size_a",  # optional (legacy manifests end at notes)
 ]
 _URL = re.compile(r"^(https?|ftp)://", re.IGNORECASE)
 
@@ -220,7 +221,7 @@ def _read_manifest(path):
         config_error("manifest", f"{path} not found")
     with open(path, newline="") as f:
         rows = [r for r in csv.reader(f) if r and not r[0].lstrip().startswith("#")]
-    if not rows or [c.strip() for c in rows[0]] != MANIFEST_COLUMNS:
+    if not rows or [c.strip() for c in rows[0]] not in (MANIFEST_COLUMNS, MANIFEST_COLUMNS[:-1]):
         config_error("manifest", f"{path}: header must be {','.join(MANIFEST_COLUMNS)}")
     return {
         r[0].strip(): dict(zip(MANIFEST_COLUMNS, (c.strip() for c in r)))

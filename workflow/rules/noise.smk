@@ -2,6 +2,13 @@
 # (one global r and sigma).
 
 
+def reference_pixel_opt(tomo, flag):
+    """``flag A`` from the manifest's pixel_size_a of the tomogram's reference ("" when empty); faket noise /
+    style use it only when the reference's header has no pixel size."""
+    ps = MANIFEST[REFS[reference_id(tomo)]["name"]].get("pixel_size_a", "")
+    return f"{flag} {ps}" if ps else ""
+
+
 rule noise:
     input:
         clean="results/{tomo}/tiltseries/noiseless.mrc",
@@ -19,9 +26,10 @@ rule noise:
     params:
         seed=lambda wildcards: tomo_seed(wildcards.tomo),
         opts=lambda wildcards: noise_opts(wildcards.tomo),
+        px=lambda wildcards: reference_pixel_opt(wildcards.tomo, "--reference-pixel-size"),
     shell:
         "faket noise {input.clean} --reference {input.reference} -o {output.noisy} "
-        "--content-out {output.content} {params.opts} --seed {params.seed} "
+        "--content-out {output.content} {params.opts} {params.px} --seed {params.seed} "
         "--threads {threads} --quiet > {log} 2>&1"
 
 
@@ -40,6 +48,7 @@ rule baseline:
     params:
         seed=lambda wildcards: tomo_seed(wildcards.tomo),
         opts=lambda wildcards: noise_opts(wildcards.tomo),
+        px=lambda wildcards: reference_pixel_opt(wildcards.tomo, "--reference-pixel-size"),
     shell:
         "faket noise {input.clean} --reference {input.reference} -o {output.tilts} --global "
-        "{params.opts} --seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
+        "{params.opts} {params.px} --seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
