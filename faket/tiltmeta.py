@@ -146,13 +146,20 @@ def _column(df, name):
 
 
 def _read_mdoc(p: Path, stack_shape) -> TiltMeta:
+    import logging
+
     import mdocfile
 
+    log = logging.getLogger("mdocfile")  # it warns about every aliased / unknown key of real files
+    level = log.level
+    log.setLevel(logging.ERROR)
     try:
         df = mdocfile.read(p)
     except Exception as exc:  # mdocfile raises pydantic / value errors on malformed files
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{p}: not a readable SerialEM .mdoc ({msg})") from None
+    finally:
+        log.setLevel(level)
     if "TiltAngle" not in df.columns or len(df) == 0:
         raise InputError(f"{p}: no [ZValue] sections with TiltAngle (is it a frame-set or montage .mdoc?)")
     if "ZValue" in df.columns and df["ZValue"].notna().all():
