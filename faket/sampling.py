@@ -25,7 +25,8 @@ less (a centred crop, :func:`plan_resample`) so that ``N' * f`` is within 0.1 % 
 pixel ``pixel_in * N' / M`` is then the target to 0.1 % (tiny tilts excepted; the plan reports the exact value).
 
 Memory: stacks are reduced tilt by tilt (:func:`resample_stack`), so a memory-mapped 41 x 4096 x 4096 input costs
-one input tilt and its spectrum (~0.2 GB) besides the (small) output. Pure functions: arrays in, arrays out.
+one input tilt and its spectrum (~0.2 GB) besides the (small) output; each tilt's mapped pages are released from
+the process once read. Pure functions: arrays in, arrays out.
 """
 
 from __future__ import annotations
@@ -134,6 +135,31 @@ def resample_image(img: np.ndarray, plan: ResamplePlan, *, workers: int | None =
     return fourier_resize(np.asarray(img[y0:y1, x0:x1], dtype=np.float32), plan.shape_out, workers=workers)
 
 
+def _release_pages(view: np.ndarray) -> None:
+    """Drop a memory-mapped tilt's pages from this process once it is read (``madvise(MADV_DONTNEED)``; the
+    file stays in the page cache). Without it, a tilt-by-tilt pass over a memory-mapped 2.7 GB stack ends with
+    the whole file counted in the process's resident memory. No-op for ordinary arrays or where unsupported."""
+    base = view
+    while getattr(base, "base", None) is not None and not isinstance(base, np.memmap):
+        base = base.base
+    if not isinstance(view, np.memmap) and not isinstance(base, np.memmap):
+        return
+    try:
+        import ctypes
+        import mmap as _mmap
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        page = _mmap.PAGESIZE
+        addr = view.ctypes.data
+        start = addr - addr % page
+        length = addr + view.nbytes - start
+        length -= length % page  # whole pages only: a page shared with the next tilt is kept
+        if length > 0:
+            libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), 4)  # 4 = MADV_DONTNEED (Linux)
+    except (OSError, AttributeError, ValueError):  # pragma: no cover - non-Linux
+        pass
+
+
 def resample_stack(stack, plan: ResamplePlan, *, indices: Sequence[int] | None = None,
                    invert: bool = False, workers: int | None = None,
                    progress: Callable | None = None, tilt_fn: Callable | None = None) -> np.ndarray:
@@ -153,6 +179,7 @@ def resample_stack(stack, plan: ResamplePlan, *, indices: Sequence[int] | None =
         if tilt_fn is not None:
             tilt_fn(idx[k], raw)
         t = resample_image(raw, plan, workers=workers)
+        _release_pages(raw)
         if invert:
             m = np.float32(t.mean(dtype=np.float64))
             np.subtract(2 * m, t, out=t)
