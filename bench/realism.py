@@ -158,7 +158,7 @@ def metrics(stack, ref, ref_snr_med):
     d = stack_spectral_distances(stack, ref, np.arange(stack.shape[0]))
     snr = nz.blind_fit(stack, noise_mtf=SNR_MTF).snr
     med = float(np.median(snr))
-    return float(d.mean()), med, abs(float(np.log10(max(med, 1e-6) / ref_snr_med)))
+    return float(d.mean()), med, abs(float(np.log10(max(med, 1e-6) / max(ref_snr_med, 1e-6))))
 
 
 def evaluate(ref_name, configs, *, stride=4, seed=0, threads=2, precision="fp32", quiet=False, sampling="true",
