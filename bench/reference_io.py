@@ -10,7 +10,9 @@ For each dtype it writes a synthetic stack of that size (noise + dark blobs, hea
   large    : faket noise CLEAN.mrc --reference BIG.mrc    (memory-mapped, Fourier-cropped tilt by tilt)
   [--style : faket style CONTENT.mrc --style BIG.mrc --tilts 0:1 --weights random, and the same with SMALL.mrc]
 
-and reports wall time and peak RSS (/usr/bin/time -v), and large - baseline = the reference side. Targets
+and reports wall time, peak RSS and CPU time (user + system) (/usr/bin/time -v), and large - baseline = the
+reference side. On a shared machine the wall time depends on the load; the CPU time does not (much): CPU s / 2
+is what the reference side costs on 2 otherwise idle cores. Targets
 (issue 14): <= 1 GB above the content's needs, < 60 s for the reference side on 2 cores. The stacks are deleted
 at the end (check ``df -h`` first: about 5.5 GB are needed at once). Note: the stack was just written, so it is
 read from the page cache; a cold read adds file size / disk rate.
@@ -52,15 +54,16 @@ def write_big(path: Path, n_tilts: int, n: int, dtype: str, pixel: float = 1.5, 
     return time.perf_counter() - t0
 
 
-def timed(cmd: list[str], env: dict) -> tuple[float, float, int, str]:
-    """(wall s, peak RSS GB, exit code, stderr tail) of one whole process."""
+def timed(cmd: list[str], env: dict) -> tuple[float, float, int, str, float]:
+    """(wall s, peak RSS GB, exit code, stderr tail, CPU s = user + system) of one whole process."""
     t0 = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
     rss = int(m.group(1)) / 1024 ** 2 if m else float("nan")
     tail = "\n".join(ln for ln in p.stderr.splitlines() if ln.startswith("faket"))[-400:]
-    return wall, rss, p.returncode, tail
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", p.stderr))
+    return wall, rss, p.returncode, tail, cpu
 
 
 def main_() -> None:
@@ -80,6 +83,8 @@ def main_() -> None:
     from faket.sampling import plan_resample, resample_stack
 
     print(f"disk: {shutil.disk_usage(a.dir).free / 1e9:.1f} GB free in {a.dir}; load: {os.getloadavg()}")
+    print(f"{'step':6} {'dtype':8} {'file GB':>7} {'base s':>7} {'base GB':>7} {'large s':>8} {'large GB':>8} "
+          f"{'ref-side s':>10} {'ref-side GB':>11} {'base cpu':>6} {'lg cpu':>6} {'ref cpu s':>9}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="faket_refio_", dir=a.dir))
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(a.threads))
     py = sys.executable
@@ -90,6 +95,14 @@ def main_() -> None:
         write_mrc(work / "clean.mrc", clean, 10.0, image_stack=True)
         write_tlt(work / "clean.tlt", angles)
         rows = []
+
+        def show(row):
+            step, dt, size_gb, wt, r0, r1 = row
+            print(f"{step:6} {dt:8} {size_gb:7.2f} {r0[0]:7.1f} {r0[1]:7.2f} {r1[0]:8.1f} {r1[1]:8.2f} "
+                  f"{r1[0] - r0[0]:10.1f} {r1[1] - r0[1]:11.2f} {r0[4]:6.1f} {r1[4]:6.1f} {r1[4] - r0[4]:9.1f}"
+                  + ("" if not (r0[2] or r1[2]) else "  FAILED"),
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+
         for dt in a.dtypes.split(","):
             big = work / f"big_{dt}.mrc"
             wt = write_big(big, a.tilts, a.n, dt)
@@ -108,20 +121,21 @@ def main_() -> None:
             if r0[2] or r1[2]:
                 print(r0[3], r1[3], sep="\n")
             rows.append(("noise", dt, size_gb, wt, r0, r1))
+            show(rows[-1])
             if a.style:
                 sbase = [py, "-m", "faket", "style", str(work / "clean.mrc"), "--tilts", "0:1", "--weights", "random",
                          "--iterations", "1", "-o", str(work / "s.mrc"), "--threads", str(a.threads)]
                 s0 = timed([*sbase, "--style", str(work / "small.mrc")], env)
                 s1 = timed([*sbase, "--style", str(big)], env)
                 rows.append(("style", dt, size_gb, wt, s0, s1))
+                show(rows[-1])
             big.unlink()
         print(f"\n{a.tilts} x {a.n} x {a.n} reference at 1.5 A -> {plan.shape_out[0]}^2 at 10 A; content "
               f"{a.tilts} x {a.content}^2; {a.threads} threads; whole processes (/usr/bin/time -v)")
         print(f"{'step':6} {'dtype':8} {'file GB':>7} {'base s':>7} {'base GB':>7} {'large s':>8} {'large GB':>8} "
               f"{'ref-side s':>10} {'ref-side GB':>11}")
-        for step, dt, size_gb, wt, r0, r1 in rows:
-            print(f"{step:6} {dt:8} {size_gb:7.2f} {r0[0]:7.1f} {r0[1]:7.2f} {r1[0]:8.1f} {r1[1]:8.2f} "
-                  f"{r1[0] - r0[0]:10.1f} {r1[1] - r0[1]:11.2f}" + ("" if not (r0[2] or r1[2]) else "  FAILED"))
+        for row in rows:
+            show(row)
         print(f"load after: {os.getloadavg()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
