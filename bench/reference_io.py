@@ -133,7 +133,7 @@ def main_() -> None:
         print(f"\n{a.tilts} x {a.n} x {a.n} reference at 1.5 A -> {plan.shape_out[0]}^2 at 10 A; content "
               f"{a.tilts} x {a.content}^2; {a.threads} threads; whole processes (/usr/bin/time -v)")
         print(f"{'step':6} {'dtype':8} {'file GB':>7} {'base s':>7} {'base GB':>7} {'large s':>8} {'large GB':>8} "
-              f"{'ref-side s':>10} {'ref-side GB':>11}")
+              f"{'ref-side s':>10} {'ref-side GB':>11} {'base cpu':>6} {'lg cpu':>6} {'ref cpu s':>9}")
         for row in rows:
             show(row)
         print(f"load after: {os.getloadavg()}")
