@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from faket.cli import main
 from faket.errors import InputError
 from faket.io import read_tiltseries
 from faket.tiltmeta import find_tilt_metadata, parse_exclude, read_tilt_metadata

@@ -188,9 +188,7 @@ def prepare_reference(path, k: int, n_refs: int, args, *, kind: str, content_T: 
             stats.add(i, raw)
 
         if plan is None:
-            from ..sampling import plan_resample as _pr
-
-            plan = _pr((ny, nx), 1.0, 1.0)
+            plan = plan_resample((ny, nx), 1.0, 1.0)  # identity
         if info is not None and not plan.identity:
             info(f"{path}: {ref_px:g} A ({how}) -> {content_pixel:g} A: {ny}x{nx} -> "
                  f"{plan.shape_out[0]}x{plan.shape_out[1]} (Fourier {'crop' if plan.factor < 1 else 'pad'})")
@@ -242,7 +240,8 @@ def prepare_reference(path, k: int, n_refs: int, args, *, kind: str, content_T: 
         idx, _ = match_by_angle(np.arange(content_T, dtype=float), keep.astype(float))
         gap = np.zeros(content_T)
     # "matched_index": the matched tilt's index in the reference FILE (0-based), for every content tilt
-    rec = {"matched_index": keep[np.asarray(idx, dtype=np.int64)].tolist(), "sampling": samp, "shape_raw": [int(n_total), int(ny), int(nx)], "shape_used": list(out.shape),
+    rec = {"matched_index": keep[np.asarray(idx, dtype=np.int64)].tolist(), "sampling": samp,
+           "shape_raw": [int(n_total), int(ny), int(nx)], "shape_used": list(out.shape),
            "dtype_raw": str(data.dtype), "metadata": None if meta is None else meta.to_dict(),
            "ordered_by_angle": bool(angles is not None and not np.array_equal(order, np.arange(n_total))),
            "kept_tilts_1based": [int(i) + 1 for i in keep],
@@ -267,7 +266,8 @@ def prepare_twin(path, prep: PreparedReference, args, what: str = "clean referen
     try:
         d = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
         if d.shape != tuple(prep.record["shape_raw"]):
-            raise InputError(f"{path}: shape {d.shape} differs from its reference {tuple(prep.record['shape_raw'])}")
+            raise InputError(f"{path}: shape {d.shape} differs from its reference "
+                             f"{tuple(prep.record['shape_raw'])}")
         return resample_stack(d, prep.plan, indices=prep.keep, invert=bool(args.invert_reference),
                               workers=_threads(args))
     finally:
