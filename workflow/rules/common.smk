@@ -221,7 +221,10 @@ def _read_manifest(path):
         config_error("manifest", f"{path} not found")
     with open(path, newline="") as f:
         rows = [r for r in csv.reader(f) if r and not r[0].lstrip().startswith("#")]
-    if not rows or [c.strip() for c in rows[0]] not in (MANIFEST_COLUMNS, MANIFEST_COLUMNS[:-1]):
+    if not rows or [c.strip() for c in rows[0]] not in (
+        MANIFEST_COLUMNS,
+        MANIFEST_COLUMNS[:-1],
+    ):
         config_error("manifest", f"{path}: header must be {','.join(MANIFEST_COLUMNS)}")
     return {
         r[0].strip(): dict(zip(MANIFEST_COLUMNS, (c.strip() for c in r)))
