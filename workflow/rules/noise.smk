@@ -2,13 +2,6 @@
 # (one global r and sigma).
 
 
-def reference_pixel_opt(tomo, flag):
-    """``flag A`` from the manifest's pixel_size_a of the tomogram's reference ("" when empty); faket noise /
-    style use it only when the reference's header has no pixel size."""
-    ps = MANIFEST[REFS[reference_id(tomo)]["name"]].get("pixel_size_a", "")
-    return f"{flag} {ps}" if ps else ""
-
-
 rule noise:
     input:
         clean="results/{tomo}/tiltseries/noiseless.mrc",
