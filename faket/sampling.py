@@ -9,8 +9,9 @@ anything below the new Nyquist (an interpolating or smoothing kernel -- linear, 
 pre-filter -- rolls off the top octave and would read as less noise). Cutting the discrete spectrum at the new
 Nyquist (downsampling) or extending it with zeros (upsampling) is the one linear resampler that does both exactly
 for the periodic image: the retained bins are unchanged, nothing else enters. It is the standard in cryo-EM
-(IMOD ``newstack -ftreduce``, RELION/cryoSPARC Fourier cropping). The price is ringing at the image border where
-the non-periodic edges meet; it is confined to a few output pixels and is far below the noise of a cryo-ET tilt.
+(IMOD ``newstack -ftreduce``, RELION/cryoSPARC Fourier cropping). The price is Gibbs ringing from the
+non-periodic edges: on a smooth test image with a strong edge step (4x crop) the error is 2.4 std at the outermost
+output pixel, 0.3 std two pixels in, then decays like 1/distance (0.1 std at 32 pixels; see docs/references.md).
 
 Conventions (the same as :func:`scipy.signal.resample`, which does the work, one axis at a time):
 
