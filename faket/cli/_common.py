@@ -40,7 +40,8 @@ def add_angle_args(p: argparse.ArgumentParser, *, required: bool = False) -> Non
     g = p.add_argument_group("tilt angles")
     g.add_argument("--angles", metavar="SPEC",
                    help="start:stop:step in degrees, both ends included (e.g. -60:60:2), or a comma list")
-    g.add_argument("--angles-file", metavar="F", help="angles file: IMOD .tlt/.rawtlt, SerialEM .mdoc, RELION 5 / Warp tilt-series STAR "
+    g.add_argument("--angles-file", metavar="F",
+                   help="angles file: IMOD .tlt/.rawtlt, SerialEM .mdoc, RELION 5 / Warp tilt-series STAR "
                         "(F.star:NAME picks one of several tilt-series)")
     g.set_defaults(_angles_required=required)
 
