@@ -9,10 +9,20 @@ Data flow (as the workflow runs it):
   smoothing, matched by angle) -> NOISY (sigma) and CONTENT (0.25 sigma) -> style transfer (content = CONTENT,
   init = NOISY, style = the real reference) -> every tilt rescaled to the reference tilt's mean/std.
 
+Sampling (issue 14): ``--sampling true`` brings a reference whose pixel size is known (tomodrgn: 12 A in its header)
+or stated (``--ref-pixel NAME=A``) to the content's pixel size (``--content-pixel``, default 10 A) with
+faket.sampling, as faket noise / style now do; ``own`` uses it at its own sampling (the old behaviour). The
+metrics are always taken against the reference at one physical sampling, so the two modes are comparable: at
+the coarser of the two samplings (where both carry the full band; outputs are Fourier-cropped to it when the
+reference is coarser than the content). A Fourier-padded reference is fitted with the "measured" noise model
+(its top band is empty). pytom and cryocat have no known pixel size: for them both modes are the same.
+
 References (../shared/data/tiltseries):
   pytom   : pytom_p1_subtilt_41x100x100.mrc, 41 tilts -60..60 (every --stride-th tilt is used), 100x100
   cryocat : cryocat_tilt_stack_HIV-VLP_4tilts.mrc, 4 full-field tilts 240x232 (no angles: -30,-10,10,30 assumed;
             matching is then by index, which is what a 4-tilt reference needs anyway)
+  tomodrgn: tomodrgn_warptools_Unt/Unt_083/Unt_083_12.00A_000001.mrcs, 37 ribosome sub-tilts 32x32 float16 at 12 A,
+            angles from the Warp/RELION STAR, its 3 blank tilts excluded (faket.refcheck); every --stride-th kept tilt
 
 Metrics, per output tilt against its matched reference tilt, averaged over tilts:
   D    : spectral shape distance (`faket.metrics.log_spectrum_distance`: RMS of the difference of mean-removed
@@ -49,6 +59,7 @@ DEFAULT_CONFIGS = ("paper;it=5;it=20;it=50;"
 
 
 def load_reference(name: str, stride: int):
+    """(tilts, angles, file name, pixel size in A or None)."""
     import mrcfile
 
     if name == "pytom":
@@ -57,12 +68,25 @@ def load_reference(name: str, stride: int):
             ref = np.asarray(m.data, np.float32)
         ang = np.loadtxt(SHARED / "pytom_p1_subtilt.tlt")
         sel = np.arange(0, ref.shape[0], stride)
-        return ref[sel], ang[sel], p.name
+        return ref[sel], ang[sel], p.name, None
     if name == "cryocat":
         p = SHARED / "cryocat_tilt_stack_HIV-VLP_4tilts.mrc"
         with mrcfile.open(p, permissive=True) as m:
             ref = np.asarray(m.data, np.float32)
-        return ref, np.array([-30.0, -10.0, 10.0, 30.0]), p.name
+        return ref, np.array([-30.0, -10.0, 10.0, 30.0]), p.name, None
+    if name == "tomodrgn":
+        from faket.refcheck import bad_tilts, tilt_stats_raw
+        from faket.tiltmeta import read_tilt_metadata
+
+        d = SHARED / "tomodrgn_warptools_Unt"
+        p = d / "Unt_083" / "Unt_083_12.00A_000001.mrcs"
+        with mrcfile.open(p, permissive=True) as m:
+            ref = np.asarray(m.data, np.float32)
+            pix = float(m.voxel_size.x)
+        meta = read_tilt_metadata(d / "warptools_test_4-tomos_10-ptcls_box-32_angpix-12_tomograms.star", stack=p)
+        bad = bad_tilts(tilt_stats_raw(ref))
+        keep = np.array([i for i in np.argsort(meta.angles, kind="stable") if i not in bad])[::stride]
+        return ref[keep], meta.angles[keep], p.name, pix
     raise SystemExit(f"unknown reference {name}")
 
 
@@ -85,14 +109,14 @@ def phantom_volume(shape_zyx, seed=0, fill=0.12):
     return vol
 
 
-def make_inputs(ref, angles, seed=0):
+def make_inputs(ref, angles, seed=0, noise_mtf=SNR_MTF):
     from faket import noise as nz
     from faket.projection import project
 
     T, H, W = ref.shape
     vol = phantom_volume((max(H, W), H, W), seed=seed)
     clean = project(vol, angles)
-    fit = nz.smooth_curves(nz.blind_fit(ref, noise_mtf=SNR_MTF), 2)
+    fit = nz.smooth_curves(nz.blind_fit(ref, noise_mtf=noise_mtf), 2)
     noisy, content = nz.add_noise(clean, fit, seed=seed, content_noise=0.25)
     return clean, noisy, content, fit
 
@@ -130,27 +154,50 @@ def metrics(stack, ref, ref_snr_med):
     from faket import noise as nz
     from faket.metrics import stack_spectral_distances
 
+    # per tilt, against the reference at the content's sampling (shapes may differ: compared in cycles/pixel)
     d = stack_spectral_distances(stack, ref, np.arange(stack.shape[0]))
     snr = nz.blind_fit(stack, noise_mtf=SNR_MTF).snr
     med = float(np.median(snr))
-    return float(d.mean()), med, abs(float(np.log10(max(med, 1e-6) / ref_snr_med)))
+    return float(d.mean()), med, abs(float(np.log10(max(med, 1e-6) / max(ref_snr_med, 1e-6))))
 
 
-def evaluate(ref_name, configs, *, stride=4, seed=0, threads=2, precision="fp32", quiet=False):
+def evaluate(ref_name, configs, *, stride=4, seed=0, threads=2, precision="fp32", quiet=False, sampling="true",
+             content_pixel=10.0, stated=None):
     import torch
 
     from faket import noise as nz
     from faket.style import Reference, StyleTransfer, stylize_series
     from faket.vgg import build_vgg
 
+    from faket.sampling import plan_resample, resample_stack
+
     torch.set_num_threads(threads)
-    ref, angles, fname = load_reference(ref_name, stride)
-    clean, noisy, content, fit = make_inputs(ref, angles, seed)
-    ref_snr = float(np.median(nz.blind_fit(ref, noise_mtf=SNR_MTF).snr))
+    ref_raw, angles, fname, pix = load_reference(ref_name, stride)
+    if stated and ref_name in stated:
+        pix = stated[ref_name]
+    # what noise fit and style see: the reference at the content's pixel size (true) or at its own (own)
+    ref = ref_raw
+    if pix is not None and sampling == "true":
+        ref = resample_stack(ref_raw, plan_resample(ref_raw.shape[1:], pix, content_pixel))
+    # compared at the coarser of the two samplings, where both images carry the full band: a reference coarser
+    # than the content is Fourier-padded for use (nothing above its own Nyquist), so the outputs are brought back
+    cmp_pixel = None if pix is None else max(pix, content_pixel)
+    truth = ref_raw if pix is None else resample_stack(ref_raw, plan_resample(ref_raw.shape[1:], pix, cmp_pixel))
+
+    def to_cmp(stack):
+        if cmp_pixel is None or abs(cmp_pixel / content_pixel - 1) < 1e-6:
+            return stack
+        return resample_stack(stack, plan_resample(stack.shape[1:], content_pixel, cmp_pixel))
+
+    # a Fourier-padded reference has an empty top band: the white floor at 0.7-0.95 Nyquist would read ~0 noise;
+    # the "measured" model (faket noise's default) follows that roll-off
+    padded = pix is not None and sampling == "true" and pix > content_pixel * 1.01
+    clean, noisy, content, fit = make_inputs(ref, angles, seed, noise_mtf="measured" if padded else SNR_MTF)
+    ref_snr = float(np.median(nz.blind_fit(truth, noise_mtf=SNR_MTF).snr))
     rows = []
-    d, snr, dl = metrics(noisy, ref, ref_snr)
+    d, snr, dl = metrics(to_cmp(noisy), truth, ref_snr)
     rows.append(("noisy", d, snr, dl, 0.0))
-    d, snr, dl = metrics(content, ref, ref_snr)
+    d, snr, dl = metrics(to_cmp(content), truth, ref_snr)
     rows.append(("content", d, snr, dl, 0.0))
     if not quiet:
         print(f"  [{ref_name}] reference blind SNR {ref_snr:.3g}", flush=True)
@@ -169,17 +216,21 @@ def evaluate(ref_name, configs, *, stride=4, seed=0, threads=2, precision="fp32"
         out, _ = stylize_series(eng, content, noisy, [Reference(ref, index=np.arange(ref.shape[0]))],
                                 tilt_batch=4)
         dt = time.perf_counter() - t0
-        d, snr_o, dl = metrics(out, ref, ref_snr)
+        d, snr_o, dl = metrics(to_cmp(out), truth, ref_snr)
         rows.append((spec, d, snr_o, dl, dt))
         if not quiet:
             print(f"  [{ref_name}] {spec:28s} D={d:.3f} SNR={snr_o:.3g} |dlogSNR|={dl:.3f} ({dt:.1f} s)",
                   flush=True)
     return {"reference": fname, "n_tilts": int(ref.shape[0]), "shape": list(ref.shape[1:]),
-            "ref_snr": ref_snr, "rows": rows}
+            "ref_snr": ref_snr, "rows": rows, "sampling": sampling, "pixel": pix, "content_pixel": content_pixel,
+            "raw_shape": list(ref_raw.shape[1:]), "cmp_pixel": cmp_pixel}
 
 
 def print_table(res):
-    print(f"\nreference {res['reference']} ({res['n_tilts']} tilts {res['shape']}), blind SNR {res['ref_snr']:.3g}")
+    px = "unknown pixel size" if res["pixel"] is None else f"{res['pixel']:g} A -> content {res['content_pixel']:g} A"
+    print(f"\nreference {res['reference']} ({res['n_tilts']} tilts {res['raw_shape']}, {px}; sampling "
+          f"{res['sampling']}: used at {res['shape']}), blind SNR {res['ref_snr']:.3g}"
+          + ("" if res["cmp_pixel"] is None else f" (all compared at {res['cmp_pixel']:g} A)"))
     noisy = res["rows"][0]
     print(f"{'config':30s} {'D (dec)':>8s} {'SNR':>8s} {'|dlogSNR|':>10s} {'both better':>12s} {'s':>6s}")
     for name, d, snr, dl, dt in res["rows"]:
@@ -189,7 +240,13 @@ def print_table(res):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ref", choices=("pytom", "cryocat", "both"), default="both")
+    ap.add_argument("--ref", choices=("pytom", "cryocat", "tomodrgn", "both", "all"), default="both")
+    ap.add_argument("--sampling", choices=("true", "own", "both"), default="true",
+                    help="true: references brought to --content-pixel when their pixel size is known (default); "
+                         "own: used at their own sampling (the old behaviour); both: one table each")
+    ap.add_argument("--content-pixel", type=float, default=10.0)
+    ap.add_argument("--ref-pixel", action="append", default=[], metavar="NAME=A",
+                    help="state a reference's pixel size (e.g. pytom=5)")
     ap.add_argument("--configs", default=DEFAULT_CONFIGS, help="';'-separated configs (see the module doc)")
     ap.add_argument("--stride", type=int, default=4, help="use every N-th tilt of the pytom series (default 4)")
     ap.add_argument("--seed", type=int, default=0)
@@ -199,9 +256,12 @@ def main(argv=None):
     if not SHARED.is_dir():
         raise SystemExit(f"real data not found at {SHARED}")
     configs = [c for c in args.configs.split(";") if c.strip()]
-    refs = ["pytom", "cryocat"] if args.ref == "both" else [args.ref]
+    refs = {"both": ["pytom", "cryocat"], "all": ["pytom", "cryocat", "tomodrgn"]}.get(args.ref, [args.ref])
+    stated = {k: float(v) for k, v in (kv.split("=") for kv in args.ref_pixel)}
+    modes = ["true", "own"] if args.sampling == "both" else [args.sampling]
     results = [evaluate(r, configs, stride=args.stride, seed=args.seed, threads=args.threads,
-                        precision=args.precision) for r in refs]
+                        precision=args.precision, sampling=m, content_pixel=args.content_pixel, stated=stated)
+               for r in refs for m in modes]
     for res in results:
         print_table(res)
 

@@ -144,7 +144,8 @@ def read_volume(path: str | os.PathLike, what: str = "volume") -> MrcData:
 def read_tiltseries(path: str | os.PathLike, angles_file: str | os.PathLike | None = None,
                     *, require_angles: bool = True, allow_single: bool = False,
                     what: str = "tilt-series") -> tuple[MrcData, np.ndarray | None]:
-    """Read a ``(tilt, Y, X)`` stack and its angles (from ``angles_file`` or ``X.tlt`` beside it).
+    """Read a ``(tilt, Y, X)`` stack and its angles (from ``angles_file`` or ``X.tlt`` beside it; any format of
+    :mod:`faket.tiltmeta`: ``.tlt``, ``.rawtlt``, SerialEM ``.mdoc``, RELION 5 / Warp STAR).
 
     With ``allow_single``, a 2-D image is accepted as a one-tilt stack (angles may then be missing).
     Returns the data (always 3-D) and the angles in degrees (``None`` when absent and not required).
@@ -153,12 +154,12 @@ def read_tiltseries(path: str | os.PathLike, angles_file: str | os.PathLike | No
     m = read_mrc(path, ndim=ndims, what=what)
     if m.data.ndim == 2:
         m.data = m.data[None]
-    tlt = Path(angles_file) if angles_file is not None else tlt_path(path)
+    from .tiltmeta import find_tilt_metadata, read_angles  # .tlt, .rawtlt, .mdoc, STAR
+
+    tlt = Path(angles_file) if angles_file is not None else (find_tilt_metadata(path) or tlt_path(path))
     angles = None
-    if tlt.exists():
-        angles = read_tlt(tlt)
-    elif angles_file is not None:
-        raise InputError(f"{tlt}: angles file not found")
+    if angles_file is not None or tlt.exists():
+        angles = read_angles(angles_file if angles_file is not None else tlt, stack=path)
     elif require_angles and not (allow_single and m.data.shape[0] == 1):
         raise InputError(f"{m.path}: no tilt angles: expected {tlt} beside it (or pass --angles-file)")
     if angles is not None:

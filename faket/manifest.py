@@ -1,6 +1,7 @@
 """The data manifest: every external input of a run, with where it lives and its sha256.
 
-``data_manifest.csv`` has the columns ``name,kind,path_or_url,sha256,voxel_size_a,angles_file,licence,notes``:
+``data_manifest.csv`` has the columns ``name,kind,path_or_url,sha256,voxel_size_a,angles_file,licence,notes,pixel_size_a``
+(``pixel_size_a`` is optional: manifests without it, and rows that leave it out, still read):
 
 - ``name``: how configs refer to the entry (letters, digits, ``_ . -``), unique;
 - ``kind``: ``tiltseries`` (needs angles: ``angles_file`` or an ``X.tlt`` beside it), ``micrograph`` (one
@@ -11,7 +12,9 @@
   ``ftp://`` URL of an entry that is not downloaded yet (download it, then add a local entry with
   ``faket manifest add``);
 - ``sha256``: hex digest of the local file (empty only for URL and physics entries);
-- ``voxel_size_a`` (empty: unknown), ``angles_file`` (relative like the path), ``licence``, ``notes``.
+- ``voxel_size_a`` (empty: unknown), ``angles_file`` (relative like the path), ``licence``, ``notes``;
+- ``pixel_size_a``: the pixel size in Angstrom of a reference's images (a tomogram's voxel size), used when the
+  file's header has none: the workflow passes it as ``--reference-pixel-size`` / ``--style-pixel-size``.
 
 Reading, validating and checking live here; the command line is ``faket manifest``.
 """
@@ -28,7 +31,8 @@ from typing import Callable, Iterable
 
 from .errors import InputError
 
-COLUMNS = ["name", "kind", "path_or_url", "sha256", "voxel_size_a", "angles_file", "licence", "notes"]
+COLUMNS = ["name", "kind", "path_or_url", "sha256", "voxel_size_a", "angles_file", "licence", "notes", "pixel_size_a"]
+_OPTIONAL = 1  # trailing optional columns (pixel_size_a)
 KINDS = ["tiltseries", "micrograph", "tomogram", "dataset", "map", "template", "physics"]
 STAGED_KINDS = ["tiltseries", "micrograph", "tomogram"]  # kinds `faket manifest stage` writes as a reference
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -49,6 +53,7 @@ class Entry:
     angles_file: str = ""
     licence: str = ""
     notes: str = ""
+    pixel_size_a: float | None = None
     line: int = 0  # line number in the manifest (for messages)
 
     @property
@@ -74,8 +79,9 @@ class Entry:
 
     def row(self) -> list[str]:
         vs = "" if self.voxel_size_a is None else f"{self.voxel_size_a:g}"
+        ps = "" if self.pixel_size_a is None else f"{self.pixel_size_a:g}"
         return [self.name, self.kind, self.path_or_url, self.sha256, vs, self.angles_file, self.licence,
-                self.notes]
+                self.notes, ps]
 
 
 def parse_manifest(text: str, source: str = "data_manifest.csv") -> list[Entry]:
@@ -88,14 +94,15 @@ def parse_manifest(text: str, source: str = "data_manifest.csv") -> list[Entry]:
         raise InputError(f"{source}: empty manifest (expected a header {','.join(COLUMNS)})")
     hline, header = rows[0]
     header = [h.strip() for h in header]
-    if header != COLUMNS:
+    if header != COLUMNS and header != COLUMNS[:-_OPTIONAL]:
         raise InputError(f"{source}: line {hline}: header must be {','.join(COLUMNS)}, got {','.join(header)}")
     out: list[Entry] = []
     seen: dict[str, int] = {}
     for i, r in rows[1:]:
-        if len(r) != len(COLUMNS):
-            raise InputError(f"{source}: line {i}: {len(r)} fields, expected {len(COLUMNS)}")
+        if len(r) not in (len(header), len(COLUMNS) - _OPTIONAL):
+            raise InputError(f"{source}: line {i}: {len(r)} fields, expected {len(header)}")
         d = dict(zip(COLUMNS, (c.strip() for c in r)))
+        d.setdefault("pixel_size_a", "")
         name = d["name"]
         if not _NAME.match(name):
             raise InputError(f"{source}: line {i}: bad name {name!r} (letters, digits, _ . -)")
@@ -116,8 +123,17 @@ def parse_manifest(text: str, source: str = "data_manifest.csv") -> list[Entry]:
                                  "is not a number") from None
             if not vs > 0:
                 raise InputError(f"{source}: line {i}: {name}: voxel_size_a must be positive")
+        ps = None
+        if d["pixel_size_a"]:
+            try:
+                ps = float(d["pixel_size_a"])
+            except ValueError:
+                raise InputError(f"{source}: line {i}: {name}: pixel_size_a {d['pixel_size_a']!r} "
+                                 "is not a number") from None
+            if not ps > 0:
+                raise InputError(f"{source}: line {i}: {name}: pixel_size_a must be positive")
         e = Entry(name=name, kind=d["kind"], path_or_url=d["path_or_url"], sha256=sha, voxel_size_a=vs,
-                  angles_file=d["angles_file"], licence=d["licence"], notes=d["notes"], line=i)
+                  angles_file=d["angles_file"], licence=d["licence"], notes=d["notes"], pixel_size_a=ps, line=i)
         if e.kind != "physics" and not e.path_or_url:
             raise InputError(f"{source}: line {i}: {name}: path_or_url is empty")
         if e.is_local and e.kind != "physics" and not sha:

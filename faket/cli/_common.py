@@ -41,18 +41,21 @@ def add_angle_args(p: argparse.ArgumentParser, *, required: bool = False) -> Non
     g = p.add_argument_group("tilt angles")
     g.add_argument("--angles", metavar="SPEC",
                    help="start:stop:step in degrees, both ends included (e.g. -60:60:2), or a comma list")
-    g.add_argument("--angles-file", metavar="F", help="IMOD-style .tlt file, one angle a line")
+    g.add_argument("--angles-file", metavar="F",
+                   help="angles file: IMOD .tlt/.rawtlt, SerialEM .mdoc, RELION 5 / Warp tilt-series STAR "
+                        "(F.star:NAME picks one of several tilt-series)")
     g.set_defaults(_angles_required=required)
 
 
 def angles_from_args(args, *, default: str | None = None):
     """Angles (degrees, numpy) from ``--angles`` / ``--angles-file`` (exactly one) or ``default``."""
-    from ..io import parse_angles, read_tlt, check_angles
+    from ..io import parse_angles, check_angles
+    from ..tiltmeta import read_angles
 
     if args.angles and args.angles_file:
         raise InputError("give either --angles or --angles-file, not both")
     if args.angles_file:
-        a = read_tlt(args.angles_file)
+        a = read_angles(args.angles_file)
         check_angles(a, None, source=args.angles_file)
         return a
     spec = args.angles or default

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import InputError
 from ._common import add_common_args
+from ._reference import add_reference_args
 
 HELP = "add tilt-aware noise fitted to a reference tilt-series (paired, blind or by SNR)"
 DESCRIPTION = """\
@@ -50,6 +51,7 @@ def add_arguments(p) -> None:
     p.add_argument("--max-angle-gap", type=float, default=5.0, metavar="DEG",
                    help="fail when a content tilt has no reference tilt within DEG degrees (default: 5); "
                         "gaps above 1 deg are warned about and the nearest tilt is used")
+    add_reference_args(p, "noise")
     add_common_args(p, seed=True, device=False, threads=True)
 
 
@@ -58,8 +60,8 @@ def run(args) -> int:
 
     from .. import noise as nz
     from ..io import read_tiltseries
-    from ..tilts import match_stack
     from ._common import Step, check_not_same, info, progress, set_threads, warn
+    from ._reference import content_pixel_size, prepare_reference, prepare_twin
 
     set_threads(args.threads)
     if args.snr is not None and (not np.isfinite(args.snr) or args.snr < 0):
@@ -92,25 +94,18 @@ def run(args) -> int:
 
     per_ref = []
     records = []
+    c_px = content_pixel_size(args, clean_m, args.clean) if args.reference else None
     for k, ref_path in enumerate(args.reference):
         blind_info = None
-        ref_m, ref_angles = read_tiltseries(ref_path, require_angles=False, allow_single=True,
-                                            what="reference")
-        ref = ref_m.data
-        if (ref_m.voxel_size_a and clean_m.voxel_size_a
-                and abs(ref_m.voxel_size_a / clean_m.voxel_size_a - 1) > 0.05):
-            warn(f"{ref_path}: pixel size {ref_m.voxel_size_a:g} A differs from {args.clean} "
-                 f"({clean_m.voxel_size_a:g} A); the per-pixel SNR depends on the sampling")
-        idx, gap = match_stack(content_angles, T, ref_angles, ref.shape[0], reference_path=ref_path,
-                               content_path=args.clean, max_gap_deg=args.max_angle_gap, warn=warn)
+        prep = prepare_reference(ref_path, k, len(args.reference), args, kind="noise", content_T=T,
+                                 content_angles=content_angles, content_path=args.clean, content_pixel=c_px,
+                                 warn=warn, info=lambda msg: info(args, msg))
+        ref, ref_angles, idx, gap = prep.data, prep.angles, prep.index, prep.gap
         if estimate == "paired":
             rc_path = args.reference_clean[k]
-            rc_m, _ = read_tiltseries(rc_path, require_angles=False, allow_single=True,
-                                      what="clean reference")
-            if rc_m.data.shape != ref.shape:
-                raise InputError(f"{rc_path}: shape {rc_m.data.shape} differs from {ref_path} {ref.shape}")
-            nz.check_tilts(rc_m.data, str(rc_path))
-            raw = nz.paired_fit(ref, rc_m.data, what=str(ref_path))
+            rc = prepare_twin(rc_path, prep, args)
+            nz.check_tilts(rc, str(rc_path))
+            raw = nz.paired_fit(ref, rc, what=str(ref_path))
         elif estimate == "blind":
             blind_info = {}
             raw = nz.blind_fit(ref, noise_mtf=args.noise_mtf, what=str(ref_path), info=blind_info)
@@ -122,7 +117,7 @@ def run(args) -> int:
         records.append({"path": str(ref_path), "n_tilts": int(ref.shape[0]),
                         "angles_deg": None if ref_angles is None else ref_angles.tolist(),
                         "matched_index": idx.tolist(), "angle_gap_deg": gap.tolist(),
-                        "raw": raw.to_dict(), "smoothed": smooth.to_dict(), "blind": blind_info})
+                        "raw": raw.to_dict(), "smoothed": smooth.to_dict(), "blind": blind_info, **prep.record})
         info(args, f"{ref_path}: {estimate} fit, median SNR {float(np.median(raw.snr)):.3g} "
                    f"(sigma {float(np.median(raw.sigma)):.3f})")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import InputError
 from ._common import add_common_args
+from ._reference import add_reference_args
 
 HELP = "neural style transfer of tilt-series towards a real reference (FakET), batched and angle-matched"
 DESCRIPTION = """\
@@ -99,6 +100,7 @@ def add_arguments(p) -> None:
                         "last iterate's loss)")
     w.add_argument("--cudnn-benchmark", action="store_true",
                    help="let cuDNN pick the fastest (non-deterministic) algorithms")
+    add_reference_args(p, "style")
     add_common_args(p, seed=True, device=True, threads=True)
 
 
@@ -138,9 +140,10 @@ def run(args) -> int:
 
     from .. import style as st
     from ..io import read_tiltseries
-    from ..tilts import match_stack, parse_tilt_chunk
+    from ..tilts import parse_tilt_chunk
     from ..vgg import LAYER_NAMES, build_vgg
     from ._common import Step, check_not_same, info, progress, resolve_device, set_threads, warn
+    from ._reference import content_pixel_size, prepare_reference
 
     set_threads(args.threads)
     if args.tilt_batch is not None and args.tilt_batch < 1:
@@ -176,15 +179,16 @@ def run(args) -> int:
         init = i_m.data
     a, b = parse_tilt_chunk(args.tilts, T)
     refs, ref_records = [], []
-    for path, wt in zip(args.style, sweights):
-        r_m, r_angles = read_tiltseries(path, require_angles=False, allow_single=True, what="style reference")
-        idx, gap = match_stack(c_angles, T, r_angles, r_m.data.shape[0], reference_path=path,
-                               content_path=args.content, max_gap_deg=args.max_angle_gap, kind="style",
-                               warn=warn)
-        ref = st.Reference(r_m.data, weight=float(wt), index=idx, name=str(path))
+    c_px = content_pixel_size(args, c_m, args.content)
+    for k, (path, wt) in enumerate(zip(args.style, sweights)):
+        prep = prepare_reference(path, k, len(args.style), args, kind="style", content_T=T, content_angles=c_angles,
+                                 content_path=args.content, content_pixel=c_px, warn=warn,
+                                 info=lambda msg: info(args, msg), what="style reference")
+        idx, gap = prep.index, prep.gap
+        ref = st.Reference(prep.data, weight=float(wt), index=idx, name=str(path))  # Gram targets: resampled
         refs.append(ref)
-        ref_records.append({"path": str(path), "weight": float(wt), "n_tilts": int(r_m.data.shape[0]),
-                            "matched_index": idx[a:b].tolist(), "angle_gap_deg": gap[a:b].tolist()})
+        ref_records.append({"path": str(path), "weight": float(wt), "n_tilts": int(prep.data.shape[0]),
+                            **prep.record, "matched_index": prep.keep[idx][a:b].tolist(), "angle_gap_deg": gap[a:b].tolist()})
 
     # model
     if wkind == "random":

@@ -323,6 +323,13 @@ def noise_opts(tomo):
     return " ".join(opts)
 
 
+def reference_pixel_opt(tomo, flag):
+    """``flag A`` from the manifest's pixel_size_a of the tomogram's reference ("" when empty); faket noise /
+    style use it only when the reference's header has no pixel size."""
+    ps = MANIFEST[REFS[reference_id(tomo)]["name"]].pixel_size_a
+    return f"{flag} {ps:g}" if ps else ""
+
+
 def style_opts(tomo):
     st = config["style"]
     opts = [f"--weights {st['weights']}", f"--precision {st['precision']}"]

@@ -19,9 +19,12 @@ rule noise:
     params:
         seed=lambda wildcards: tomo_seed(wildcards.tomo),
         opts=lambda wildcards: noise_opts(wildcards.tomo),
+        px=lambda wildcards: reference_pixel_opt(
+            wildcards.tomo, "--reference-pixel-size"
+        ),
     shell:
         "faket noise {input.clean} --reference {input.reference} -o {output.noisy} "
-        "--content-out {output.content} {params.opts} --seed {params.seed} "
+        "--content-out {output.content} {params.opts} {params.px} --seed {params.seed} "
         "--threads {threads} --quiet > {log} 2>&1"
 
 
@@ -40,6 +43,9 @@ rule baseline:
     params:
         seed=lambda wildcards: tomo_seed(wildcards.tomo),
         opts=lambda wildcards: noise_opts(wildcards.tomo),
+        px=lambda wildcards: reference_pixel_opt(
+            wildcards.tomo, "--reference-pixel-size"
+        ),
     shell:
         "faket noise {input.clean} --reference {input.reference} -o {output.tilts} --global "
-        "{params.opts} --seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
+        "{params.opts} {params.px} --seed {params.seed} --threads {threads} --quiet > {log} 2>&1"

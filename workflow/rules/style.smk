@@ -22,9 +22,10 @@ rule style_chunk:
         tilts=chunk_range,
         seed=lambda wildcards: tomo_seed(wildcards.tomo),
         opts=lambda wildcards: style_opts(wildcards.tomo),
+        px=lambda wildcards: reference_pixel_opt(wildcards.tomo, "--style-pixel-size"),
     shell:
         "faket style {input.content} --style {input.reference} --init {input.noisy} "
-        "-o {output.tilts} --tilts {params.tilts} {params.opts} --seed {params.seed} "
+        "-o {output.tilts} --tilts {params.tilts} {params.opts} {params.px} --seed {params.seed} "
         "--threads {threads} --quiet > {log} 2>&1"
 
 
