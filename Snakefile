@@ -1,5 +1,5 @@
 # faket workflow: labelled layouts -> noiseless tilt-series -> noise -> style transfer -> tomograms,
-# with labels cropped and binned like the tomograms. Docs: README.md ("The faket workflow").
+# with labels cropped and binned like the tomograms. Docs: docs/workflow.md.
 #   snakemake --cores 2                                   (the embedded default, offline)
 #   snakemake --workflow-profile workflow/profiles/slurm  (on a SLURM cluster)
 import os

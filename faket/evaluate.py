@@ -1,6 +1,6 @@
 """SHREC 2021-style scoring of particle picks against a labelled tomogram.
 
-Rules (as the SHREC 2021 cryo-ET evaluation script scores; see ``README.md ("Quality control")``):
+Rules (as the SHREC 2021 cryo-ET evaluation script scores; see ``docs/qc-evaluate.md``):
 
 - The occupancy (instance) mask holds, at each voxel, the id of the particle occupying it (0 = background).
   It is grey-dilated once with the 3-D cross (6-connected) structuring element, so each particle's region

@@ -1,7 +1,7 @@
 """Image metrics for judging simulated tilt-series: power spectra, spectral and Gram (style) distances,
 SSIM / PSNR, per-tilt statistics.
 
-All functions are pure (numpy arrays in, numbers / arrays out). Definitions (also in the README,
+All functions are pure (numpy arrays in, numbers / arrays out). Definitions (also in docs/qc-evaluate.md,
 "Quality control"):
 
 Radially averaged power spectrum (:func:`radial_power_spectrum`)

@@ -7,7 +7,7 @@ stages are paired by nearest angle (:func:`faket.tilts.match_by_angle`).
 
 Figures are ``matplotlib.figure.Figure`` objects built without pyplot (no global state; the caller saves
 them). Every image shown is contrast-stretched on its own: its 1st..99th percentile maps to black..white.
-Metric definitions are in :mod:`faket.metrics` and ``README.md ("Quality control")``.
+Metric definitions are in :mod:`faket.metrics` and ``docs/qc-evaluate.md``.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def compute_metrics(stages: Mapping[str, TiltSeries], *,
                     gram_targets_deg: Sequence[float] = DEFAULT_MONTAGE_ANGLES,
                     gram_crop: int | None = 256, gram_note: str | None = None,
                     content_max_gap_deg: float = 0.5) -> dict:
-    """Metrics of the stages (keys of ``stages`` from :data:`STAGES`); see ``README.md ("Quality control")``.
+    """Metrics of the stages (keys of ``stages`` from :data:`STAGES`); see ``docs/qc-evaluate.md``.
 
     - ``tilt_statistics[stage]``: angles, per-tilt mean and std.
     - ``spectral_distance_to_reference[stage]``: per-tilt :func:`faket.metrics.log_spectrum_distance`

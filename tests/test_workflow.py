@@ -332,7 +332,7 @@ def snakemake(workdir, config, *extra, check=True, timeout=900, popen=False):
 
 
 def expected_tree(cfg_path):
-    """The documented output tree (README.md ("The faket workflow")) for a config."""
+    """The documented output tree (docs/workflow.md) for a config."""
     cfg = yaml.safe_load(Path(cfg_path).read_text())
     tomos = [f"{cfg['tomograms']['prefix']}_{i:03d}" for i in range(cfg["tomograms"]["count"])]
     tomos += [g["name"] for g in cfg["tomograms"].get("given", [])]
