@@ -461,3 +461,107 @@ def test_binned_labels_keep_every_structure(cell, tmp_path, run_cli):
             vox = occ_b == idmap[r.instance_id]
             assert vox.sum() >= 0.5 * (lay.occupancy == r.instance_id).sum() / b ** 3, (b, r)
             assert np.all(cls_b[vox] == r.class_id)
+
+
+def _write_cellular_layout(res, d):
+    """A faket layout folder of a cellular layout made in-process (the files faket layout writes)."""
+    from faket.io import write_mrc
+    from faket.labels import CELLULAR_LAYOUT_FILES, LAYOUT_FILES
+    from faket.particles import write_particles_csv
+
+    lay = res.layout
+    d.mkdir()
+    write_mrc(d / LAYOUT_FILES["class_mask"], lay.class_mask.astype(np.float32), 10.0)
+    write_mrc(d / LAYOUT_FILES["occupancy_mask"], lay.occupancy.astype(np.float32), 10.0)
+    write_mrc(d / CELLULAR_LAYOUT_FILES["membrane_mask"], lay.membrane_mask.astype(np.float32), 10.0)
+    write_particles_csv(lay.particles, d / LAYOUT_FILES["particles"])
+    for k, t in (("instances", lay.instances), ("membranes", lay.membranes), ("filaments", lay.filaments),
+                 ("filament_subunits", lay.subunits)):
+        t.to_csv(d / CELLULAR_LAYOUT_FILES[k], index=False)
+    (d / CELLULAR_LAYOUT_FILES["classes"]).write_text(json.dumps(res.classes))
+
+
+def _near(occ_b, pts_zyx, iid, r=1):
+    """Per point: does the binned occupancy hold instance iid within r voxels of the point's voxel?"""
+    c = np.rint(pts_zyx).astype(int)
+    hit = np.zeros(len(c), bool)
+    for dz in range(-r, r + 1):
+        for dy in range(-r, r + 1):
+            for dx in range(-r, r + 1):
+                q = np.clip(c + [dz, dy, dx], 0, np.array(occ_b.shape) - 1)
+                hit |= occ_b[tuple(q.T)] == iid
+    return hit
+
+
+def test_faket_labels_bins_every_cellular_label(cell, tmp_path, run_cli):
+    """`faket labels` on a cellular layout folder: instances, membranes, filaments and subunits follow the
+    binned occupancy mask (every structure kept, points where their filament is), the membrane mask is
+    max-pooled (a closed shell for the vesicle, covering every membrane block of the class mask)."""
+    import starfile
+    from scipy import ndimage
+
+    from faket.labels import CELLULAR_FILES, label_files
+
+    _, res = cell
+    lay = res.layout
+    _write_cellular_layout(res, tmp_path / "lay")
+    out = tmp_path / "lab"
+    rc, _, err = run_cli("labels", tmp_path / "lay", "-o", out, "--bin", "2,4", "--z-range", "2:62", "--quiet")
+    assert rc == 0, err
+    assert json.loads((out / CELLULAR_FILES["classes"]).read_text()) == json.loads(json.dumps(res.classes))
+    kinds = {int(k): v["kind"] for k, v in res.classes.items()}
+    for b in (2, 4):
+        f = {k: out / n for k, n in label_files(b, cellular=True).items()}
+        assert all(p.is_file() for p in f.values()), b
+        occ_b = mrcfile.read(f["occupancy_mask"]).astype(np.int64)
+        cls_b = mrcfile.read(f["class_mask"]).astype(np.int64)
+        mm_b = mrcfile.read(f["membrane_mask"])
+        assert mm_b.shape == occ_b.shape == (60 // b, 128 // b, 128 // b)
+        inst = pd.read_csv(f["instances"])
+        # every structure of the layout is an instance of the binned mask, with its kind and class
+        assert set(inst["instance_id"]) == set(np.unique(occ_b[occ_b > 0]))
+        assert set(inst["layout_instance_id"]) == set(lay.instances["instance_id"])
+        old = lay.instances.set_index("instance_id")
+        for r in inst.itertuples():
+            o = old.loc[r.layout_instance_id]
+            assert (r.kind, r.class_id) == (o.kind, o.class_id)
+            assert np.all(cls_b[occ_b == r.instance_id] == r.class_id)
+        parts = pd.read_csv(f["particles_csv"])
+        p_inst = inst[inst["kind"].isin(["particle", "membrane_protein"])].dropna(subset=["item_id"])
+        assert sorted(p_inst["item_id"].astype(int)) == sorted(parts["particle_id"])
+        # membranes: all four kept, centres moved like particle centres, voxels counted in the binned mask
+        mem = pd.read_csv(f["membranes"])
+        assert mem["membrane_id"].tolist() == [1, 2, 3, 4]
+        np.testing.assert_allclose(mem["x"], (lay.membranes["x"] - (b - 1) / 2) / b)
+        np.testing.assert_allclose(mem["z"], (lay.membranes["z"] - 2 - (b - 1) / 2) / b)
+        for r in mem.itertuples():
+            assert r.n_voxels == (occ_b == r.instance_id).sum() > 0
+        # the membrane mask covers every block the class mask gives to a membrane
+        mem_classes = [c for c, k in kinds.items() if k == "membrane"]
+        assert np.all(mm_b[np.isin(cls_b, mem_classes)] == 1)
+        # ... and the vesicle is a closed shell in it: its lumen is not connected to the outside
+        ves = mem.set_index("class_name").loc["ves"]
+        bg, _ = ndimage.label(mm_b == 0)
+        centre = tuple(np.rint([ves.z, ves.y, ves.x]).astype(int))
+        assert bg[centre] != 0 and bg[centre] != bg[0, 0, 0]
+        ves_comp = ndimage.label(mm_b > 0)[0][occ_b == ves.instance_id]
+        assert len(np.unique(ves_comp)) == 1
+        # filaments: every filament, points where the binned occupancy mask has it
+        for k in ("filaments", "filament_subunits"):
+            t = pd.read_csv(f[k])
+            src = lay.filaments if k == "filaments" else lay.subunits
+            assert sorted(t["filament_id"].unique()) == sorted(src["filament_id"].unique())
+            for fid, g in t.groupby("filament_id"):
+                iid = inst[(inst["kind"] == "filament") & (inst["item_id"] == fid)]["instance_id"].item()
+                assert (g["instance_id"] == iid).all()
+                hit = _near(occ_b, g[["z", "y", "x"]].to_numpy(), iid)
+                assert hit.mean() >= 0.95, (b, k, fid, hit.mean())
+            star = starfile.read(f[f"{k}_star"])
+            assert star["rlnHelicalTubeID"].tolist() == t["filament_id"].tolist()
+            np.testing.assert_allclose(star["rlnCenteredCoordinateXAngst"], (t["x"] - 128 // b / 2) * 10.0 * b)
+            np.testing.assert_allclose(star["rlnCenteredCoordinateZAngst"], (t["z"] - 60 // b / 2) * 10.0 * b)
+        sub = pd.read_csv(f["filament_subunits"])
+        m = sub.merge(lay.subunits, on=["filament_id", "subunit"], suffixes=("", "_0"))
+        assert len(m) == len(sub)
+        np.testing.assert_allclose(m["y"], (m["y_0"] - (b - 1) / 2) / b)
+        np.testing.assert_allclose(m[["rot", "tilt", "psi"]].to_numpy(), m[["rot_0", "tilt_0", "psi_0"]].to_numpy())
