@@ -565,3 +565,37 @@ def test_faket_labels_bins_every_cellular_label(cell, tmp_path, run_cli):
         assert len(m) == len(sub)
         np.testing.assert_allclose(m["y"], (m["y_0"] - (b - 1) / 2) / b)
         np.testing.assert_allclose(m[["rot", "tilt", "psi"]].to_numpy(), m[["rot_0", "tilt_0", "psi_0"]].to_numpy())
+
+
+def test_dataset_lists_the_cellular_label_files(cell, tmp_path, run_cli):
+    """dataset.csv gains the cellular columns (named by faket.labels), filled for a cellular tomogram and
+    empty for a plain one; the old columns keep their order."""
+    import shutil
+
+    from faket.io import write_mrc
+    from faket.labels import CELLULAR_FILES, cellular_label_files, label_files
+
+    _, res = cell
+    _write_cellular_layout(res, tmp_path / "lay")
+    cellf, plain = tmp_path / "results" / "cellt", tmp_path / "results" / "plain"
+    rc, _, err = run_cli("labels", tmp_path / "lay", "-o", cellf, "--bin", "4", "--quiet")
+    assert rc == 0, err
+    plain.mkdir()
+    for n in label_files(4).values():
+        shutil.copy(cellf / n, plain / n)
+    for d in (cellf, plain):
+        write_mrc(d / "tomogram_bin4.mrc", np.zeros((16, 32, 32), np.float32), 40.0)
+    out = tmp_path / "results" / "dataset.csv"
+    rc, _, err = run_cli("dataset", tmp_path / "results", "-o", out, "--quiet")
+    assert rc == 0, err
+    df = pd.read_csv(out, keep_default_na=False)
+    new = [*cellular_label_files(4), *CELLULAR_FILES]
+    assert list(df.columns) == ["tomogram", "modality", "bin", "tomogram_path", *label_files(4), "shape_z",
+                                "shape_y", "shape_x", "voxel_size_a", "n_particles", *new]
+    c, p = df.set_index("tomogram").loc["cellt"], df.set_index("tomogram").loc["plain"]
+    assert [c[k] for k in new] == [f"cellt/{n}" for n in cellular_label_files(4).values()] + ["cellt/classes.json"]
+    assert all(p[k] == "" for k in new) and p["class_mask"] == "plain/class_mask_bin4.mrc"
+    # a membrane mask that does not fit its tomogram is refused like the other masks
+    write_mrc(cellf / "membrane_mask_bin4.mrc", np.zeros((15, 32, 32), np.float32), 40.0)
+    rc, _, err = run_cli("dataset", tmp_path / "results", "-o", tmp_path / "d2.csv", "--quiet")
+    assert rc == 2 and "membrane_mask_bin4.mrc" in err and not (tmp_path / "d2.csv").exists()
