@@ -599,3 +599,95 @@ def test_dataset_lists_the_cellular_label_files(cell, tmp_path, run_cli):
     write_mrc(cellf / "membrane_mask_bin4.mrc", np.zeros((15, 32, 32), np.float32), 40.0)
     rc, _, err = run_cli("dataset", tmp_path / "results", "-o", tmp_path / "d2.csv", "--quiet")
     assert rc == 2 and "membrane_mask_bin4.mrc" in err and not (tmp_path / "d2.csv").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# workflow (Snakemake subprocesses; helpers of tests/test_workflow.py)
+
+CELL_LAYOUT = {"box": [40, 64, 64], "voxel_size": 10.0, "slab_thickness": 36,
+               "classes": [{"template": "blob3", "count": 4},
+                           {"template": "barrel", "name": "channel", "membrane": "ves", "count": 2}],
+               "vesicles": {"count": 0}, "fiducials": {"count": 0},
+               "membranes": [{"shape": "sphere", "name": "ves", "size_nm": 28}],
+               "filaments": [{"type": "actin", "count": 2, "length_nm": 30}]}
+
+
+def _cell_config(tmp, given=(), **over):
+    import yaml
+    from test_workflow import tiny_config
+
+    spec = tmp / "cell_layout.yaml"
+    spec.write_text(yaml.safe_dump(CELL_LAYOUT))
+    return tiny_config(tmp, layout={"spec": str(spec)}, modalities=["noiseless"], qc=False,
+                       tomograms={"count": 1, "prefix": "cell", "given": list(given)},
+                       reconstruct={"binnings": [2], "z_range": [2, 38]}, **over)
+
+
+@pytest.mark.slow
+def test_workflow_plans_the_cellular_label_files(tmp_path):
+    """A layout spec with membranes/filaments: the random layout's labels job (labels_cellular) lists the
+    cellular outputs in results/<tomo>/; a given plain folder keeps the plain labels rule."""
+    from test_workflow import snakemake
+
+    from faket.cli import main
+    from faket.labels import CELLULAR_FILES, cellular_label_files, label_files
+
+    plain = tmp_path / "plain_layout.yaml"
+    plain.write_text("box: [40, 64, 64]\nclasses:\n  - {template: blob3, count: 3}\nvesicles: {count: 0}\n"
+                     "fiducials: {count: 0}\n")
+    folder = tmp_path / "model_0"
+    assert main(["layout", "--spec", str(plain), "-o", str(folder), "--seed", "5", "--quiet"]) == 0
+    cfg = _cell_config(tmp_path, given=[{"name": "model_0", "folder": str(folder), "volume": "volume.mrc"}])
+    r = snakemake(tmp_path / "run", cfg, "-n", "-p", timeout=180)
+    out = r.stdout + r.stderr
+    jobs = {ln.split()[0]: int(ln.split()[1]) for ln in out.splitlines()
+            if ln.split() and ln.split()[0] in ("labels", "labels_cellular") and len(ln.split()) == 2}
+    assert jobs == {"labels": 1, "labels_cellular": 1}, out[-2000:]
+    cmds = [ln for ln in out.splitlines() if "faket labels" in ln]
+    cell_cmd = next(c for c in cmds if "results/cell_000/layout" in c)
+    for opt, n in (("--membrane-mask", "membrane_mask.mrc"), ("--instances", "instances.csv"),
+                   ("--filaments", "filaments.csv"), ("--filament-subunits", "filament_subunits.csv"),
+                   ("--membranes", "membranes.csv"), ("--classes", "classes.json")):
+        assert f"{opt} results/cell_000/layout/{n}" in cell_cmd, cell_cmd
+    given_cmd = next(c for c in cmds if str(folder) in c)
+    assert "--membrane-mask" not in given_cmd and "--classes" not in given_cmd
+    # each labels job's outputs: the cellular files in results/cell_000/ only; dataset.csv needs them
+    blocks = {blk.split(":", 1)[0].strip(): blk for blk in out.split("\nrule ")[1:]
+              if blk.startswith(("labels", "dataset"))}
+    outputs = {k: [ln for ln in blocks[k].splitlines() if ln.strip().startswith("output:")][0]
+               for k in ("labels", "labels_cellular")}
+    dataset_inputs = [ln for ln in blocks["dataset"].splitlines() if ln.strip().startswith("input:")][0]
+    for n in [*label_files(2, cellular=True).values(), *CELLULAR_FILES.values()]:
+        assert f"results/cell_000/{n}" in outputs["labels_cellular"] and f"results/cell_000/{n}" in dataset_inputs
+    assert all(f"results/model_0/{n}" in outputs["labels"] for n in label_files(2).values())
+    assert not any(n in outputs["labels"] for n in cellular_label_files(2).values())
+    assert "classes.json" not in outputs["labels"]
+    assert not (tmp_path / "run" / "results").exists()
+
+
+@pytest.mark.slow
+def test_workflow_runs_a_cellular_layout_into_results_and_dataset(tmp_path):
+    """A tiny real run (noiseless modality): the cellular label files land in results/<tomo>/, fit the
+    tomogram and are listed in dataset.csv."""
+    from test_workflow import snakemake
+
+    from faket.io import read_mrc
+    from faket.labels import CELLULAR_FILES, cellular_label_files
+
+    work = tmp_path / "run"
+    snakemake(work, _cell_config(tmp_path))
+    d = work / "results" / "cell_000"
+    tomo = read_mrc(d / "tomogram_noiseless_bin2.mrc").data
+    mm = read_mrc(d / "membrane_mask_bin2.mrc").data
+    occ = read_mrc(d / "occupancy_mask_bin2.mrc").data.astype(np.int64)
+    assert tomo.shape == mm.shape == occ.shape == (18, 32, 32)
+    inst = pd.read_csv(d / "instances_bin2.csv")
+    assert set(inst["instance_id"]) == set(np.unique(occ[occ > 0]))
+    assert (inst["kind"] == "membrane").sum() == 1 and (inst["kind"] == "filament").sum() == 2
+    ves = inst[inst["kind"] == "membrane"]["instance_id"].item()
+    assert np.all(mm[occ == ves] == 1)
+    assert sorted(pd.read_csv(d / "filaments_bin2.csv")["filament_id"].unique()) == [1, 2]
+    df = pd.read_csv(work / "results" / "dataset.csv", keep_default_na=False)
+    row = df.iloc[0]
+    for k, n in {**cellular_label_files(2), **CELLULAR_FILES}.items():
+        assert row[k] == f"cell_000/{n}" and (work / "results" / row[k]).is_file()
