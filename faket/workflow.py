@@ -17,7 +17,8 @@ from pathlib import Path
 from .errors import InputError
 from .manifest import STAGED_KINDS
 
-__all__ = ["config_problem", "tilt_angles", "layout_box", "layout_is_cellular", "volume_shape", "draw", "tilt_chunks", "load_manifest",
+__all__ = ["config_problem", "tilt_angles", "layout_box", "layout_is_cellular",
+           "volume_shape", "draw", "tilt_chunks", "load_manifest",
            "reference_entry", "Sha256Cache", "tomogram_file", "parse_tomogram_file", "REFERENCE_KINDS"]
 
 # what a style / noise reference can be: a physics-based tilt-series (no file) or a manifest file to stage

@@ -437,8 +437,9 @@ def test_curved_plane_follows_its_sphere_and_normal():
 
 
 def test_binned_labels_keep_every_structure(cell, tmp_path, run_cli):
-    """Today's `faket labels` (unchanged) on a cellular layout: every membrane and filament keeps voxels
-    in the binned occupancy mask (as unlisted ids, through the sidecar's id map)."""
+    """`faket labels` on the masks and particle list of a cellular layout only (no cellular files): every
+    membrane and filament keeps voxels in the binned occupancy mask (as unlisted ids, through the sidecar's
+    id map)."""
     from faket.io import write_mrc
 
     _, res = cell
@@ -479,6 +480,16 @@ def _write_cellular_layout(res, d):
                  ("filament_subunits", lay.subunits)):
         t.to_csv(d / CELLULAR_LAYOUT_FILES[k], index=False)
     (d / CELLULAR_LAYOUT_FILES["classes"]).write_text(json.dumps(res.classes))
+
+
+def test_cellular_layout_files_are_what_faket_layout_writes():
+    """The names faket labels and the workflow read (faket.labels) are files faket layout writes."""
+    from faket.cli.layout import CELLULAR_FILES as WRITTEN
+    from faket.cli.layout import OUTPUT_FILES
+    from faket.labels import CELLULAR_LAYOUT_FILES, LAYOUT_FILES
+
+    assert set(CELLULAR_LAYOUT_FILES.values()) <= set(OUTPUT_FILES + WRITTEN)
+    assert set(LAYOUT_FILES.values()) <= set(OUTPUT_FILES)
 
 
 def _near(occ_b, pts_zyx, iid, r=1):
@@ -565,6 +576,24 @@ def test_faket_labels_bins_every_cellular_label(cell, tmp_path, run_cli):
         assert len(m) == len(sub)
         np.testing.assert_allclose(m["y"], (m["y_0"] - (b - 1) / 2) / b)
         np.testing.assert_allclose(m[["rot", "tilt", "psi"]].to_numpy(), m[["rot_0", "tilt_0", "psi_0"]].to_numpy())
+
+
+def test_faket_labels_refuses_bad_cellular_files(cell, tmp_path, run_cli):
+    """A cellular table without a needed column, or a membrane mask of another shape: one line naming the
+    file, exit 2, nothing written."""
+    from faket.io import write_mrc
+
+    _, res = cell
+    lay = tmp_path / "lay"
+    _write_cellular_layout(res, lay)
+    res.layout.filaments.drop(columns=["x"]).to_csv(lay / "filaments.csv", index=False)
+    rc, _, err = run_cli("labels", lay, "-o", tmp_path / "a", "--bin", "2", "--quiet")
+    assert rc == 2 and "filaments.csv: missing column(s) x" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+    res.layout.filaments.to_csv(lay / "filaments.csv", index=False)
+    write_mrc(lay / "membrane_mask.mrc", np.zeros((8, 8, 8), np.float32), 10.0)
+    rc, _, err = run_cli("labels", lay, "-o", tmp_path / "b", "--bin", "2", "--quiet")
+    assert rc == 2 and "membrane_mask.mrc: shape" in err and not (tmp_path / "b").exists()
 
 
 def test_dataset_lists_the_cellular_label_files(cell, tmp_path, run_cli):
