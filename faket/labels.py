@@ -31,6 +31,21 @@ Binning rule for label masks ("vote, then keep every particle")
    particle in the binned mask too. A centre block is not taken from a particle for which it is the only
    block, nor from another particle's centre; such particles are reported (``centre_conflicts``).
 
+Cellular layouts (membranes, filaments; docs/cellular-layouts.md)
+-----------------------------------------------------------------
+- Membranes and filaments are instances of the occupancy mask after the particles; rules 1-3 keep them
+  like particles (renumbered after the listed particles, :func:`renumber`). ``instances.csv`` is
+  remapped through the same id map (:func:`bin_instances`).
+- The membrane mask (0/1 on bilayer voxels) is binned by *any voxel of the block* (max-pooling,
+  :func:`bin_binary_mask`): a 4-5 nm bilayer is thinner than a block at bin 4-8, so a vote would break it
+  into pieces, while max-pooling maps voxels that touch to blocks that touch (or are the same), so a
+  connected membrane stays connected and a closed one stays closed wherever its lumen is wider than a
+  few blocks. Every block that the binned occupancy mask gives to a membrane is in it.
+- Points (filament polylines and subunits, membrane centres) move with the formula above, like particle
+  centres; polyline and subunit points outside the tomogram are dropped (each point keeps its
+  ``filament_id`` and index), membranes are kept when they have a voxel in the binned occupancy mask
+  (their centre may then lie outside). Angles and sizes in nm do not change.
+
 Functions take and return numpy arrays; they never touch paths.
 """
 
@@ -44,8 +59,15 @@ from .errors import InputError
 
 __all__ = [
     "label_files",
+    "cellular_label_files",
     "FULL_LIST_FILES",
     "LAYOUT_FILES",
+    "CELLULAR_LAYOUT_FILES",
+    "CELLULAR_FILES",
+    "bin_binary_mask",
+    "bin_instances",
+    "bin_points",
+    "bin_membranes",
     "bin_labels",
     "BinnedLabels",
     "renumber",
@@ -63,12 +85,26 @@ __all__ = [
 ]
 
 
-def label_files(bin_factor: int) -> dict[str, str]:
-    """Names of the files ``faket labels`` writes for bin factor B (keys: ``faket dataset``'s columns)."""
+def label_files(bin_factor: int, *, cellular: bool = False) -> dict[str, str]:
+    """Names of the files ``faket labels`` writes for bin factor B (keys: ``faket dataset``'s columns);
+    with ``cellular`` also those of a cellular layout (:func:`cellular_label_files`)."""
     b = int(bin_factor)
-    return {"class_mask": f"class_mask_bin{b}.mrc", "occupancy_mask": f"occupancy_mask_bin{b}.mrc",
-            "particles_csv": f"particles_bin{b}.csv", "particles_star": f"particles_bin{b}.star",
-            "particle_locations": f"particle_locations_bin{b}.txt", "particles_xml": f"particles_bin{b}.xml"}
+    out = {"class_mask": f"class_mask_bin{b}.mrc", "occupancy_mask": f"occupancy_mask_bin{b}.mrc",
+           "particles_csv": f"particles_bin{b}.csv", "particles_star": f"particles_bin{b}.star",
+           "particle_locations": f"particle_locations_bin{b}.txt", "particles_xml": f"particles_bin{b}.xml"}
+    if cellular:
+        out.update(cellular_label_files(b))
+    return out
+
+
+def cellular_label_files(bin_factor: int) -> dict[str, str]:
+    """Names of the files ``faket labels`` writes for bin factor B from a cellular layout (membranes,
+    filaments); keys are ``faket dataset``'s columns (empty for other layouts)."""
+    b = int(bin_factor)
+    return {"membrane_mask": f"membrane_mask_bin{b}.mrc", "instances": f"instances_bin{b}.csv",
+            "membranes": f"membranes_bin{b}.csv", "filaments": f"filaments_bin{b}.csv",
+            "filaments_star": f"filaments_bin{b}.star", "filament_subunits": f"filament_subunits_bin{b}.csv",
+            "filament_subunits_star": f"filament_subunits_bin{b}.star"}
 
 
 # the whole particle list in the layout volume's voxels (faket labels without --no-full-lists)
@@ -79,6 +115,14 @@ FULL_LIST_FILES = {"particles_csv": "particles.csv", "particles_star": "particle
 # files of a faket layout folder that faket labels (LAYOUTDIR) and the workflow read
 LAYOUT_FILES = {"volume": "volume.mrc", "class_mask": "class_mask.mrc", "occupancy_mask": "occupancy_mask.mrc",
                 "particles": "particles.csv"}
+
+# files of a cellular faket layout folder (spec with membranes or filaments) that faket labels reads too
+CELLULAR_LAYOUT_FILES = {"classes": "classes.json", "membrane_mask": "membrane_mask.mrc",
+                         "instances": "instances.csv", "membranes": "membranes.csv", "filaments": "filaments.csv",
+                         "filament_subunits": "filament_subunits.csv"}
+
+# bin-independent files faket labels writes from a cellular layout (a copy of the class table)
+CELLULAR_FILES = {"classes": "classes.json"}
 
 
 def crop_z(volume: np.ndarray, z_range: tuple[int, int] | None) -> np.ndarray:
@@ -384,3 +428,74 @@ def bin_labels(class_mask: np.ndarray, occupancy_mask: np.ndarray, points_zyx: n
                         particle_ids=np.array([id_map[int(o)] for o in ids[rows]], dtype=np.int64),
                         coordinates_zyx=pb[rows], dropped_ids=ids[~inside].tolist(), id_map=id_map,
                         unlisted_ids=[id_map[p] for p in extra], info=info)
+
+
+# --------------------------------------------------------------------------------------------------
+# cellular layouts: membrane mask, instance table, points (module doc, "Cellular layouts")
+
+
+def bin_binary_mask(mask: np.ndarray, bin_factor: int, z_range: tuple[int, int] | None = None) -> np.ndarray:
+    """Crop a 0/1 mask ``(Z, Y, X)`` to ``z_range`` and bin it by ``bin_factor``: a block is 1 when any of
+    its voxels is non-zero (max-pooling; module doc). Returns a float32 0/1 array."""
+    m = np.asarray(mask)
+    if m.ndim != 3:
+        raise InputError(f"mask must be 3-D (Z, Y, X), got shape {m.shape}")
+    c = crop_z(m, z_range)
+    blocks = block_view(c != 0, bin_factor)
+    return blocks.any(axis=1).reshape(binned_shape(c.shape, bin_factor)).astype(np.float32)
+
+
+def _new_ids(old_ids, id_map: dict[int, int]):
+    """Old instance ids -> new ones (pandas nullable Int64; missing where the instance is gone)."""
+    import pandas as pd
+
+    return pd.array([id_map.get(int(o)) for o in old_ids], dtype="Int64")
+
+
+def bin_instances(instances, id_map: dict[int, int], particle_ids: dict[int, int] | None = None):
+    """``instances.csv`` of the binned occupancy mask: the rows whose instance has voxels there
+    (``id_map``: old -> new occupancy id, :class:`BinnedLabels`), ``instance_id`` renumbered and sorted.
+    A particle's ``item_id`` becomes its id in the binned particle list (``particle_ids``: old -> new; missing
+    (empty) for a particle whose centre is outside the tomogram); membranes and filaments keep theirs.
+    ``layout_instance_id`` keeps the layout's id."""
+    df = instances.copy()
+    df["layout_instance_id"] = df["instance_id"].astype(np.int64)
+    df["instance_id"] = _new_ids(df["layout_instance_id"], id_map)
+    df = df[df["instance_id"].notna()]
+    df["item_id"] = df["item_id"].astype("Int64")
+    if particle_ids is not None:
+        part = df["kind"].isin(["particle", "membrane_protein"])
+        df.loc[part, "item_id"] = _new_ids(df.loc[part, "item_id"], particle_ids)
+    return df.sort_values("instance_id").reset_index(drop=True)
+
+
+def bin_points(table, id_map: dict[int, int], bin_factor: int, shape_b_zyx, z_offset: int = 0):
+    """Points of a table with ``x, y, z`` in layout voxels (filament polylines, subunits) in the binned
+    tomogram's voxels (:func:`to_binned_coordinates`); points outside it (:func:`inside_binned`) are
+    dropped, the others keep every other column (``filament_id``, point index, angles), with
+    ``instance_id`` renumbered by ``id_map`` (empty if that instance has no voxel in the tomogram)."""
+    df = table.copy()
+    pb = to_binned_coordinates(df[["z", "y", "x"]].to_numpy(dtype=np.float64), bin_factor, z_offset)
+    keep = inside_binned(pb, shape_b_zyx)
+    df["z"], df["y"], df["x"] = pb.T
+    df = df[keep]
+    if "instance_id" in df:
+        df["instance_id"] = _new_ids(df["instance_id"], id_map)
+    return df.reset_index(drop=True)
+
+
+def bin_membranes(membranes, id_map: dict[int, int], occupancy_b: np.ndarray, bin_factor: int,
+                  z_offset: int = 0):
+    """``membranes.csv`` of the binned tomogram: the membranes with a voxel in ``occupancy_b`` (the binned,
+    renumbered occupancy mask), centres moved like points (possibly outside the tomogram: a plane or a
+    cut-off vesicle), ``instance_id`` renumbered, ``n_voxels`` counted in ``occupancy_b``."""
+    df = membranes.copy()
+    df["instance_id"] = _new_ids(df["instance_id"], id_map)
+    df = df[df["instance_id"].notna()].copy()
+    pb = to_binned_coordinates(df[["z", "y", "x"]].to_numpy(dtype=np.float64), bin_factor, z_offset)
+    df["z"], df["y"], df["x"] = pb.T
+    counts = np.bincount(np.asarray(occupancy_b, dtype=np.int64).ravel())
+    ids = df["instance_id"].astype(np.int64).to_numpy()
+    df["n_voxels"] = [int(counts[i]) if i < counts.size else 0 for i in ids]
+    df = df[df["n_voxels"] > 0]
+    return df.reset_index(drop=True)

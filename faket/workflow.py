@@ -17,7 +17,8 @@ from pathlib import Path
 from .errors import InputError
 from .manifest import STAGED_KINDS
 
-__all__ = ["config_problem", "tilt_angles", "layout_box", "volume_shape", "draw", "tilt_chunks", "load_manifest",
+__all__ = ["config_problem", "tilt_angles", "layout_box", "layout_is_cellular",
+           "volume_shape", "draw", "tilt_chunks", "load_manifest",
            "reference_entry", "Sha256Cache", "tomogram_file", "parse_tomogram_file", "REFERENCE_KINDS"]
 
 # what a style / noise reference can be: a physics-based tilt-series (no file) or a manifest file to stage
@@ -73,6 +74,20 @@ def layout_box(spec_path: str | os.PathLike | None, shape_zyx=None) -> tuple[int
 
         spec = default_spec()  # what faket layout uses without --spec
     return tuple(int(v) for v in (shape_zyx or spec["box"]))
+
+
+def layout_is_cellular(spec_path: str | os.PathLike | None) -> bool:
+    """Whether ``faket layout [--spec spec_path]`` makes a cellular layout (the spec has membranes or
+    filaments), so that it writes, and ``faket labels`` bins, the cellular label files."""
+    if not spec_path:
+        from .layout import default_spec
+
+        spec = default_spec()
+    else:
+        from .cli.layout import load_spec
+
+        spec = load_spec(spec_path)
+    return bool(spec.get("membranes") or spec.get("filaments"))
 
 
 def volume_shape(path: str | os.PathLike) -> tuple[int, int, int]:

@@ -437,8 +437,9 @@ def test_curved_plane_follows_its_sphere_and_normal():
 
 
 def test_binned_labels_keep_every_structure(cell, tmp_path, run_cli):
-    """Today's `faket labels` (unchanged) on a cellular layout: every membrane and filament keeps voxels
-    in the binned occupancy mask (as unlisted ids, through the sidecar's id map)."""
+    """`faket labels` on the masks and particle list of a cellular layout only (no cellular files): every
+    membrane and filament keeps voxels in the binned occupancy mask (as unlisted ids, through the sidecar's
+    id map)."""
     from faket.io import write_mrc
 
     _, res = cell
@@ -461,3 +462,261 @@ def test_binned_labels_keep_every_structure(cell, tmp_path, run_cli):
             vox = occ_b == idmap[r.instance_id]
             assert vox.sum() >= 0.5 * (lay.occupancy == r.instance_id).sum() / b ** 3, (b, r)
             assert np.all(cls_b[vox] == r.class_id)
+
+
+def _write_cellular_layout(res, d):
+    """A faket layout folder of a cellular layout made in-process (the files faket layout writes)."""
+    from faket.io import write_mrc
+    from faket.labels import CELLULAR_LAYOUT_FILES, LAYOUT_FILES
+    from faket.particles import write_particles_csv
+
+    lay = res.layout
+    d.mkdir()
+    write_mrc(d / LAYOUT_FILES["class_mask"], lay.class_mask.astype(np.float32), 10.0)
+    write_mrc(d / LAYOUT_FILES["occupancy_mask"], lay.occupancy.astype(np.float32), 10.0)
+    write_mrc(d / CELLULAR_LAYOUT_FILES["membrane_mask"], lay.membrane_mask.astype(np.float32), 10.0)
+    write_particles_csv(lay.particles, d / LAYOUT_FILES["particles"])
+    for k, t in (("instances", lay.instances), ("membranes", lay.membranes), ("filaments", lay.filaments),
+                 ("filament_subunits", lay.subunits)):
+        t.to_csv(d / CELLULAR_LAYOUT_FILES[k], index=False)
+    (d / CELLULAR_LAYOUT_FILES["classes"]).write_text(json.dumps(res.classes))
+
+
+def test_cellular_layout_files_are_what_faket_layout_writes():
+    """The names faket labels and the workflow read (faket.labels) are files faket layout writes."""
+    from faket.cli.layout import CELLULAR_FILES as WRITTEN
+    from faket.cli.layout import OUTPUT_FILES
+    from faket.labels import CELLULAR_LAYOUT_FILES, LAYOUT_FILES
+
+    assert set(CELLULAR_LAYOUT_FILES.values()) <= set(OUTPUT_FILES + WRITTEN)
+    assert set(LAYOUT_FILES.values()) <= set(OUTPUT_FILES)
+
+
+def _near(occ_b, pts_zyx, iid, r=1):
+    """Per point: does the binned occupancy hold instance iid within r voxels of the point's voxel?"""
+    c = np.rint(pts_zyx).astype(int)
+    hit = np.zeros(len(c), bool)
+    for dz in range(-r, r + 1):
+        for dy in range(-r, r + 1):
+            for dx in range(-r, r + 1):
+                q = np.clip(c + [dz, dy, dx], 0, np.array(occ_b.shape) - 1)
+                hit |= occ_b[tuple(q.T)] == iid
+    return hit
+
+
+def test_faket_labels_bins_every_cellular_label(cell, tmp_path, run_cli):
+    """`faket labels` on a cellular layout folder: instances, membranes, filaments and subunits follow the
+    binned occupancy mask (every structure kept, points where their filament is), the membrane mask is
+    max-pooled (a closed shell for the vesicle, covering every membrane block of the class mask)."""
+    import starfile
+    from scipy import ndimage
+
+    from faket.labels import CELLULAR_FILES, label_files
+
+    _, res = cell
+    lay = res.layout
+    _write_cellular_layout(res, tmp_path / "lay")
+    out = tmp_path / "lab"
+    rc, _, err = run_cli("labels", tmp_path / "lay", "-o", out, "--bin", "2,4", "--z-range", "2:62", "--quiet")
+    assert rc == 0, err
+    assert json.loads((out / CELLULAR_FILES["classes"]).read_text()) == json.loads(json.dumps(res.classes))
+    kinds = {int(k): v["kind"] for k, v in res.classes.items()}
+    for b in (2, 4):
+        f = {k: out / n for k, n in label_files(b, cellular=True).items()}
+        assert all(p.is_file() for p in f.values()), b
+        occ_b = mrcfile.read(f["occupancy_mask"]).astype(np.int64)
+        cls_b = mrcfile.read(f["class_mask"]).astype(np.int64)
+        mm_b = mrcfile.read(f["membrane_mask"])
+        assert mm_b.shape == occ_b.shape == (60 // b, 128 // b, 128 // b)
+        inst = pd.read_csv(f["instances"])
+        # every structure of the layout is an instance of the binned mask, with its kind and class
+        assert set(inst["instance_id"]) == set(np.unique(occ_b[occ_b > 0]))
+        assert set(inst["layout_instance_id"]) == set(lay.instances["instance_id"])
+        old = lay.instances.set_index("instance_id")
+        for r in inst.itertuples():
+            o = old.loc[r.layout_instance_id]
+            assert (r.kind, r.class_id) == (o.kind, o.class_id)
+            assert np.all(cls_b[occ_b == r.instance_id] == r.class_id)
+        parts = pd.read_csv(f["particles_csv"])
+        p_inst = inst[inst["kind"].isin(["particle", "membrane_protein"])].dropna(subset=["item_id"])
+        assert sorted(p_inst["item_id"].astype(int)) == sorted(parts["particle_id"])
+        # membranes: all four kept, centres moved like particle centres, voxels counted in the binned mask
+        mem = pd.read_csv(f["membranes"])
+        assert mem["membrane_id"].tolist() == [1, 2, 3, 4]
+        np.testing.assert_allclose(mem["x"], (lay.membranes["x"] - (b - 1) / 2) / b)
+        np.testing.assert_allclose(mem["z"], (lay.membranes["z"] - 2 - (b - 1) / 2) / b)
+        for r in mem.itertuples():
+            assert r.n_voxels == (occ_b == r.instance_id).sum() > 0
+        # the membrane mask covers every block the class mask gives to a membrane
+        mem_classes = [c for c, k in kinds.items() if k == "membrane"]
+        assert np.all(mm_b[np.isin(cls_b, mem_classes)] == 1)
+        # ... and the vesicle is a closed shell in it: its lumen is not connected to the outside
+        ves = mem.set_index("class_name").loc["ves"]
+        bg, _ = ndimage.label(mm_b == 0)
+        centre = tuple(np.rint([ves.z, ves.y, ves.x]).astype(int))
+        assert bg[centre] != 0 and bg[centre] != bg[0, 0, 0]
+        ves_comp = ndimage.label(mm_b > 0)[0][occ_b == ves.instance_id]
+        assert len(np.unique(ves_comp)) == 1
+        # filaments: every filament, points where the binned occupancy mask has it
+        for k in ("filaments", "filament_subunits"):
+            t = pd.read_csv(f[k])
+            src = lay.filaments if k == "filaments" else lay.subunits
+            assert sorted(t["filament_id"].unique()) == sorted(src["filament_id"].unique())
+            for fid, g in t.groupby("filament_id"):
+                iid = inst[(inst["kind"] == "filament") & (inst["item_id"] == fid)]["instance_id"].item()
+                assert (g["instance_id"] == iid).all()
+                hit = _near(occ_b, g[["z", "y", "x"]].to_numpy(), iid)
+                assert hit.mean() >= 0.95, (b, k, fid, hit.mean())
+            star = starfile.read(f[f"{k}_star"])
+            assert star["rlnHelicalTubeID"].tolist() == t["filament_id"].tolist()
+            np.testing.assert_allclose(star["rlnCenteredCoordinateXAngst"], (t["x"] - 128 // b / 2) * 10.0 * b)
+            np.testing.assert_allclose(star["rlnCenteredCoordinateZAngst"], (t["z"] - 60 // b / 2) * 10.0 * b)
+        sub = pd.read_csv(f["filament_subunits"])
+        m = sub.merge(lay.subunits, on=["filament_id", "subunit"], suffixes=("", "_0"))
+        assert len(m) == len(sub)
+        np.testing.assert_allclose(m["y"], (m["y_0"] - (b - 1) / 2) / b)
+        np.testing.assert_allclose(m[["rot", "tilt", "psi"]].to_numpy(), m[["rot_0", "tilt_0", "psi_0"]].to_numpy())
+
+
+def test_faket_labels_refuses_bad_cellular_files(cell, tmp_path, run_cli):
+    """A cellular table without a needed column, or a membrane mask of another shape: one line naming the
+    file, exit 2, nothing written."""
+    from faket.io import write_mrc
+
+    _, res = cell
+    lay = tmp_path / "lay"
+    _write_cellular_layout(res, lay)
+    res.layout.filaments.drop(columns=["x"]).to_csv(lay / "filaments.csv", index=False)
+    rc, _, err = run_cli("labels", lay, "-o", tmp_path / "a", "--bin", "2", "--quiet")
+    assert rc == 2 and "filaments.csv: missing column(s) x" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+    res.layout.filaments.to_csv(lay / "filaments.csv", index=False)
+    write_mrc(lay / "membrane_mask.mrc", np.zeros((8, 8, 8), np.float32), 10.0)
+    rc, _, err = run_cli("labels", lay, "-o", tmp_path / "b", "--bin", "2", "--quiet")
+    assert rc == 2 and "membrane_mask.mrc: shape" in err and not (tmp_path / "b").exists()
+
+
+def test_dataset_lists_the_cellular_label_files(cell, tmp_path, run_cli):
+    """dataset.csv gains the cellular columns (named by faket.labels), filled for a cellular tomogram and
+    empty for a plain one; the old columns keep their order."""
+    import shutil
+
+    from faket.io import write_mrc
+    from faket.labels import CELLULAR_FILES, cellular_label_files, label_files
+
+    _, res = cell
+    _write_cellular_layout(res, tmp_path / "lay")
+    cellf, plain = tmp_path / "results" / "cellt", tmp_path / "results" / "plain"
+    rc, _, err = run_cli("labels", tmp_path / "lay", "-o", cellf, "--bin", "4", "--quiet")
+    assert rc == 0, err
+    plain.mkdir()
+    for n in label_files(4).values():
+        shutil.copy(cellf / n, plain / n)
+    for d in (cellf, plain):
+        write_mrc(d / "tomogram_bin4.mrc", np.zeros((16, 32, 32), np.float32), 40.0)
+    out = tmp_path / "results" / "dataset.csv"
+    rc, _, err = run_cli("dataset", tmp_path / "results", "-o", out, "--quiet")
+    assert rc == 0, err
+    df = pd.read_csv(out, keep_default_na=False)
+    new = [*cellular_label_files(4), *CELLULAR_FILES]
+    assert list(df.columns) == ["tomogram", "modality", "bin", "tomogram_path", *label_files(4), "shape_z",
+                                "shape_y", "shape_x", "voxel_size_a", "n_particles", *new]
+    c, p = df.set_index("tomogram").loc["cellt"], df.set_index("tomogram").loc["plain"]
+    assert [c[k] for k in new] == [f"cellt/{n}" for n in cellular_label_files(4).values()] + ["cellt/classes.json"]
+    assert all(p[k] == "" for k in new) and p["class_mask"] == "plain/class_mask_bin4.mrc"
+    # a membrane mask that does not fit its tomogram is refused like the other masks
+    write_mrc(cellf / "membrane_mask_bin4.mrc", np.zeros((15, 32, 32), np.float32), 40.0)
+    rc, _, err = run_cli("dataset", tmp_path / "results", "-o", tmp_path / "d2.csv", "--quiet")
+    assert rc == 2 and "membrane_mask_bin4.mrc" in err and not (tmp_path / "d2.csv").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# workflow (Snakemake subprocesses; helpers of tests/test_workflow.py)
+
+CELL_LAYOUT = {"box": [40, 64, 64], "voxel_size": 10.0, "slab_thickness": 36,
+               "classes": [{"template": "blob3", "count": 4},
+                           {"template": "barrel", "name": "channel", "membrane": "ves", "count": 2}],
+               "vesicles": {"count": 0}, "fiducials": {"count": 0},
+               "membranes": [{"shape": "sphere", "name": "ves", "size_nm": 28}],
+               "filaments": [{"type": "actin", "count": 2, "length_nm": 30}]}
+
+
+def _cell_config(tmp, given=(), **over):
+    import yaml
+    from test_workflow import tiny_config
+
+    spec = tmp / "cell_layout.yaml"
+    spec.write_text(yaml.safe_dump(CELL_LAYOUT))
+    return tiny_config(tmp, layout={"spec": str(spec)}, modalities=["noiseless"], qc=False,
+                       tomograms={"count": 1, "prefix": "cell", "given": list(given)},
+                       reconstruct={"binnings": [2], "z_range": [2, 38]}, **over)
+
+
+@pytest.mark.slow
+def test_workflow_plans_the_cellular_label_files(tmp_path):
+    """A layout spec with membranes/filaments: the random layout's labels job (labels_cellular) lists the
+    cellular outputs in results/<tomo>/; a given plain folder keeps the plain labels rule."""
+    from test_workflow import snakemake
+
+    from faket.cli import main
+    from faket.labels import CELLULAR_FILES, cellular_label_files, label_files
+
+    plain = tmp_path / "plain_layout.yaml"
+    plain.write_text("box: [40, 64, 64]\nclasses:\n  - {template: blob3, count: 3}\nvesicles: {count: 0}\n"
+                     "fiducials: {count: 0}\n")
+    folder = tmp_path / "model_0"
+    assert main(["layout", "--spec", str(plain), "-o", str(folder), "--seed", "5", "--quiet"]) == 0
+    cfg = _cell_config(tmp_path, given=[{"name": "model_0", "folder": str(folder), "volume": "volume.mrc"}])
+    r = snakemake(tmp_path / "run", cfg, "-n", "-p", timeout=180)
+    out = r.stdout + r.stderr
+    jobs = {ln.split()[0]: int(ln.split()[1]) for ln in out.splitlines()
+            if ln.split() and ln.split()[0] in ("labels", "labels_cellular") and len(ln.split()) == 2}
+    assert jobs == {"labels": 1, "labels_cellular": 1}, out[-2000:]
+    cmds = [ln for ln in out.splitlines() if "faket labels" in ln]
+    cell_cmd = next(c for c in cmds if "results/cell_000/layout" in c)
+    for opt, n in (("--membrane-mask", "membrane_mask.mrc"), ("--instances", "instances.csv"),
+                   ("--filaments", "filaments.csv"), ("--filament-subunits", "filament_subunits.csv"),
+                   ("--membranes", "membranes.csv"), ("--classes", "classes.json")):
+        assert f"{opt} results/cell_000/layout/{n}" in cell_cmd, cell_cmd
+    given_cmd = next(c for c in cmds if str(folder) in c)
+    assert "--membrane-mask" not in given_cmd and "--classes" not in given_cmd
+    # each labels job's outputs: the cellular files in results/cell_000/ only; dataset.csv needs them
+    blocks = {blk.split(":", 1)[0].strip(): blk for blk in out.split("\nrule ")[1:]
+              if blk.startswith(("labels", "dataset"))}
+    outputs = {k: [ln for ln in blocks[k].splitlines() if ln.strip().startswith("output:")][0]
+               for k in ("labels", "labels_cellular")}
+    dataset_inputs = [ln for ln in blocks["dataset"].splitlines() if ln.strip().startswith("input:")][0]
+    for n in [*label_files(2, cellular=True).values(), *CELLULAR_FILES.values()]:
+        assert f"results/cell_000/{n}" in outputs["labels_cellular"] and f"results/cell_000/{n}" in dataset_inputs
+    assert all(f"results/model_0/{n}" in outputs["labels"] for n in label_files(2).values())
+    assert not any(n in outputs["labels"] for n in cellular_label_files(2).values())
+    assert "classes.json" not in outputs["labels"]
+    assert not (tmp_path / "run" / "results").exists()
+
+
+@pytest.mark.slow
+def test_workflow_runs_a_cellular_layout_into_results_and_dataset(tmp_path):
+    """A tiny real run (noiseless modality): the cellular label files land in results/<tomo>/, fit the
+    tomogram and are listed in dataset.csv."""
+    from test_workflow import snakemake
+
+    from faket.io import read_mrc
+    from faket.labels import CELLULAR_FILES, cellular_label_files
+
+    work = tmp_path / "run"
+    snakemake(work, _cell_config(tmp_path))
+    d = work / "results" / "cell_000"
+    tomo = read_mrc(d / "tomogram_noiseless_bin2.mrc").data
+    mm = read_mrc(d / "membrane_mask_bin2.mrc").data
+    occ = read_mrc(d / "occupancy_mask_bin2.mrc").data.astype(np.int64)
+    assert tomo.shape == mm.shape == occ.shape == (18, 32, 32)
+    inst = pd.read_csv(d / "instances_bin2.csv")
+    assert set(inst["instance_id"]) == set(np.unique(occ[occ > 0]))
+    assert (inst["kind"] == "membrane").sum() == 1 and (inst["kind"] == "filament").sum() == 2
+    ves = inst[inst["kind"] == "membrane"]["instance_id"].item()
+    assert np.all(mm[occ == ves] == 1)
+    assert sorted(pd.read_csv(d / "filaments_bin2.csv")["filament_id"].unique()) == [1, 2]
+    df = pd.read_csv(work / "results" / "dataset.csv", keep_default_na=False)
+    row = df.iloc[0]
+    for k, n in {**cellular_label_files(2), **CELLULAR_FILES}.items():
+        assert row[k] == f"cell_000/{n}" and (work / "results" / row[k]).is_file()

@@ -377,3 +377,74 @@ def test_layout_files_are_what_faket_layout_writes(tmp_path):
     assert main(["layout", "--spec", str(spec), "-o", str(tmp_path / "lay"), "--seed", "1", "--quiet"]) == 0
     assert all((tmp_path / "lay" / n).is_file() for n in LAYOUT_FILES.values())
     assert main(["labels", str(tmp_path / "lay"), "-o", str(tmp_path / "lab"), "--bin", "2", "--quiet"]) == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# cellular layouts: membrane mask, points, instances
+
+
+def _shell(shape, centre, r_mid, half):
+    zz, yy, xx = np.indices(shape)
+    d = np.sqrt((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2)
+    return np.abs(d - r_mid) <= half
+
+
+@pytest.mark.parametrize("b", [2, 4, 8])
+def test_binned_membrane_mask_stays_a_connected_closed_shell(b):
+    """A 4.5-voxel bilayer (4.5 nm at 10 A) on a sphere: max-pooling keeps one 6-connected shell that still
+    encloses its lumen; a per-block vote (the class-mask rule) breaks it into pieces at bin 8."""
+    from scipy import ndimage
+
+    from faket.labels import bin_binary_mask
+
+    shape, c = (96, 96, 96), (47.3, 48.6, 47.8)
+    shell = _shell(shape, c, 36.0, 2.25)
+    out = bin_binary_mask(shell.astype(np.float32), b, z_range=(2, 94))
+    nb = (92 // b, 96 // b, 96 // b)
+    assert out.dtype == np.float32 and out.shape == nb
+    assert set(np.unique(out)) == {0.0, 1.0}
+    assert ndimage.label(out > 0)[1] == 1                # one 6-connected shell
+    bg, n_bg = ndimage.label(out == 0)
+    assert n_bg == 2                                     # lumen and outside, not connected
+    cb = np.rint(to_binned_coordinates(np.array([c]), b, z_offset=2)[0]).astype(int)
+    assert bg[tuple(cb)] != bg[0, 0, 0]
+    # every binned block that holds a bilayer voxel is in it, no other
+    cut = shell[2:2 + nb[0] * b, : nb[1] * b, : nb[2] * b]
+    blocks = cut.reshape(nb[0], b, nb[1], b, nb[2], b).any(axis=(1, 3, 5))
+    np.testing.assert_array_equal(out > 0, blocks)
+    if b == 8:
+        voted = bin_label_mask(cut.astype(np.int32), b, keep_all=False)
+        assert ndimage.label(voted > 0)[1] > 1 and ndimage.label(voted == 0)[1] == 1
+
+
+def test_bin_points_moves_like_particles_and_drops_outside_points():
+    import pandas as pd
+
+    from faket.labels import bin_points
+
+    t = pd.DataFrame({"filament_id": [1, 1, 1, 2], "instance_id": [7, 7, 7, 8], "point": [0, 1, 2, 0],
+                      "x": [0.0, 5.0, 15.4, 3.0], "y": [1.5, 2.0, 3.0, 4.0], "z": [2.0, 5.5, 9.0, 0.0]})
+    out = bin_points(t, {7: 3}, 2, (4, 8, 8), z_offset=2)
+    # z 0 lies before the crop: filament 2's only point goes; filament 1 keeps its ids and point indices
+    assert out["filament_id"].tolist() == [1, 1, 1] and out["point"].tolist() == [0, 1, 2]
+    expect = to_binned_coordinates(t[["z", "y", "x"]].to_numpy()[:3], 2, z_offset=2)
+    np.testing.assert_allclose(out[["z", "y", "x"]].to_numpy(), expect)
+    assert out["instance_id"].tolist() == [3, 3, 3]
+    out8 = bin_points(t, {}, 2, (3, 8, 8), z_offset=2)   # z_b of the point at z=9 is 3.25: outside 3 slices
+    assert out8["point"].tolist() == [0, 1] and out8["instance_id"].isna().all()
+
+
+def test_bin_instances_renumbers_and_points_particles_to_the_binned_list():
+    import pandas as pd
+
+    from faket.labels import bin_instances
+
+    inst = pd.DataFrame({"instance_id": [1, 2, 3, 4], "kind": ["particle", "membrane_protein", "membrane",
+                                                               "filament"],
+                         "class_id": [1, 2, 3, 4], "class_name": list("abcd"), "item_id": [1, 2, 1, 1]})
+    # particle 1's centre is outside (unlisted, voxels kept as id 3), membrane 3 is gone
+    out = bin_instances(inst, {2: 1, 4: 2, 1: 3}, {2: 1})
+    assert out["instance_id"].tolist() == [1, 2, 3]
+    assert out["layout_instance_id"].tolist() == [2, 4, 1]
+    assert out["kind"].tolist() == ["membrane_protein", "filament", "particle"]
+    assert out["item_id"].tolist()[:2] == [1, 1] and pd.isna(out["item_id"].iloc[2])

@@ -15,16 +15,25 @@ Each tomogram folder holds (names as the workflow writes them):
   tomogram_bin<B>.mrc (modality faket), tomogram_<modality>_bin<B>.mrc (noiseless, baseline, noisy, ...),
   class_mask_bin<B>.mrc, occupancy_mask_bin<B>.mrc, particles_bin<B>.csv, particles_bin<B>.star,
   particle_locations_bin<B>.txt, particles_bin<B>.xml (DeepFinder object list).
+and, from a cellular layout (membranes, filaments; docs/cellular-layouts.md), membrane_mask_bin<B>.mrc,
+instances_bin<B>.csv, membranes_bin<B>.csv, filaments_bin<B>.csv/.star, filament_subunits_bin<B>.csv/.star
+and classes.json.
 One row per tomogram file with columns
   tomogram,modality,bin,tomogram_path,class_mask,occupancy_mask,particles_csv,particles_star,
-  particle_locations,particles_xml,shape_z,shape_y,shape_x,voxel_size_a,n_particles
+  particle_locations,particles_xml,shape_z,shape_y,shape_x,voxel_size_a,n_particles,
+  membrane_mask,instances,membranes,filaments,filaments_star,filament_subunits,filament_subunits_star,classes
+(the cellular columns are empty when the folder has no such file).
 Paths are relative to the CSV's folder. A tomogram whose label files are missing, or whose masks differ
 in shape from it, is an error (nothing written).
 """
 
-COLUMNS = ["tomogram", "modality", "bin", "tomogram_path", "class_mask", "occupancy_mask", "particles_csv",
-           "particles_star", "particle_locations", "particles_xml", "shape_z", "shape_y", "shape_x",
-           "voxel_size_a", "n_particles"]
+
+def _columns() -> list[str]:
+    """The CSV's columns, named by faket.labels (imported here: building the CLI parser stays light)."""
+    from ..labels import CELLULAR_FILES, cellular_label_files, label_files
+
+    return (["tomogram", "modality", "bin", "tomogram_path", *label_files(1), "shape_z", "shape_y", "shape_x",
+             "voxel_size_a", "n_particles"] + list(cellular_label_files(1)) + list(CELLULAR_FILES))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +57,7 @@ def index_folder(folder, out_dir) -> list[dict]:
 
     from ..errors import InputError
     from ..io import read_mrc_header
-    from ..labels import label_files
+    from ..labels import CELLULAR_FILES, cellular_label_files, label_files
     from ..workflow import parse_tomogram_file
 
     folder = Path(folder)
@@ -62,17 +71,24 @@ def index_folder(folder, out_dir) -> list[dict]:
         for k, f in files.items():
             if not f.is_file():
                 raise InputError(f"{t}: label file {f.name} is missing (run faket labels for bin {b})")
+        optional = {k: folder / n for k, n in {**cellular_label_files(b), **CELLULAR_FILES}.items()}
+        optional = {k: f for k, f in optional.items() if f.is_file()}
         shape, vs = read_mrc_header(t, what="tomogram")
-        for k in ("class_mask", "occupancy_mask"):
-            s, _ = read_mrc_header(files[k], what=k.replace("_", " "))
+        for k in ("class_mask", "occupancy_mask", "membrane_mask"):
+            if k not in files and k not in optional:
+                continue
+            s, _ = read_mrc_header(files.get(k, optional.get(k)), what=k.replace("_", " "))
             if s != shape:
-                raise InputError(f"{files[k]}: shape {s} differs from its tomogram {t.name} {shape}")
+                raise InputError(f"{files.get(k, optional.get(k))}: shape {s} differs from its tomogram "
+                                 f"{t.name} {shape}")
         row = {"tomogram": folder.name, "modality": mod, "bin": b,
                "tomogram_path": os.path.relpath(t, out_dir)}
         row.update({k: os.path.relpath(f, out_dir) for k, f in files.items()})
         row.update({"shape_z": shape[0], "shape_y": shape[1], "shape_x": shape[2],
                     "voxel_size_a": "" if vs is None else f"{vs:g}",
                     "n_particles": _count_particles(files["particles_csv"])})
+        row.update({k: os.path.relpath(optional[k], out_dir) if k in optional else ""
+                    for k in (*cellular_label_files(b), *CELLULAR_FILES)})
         rows.append(row)
     return rows
 
@@ -104,7 +120,7 @@ def run(args) -> int:
     order = {"faket": 0}
     rows.sort(key=lambda r: (r["tomogram"], order.get(r["modality"], 1), r["modality"], r["bin"]))
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=_columns(), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     with Step("dataset", args, inputs=[]) as st:

@@ -34,6 +34,18 @@ Particle lists: particles whose binned centre lies outside the tomogram ([-0.5, 
 are dropped (listed in the .json). Particles are renumbered 1..N in their original id order, and the
 occupancy mask with them, so the SHREC line number = the occupancy id; particles whose centre is outside
 but whose voxels reach into the tomogram keep voxels with ids N+1.. (unlisted). The id map is in the .json.
+
+Cellular layouts (faket layout with membranes or filaments; docs/cellular-layouts.md): when LAYOUTDIR holds
+them (or the options name them), also
+  membrane_mask_bin<B>.mrc      any bilayer voxel in the block -> 1 (max-pooling: a thin bilayer stays
+                                continuous and a closed membrane closed)
+  instances_bin<B>.csv          instances.csv renumbered like the occupancy mask (membranes and filaments
+                                are its ids after the particles; layout_instance_id = the layout's id)
+  membranes_bin<B>.csv          membranes with voxels in the tomogram, centres moved like particle centres
+  filaments_bin<B>.csv/.star, filament_subunits_bin<B>.csv/.star
+                                points moved like particle centres, points outside the tomogram dropped
+                                (filament ids and point/subunit indices kept); STAR at voxel size x B
+  classes.json                  a copy of the layout's class table (class_id -> name, kind)
 """
 
 
@@ -48,6 +60,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--occupancy", metavar="MRC", help="occupancy mask (default: LAYOUTDIR/occupancy_mask.mrc)")
     p.add_argument("--particles", metavar="LIST",
                    help="particle list: CSV, STAR or SHREC particle_locations.txt (default: LAYOUTDIR/particles.csv)")
+    p.add_argument("--classes", metavar="JSON", help="class table to copy (default: LAYOUTDIR/classes.json if any)")
+    p.add_argument("--membrane-mask", metavar="MRC",
+                   help="0/1 membrane mask (default: LAYOUTDIR/membrane_mask.mrc if any)")
+    p.add_argument("--instances", metavar="CSV", help="instance table (default: LAYOUTDIR/instances.csv if any)")
+    p.add_argument("--membranes", metavar="CSV", help="membrane table (default: LAYOUTDIR/membranes.csv if any)")
+    p.add_argument("--filaments", metavar="CSV",
+                   help="filament polylines (default: LAYOUTDIR/filaments.csv if any)")
+    p.add_argument("--filament-subunits", metavar="CSV",
+                   help="filament subunits (default: LAYOUTDIR/filament_subunits.csv if any)")
     p.add_argument("--voxel-size", type=float, metavar="A",
                    help="voxel size in Angstrom when the mask header has none")
     p.add_argument("--tomo-name", help="rlnTomoName in the STAR files (default: OUTDIR's name)")
@@ -105,6 +126,28 @@ def _class_ids_from_mask(df, cls, occ, source):
     return df.assign(class_id=new)
 
 
+# columns faket labels needs in each cellular table
+_TABLE_COLUMNS = {"instances": ("instance_id", "kind", "item_id"),
+                  "membranes": ("instance_id", "x", "y", "z", "n_voxels"),
+                  "filaments": ("filament_id", "instance_id", "x", "y", "z"),
+                  "filament_subunits": ("filament_id", "instance_id", "x", "y", "z")}
+
+
+def _read_table(path, key):
+    import pandas as pd
+
+    from ..errors import InputError
+
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"{path}: cannot read as CSV ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    missing = [c for c in _TABLE_COLUMNS[key] if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df
+
+
 def run(args) -> int:
     from pathlib import Path
 
@@ -112,7 +155,10 @@ def run(args) -> int:
 
     from ..errors import InputError
     from ..io import parse_range, read_volume
-    from ..labels import FULL_LIST_FILES, LAYOUT_FILES, bin_labels, binned_shape, crop_z, label_files
+    from ..filaments import write_filaments_star
+    from ..labels import (CELLULAR_FILES, CELLULAR_LAYOUT_FILES, FULL_LIST_FILES, LAYOUT_FILES, bin_binary_mask,
+                          bin_instances, bin_labels, bin_membranes, bin_points, binned_shape, cellular_label_files,
+                          crop_z, label_files)
     from ..particles import (read_particles, write_deepfinder_xml, write_particles_csv, write_particles_star,
                              write_shrec_locations)
     from ._common import Step, check_not_same, voxel_size_or_assume, warn
@@ -128,6 +174,17 @@ def run(args) -> int:
             raise InputError(f"give LAYOUTDIR or --{option}")
         return lay / LAYOUT_FILES[name]
 
+    def optional(opt, name):  # cellular layout files: given, or in LAYOUTDIR, or absent
+        if opt:
+            if not Path(opt).is_file():
+                raise InputError(f"{opt}: file not found")
+            return Path(opt)
+        if lay is not None and (lay / CELLULAR_LAYOUT_FILES[name]).is_file():
+            return lay / CELLULAR_LAYOUT_FILES[name]
+        return None
+
+    cell = {k: optional(getattr(args, k), k) for k in CELLULAR_LAYOUT_FILES}
+    cell = {k: v for k, v in cell.items() if v is not None}
     cm_path = pick(args.class_mask, "class_mask", "class-mask")
     om_path = pick(args.occupancy, "occupancy_mask", "occupancy")
     pl_path = pick(args.particles, "particles", "particles")
@@ -155,8 +212,29 @@ def run(args) -> int:
              f"(e.g. id {not_in_mask[0]})")
     za, zb = parse_range(args.z_range) if args.z_range else (0, shape[0])
     cropped_shape = crop_z(cls, (za, zb)).shape
+    mm = None
+    if "membrane_mask" in cell:
+        mrc = read_volume(cell["membrane_mask"], what="membrane mask")
+        if mrc.data.shape != shape:
+            raise InputError(f"{cell['membrane_mask']}: shape {mrc.data.shape} differs from the class mask's {shape}")
+        mm = _as_labels(mrc, "membrane mask")
+    tables = {k: _read_table(cell[k], k) for k in _TABLE_COLUMNS if k in cell}
+    if "classes" in cell:
+        import json
 
+        try:
+            classes_text = cell["classes"].read_text()
+            json.loads(classes_text)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(f"{cell['classes']}: not a readable JSON class table ({exc})") from None
+
+    # cellular outputs present only for the cellular inputs given
+    made = {"membrane_mask": "membrane_mask", "instances": "instances", "membranes": "membranes",
+            "filaments": "filaments", "filaments_star": "filaments", "filament_subunits": "filament_subunits",
+            "filament_subunits_star": "filament_subunits"}
     names = {b: {k: out / n for k, n in label_files(b).items()} for b in bins}
+    for b in bins:
+        names[b].update({k: out / n for k, n in cellular_label_files(b).items() if made[k] in cell})
     full = {k: out / n for k, n in FULL_LIST_FILES.items()}
     targets = []
     for b in bins:
@@ -164,10 +242,14 @@ def run(args) -> int:
         targets += list(names[b].values())
     if not args.no_full_lists:
         targets += list(full.values())
-    check_not_same([cm_path, om_path, pl_path], targets)
+    if "classes" in cell:
+        targets.append(out / CELLULAR_FILES["classes"])
+    check_not_same([cm_path, om_path, pl_path, *cell.values()], targets)
 
     pts = df[["z", "y", "x"]].to_numpy(dtype=np.float64)
-    with Step("labels", args, inputs=[cm_path, om_path, pl_path]) as st:
+    with Step("labels", args, inputs=[cm_path, om_path, pl_path, *cell.values()]) as st:
+        if "classes" in cell:
+            st.path(out / CELLULAR_FILES["classes"]).write_text(classes_text)
         for b in bins:
             f = names[b]
             r = bin_labels(cls, occ, pts, df["particle_id"].to_numpy(), b, z_range=(za, zb),
@@ -194,6 +276,23 @@ def run(args) -> int:
             st.write_sidecar(f["particles_csv"].with_suffix(".json"),
                              extra={**common, "n_particles": len(kept), "dropped_particle_ids": r.dropped_ids,
                                     "unlisted_particle_ids_in_mask": r.unlisted_ids, "particle_id_map": id_map})
+            shape_b = r.occupancy_mask.shape
+            if mm is not None:
+                st.write_mrc(f["membrane_mask"], bin_binary_mask(mm, b, (za, zb)), vb,
+                             extra={**common, "rule": "max-pooling: 1 where any voxel of the block is membrane"})
+            if "instances" in tables:
+                listed = {int(o): int(n) for o, n in zip(df["particle_id"].to_numpy()[r.rows], r.particle_ids)}
+                inst = bin_instances(tables["instances"], r.id_map, listed)
+                st.path(f["instances"]).write_text(inst.to_csv(index=False))
+            if "membranes" in tables:
+                mem = bin_membranes(tables["membranes"], r.id_map, r.occupancy_mask, b, za)
+                st.path(f["membranes"]).write_text(mem.to_csv(index=False))
+            for k in ("filaments", "filament_subunits"):
+                if k in tables:
+                    t = bin_points(tables[k], r.id_map, b, shape_b, za)
+                    st.path(f[k]).write_text(t.to_csv(index=False))
+                    write_filaments_star(t, st.path(f[f"{k}_star"]), voxel_size_a=vb, box_zyx=shape_b,
+                                         tomo_name=tomo_name)
         if not args.no_full_lists:
             lst = df.sort_values("particle_id")
             write_particles_csv(lst, st.path(full["particles_csv"]))

@@ -13,7 +13,13 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 from faket import workflow as fw
 from faket.errors import InputError
-from faket.labels import FULL_LIST_FILES, LAYOUT_FILES, label_files
+from faket.labels import (
+    CELLULAR_FILES,
+    CELLULAR_LAYOUT_FILES,
+    FULL_LIST_FILES,
+    LAYOUT_FILES,
+    label_files,
+)
 
 # --------------------------------------------------------------------------------------------------
 # config validation (fails before any job starts, naming the key)
@@ -145,6 +151,23 @@ for _t in TOMOS:
     z_range(_t)
 
 
+# a layout spec with membranes or filaments: faket layout writes cellular label files too (the random
+# layouts only; given folders have the four files of tomograms.given)
+CELLULAR = any(d["given"] is None for d in TOMOS.values()) and checked(
+    "layout.spec", fw.layout_is_cellular, config["layout"]["spec"]
+)
+
+
+def is_cellular(tomo):
+    return CELLULAR and TOMOS[tomo]["given"] is None
+
+
+def tomo_pattern(cellular):
+    """Wildcard constraint: the tomograms that are (not) cellular (never matches when there are none)."""
+    names = [re.escape(t) for t in TOMOS if is_cellular(t) == cellular]
+    return "|".join(names) if names else "(?!)"
+
+
 # --------------------------------------------------------------------------------------------------
 # references (data manifest: read, validated and checksummed by faket.manifest)
 
@@ -222,9 +245,12 @@ BINS = config["reconstruct"]["binnings"]
 MODALITIES = config["modalities"]
 
 
-def layout_outputs(folder):
-    """The files of a faket layout folder: volume, class_mask, occupancy_mask, particles."""
-    return {k: f"{folder}/{n}" for k, n in LAYOUT_FILES.items()}
+def layout_outputs(folder, cellular=False):
+    """The files of a faket layout folder that the workflow reads: volume, class_mask, occupancy_mask,
+    particles (+ classes, membrane_mask, instances, membranes, filaments, filament_subunits if cellular).
+    """
+    names = {**LAYOUT_FILES, **(CELLULAR_LAYOUT_FILES if cellular else {})}
+    return {k: f"{folder}/{n}" for k, n in names.items()}
 
 
 def layout_file(tomo, what):
@@ -232,7 +258,23 @@ def layout_file(tomo, what):
     g = TOMOS[tomo]["given"]
     if g is not None:
         return os.path.join(g["folder"], g[what])
-    return layout_outputs(f"results/{tomo}/layout")[what]
+    return layout_outputs(f"results/{tomo}/layout", is_cellular(tomo))[what]
+
+
+def labels_inputs(wildcards):
+    """The layout files faket labels reads for a tomogram (the cellular ones for a cellular layout)."""
+    keys = [k for k in LAYOUT_FILES if k != "volume"]
+    if is_cellular(wildcards.tomo):
+        keys += list(CELLULAR_LAYOUT_FILES)
+    return {k: layout_file(wildcards.tomo, k) for k in keys}
+
+
+def labels_opts(wildcards, input):
+    """faket labels' input options (--class-mask, --occupancy, --particles, --membrane-mask, ...)."""
+    opt = {"occupancy_mask": "occupancy"}
+    return " ".join(
+        f"--{opt.get(k, k).replace('_', '-')} {input[k]}" for k in input.keys()
+    )
 
 
 def chunks():
@@ -247,14 +289,17 @@ def tomogram_path(tomo, modality, b):
     return f"results/{tomo}/{fw.tomogram_file(modality, b)}"
 
 
-def labels_outputs():
-    """Outputs of the labels rule (with the {tomo} wildcard), named by faket.labels."""
-    names = [n for b in BINS for n in label_files(b).values()]
-    return [f"results/{{tomo}}/{n}" for n in names + list(FULL_LIST_FILES.values())]
+def labels_outputs(cellular=False):
+    """Outputs of the labels rules (with the {tomo} wildcard), named by faket.labels."""
+    names = [n for b in BINS for n in label_files(b, cellular=cellular).values()]
+    names += list(FULL_LIST_FILES.values())
+    if cellular:
+        names += list(CELLULAR_FILES.values())
+    return [f"results/{{tomo}}/{n}" for n in names]
 
 
 def labels_of(tomo):
-    return [p.format(tomo=tomo) for p in labels_outputs()]
+    return [p.format(tomo=tomo) for p in labels_outputs(is_cellular(tomo))]
 
 
 def tomograms_of(tomo):

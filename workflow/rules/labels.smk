@@ -1,23 +1,44 @@
 # Labels cropped and binned like the tomograms, particle lists in each tomogram's voxel coordinates
-# (faket labels).
+# (faket labels). Cellular layouts (membranes, filaments) give more label files: their own rule.
 
 
 rule labels:
     input:
-        class_mask=lambda wildcards: layout_file(wildcards.tomo, "class_mask"),
-        occupancy_mask=lambda wildcards: layout_file(wildcards.tomo, "occupancy_mask"),
-        particles=lambda wildcards: layout_file(wildcards.tomo, "particles"),
+        unpack(labels_inputs),
     output:
         labels_outputs(),
     log:
         "logs/{tomo}/labels.log",
+    wildcard_constraints:
+        tomo=tomo_pattern(cellular=False),
     conda:
         "../envs/faket.yaml"
     params:
         outdir="results/{tomo}",
         bins=",".join(str(b) for b in BINS),
         z=lambda wildcards: "--z-range {}:{}".format(*z_range(wildcards.tomo)),
+        inputs=labels_opts,
     shell:
-        "faket labels --class-mask {input.class_mask} --occupancy {input.occupancy_mask} "
-        "--particles {input.particles} -o {params.outdir} --bin {params.bins} {params.z} "
+        "faket labels {params.inputs} -o {params.outdir} --bin {params.bins} {params.z} "
+        "--quiet > {log} 2>&1"
+
+
+rule labels_cellular:
+    input:
+        unpack(labels_inputs),
+    output:
+        labels_outputs(cellular=True),
+    log:
+        "logs/{tomo}/labels.log",
+    wildcard_constraints:
+        tomo=tomo_pattern(cellular=True),
+    conda:
+        "../envs/faket.yaml"
+    params:
+        outdir="results/{tomo}",
+        bins=",".join(str(b) for b in BINS),
+        z=lambda wildcards: "--z-range {}:{}".format(*z_range(wildcards.tomo)),
+        inputs=labels_opts,
+    shell:
+        "faket labels {params.inputs} -o {params.outdir} --bin {params.bins} {params.z} "
         "--quiet > {log} 2>&1"

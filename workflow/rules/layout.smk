@@ -3,7 +3,7 @@
 
 rule layout:
     output:
-        **layout_outputs("results/{tomo}/layout"),
+        **layout_outputs("results/{tomo}/layout", CELLULAR),
     log:
         "logs/{tomo}/layout.log",
     conda:
