@@ -19,7 +19,7 @@ Writes into OUTDIR (a figure is written when its inputs are given):
   metrics.json    spectral distance of each stage to the reference, Gram (style) distance (needs
                   faket.vgg), SSIM / PSNR against the content, per-tilt statistics, provenance
 
-Definitions: README.md ("Quality control"). Example:
+Definitions: docs/qc-evaluate.md. Example:
   faket qc --noiseless noiseless.mrc --content content.mrc --noisy noisy.mrc --styled styled.mrc \\
            --reference reference.mrc --tomogram tomogram.mrc --class-mask class_mask.mrc -o qc/model_0
 """
