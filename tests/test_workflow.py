@@ -431,7 +431,7 @@ def test_altered_reference_fails_before_any_job(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("row, msg", [
-    ("physics_default,physics\n", "line 9: 2 fields, expected 8"),                        # a short row
+    ("physics_default,physics\n", "line 9: 2 fields, expected 9"),                        # a short row
     ("physics_default,physics,,,,,,again\n", "name 'physics_default' already used on line 2"),
     ("mine,tiltseries,ref.mrc,,,ref.tlt,,\n", "mine: a local entry needs its sha256"),
 ])
