@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
-from faket.errors import InputError  # noqa: E402
-from faket import style as st  # noqa: E402
-from faket.vgg import build_vgg, imagenet_cache_path, load_vgg19_state  # noqa: E402
+from faket import style as st
+from faket.errors import InputError, ParameterError
+from faket.style_cache import GramCache
+from faket.style_settings import PRESETS, StyleSettings
+from faket.vgg import build_vgg, imagenet_cache_path, load_vgg19_state
 
 N = 48
 ANGLES = np.array([-30.0, -10.0, 10.0, 30.0])
@@ -284,14 +286,14 @@ def test_gram_cache(tmp_path, model):
     c = blobs(T=2)
     ref = st.Reference(style_ref(T=2), index=np.arange(2))
     eng = _engine(model)
-    cache = st.GramCache(tmp_path / "cache")
+    cache = GramCache(tmp_path / "cache")
     o1, r1 = st.stylize_series(eng, c, None, [ref], cache=cache, weights_key="random:x")
     assert cache.misses == 2 and cache.hits == 0 and len(list((tmp_path / "cache").glob("*.pt"))) == 2
-    cache2 = st.GramCache(tmp_path / "cache")
+    cache2 = GramCache(tmp_path / "cache")
     o2, _ = st.stylize_series(eng, c, None, [ref], cache=cache2, weights_key="random:x")
     assert cache2.hits == 2 and cache2.misses == 0
     np.testing.assert_array_equal(o1, o2)
-    cache3 = st.GramCache(tmp_path / "cache")      # other weights: other key
+    cache3 = GramCache(tmp_path / "cache")      # other weights: other key
     st.stylize_series(eng, c, None, [ref], cache=cache3, weights_key="random:y")
     assert cache3.hits == 0
 
@@ -322,7 +324,7 @@ def test_cli_runs_deterministic_and_records_losses(files, run_cli):
     assert pt["index"] == [0, 1, 2, 3]
     for k in ("loss_initial", "loss_final", "style_loss_initial", "style_loss_final"):
         assert len(pt[k]) == 4 and all(np.isfinite(pt[k]))
-    assert s["final_loss_of"] == "output"
+    assert s["final_loss_of"] == "last_iterate"     # the default runs no extra forward for the sidecar
     assert s["preset"] == "offline" and s["settings"]["initial_iterations"] == 3
     # angle matching: -30 -> -32 (index 0), -10 -> -11 (2), 10 -> 9 (3), 30 -> 27 (4)
     assert s["references"][0]["matched_index"] == [0, 2, 3, 4]
