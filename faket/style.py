@@ -35,6 +35,7 @@ Algorithm (``README.md ("Style transfer")``; the paper's setting is the default 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -259,7 +260,6 @@ class Reference:
     name: str = "reference"
     lo: float = field(init=False, default=0.0)
     hi: float = field(init=False, default=1.0)
-    digest: str = field(init=False, default="")
 
     def __post_init__(self):
         self.tilts = np.asarray(self.tilts, dtype=np.float32)
@@ -274,18 +274,26 @@ class Reference:
         if not (math.isfinite(self.weight) and self.weight > 0):
             raise ParameterError("weight", self.weight, "must be > 0")
         self.lo, self.hi = series_minmax(self.tilts)
+        self._stats: dict = {}
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """sha256 of the whole series (computed when a Gram store needs a key)."""
         h = hashlib.sha256()
         h.update(np.ascontiguousarray(self.tilts).tobytes())
         h.update(str(self.tilts.shape).encode())
-        self.digest = h.hexdigest()
+        return h.hexdigest()
 
     def tilt_key(self, j: int) -> str:
         """Checksum of reference tilt ``j`` in context (the whole series' digest, its min/max, the index)."""
         return f"{self.digest[:24]}-{j}"
 
     def stats(self, j: int) -> tuple[float, float]:
-        t = self.tilts[j].astype(np.float64)
-        return float(t.mean()), float(t.std())
+        """Mean and std of tilt ``j`` (float64; computed once)."""
+        if j not in self._stats:
+            t = self.tilts[j].astype(np.float64)
+            self._stats[j] = (float(t.mean()), float(t.std()))
+        return self._stats[j]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -234,7 +234,10 @@ def _make_module_class():
     import torch
     import torch.nn.functional as F
     from torch import nn
-    from torch.nn.utils import skip_init
+
+    class _Conv(nn.Conv2d):
+        def reset_parameters(self):  # no random init: the weights are set below (torch's skip_init would
+            pass                     # import torch.fx's symbolic shapes, ~0.3-2 s of start-up)
 
     class _VGGFeatures(nn.Module):
         """Folded VGG-19 ``features[:depth+1]`` on one-channel input in [0, 1]; returns chosen layers."""
@@ -257,18 +260,15 @@ def _make_module_class():
                     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
                     b = b - (w * mean / std).sum(dim=(1, 2, 3))
                     w = (w / std).sum(dim=1, keepdim=True)
-                    conv = skip_init(nn.Conv2d, 1, cout, 3, padding=0)
+                    conv = _Conv(1, cout, 3, padding=0)
                 else:
-                    conv = skip_init(nn.Conv2d, cin, cout, 3, padding=1)  # no random init: copied below
-                with torch.no_grad():
-                    conv.weight.copy_(w)
-                    conv.bias.copy_(b)
-                conv.weight.requires_grad_(False)
-                conv.bias.requires_grad_(False)
+                    conv = _Conv(cin, cout, 3, padding=1)
+                # frozen, channels_last (faster convolutions on CPU and CUDA)
+                conv.weight = nn.Parameter(w.contiguous(memory_format=torch.channels_last), requires_grad=False)
+                conv.bias = nn.Parameter(b.clone(), requires_grad=False)
                 self.conv_of[i] = len(convs)
                 convs.append(conv)
             self.convs = convs
-            self.to(memory_format=torch.channels_last)
 
         def forward(self, x, layers: Sequence[int]):
             """``x``: (B, 1, H, W) in [0, 1]. Returns ``{layer: (B, C, h, w)}`` for the asked layers."""
