@@ -263,8 +263,9 @@ def _make_module_class():
                     conv = _Conv(1, cout, 3, padding=0)
                 else:
                     conv = _Conv(cin, cout, 3, padding=1)
-                # frozen, channels_last (faster convolutions on CPU and CUDA)
-                conv.weight = nn.Parameter(w.contiguous(memory_format=torch.channels_last), requires_grad=False)
+                # frozen, channels_last (faster convolutions on CPU and CUDA); ``.to`` also restrides the
+                # one-input-channel first conv (``.contiguous`` would keep its NCHW strides: another kernel)
+                conv.weight = nn.Parameter(w.to(memory_format=torch.channels_last), requires_grad=False)
                 conv.bias = nn.Parameter(b.clone(), requires_grad=False)
                 self.conv_of[i] = len(convs)
                 convs.append(conv)

@@ -149,6 +149,15 @@ def test_folded_first_conv_equals_paper_input_path(model):
         np.testing.assert_allclose(got[l].numpy(), want[l].numpy(), rtol=1e-4, atol=1e-4 * float(want[l].abs().max()))
 
 
+def test_model_weights_are_frozen_channels_last(model):
+    """Every conv weight is frozen and channels_last, including the one-input-channel first conv (whose
+    NCHW strides would send it to another kernel and change fp32 results in the last bits)."""
+    for conv in model.convs:
+        w = conv.weight
+        assert not w.requires_grad and not conv.bias.requires_grad
+        assert w.is_contiguous(memory_format=torch.channels_last) and w.stride()[1] == 1
+
+
 def test_state_dict_file_and_fake_imagenet_cache(tmp_path, monkeypatch, model):
     sd, _ = load_vgg19_state("random", depth=29, seed=0)
     full = {f"features.{k}": v for k, v in sd.items()}
