@@ -282,9 +282,7 @@ def _make_module_class():
                 if k == "conv":
                     x = self.convs[self.conv_of[i]](x)
                 elif k == "relu":
-                    # in place unless the conv output itself was asked for (a conv does not need its output
-                    # for its backward, so autograd allows it; values are the same)
-                    x = F.relu(x, inplace=i - 1 not in want)
+                    x = F.relu(x)
                 elif self.pooling == "max":
                     x = F.max_pool2d(x, 2, 2)
                 else:
