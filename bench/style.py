@@ -1,26 +1,27 @@
 """Benchmark of `faket style` (paper setting, random VGG weights, 2 threads) against a plain per-tilt loop.
 
-    .venv/bin/python bench/style.py                         # 256^2 and 512^2, fp32 and bf16, cache, tiling
-    .venv/bin/python bench/style.py --tilts 61 --sizes 256  # the full 61-tilt series (slow on a busy machine)
+    .venv/bin/python bench/style.py                       # whole process (61 x 256^2, 13 x 512^2) + steady state
+    .venv/bin/python bench/style.py --sizes 256 --repeats 3 --no-steady
 
-What is measured (all in one process, same inputs, steady state: a warm-up batch of each shape first)
-- PLAIN: a straightforward one-tilt-at-a-time re-implementation of the paper's algorithm: torchvision's
-  VGG-19 features (NCHW, 3 input channels, ImageNet normalisation, replicate padding on the first conv),
-  per tilt: style features + Gram targets, content features, one forward/backward, torch.optim.Adam step,
-  clamp, EMA. Nothing reused between tilts. fp32.
+WHOLE PROCESS (the headline figure): the `faket style` command as a user runs it (a subprocess: start-up,
+reading the MRCs, reference Gram targets, styling, rescaling, writing the MRC, .tlt and provenance sidecar)
+against bench/plain_style.py, a plain ~40-line one-tilt-at-a-time torch loop of the same algorithm (no
+torchvision), also a whole process, on the same files in the same run; runs alternate and repeat
+(--repeats), the ratio plain / faket of each repeat and the machine load (uptime) are printed.
+`faket style --preset paper` with its defaults (no --final-loss), fp32 and bf16; PLAIN is fp32.
+
+STEADY STATE (all in one process, same inputs, a warm-up batch of each shape first)
+- PLAIN: the same plain algorithm in-process (torchvision VGG-19 features, NCHW, 3 input channels, ImageNet
+  normalisation, replicate padding on the first conv, torch.optim.Adam, EMA), nothing reused between tilts.
 - FAKET: `faket.style.stylize_series` (folded first conv, channels_last, --tilt-batch tilts per pass,
-  targets under inference mode), without the extra forward for the output's loss (the plain loop does not
-  compute it either; with it, add one forward per tilt: see the "+final loss" row), fp32 and bf16.
+  targets under inference mode), fp32 and bf16; "+final loss" = with the opt-in output-loss forward.
 - seconds per tilt = wall time / tilts (warm-up excluded); speed-up = PLAIN / FAKET.
 - GFLOP/s: the nominal work per tilt (style forward to relu5_1 + content forward to relu2_2 + image forward
   to relu5_1 + input-gradient backward ~ one more forward; conv FLOPs, 2 per MAC) / seconds per tilt,
   against a 2048^3 torch matmul of the same dtype measured in the same run.
-- dataset of 4 tomograms with one reference: 4 runs with --style-cache (1 cold + 3 warm) vs 4 x a run
-  without cache.
-- bf16 cost: relative RMS difference of the bf16 and fp32 outputs ([0, 1] units, / std of the fp32 output)
-  and the style loss (fp32 model) of both outputs.
-- tiled vs untiled at 512^2 (--max-tile 480, default halo 160): relative RMS difference of the outputs.
-The machine may be shared: timings are noisy; extrapolations from fewer tilts are labelled as such.
+- with --extras: a dataset of 4 tomograms with one reference (4 runs with a Gram cache: 1 cold + 3 warm) vs
+  4 runs without; bf16 vs fp32 outputs; tiled vs untiled at 512^2 (--max-tile 480, default halo 160).
+The machine may be shared: timings are noisy; compare ratios within one run.
 """
 
 from __future__ import annotations
@@ -65,13 +66,18 @@ def make_series(T, n, seed=0):
 
 
 class Plain:
-    """One tilt at a time, everything recomputed, torchvision VGG-19 as is (NCHW, 3 channels)."""
+    """One tilt at a time, everything recomputed, torchvision VGG-19 as is (NCHW, 3 channels); the paper's
+    setting (faket's StyleSettings defaults)."""
 
-    def __init__(self, sd, style_layers=(1, 6, 11, 20, 29), style_w=(256, 64, 16, 4, 1), content_layers=(8,),
-                 lr=0.15, decay=0.99):
+    def __init__(self, sd):
         import torch
         from torchvision.models.vgg import cfgs, make_layers
 
+        from faket.style_settings import PRESETS
+
+        p = PRESETS["paper"]
+        style_layers, style_w, content_layers = p.style_layers, p.style_layer_weights, p.content_layers
+        lr, decay = p.step_size, p.avg_decay
         self.torch = torch
         net = make_layers(cfgs["E"])[: max(style_layers) + 1]
         net.load_state_dict(sd, strict=False)
@@ -173,10 +179,12 @@ def matmul_gflops(dtype, n=2048, reps=6):
 
 def faket_run(model, content, noisy, style, precision, batch, *, cache=None, final=False, max_tile=None,
               settings=None):
+    import dataclasses
+
     from faket import style as st
 
-    s = settings or st.StyleSettings()
-    s.precision, s.final_loss, s.max_tile = precision, final, max_tile
+    s = dataclasses.replace(settings or st.PRESETS["paper"], precision=precision, final_loss=final,
+                            max_tile=max_tile)
     eng = st.StyleTransfer(model, s)
     ref = st.Reference(style, index=np.arange(style.shape[0]))
     t = time.perf_counter()
@@ -185,29 +193,115 @@ def faket_run(model, content, noisy, style, precision, batch, *, cache=None, fin
     return time.perf_counter() - t, out, rec
 
 
-def main(argv=None):
+# ---------------------------------------------------------------------------------------------------
+# whole process
+
+
+def load() -> str:
+    import os
+
+    return "load %.1f %.1f %.1f" % os.getloadavg()
+
+
+def write_inputs(d: Path, T: int, n: int):
+    """content / noisy / style MRCs (+ equal .tlt angles, so the angle matching is the identity) and the
+    random VGG-19 weights faket builds with --weights random --seed 0, as a state dict for PLAIN."""
+    import mrcfile
     import torch
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="256,512")
-    ap.add_argument("--tilts", type=int, default=0, help="tilts per measurement (default: 8 at 256, 4 at 512)")
-    ap.add_argument("--batch", type=int, default=0, help="tilt batch (default: the CLI's CPU default per precision)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-tiling", action="store_true")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    from faket.style import StyleSettings
+    from faket.io import write_tlt
+    from faket.vgg import load_vgg19_state
+
+    content, noisy, style = make_series(T, n)
+    angles = np.linspace(-60, 60, T)
+    paths = {}
+    for name, a in (("content", content), ("noisy", noisy), ("style", style)):
+        paths[name] = d / f"{name}_{n}.mrc"
+        with mrcfile.new(paths[name], overwrite=True) as m:
+            m.set_data(a)
+            m.voxel_size = 10.0
+        write_tlt(paths[name].with_suffix(".tlt"), angles)
+    paths["weights"] = d / "vgg_random_seed0.pth"
+    if not paths["weights"].exists():
+        torch.save(load_vgg19_state("random", depth=29, seed=0)[0], paths["weights"])
+    return paths
+
+
+def timed(cmd, env) -> float:
+    import subprocess
+
+    t = time.perf_counter()
+    r = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"failed ({r.returncode}): {' '.join(map(str, cmd))}\n{r.stderr[-2000:]}")
+    return dt
+
+
+def whole_process(sizes, tilts, repeats, threads):
+    """faket style (a subprocess, as a user runs it) vs bench/plain_style.py, alternating, same files."""
+    import os
+
+    import mrcfile
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS=str(threads))
+    py = sys.executable
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for n in sizes:
+            T = tilts.get(n, 61 if n <= 256 else 13)
+            p = write_inputs(d, T, n)
+            runs = {
+                "PLAIN fp32": [py, ROOT / "bench" / "plain_style.py", p["content"], p["noisy"], p["style"],
+                               p["weights"], d / "plain.mrc", threads],
+            }
+            for prec in ("fp32", "bf16"):
+                runs[f"faket {prec}"] = [py, "-m", "faket", "style", p["content"], "--style", p["style"],
+                                         "--init", p["noisy"], "-o", d / f"faket_{prec}.mrc", "--weights",
+                                         "random", "--seed", "0", "--preset", "paper", "--precision", prec,
+                                         "--threads", threads, "-q"]
+            print(f"\n== whole process, {T} tilts of {n}^2, {threads} threads ==")
+            times = {k: [] for k in runs}
+            names = list(runs)
+            for r in range(repeats):
+                order = names[r % len(names):] + names[:r % len(names)]   # rotate the order per repeat
+                before = load()
+                for k in order:
+                    times[k].append(timed(runs[k], env))
+                print(f"  repeat {r + 1}: " + ", ".join(f"{k} {times[k][-1]:.1f} s" for k in names)
+                      + f"  -> fp32 {times['PLAIN fp32'][-1] / times['faket fp32'][-1]:.2f}x, "
+                        f"bf16 {times['PLAIN fp32'][-1] / times['faket bf16'][-1]:.2f}x  ({before}; after: {load()})")
+            a = mrcfile.read(d / "plain.mrc")
+            b = mrcfile.read(d / "faket_fp32.mrc")
+            corr = float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+            print(f"  sanity: PLAIN vs faket fp32 outputs correlate {corr:.4f} (one Adam step ~ 0.15 sign(g): "
+                  "rounding flips pixels whose gradient is ~0)")
+            for prec in ("fp32", "bf16"):
+                ratios = [pl / fk for pl, fk in zip(times["PLAIN fp32"], times[f"faket {prec}"])]
+                rows.append((n, T, prec, float(np.median(times["PLAIN fp32"])),
+                             float(np.median(times[f"faket {prec}"])), ratios))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# steady state
+
+
+def steady_state(args, torch):
+    from faket import style as st
     from faket.vgg import build_vgg, load_vgg19_state
 
     sd, _ = load_vgg19_state("random", depth=29, seed=0)
     model = build_vgg("random", depth=29, seed=0)[0]
     plain = Plain(sd)
     mm = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    print(f"threads {torch.get_num_threads()}; matmul 2048^3: fp32 {mm['fp32']:.0f} GFLOP/s, "
+    print(f"\nsteady state: threads {torch.get_num_threads()}; matmul 2048^3: fp32 {mm['fp32']:.0f} GFLOP/s, "
           f"bf16 {mm['bf16']:.0f} GFLOP/s (re-measured before each size; the best is the reference)")
     lines = []
-    for n in [int(v) for v in args.sizes.split(",")]:
-        T = args.tilts or (8 if n <= 256 else 4)
+    for n in args.sizes:
+        T = args.steady_tilts or (8 if n <= 256 else 4)
         content, noisy, style = make_series(T + 4, n)
         wc, wn, ws = content[:4], noisy[:4], style[:4]   # warm-up
         c, z, s = content[4:], noisy[4:], style[4:]
@@ -220,14 +314,12 @@ def main(argv=None):
         W = work_per_tilt(n)
         for dt_ in ("fp32", "bf16"):     # the machine may be shared: keep the best matmul rate seen
             mm[dt_] = max(mm[dt_], matmul_gflops(torch.float32 if dt_ == "fp32" else torch.bfloat16))
-        print(f"\n== {n}x{n}, {T} tilts (per-tilt times; a 61-tilt series = 61 x these) ==")
+        print(f"\n== steady state, {n}x{n}, {T} tilts ({load()}) ==")
         print(f"PLAIN loop fp32          {t_plain:7.3f} s/tilt  {W / t_plain / 1e9:6.0f} GFLOP/s "
               f"({W / t_plain / 1e9 / mm['fp32']:.0%} of fp32 matmul)")
         outs = {}
         for prec in ("fp32", "bf16"):
-            from faket.style import cpu_tilt_batch
-
-            bt = args.batch or cpu_tilt_batch((n, n), prec)
+            bt = args.batch or st.cpu_tilt_batch((n, n), prec)
             faket_run(model, wc[:bt], wn[:bt], ws[:bt], prec, bt)
             dt, out, rec = faket_run(model, c, z, s, prec, bt)
             outs[prec] = (out, rec)
@@ -238,51 +330,91 @@ def main(argv=None):
             lines.append((n, prec, tpt, t_plain / tpt, W))
             if prec == "fp32":
                 dtf, _, _ = faket_run(model, c, z, s, prec, bt, final=True)
-                print(f"FAKET fp32 +final loss    {dtf / T:7.3f} s/tilt  (one more forward per tilt for the sidecar)")
-            # dataset: 4 tomograms, one reference, cache
-            with tempfile.TemporaryDirectory() as d:
-                from faket.style import GramCache
+                print(f"FAKET fp32 --final-loss  {dtf / T:7.3f} s/tilt  (opt-in: one more forward per tilt)")
+            if args.extras:   # dataset: 4 tomograms, one reference, cache
+                with tempfile.TemporaryDirectory() as d:
+                    from faket.style_cache import GramCache
 
-                times = []
-                for k in range(4):
-                    ck = np.roll(c, 7 * k, axis=2)
-                    dtk, _, _ = faket_run(model, ck, z, s, prec, bt, cache=GramCache(d))
-                    times.append(dtk)
-                ratio = sum(times) / (4 * dt)
-                print(f"  4 tomograms, 1 reference, --style-cache: {sum(times):.1f} s vs 4 independent "
-                      f"{4 * dt:.1f} s -> {ratio:.2f}x (cold {times[0]:.1f} s, warm {np.mean(times[1:]):.1f} s)")
-        # bf16 quality cost (same inputs), style loss measured with the fp32 model
-        from faket import style as st
-
-        o32, r32 = outs["fp32"]
-        o16, _ = outs["bf16"]
-        rel = float(np.sqrt(np.mean((o16 - o32) ** 2)) / o32.std())
-        eng = st.StyleTransfer(model, StyleSettings())
-        ref = st.Reference(s, index=np.arange(T))
-        tg = {l: torch.stack([eng.reference_grams(ref, j, 1.0)[l] for j in range(T)]) for l in eng.style_layers}
-        cc = eng._tensor(cu)
-        cf = eng.content_features(cc)
-        _, sl32, _ = eng.loss_and_grad(eng._tensor(o32), cc, cf, tg, need_grad=False)
-        _, sl16, _ = eng.loss_and_grad(eng._tensor(o16), cc, cf, tg, need_grad=False)
-        s0 = np.mean(r32["per_tilt"]["style_loss_initial"])
-        print(f"bf16 vs fp32 output: relative RMS difference {rel:.4f}; style loss (fp32 model) "
-              f"init {s0:.5f} -> fp32 {float(sl32.mean()):.5f}, bf16 {float(sl16.mean()):.5f} "
-              f"(drop {s0 - float(sl32.mean()):.5f} vs {s0 - float(sl16.mean()):.5f})")
-        if n >= 512 and not args.no_tiling:
-            t = time.perf_counter()
-            _, ot, _ = faket_run(model, c[:1], z[:1], s[:1], "fp32", 1, max_tile=480)
-            tt = time.perf_counter() - t
-            _, ou, _ = faket_run(model, c[:1], z[:1], s[:1], "fp32", 1)   # same one-tilt series, untiled
-            rel_t = float(np.sqrt(np.mean((ot - ou) ** 2)) / ou.std())
-            print(f"tiled (--max-tile 480, default halo 160: 3x3 tiles) vs untiled at {n}^2: relative RMS difference {rel_t:.4%} "
-                  f"({tt:.1f} s for the tile)")
+                    times = []
+                    for k in range(4):
+                        ck = np.roll(c, 7 * k, axis=2)
+                        dtk, _, _ = faket_run(model, ck, z, s, prec, bt, cache=GramCache(d))
+                        times.append(dtk)
+                    ratio = sum(times) / (4 * dt)
+                    print(f"  4 tomograms, 1 reference, --style-cache: {sum(times):.1f} s vs 4 independent "
+                          f"{4 * dt:.1f} s -> {ratio:.2f}x (cold {times[0]:.1f} s, warm {np.mean(times[1:]):.1f} s)")
+        if args.extras:
+            # bf16 quality cost (same inputs), style loss measured with the fp32 model
+            o32, r32 = outs["fp32"]
+            o16, _ = outs["bf16"]
+            rel = float(np.sqrt(np.mean((o16 - o32) ** 2)) / o32.std())
+            eng = st.StyleTransfer(model, st.StyleSettings())
+            ref = st.Reference(s, index=np.arange(T))
+            tg = {l: torch.stack([eng.reference_grams(ref, j, 1.0)[l] for j in range(T)])
+                  for l in eng.style_layers}
+            cc = eng._tensor(cu)
+            cf = eng.content_features(cc)
+            _, sl32, _ = eng.loss_and_grad(eng._tensor(o32), cc, cf, tg, need_grad=False)
+            _, sl16, _ = eng.loss_and_grad(eng._tensor(o16), cc, cf, tg, need_grad=False)
+            s0 = np.mean(r32["per_tilt"]["style_loss_initial"])
+            print(f"bf16 vs fp32 output: relative RMS difference {rel:.4f}; style loss (fp32 model) "
+                  f"init {s0:.5f} -> fp32 {float(sl32.mean()):.5f}, bf16 {float(sl16.mean()):.5f}")
+            if n >= 512:
+                t = time.perf_counter()
+                _, ot, _ = faket_run(model, c[:1], z[:1], s[:1], "fp32", 1, max_tile=480)
+                tt = time.perf_counter() - t
+                _, ou, _ = faket_run(model, c[:1], z[:1], s[:1], "fp32", 1)   # same one-tilt series, untiled
+                rel_t = float(np.sqrt(np.mean((ot - ou) ** 2)) / ou.std())
+                print(f"tiled (--max-tile 480, default halo 160: 3x3 tiles) vs untiled at {n}^2: relative RMS "
+                      f"difference {rel_t:.4%} ({tt:.1f} s for the tile)")
     for dt_ in ("fp32", "bf16"):
         mm[dt_] = max(mm[dt_], matmul_gflops(torch.float32 if dt_ == "fp32" else torch.bfloat16))
-    print(f"\nbest matmul rates seen: fp32 {mm['fp32']:.0f}, bf16 {mm['bf16']:.0f} GFLOP/s")
-    lines = [(n, prec, tpt, sp, W_ / tpt / 1e9 / mm[prec]) for n, prec, tpt, sp, W_ in lines]
-    print("\nsummary (goal: fp32 >= 1.3x, bf16 >= 4x vs PLAIN; efficiency fp32 >= 75%, bf16 >= 45% of matmul)")
-    for n, prec, tpt, sp, eff in lines:
-        print(f"  {n}^2 {prec}: {tpt:.3f} s/tilt, {sp:.2f}x, {eff:.0%} of matmul")
+    print(f"best matmul rates seen: fp32 {mm['fp32']:.0f}, bf16 {mm['bf16']:.0f} GFLOP/s")
+    return [(n, prec, tpt, sp, W_ / tpt / 1e9 / mm[prec]) for n, prec, tpt, sp, W_ in lines]
+
+
+def main(argv=None):
+    import platform
+
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="256,512")
+    ap.add_argument("--tilts", default="256:61,512:13", metavar="N:T,...",
+                    help="tilts of the whole-process series per size (default: 256:61,512:13)")
+    ap.add_argument("--repeats", type=int, default=2, help="whole-process repeats (default: 2)")
+    ap.add_argument("--steady-tilts", type=int, default=0, help="steady-state tilts (default: 8 at 256, 4 at 512)")
+    ap.add_argument("--batch", type=int, default=0, help="steady-state tilt batch (default: the CLI's CPU default)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-whole", action="store_true", help="skip the whole-process runs")
+    ap.add_argument("--no-steady", action="store_true", help="skip the steady-state runs")
+    ap.add_argument("--extras", action="store_true", help="steady state: also the cache, bf16 and tiling checks")
+    args = ap.parse_args(argv)
+    args.sizes = [int(v) for v in args.sizes.split(",")]
+    tilts = {int(k): int(v) for k, v in (kv.split(":") for kv in args.tilts.split(",") if kv)}
+    torch.set_num_threads(args.threads)
+    flags = set(open("/proc/cpuinfo").read().split()) if Path("/proc/cpuinfo").exists() else set()
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}; "
+          f"{os_cpus()} CPUs; bf16 hardware: {', '.join(sorted(flags & {'amx_bf16', 'avx512_bf16'})) or 'none'}; "
+          f"torch {torch.__version__}; {load()}")
+    whole = [] if args.no_whole else whole_process(args.sizes, tilts, args.repeats, args.threads)
+    steady = [] if args.no_steady else steady_state(args, torch)
+    print("\nsummary")
+    for n, T, prec, t_plain, t_faket, ratios in whole:
+        print(f"  whole process {n}^2 x {T} tilts {prec}: PLAIN {t_plain:.1f} s, faket {t_faket:.1f} s (medians) "
+              f"-> {np.median(ratios):.2f}x (repeats: {', '.join(f'{r:.2f}' for r in ratios)}; "
+              f"goal {'1.2' if prec == 'fp32' else '2.5'}x)")
+    for n, prec, tpt, sp, eff in steady:
+        print(f"  steady state {n}^2 {prec}: {tpt:.3f} s/tilt, {sp:.2f}x, {eff:.0%} of matmul")
+
+
+def os_cpus() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
 
 
 if __name__ == "__main__":

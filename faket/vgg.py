@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .errors import InputError
+from .errors import InputError, ParameterError
 
 __all__ = ["VGG19_CONFIG", "LAYER_NAMES", "IMAGENET_MEAN", "IMAGENET_STD", "WeightsInfo",
            "imagenet_cache_path", "load_vgg19_state", "build_vgg", "max_layer_index", "downsampling",
@@ -118,14 +118,6 @@ def imagenet_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 22), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
 def _features_state(sd, depth: int, source: str) -> dict:
     """Pick ``features.N.{weight,bias}`` for conv layers N <= depth from a torchvision state dict."""
     import torch
@@ -196,6 +188,8 @@ def load_vgg19_state(weights: str, *, depth: int = 29, seed: int = 0, download: 
 
     ``weights``: ``"imagenet"``, ``"random"`` or a path to a torchvision-format ``.pth`` state dict.
     """
+    from .io import sha256sum
+
     if weights == "random":
         sd = _random_state(depth, seed)
         return sd, WeightsInfo("random", None, _tensor_sha(sd), seed,
@@ -211,28 +205,29 @@ def load_vgg19_state(weights: str, *, depth: int = 29, seed: int = 0, download: 
                     path.parent.mkdir(parents=True, exist_ok=True)
                     torch.hub.download_url_to_file(VGG19_Weights.IMAGENET1K_V1.url, str(path), progress=False)
                 except Exception as exc:  # network failures come in many types
-                    raise InputError(f"--weights imagenet: download failed ({str(exc).splitlines()[0][:120]}); "
-                                     f"put {IMAGENET_FILE} in {path.parent} (TORCH_HOME), pass "
-                                     "--weights PATH.pth, or use --weights random") from None
+                    raise ParameterError("weights", "imagenet",
+                                         f"download failed ({str(exc).splitlines()[0][:120]}); put "
+                                         f"{IMAGENET_FILE} in {path.parent} (TORCH_HOME), give a .pth state "
+                                         "dict, or use random weights") from None
             else:
-                raise InputError(
-                    f"--weights imagenet: {path} not found (no ImageNet VGG-19 weights in the torch hub cache); "
-                    f"put {IMAGENET_FILE} ({'https://download.pytorch.org/models/' + IMAGENET_FILE}) there "
-                    "or set TORCH_HOME, pass --weights PATH.pth, add --download-weights when online, "
-                    "or use --weights random")
+                raise ParameterError(
+                    "weights", "imagenet",
+                    f"{path} not found (no ImageNet VGG-19 weights in the torch hub cache); put {IMAGENET_FILE} "
+                    f"({'https://download.pytorch.org/models/' + IMAGENET_FILE}) there or set TORCH_HOME, give "
+                    "a .pth state dict, download them when online, or use random weights")
         sd = _load_file(path, depth, "ImageNet VGG-19 weights")
-        sha = _sha256_file(path) if hash_file else None
+        sha = sha256sum(path) if hash_file else None
         note = "torchvision VGG19_Weights.IMAGENET1K_V1"
         if sha is not None and not sha.startswith(IMAGENET_FILE.split("-")[1].split(".")[0]):
             note += f" (warning: sha256 {sha[:8]} does not match the file name's {IMAGENET_FILE[6:14]})"
         return sd, WeightsInfo("imagenet", str(path), sha, None, note=note)
     path = Path(weights)
     if not path.exists():
-        raise InputError(f"--weights {weights}: file not found (expected imagenet, random or a .pth state dict)")
+        raise ParameterError("weights", weights, "file not found (expected imagenet, random or a .pth state dict)")
     if path.is_dir():
-        raise InputError(f"--weights {weights}: is a folder, expected a .pth state dict")
+        raise ParameterError("weights", weights, "is a folder, expected a .pth state dict")
     sd = _load_file(path, depth, "weights")
-    return sd, WeightsInfo("file", str(path), _sha256_file(path) if hash_file else None, None)
+    return sd, WeightsInfo("file", str(path), sha256sum(path) if hash_file else None, None)
 
 
 def _make_module_class():
@@ -240,13 +235,17 @@ def _make_module_class():
     import torch.nn.functional as F
     from torch import nn
 
+    class _Conv(nn.Conv2d):
+        def reset_parameters(self):  # no random init: the weights are set below (torch's skip_init would
+            pass                     # import torch.fx's symbolic shapes, ~0.3-2 s of start-up)
+
     class _VGGFeatures(nn.Module):
         """Folded VGG-19 ``features[:depth+1]`` on one-channel input in [0, 1]; returns chosen layers."""
 
         def __init__(self, sd: dict, depth: int, pooling: str = "max"):
             super().__init__()
             if pooling not in ("max", "avg"):
-                raise InputError(f"--pooling {pooling}: expected max or avg")
+                raise ParameterError("pooling", pooling, "expected max or avg")
             self.depth = depth
             self.pooling = pooling
             convs = nn.ModuleList()
@@ -261,18 +260,16 @@ def _make_module_class():
                     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
                     b = b - (w * mean / std).sum(dim=(1, 2, 3))
                     w = (w / std).sum(dim=1, keepdim=True)
-                    conv = nn.Conv2d(1, cout, 3, padding=0)
+                    conv = _Conv(1, cout, 3, padding=0)
                 else:
-                    conv = nn.Conv2d(cin, cout, 3, padding=1)
-                with torch.no_grad():
-                    conv.weight.copy_(w)
-                    conv.bias.copy_(b)
-                conv.weight.requires_grad_(False)
-                conv.bias.requires_grad_(False)
+                    conv = _Conv(cin, cout, 3, padding=1)
+                # frozen, channels_last (faster convolutions on CPU and CUDA); ``.to`` also restrides the
+                # one-input-channel first conv (``.contiguous`` would keep its NCHW strides: another kernel)
+                conv.weight = nn.Parameter(w.to(memory_format=torch.channels_last), requires_grad=False)
+                conv.bias = nn.Parameter(b.clone(), requires_grad=False)
                 self.conv_of[i] = len(convs)
                 convs.append(conv)
             self.convs = convs
-            self.to(memory_format=torch.channels_last)
 
         def forward(self, x, layers: Sequence[int]):
             """``x``: (B, 1, H, W) in [0, 1]. Returns ``{layer: (B, C, h, w)}`` for the asked layers."""

@@ -253,8 +253,6 @@ def test_snakemake_report_holds_every_figure_and_renders(tmp_path, stacks):
 def test_cli_gram_distance_with_vgg(tmp_path, stacks, run_cli):
     """With faket.vgg (random weights: no download offline), a stage identical to the reference has Gram
     distance 0 and the noisy stage a positive one."""
-    pytest.importorskip("faket.vgg")
-    pytest.importorskip("torch")
     ref = write_stage(tmp_path, "reference", stacks["reference"])
     same = write_stage(tmp_path, "styled", stacks["reference"])
     noisy = write_stage(tmp_path, "noisy", stacks["noisy"])

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
-from faket.errors import InputError  # noqa: E402
-from faket import style as st  # noqa: E402
-from faket.vgg import build_vgg, imagenet_cache_path, load_vgg19_state  # noqa: E402
+from faket import style as st
+from faket.errors import InputError, ParameterError
+from faket.style_cache import GramCache
+from faket.style_settings import PRESETS, StyleSettings
+from faket.vgg import build_vgg, imagenet_cache_path, load_vgg19_state
 
 N = 48
 ANGLES = np.array([-30.0, -10.0, 10.0, 30.0])
@@ -147,6 +149,15 @@ def test_folded_first_conv_equals_paper_input_path(model):
         np.testing.assert_allclose(got[l].numpy(), want[l].numpy(), rtol=1e-4, atol=1e-4 * float(want[l].abs().max()))
 
 
+def test_model_weights_are_frozen_channels_last(model):
+    """Every conv weight is frozen and channels_last, including the one-input-channel first conv (whose
+    NCHW strides would send it to another kernel and change fp32 results in the last bits)."""
+    for conv in model.convs:
+        w = conv.weight
+        assert not w.requires_grad and not conv.bias.requires_grad
+        assert w.is_contiguous(memory_format=torch.channels_last) and w.stride()[1] == 1
+
+
 def test_state_dict_file_and_fake_imagenet_cache(tmp_path, monkeypatch, model):
     sd, _ = load_vgg19_state("random", depth=29, seed=0)
     full = {f"features.{k}": v for k, v in sd.items()}
@@ -179,6 +190,108 @@ def test_state_dict_file_and_fake_imagenet_cache(tmp_path, monkeypatch, model):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="bad.pth"):
         build_vgg(str(bad), depth=29)
+
+
+# ---------------------------------------------------------------------------------------------------
+# settings, defaults and errors
+
+
+def test_presets_are_the_settings_defaults_except_their_stated_differences():
+    """Every default is defined once, in StyleSettings: the paper preset is StyleSettings() and the offline
+    preset differs from it in exactly its four stated values; the CLI and faket qc read the same values."""
+    import argparse
+    import dataclasses
+
+    from faket.cli import qc as cli_qc
+    from faket.cli import style as cli_style
+
+    default = StyleSettings()
+    assert PRESETS["paper"] == default
+    diff = {f.name: getattr(PRESETS["offline"], f.name) for f in dataclasses.fields(StyleSettings)
+            if getattr(PRESETS["offline"], f.name) != getattr(default, f.name)}
+    assert diff == {"iterations": 3, "initial_iterations": 3, "step_size": 0.02, "content_weight": 0.0}
+    # the CLI with no algorithm options gives the preset unchanged, whichever way it is chosen
+    p = argparse.ArgumentParser()
+    cli_style.add_arguments(p)
+    base = ["c.mrc", "-o", "o.mrc", "--style", "r.mrc"]
+    for argv, kind, want in ((["--preset", "paper"], "random", "paper"), ([], "imagenet", "paper"),
+                             ([], "random", "offline"), (["--preset", "offline"], "file", "offline")):
+        s, name = cli_style.resolve_settings(p.parse_args(base + argv), kind)
+        assert name == want and s == PRESETS[want]
+    # explicit options override, and --iterations alone sets the first scale's count too
+    s, _ = cli_style.resolve_settings(p.parse_args(base + ["--iterations", "5", "--style-layers", "1,6",
+                                                           "--style-layer-weights", "2,1"]), "imagenet")
+    assert (s.iterations, s.initial_iterations, s.style_layers, s.style_layer_weights) == (5, 5, (1, 6), (2.0, 1.0))
+    assert dataclasses.replace(s, iterations=1, initial_iterations=1, style_layers=default.style_layers,
+                               style_layer_weights=default.style_layer_weights) == default
+    # the help text shows the defaults it reads
+    assert f"paper: {default.step_size:g}" in p.format_help()
+    assert cli_qc.STYLE_LAYERS == default.style_layers
+    assert cli_qc.STYLE_LAYER_WEIGHTS == default.style_layer_weights
+
+
+BAD_SETTINGS = [
+    ("iterations", 0), ("initial_iterations", 0), ("min_scale", 8), ("end_scale", 8), ("step_size", 0.0),
+    ("step_size", float("nan")), ("avg_decay", 1.0), ("content_weight", -1.0), ("tv_weight", float("inf")),
+    ("pooling", "mean"), ("precision", "fp16"), ("max_tile", 32), ("tile_halo", -1),
+    ("style_layers", (1, 99)), ("style_layers", (1, 1)), ("style_layer_weights", (1.0,)),
+    ("content_layer_weights", (-1.0,)), ("style_layer_weights", (0.0,) * 5),
+]
+
+
+@pytest.mark.parametrize("name,value", BAD_SETTINGS)
+def test_core_errors_name_the_parameter_not_a_cli_flag(name, value):
+    s = dataclasses_replace(StyleSettings(), **{name: value})
+    with pytest.raises(ParameterError) as e:
+        s.validate()
+    msg = str(e.value)
+    assert "--" not in msg and e.value.param == name and msg.startswith(name)
+    # the CLI words it for its option
+    assert str(e.value.as_option()).startswith("--" + e.value.param.replace("_", "-"))
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+def test_core_errors_outside_settings_have_no_cli_flags(tmp_path, model, monkeypatch):
+    """Reference, stylize_series, StyleTransfer, configure_backends and faket.vgg raise neutral errors."""
+    msgs = []
+
+    def grab(fn):
+        with pytest.raises(InputError) as e:
+            fn()
+        msgs.append(str(e.value))
+
+    grab(lambda: st.Reference(style_ref(T=1), weight=0.0))
+    grab(lambda: st.stylize_series(_engine(model), blobs(T=2), None, [st.Reference(style_ref(T=1))],
+                                   tilt_range=(1, 5)))
+    grab(lambda: st.StyleTransfer(model, StyleSettings(max_tile=128)))   # < 2 x halo 160 + 64
+    grab(lambda: st.configure_backends(torch.device("cpu"), "tf32"))
+    grab(lambda: st.StyleSettings(style_layers=(), content_layers=()).validate())
+    grab(lambda: build_vgg(str(tmp_path / "missing.pth")))
+    grab(lambda: build_vgg(str(tmp_path)))
+    grab(lambda: build_vgg("random", pooling="mean"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    grab(lambda: build_vgg("imagenet"))
+    assert len(msgs) == 9
+    for m in msgs:
+        assert "--" not in m, m
+
+
+def test_cli_words_core_errors_with_its_options(files, run_cli, monkeypatch):
+    d = files
+    monkeypatch.setenv("TORCH_HOME", str(d / "th"))     # no ImageNet weights there
+    for extra, want in ((["--step-size", "0"], "--step-size 0"), (["--max-tile", "100"], "--max-tile 100"),
+                        (["--weights", str(d / "missing.pth")], f"--weights {d / 'missing.pth'}"),
+                        (["--style-layers", "1,1", "--style-layer-weights", "1,1"], "--style-layers")):
+        rc, _, err = _style(run_cli, d, d / "out.mrc", *extra)
+        assert rc == 2 and want in err, err
+        assert not (d / "out.mrc").exists()
+    rc, _, err = _style(run_cli, d, d / "out.mrc", "--weights", "imagenet")
+    assert rc == 2 and "--download-weights" in err and "--weights random" in err
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -284,16 +397,98 @@ def test_gram_cache(tmp_path, model):
     c = blobs(T=2)
     ref = st.Reference(style_ref(T=2), index=np.arange(2))
     eng = _engine(model)
-    cache = st.GramCache(tmp_path / "cache")
+    cache = GramCache(tmp_path / "cache")
     o1, r1 = st.stylize_series(eng, c, None, [ref], cache=cache, weights_key="random:x")
     assert cache.misses == 2 and cache.hits == 0 and len(list((tmp_path / "cache").glob("*.pt"))) == 2
-    cache2 = st.GramCache(tmp_path / "cache")
+    cache2 = GramCache(tmp_path / "cache")
     o2, _ = st.stylize_series(eng, c, None, [ref], cache=cache2, weights_key="random:x")
     assert cache2.hits == 2 and cache2.misses == 0
     np.testing.assert_array_equal(o1, o2)
-    cache3 = st.GramCache(tmp_path / "cache")      # other weights: other key
+    cache3 = GramCache(tmp_path / "cache")      # other weights: other key
     st.stylize_series(eng, c, None, [ref], cache=cache3, weights_key="random:y")
     assert cache3.hits == 0
+
+
+class CountingModel(torch.nn.Module):
+    """The VGG module, counting its forward calls."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m, self.calls = m, 0
+
+    def forward(self, x, layers):
+        self.calls += 1
+        return self.m(x, layers)
+
+
+@pytest.mark.parametrize("final_loss", [False, True])
+def test_default_run_does_no_extra_forward_for_the_final_loss(model, final_loss):
+    """Paper setting, one tilt per batch: a style-target, a content and an image forward per tilt and
+    nothing else by default; the opt-in final loss adds exactly one forward per tilt (the output's)."""
+    T = 3
+    cm = CountingModel(model)
+    eng = st.StyleTransfer(cm, StyleSettings(final_loss=final_loss), device=torch.device("cpu"))
+    c = blobs(T=T)
+    rng = np.random.default_rng(0)
+    init = c + 0.5 * rng.normal(size=c.shape).astype(np.float32)
+    out, rec = st.stylize_series(eng, c, init, [st.Reference(style_ref(T=T), index=np.arange(T))], tilt_batch=1)
+    assert cm.calls == (4 if final_loss else 3) * T
+    pt = rec["per_tilt"]
+    if final_loss:
+        assert rec["final_loss_of"] == "output"
+        assert pt["loss_final"] != pt["loss_initial"]
+    else:
+        # one iteration: the last iterate is the first, whose loss was computed for its gradient
+        assert rec["final_loss_of"] == "last_iterate"
+        assert pt["loss_final"] == pt["loss_initial"] and pt["style_loss_final"] == pt["style_loss_initial"]
+    # the same output either way
+    eng2 = st.StyleTransfer(model, StyleSettings(final_loss=not final_loss))
+    out2, _ = st.stylize_series(eng2, c, init, [st.Reference(style_ref(T=T), index=np.arange(T))], tilt_batch=1)
+    np.testing.assert_array_equal(out, out2)
+
+
+def test_gram_store_is_any_get_put_object(model):
+    """The core asks a store for get/put only (no paths): a dict-backed store gets the same targets, and a
+    second run reads them instead of running the style forward."""
+
+    class DictStore(dict):
+        def get(self, key):
+            return super().get(key)
+
+        def put(self, key, grams):
+            self[key] = grams
+
+    store = DictStore()
+    c = blobs(T=2)
+    ref = st.Reference(style_ref(T=2), index=np.arange(2))
+    o1, _ = st.stylize_series(_engine(model), c, None, [ref], cache=store, weights_key="k")
+    assert len(store) == 2 and all(set(g) == set(StyleSettings().style_layers) for g in store.values())
+    cm = CountingModel(model)
+    eng = st.StyleTransfer(cm, StyleSettings(), device=torch.device("cpu"))
+    o2, _ = st.stylize_series(eng, c, None, [ref], cache=store, weights_key="k")
+    assert cm.calls == 2 * 2            # content + image forward per tilt: no style forward
+    np.testing.assert_array_equal(o1, o2)
+
+
+def test_gram_cache_files_round_trip_and_recover_from_corrupt_files(tmp_path, model):
+    cache = GramCache(tmp_path / "c")
+    eng = _engine(model)
+    ref = st.Reference(style_ref(T=1))
+    g = eng.reference_grams(ref, 0, 1.0, cache=cache, weights_key="w")
+    key = eng.target_key(ref, 0, ref.tilts.shape[1:], "w")
+    assert cache.path(key).is_file() and cache.misses == 1
+    again = GramCache(tmp_path / "c").get(key)
+    assert set(again) == set(g) and all(torch.equal(again[l], g[l]) for l in g)
+    assert GramCache(tmp_path / "c").get("another key") is None
+    cache.path(key).write_bytes(b"garbage")
+    c2 = GramCache(tmp_path / "c")
+    g2 = eng.reference_grams(ref, 0, 1.0, cache=c2, weights_key="w")     # recomputed and rewritten
+    assert c2.misses == 1 and c2.hits == 0 and all(torch.equal(g2[l], g[l]) for l in g)
+    assert GramCache(tmp_path / "c").get(key) is not None
+    assert c2.record() == {"folder": str(tmp_path / "c"), "hits": 0, "misses": 1}
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="file"):
+        GramCache(tmp_path / "file" / "sub")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -322,13 +517,28 @@ def test_cli_runs_deterministic_and_records_losses(files, run_cli):
     assert pt["index"] == [0, 1, 2, 3]
     for k in ("loss_initial", "loss_final", "style_loss_initial", "style_loss_final"):
         assert len(pt[k]) == 4 and all(np.isfinite(pt[k]))
-    assert s["final_loss_of"] == "output"
+    assert s["final_loss_of"] == "last_iterate"     # the default runs no extra forward for the sidecar
     assert s["preset"] == "offline" and s["settings"]["initial_iterations"] == 3
     # angle matching: -30 -> -32 (index 0), -10 -> -11 (2), 10 -> 9 (3), 30 -> 27 (4)
     assert s["references"][0]["matched_index"] == [0, 2, 3, 4]
     ref = read(d / "ref.mrc")
     assert abs(a[1].mean() - ref[2].mean()) < 1e-3 * ref[2].std()
     np.testing.assert_allclose(np.loadtxt(d / "a.tlt"), ANGLES)
+
+
+def test_cli_final_loss_option_and_cache_record(files, run_cli):
+    d = files
+    rc, _, err = _style(run_cli, d, d / "f.mrc", "--tilts", "0:1", "--final-loss", "--style-cache", d / "cache")
+    assert rc == 0, err
+    s = json.loads((d / "f.json").read_text())["style"]
+    assert s["final_loss_of"] == "output" and s["settings"]["final_loss"] is True
+    assert s["per_tilt"]["loss_final"] != s["per_tilt"]["loss_initial"]
+    assert s["gram_cache"] == {"folder": str(d / "cache"), "hits": 0, "misses": 1}
+    rc, _, err = _style(run_cli, d, d / "g.mrc", "--tilts", "0:1", "--style-cache", d / "cache")
+    assert rc == 0, err
+    s = json.loads((d / "g.json").read_text())["style"]
+    assert s["gram_cache"]["hits"] == 1 and s["final_loss_of"] == "last_iterate"
+    np.testing.assert_array_equal(read(d / "f.mrc"), read(d / "g.mrc"))
 
 
 def test_cli_iterations_option_lowers_style_loss(files, run_cli):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..style_settings import StyleSettings
+
 HELP = "QC figures (PNG) and metrics (JSON) of one tomogram's tilt-series stages and reconstruction"
 
 DESCRIPTION = """\
@@ -52,24 +54,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no info messages")
 
 
-STYLE_LAYERS = (1, 6, 11, 20, 29)          # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (FakET)
-STYLE_LAYER_WEIGHTS = (256, 64, 16, 4, 1)   # normalised to sum 1 by faket.metrics.gram_distance
+# the style transfer's layers and weights (FakET's; the weights are normalised to sum 1 by faket.metrics.gram_distance)
+STYLE_LAYERS = StyleSettings().style_layers
+STYLE_LAYER_WEIGHTS = StyleSettings().style_layer_weights
 
 
 def gram_features(args):
     """``(features_fn, layer_weights, note)`` for the Gram distance from :mod:`faket.vgg`, or
-    ``(None, None, why not)`` when it cannot run (no faket.vgg; no ImageNet weights and no --vgg-weights).
+    ``(None, None, why not)`` when it cannot run (no ImageNet weights and no --vgg-weights).
 
     Each image is mapped to [0, 1] by its own 0.1..99.9 percentiles (clipped), the VGG input range.
     """
-    import importlib
+    from .. import vgg
 
-    try:
-        vgg = importlib.import_module("faket.vgg")
-    except ModuleNotFoundError as exc:
-        if exc.name == "faket.vgg":
-            return None, None, "skipped: faket.vgg is not available in this installation"
-        raise
     weights = args.vgg_weights
     if weights is None:
         if not vgg.imagenet_cache_path().exists():

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-from ..errors import InputError
+import dataclasses
+import functools
+import textwrap
+
+from ..errors import InputError, ParameterError
+from ..style_settings import ALGORITHM_KEYS, PRESETS
 from ._common import add_common_args
 from ._reference import add_reference_args
 
+PAPER, OFFLINE = PRESETS["paper"], PRESETS["offline"]
+
+
+def _v(v) -> str:
+    """A setting as typed on the command line (tuples comma-separated)."""
+    return ",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v:g}"
+
+
 HELP = "neural style transfer of tilt-series towards a real reference (FakET), batched and angle-matched"
-DESCRIPTION = """\
+_PRESETS_TEXT = textwrap.fill(
+    f"Presets: `paper` = one scale at the tilt size, one Adam step of {_v(PAPER.step_size)}, EMA "
+    f"{_v(PAPER.avg_decay)}, style layers {_v(PAPER.style_layers)} ({_v(PAPER.style_layer_weights)}), content "
+    f"layer {_v(PAPER.content_layers)}, content weight {_v(PAPER.content_weight)}, TV {_v(PAPER.tv_weight)}, "
+    f"{PAPER.pooling} pooling (FakET's setting, meant for ImageNet weights). `offline` = the setting chosen for "
+    f"random VGG weights (no ImageNet weights available): {OFFLINE.iterations} Adam steps of "
+    f"{_v(OFFLINE.step_size)} without content loss (the content enters through the NOISY init), which on real "
+    "tilt-series brought the spectrum closer to the reference than NOISY without cleaning the tilts; see "
+    "docs/style.md. `auto` (default) = paper with ImageNet/file weights, offline with "
+    "--weights random. Any option given explicitly overrides the preset.", 106)
+DESCRIPTION = f"""\
 Style a CONTENT tilt-series towards the look of a real reference (FakET's neural style transfer).
 
   faket style CONTENT.mrc --style REF.mrc --init NOISY.mrc -o STYLED.mrc
@@ -16,30 +39,27 @@ Style a CONTENT tilt-series towards the look of a real reference (FakET's neural
 
 Style tilts are matched to content tilts by angle (CONTENT.tlt, REF.tlt; a single 2-D image serves every
 tilt). Each series is mapped to [0, 1] with one min/max over all its tilts; every output tilt is finally
-rescaled to the matched reference tilt's mean and std. Per-tilt initial/final losses go in STYLED.json.
+rescaled to the matched reference tilt's mean and std. Per-tilt first/last losses go in STYLED.json.
 
-Presets: `paper` = one scale at the tilt size, one Adam step of 0.15, EMA 0.99, style layers 1,6,11,20,29
-(256,64,16,4,1), content layer 8, content weight 1, TV 0, max pooling (FakET's setting, meant for ImageNet
-weights). `offline` = the setting chosen for random VGG weights (no ImageNet weights available): 3 Adam
-steps of 0.02 without content loss (the content enters through the NOISY init), which on real tilt-series
-brought the spectrum closer to the reference than NOISY without cleaning the tilts; see README.md ("Style
-transfer"). `auto` (default) = paper with ImageNet/file weights, offline with --weights random.
-Any option given explicitly overrides the preset.
+{_PRESETS_TEXT}
 """
 
-# preset values; None in an option means "take it from the preset"
-PRESETS = {
-    "paper": dict(iterations=1, initial_iterations=1, min_scale=None, end_scale=None, step_size=0.15,
-                  avg_decay=0.99, content_weight=1.0, tv_weight=0.0, pooling="max",
-                  style_layers="1,6,11,20,29", style_layer_weights="256,64,16,4,1",
-                  content_layers="8", content_layer_weights="100"),
-}
-# offline (random weights): chosen from bench/realism.py on real tilt-series, see README.md ("Style transfer")
-# (3 Adam steps of 0.02, no content loss: the content enters through the NOISY init only)
-PRESETS["offline"] = dict(PRESETS["paper"], iterations=3, initial_iterations=3, step_size=0.02,
-                          content_weight=0.0)
+# a core parameter's option when it is not "--" + its name with dashes
+_OPTIONS = {"weight": "--style-weight", "tilt_range": "--tilts"}
+_HINTS = {"weights": " (--weights PATH.pth, --download-weights when online, or --weights random)"}
 
-_PRESET_KEYS = list(PRESETS["paper"])
+
+def _option_errors(run):
+    """Word the core's parameter errors for this command's options (``step_size`` -> ``--step-size``)."""
+
+    @functools.wraps(run)
+    def wrapped(args):
+        try:
+            return run(args)
+        except ParameterError as exc:
+            raise exc.as_option(_OPTIONS.get(exc.param), _HINTS.get(exc.param, "")) from None
+
+    return wrapped
 
 
 def add_arguments(p) -> None:
@@ -60,19 +80,25 @@ def add_arguments(p) -> None:
     g.add_argument("--preset", choices=("auto", "paper", "offline"), default="auto",
                    help="default settings: paper, offline (random weights), auto (default: by --weights)")
     g.add_argument("--iterations", type=int,
-                   help="Adam steps per scale (paper: 1; also sets --initial-iterations unless that is given)")
-    g.add_argument("--initial-iterations", type=int, help="Adam steps at the first scale (paper: 1)")
+                   help=f"Adam steps per scale (paper: {PAPER.iterations}; also sets --initial-iterations unless "
+                        "that is given)")
+    g.add_argument("--initial-iterations", type=int,
+                   help=f"Adam steps at the first scale (paper: {PAPER.initial_iterations})")
     g.add_argument("--min-scale", type=int, help="smallest scale, long side in pixels (default: tilt size)")
     g.add_argument("--end-scale", type=int, help="largest scale, long side in pixels (default: tilt size)")
-    g.add_argument("--step-size", type=float, help="Adam learning rate on [0, 1] pixels (paper: 0.15)")
-    g.add_argument("--avg-decay", type=float, help="EMA decay of the output average (paper: 0.99)")
-    g.add_argument("--content-weight", type=float, help="content loss weight (paper: 1)")
-    g.add_argument("--style-layers", help="VGG-19 features indices (paper: 1,6,11,20,29)")
-    g.add_argument("--style-layer-weights", help="weights of the style layers, normalised (paper: 256,64,16,4,1)")
-    g.add_argument("--content-layers", help="VGG-19 features indices (paper: 8)")
-    g.add_argument("--content-layer-weights", help="weights of the content layers, normalised (paper: 100)")
-    g.add_argument("--tv-weight", type=float, help="total-variation weight (paper: 0)")
-    g.add_argument("--pooling", choices=("max", "avg"), help="VGG pooling (paper: max)")
+    g.add_argument("--step-size", type=float,
+                   help=f"Adam learning rate on [0, 1] pixels (paper: {_v(PAPER.step_size)})")
+    g.add_argument("--avg-decay", type=float,
+                   help=f"EMA decay of the output average (paper: {_v(PAPER.avg_decay)})")
+    g.add_argument("--content-weight", type=float, help=f"content loss weight (paper: {_v(PAPER.content_weight)})")
+    g.add_argument("--style-layers", help=f"VGG-19 features indices (paper: {_v(PAPER.style_layers)})")
+    g.add_argument("--style-layer-weights",
+                   help=f"weights of the style layers, normalised (paper: {_v(PAPER.style_layer_weights)})")
+    g.add_argument("--content-layers", help=f"VGG-19 features indices (paper: {_v(PAPER.content_layers)})")
+    g.add_argument("--content-layer-weights",
+                   help=f"weights of the content layers, normalised (paper: {_v(PAPER.content_layer_weights)})")
+    g.add_argument("--tv-weight", type=float, help=f"total-variation weight (paper: {_v(PAPER.tv_weight)})")
+    g.add_argument("--pooling", choices=("max", "avg"), help=f"VGG pooling (paper: {PAPER.pooling})")
 
     w = p.add_argument_group("model and speed")
     w.add_argument("--weights", default="imagenet",
@@ -80,7 +106,7 @@ def add_arguments(p) -> None:
                         "(torchvision-format state dict) (default: imagenet)")
     w.add_argument("--download-weights", action="store_true",
                    help="download the ImageNet weights into the torch hub cache when missing (needs network)")
-    w.add_argument("--precision", choices=("fp32", "bf16", "tf32"), default="fp32",
+    w.add_argument("--precision", choices=("fp32", "bf16", "tf32"), default=PAPER.precision,
                    help="fp32 (default, deterministic), bf16 autocast (CPU AMX / CUDA; Gram, losses and Adam "
                         "stay fp32), tf32 (CUDA)")
     w.add_argument("--tilt-batch", type=int, default=None, metavar="N",
@@ -95,9 +121,11 @@ def add_arguments(p) -> None:
     w.add_argument("--tile-halo", type=int, default=None, metavar="PX",
                    help="context around each tile's core (default: twice the receptive-field radius of the "
                         "deepest layer, 160 for relu5_1: exact gradients)")
-    w.add_argument("--no-final-loss", action="store_true",
-                   help="skip the loss of the output (saves one forward per tilt; the sidecar then has the "
-                        "last iterate's loss)")
+    w.add_argument("--final-loss", action="store_true", default=PAPER.final_loss,
+                   help="record the loss of the output in the sidecar (one more forward per tilt; default: the "
+                        "last iterate's loss, computed anyway)")
+    w.add_argument("--no-final-loss", dest="final_loss", action="store_false",
+                   help="the default (kept for scripts written when the final loss was on by default)")
     w.add_argument("--cudnn-benchmark", action="store_true",
                    help="let cuDNN pick the fastest (non-deterministic) algorithms")
     add_reference_args(p, "style")
@@ -105,33 +133,28 @@ def add_arguments(p) -> None:
 
 
 def resolve_settings(args, weights_kind: str):
-    """StyleSettings from the preset and explicit options."""
-    from ..style import StyleSettings, parse_float_list, parse_int_list
+    """StyleSettings from the preset and explicit options, and the preset's name."""
+    from ..style_settings import parse_float_list, parse_int_list
 
     preset = args.preset
     if preset == "auto":
         preset = "offline" if weights_kind == "random" else "paper"
-    vals = dict(PRESETS[preset])
-    for k in _PRESET_KEYS:
-        v = getattr(args, k, None)
-        if v is not None:
-            vals[k] = v
+    given = {k: getattr(args, k) for k in ALGORITHM_KEYS if getattr(args, k, None) is not None}
+    for k in ("style_layers", "content_layers"):
+        if k in given:
+            given[k] = parse_int_list(given[k], "--" + k.replace("_", "-"))
+    for k in ("style_layer_weights", "content_layer_weights"):
+        if k in given:
+            given[k] = parse_float_list(given[k], "--" + k.replace("_", "-"))
     # --iterations alone sets the first scale's count too (with one scale it is the only one that runs)
     if args.iterations is not None and args.initial_iterations is None:
-        vals["initial_iterations"] = args.iterations
-    s = StyleSettings(
-        iterations=int(vals["iterations"]), initial_iterations=int(vals["initial_iterations"]),
-        min_scale=vals["min_scale"], end_scale=vals["end_scale"], step_size=float(vals["step_size"]),
-        avg_decay=float(vals["avg_decay"]), content_weight=float(vals["content_weight"]),
-        style_layers=parse_int_list(vals["style_layers"], "--style-layers"),
-        style_layer_weights=parse_float_list(vals["style_layer_weights"], "--style-layer-weights"),
-        content_layers=parse_int_list(vals["content_layers"], "--content-layers"),
-        content_layer_weights=parse_float_list(vals["content_layer_weights"], "--content-layer-weights"),
-        tv_weight=float(vals["tv_weight"]), pooling=vals["pooling"], precision=args.precision,
-        max_tile=args.max_tile, tile_halo=args.tile_halo, final_loss=not args.no_final_loss)
+        given["initial_iterations"] = args.iterations
+    s = dataclasses.replace(PRESETS[preset], **given, precision=args.precision, max_tile=args.max_tile,
+                            tile_halo=args.tile_halo, final_loss=args.final_loss)
     return s.validate(), preset
 
 
+@_option_errors
 def run(args) -> int:
     import time
 
@@ -140,6 +163,7 @@ def run(args) -> int:
 
     from .. import style as st
     from ..io import read_tiltseries
+    from ..style_cache import GramCache
     from ..tilts import parse_tilt_chunk
     from ..vgg import LAYER_NAMES, build_vgg
     from ._common import Step, check_not_same, info, progress, resolve_device, set_threads, warn
@@ -211,7 +235,7 @@ def run(args) -> int:
         if tilt_batch > fit:
             warn(f"--tilt-batch {tilt_batch}: may not fit in memory (estimate: {fit})")
     engine = st.StyleTransfer(model, settings, device)
-    cache = st.GramCache(args.style_cache) if args.style_cache else None
+    cache = GramCache(args.style_cache) if args.style_cache else None
     info(args, f"styling tilts {a}:{b} of {T} ({H}x{W}) on {device}, {settings.precision}, batch {tilt_batch}, "
                f"preset {preset}, {settings.initial_iterations}/{settings.iterations} iterations")
     t0 = time.perf_counter()
@@ -243,8 +267,8 @@ def run(args) -> int:
             "seconds": round(elapsed, 3), "seconds_per_tilt": round(elapsed / (b - a), 4),
         }
     }
-    if "gram_cache" in rec:
-        extra["style"]["gram_cache"] = rec["gram_cache"]
+    if cache is not None:
+        extra["style"]["gram_cache"] = cache.record()
     with Step("style", args, inputs=inputs) as stp:
         stp.write_mrc(args.output, out, c_m.voxel_size_a, angles=angles_out, image_stack=True, extra=extra)
     lo = np.mean(rec["per_tilt"]["loss_initial"])
