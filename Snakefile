@@ -22,6 +22,7 @@ include: "workflow/rules/reconstruct.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/dataset.smk"
+include: "workflow/rules/benchmark.smk"
 
 
 rule all:

@@ -1,0 +1,234 @@
+"""The FakET paper's evaluation as a workflow: planning (which layouts, seeds, style partners), user test sets,
+and the summary (scores table, Markdown, figure). Used by workflow/rules/benchmark.smk and faket picker.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+MODALITIES = ("benchmark", "faket", "noisy", "baseline", "noiseless")
+
+# the paper's numbers (DeepFinder, SHREC 2021 model 9, means of 6 seeds): (localisation F1, classification F1)
+PAPER = {"benchmark": (0.815, 0.581), "faket": (0.800, 0.533), "noisy": (0.809, 0.459),
+         "baseline": (0.813, 0.441), "faket (random VGG)": (0.783, 0.434)}
+
+
+# --------------------------------------------------------------------------------------------------
+# planning
+
+
+def train_names(n: int) -> list[str]:
+    return [f"train_{i:03d}" for i in range(n)]
+
+
+def test_names(n: int) -> list[str]:
+    return [f"test_{i:03d}" for i in range(n)]
+
+
+def style_partner(name: str, names: Sequence[str]) -> str:
+    """The training layout whose physics tilt-series styles (and fits the noise of) ``name``: the next one.
+
+    As in the paper, FAKET tomogram i never takes its own physics simulation as style reference.
+    """
+    names = list(names)
+    if len(names) < 2:
+        raise ValueError("the benchmark needs at least 2 training layouts (FAKET i is styled with another's "
+                         "physics tilt-series)")
+    return names[(names.index(name) + 1) % len(names)]
+
+
+def picker_seeds(spec) -> list[int]:
+    """``benchmark.seeds``: a count n (seeds 0..n-1) or an explicit list."""
+    if isinstance(spec, int):
+        return list(range(spec))
+    return [int(s) for s in spec]
+
+
+def layout_box(spec_path: str | None, shape_override=None) -> tuple[int, int, int]:
+    """Box (Z, Y, X) of a faket layout spec (or the override)."""
+    if shape_override:
+        return tuple(int(v) for v in shape_override)
+    if not spec_path:
+        return (128, 256, 256)        # faket layout's built-in default
+    import yaml
+
+    with open(spec_path) as f:
+        d = yaml.safe_load(f) or {}
+    for k in ("shape_zyx", "box_zyx", "shape", "box"):
+        if isinstance(d.get(k), list) and len(d[k]) == 3:
+            return tuple(int(v) for v in d[k])
+    raise InputError(f"{spec_path}: no box (Z, Y, X) in the layout spec")
+
+
+def user_test_sets(spec) -> list[dict[str, Any]]:
+    """``benchmark.test``: a list of folders of annotated tomograms, or a copick project.
+
+    Folder entries: {name, folder, tomogram, picks, occupancy_mask (optional), radius (voxels, for picks
+    without an occupancy mask)}; the files are relative to the folder. Returns checked entries with paths.
+    """
+    if spec is None:
+        return []
+    if isinstance(spec, Mapping) and "copick" in spec:
+        # hook: copick projects are read by faket's copick reader (being built); until it lands, say so.
+        raise InputError(f"benchmark.test.copick {spec['copick']}: copick projects are not read yet; export each "
+                         "run as a folder (tomogram MRC + picks CSV/STAR/SHREC [+ occupancy mask]) and list "
+                         "it under benchmark.test")
+    out, seen = [], set()
+    for i, e in enumerate(spec):
+        key = f"benchmark.test[{i}]"
+        folder = e["folder"]
+        if not os.path.isdir(folder):
+            raise InputError(f"{key}.folder: {folder} is not a folder")
+        name = e.get("name") or os.path.basename(os.path.normpath(folder))
+        if name in seen:
+            raise InputError(f"{key}.name: {name!r} is used twice")
+        seen.add(name)
+        d = {"name": name, "radius": float(e.get("radius", 5.0))}
+        for k in ("tomogram", "picks", "occupancy_mask"):
+            v = e.get(k)
+            if v is None:
+                if k != "occupancy_mask":
+                    raise InputError(f"{key}.{k}: missing")
+                d[k] = None
+                continue
+            p = os.path.join(folder, v)
+            if not os.path.isfile(p):
+                raise InputError(f"{key}.{k}: {p} not found")
+            d[k] = p
+        out.append(d)
+    return out
+
+
+def occupancy_from_picks(shape, points_zyx, radius: float) -> np.ndarray:
+    """Occupancy mask (int32): particle k+1 = a ball of ``radius`` voxels around point k (later points do
+    not overwrite earlier ones)."""
+    occ = np.zeros(shape, np.int32)
+    r = float(radius)
+    R = int(np.ceil(r))
+    g = np.arange(-R, R + 1)
+    dz, dy, dx = np.meshgrid(g, g, g, indexing="ij")
+    ball = dz ** 2 + dy ** 2 + dx ** 2 <= r * r
+    offs = np.stack([dz[ball], dy[ball], dx[ball]], axis=1)
+    for k, p in enumerate(np.asarray(points_zyx, dtype=np.float64)):
+        c = np.round(p).astype(np.int64)
+        v = c + offs
+        ok = np.all((v >= 0) & (v < np.asarray(shape)), axis=1)
+        v = v[ok]
+        free = occ[tuple(v.T)] == 0
+        occ[tuple(v[free].T)] = k + 1
+    return occ
+
+
+# --------------------------------------------------------------------------------------------------
+# summary
+
+
+def score_rows(runs: Sequence[tuple[str, Any, str, Mapping[str, Any]]]) -> pd.DataFrame:
+    """One row per (modality, seed, test) from faket evaluate metrics dicts."""
+    rows = []
+    for mod, seed, test, m in runs:
+        loc = m.get("localisation") or {}
+        cls = m.get("classification") or {}
+        r = {"modality": mod, "seed": int(seed), "test": test,
+             "loc_precision": loc.get("precision"), "loc_recall": loc.get("recall"), "loc_f1": loc.get("f1"),
+             "n_particles": loc.get("n_particles"), "n_picks": loc.get("n_picks"),
+             "cls_macro_precision": cls.get("macro_precision"), "cls_macro_recall": cls.get("macro_recall"),
+             "cls_macro_f1": cls.get("macro_f1")}
+        for c, v in sorted((cls.get("per_class") or {}).items()):
+            r[f"f1_{c}"] = v.get("f1")
+        rows.append(r)
+    if not rows:
+        raise InputError("no metrics given")
+    df = pd.DataFrame(rows)
+    order = {m: i for i, m in enumerate(MODALITIES)}
+    df["_o"] = [order.get(m, len(order)) for m in df["modality"]]
+    return df.sort_values(["_o", "modality", "seed", "test"]).drop(columns="_o").reset_index(drop=True)
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per modality: mean and std over seeds of the per-seed means over test tomograms."""
+    cols = [c for c in rows.columns if c.startswith(("loc_", "cls_", "f1_"))]
+    per_seed = rows.groupby(["modality", "seed"], sort=False)[cols].mean().reset_index()
+    g = per_seed.groupby("modality", sort=False)[cols]
+    out = g.mean().add_suffix("_mean").join(g.std(ddof=1).add_suffix("_std"))
+    out.insert(0, "n_seeds", per_seed.groupby("modality", sort=False).size())
+    return out.reset_index()
+
+
+def _pm(m, s) -> str:
+    if m is None or not np.isfinite(m):
+        return "-"
+    return f"{m:.3f}" if s is None or not np.isfinite(s) else f"{m:.3f} ± {s:.3f}"
+
+
+def markdown_table(summ: pd.DataFrame, *, title: str = "", note: str = "") -> str:
+    lines = [f"### {title}", ""] if title else []
+    lines += ["| modality | seeds | localisation P | localisation R | localisation F1 | classification F1 (macro) "
+              "| paper loc F1 / cls F1 |", "|---|---|---|---|---|---|---|"]
+    for _, r in summ.iterrows():
+        p = PAPER.get(r["modality"])
+        lines.append(f"| {r['modality'].upper()} | {int(r['n_seeds'])} | "
+                     f"{_pm(r['loc_precision_mean'], r['loc_precision_std'])} | "
+                     f"{_pm(r['loc_recall_mean'], r['loc_recall_std'])} | "
+                     f"{_pm(r['loc_f1_mean'], r['loc_f1_std'])} | "
+                     f"{_pm(r['cls_macro_f1_mean'], r['cls_macro_f1_std'])} | "
+                     + (f"{p[0]:.3f} / {p[1]:.3f} |" if p else "- |"))
+    lines += ["", "Mean ± standard deviation over picker seeds (each seed: mean over the test tomograms)."]
+    pcs = sorted(c[3:-5] for c in summ.columns if c.startswith("f1_") and c.endswith("_mean"))
+    if pcs:
+        lines += ["", "Per-class F1 (mean over seeds):", "",
+                  "| modality | " + " | ".join(pcs) + " |", "|---|" + "---|" * len(pcs)]
+        for _, r in summ.iterrows():
+            lines.append(f"| {r['modality'].upper()} | "
+                         + " | ".join("-" if pd.isna(r[f'f1_{c}_mean']) else f"{r[f'f1_{c}_mean']:.2f}" for c in pcs)
+                         + " |")
+    if note:
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+def figure(summ: pd.DataFrame, path, *, title: str = "") -> None:
+    """F1 per modality (localisation and classification) with error bars (std over seeds), PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(summ))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(summ), 3.6), dpi=120)
+    w = 0.38
+    for off, key, lab, col in ((-w / 2, "loc_f1", "localisation F1", "#4c72b0"),
+                               (w / 2, "cls_macro_f1", "classification F1 (macro)", "#dd8452")):
+        m = summ[f"{key}_mean"].to_numpy(dtype=float)
+        s = np.nan_to_num(summ[f"{key}_std"].to_numpy(dtype=float))
+        ax.bar(x + off, m, w, yerr=s, capsize=3, label=lab, color=col)
+    for i, mod in enumerate(summ["modality"]):
+        p = PAPER.get(mod)
+        if p:
+            ax.plot([i - w, i], [p[0]] * 2, "k--", lw=1)
+            ax.plot([i, i + w], [p[1]] * 2, "k:", lw=1)
+    ax.set_xticks(x, [m.upper() for m in summ["modality"]])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1 on the test tomograms")
+    ax.set_title(title + "\n(bars: mean ± std over seeds; black lines: the paper's values)", fontsize=9)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def drawn(seed: int, key: str, spec):
+    """A fixed value, or one drawn from [low, high] for this seed and key (as the workflow draws per tomogram)."""
+    import random
+
+    if not isinstance(spec, list):
+        return spec
+    rng = random.Random(f"faket:{seed}:{key}")
+    lo, hi = float(spec[0]), float(spec[1])
+    return float(f"{lo + (hi - lo) * rng.random():.4g}")
