@@ -169,7 +169,7 @@ def test_cli_train_segment_localize_round_trip(tmp_path, run_cli):
                          "--steps", 2, "--batch", 2, "--patch", 16, "--threads", 1, "--quiet")
     assert rc == 0, err
     side = json.loads(model.with_suffix(".json").read_text())
-    assert side["step"] == "picker train" and side["extra"]["output"]["class_names"] == {"1": "ball", "2": "cube"}
+    assert side["faket_step"] == "picker train" and side["output"]["class_names"] == {"1": "ball", "2": "cube"}
     assert len((tmp_path / "m" / "model_loss.csv").read_text().splitlines()) == 3
     rc, _, err = run_cli("picker", "segment", tmp_path / "tomo.mrc", "--model", model, "-o", tmp_path / "lab.mrc",
                          "--scores", tmp_path / "scores.npy", "--quiet")

@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="trained model")
     t.add_argument("--loss-csv", metavar="CSV", help="loss per step (default: beside the model, MODEL_loss.csv)")
     _device_args(t)
-    t.set_defaults(picker_run=_train)
+    t.set_defaults(_picker_run=_train)
 
     s = sub.add_parser("segment", help="class map and class scores of a tomogram (sliding window)",
                        description="Segment a tomogram with overlapping windows (MONAI sliding-window "
@@ -82,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--overlap", type=float, default=D["overlap"], help=f"window overlap fraction (default {D['overlap']:g})")
     s.add_argument("--batch", type=int, default=D["batch"], help="windows per forward pass")
     _device_args(s)
-    s.set_defaults(picker_run=_segment)
+    s.set_defaults(_picker_run=_segment)
 
     lo = sub.add_parser("localize", help="picks from a class map (MeanShift, majority label per cluster)",
                         description="Cluster the class map's foreground voxels with MeanShift (scikit-learn, "
@@ -100,10 +100,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lo.add_argument("--min-size-fraction", type=float, default=D["min_size_fraction"],
                     help="classes without --min-size: this fraction of the mean training particle size "
                          "stored in --model (default 0.2; 0 = keep every cluster)")
+    lo.add_argument("--max-points", type=int, default=50_000,
+                    help="above this many foreground voxels, MeanShift modes are found on an evenly strided "
+                         "subset and every voxel joins its nearest mode (default 50000)")
     lo.add_argument("--per-class", action="store_true",
                     help="cluster each class on its own (default: all foreground together, as DeepFinder)")
     lo.add_argument("--quiet", "-q", action="store_true", help="no info messages")
-    lo.set_defaults(picker_run=_localize)
+    lo.set_defaults(_picker_run=_localize)
 
     tr = sub.add_parser("truth", help="truth for a user's annotated tomogram: particle table + occupancy mask",
                         description="Turn a user's picks (CSV / STAR / SHREC, voxels of the tomogram) into what "
@@ -115,7 +118,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tr.add_argument("--radius", type=float, default=5.0, help="sphere radius (voxels) without --occupancy (default 5)")
     tr.add_argument("-o", "--output", required=True, metavar="DIR", help="writes particles.csv, occupancy_mask.mrc")
     tr.add_argument("--quiet", "-q", action="store_true")
-    tr.set_defaults(picker_run=_truth)
+    tr.set_defaults(_picker_run=_truth)
 
     sm = sub.add_parser("summarize", help="benchmark table, CSV and figure from faket evaluate metrics",
                         description="Collect faket evaluate metrics of the benchmark runs into scores.csv (one "
@@ -129,13 +132,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sm.add_argument("--title", default="faket picker benchmark")
     sm.add_argument("--note", default="", help="a line printed under the table (configuration)")
     sm.add_argument("--quiet", "-q", action="store_true")
-    sm.set_defaults(picker_run=_summarize)
+    sm.set_defaults(_picker_run=_summarize)
 
 
 def run(args) -> int:
     from ..errors import InputError
 
-    fn = getattr(args, "picker_run", None)
+    fn = getattr(args, "_picker_run", None)
     if fn is None:
         raise InputError("a command is needed: train, segment, localize, truth or summarize (faket picker --help)")
     try:
@@ -412,8 +415,9 @@ def _localize(args) -> int:
             min_size[c] = max(1, int(round(args.min_size_fraction * sizes[c])))
         else:
             min_size[c] = 1
+    _check_positive("--max-points", args.max_points)
     df = localize(lab, bandwidth=args.bandwidth, min_size=min_size, per_class=args.per_class,
-                  class_names=names, scores=scores)
+                  class_names=names, scores=scores, max_points=args.max_points)
     with Step("picker localize", args, inputs=[args.labels, args.model, args.classes, args.scores]) as st:
         table = check_particles(df, str(out))
         for c in df.columns:

@@ -232,3 +232,131 @@ def drawn(seed: int, key: str, spec):
     rng = random.Random(f"faket:{seed}:{key}")
     lo, hi = float(spec[0]), float(spec[1])
     return float(f"{lo + (hi - lo) * rng.random():.4g}")
+
+
+class Plan:
+    """The benchmark's plan from a (validated) workflow config: names, seeds, file names and step options.
+
+    Used by workflow/rules/benchmark.smk, so the rules hold no logic; every value comes from the config keys
+    of the main workflow (angles, layout, reference.physics, noise, style, reconstruct) and ``benchmark``.
+    """
+
+    DIR = "results/benchmark"
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = config
+        bm = self.bm = config["benchmark"]
+        self.spec = bm["layout_spec"] or config["layout"]["spec"]
+        self.train = train_names(bm["train_tomograms"])
+        self.user = user_test_sets(bm["test"])
+        ref = bm.get("style_reference")
+        if ref and not (os.path.isfile(ref) and os.path.isfile(os.path.splitext(ref)[0] + ".tlt")):
+            raise InputError(f"benchmark.style_reference: {ref} (with its .tlt beside it) not found")
+        self.user_by = {u["name"]: u for u in self.user}
+        self.generated_test = test_names(bm["test_tomograms"])
+        self.test = [u["name"] for u in self.user] or self.generated_test
+        self.seeds = picker_seeds(bm["seeds"])
+        self.modalities = list(bm["modalities"])
+        self.bin = int(bm["bin"])
+        self.picker = bm["picker"]
+        nz = layout_box(self.spec, config["layout"]["shape_zyx"])[0]
+        zr = config["reconstruct"]["z_range"] or [0, nz]
+        self.z_labels = f"--z-range {zr[0]}:{zr[1]}"
+        self.z_reconstruct = f"{self.z_labels} --volume-z {nz}"
+        self._seed = {n: bm["train_seed"] + i for i, n in enumerate(self.train)}
+        self._seed.update({n: bm["test_seed"] + i for i, n in enumerate(self.generated_test)})
+
+    # names and files
+    def seed(self, name: str) -> int:
+        return self._seed[name]
+
+    def partner_tilts(self, name: str) -> str:
+        """Style and noise reference of training layout ``name``: ``benchmark.style_reference`` when set (a
+        tilt-series of the user's microscope), else the physics tilt-series of the next training layout."""
+        ref = self.bm.get("style_reference")
+        if ref:
+            return ref
+        return f"{self.DIR}/{style_partner(name, self.train)}/tiltseries/benchmark.mrc"
+
+    def train_tomograms(self, modality: str) -> list[str]:
+        return [f"{self.DIR}/{n}/tomogram_{modality}_bin{self.bin}.mrc" for n in self.train]
+
+    def train_labels(self, what: str) -> list[str]:
+        stem = {"class_mask": "class_mask", "particles": "particles"}[what]
+        ext = "csv" if what == "particles" else "mrc"
+        return [f"{self.DIR}/{n}/{stem}_bin{self.bin}.{ext}" for n in self.train]
+
+    def test_inputs(self, test: str) -> dict[str, str]:
+        if test in self.user_by:
+            return {"tomogram": self.user_by[test]["tomogram"], "truth": f"{self.DIR}/user/{test}/particles.csv",
+                    "occupancy": f"{self.DIR}/user/{test}/occupancy_mask.mrc"}
+        return {"tomogram": f"{self.DIR}/{test}/tomogram_benchmark_bin{self.bin}.mrc",
+                "truth": f"{self.DIR}/{test}/particles_bin{self.bin}.csv",
+                "occupancy": f"{self.DIR}/{test}/occupancy_mask_bin{self.bin}.mrc"}
+
+    def runs(self) -> list[tuple[str, int, str]]:
+        return [(m, s, t) for m in self.modalities for s in self.seeds for t in self.test]
+
+    def metrics(self) -> list[str]:
+        return [f"{self.DIR}/runs/{m}/seed{s}/{t}/metrics.json" for m, s, t in self.runs()]
+
+    # options of the steps
+    def layout_opts(self) -> str:
+        lay = self.config["layout"]
+        opts = [f"--spec {self.spec}"] if self.spec else []
+        if lay["shape_zyx"]:
+            opts.append("--shape " + ",".join(str(v) for v in lay["shape_zyx"]))
+        if lay["voxel_size_a"]:
+            opts.append(f"--voxel-size {lay['voxel_size_a']:g}")
+        return " ".join(opts)
+
+    def physics_opts(self, name: str) -> str:
+        phys = self.config["reference"]["physics"]
+        test = not name.startswith("train_")
+        dfc = self.bm["test_defocus_um"] if test and self.bm["test_defocus_um"] is not None else phys["defocus_um"]
+        dose = self.bm["test_dose"] if test and self.bm["test_dose"] is not None else phys["dose"]
+        opts = [f"--defocus-um {drawn(self.seed(name), 'reference.physics.defocus_um', dfc):g}"]
+        if dose is not None:
+            opts.append(f"--dose {dose:g}")
+        return " ".join(opts)
+
+    def noise_opts(self, name: str) -> str:
+        n = self.config["noise"]
+        opts = f"--estimate {n['estimate']} --content-noise {n['content_noise']:g}"
+        snr = drawn(self.seed(name), "noise.snr", n["snr"])
+        return opts + ("" if snr is None else f" --snr {snr:g}")
+
+    def style_opts(self) -> str:
+        st = self.config["style"]
+        opts = f"--weights {st['weights']} --precision {st['precision']}"
+        return opts + ("" if st["iterations"] is None else f" --iterations {st['iterations']}")
+
+    def train_opts(self) -> str:
+        keys = ("steps", "batch", "patch", "lr", "shift", "p_rotate", "background_ratio")
+        return " ".join(f"--{k.replace('_', '-')} {self.picker[k]}" for k in keys)
+
+    @staticmethod
+    def train_pairs(tomograms, masks, particles) -> str:
+        return " ".join(f"--tomogram {t} --class-mask {m} --particles {p}"
+                        for t, m, p in zip(tomograms, masks, particles))
+
+    def localize_opts(self) -> str:
+        p = self.picker
+        o = f"--bandwidth {p['bandwidth']:g} --min-size-fraction {p['min_size_fraction']:g}"
+        return o + (" --per-class" if p["per_class"] else "")
+
+    def truth_opts(self, test: str) -> str:
+        u = self.user_by[test]
+        return f"--occupancy {u['occupancy_mask']}" if u["occupancy_mask"] else f"--radius {u['radius']:g}"
+
+    def summary_args(self, metric_files) -> str:
+        return " ".join(f"--metrics {m} {s} {t} {p}" for (m, s, t), p in zip(self.runs(), metric_files))
+
+    def note(self) -> str:
+        p = self.picker
+        test = "user test set" if self.user else f"{len(self.test)} held-out physics-simulated layout(s)"
+        return (f"Configuration: {len(self.train)} training layouts ({self.spec or 'faket layout default'}), "
+                f"{test}, bin {self.bin}, angles {self.config['angles']}, style weights "
+                f"{self.config['style']['weights']}; picker: {p['steps']} steps x {p['batch']} patches of "
+                f"{p['patch']}^3, lr {p['lr']:g}; seeds {self.seeds}; excluded classes: "
+                f"{', '.join(self.bm['exclude_classes']) or 'none'}.")

@@ -7,8 +7,14 @@ background + classes (softmax applied by the loss / at inference). ReLU, no batc
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
+
+# Keras' 'same' padding of the 2^3 up-convolutions (one extra zero at the end) is what PyTorch does too; it
+# warns that this needs a padded copy of the input, which is expected here.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel", category=UserWarning)
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
