@@ -131,6 +131,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sm.add_argument("--figure", metavar="PNG", help="figure (default: beside, .png)")
     sm.add_argument("--title", default="faket picker benchmark")
     sm.add_argument("--note", default="", help="a line printed under the table (configuration)")
+    sm.add_argument("--faket-weights", default="imagenet",
+                    help="VGG weights FAKET was styled with: imagenet, or anything else (random, a path): the "
+                         "FAKET row is compared with the paper's random-weights ablation")
     sm.add_argument("--quiet", "-q", action="store_true")
     sm.set_defaults(_picker_run=_summarize)
 
@@ -492,10 +495,11 @@ def _summarize(args) -> int:
     summ = summary(rows)
     with Step("picker summarize", args, inputs=[m[3] for m in args.metrics]) as st:
         rows.to_csv(st.path(out), index=False)
-        st.path(table).write_text(markdown_table(summ, title=args.title, note=args.note))
-        figure(summ, st.path(fig), title=args.title)
+        st.path(table).write_text(markdown_table(summ, title=args.title, note=args.note,
+                                                 faket_weights=args.faket_weights))
+        figure(summ, st.path(fig), title=args.title, faket_weights=args.faket_weights)
         st.write_sidecar(out.with_suffix(".json"), extra={"output": {"path": str(out), "runs": len(rows)}})
     info(args, f"{out}, {table}, {fig}")
     if not args.quiet:
-        print(markdown_table(summ, title=args.title, note=args.note))
+        print(markdown_table(summ, title=args.title, note=args.note, faket_weights=args.faket_weights))
     return 0

@@ -275,6 +275,7 @@ rule benchmark_summary:
     params:
         runs=lambda wildcards, input: BMP.summary_args(input.metrics),
         note=BMP.note(),
+        weights=config["style"]["weights"],
     shell:
         "faket picker summarize {params.runs} -o {output.csv} --table {output.md} --figure {output.png} "
-        "--note {params.note:q} --quiet > {log} 2>&1"
+        "--note {params.note:q} --faket-weights {params.weights} --quiet > {log} 2>&1"
