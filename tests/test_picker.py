@@ -270,3 +270,20 @@ def test_benchmark_plans_dry_run(tmp_path):
     p.write_text(yaml.safe_dump(cfg))
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "copick projects are not read yet" in r.stdout + r.stderr
+
+
+def test_score_gives_zero_for_no_picks_and_evaluate_otherwise(tmp_path, run_cli):
+    _, cls, _, _ = _write_truth(tmp_path)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("particle_id,class_id,class_name,x,y,z,rot,tilt,psi\n")
+    rc, _, err = run_cli("picker", "score", "--truth", tmp_path / "particles.csv", "--occupancy", tmp_path / "occ.mrc",
+                         "--pred", empty, "-o", tmp_path / "zero.json", "--quiet")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "zero.json").read_text())
+    assert m["localisation"]["f1"] == 0.0 and m["localisation"]["n_picks"] == 0
+    assert m["localisation"]["n_particles"] == len(PARTICLES) and m["classification"]["macro_f1"] == 0.0
+    perfect = _score(run_cli, tmp_path, cls, "perfect")
+    rc, _, err = run_cli("picker", "score", "--truth", tmp_path / "particles.csv", "--occupancy", tmp_path / "occ.mrc",
+                         "--pred", tmp_path / "perfect_picks.csv", "-o", tmp_path / "p2.json", "--quiet")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "p2.json").read_text())["localisation"] == perfect["localisation"]

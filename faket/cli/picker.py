@@ -120,6 +120,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tr.add_argument("--quiet", "-q", action="store_true")
     tr.set_defaults(_picker_run=_truth)
 
+    sc = sub.add_parser("score", help="faket evaluate, and zero scores when a picker made no picks",
+                        description="Score picks with `faket evaluate` (same options, passed through). A picker "
+                        "that found nothing is a result, not an error: an empty picks table gets a metrics JSON "
+                        "with zero precision, recall and F1 (n_picks 0).")
+    sc.add_argument("--truth", required=True, metavar="TABLE")
+    sc.add_argument("--occupancy", required=True, metavar="MRC")
+    sc.add_argument("--pred", required=True, metavar="PICKS.csv")
+    sc.add_argument("-o", "--output", required=True, metavar="JSON")
+    sc.add_argument("--exclude-class", action="append", default=[], metavar="NAME")
+    sc.add_argument("--clip", action="store_true")
+    sc.add_argument("--quiet", "-q", action="store_true")
+    sc.set_defaults(_picker_run=_score)
+
     sm = sub.add_parser("summarize", help="benchmark table, CSV and figure from faket evaluate metrics",
                         description="Collect faket evaluate metrics of the benchmark runs into scores.csv (one "
                         "row per modality, seed and test tomogram), a Markdown table (means +- std over seeds) "
@@ -502,4 +515,50 @@ def _summarize(args) -> int:
     info(args, f"{out}, {table}, {fig}")
     if not args.quiet:
         print(markdown_table(summ, title=args.title, note=args.note, faket_weights=args.faket_weights))
+    return 0
+
+
+def _score(args) -> int:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..errors import InputError
+    from ..particles import read_particles
+    from ..provenance import _jsonable, build_record
+    from ._common import Step, check_not_same, info
+
+    pred = Path(args.pred)
+    if not pred.is_file():
+        raise InputError(f"{pred}: picks file not found")
+    try:
+        n_picks = len(pd.read_csv(pred, comment="#"))
+    except pd.errors.EmptyDataError:
+        n_picks = 0
+    if n_picks:
+        from . import main
+
+        argv = ["evaluate", "--truth", str(args.truth), "--occupancy", str(args.occupancy), "--pred", str(pred),
+                "-o", str(args.output)] + [f"--exclude-class={c}" for c in args.exclude_class]
+        argv += (["--clip"] if args.clip else []) + (["--quiet"] if args.quiet else [])
+        return main(argv)
+    out = Path(args.output)
+    check_not_same([args.truth, args.occupancy, args.pred], [out])
+    truth = read_particles(args.truth)
+    excl = {c.upper() for c in args.exclude_class}
+    truth = truth[[str(n).upper() not in excl for n in truth["class_name"]]]
+    zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    classes = sorted(set(str(n) for n in truth["class_name"]))
+    body = {"rules": "no picks: every score is 0 (faket picker score)", "excluded_classes": list(args.exclude_class),
+            "localisation": {**zero, "true_positives": 0, "n_particles": int(len(truth)), "n_picks": 0,
+                             "n_duplicates": 0},
+            "classification": {"per_class": {c: {**zero, "n_particles": int((truth["class_name"] == c).sum()),
+                                                 "true_positives": 0} for c in classes},
+                               "macro_precision": 0.0, "macro_recall": 0.0, "macro_f1": 0.0}}
+    with Step("picker score", args, inputs=[args.truth, args.occupancy, args.pred]) as st:
+        body["provenance"] = build_record(step="picker score", parameters=st.params(), inputs=st.inputs,
+                                          seed=None, started=st.t0)
+        st.path(out).write_text(json.dumps(_jsonable(body), indent=2) + "\n")
+    info(args, f"{pred}: no picks; localisation and classification F1 = 0")
     return 0

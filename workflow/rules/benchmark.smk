@@ -257,7 +257,7 @@ rule benchmark_score:
         "(faket picker segment {input.tomogram} --model {input.model} -o {output.labels} "
         "--overlap {params.overlap} --device {params.device} --threads {threads} --quiet && "
         "faket picker localize {output.labels} --model {input.model} -o {output.picks} {params.loc} --quiet && "
-        "faket evaluate --truth {input.truth} --occupancy {input.occupancy} --pred {output.picks} "
+        "faket picker score --truth {input.truth} --occupancy {input.occupancy} --pred {output.picks} "
         "-o {output.metrics} {params.exclude} --clip --quiet) > {log} 2>&1"
 
 
