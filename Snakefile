@@ -23,6 +23,7 @@ include: "workflow/rules/labels.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/benchmark.smk"
 
 
 rule all:

@@ -287,3 +287,23 @@ def test_set_threads_without_importing_torch_or_numba(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1", "1", "False", "False", "1"]
+
+
+def test_silent_progress_bar_answers_what_the_steps_call():
+    """With bars off, progress() returns a stand-in (tqdm not imported): it must accept every bar method the
+    steps use, or a --quiet run fails where a TTY run works."""
+    import re
+    from pathlib import Path
+
+    from faket.cli._common import progress
+
+    used = set()
+    for f in Path(__file__).resolve().parents[1].joinpath("faket").rglob("*.py"):
+        used |= set(re.findall(r"\bbar\.(\w+)", f.read_text()))
+    bar = progress(range(3), total=3, enable=False)
+    assert list(bar) == [0, 1, 2]
+    for name in sorted(used):
+        attr = getattr(bar, name)
+        if callable(attr):
+            attr(1) if name == "update" else attr()
+    assert bar.total == 3

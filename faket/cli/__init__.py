@@ -16,7 +16,7 @@ from ..errors import InputError
 
 # Order = pipeline order (shown in --help).
 COMMANDS = ["layout", "project", "reference", "noise", "style", "stack", "reconstruct", "labels",
-            "qc", "evaluate", "manifest", "dataset", "export"]
+            "qc", "evaluate", "manifest", "dataset", "export", "picker"]
 
 _NEG_VALUE = re.compile(r"^-(\d|\.\d)")
 

@@ -199,6 +199,9 @@ class _NoBar:
     def set_postfix_str(self, s="", refresh=True) -> None:
         pass
 
+    def set_postfix(self, *args, **kwargs) -> None:
+        pass
+
     def set_description(self, desc=None, refresh=True) -> None:
         pass
 

@@ -1,0 +1,564 @@
+"""``faket picker train | segment | localize | truth | summarize``: the FakET paper's DeepFinder protocol."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a DeepFinder-style picker on faket data, segment tomograms, localise picks (needs faket[picker])"
+
+DESCRIPTION = """\
+A small, faithful harness of the picker protocol the FakET paper evaluated its data with (DeepFinder:
+3D U-Net, Tversky loss, sliding-window segmentation, MeanShift localisation), in PyTorch + MONAI +
+scikit-learn (pip install 'faket[picker]'). Each subcommand works alone:
+
+  faket picker train --dataset results/dataset.csv --modality faket --bin 2 -o model.pt --steps 500
+  faket picker train --tomogram t0.mrc --class-mask c0.mrc --particles p0.csv -o model.pt
+  faket picker segment tomogram.mrc --model model.pt -o labels.mrc [--scores scores.npy]
+  faket picker localize labels.mrc --model model.pt -o picks.csv
+  faket evaluate --truth particles.csv --occupancy occupancy_mask.mrc --pred picks.csv -o metrics.json
+
+The benchmark (one picker per modality and seed): snakemake --cores 2 --configfile config/benchmark.yaml
+benchmark (docs/picker.md).
+"""
+
+# defaults, defined once (config keys benchmark.picker.* use the same names)
+DEFAULTS = dict(steps=300, batch=8, patch=16, lr=1e-4, shift=3, p_rotate=0.5, background_ratio=1.0,
+                overlap=0.25, bandwidth=5.0, min_size_fraction=0.2)
+
+
+def _device_args(p):
+    from ._common import add_common_args
+
+    add_common_args(p, seed=True, device=True)
+    for a in p._actions:
+        if a.dest == "device":
+            a.default = "cpu"
+            a.help = "cpu | cuda | cuda:I | auto (default: cpu; deterministic on CPU)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="picker_command", metavar="<command>")
+    D = DEFAULTS
+
+    t = sub.add_parser("train", help="train the 3D U-Net on tomograms and class masks",
+                       description="Train DeepFinder's 3D U-Net (Tversky loss alpha=beta=0.5, Adam) on "
+                       "tomograms and their class masks (0 = background, class ids as faket labels writes "
+                       "them). Patches: class-balanced centres (MONAI), random shift, per-patch z-score, "
+                       "180-degree rotation about the tilt axis (Y) with probability --p-rotate.")
+    g = t.add_argument_group("inputs (pairs, or a dataset CSV)")
+    g.add_argument("--tomogram", action="append", default=[], metavar="MRC", help="training tomogram (repeat)")
+    g.add_argument("--class-mask", action="append", default=[], metavar="MRC",
+                   help="its class mask, same shape (repeat, same order)")
+    g.add_argument("--particles", action="append", default=[], metavar="CSV",
+                   help="its particle table (repeat, same order; gives class names and sizes)")
+    g.add_argument("--dataset", metavar="CSV", help="results/dataset.csv from faket dataset")
+    g.add_argument("--modality", help="with --dataset: rows of this modality (faket, noisy, baseline, ...)")
+    g.add_argument("--bin", type=int, help="with --dataset: rows of this binning")
+    g.add_argument("--tomograms", metavar="A,B", help="with --dataset: only these tomogram names")
+    h = t.add_argument_group("training")
+    h.add_argument("--steps", type=int, default=D["steps"], help=f"optimiser steps (default {D['steps']})")
+    h.add_argument("--batch", type=int, default=D["batch"], help=f"patches per step (default {D['batch']})")
+    h.add_argument("--patch", type=int, default=D["patch"], help=f"patch edge, multiple of 4 (default {D['patch']}; paper 56)")
+    h.add_argument("--lr", type=float, default=D["lr"], help=f"Adam learning rate (default {D['lr']:g})")
+    h.add_argument("--shift", type=int, default=D["shift"], help=f"random shift of patch centres, voxels (default {D['shift']})")
+    h.add_argument("--p-rotate", type=float, default=D["p_rotate"],
+                   help=f"probability of the 180-degree rotation about Y (default {D['p_rotate']:g})")
+    h.add_argument("--background-ratio", type=float, default=D["background_ratio"],
+                   help="background patch centres relative to one class's (default 1)")
+    t.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="trained model")
+    t.add_argument("--loss-csv", metavar="CSV", help="loss per step (default: beside the model, MODEL_loss.csv)")
+    _device_args(t)
+    t.set_defaults(_picker_run=_train)
+
+    s = sub.add_parser("segment", help="class map and class scores of a tomogram (sliding window)",
+                       description="Segment a tomogram with overlapping windows (MONAI sliding-window "
+                       "inference, each window z-scored): argmax class map (MRC, uint8) and optionally "
+                       "the class probabilities (.npy, float16, (C, Z, Y, X)).")
+    s.add_argument("tomogram", metavar="TOMO.mrc")
+    s.add_argument("--model", required=True, metavar="MODEL.pt")
+    s.add_argument("-o", "--output", required=True, metavar="LABELS.mrc", help="class map")
+    s.add_argument("--scores", metavar="SCORES.npy", help="also write class probabilities")
+    s.add_argument("--patch", type=int, help="window edge (default: the model's training patch)")
+    s.add_argument("--overlap", type=float, default=D["overlap"], help=f"window overlap fraction (default {D['overlap']:g})")
+    s.add_argument("--batch", type=int, default=D["batch"], help="windows per forward pass")
+    _device_args(s)
+    s.set_defaults(_picker_run=_segment)
+
+    lo = sub.add_parser("localize", help="picks from a class map (MeanShift, majority label per cluster)",
+                        description="Cluster the class map's foreground voxels with MeanShift (scikit-learn, "
+                        "bin seeding), give each cluster its majority class, drop clusters smaller than their "
+                        "class's minimum size, write the cluster centres as a faket particle CSV (voxels of the "
+                        "class map; columns size and score added) for `faket evaluate`.")
+    lo.add_argument("labels", metavar="LABELS.mrc")
+    lo.add_argument("-o", "--output", required=True, metavar="PICKS.csv")
+    lo.add_argument("--model", metavar="MODEL.pt", help="class names and training particle sizes")
+    lo.add_argument("--classes", metavar="CSV", help="a particle table giving class names (instead of --model)")
+    lo.add_argument("--scores", metavar="SCORES.npy", help="class probabilities from segment (adds a score column)")
+    lo.add_argument("--bandwidth", type=float, default=D["bandwidth"], help="MeanShift bandwidth, voxels (default 5)")
+    lo.add_argument("--min-size", action="append", default=[], metavar="N|CLASS=N",
+                    help="minimum cluster size in voxels, for all classes or one (name or id); repeatable")
+    lo.add_argument("--min-size-fraction", type=float, default=D["min_size_fraction"],
+                    help="classes without --min-size: this fraction of the mean training particle size "
+                         "stored in --model (default 0.2; 0 = keep every cluster)")
+    lo.add_argument("--max-points", type=int, default=50_000,
+                    help="above this many foreground voxels, MeanShift modes are found on an evenly strided "
+                         "subset and every voxel joins its nearest mode (default 50000)")
+    lo.add_argument("--per-class", action="store_true",
+                    help="cluster each class on its own (default: all foreground together, as DeepFinder)")
+    lo.add_argument("--quiet", "-q", action="store_true", help="no info messages")
+    lo.set_defaults(_picker_run=_localize)
+
+    tr = sub.add_parser("truth", help="truth for a user's annotated tomogram: particle table + occupancy mask",
+                        description="Turn a user's picks (CSV / STAR / SHREC, voxels of the tomogram) into what "
+                        "`faket evaluate` needs: a particle table numbered 1..N and an occupancy mask (given, "
+                        "or spheres of --radius voxels around each pick).")
+    tr.add_argument("--tomogram", required=True, metavar="MRC", help="the annotated tomogram (for its shape)")
+    tr.add_argument("--picks", required=True, metavar="TABLE", help="annotations: CSV, STAR or SHREC txt")
+    tr.add_argument("--occupancy", metavar="MRC", help="occupancy mask (particle id per voxel), if you have one")
+    tr.add_argument("--radius", type=float, default=5.0, help="sphere radius (voxels) without --occupancy (default 5)")
+    tr.add_argument("-o", "--output", required=True, metavar="DIR", help="writes particles.csv, occupancy_mask.mrc")
+    tr.add_argument("--quiet", "-q", action="store_true")
+    tr.set_defaults(_picker_run=_truth)
+
+    sc = sub.add_parser("score", help="faket evaluate, and zero scores when a picker made no picks",
+                        description="Score picks with `faket evaluate` (same options, passed through). A picker "
+                        "that found nothing is a result, not an error: an empty picks table gets a metrics JSON "
+                        "with zero precision, recall and F1 (n_picks 0).")
+    sc.add_argument("--truth", required=True, metavar="TABLE")
+    sc.add_argument("--occupancy", required=True, metavar="MRC")
+    sc.add_argument("--pred", required=True, metavar="PICKS.csv")
+    sc.add_argument("-o", "--output", required=True, metavar="JSON")
+    sc.add_argument("--exclude-class", action="append", default=[], metavar="NAME")
+    sc.add_argument("--clip", action="store_true")
+    sc.add_argument("--quiet", "-q", action="store_true")
+    sc.set_defaults(_picker_run=_score)
+
+    sm = sub.add_parser("summarize", help="benchmark table, CSV and figure from faket evaluate metrics",
+                        description="Collect faket evaluate metrics of the benchmark runs into scores.csv (one "
+                        "row per modality, seed and test tomogram), a Markdown table (means +- std over seeds) "
+                        "and a PNG figure (F1 per modality with error bars).")
+    sm.add_argument("--metrics", nargs=4, action="append", default=[], required=True,
+                    metavar=("MODALITY", "SEED", "TEST", "JSON"), help="one run's metrics (repeat)")
+    sm.add_argument("-o", "--output", required=True, metavar="scores.csv")
+    sm.add_argument("--table", metavar="MD", help="Markdown table (default: beside, .md)")
+    sm.add_argument("--figure", metavar="PNG", help="figure (default: beside, .png)")
+    sm.add_argument("--title", default="faket picker benchmark")
+    sm.add_argument("--note", default="", help="a line printed under the table (configuration)")
+    sm.add_argument("--faket-weights", default="imagenet",
+                    help="VGG weights FAKET was styled with: imagenet, or anything else (random, a path): the "
+                         "FAKET row is compared with the paper's random-weights ablation")
+    sm.add_argument("--quiet", "-q", action="store_true")
+    sm.set_defaults(_picker_run=_summarize)
+
+
+def run(args) -> int:
+    from ..errors import InputError
+
+    fn = getattr(args, "_picker_run", None)
+    if fn is None:
+        raise InputError("a command is needed: train, segment, localize, truth or summarize (faket picker --help)")
+    try:
+        import monai  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise InputError(f"the picker needs the 'picker' extra (pip install 'faket[picker]'): {exc.name} "
+                         "is not installed") from None
+    return fn(args)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_positive(name, v, *, zero=False):
+    from ..errors import InputError
+
+    if v is None:
+        return
+    if v < 0 or (v == 0 and not zero):
+        raise InputError(f"{name} {v:g}: must be {'non-negative' if zero else 'positive'}")
+
+
+def _train_inputs(args):
+    """[(tomogram path, class mask path, particles path | None)]"""
+    import csv
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    if args.dataset:
+        if args.tomogram or args.class_mask:
+            raise InputError("give either --dataset or --tomogram/--class-mask pairs, not both")
+        p = Path(args.dataset)
+        if not p.is_file():
+            raise InputError(f"{p}: dataset CSV not found")
+        with open(p, newline="") as f:
+            rows = list(csv.DictReader(f))
+        need = {"tomogram", "modality", "bin", "tomogram_path", "class_mask", "particles_csv"}
+        if not rows or not need <= set(rows[0]):
+            raise InputError(f"{p}: not a faket dataset CSV (needs columns {', '.join(sorted(need))})")
+        names = set(args.tomograms.split(",")) if args.tomograms else None
+        sel = [r for r in rows if (args.modality is None or r["modality"] == args.modality)
+               and (args.bin is None or int(r["bin"]) == args.bin)
+               and (names is None or r["tomogram"] in names)]
+        if not sel:
+            raise InputError(f"{p}: no rows with modality={args.modality} bin={args.bin}"
+                             + (f" tomograms={args.tomograms}" if names else ""))
+        mods = {(r["modality"], r["bin"]) for r in sel}
+        if len(mods) > 1:
+            raise InputError(f"{p}: rows of several modalities/binnings {sorted(mods)}; pass --modality and --bin")
+        base = p.resolve().parent
+        return [(base / r["tomogram_path"], base / r["class_mask"], base / r["particles_csv"]) for r in sel]
+    if not args.tomogram:
+        raise InputError("no training data: pass --tomogram/--class-mask pairs or --dataset")
+    if len(args.class_mask) != len(args.tomogram):
+        raise InputError(f"{len(args.tomogram)} --tomogram but {len(args.class_mask)} --class-mask; give one "
+                         "class mask per tomogram")
+    if args.particles and len(args.particles) != len(args.tomogram):
+        raise InputError(f"{len(args.tomogram)} --tomogram but {len(args.particles)} --particles")
+    parts = args.particles or [None] * len(args.tomogram)
+    return list(zip(args.tomogram, args.class_mask, parts))
+
+
+def _train(args) -> int:
+    import warnings
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from ..errors import InputError
+    from ..io import read_volume
+    from ..particles import read_particles
+    from ..picker.io import save_model
+    from ..picker.train import train_picker
+    from ._common import Step, check_not_same, info, progress, resolve_device, set_threads
+
+    set_threads(args.threads)
+    for name in ("steps", "batch", "patch", "lr"):
+        _check_positive(f"--{name}", getattr(args, name))
+    _check_positive("--shift", args.shift, zero=True)
+    _check_positive("--background-ratio", args.background_ratio, zero=True)
+    if args.patch % 4:
+        raise InputError(f"--patch {args.patch}: must be a multiple of 4 (the U-Net pools twice)")
+    if not 0 <= args.p_rotate <= 1:
+        raise InputError(f"--p-rotate {args.p_rotate:g}: must lie in [0, 1]")
+    out = Path(args.output)
+    loss_csv = Path(args.loss_csv) if args.loss_csv else out.with_name(out.stem + "_loss.csv")
+    items = _train_inputs(args)
+    check_not_same([x for it in items for x in it], [out, loss_csv])
+    device = resolve_device(args.device)
+
+    vols, masks, names, sizes_num, sizes_den = [], [], {}, {}, {}
+    voxel = None
+    for tp, mp, pp in items:
+        v = read_volume(tp, what="tomogram")
+        m = read_volume(mp, what="class mask")
+        if v.data.shape != m.data.shape:
+            raise InputError(f"{mp}: class mask shape {m.data.shape} differs from its tomogram {tp} {v.data.shape}")
+        if min(v.data.shape) < args.patch:
+            raise InputError(f"{tp}: tomogram {v.data.shape} is smaller than --patch {args.patch}")
+        lab = m.data
+        if (lab < 0).any() or (lab != np.round(lab)).any():
+            raise InputError(f"{mp}: a class mask holds non-negative integer class ids")
+        lab = lab.astype(np.int64)
+        if lab.max() == 0:
+            raise InputError(f"{mp}: class mask has no particles (all background)")
+        voxel = voxel or v.voxel_size_a
+        if pp is not None:
+            df = read_particles(pp)
+            for cid, cname in zip(df["class_id"], df["class_name"]):
+                if names.setdefault(int(cid), str(cname)) != str(cname):
+                    raise InputError(f"{pp}: class {int(cid)} is called {cname!r} here but "
+                                     f"{names[int(cid)]!r} in another table")
+            ids, counts = np.unique(lab[lab > 0], return_counts=True)
+            per = df.groupby("class_id").size()
+            for c, n in zip(ids, counts):
+                if int(c) in per.index:
+                    sizes_num[int(c)] = sizes_num.get(int(c), 0) + int(n)
+                    sizes_den[int(c)] = sizes_den.get(int(c), 0) + int(per[int(c)])
+        vols.append(v.data)
+        masks.append(lab)
+    n_out = int(max(int(m.max()) for m in masks)) + 1
+    if names:
+        n_out = max(n_out, max(names) + 1)
+    sizes = {c: sizes_num[c] / sizes_den[c] for c in sizes_num if sizes_den[c]}
+
+    info(args, f"training on {len(vols)} tomogram(s), {n_out - 1} classes + background, {args.steps} steps of "
+               f"{args.batch} patches of {args.patch}^3 on {device}")
+    bar = progress(total=args.steps, args=args, desc="picker train", unit="step")
+
+    def cb(step, loss):
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*padding='same'.*")
+        res = train_picker(vols, masks, n_out, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
+                           shift=args.shift, p_rotate=args.p_rotate, background_ratio=args.background_ratio,
+                           seed=args.seed, device=device, callback=cb)
+    bar.close()
+    params = {k: getattr(args, k) for k in ("steps", "batch", "patch", "lr", "shift", "p_rotate",
+                                            "background_ratio", "seed")}
+    with Step("picker train", args, inputs=[x for it in items for x in it]) as st:
+        save_model(st.path(out), res.model.cpu(), class_names=names, class_sizes=sizes, patch=args.patch,
+                   params=params, losses=res.losses)
+        st.path(loss_csv).write_text("step,loss\n" + "".join(f"{i},{v:.6g}\n" for i, v in enumerate(res.losses)))
+        st.write_sidecar(out.with_suffix(".json"), extra={
+            "output": {"path": str(out), "n_out": n_out, "class_names": names, "class_sizes_voxels": sizes,
+                       "voxel_size_a": voxel},
+            "training": {"seconds": res.seconds, "cpu_seconds": res.cpu_seconds, "loss_first": res.losses[0], "loss_last": res.losses[-1],
+                         "loss_last10_mean": float(np.mean(res.losses[-10:])),
+                         "device": str(device), "torch_threads": torch.get_num_threads()}})
+    info(args, f"loss {res.losses[0]:.4f} -> {np.mean(res.losses[-10:]):.4f} (mean of the last 10 steps) in "
+               f"{res.seconds:.0f} s -> {out}")
+    return 0
+
+
+def _segment(args) -> int:
+    import warnings
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..errors import InputError
+    from ..io import read_volume
+    from ..picker.io import load_model
+    from ..picker.segment import segment
+    from ._common import Step, check_not_same, info, resolve_device, set_threads, show_progress
+
+    set_threads(args.threads)
+    out = Path(args.output)
+    scores_p = Path(args.scores) if args.scores else None
+    if scores_p is not None and scores_p.suffix.lower() != ".npy":
+        raise InputError(f"--scores {scores_p}: expected a .npy file name")
+    check_not_same([args.tomogram, args.model], [out, scores_p])
+    if not 0 <= args.overlap < 1:
+        raise InputError(f"--overlap {args.overlap:g}: must lie in [0, 1)")
+    _check_positive("--batch", args.batch)
+    device = resolve_device(args.device)
+    model, meta = load_model(args.model, device)
+    patch = args.patch or int(meta["patch"])
+    if patch % 4 or patch <= 0:
+        raise InputError(f"--patch {patch}: must be a positive multiple of 4")
+    v = read_volume(args.tomogram, what="tomogram")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*padding='same'.*")
+        labels, scores = segment(model, v.data, patch=patch, overlap=args.overlap, batch=args.batch,
+                                 device=device, progress=show_progress(args))
+    with Step("picker segment", args, inputs=[args.tomogram, args.model]) as st:
+        counts = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True))}
+        st.write_mrc(out, labels, v.voxel_size_a, params={"patch": patch},
+                     extra={"class_voxels": counts, "class_names": meta["class_names"]})
+        if scores_p is not None:
+            with open(st.path(scores_p), "wb") as f:
+                np.save(f, scores.astype(np.float16))
+    info(args, f"{out}: {sum(n for c, n in counts.items() if c)} foreground voxels in "
+               f"{len([c for c in counts if c])} classes")
+    return 0
+
+
+def _parse_min_sizes(specs, names):
+    from ..errors import InputError
+
+    glob, per = None, {}
+    by_name = {v.lower(): k for k, v in names.items()}
+    for s in specs:
+        key, _, val = s.rpartition("=")
+        try:
+            n = int(val)
+            assert n >= 0
+        except (ValueError, AssertionError):
+            raise InputError(f"--min-size {s}: expected N or CLASS=N with N a non-negative integer") from None
+        if not key:
+            glob = n
+        elif key.isdigit():
+            per[int(key)] = n
+        elif key.lower() in by_name:
+            per[by_name[key.lower()]] = n
+        else:
+            raise InputError(f"--min-size {s}: unknown class {key!r} (known: {', '.join(names.values()) or 'none'})")
+    return glob, per
+
+
+def _localize(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..errors import InputError
+    from ..io import read_volume
+    from ..particles import check_particles, read_particles
+    from ..picker.localize import localize
+    from ._common import Step, check_not_same, info
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".csv":
+        raise InputError(f"--output {out}: expected a .csv file name")
+    check_not_same([args.labels, args.model, args.classes, args.scores], [out])
+    _check_positive("--bandwidth", args.bandwidth)
+    _check_positive("--min-size-fraction", args.min_size_fraction, zero=True)
+    names, sizes = {}, {}
+    if args.model:
+        from ..picker.io import load_model
+
+        _, meta = load_model(args.model)
+        names, sizes = dict(meta["class_names"]), dict(meta["class_sizes"])
+    if args.classes:
+        df = read_particles(args.classes)
+        names.update({int(c): str(n) for c, n in zip(df["class_id"], df["class_name"])})
+    lab_m = read_volume(args.labels, what="class map")
+    lab = lab_m.data
+    if (lab < 0).any() or (lab != np.round(lab)).any():
+        raise InputError(f"{args.labels}: a class map holds non-negative integer class ids")
+    lab = lab.astype(np.int64)
+    scores = None
+    if args.scores:
+        try:
+            scores = np.load(args.scores, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{args.scores}: not a readable .npy file ({exc})") from None
+        if scores.ndim != 4 or scores.shape[1:] != lab.shape or scores.shape[0] <= lab.max():
+            raise InputError(f"{args.scores}: scores of shape {scores.shape} do not fit the class map {lab.shape}")
+    glob, per = _parse_min_sizes(args.min_size, names)
+    classes = set(int(c) for c in np.unique(lab) if c > 0) | set(names) | set(sizes)
+    min_size = {}
+    for c in classes:
+        if c in per:
+            min_size[c] = per[c]
+        elif glob is not None:
+            min_size[c] = glob
+        elif c in sizes:
+            min_size[c] = max(1, int(round(args.min_size_fraction * sizes[c])))
+        else:
+            min_size[c] = 1
+    _check_positive("--max-points", args.max_points)
+    df = localize(lab, bandwidth=args.bandwidth, min_size=min_size, per_class=args.per_class,
+                  class_names=names, scores=scores, max_points=args.max_points)
+    with Step("picker localize", args, inputs=[args.labels, args.model, args.classes, args.scores]) as st:
+        table = check_particles(df, str(out))
+        for c in df.columns:
+            if c not in table.columns:
+                table[c] = df[c].to_numpy()
+        table.to_csv(st.path(out), index=False)
+        st.write_sidecar(out.with_suffix(".json"), extra={
+            "output": {"path": str(out), "n_picks": len(df), "min_size_voxels": min_size,
+                       "picks_per_class": {str(k): int(v) for k, v in df["class_name"].value_counts().items()}}})
+    info(args, f"{out}: {len(df)} picks")
+    return 0
+
+
+def _truth(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..errors import InputError
+    from ..io import read_volume
+    from ..particles import check_particles, read_particles, write_particles_csv
+    from ..picker.benchmark import occupancy_from_picks
+    from ._common import Step, info
+
+    outdir = Path(args.output)
+    t = read_volume(args.tomogram, what="tomogram")
+    shape = t.data.shape
+    df = read_particles(args.picks, voxel_size_a=t.voxel_size_a, box_zyx=shape)
+    if len(df) == 0:
+        raise InputError(f"{args.picks}: no annotated particles")
+    zyx = df[["z", "y", "x"]].to_numpy()
+    inside = np.all((zyx > -0.5) & (zyx < np.asarray(shape) - 0.5), axis=1)
+    if not inside.any():
+        raise InputError(f"{args.picks}: no pick lies inside the tomogram {shape} (voxels expected)")
+    df = df[inside].reset_index(drop=True)
+    if args.occupancy:
+        occ_m = read_volume(args.occupancy, what="occupancy mask")
+        if occ_m.data.shape != shape:
+            raise InputError(f"{args.occupancy}: shape {occ_m.data.shape} differs from the tomogram {shape}")
+        occ = occ_m.data.astype(np.int32)
+    else:
+        _check_positive("--radius", args.radius)
+        df["particle_id"] = np.arange(1, len(df) + 1)
+        occ = occupancy_from_picks(shape, df[["z", "y", "x"]].to_numpy(), args.radius)
+    with Step("picker truth", args, inputs=[args.tomogram, args.picks, args.occupancy]) as st:
+        write_particles_csv(check_particles(df), st.path(outdir / "particles.csv"))
+        st.write_mrc(outdir / "occupancy_mask.mrc", occ.astype(np.float32), t.voxel_size_a,
+                     params={"radius": None if args.occupancy else args.radius})
+    info(args, f"{outdir}: {len(df)} particles ({int((~inside).sum())} outside the tomogram dropped)")
+    return 0
+
+
+def _summarize(args) -> int:
+    import json
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..picker.benchmark import figure, markdown_table, score_rows, summary
+    from ._common import Step, info
+
+    out = Path(args.output)
+    table = Path(args.table) if args.table else out.with_suffix(".md")
+    fig = Path(args.figure) if args.figure else out.with_suffix(".png")
+    runs = []
+    for mod, seed, test, path in args.metrics:
+        try:
+            with open(path) as f:
+                runs.append((mod, seed, test, json.load(f)))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable metrics JSON ({exc})") from None
+    rows = score_rows(runs)
+    summ = summary(rows)
+    with Step("picker summarize", args, inputs=[m[3] for m in args.metrics]) as st:
+        rows.to_csv(st.path(out), index=False)
+        st.path(table).write_text(markdown_table(summ, title=args.title, note=args.note,
+                                                 faket_weights=args.faket_weights))
+        figure(summ, st.path(fig), title=args.title, faket_weights=args.faket_weights)
+        st.write_sidecar(out.with_suffix(".json"), extra={"output": {"path": str(out), "runs": len(rows)}})
+    info(args, f"{out}, {table}, {fig}")
+    if not args.quiet:
+        print(markdown_table(summ, title=args.title, note=args.note, faket_weights=args.faket_weights))
+    return 0
+
+
+def _score(args) -> int:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..errors import InputError
+    from ..particles import read_particles
+    from ..provenance import _jsonable, build_record
+    from ._common import Step, check_not_same, info
+
+    pred = Path(args.pred)
+    if not pred.is_file():
+        raise InputError(f"{pred}: picks file not found")
+    try:
+        n_picks = len(pd.read_csv(pred, comment="#"))
+    except pd.errors.EmptyDataError:
+        n_picks = 0
+    if n_picks:
+        from . import main
+
+        argv = ["evaluate", "--truth", str(args.truth), "--occupancy", str(args.occupancy), "--pred", str(pred),
+                "-o", str(args.output)] + [f"--exclude-class={c}" for c in args.exclude_class]
+        argv += (["--clip"] if args.clip else []) + (["--quiet"] if args.quiet else [])
+        return main(argv)
+    out = Path(args.output)
+    check_not_same([args.truth, args.occupancy, args.pred], [out])
+    truth = read_particles(args.truth)
+    excl = {c.upper() for c in args.exclude_class}
+    truth = truth[[str(n).upper() not in excl for n in truth["class_name"]]]
+    zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    classes = sorted(set(str(n) for n in truth["class_name"]))
+    body = {"rules": "no picks: every score is 0 (faket picker score)", "excluded_classes": list(args.exclude_class),
+            "localisation": {**zero, "true_positives": 0, "n_particles": int(len(truth)), "n_picks": 0,
+                             "n_duplicates": 0},
+            "classification": {"per_class": {c: {**zero, "n_particles": int((truth["class_name"] == c).sum()),
+                                                 "true_positives": 0} for c in classes},
+                               "macro_precision": 0.0, "macro_recall": 0.0, "macro_f1": 0.0}}
+    with Step("picker score", args, inputs=[args.truth, args.occupancy, args.pred]) as st:
+        body["provenance"] = build_record(step="picker score", parameters=st.params(), inputs=st.inputs,
+                                          seed=None, started=st.t0)
+        st.path(out).write_text(json.dumps(_jsonable(body), indent=2) + "\n")
+    info(args, f"{pred}: no picks; localisation and classification F1 = 0")
+    return 0

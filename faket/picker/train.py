@@ -1,0 +1,141 @@
+"""Training the DeepFinder U-Net on tomograms and their class masks (the FakET paper's protocol).
+
+Patches are centred on voxels drawn class-balanced from the class mask (MONAI's label-class crop centres:
+each class, background included, is drawn with its ratio, so small classes are seen as often as large
+ones), shifted by up to ``shift`` voxels, z-scored per patch, and rotated by 180 degrees about the tilt
+axis (Y: Z and X reversed) with probability ``p_rotate``. Loss: Tversky (alpha = beta = 0.5, MONAI) on the
+softmax over background + classes; Adam.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .net import build_model
+
+
+def zscore(patch: np.ndarray) -> np.ndarray:
+    """Per-patch standardisation (mean 0, std 1; a constant patch becomes 0)."""
+    p = patch.astype(np.float32, copy=False)
+    s = float(p.std())
+    return ((p - float(p.mean())) / (s if s > 0 else 1.0)).astype(np.float32)
+
+
+@dataclass
+class PatchSampler:
+    """Draws (patch, label) pairs from volumes and class masks (arrays (Z, Y, X)); seeded."""
+
+    volumes: Sequence[np.ndarray]
+    masks: Sequence[np.ndarray]
+    n_out: int
+    patch: int = 32
+    shift: int = 6
+    p_rotate: float = 0.5
+    background_ratio: float = 1.0
+    max_indices_per_class: int = 200_000
+    seed: int = 0
+    _indices: list = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self):
+        from monai.transforms.utils import map_classes_to_indices
+
+        if len(self.volumes) != len(self.masks) or not self.volumes:
+            raise ValueError("give one class mask per volume (at least one pair)")
+        for v, m in zip(self.volumes, self.masks):
+            if v.shape != m.shape:
+                raise ValueError(f"volume shape {v.shape} differs from its class mask {m.shape}")
+            if min(v.shape) < self.patch:
+                raise ValueError(f"volume {v.shape} is smaller than the patch {self.patch}")
+        self.rng = np.random.RandomState(self.seed)
+        for m in self.masks:
+            lab = np.asarray(m, dtype=np.int64)[None]
+            self._indices.append(map_classes_to_indices(lab, num_classes=self.n_out,
+                                                        max_samples_per_class=self.max_indices_per_class))
+        self.ratios = [self.background_ratio] + [1.0] * (self.n_out - 1)
+
+    def draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` samples: patches (n, 1, P, P, P) float32, labels (n, 1, P, P, P) int64."""
+        from monai.transforms.utils import generate_label_classes_crop_centers
+
+        P = self.patch
+        xs = np.empty((n, 1, P, P, P), np.float32)
+        ys = np.empty((n, 1, P, P, P), np.int64)
+        for k in range(n):
+            t = int(self.rng.randint(len(self.volumes)))
+            vol, mask = self.volumes[t], self.masks[t]
+            (c,) = generate_label_classes_crop_centers(P, 1, vol.shape, self._indices[t], self.ratios,
+                                                       self.rng, warn=False)
+            c = np.asarray(c, dtype=np.int64) + self.rng.randint(-self.shift, self.shift + 1, size=3)
+            lo = np.clip(c - P // 2, 0, np.asarray(vol.shape) - P)
+            sl = tuple(slice(int(a), int(a) + P) for a in lo)
+            x, y = zscore(vol[sl]), np.asarray(mask[sl], dtype=np.int64)
+            if self.rng.random_sample() < self.p_rotate:       # 180 degrees about Y: (z, x) -> (-z, -x)
+                x, y = x[::-1, :, ::-1], y[::-1, :, ::-1]
+            xs[k, 0], ys[k, 0] = x, y
+        return xs, ys
+
+
+def tversky_loss(alpha: float = 0.5, beta: float = 0.5):
+    """MONAI's Tversky loss on logits (softmax over background + classes), summed over the batch."""
+    from monai.losses import TverskyLoss
+
+    return TverskyLoss(softmax=True, to_onehot_y=True, alpha=alpha, beta=beta, batch=True)
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    losses: list[float]
+    seconds: float
+    cpu_seconds: float = 0.0
+
+
+def train_picker(volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray], n_out: int, *,
+                 steps: int = 200, batch: int = 4, patch: int = 32, lr: float = 1e-4, shift: int = 6,
+                 p_rotate: float = 0.5, background_ratio: float = 1.0, seed: int = 0,
+                 device: str | torch.device = "cpu", model: torch.nn.Module | None = None,
+                 callback: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train a :class:`~faket.picker.net.DeepFinderUNet` (background + ``n_out - 1`` classes).
+
+    ``masks`` hold class ids 0..n_out-1 (0 = background). Same inputs and seed give the same weights on
+    CPU (deterministic algorithms are switched on for the duration of the call).
+    """
+    import time
+
+    if patch % 4:
+        raise ValueError(f"patch {patch} must be a multiple of 4 (two 2x poolings)")
+    for m in masks:
+        mx = int(np.max(m))
+        if mx >= n_out or int(np.min(m)) < 0:
+            raise ValueError(f"class mask holds ids 0..{mx}; the network has {n_out} outputs")
+    device = torch.device(device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    was_det = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        sampler = PatchSampler(volumes, masks, n_out, patch=patch, shift=shift, p_rotate=p_rotate,
+                               background_ratio=background_ratio, seed=seed)
+        net = (model if model is not None else build_model(n_out, seed)).to(device)
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        loss_fn = tversky_loss()
+        losses = []
+        for step in range(steps):
+            x, y = sampler.draw(batch)
+            x = torch.from_numpy(x).to(device)
+            y = torch.from_numpy(y).to(device)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            if callback is not None:
+                callback(step, losses[-1])
+        net.eval()
+    finally:
+        torch.use_deterministic_algorithms(was_det)
+    return TrainResult(net, losses, time.perf_counter() - t0, time.process_time() - c0)

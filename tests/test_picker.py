@@ -1,0 +1,289 @@
+"""The DeepFinder-style picker (faket picker) and the benchmark's planning.
+
+Small, real computations: a perfect class map scores F1 = 1 through localize + evaluate and a shifted one 0;
+a few training steps lower the Tversky loss; sliding-window segmentation equals the network run on the
+windows and stitched; two CPU runs give identical weights and picks; bad inputs fail in one line (exit 2);
+the benchmark's DAG plans (snakemake -n).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from faket.io import write_mrc
+from faket.particles import write_particles_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# (class_id, z, y, x): well-separated particles in a 16 x 48 x 48 box
+PARTICLES = [(1, 8, 10, 10), (2, 8, 10, 36), (1, 7, 36, 12), (2, 9, 34, 34), (1, 8, 22, 24)]
+NAMES = {1: "ball", 2: "cube"}
+SHAPE = (16, 48, 48)
+
+
+def synthetic(radius=3, noise=0.0, seed=0):
+    """(volume, class mask, occupancy mask, particle table): bright balls (class 1) and bright cubes (class 2)."""
+    z, y, x = np.meshgrid(*(np.arange(n) for n in SHAPE), indexing="ij")
+    cls = np.zeros(SHAPE, np.int64)
+    occ = np.zeros(SHAPE, np.int64)
+    vol = np.zeros(SHAPE, np.float32)
+    for pid, (c, pz, py, px) in enumerate(PARTICLES, 1):
+        if c == 1:
+            m = (z - pz) ** 2 + (y - py) ** 2 + (x - px) ** 2 <= radius ** 2
+        else:
+            m = (abs(z - pz) <= radius - 1) & (abs(y - py) <= radius - 1) & (abs(x - px) <= radius - 1)
+        cls[m], occ[m] = c, pid
+        vol[m] = 1.0 if c == 1 else -1.0
+    vol += noise * np.random.default_rng(seed).normal(size=SHAPE).astype(np.float32)
+    df = pd.DataFrame({"particle_id": range(1, len(PARTICLES) + 1), "class_id": [p[0] for p in PARTICLES],
+                       "class_name": [NAMES[p[0]] for p in PARTICLES], "x": [float(p[3]) for p in PARTICLES],
+                       "y": [float(p[2]) for p in PARTICLES], "z": [float(p[1]) for p in PARTICLES],
+                       "rot": 0.0, "tilt": 0.0, "psi": 0.0})
+    return vol, cls, occ, df
+
+
+def _write_truth(tmp_path):
+    vol, cls, occ, df = synthetic()
+    write_mrc(tmp_path / "tomo.mrc", vol, 10.0)
+    write_mrc(tmp_path / "class_mask.mrc", cls.astype(np.float32), 10.0)
+    write_mrc(tmp_path / "occ.mrc", occ.astype(np.float32), 10.0)
+    write_particles_csv(df, tmp_path / "particles.csv")
+    return vol, cls, occ, df
+
+
+def _score(run_cli, tmp_path, labels, name):
+    write_mrc(tmp_path / f"{name}.mrc", labels.astype(np.float32), 10.0)
+    rc, _, err = run_cli("picker", "localize", tmp_path / f"{name}.mrc", "--classes", tmp_path / "particles.csv",
+                         "-o", tmp_path / f"{name}_picks.csv", "--min-size", "5", "--quiet")
+    assert rc == 0, err
+    rc, _, err = run_cli("evaluate", "--truth", tmp_path / "particles.csv", "--occupancy", tmp_path / "occ.mrc",
+                         "--pred", tmp_path / f"{name}_picks.csv", "-o", tmp_path / f"{name}.json", "--quiet")
+    assert rc == 0, err
+    return json.loads((tmp_path / f"{name}.json").read_text())
+
+
+def test_perfect_class_map_scores_one_and_shifted_map_zero(tmp_path, run_cli):
+    _, cls, _, _ = _write_truth(tmp_path)
+    m = _score(run_cli, tmp_path, cls, "perfect")
+    assert m["localisation"]["f1"] == 1.0
+    assert m["localisation"]["n_picks"] == len(PARTICLES)
+    assert m["classification"]["macro_f1"] == 1.0
+    picks = pd.read_csv(tmp_path / "perfect_picks.csv")
+    assert sorted(picks["class_name"]) == sorted(NAMES[p[0]] for p in PARTICLES)
+    # the same map moved by 5 voxels in x and y (more than a particle radius + the evaluator's 1-voxel dilation)
+    shifted = np.roll(cls, (5, 5), axis=(1, 2))
+    m = _score(run_cli, tmp_path, shifted, "shifted")
+    assert m["localisation"]["n_picks"] == len(PARTICLES)
+    assert m["localisation"]["f1"] == 0.0
+    assert m["classification"]["macro_f1"] == 0.0
+
+
+def test_localize_majority_label_and_min_sizes():
+    from faket.picker.localize import localize
+
+    _, cls, _, _ = synthetic()
+    lab = cls.copy()
+    z, y, x = PARTICLES[0][1:]
+    lab[z, y, x - 1] = 2                      # one stray voxel of the other class inside a ball
+    df = localize(lab, bandwidth=5, min_size=5, class_names=NAMES)
+    assert len(df) == len(PARTICLES)
+    first = df.loc[(df["x"] - x).abs().lt(1.5) & (df["y"] - y).abs().lt(1.5)]
+    assert list(first["class_name"]) == ["ball"]            # majority label
+    cube_size = int((cls == 2).sum() // 2)
+    df = localize(lab, bandwidth=5, min_size={2: cube_size + 1}, class_names=NAMES)
+    assert set(df["class_name"]) == {"ball"}                # cubes dropped by their class's minimum size
+    assert len(localize(np.zeros(SHAPE, np.int64))) == 0
+
+
+def test_a_few_training_steps_lower_the_tversky_loss():
+    from faket.picker.train import train_picker
+
+    torch.set_num_threads(1)
+    vol, cls, _, _ = synthetic(noise=0.3)
+    res = train_picker([vol], [cls], 3, steps=24, batch=4, patch=16, lr=1e-3, shift=2, seed=0)
+    first, last = np.mean(res.losses[:4]), np.mean(res.losses[-4:])
+    assert last < first - 0.05, res.losses
+
+
+def test_segment_equals_network_on_windows_stitched():
+    from faket.picker.net import build_model
+    from faket.picker.segment import patch_scores, segment
+
+    torch.set_num_threads(1)
+    model = build_model(3, seed=1).eval()
+    vol = np.random.default_rng(2).normal(size=(16, 32, 32)).astype(np.float32) * 3 + 5
+    labels, scores = segment(model, vol, patch=16, overlap=0.5, batch=3)
+    acc = np.zeros((3,) + vol.shape, np.float64)
+    cnt = np.zeros(vol.shape, np.float64)
+    with torch.no_grad():
+        for yy in (0, 8, 16):
+            for xx in (0, 8, 16):
+                p = torch.from_numpy(np.ascontiguousarray(vol[:, yy:yy + 16, xx:xx + 16]))[None, None]
+                acc[:, :, yy:yy + 16, xx:xx + 16] += patch_scores(model, p)[0].numpy()
+                cnt[:, yy:yy + 16, xx:xx + 16] += 1
+    stitched = acc / cnt
+    np.testing.assert_allclose(scores, stitched, atol=2e-5)
+    np.testing.assert_allclose(scores.sum(0), 1.0, atol=1e-5)
+    assert (labels == np.argmax(scores, 0)).all()
+
+
+def test_two_cpu_runs_give_identical_picks():
+    from faket.picker.localize import localize
+    from faket.picker.segment import segment
+    from faket.picker.train import train_picker
+
+    torch.set_num_threads(1)
+    vol, cls, _, _ = synthetic(noise=0.3)
+    out = []
+    for _ in range(2):
+        res = train_picker([vol], [cls], 3, steps=3, batch=2, patch=16, lr=1e-3, seed=5)
+        lab, sc = segment(res.model, vol, patch=16, overlap=0.25)
+        out.append((res, lab, sc, localize(lab, min_size=1, class_names=NAMES, scores=sc)))
+    (r1, l1, s1, p1), (r2, l2, s2, p2) = out
+    assert r1.losses == r2.losses
+    for k, v in r1.model.state_dict().items():
+        assert torch.equal(v, r2.model.state_dict()[k]), k
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_array_equal(l1, l2)
+    pd.testing.assert_frame_equal(p1, p2)
+    # another seed gives another network
+    r3 = train_picker([vol], [cls], 3, steps=3, batch=2, patch=16, lr=1e-3, seed=6)
+    assert r3.losses != r1.losses
+
+
+def test_cli_train_segment_localize_round_trip(tmp_path, run_cli):
+    _write_truth(tmp_path)
+    model = tmp_path / "m" / "model.pt"
+    rc, _, err = run_cli("picker", "train", "--tomogram", tmp_path / "tomo.mrc", "--class-mask",
+                         tmp_path / "class_mask.mrc", "--particles", tmp_path / "particles.csv", "-o", model,
+                         "--steps", 2, "--batch", 2, "--patch", 16, "--threads", 1, "--quiet")
+    assert rc == 0, err
+    side = json.loads(model.with_suffix(".json").read_text())
+    assert side["faket_step"] == "picker train" and side["output"]["class_names"] == {"1": "ball", "2": "cube"}
+    assert len((tmp_path / "m" / "model_loss.csv").read_text().splitlines()) == 3
+    rc, _, err = run_cli("picker", "segment", tmp_path / "tomo.mrc", "--model", model, "-o", tmp_path / "lab.mrc",
+                         "--scores", tmp_path / "scores.npy", "--quiet")
+    assert rc == 0, err
+    assert np.load(tmp_path / "scores.npy").shape == (3,) + SHAPE
+    rc, _, err = run_cli("picker", "localize", tmp_path / "lab.mrc", "--model", model, "--scores",
+                         tmp_path / "scores.npy", "-o", tmp_path / "picks.csv", "--quiet")
+    assert rc == 0, err
+    assert {"x", "y", "z", "class_name", "size", "score"} <= set(pd.read_csv(tmp_path / "picks.csv").columns)
+
+
+def test_cli_bad_inputs_one_line_exit_2(tmp_path, run_cli):
+    _write_truth(tmp_path)
+    write_mrc(tmp_path / "small.mrc", np.zeros((8, 8, 8), np.float32), 10.0)
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    t, c = tmp_path / "tomo.mrc", tmp_path / "class_mask.mrc"
+    cases = [
+        (("picker", "train", "--tomogram", tmp_path / "nope.mrc", "--class-mask", c, "-o", tmp_path / "o.pt"),
+         "nope.mrc: tomogram not found"),
+        (("picker", "train", "--tomogram", t, "-o", tmp_path / "o.pt"), "give one class mask per tomogram"),
+        (("picker", "train", "--tomogram", t, "--class-mask", tmp_path / "small.mrc", "-o", tmp_path / "o.pt"),
+         "differs from its tomogram"),
+        (("picker", "train", "--tomogram", t, "--class-mask", c, "-o", tmp_path / "o.pt", "--patch", 18),
+         "multiple of 4"),
+        (("picker", "segment", t, "--model", tmp_path / "junk.pt", "-o", tmp_path / "l.mrc"),
+         "junk.pt: not a faket picker model"),
+        (("picker", "localize", c, "-o", tmp_path / "p.csv", "--min-size", "x=3", "--classes",
+          tmp_path / "particles.csv"), "unknown class 'x'"),
+        (("picker", "localize", c, "-o", tmp_path / "p.txt"), "expected a .csv"),
+        (("picker",), "a command is needed"),
+    ]
+    for argv, msg in cases:
+        rc, _, err = run_cli(*argv)
+        assert rc == 2, (argv, err)
+        assert msg in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert not any(p.name.startswith(("o.", "l.", "p.")) for p in tmp_path.iterdir())
+    assert not any(".tmp-" in p.name for p in tmp_path.iterdir())
+
+
+def test_truth_from_user_picks_builds_occupancy_balls(tmp_path, run_cli):
+    vol, _, _, df = _write_truth(tmp_path)
+    rc, _, err = run_cli("picker", "truth", "--tomogram", tmp_path / "tomo.mrc", "--picks",
+                         tmp_path / "particles.csv", "--radius", 2, "-o", tmp_path / "truth", "--quiet")
+    assert rc == 0, err
+    from faket.io import read_mrc
+
+    occ = read_mrc(tmp_path / "truth" / "occupancy_mask.mrc").data
+    assert set(np.unique(occ)) == set(range(len(PARTICLES) + 1))
+    assert (occ > 0).sum() == len(PARTICLES) * 33                      # balls of radius 2: 33 voxels
+    assert occ[PARTICLES[1][1], PARTICLES[1][2], PARTICLES[1][3]] == 2
+
+
+def test_summary_table_and_figure(tmp_path):
+    from faket.picker.benchmark import figure, markdown_table, score_rows, summary
+
+    def met(f1, cf1):
+        return {"localisation": {"precision": f1, "recall": f1, "f1": f1, "n_particles": 10, "n_picks": 10},
+                "classification": {"macro_f1": cf1, "per_class": {"ball": {"f1": cf1}}}}
+
+    rows = score_rows([("faket", 0, "t", met(0.5, 0.2)), ("faket", 1, "t", met(0.7, 0.4)),
+                       ("benchmark", 0, "t", met(0.9, 0.6))])
+    assert list(rows["modality"]) == ["benchmark", "faket", "faket"]
+    s = summary(rows).set_index("modality")
+    assert s.loc["faket", "loc_f1_mean"] == pytest.approx(0.6)
+    assert s.loc["faket", "loc_f1_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    md = markdown_table(summary(rows), title="x")
+    assert "| FAKET | 2 |" in md and "0.600 ± 0.141" in md and "0.815 / 0.581" in md
+    figure(summary(rows), tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_benchmark_plans_dry_run(tmp_path):
+    """snakemake -n ... benchmark builds the DAG: one train job per modality and seed, a score job per test."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "benchmark.yaml").read_text())
+    cfg["manifest"] = str(ROOT / "data_manifest.csv")
+    cfg["benchmark"]["layout_spec"] = str(ROOT / "config" / "benchmark-layout.yaml")
+    cfg["benchmark"]["seeds"] = 2
+    cfg["layout"] = {"spec": str(ROOT / "config" / "layout.yaml")}    # the main workflow's own check
+    p = tmp_path / "bench.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "run"), "-n", "--cores", "2",
+           "--nocolor", f"--configfile={p}", "benchmark"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    n_mod = len(cfg["benchmark"]["modalities"])
+    assert any(line.split()[:2] == ["benchmark_train", str(n_mod * 2)] for line in out.splitlines()), out[-3000:]
+    assert any(line.split()[:2] == ["benchmark_score", str(n_mod * 2)] for line in out.splitlines())
+    assert any(line.split()[:2] == ["benchmark_style", str(cfg["benchmark"]["train_tomograms"])]
+               for line in out.splitlines())
+    assert not (tmp_path / "run" / "results").exists()
+    # a user's test folder replaces the generated test set; a copick project says it is not read yet
+    cfg["benchmark"]["test"] = {"copick": str(tmp_path)}
+    p.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "copick projects are not read yet" in r.stdout + r.stderr
+
+
+def test_score_gives_zero_for_no_picks_and_evaluate_otherwise(tmp_path, run_cli):
+    _, cls, _, _ = _write_truth(tmp_path)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("particle_id,class_id,class_name,x,y,z,rot,tilt,psi\n")
+    rc, _, err = run_cli("picker", "score", "--truth", tmp_path / "particles.csv", "--occupancy", tmp_path / "occ.mrc",
+                         "--pred", empty, "-o", tmp_path / "zero.json", "--quiet")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "zero.json").read_text())
+    assert m["localisation"]["f1"] == 0.0 and m["localisation"]["n_picks"] == 0
+    assert m["localisation"]["n_particles"] == len(PARTICLES) and m["classification"]["macro_f1"] == 0.0
+    perfect = _score(run_cli, tmp_path, cls, "perfect")
+    rc, _, err = run_cli("picker", "score", "--truth", tmp_path / "particles.csv", "--occupancy", tmp_path / "occ.mrc",
+                         "--pred", tmp_path / "perfect_picks.csv", "-o", tmp_path / "p2.json", "--quiet")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "p2.json").read_text())["localisation"] == perfect["localisation"]

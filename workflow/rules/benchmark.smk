@@ -1,0 +1,281 @@
+# The picker benchmark (the FakET paper's evaluation, docs/picker.md):
+#   snakemake --cores 2 --configfile=config/benchmark.yaml benchmark
+# (with "--configfile=", or the target before --configfile: snakemake reads every word after a bare
+# --configfile as a config file). Training layouts train_NNN -> modalities BENCHMARK (physics path, faket
+# reference), FAKET (styled with the physics tilt-series of the next training layout), NOISY, BASELINE (noise
+# fitted to that same tilt-series), NOISELESS -> tomograms + labels; held-out test layouts test_NNN simulated
+# by the physics path (or the user's annotated tomograms, benchmark.test) -> one picker per modality and seed
+# (faket picker train), segment, localize, faket evaluate -> results/benchmark/scores.csv, scores.md, f1.png.
+# Everything lives under results/benchmark/; names, seeds and options come from faket.picker.benchmark.Plan.
+
+from faket.picker.benchmark import Plan as _BenchmarkPlan
+from faket.errors import InputError as _InputError
+
+try:
+    BMP = _BenchmarkPlan(config)
+except _InputError as _exc:
+    raise WorkflowError(str(_exc))
+BM_DIR = BMP.DIR
+BM_BIN = BMP.bin
+
+
+wildcard_constraints:
+    bname="|".join(BMP.train + BMP.generated_test),
+    btrain="|".join(BMP.train),
+    btest="|".join(BMP.test),
+    bmod="benchmark|faket|noisy|baseline|noiseless",
+    bseed=r"\d+",
+
+
+rule benchmark:
+    input:
+        f"{BM_DIR}/scores.csv",
+        f"{BM_DIR}/scores.md",
+        f"{BM_DIR}/f1.png",
+
+
+rule benchmark_layout:
+    output:
+        volume=f"{BM_DIR}/{{bname}}/layout/volume.mrc",
+        class_mask=f"{BM_DIR}/{{bname}}/layout/class_mask.mrc",
+        occupancy_mask=f"{BM_DIR}/{{bname}}/layout/occupancy_mask.mrc",
+        particles=f"{BM_DIR}/{{bname}}/layout/particles.csv",
+    log:
+        "logs/benchmark/{bname}/layout.log",
+    conda:
+        "../envs/faket.yaml"
+    params:
+        outdir=lambda wildcards, output: os.path.dirname(output.volume),
+        seed=lambda wildcards: BMP.seed(wildcards.bname),
+        opts=BMP.layout_opts(),
+    shell:
+        "faket layout {params.opts} -o {params.outdir} --seed {params.seed} --quiet > {log} 2>&1"
+
+
+rule benchmark_project:
+    input:
+        volume=f"{BM_DIR}/{{btrain}}/layout/volume.mrc",
+    output:
+        tilts=f"{BM_DIR}/{{btrain}}/tiltseries/noiseless.mrc",
+    log:
+        "logs/benchmark/{btrain}/project.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: 1
+    params:
+        angles=config["angles"],
+    shell:
+        "faket project {input.volume} -o {output.tilts} --angles {params.angles} --threads {threads} "
+        "--quiet > {log} 2>&1"
+
+
+rule benchmark_physics:
+    input:
+        volume=f"{BM_DIR}/{{bname}}/layout/volume.mrc",
+    output:
+        tilts=f"{BM_DIR}/{{bname}}/tiltseries/benchmark.mrc",
+    log:
+        "logs/benchmark/{bname}/physics.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: 1
+    params:
+        angles=config["angles"],
+        seed=lambda wildcards: BMP.seed(wildcards.bname),
+        opts=lambda wildcards: BMP.physics_opts(wildcards.bname),
+    shell:
+        "faket reference {input.volume} -o {output.tilts} --angles {params.angles} {params.opts} "
+        "--seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule benchmark_noise:
+    input:
+        clean=f"{BM_DIR}/{{btrain}}/tiltseries/noiseless.mrc",
+        reference=lambda wildcards: BMP.partner_tilts(wildcards.btrain),
+    output:
+        noisy=f"{BM_DIR}/{{btrain}}/tiltseries/noisy.mrc",
+        content=f"{BM_DIR}/{{btrain}}/tiltseries/content.mrc",
+    log:
+        "logs/benchmark/{btrain}/noise.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: 1
+    params:
+        seed=lambda wildcards: BMP.seed(wildcards.btrain),
+        opts=lambda wildcards: BMP.noise_opts(wildcards.btrain),
+    shell:
+        "faket noise {input.clean} --reference {input.reference} -o {output.noisy} "
+        "--content-out {output.content} {params.opts} --seed {params.seed} --threads {threads} "
+        "--quiet > {log} 2>&1"
+
+
+rule benchmark_baseline:
+    input:
+        clean=f"{BM_DIR}/{{btrain}}/tiltseries/noiseless.mrc",
+        reference=lambda wildcards: BMP.partner_tilts(wildcards.btrain),
+    output:
+        tilts=f"{BM_DIR}/{{btrain}}/tiltseries/baseline.mrc",
+    log:
+        "logs/benchmark/{btrain}/baseline.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: 1
+    params:
+        seed=lambda wildcards: BMP.seed(wildcards.btrain),
+        opts=lambda wildcards: BMP.noise_opts(wildcards.btrain),
+    shell:
+        "faket noise {input.clean} --reference {input.reference} -o {output.tilts} --global {params.opts} "
+        "--seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule benchmark_style:
+    input:
+        content=f"{BM_DIR}/{{btrain}}/tiltseries/content.mrc",
+        noisy=f"{BM_DIR}/{{btrain}}/tiltseries/noisy.mrc",
+        reference=lambda wildcards: BMP.partner_tilts(wildcards.btrain),
+    output:
+        tilts=f"{BM_DIR}/{{btrain}}/tiltseries/faket.mrc",
+    log:
+        "logs/benchmark/{btrain}/style.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: 1
+    params:
+        seed=lambda wildcards: BMP.seed(wildcards.btrain),
+        opts=BMP.style_opts(),
+    shell:
+        "faket style {input.content} --style {input.reference} --init {input.noisy} -o {output.tilts} "
+        "{params.opts} --seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule benchmark_reconstruct:
+    input:
+        tilts=f"{BM_DIR}/{{bname}}/tiltseries/{{bmod}}.mrc",
+    output:
+        tomogram=f"{BM_DIR}/{{bname}}/tomogram_{{bmod}}_bin{BM_BIN}.mrc",
+    log:
+        "logs/benchmark/{bname}/reconstruct_{bmod}.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: 1
+    params:
+        z=BMP.z_reconstruct,
+        bin=BM_BIN,
+        filter=config["reconstruct"]["filter"],
+    shell:
+        "faket reconstruct {input.tilts} -o {output.tomogram} --bin {params.bin} {params.z} "
+        "--filter {params.filter} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule benchmark_labels:
+    input:
+        class_mask=f"{BM_DIR}/{{bname}}/layout/class_mask.mrc",
+        occupancy_mask=f"{BM_DIR}/{{bname}}/layout/occupancy_mask.mrc",
+        particles=f"{BM_DIR}/{{bname}}/layout/particles.csv",
+    output:
+        class_mask=f"{BM_DIR}/{{bname}}/class_mask_bin{BM_BIN}.mrc",
+        occupancy_mask=f"{BM_DIR}/{{bname}}/occupancy_mask_bin{BM_BIN}.mrc",
+        particles=f"{BM_DIR}/{{bname}}/particles_bin{BM_BIN}.csv",
+    log:
+        "logs/benchmark/{bname}/labels.log",
+    conda:
+        "../envs/faket.yaml"
+    params:
+        outdir=lambda wildcards, output: os.path.dirname(output.class_mask),
+        bin=BM_BIN,
+        z=BMP.z_labels,
+    shell:
+        "faket labels --class-mask {input.class_mask} --occupancy {input.occupancy_mask} "
+        "--particles {input.particles} -o {params.outdir} --bin {params.bin} {params.z} --quiet > {log} 2>&1"
+
+
+rule benchmark_user_truth:
+    input:
+        tomogram=lambda wildcards: BMP.user_by[wildcards.btest]["tomogram"],
+        picks=lambda wildcards: BMP.user_by[wildcards.btest]["picks"],
+    output:
+        truth=f"{BM_DIR}/user/{{btest}}/particles.csv",
+        occupancy=f"{BM_DIR}/user/{{btest}}/occupancy_mask.mrc",
+    log:
+        "logs/benchmark/user/{btest}/truth.log",
+    conda:
+        "../envs/faket.yaml"
+    params:
+        outdir=lambda wildcards, output: os.path.dirname(output.truth),
+        occ=lambda wildcards: BMP.truth_opts(wildcards.btest),
+    shell:
+        "faket picker truth --tomogram {input.tomogram} --picks {input.picks} {params.occ} "
+        "-o {params.outdir} --quiet > {log} 2>&1"
+
+
+rule benchmark_train:
+    input:
+        tomograms=lambda wildcards: BMP.train_tomograms(wildcards.bmod),
+        masks=BMP.train_labels("class_mask"),
+        particles=BMP.train_labels("particles"),
+    output:
+        model=f"{BM_DIR}/models/{{bmod}}/seed{{bseed}}/model.pt",
+    log:
+        "logs/benchmark/models/{bmod}_seed{bseed}.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: BMP.bm["threads"]
+    resources:
+        gpu=1 if BMP.bm["device"].startswith("cuda") else 0,
+    params:
+        pairs=lambda wildcards, input: BMP.train_pairs(
+            input.tomograms, input.masks, input.particles
+        ),
+        opts=BMP.train_opts(),
+        device=BMP.bm["device"],
+    shell:
+        "faket picker train {params.pairs} -o {output.model} {params.opts} --seed {wildcards.bseed} "
+        "--device {params.device} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule benchmark_score:
+    input:
+        unpack(lambda wildcards: BMP.test_inputs(wildcards.btest)),
+        model=f"{BM_DIR}/models/{{bmod}}/seed{{bseed}}/model.pt",
+    output:
+        labels=f"{BM_DIR}/runs/{{bmod}}/seed{{bseed}}/{{btest}}/labels.mrc",
+        picks=f"{BM_DIR}/runs/{{bmod}}/seed{{bseed}}/{{btest}}/picks.csv",
+        metrics=f"{BM_DIR}/runs/{{bmod}}/seed{{bseed}}/{{btest}}/metrics.json",
+    log:
+        "logs/benchmark/runs/{bmod}_seed{bseed}_{btest}.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: BMP.bm["threads"]
+    resources:
+        gpu=1 if BMP.bm["device"].startswith("cuda") else 0,
+    params:
+        device=BMP.bm["device"],
+        overlap=BMP.picker["overlap"],
+        loc=BMP.localize_opts(),
+        exclude=" ".join(f"--exclude-class {c}" for c in BMP.bm["exclude_classes"]),
+    shell:
+        "(faket picker segment {input.tomogram} --model {input.model} -o {output.labels} "
+        "--overlap {params.overlap} --device {params.device} --threads {threads} --quiet && "
+        "faket picker localize {output.labels} --model {input.model} -o {output.picks} {params.loc} --quiet && "
+        "faket picker score --truth {input.truth} --occupancy {input.occupancy} --pred {output.picks} "
+        "-o {output.metrics} {params.exclude} --clip --quiet) > {log} 2>&1"
+
+
+rule benchmark_summary:
+    input:
+        metrics=BMP.metrics(),
+    output:
+        csv=f"{BM_DIR}/scores.csv",
+        md=f"{BM_DIR}/scores.md",
+        png=f"{BM_DIR}/f1.png",
+    log:
+        "logs/benchmark/summary.log",
+    conda:
+        "../envs/faket.yaml"
+    params:
+        runs=lambda wildcards, input: BMP.summary_args(input.metrics),
+        note=BMP.note(),
+        weights=config["style"]["weights"],
+    shell:
+        "faket picker summarize {params.runs} -o {output.csv} --table {output.md} --figure {output.png} "
+        "--note {params.note:q} --faket-weights {params.weights} --quiet > {log} 2>&1"
