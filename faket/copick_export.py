@@ -742,7 +742,6 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
         run = root.new_run(rp.name)
         b0 = min(rp.bins)
         df = plan.tables[(rp.name, b0)]
-        pid_to_class = dict(zip((int(v) for v in df["particle_id"]), (int(v) for v in df["class_id"])))
         n_picks = {}
         for b, e in sorted(rp.bins.items()):
             vs = run.new_voxel_spacing(round(e.voxel_size_a, 3))

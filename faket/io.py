@@ -90,6 +90,18 @@ def read_mrc_header(path: str | os.PathLike, what: str = "MRC file") -> tuple[tu
     return shape, vs
 
 
+def readable_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path when it is a readable file; else :class:`InputError` naming it and the problem."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: {what} not found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, expected a {what}")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{p}: {what} is not readable (permission denied)")
+    return p
+
+
 def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None,
              what: str = "MRC file", allow_nonfinite: bool = False) -> MrcData:
     """Read an MRC file fully into memory as float32 with validation.
@@ -99,13 +111,7 @@ def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None
     """
     import mrcfile
 
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: {what} not found")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, expected a {what}")
-    if not os.access(p, os.R_OK):
-        raise InputError(f"{p}: {what} is not readable (permission denied)")
+    p = readable_file(path, what)
     try:
         with mrcfile.open(p, mode="r", permissive=False) as mrc:
             if mrc.data is None:

@@ -114,24 +114,7 @@ def parse_manifest(text: str, source: str = "data_manifest.csv") -> list[Entry]:
         sha = d["sha256"].lower()
         if sha and not _SHA.match(sha):
             raise InputError(f"{source}: line {i}: {name}: sha256 must be 64 hex digits")
-        vs = None
-        if d["voxel_size_a"]:
-            try:
-                vs = float(d["voxel_size_a"])
-            except ValueError:
-                raise InputError(f"{source}: line {i}: {name}: voxel_size_a {d['voxel_size_a']!r} "
-                                 "is not a number") from None
-            if not vs > 0:
-                raise InputError(f"{source}: line {i}: {name}: voxel_size_a must be positive")
-        ps = None
-        if d["pixel_size_a"]:
-            try:
-                ps = float(d["pixel_size_a"])
-            except ValueError:
-                raise InputError(f"{source}: line {i}: {name}: pixel_size_a {d['pixel_size_a']!r} "
-                                 "is not a number") from None
-            if not ps > 0:
-                raise InputError(f"{source}: line {i}: {name}: pixel_size_a must be positive")
+        vs, ps = (_positive(d[k], f"{source}: line {i}: {name}: {k}") for k in ("voxel_size_a", "pixel_size_a"))
         e = Entry(name=name, kind=d["kind"], path_or_url=d["path_or_url"], sha256=sha, voxel_size_a=vs,
                   angles_file=d["angles_file"], licence=d["licence"], notes=d["notes"], pixel_size_a=ps, line=i)
         if e.kind != "physics" and not e.path_or_url:
@@ -150,6 +133,19 @@ def format_manifest(entries: Iterable[Entry]) -> str:
     for e in entries:
         w.writerow(e.row())
     return buf.getvalue()
+
+
+def _positive(text: str, where: str) -> float | None:
+    """A manifest's optional positive number: None when empty, else the value (an InputError otherwise)."""
+    if not text:
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise InputError(f"{where} {text!r} is not a number") from None
+    if not v > 0:
+        raise InputError(f"{where} must be positive")
+    return v
 
 
 def read_manifest(path: str | os.PathLike) -> list[Entry]:

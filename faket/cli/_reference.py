@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -83,13 +82,9 @@ def _open(path, what: str):
     """Memory-map an MRC file (validated like faket.io.read_mrc, without reading the data)."""
     import mrcfile
 
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: {what} not found")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, expected a {what}")
-    if not os.access(p, os.R_OK):
-        raise InputError(f"{p}: {what} is not readable (permission denied)")
+    from ..io import readable_file
+
+    p = readable_file(path, what)
     try:
         mrc = mrcfile.mmap(p, mode="r", permissive=False)
     except (ValueError, OSError, EOFError, RuntimeError) as exc:
