@@ -51,19 +51,10 @@ def picker_seeds(spec) -> list[int]:
 
 
 def layout_box(spec_path: str | None, shape_override=None) -> tuple[int, int, int]:
-    """Box (Z, Y, X) of a faket layout spec (or the override)."""
-    if shape_override:
-        return tuple(int(v) for v in shape_override)
-    if not spec_path:
-        return (128, 256, 256)        # faket layout's built-in default
-    import yaml
+    """Box (Z, Y, X) that ``faket layout`` makes from the spec (or the override): :func:`faket.workflow.layout_box`."""
+    from ..workflow import layout_box as _box
 
-    with open(spec_path) as f:
-        d = yaml.safe_load(f) or {}
-    for k in ("shape_zyx", "box_zyx", "shape", "box"):
-        if isinstance(d.get(k), list) and len(d[k]) == 3:
-            return tuple(int(v) for v in d[k])
-    raise InputError(f"{spec_path}: no box (Z, Y, X) in the layout spec")
+    return _box(spec_path or None, shape_override or None)
 
 
 def user_test_sets(spec) -> list[dict[str, Any]]:
