@@ -102,6 +102,15 @@ def readable_file(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
+def mrc_open_error(path: Path, what: str, exc: BaseException) -> InputError:
+    """The one-line error for an MRC file that mrcfile could not open: truncated/corrupt, or not MRC."""
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    low = msg.lower()
+    if "smaller than" in low or "truncat" in low or "could not read" in low or "expected" in low:
+        return InputError(f"{path}: {what} is truncated or corrupt ({msg})")
+    return InputError(f"{path}: not a valid {what} ({msg})")
+
+
 def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None,
              what: str = "MRC file", allow_nonfinite: bool = False) -> MrcData:
     """Read an MRC file fully into memory as float32 with validation.
@@ -121,11 +130,7 @@ def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None
     except InputError:
         raise
     except (ValueError, OSError, EOFError, RuntimeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        low = msg.lower()
-        if "smaller than" in low or "truncat" in low or "could not read" in low or "expected" in low:
-            raise InputError(f"{p}: {what} is truncated or corrupt ({msg})") from None
-        raise InputError(f"{p}: not a valid {what} ({msg})") from None
+        raise mrc_open_error(p, what, exc) from None
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if data.ndim not in allowed:

@@ -82,17 +82,13 @@ def _open(path, what: str):
     """Memory-map an MRC file (validated like faket.io.read_mrc, without reading the data)."""
     import mrcfile
 
-    from ..io import readable_file
+    from ..io import mrc_open_error, readable_file
 
     p = readable_file(path, what)
     try:
         mrc = mrcfile.mmap(p, mode="r", permissive=False)
     except (ValueError, OSError, EOFError, RuntimeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        low = msg.lower()
-        if "smaller than" in low or "truncat" in low or "could not read" in low or "expected" in low:
-            raise InputError(f"{p}: {what} is truncated or corrupt ({msg})") from None
-        raise InputError(f"{p}: not a valid {what} ({msg})") from None
+        raise mrc_open_error(p, what, exc) from None
     d = mrc.data
     if d is None or d.size == 0 or 0 in d.shape:
         mrc.close()
