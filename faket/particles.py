@@ -154,6 +154,11 @@ def _read_text(p: Path, what: str) -> str:
         raise InputError(f"{p}: cannot read {what} ({exc})") from None
 
 
+def _is_copick(path) -> bool:
+    """A copick picks source: ``copick://PROJECT/RUN/OBJECT`` or a copick picks ``.json``."""
+    return str(path).startswith("copick://") or str(path).lower().endswith(".json")
+
+
 def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None,
                    box_zyx: Sequence[int] | None = None, fmt: str | None = None,
                    what: str = "particle list") -> pd.DataFrame:
@@ -164,7 +169,7 @@ def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None
     ``box_zyx`` are needed only for RELION 5 STAR files (centred Angstrom coordinates); for a STAR file
     without them, ``rlnTomoTiltSeriesPixelSize`` is used when present.
     """
-    if str(path).startswith("copick://") or str(path).lower().endswith(".json"):  # copick picks
+    if _is_copick(path):
         from .copick_export import read_copick_particles
 
         return check_particles(read_copick_particles(str(path), voxel_size_a=voxel_size_a), str(path))
@@ -493,7 +498,7 @@ def read_picks(path: str | os.PathLike, fmt: str = "auto", *, voxel_size_a: floa
     ``voxel_size_a`` / ``box_zyx`` (of the picked tomogram) are needed for RELION 5 centred STAR
     coordinates; without them :class:`~faket.errors.MissingGeometry` says which is missing.
     """
-    if str(path).startswith("copick://") or (fmt == "auto" and str(path).lower().endswith(".json")):
+    if str(path).startswith("copick://") or (fmt == "auto" and _is_copick(path)):
         return _picks_from_particles(read_particles(path, voxel_size_a=voxel_size_a), has_class=True)  # copick
     p = Path(path)
     fmt = pick_format(p, fmt)
