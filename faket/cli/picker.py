@@ -23,7 +23,7 @@ benchmark (docs/picker.md).
 
 # defaults, defined once (config keys benchmark.picker.* use the same names)
 DEFAULTS = dict(steps=300, batch=8, patch=16, lr=1e-4, shift=3, p_rotate=0.5, background_ratio=1.0,
-                overlap=0.25, bandwidth=5.0, min_size_fraction=0.2)
+                loss="tversky+ce", overlap=0.25, bandwidth=5.0, min_size_fraction=0.2)
 
 
 def _device_args(p):
@@ -37,11 +37,14 @@ def _device_args(p):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..picker.train import LOSSES
+
     sub = p.add_subparsers(dest="picker_command", metavar="<command>")
     D = DEFAULTS
 
     t = sub.add_parser("train", help="train the 3D U-Net on tomograms and class masks",
-                       description="Train DeepFinder's 3D U-Net (Tversky loss alpha=beta=0.5, Adam) on "
+                       description="Train DeepFinder's 3D U-Net (Adam; Tversky loss alpha=beta=0.5, plus "
+                       "cross-entropy by default: see --loss) on "
                        "tomograms and their class masks (0 = background, class ids as faket labels writes "
                        "them). Patches: class-balanced centres (MONAI), random shift, per-patch z-score, "
                        "180-degree rotation about the tilt axis (Y) with probability --p-rotate.")
@@ -65,6 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"probability of the 180-degree rotation about Y (default {D['p_rotate']:g})")
     h.add_argument("--background-ratio", type=float, default=D["background_ratio"],
                    help="background patch centres relative to one class's (default 1)")
+    h.add_argument("--loss", choices=LOSSES, default=D["loss"],
+                   help="tversky+ce (default): the paper's Tversky (alpha = beta = 0.5) plus cross-entropy; "
+                        "tversky: the paper's loss alone, which collapsed to all-background in every "
+                        "small-scale run measured (docs/picker.md)")
     t.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="trained model")
     t.add_argument("--loss-csv", metavar="CSV", help="loss per step (default: beside the model, MODEL_loss.csv)")
     _device_args(t)
@@ -295,10 +302,10 @@ def _train(args) -> int:
         warnings.filterwarnings("ignore", message=".*padding='same'.*")
         res = train_picker(vols, masks, n_out, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                            shift=args.shift, p_rotate=args.p_rotate, background_ratio=args.background_ratio,
-                           seed=args.seed, device=device, callback=cb)
+                           seed=args.seed, loss=args.loss, device=device, callback=cb)
     bar.close()
     params = {k: getattr(args, k) for k in ("steps", "batch", "patch", "lr", "shift", "p_rotate",
-                                            "background_ratio", "seed")}
+                                            "background_ratio", "loss", "seed")}
     with Step("picker train", args, inputs=[x for it in items for x in it]) as st:
         save_model(st.path(out), res.model.cpu(), class_names=names, class_sizes=sizes, patch=args.patch,
                    params=params, losses=res.losses)

@@ -333,7 +333,7 @@ class Plan:
         return opts + ("" if st["iterations"] is None else f" --iterations {st['iterations']}")
 
     def train_opts(self) -> str:
-        keys = ("steps", "batch", "patch", "lr", "shift", "p_rotate", "background_ratio")
+        keys = ("steps", "batch", "patch", "lr", "shift", "p_rotate", "background_ratio", "loss")
         return " ".join(f"--{k.replace('_', '-')} {self.picker[k]}" for k in keys)
 
     @staticmethod
@@ -359,5 +359,5 @@ class Plan:
         return (f"Configuration: {len(self.train)} training layouts ({self.spec or 'faket layout default'}), "
                 f"{test}, bin {self.bin}, angles {self.config['angles']}, style weights "
                 f"{self.config['style']['weights']}; picker: {p['steps']} steps x {p['batch']} patches of "
-                f"{p['patch']}^3, lr {p['lr']:g}; seeds {self.seeds}; excluded classes: "
+                f"{p['patch']}^3, lr {p['lr']:g}, loss {p['loss']}; seeds {self.seeds}; excluded classes: "
                 f"{', '.join(self.bm['exclude_classes']) or 'none'}.")

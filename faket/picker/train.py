@@ -3,8 +3,14 @@
 Patches are centred on voxels drawn class-balanced from the class mask (MONAI's label-class crop centres:
 each class, background included, is drawn with its ratio, so small classes are seen as often as large
 ones), shifted by up to ``shift`` voxels, z-scored per patch, and rotated by 180 degrees about the tilt
-axis (Y: Z and X reversed) with probability ``p_rotate``. Loss: Tversky (alpha = beta = 0.5, MONAI) on the
-softmax over background + classes; Adam.
+axis (Y: Z and X reversed) with probability ``p_rotate``. Adam.
+
+Losses (:data:`LOSSES`), on the softmax over background + classes, summed over the batch:
+``tversky`` is the paper's (alpha = beta = 0.5, DeepFinder's: no smoothing in the numerator, so a class absent
+from a batch gives no gradient); ``tversky+ce`` adds the cross-entropy (MONAI ``DiceCELoss``: Tversky with
+alpha = beta = 0.5 *is* the Dice loss). Measured at laptop scale (docs/picker.md), Tversky alone drives the
+unnormalised U-Net into the all-background solution within ~30 Adam steps (logits grow to 1e2-1e5, the
+softmax saturates, the foreground gradient vanishes); the cross-entropy term keeps the logits bounded.
 """
 
 from __future__ import annotations
@@ -79,11 +85,27 @@ class PatchSampler:
         return xs, ys
 
 
+LOSSES = ("tversky+ce", "tversky")
+
+
 def tversky_loss(alpha: float = 0.5, beta: float = 0.5):
-    """MONAI's Tversky loss on logits (softmax over background + classes), summed over the batch."""
+    """MONAI's Tversky loss on logits (softmax over background + classes), summed over the batch, without
+    numerator smoothing (as DeepFinder's Keras loss)."""
     from monai.losses import TverskyLoss
 
-    return TverskyLoss(softmax=True, to_onehot_y=True, alpha=alpha, beta=beta, batch=True)
+    return TverskyLoss(softmax=True, to_onehot_y=True, alpha=alpha, beta=beta, batch=True, smooth_nr=0.0,
+                       smooth_dr=1e-5)
+
+
+def picker_loss(name: str = LOSSES[0]):
+    """The training loss ``name`` (:data:`LOSSES`) as a callable ``loss(logits, labels)``."""
+    if name == "tversky":
+        return tversky_loss()
+    if name == "tversky+ce":
+        from monai.losses import DiceCELoss
+
+        return DiceCELoss(softmax=True, to_onehot_y=True, batch=True, smooth_nr=0.0, smooth_dr=1e-5)
+    raise ValueError(f"loss {name!r}: expected one of {', '.join(LOSSES)}")
 
 
 @dataclass
@@ -96,7 +118,7 @@ class TrainResult:
 
 def train_picker(volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray], n_out: int, *,
                  steps: int = 200, batch: int = 4, patch: int = 32, lr: float = 1e-4, shift: int = 6,
-                 p_rotate: float = 0.5, background_ratio: float = 1.0, seed: int = 0,
+                 p_rotate: float = 0.5, background_ratio: float = 1.0, seed: int = 0, loss: str = LOSSES[0],
                  device: str | torch.device = "cpu", model: torch.nn.Module | None = None,
                  callback: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train a :class:`~faket.picker.net.DeepFinderUNet` (background + ``n_out - 1`` classes).
@@ -122,17 +144,17 @@ def train_picker(volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray], n_o
         net = (model if model is not None else build_model(n_out, seed)).to(device)
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=lr)
-        loss_fn = tversky_loss()
+        loss_fn = picker_loss(loss)
         losses = []
         for step in range(steps):
             x, y = sampler.draw(batch)
             x = torch.from_numpy(x).to(device)
             y = torch.from_numpy(y).to(device)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x), y)
-            loss.backward()
+            value = loss_fn(net(x), y)
+            value.backward()
             opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(value.detach()))
             if callback is not None:
                 callback(step, losses[-1])
         net.eval()
