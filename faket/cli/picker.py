@@ -22,7 +22,7 @@ benchmark (docs/picker.md).
 """
 
 # defaults, defined once (config keys benchmark.picker.* use the same names)
-DEFAULTS = dict(steps=300, batch=8, patch=16, lr=1e-4, shift=3, p_rotate=0.5, background_ratio=1.0,
+DEFAULTS = dict(steps=1000, batch=8, patch=16, lr=1e-4, shift=3, p_rotate=0.5, background_ratio=1.0,
                 loss="tversky+ce", overlap=0.25, bandwidth=5.0, min_size_fraction=0.2)
 
 
