@@ -314,11 +314,20 @@ def test_benchmark_plans_dry_run(tmp_path):
     assert any(line.split()[:2] == ["benchmark_style", str(cfg["benchmark"]["train_tomograms"])]
                for line in out.splitlines())
     assert not (tmp_path / "run" / "results").exists()
-    # a user's test folder replaces the generated test set; a copick project says it is not read yet
-    cfg["benchmark"]["test"] = {"copick": str(tmp_path)}
+    # a copick project replaces the generated test set: one truth job and one score job per run and picker
+    proj = _copick_project(tmp_path / "proj", runs=("cellA", "cellB"))
+    cfg["benchmark"]["test"] = {"copick": str(proj), "user": "annotator"}
     p.write_text(yaml.safe_dump(cfg))
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode != 0 and "copick projects are not read yet" in r.stdout + r.stderr
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    lines = [line.split()[:2] for line in (r.stdout + r.stderr).splitlines()]
+    assert ["benchmark_copick_truth", "2"] in lines
+    assert ["benchmark_score", str(n_mod * 2 * 2)] in lines
+    assert not any(x[:1] == ["benchmark_reference"] and "test_000" in " ".join(x) for x in lines)
+    cfg["benchmark"]["test"] = {"copick": str(proj), "runs": ["cellC"]}
+    p.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "'cellC' is not a run of" in r.stdout + r.stderr
 
 
 def test_score_gives_zero_for_no_picks_and_evaluate_otherwise(tmp_path, run_cli):
@@ -336,3 +345,85 @@ def test_score_gives_zero_for_no_picks_and_evaluate_otherwise(tmp_path, run_cli)
                          "--pred", tmp_path / "perfect_picks.csv", "-o", tmp_path / "p2.json", "--quiet")
     assert rc == 0, err
     assert json.loads((tmp_path / "p2.json").read_text())["localisation"] == perfect["localisation"]
+
+
+# --------------------------------------------------------------------------------------------------
+# copick: a user's annotated project as test set, picks written into a project
+
+
+def _copick_project(folder, runs=("cellA",), user="annotator"):
+    """A copick project holding the synthetic tomogram and its picks (Angstrom, 10 A voxels) in each run."""
+    import copick
+    from copick.models import PickableObject
+
+    vol, _, _, df = synthetic()
+    folder.mkdir(parents=True, exist_ok=True)
+    objs = [PickableObject(name="ball", is_particle=True, label=1, radius=30.0),
+            PickableObject(name="cube", is_particle=True, label=2, radius=20.0),
+            PickableObject(name="membrane", is_particle=False, label=3)]
+    root = copick.new_config(str(folder / "copick_config.json"), overlay_root=str(folder.resolve()),
+                             pickable_objects=objs)
+    for name in runs:
+        run = root.new_run(name)
+        run.new_voxel_spacing(10.0).new_tomogram("denoised").from_numpy(vol)
+        for cname, rows in df.groupby("class_name"):
+            pk = run.new_picks(cname, "1", user_id=user)
+            pk.from_numpy(rows[["x", "y", "z"]].to_numpy() * 10.0)
+    return folder
+
+
+def test_truth_from_a_copick_run_and_picks_back_into_copick(tmp_path, run_cli):
+    from faket.io import read_mrc
+    from faket.particles import read_particles
+
+    vol, cls, _, df = synthetic()
+    proj = _copick_project(tmp_path / "proj")
+    rc, _, err = run_cli("picker", "truth", "--copick", proj, "--run", "cellA", "-o", tmp_path / "truth", "--quiet")
+    assert rc == 0, err
+    t = read_mrc(tmp_path / "truth" / "tomogram.mrc")
+    assert np.array_equal(t.data, vol) and t.voxel_size_a == pytest.approx(10.0)
+    truth = read_particles(tmp_path / "truth" / "particles.csv")
+    assert sorted(zip(truth["class_name"], truth["x"].round(3), truth["y"].round(3))) == \
+        sorted(zip(df["class_name"], df["x"], df["y"]))
+    occ = read_mrc(tmp_path / "truth" / "occupancy_mask.mrc").data
+    # balls of each object's radius (30 A / 10 A = 3 voxels for ball, 2 for cube)
+    sizes = {n: int((occ == pid).sum()) for pid, n in zip(truth["particle_id"], truth["class_name"])}
+    assert sizes["ball"] == sum(1 for dz in range(-3, 4) for dy in range(-3, 4) for dx in range(-3, 4)
+                                if dz * dz + dy * dy + dx * dx <= 9)
+    # the perfect class map's picks, written into the project as user faket-picker, score F1 = 1 from there
+    write_mrc(tmp_path / "labels.mrc", cls.astype(np.float32), 10.0)
+    write_particles_csv(df, tmp_path / "classes.csv")
+    rc, _, err = run_cli("picker", "localize", tmp_path / "labels.mrc", "--classes", tmp_path / "classes.csv",
+                         "-o", tmp_path / "picks.csv", "--min-size", "5", "--copick", proj, "--run", "cellA",
+                         "--quiet")
+    assert rc == 0, err
+    rc, _, err = run_cli("evaluate", "--truth", tmp_path / "truth" / "particles.csv", "--occupancy",
+                         tmp_path / "truth" / "occupancy_mask.mrc", "--pred",
+                         f"copick://{proj}/cellA/*?user=faket-picker", "-o", tmp_path / "m.json", "--quiet")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["localisation"]["f1"] == 1.0 and m["classification"]["macro_f1"] == 1.0
+    # two users now have picks: truth must be told which
+    rc, _, err = run_cli("picker", "truth", "--copick", proj, "--run", "cellA", "-o", tmp_path / "t2", "--quiet")
+    assert rc == 2 and "several users/sessions" in err and not (tmp_path / "t2").exists()
+    rc, _, err = run_cli("picker", "truth", "--copick", proj, "--run", "cellA", "--user", "annotator",
+                         "-o", tmp_path / "t2", "--quiet")
+    assert rc == 0, err
+
+
+def test_copick_bad_inputs_exit_2_and_write_nothing(tmp_path, run_cli):
+    _, cls, _, df = synthetic()
+    proj = _copick_project(tmp_path / "proj")
+    for argv, msg in ((["--run", "nope"], "no run 'nope'"), (["--run", "cellA", "--tomo-type", "wbp"],
+                                                              "no tomogram 'wbp'"),
+                      (["--run", "cellA", "--voxel-spacing", "7"], "no voxel spacing 7"), ([], "--run is needed")):
+        rc, _, err = run_cli("picker", "truth", "--copick", proj, *argv, "-o", tmp_path / "t", "--quiet")
+        assert rc == 2 and msg in err and err.count("\n") == 1, err
+        assert not (tmp_path / "t").exists()
+    df2 = df.assign(class_name=df["class_name"].replace({"cube": "sphere"}))
+    write_mrc(tmp_path / "labels.mrc", cls.astype(np.float32), 10.0)
+    write_particles_csv(df2, tmp_path / "classes.csv")
+    rc, _, err = run_cli("picker", "localize", tmp_path / "labels.mrc", "--classes", tmp_path / "classes.csv",
+                         "-o", tmp_path / "picks.csv", "--copick", proj, "--quiet")
+    assert rc == 2 and "'sphere' is not a pickable object" in err
+    assert not (tmp_path / "picks.csv").exists()

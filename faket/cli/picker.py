@@ -112,18 +112,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          "subset and every voxel joins its nearest mode (default 50000)")
     lo.add_argument("--per-class", action="store_true",
                     help="cluster each class on its own (default: all foreground together, as DeepFinder)")
+    cp = lo.add_argument_group("also write the picks into a copick project (Angstrom, one picks file per class)")
+    cp.add_argument("--copick", metavar="PROJECT", help="existing copick project (folder or copick_config.json) "
+                    "whose pickable objects include the picked classes")
+    cp.add_argument("--run", help="its run (created when missing; default: the class map's file stem)")
+    cp.add_argument("--user-id", default=None, help="copick user id of the picks (default faket-picker)")
+    cp.add_argument("--session-id", default="0", help="copick session id of the picks (default 0)")
     lo.add_argument("--quiet", "-q", action="store_true", help="no info messages")
     lo.set_defaults(_picker_run=_localize)
 
     tr = sub.add_parser("truth", help="truth for a user's annotated tomogram: particle table + occupancy mask",
-                        description="Turn a user's picks (CSV / STAR / SHREC, voxels of the tomogram) into what "
-                        "`faket evaluate` needs: a particle table numbered 1..N and an occupancy mask (given, "
-                        "or spheres of --radius voxels around each pick).")
-    tr.add_argument("--tomogram", required=True, metavar="MRC", help="the annotated tomogram (for its shape)")
-    tr.add_argument("--picks", required=True, metavar="TABLE", help="annotations: CSV, STAR or SHREC txt")
+                        description="Turn a user's picks (CSV / STAR / SHREC, voxels of the tomogram; or one run "
+                        "of a copick project) into what `faket evaluate` needs: a particle table numbered 1..N "
+                        "and an occupancy mask (given, or balls of --radius voxels around each pick). With "
+                        "--copick the run's tomogram is written too (tomogram.mrc), for `faket picker segment`.")
+    tr.add_argument("--tomogram", metavar="MRC", help="the annotated tomogram (for its shape)")
+    tr.add_argument("--picks", metavar="TABLE", help="annotations: CSV, STAR, SHREC txt or copick://PROJECT/RUN/OBJECT")
     tr.add_argument("--occupancy", metavar="MRC", help="occupancy mask (particle id per voxel), if you have one")
-    tr.add_argument("--radius", type=float, default=5.0, help="sphere radius (voxels) without --occupancy (default 5)")
-    tr.add_argument("-o", "--output", required=True, metavar="DIR", help="writes particles.csv, occupancy_mask.mrc")
+    tr.add_argument("--radius", type=float,
+                    help="ball radius (voxels) without --occupancy (default: the copick object's radius with "
+                         "--copick, else 5)")
+    c = tr.add_argument_group("a run of a copick project instead of --tomogram/--picks")
+    c.add_argument("--copick", metavar="PROJECT", help="copick project folder or copick_config.json")
+    c.add_argument("--run", help="the run (with --copick)")
+    c.add_argument("--tomo-type", help="tomogram type (default: the run's only one)")
+    c.add_argument("--voxel-spacing", type=float, help="voxel spacing in A (default: the run's only one)")
+    c.add_argument("--user", help="picks of this copick user (default: the only user with picks)")
+    c.add_argument("--session", help="picks of this copick session (default: the only one)")
+    tr.add_argument("-o", "--output", required=True, metavar="DIR",
+                    help="writes particles.csv, occupancy_mask.mrc (and tomogram.mrc with --copick)")
     tr.add_argument("--quiet", "-q", action="store_true")
     tr.set_defaults(_picker_run=_truth)
 
@@ -426,6 +443,12 @@ def _localize(args) -> int:
             raise InputError(f"{args.scores}: not a readable .npy file ({exc})") from None
         if scores.ndim != 4 or scores.shape[1:] != lab.shape or scores.shape[0] <= lab.max():
             raise InputError(f"{args.scores}: scores of shape {scores.shape} do not fit the class map {lab.shape}")
+    if args.copick:
+        from ..copick_io import check_pick_classes
+
+        if not lab_m.voxel_size_a:
+            raise InputError(f"{args.labels}: no voxel size in the header; copick picks are in Angstrom")
+        check_pick_classes(args.copick, [names.get(int(c), f"class{int(c)}") for c in np.unique(lab) if c > 0])
     glob, per = _parse_min_sizes(args.min_size, names)
     classes = set(int(c) for c in np.unique(lab) if c > 0) | set(names) | set(sizes)
     min_size = {}
@@ -450,6 +473,13 @@ def _localize(args) -> int:
         st.write_sidecar(out.with_suffix(".json"), extra={
             "output": {"path": str(out), "n_picks": len(df), "min_size_voxels": min_size,
                        "picks_per_class": {str(k): int(v) for k, v in df["class_name"].value_counts().items()}}})
+    if args.copick:
+        from ..copick_io import DEFAULT_PICKER_USER, write_picks
+
+        run = args.run or Path(args.labels).name.split(".")[0]
+        n = write_picks(args.copick, run, df, lab_m.voxel_size_a, user_id=args.user_id or DEFAULT_PICKER_USER,
+                        session_id=args.session_id)
+        info(args, f"{args.copick}: run {run}: {sum(n.values())} picks in {len(n)} object(s)")
     info(args, f"{out}: {len(df)} picks")
     return 0
 
@@ -466,29 +496,54 @@ def _truth(args) -> int:
     from ._common import Step, info
 
     outdir = Path(args.output)
-    t = read_volume(args.tomogram, what="tomogram")
-    shape = t.data.shape
-    df = read_particles(args.picks, voxel_size_a=t.voxel_size_a, box_zyx=shape)
+    tomo = None
+    if args.copick:
+        from ..copick_io import object_radii, read_tomogram, read_truth
+
+        if args.tomogram or args.picks:
+            raise InputError("give either --copick (with --run) or --tomogram and --picks, not both")
+        if not args.run:
+            raise InputError(f"--copick {args.copick}: --run is needed (the run to read)")
+        tomo, voxel = read_tomogram(args.copick, args.run, args.tomo_type, args.voxel_spacing)
+        shape = tomo.shape
+        df = read_truth(args.copick, args.run, voxel, user=args.user, session=args.session)
+        cfg = Path(args.copick) / "copick_config.json" if Path(args.copick).is_dir() else Path(args.copick)
+        source, inputs = f"copick {args.copick} run {args.run}", [cfg]
+    else:
+        if not (args.tomogram and args.picks):
+            raise InputError("--tomogram and --picks are needed (or --copick PROJECT --run RUN)")
+        t = read_volume(args.tomogram, what="tomogram")
+        shape, voxel = t.data.shape, t.voxel_size_a
+        df = read_particles(args.picks, voxel_size_a=voxel, box_zyx=shape)
+        source, inputs = args.picks, [args.tomogram, args.picks, args.occupancy]
     if len(df) == 0:
-        raise InputError(f"{args.picks}: no annotated particles")
+        raise InputError(f"{source}: no annotated particles")
     zyx = df[["z", "y", "x"]].to_numpy()
     inside = np.all((zyx > -0.5) & (zyx < np.asarray(shape) - 0.5), axis=1)
     if not inside.any():
-        raise InputError(f"{args.picks}: no pick lies inside the tomogram {shape} (voxels expected)")
+        raise InputError(f"{source}: no pick lies inside the tomogram {shape} (voxels expected)")
     df = df[inside].reset_index(drop=True)
+    radius = None
     if args.occupancy:
         occ_m = read_volume(args.occupancy, what="occupancy mask")
         if occ_m.data.shape != shape:
             raise InputError(f"{args.occupancy}: shape {occ_m.data.shape} differs from the tomogram {shape}")
         occ = occ_m.data.astype(np.int32)
     else:
-        _check_positive("--radius", args.radius)
+        if args.radius is not None:
+            _check_positive("--radius", args.radius)
+            radius = np.full(len(df), args.radius)
+        else:
+            radii = object_radii(args.copick) if args.copick else {}
+            radius = np.array([radii[n] / voxel if n in radii else 5.0 for n in df["class_name"]])
         df["particle_id"] = np.arange(1, len(df) + 1)
-        occ = occupancy_from_picks(shape, df[["z", "y", "x"]].to_numpy(), args.radius)
-    with Step("picker truth", args, inputs=[args.tomogram, args.picks, args.occupancy]) as st:
+        occ = occupancy_from_picks(shape, df[["z", "y", "x"]].to_numpy(), radius)
+    with Step("picker truth", args, inputs=inputs) as st:
         write_particles_csv(check_particles(df), st.path(outdir / "particles.csv"))
-        st.write_mrc(outdir / "occupancy_mask.mrc", occ.astype(np.float32), t.voxel_size_a,
-                     params={"radius": None if args.occupancy else args.radius})
+        radii_used = None if radius is None else {str(n): float(r) for n, r in zip(df["class_name"], radius)}
+        st.write_mrc(outdir / "occupancy_mask.mrc", occ.astype(np.float32), voxel, params={"radius": radii_used})
+        if tomo is not None:
+            st.write_mrc(outdir / "tomogram.mrc", tomo, voxel, params={"copick": str(args.copick), "run": args.run})
     info(args, f"{outdir}: {len(df)} particles ({int((~inside).sum())} outside the tomogram dropped)")
     return 0
 

@@ -61,15 +61,28 @@ def user_test_sets(spec) -> list[dict[str, Any]]:
     """``benchmark.test``: a list of folders of annotated tomograms, or a copick project.
 
     Folder entries: {name, folder, tomogram, picks, occupancy_mask (optional), radius (voxels, for picks
-    without an occupancy mask)}; the files are relative to the folder. Returns checked entries with paths.
+    without an occupancy mask)}; the files are relative to the folder. A copick project: {copick, runs
+    (default: all), tomo_type, voxel_spacing, user, session, radius (default: each object's radius)}; each
+    run is one test tomogram (``faket picker truth --copick``). Returns checked entries (``kind`` folder or
+    copick) with paths.
     """
     if spec is None:
         return []
     if isinstance(spec, Mapping) and "copick" in spec:
-        # hook: copick projects are read by faket's copick reader (being built); until it lands, say so.
-        raise InputError(f"benchmark.test.copick {spec['copick']}: copick projects are not read yet; export each "
-                         "run as a folder (tomogram MRC + picks CSV/STAR/SHREC [+ occupancy mask]) and list "
-                         "it under benchmark.test")
+        from ..copick_io import run_names
+
+        project = str(spec["copick"])
+        have = run_names(project)
+        runs = list(spec.get("runs") or have)
+        missing = [r for r in runs if r not in have]
+        if missing:
+            raise InputError(f"benchmark.test.runs: {missing[0]!r} is not a run of {project} (runs: "
+                             f"{', '.join(have[:10]) or 'none'})")
+        if not runs:
+            raise InputError(f"benchmark.test.copick: {project} has no runs")
+        return [{"kind": "copick", "name": r, "copick": project, "run": r,
+                 **{k: spec.get(k) for k in ("tomo_type", "voxel_spacing", "user", "session", "radius")}}
+                for r in runs]
     out, seen = [], set()
     for i, e in enumerate(spec):
         key = f"benchmark.test[{i}]"
@@ -80,7 +93,7 @@ def user_test_sets(spec) -> list[dict[str, Any]]:
         if name in seen:
             raise InputError(f"{key}.name: {name!r} is used twice")
         seen.add(name)
-        d = {"name": name, "radius": float(e.get("radius", 5.0))}
+        d = {"kind": "folder", "name": name, "radius": float(e.get("radius", 5.0))}
         for k in ("tomogram", "picks", "occupancy_mask"):
             v = e.get(k)
             if v is None:
@@ -96,19 +109,21 @@ def user_test_sets(spec) -> list[dict[str, Any]]:
     return out
 
 
-def occupancy_from_picks(shape, points_zyx, radius: float) -> np.ndarray:
-    """Occupancy mask (int32): particle k+1 = a ball of ``radius`` voxels around point k (later points do
-    not overwrite earlier ones)."""
+def occupancy_from_picks(shape, points_zyx, radius) -> np.ndarray:
+    """Occupancy mask (int32): particle k+1 = a ball of ``radius`` voxels (one number, or one per point)
+    around point k (later points do not overwrite earlier ones)."""
     occ = np.zeros(shape, np.int32)
-    r = float(radius)
-    R = int(np.ceil(r))
-    g = np.arange(-R, R + 1)
-    dz, dy, dx = np.meshgrid(g, g, g, indexing="ij")
-    ball = dz ** 2 + dy ** 2 + dx ** 2 <= r * r
-    offs = np.stack([dz[ball], dy[ball], dx[ball]], axis=1)
-    for k, p in enumerate(np.asarray(points_zyx, dtype=np.float64)):
-        c = np.round(p).astype(np.int64)
-        v = c + offs
+    pts = np.asarray(points_zyx, dtype=np.float64).reshape(-1, 3)
+    radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(pts),))
+    balls = {}
+    for k, (p, r) in enumerate(zip(pts, radii)):
+        if r not in balls:
+            R = int(np.ceil(r))
+            g = np.arange(-R, R + 1)
+            dz, dy, dx = np.meshgrid(g, g, g, indexing="ij")
+            ball = dz ** 2 + dy ** 2 + dx ** 2 <= r * r
+            balls[r] = np.stack([dz[ball], dy[ball], dx[ball]], axis=1)
+        v = np.round(p).astype(np.int64) + balls[r]
         ok = np.all((v >= 0) & (v < np.asarray(shape)), axis=1)
         v = v[ok]
         free = occ[tuple(v.T)] == 0
@@ -287,9 +302,15 @@ class Plan:
         ext = "csv" if what == "particles" else "mrc"
         return [f"{self.DIR}/{n}/{stem}_bin{self.bin}.{ext}" for n in self.train]
 
+    def user_tests(self, kind: str) -> list[str]:
+        """Names of the user's test tomograms of one kind (folder, copick)."""
+        return [u["name"] for u in self.user if u["kind"] == kind]
+
     def test_inputs(self, test: str) -> dict[str, str]:
         if test in self.user_by:
-            return {"tomogram": self.user_by[test]["tomogram"], "truth": f"{self.DIR}/user/{test}/particles.csv",
+            u = self.user_by[test]
+            tomo = u["tomogram"] if u["kind"] == "folder" else f"{self.DIR}/user/{test}/tomogram.mrc"
+            return {"tomogram": tomo, "truth": f"{self.DIR}/user/{test}/particles.csv",
                     "occupancy": f"{self.DIR}/user/{test}/occupancy_mask.mrc"}
         return {"tomogram": f"{self.DIR}/{test}/tomogram_benchmark_bin{self.bin}.mrc",
                 "truth": f"{self.DIR}/{test}/particles_bin{self.bin}.csv",
@@ -348,6 +369,13 @@ class Plan:
 
     def truth_opts(self, test: str) -> str:
         u = self.user_by[test]
+        if u["kind"] == "copick":
+            opts = [f"--copick {u['copick']} --run {u['run']}"]
+            for k, flag in (("tomo_type", "--tomo-type"), ("voxel_spacing", "--voxel-spacing"), ("user", "--user"),
+                            ("session", "--session"), ("radius", "--radius")):
+                if u.get(k) is not None:
+                    opts.append(f"{flag} {u[k]}")
+            return " ".join(opts)
         return f"--occupancy {u['occupancy_mask']}" if u["occupancy_mask"] else f"--radius {u['radius']:g}"
 
     def summary_args(self, metric_files) -> str:

@@ -23,6 +23,8 @@ wildcard_constraints:
     bname="|".join(BMP.train + BMP.generated_test),
     btrain="|".join(BMP.train),
     btest="|".join(BMP.test),
+    bfolder="|".join(BMP.user_tests("folder")),
+    bcopick="|".join(BMP.user_tests("copick")),
     bmod="benchmark|faket|noisy|baseline|noiseless",
     bseed=r"\d+",
 
@@ -191,21 +193,37 @@ rule benchmark_labels:
 
 rule benchmark_user_truth:
     input:
-        tomogram=lambda wildcards: BMP.user_by[wildcards.btest]["tomogram"],
-        picks=lambda wildcards: BMP.user_by[wildcards.btest]["picks"],
+        tomogram=lambda wildcards: BMP.user_by[wildcards.bfolder]["tomogram"],
+        picks=lambda wildcards: BMP.user_by[wildcards.bfolder]["picks"],
     output:
-        truth=f"{BM_DIR}/user/{{btest}}/particles.csv",
-        occupancy=f"{BM_DIR}/user/{{btest}}/occupancy_mask.mrc",
+        truth=f"{BM_DIR}/user/{{bfolder}}/particles.csv",
+        occupancy=f"{BM_DIR}/user/{{bfolder}}/occupancy_mask.mrc",
     log:
-        "logs/benchmark/user/{btest}/truth.log",
+        "logs/benchmark/user/{bfolder}/truth.log",
     conda:
         "../envs/faket.yaml"
     params:
         outdir=lambda wildcards, output: os.path.dirname(output.truth),
-        occ=lambda wildcards: BMP.truth_opts(wildcards.btest),
+        occ=lambda wildcards: BMP.truth_opts(wildcards.bfolder),
     shell:
         "faket picker truth --tomogram {input.tomogram} --picks {input.picks} {params.occ} "
         "-o {params.outdir} --quiet > {log} 2>&1"
+
+
+rule benchmark_copick_truth:
+    output:
+        tomogram=f"{BM_DIR}/user/{{bcopick}}/tomogram.mrc",
+        truth=f"{BM_DIR}/user/{{bcopick}}/particles.csv",
+        occupancy=f"{BM_DIR}/user/{{bcopick}}/occupancy_mask.mrc",
+    log:
+        "logs/benchmark/user/{bcopick}/truth.log",
+    conda:
+        "../envs/faket.yaml"
+    params:
+        outdir=lambda wildcards, output: os.path.dirname(output.truth),
+        opts=lambda wildcards: BMP.truth_opts(wildcards.bcopick),
+    shell:
+        "faket picker truth {params.opts} -o {params.outdir} --quiet > {log} 2>&1"
 
 
 rule benchmark_train:
