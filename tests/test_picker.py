@@ -314,6 +314,12 @@ def test_benchmark_plans_dry_run(tmp_path):
     assert any(line.split()[:2] == ["benchmark_style", str(cfg["benchmark"]["train_tomograms"])]
                for line in out.splitlines())
     assert not (tmp_path / "run" / "results").exists()
+    # faket benchmark runs the same plan (the command without the --configfile pitfall)
+    r2 = subprocess.run([str(BIN / "faket"), "benchmark", "--configfile", str(p), "--snakefile", str(ROOT / "Snakefile"),
+                         "-n", "--", "-d", str(tmp_path / "run2"), "--nocolor"], env=env, capture_output=True,
+                        text=True, timeout=300)
+    assert r2.returncode == 0, r2.stdout[-3000:] + r2.stderr[-3000:]
+    assert any(line.split()[:2] == ["benchmark_train", str(n_mod * 2)] for line in (r2.stdout + r2.stderr).splitlines())
     # a copick project replaces the generated test set: one truth job and one score job per run and picker
     proj = _copick_project(tmp_path / "proj", runs=("cellA", "cellB"))
     cfg["benchmark"]["test"] = {"copick": str(proj), "user": "annotator"}
