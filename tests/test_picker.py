@@ -433,3 +433,19 @@ def test_copick_bad_inputs_exit_2_and_write_nothing(tmp_path, run_cli):
                          "-o", tmp_path / "picks.csv", "--copick", proj, "--quiet")
     assert rc == 2 and "'sphere' is not a pickable object" in err
     assert not (tmp_path / "picks.csv").exists()
+
+
+def test_segment_refuses_a_tomogram_of_another_voxel_size(tmp_path, run_cli):
+    vol, cls, _, df = _write_truth(tmp_path)
+    rc, _, err = run_cli("picker", "train", "--tomogram", tmp_path / "tomo.mrc", "--class-mask",
+                         tmp_path / "class_mask.mrc", "--particles", tmp_path / "particles.csv", "-o",
+                         tmp_path / "m.pt", "--steps", 1, "--batch", 1, "--quiet")
+    assert rc == 0, err
+    write_mrc(tmp_path / "fine.mrc", vol, 5.0)
+    rc, _, err = run_cli("picker", "segment", tmp_path / "fine.mrc", "--model", tmp_path / "m.pt", "-o",
+                         tmp_path / "lab.mrc", "--quiet")
+    assert rc == 2 and "voxel size 5 A, but the picker was trained at 10 A" in err
+    assert not (tmp_path / "lab.mrc").exists()
+    rc, _, err = run_cli("picker", "segment", tmp_path / "fine.mrc", "--model", tmp_path / "m.pt", "-o",
+                         tmp_path / "lab.mrc", "--any-voxel-size", "--quiet")
+    assert rc == 0 and (tmp_path / "lab.mrc").exists()

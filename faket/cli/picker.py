@@ -37,7 +37,7 @@ def _device_args(p):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..picker.train import LOSSES
+    from ..picker import LOSSES
 
     sub = p.add_subparsers(dest="picker_command", metavar="<command>")
     D = DEFAULTS
@@ -88,6 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--patch", type=int, help="window edge (default: the model's training patch)")
     s.add_argument("--overlap", type=float, default=D["overlap"], help=f"window overlap fraction (default {D['overlap']:g})")
     s.add_argument("--batch", type=int, default=D["batch"], help="windows per forward pass")
+    s.add_argument("--any-voxel-size", action="store_true",
+                   help="segment even when the tomogram's voxel size differs from the training tomograms'")
     _device_args(s)
     s.set_defaults(_picker_run=_segment)
 
@@ -287,6 +289,9 @@ def _train(args) -> int:
         lab = lab.astype(np.int64)
         if lab.max() == 0:
             raise InputError(f"{mp}: class mask has no particles (all background)")
+        if voxel and v.voxel_size_a and abs(v.voxel_size_a / voxel - 1) > 0.02:
+            raise InputError(f"{tp}: voxel size {v.voxel_size_a:g} A differs from the first training tomogram's "
+                             f"{voxel:g} A; train on one sampling")
         voxel = voxel or v.voxel_size_a
         if pp is not None:
             df = read_particles(pp)
@@ -325,7 +330,7 @@ def _train(args) -> int:
                                             "background_ratio", "loss", "seed")}
     with Step("picker train", args, inputs=[x for it in items for x in it]) as st:
         save_model(st.path(out), res.model.cpu(), class_names=names, class_sizes=sizes, patch=args.patch,
-                   params=params, losses=res.losses)
+                   params=params, losses=res.losses, voxel_size_a=voxel)
         st.path(loss_csv).write_text("step,loss\n" + "".join(f"{i},{v:.6g}\n" for i, v in enumerate(res.losses)))
         st.write_sidecar(out.with_suffix(".json"), extra={
             "output": {"path": str(out), "n_out": n_out, "class_names": names, "class_sizes_voxels": sizes,
@@ -365,6 +370,10 @@ def _segment(args) -> int:
     if patch % 4 or patch <= 0:
         raise InputError(f"--patch {patch}: must be a positive multiple of 4")
     v = read_volume(args.tomogram, what="tomogram")
+    trained = meta.get("voxel_size_a")
+    if trained and v.voxel_size_a and abs(v.voxel_size_a / trained - 1) > 0.02 and not args.any_voxel_size:
+        raise InputError(f"{args.tomogram}: voxel size {v.voxel_size_a:g} A, but the picker was trained at "
+                         f"{trained:g} A; bin or resample the tomogram (or pass --any-voxel-size)")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*padding='same'.*")
         labels, scores = segment(model, v.data, patch=patch, overlap=args.overlap, batch=args.batch,

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from . import LOSSES
 from .net import build_model
 
 
@@ -85,7 +86,6 @@ class PatchSampler:
         return xs, ys
 
 
-LOSSES = ("tversky+ce", "tversky")
 
 
 def tversky_loss(alpha: float = 0.5, beta: float = 0.5):
