@@ -298,11 +298,16 @@ def parse_copick_source(source: str) -> dict:
             "user": query.get("user") or None, "session": query.get("session") or None, "voxel_spacing": vs}
 
 
+def copick_config_path(project: str | os.PathLike) -> Path:
+    """The config file of a copick project given as its folder (holding ``copick_config.json``) or the file."""
+    p = Path(project)
+    return p / "copick_config.json" if p.is_dir() else p
+
+
 def _open_project(project: str, source: str):
     import copick
 
-    p = Path(project)
-    cfg = p / "copick_config.json" if p.is_dir() else p
+    cfg = copick_config_path(project)
     if not cfg.is_file():
         raise InputError(f"{source}: no copick project at {project} (no {cfg.name})")
     try:
@@ -310,6 +315,15 @@ def _open_project(project: str, source: str):
     except Exception as exc:  # pydantic / json errors
         raise InputError(f"{source}: {cfg} is not a readable copick config "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def get_run(root, run: str, source: str):
+    """The run ``run`` of an open copick project; InputError naming ``source`` and listing runs otherwise."""
+    r = root.get_run(run)
+    if r is None:
+        names = ", ".join(x.name for x in root.runs[:10])
+        raise InputError(f"{source}: no run {run!r} in the project (runs: {names or 'none'})")
+    return r
 
 
 def _finish_table(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -338,10 +352,7 @@ def read_copick_particles(source: str, *, voxel_size_a: float | None = None) -> 
     if src["kind"] == "json":
         return _read_picks_json(Path(src["path"]), voxel_size_a)
     root = _open_project(src["project"], source)
-    run = root.get_run(src["run"])
-    if run is None:
-        names = ", ".join(r.name for r in root.runs[:10])
-        raise InputError(f"{source}: no run {src['run']!r} in the project (runs: {names or 'none'})")
+    run = get_run(root, src["run"], source)
     objects = {o.name: o for o in root.pickable_objects}
     obj = src["object"]
     if obj == "*":

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .copick_export import _open_project, check_copick_id, copick_name, particles_to_picks, read_copick_particles
+from .copick_export import (_open_project, check_copick_id, copick_config_path, copick_name, get_run,
+                            particles_to_picks, read_copick_particles)
 from .errors import InputError
 
 DEFAULT_PICKER_USER = "faket-picker"
@@ -24,16 +25,13 @@ def open_project(project: str):
     return _open_project(str(project), str(project))
 
 
+def config_path(project: str):
+    """The project's ``copick_config.json`` (for provenance and workflow inputs)."""
+    return copick_config_path(project)
+
+
 def run_names(project: str) -> list[str]:
     return [r.name for r in open_project(project).runs]
-
-
-def _run(root, project: str, run: str):
-    r = root.get_run(run)
-    if r is None:
-        names = ", ".join(x.name for x in root.runs[:10])
-        raise InputError(f"{project}: no run {run!r} (runs: {names or 'none'})")
-    return r
 
 
 def _voxel_spacing(run, project: str, voxel_spacing: float | None):
@@ -56,7 +54,7 @@ def read_tomogram(project: str, run: str, tomo_type: str | None = None, voxel_sp
     """``(tomogram (Z, Y, X) float32, voxel size A)`` of one run. Without ``tomo_type`` the run's only
     tomogram type; without ``voxel_spacing`` its only voxel spacing (several: an error listing them)."""
     root = open_project(project)
-    r = _run(root, project, run)
+    r = get_run(root, run, str(project))
     vs = _voxel_spacing(r, project, voxel_spacing)
     types = sorted(t.tomo_type for t in vs.tomograms)
     if tomo_type is None:

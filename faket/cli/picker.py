@@ -204,6 +204,11 @@ def _check_positive(name, v, *, zero=False):
         raise InputError(f"{name} {v:g}: must be {'non-negative' if zero else 'positive'}")
 
 
+def _other_sampling(a, b) -> bool:
+    """Two voxel sizes (A, either may be unknown) that differ by more than 2 %."""
+    return bool(a and b and abs(a / b - 1) > 0.02)
+
+
 def _train_inputs(args):
     """[(tomogram path, class mask path, particles path | None)]"""
     import csv
@@ -289,7 +294,7 @@ def _train(args) -> int:
         lab = lab.astype(np.int64)
         if lab.max() == 0:
             raise InputError(f"{mp}: class mask has no particles (all background)")
-        if voxel and v.voxel_size_a and abs(v.voxel_size_a / voxel - 1) > 0.02:
+        if _other_sampling(v.voxel_size_a, voxel):
             raise InputError(f"{tp}: voxel size {v.voxel_size_a:g} A differs from the first training tomogram's "
                              f"{voxel:g} A; train on one sampling")
         voxel = voxel or v.voxel_size_a
@@ -371,7 +376,7 @@ def _segment(args) -> int:
         raise InputError(f"--patch {patch}: must be a positive multiple of 4")
     v = read_volume(args.tomogram, what="tomogram")
     trained = meta.get("voxel_size_a")
-    if trained and v.voxel_size_a and abs(v.voxel_size_a / trained - 1) > 0.02 and not args.any_voxel_size:
+    if _other_sampling(v.voxel_size_a, trained) and not args.any_voxel_size:
         raise InputError(f"{args.tomogram}: voxel size {v.voxel_size_a:g} A, but the picker was trained at "
                          f"{trained:g} A; bin or resample the tomogram (or pass --any-voxel-size)")
     with warnings.catch_warnings():
@@ -501,13 +506,13 @@ def _truth(args) -> int:
     from ..errors import InputError
     from ..io import read_volume
     from ..particles import check_particles, read_particles, write_particles_csv
-    from ..picker.benchmark import occupancy_from_picks
+    from ..picker.benchmark import DEFAULT_RADIUS, occupancy_from_picks
     from ._common import Step, info
 
     outdir = Path(args.output)
     tomo = None
     if args.copick:
-        from ..copick_io import object_radii, read_tomogram, read_truth
+        from ..copick_io import config_path, object_radii, read_tomogram, read_truth
 
         if args.tomogram or args.picks:
             raise InputError("give either --copick (with --run) or --tomogram and --picks, not both")
@@ -516,8 +521,7 @@ def _truth(args) -> int:
         tomo, voxel = read_tomogram(args.copick, args.run, args.tomo_type, args.voxel_spacing)
         shape = tomo.shape
         df = read_truth(args.copick, args.run, voxel, user=args.user, session=args.session)
-        cfg = Path(args.copick) / "copick_config.json" if Path(args.copick).is_dir() else Path(args.copick)
-        source, inputs = f"copick {args.copick} run {args.run}", [cfg]
+        source, inputs = f"copick {args.copick} run {args.run}", [config_path(args.copick)]
     else:
         if not (args.tomogram and args.picks):
             raise InputError("--tomogram and --picks are needed (or --copick PROJECT --run RUN)")
@@ -544,7 +548,7 @@ def _truth(args) -> int:
             radius = np.full(len(df), args.radius)
         else:
             radii = object_radii(args.copick) if args.copick else {}
-            radius = np.array([radii[n] / voxel if n in radii else 5.0 for n in df["class_name"]])
+            radius = np.array([radii[n] / voxel if n in radii else DEFAULT_RADIUS for n in df["class_name"]])
         df["particle_id"] = np.arange(1, len(df) + 1)
         occ = occupancy_from_picks(shape, df[["z", "y", "x"]].to_numpy(), radius)
     with Step("picker truth", args, inputs=inputs) as st:

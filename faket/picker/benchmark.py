@@ -12,6 +12,9 @@ import pandas as pd
 
 from ..errors import InputError
 
+# ball radius (voxels) of a user's pick without occupancy mask or copick object radius
+DEFAULT_RADIUS = 5.0
+
 MODALITIES = ("benchmark", "faket", "noisy", "baseline", "noiseless")
 
 # the paper's numbers (DeepFinder, SHREC 2021 model 9, means of 6 seeds): (localisation F1, classification F1)
@@ -69,7 +72,7 @@ def user_test_sets(spec) -> list[dict[str, Any]]:
     if spec is None:
         return []
     if isinstance(spec, Mapping) and "copick" in spec:
-        from ..copick_io import run_names
+        from ..copick_io import config_path, run_names
 
         project = str(spec["copick"])
         have = run_names(project)
@@ -80,7 +83,7 @@ def user_test_sets(spec) -> list[dict[str, Any]]:
                              f"{', '.join(have[:10]) or 'none'})")
         if not runs:
             raise InputError(f"benchmark.test.copick: {project} has no runs")
-        return [{"kind": "copick", "name": r, "copick": project, "run": r,
+        return [{"kind": "copick", "name": r, "copick": project, "config": str(config_path(project)), "run": r,
                  **{k: spec.get(k) for k in ("tomo_type", "voxel_spacing", "user", "session", "radius")}}
                 for r in runs]
     out, seen = [], set()
@@ -93,7 +96,7 @@ def user_test_sets(spec) -> list[dict[str, Any]]:
         if name in seen:
             raise InputError(f"{key}.name: {name!r} is used twice")
         seen.add(name)
-        d = {"kind": "folder", "name": name, "radius": float(e.get("radius", 5.0))}
+        d = {"kind": "folder", "name": name, "radius": float(e.get("radius", DEFAULT_RADIUS))}
         for k in ("tomogram", "picks", "occupancy_mask"):
             v = e.get(k)
             if v is None:

@@ -9,7 +9,7 @@ Losses (:data:`LOSSES`), on the softmax over background + classes, summed over t
 ``tversky`` is the paper's (alpha = beta = 0.5, DeepFinder's: no smoothing in the numerator, so a class absent
 from a batch gives no gradient); ``tversky+ce`` adds the cross-entropy (MONAI ``DiceCELoss``: Tversky with
 alpha = beta = 0.5 *is* the Dice loss). Measured at laptop scale (docs/picker.md), Tversky alone drives the
-unnormalised U-Net into the all-background solution within ~30 Adam steps (logits grow to 1e2-1e5, the
+unnormalised U-Net into the all-background solution within ~30 Adam steps (logits grow to 1e2-1e8, the
 softmax saturates, the foreground gradient vanishes); the cross-entropy term keeps the logits bounded.
 """
 
@@ -84,8 +84,6 @@ class PatchSampler:
                 x, y = x[::-1, :, ::-1], y[::-1, :, ::-1]
             xs[k, 0], ys[k, 0] = x, y
         return xs, ys
-
-
 
 
 def tversky_loss(alpha: float = 0.5, beta: float = 0.5):

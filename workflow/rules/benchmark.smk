@@ -211,6 +211,8 @@ rule benchmark_user_truth:
 
 
 rule benchmark_copick_truth:
+    input:
+        config=lambda wildcards: BMP.user_by[wildcards.bcopick]["config"],
     output:
         tomogram=f"{BM_DIR}/user/{{bcopick}}/tomogram.mrc",
         truth=f"{BM_DIR}/user/{{bcopick}}/particles.csv",
