@@ -32,9 +32,8 @@ def synthetic_results(root: Path, n: int, n_particles: int = 200, seed: int = 0)
     import pandas as pd
 
     from faket.cli import main
-    from faket.io import write_mrc
-    from faket.particles import (write_deepfinder_xml, write_particles_csv, write_particles_star,
-                                 write_shrec_locations)
+    from faket.formats.mrc import write_mrc
+    from faket.formats.particles import (write_deepfinder_xml, write_particles_csv, write_particles_star, write_shrec_locations)
 
     rng = np.random.default_rng(seed)
     res = root / "results"

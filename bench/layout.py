@@ -43,7 +43,7 @@ def main() -> int:
     import numpy as np
 
     from faket import layout as L
-    from faket.templates import BUILTIN_NAMES, builtin_template
+    from faket.layout.templates import BUILTIN_NAMES, builtin_template
 
     names = list(BUILTIN_NAMES)[-args.classes:]
     per = [args.particles // len(names) + (1 if i < args.particles % len(names) else 0) for i in range(len(names))]
@@ -83,7 +83,7 @@ def main() -> int:
 
 
 def cellular_spec(particles: int = 1000, structures: bool = True) -> dict:
-    from faket.templates import BUILTIN_NAMES
+    from faket.layout.templates import BUILTIN_NAMES
 
     names = list(BUILTIN_NAMES)[-8:]
     per = [particles // len(names) + (1 if i < particles % len(names) else 0) for i in range(len(names))]

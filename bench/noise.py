@@ -51,7 +51,7 @@ def phantom(n=128, nblob=60, seed=0, blur=1.5):
 
 
 def timing(args) -> None:
-    from faket import noise as nz
+    from faket.imaging import noise as nz
     from faket.cli import main
 
     T, N = args.tilts, args.size
@@ -89,8 +89,8 @@ def validate(args) -> None:
     """Blind sigma error vs SNR on synthetic references (phantom signal + white / detector-coloured noise)."""
     import scipy.fft as sfft
 
-    from faket import noise as nz
-    from faket import physics as ph
+    from faket.imaging import noise as nz
+    from faket.imaging import physics as ph
 
     snrs = [0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]
     n, reps = 128, 8
@@ -138,7 +138,7 @@ def _read(path):
 
 
 def real(args) -> None:
-    from faket import noise as nz
+    from faket.imaging import noise as nz
 
     ts = SHARED / "tiltseries"
     if not ts.exists():
@@ -185,9 +185,9 @@ def physics(args) -> None:
     """Blind vs paired on a physics-based reference (where the clean twin gives the truth)."""
     from scipy.ndimage import gaussian_filter
 
-    from faket import noise as nz
-    from faket import physics as ph
-    from faket.projection import project
+    from faket.imaging import noise as nz
+    from faket.imaging import physics as ph
+    from faket.imaging.projection import project
 
     rng = np.random.default_rng(0)
     v = np.zeros((64, 128, 128), np.float32)

@@ -90,7 +90,8 @@ def whole_process(vol, angles, threads, repeat):
     """Median wall time of ``faket project`` and of the skimage baseline, each a fresh process."""
     import tempfile
 
-    from faket.io import write_mrc, write_tlt
+    from faket.formats.mrc import write_mrc
+    from faket.formats.tiltmeta import write_tlt
 
     with tempfile.TemporaryDirectory(prefix="faket-bench-") as d:
         src, tlt = os.path.join(d, "vol.mrc"), os.path.join(d, "vol.tlt")
@@ -114,7 +115,7 @@ def whole_process(vol, angles, threads, repeat):
 
 def memory_child(nz, ny, nx, tilts):
     """Run in a subprocess: project a (nz, ny, nx) volume, report peak RSS vs input + output."""
-    from faket.projection import project
+    from faket.imaging.projection import project
 
     vol = np.ones((nz, ny, nx), np.float32)  # allocated and touched: counts fully in RSS
     angles = np.linspace(-60, 60, tilts)
@@ -149,7 +150,7 @@ def main(argv=None):
 
     numba.set_num_threads(a.threads)
     torch.set_num_threads(a.threads)
-    from faket.projection import project, reconstruct
+    from faket.imaging.projection import project, reconstruct
 
     n = a.size
     angles = np.linspace(-60, 60, a.tilts)

@@ -45,9 +45,9 @@ def main_() -> None:
 
     import mrcfile
 
-    from faket import physics as ph
+    from faket.imaging import physics as ph
     from faket.cli import main
-    from faket.projection import project
+    from faket.imaging.projection import project
 
     n, T = a.size, a.tilts
     angles = np.linspace(-60, 60, T)

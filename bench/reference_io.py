@@ -79,8 +79,9 @@ def main_() -> None:
 
     import mrcfile
 
-    from faket.io import write_mrc, write_tlt
-    from faket.sampling import plan_resample, resample_stack
+    from faket.formats.mrc import write_mrc
+    from faket.formats.tiltmeta import write_tlt
+    from faket.imaging.sampling import plan_resample, resample_stack
 
     print(f"disk: {shutil.disk_usage(a.dir).free / 1e9:.1f} GB free in {a.dir}; load: {os.getloadavg()}")
     print(f"{'step':6} {'dtype':8} {'file GB':>7} {'base s':>7} {'base GB':>7} {'large s':>8} {'large GB':>8} "

@@ -52,8 +52,8 @@ def _inputs(d: Path) -> dict[str, Path]:
     """Small inputs: a 16^3 volume and a 24^3 layout (masks + particles.csv) with 8 cubes."""
     import numpy as np
 
-    from faket.io import write_mrc
-    from faket.particles import write_particles_csv
+    from faket.formats.mrc import write_mrc
+    from faket.formats.particles import write_particles_csv
 
     import pandas as pd
 

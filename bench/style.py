@@ -73,7 +73,7 @@ class Plain:
         import torch
         from torchvision.models.vgg import cfgs, make_layers
 
-        from faket.style_settings import PRESETS
+        from faket.style.settings import PRESETS
 
         p = PRESETS["paper"]
         style_layers, style_w, content_layers = p.style_layers, p.style_layer_weights, p.content_layers
@@ -146,7 +146,7 @@ def unit(a):
 
 
 def conv_flops(H, W, depth):
-    from faket.vgg import _KINDS
+    from faket.style.vgg import _KINDS
 
     h, w, total = H, W, 0.0
     for kind, cin, cout in _KINDS[: depth + 1]:
@@ -209,8 +209,8 @@ def write_inputs(d: Path, T: int, n: int):
     import mrcfile
     import torch
 
-    from faket.io import write_tlt
-    from faket.vgg import load_vgg19_state
+    from faket.formats.tiltmeta import write_tlt
+    from faket.style.vgg import load_vgg19_state
 
     content, noisy, style = make_series(T, n)
     angles = np.linspace(-60, 60, T)
@@ -291,7 +291,7 @@ def whole_process(sizes, tilts, repeats, threads):
 
 def steady_state(args, torch):
     from faket import style as st
-    from faket.vgg import build_vgg, load_vgg19_state
+    from faket.style.vgg import build_vgg, load_vgg19_state
 
     sd, _ = load_vgg19_state("random", depth=29, seed=0)
     model = build_vgg("random", depth=29, seed=0)[0]
@@ -333,7 +333,7 @@ def steady_state(args, torch):
                 print(f"FAKET fp32 --final-loss  {dtf / T:7.3f} s/tilt  (opt-in: one more forward per tilt)")
             if args.extras:   # dataset: 4 tomograms, one reference, cache
                 with tempfile.TemporaryDirectory() as d:
-                    from faket.style_cache import GramCache
+                    from faket.style.cache import GramCache
 
                     times = []
                     for k in range(4):

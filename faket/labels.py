@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
+from faket.errors import InputError
 
 __all__ = [
     "label_files",

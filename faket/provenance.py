@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .io import sha256sum
+from faket.formats.mrc import sha256sum
 
 _PACKAGES = ("faket", "numpy", "scipy", "torch", "torchvision", "mrcfile", "numba", "gemmi", "starfile",
              "pandas")

@@ -11,8 +11,8 @@ import pytest
 
 from faket import layout as L
 from faket.errors import InputError
-from faket.filaments import FILAMENT_TYPES, random_path
-from faket.membranes import Membrane, render_membrane
+from faket.layout.filaments import FILAMENT_TYPES, random_path
+from faket.layout.membranes import Membrane, render_membrane
 from faket.rotation import relion_to_matrix, rotate_volume
 
 
@@ -440,7 +440,7 @@ def test_binned_labels_keep_every_structure(cell, tmp_path, run_cli):
     """`faket labels` on the masks and particle list of a cellular layout only (no cellular files): every
     membrane and filament keeps voxels in the binned occupancy mask (as unlisted ids, through the sidecar's
     id map)."""
-    from faket.io import write_mrc
+    from faket.formats.mrc import write_mrc
 
     _, res = cell
     lay = res.layout
@@ -448,7 +448,7 @@ def test_binned_labels_keep_every_structure(cell, tmp_path, run_cli):
     d.mkdir()
     write_mrc(d / "class_mask.mrc", lay.class_mask.astype(np.float32), 10.0)
     write_mrc(d / "occupancy_mask.mrc", lay.occupancy.astype(np.float32), 10.0)
-    from faket.particles import write_particles_csv
+    from faket.formats.particles import write_particles_csv
 
     write_particles_csv(lay.particles, d / "particles.csv")
     rc, _, err = run_cli("labels", d, "-o", tmp_path / "lab", "--bin", "2,4", "--no-full-lists")
@@ -466,9 +466,9 @@ def test_binned_labels_keep_every_structure(cell, tmp_path, run_cli):
 
 def _write_cellular_layout(res, d):
     """A faket layout folder of a cellular layout made in-process (the files faket layout writes)."""
-    from faket.io import write_mrc
+    from faket.formats.mrc import write_mrc
     from faket.labels import CELLULAR_LAYOUT_FILES, LAYOUT_FILES
-    from faket.particles import write_particles_csv
+    from faket.formats.particles import write_particles_csv
 
     lay = res.layout
     d.mkdir()
@@ -581,7 +581,7 @@ def test_faket_labels_bins_every_cellular_label(cell, tmp_path, run_cli):
 def test_faket_labels_refuses_bad_cellular_files(cell, tmp_path, run_cli):
     """A cellular table without a needed column, or a membrane mask of another shape: one line naming the
     file, exit 2, nothing written."""
-    from faket.io import write_mrc
+    from faket.formats.mrc import write_mrc
 
     _, res = cell
     lay = tmp_path / "lay"
@@ -601,7 +601,7 @@ def test_dataset_lists_the_cellular_label_files(cell, tmp_path, run_cli):
     empty for a plain one; the old columns keep their order."""
     import shutil
 
-    from faket.io import write_mrc
+    from faket.formats.mrc import write_mrc
     from faket.labels import CELLULAR_FILES, cellular_label_files, label_files
 
     _, res = cell
@@ -700,7 +700,7 @@ def test_workflow_runs_a_cellular_layout_into_results_and_dataset(tmp_path):
     tomogram and are listed in dataset.csv."""
     from test_workflow import snakemake
 
-    from faket.io import read_mrc
+    from faket.formats.mrc import read_mrc
     from faket.labels import CELLULAR_FILES, cellular_label_files
 
     work = tmp_path / "run"

@@ -24,10 +24,10 @@ import yaml
 
 copick = pytest.importorskip("copick", reason="copick not installed (pip install faket[copick])")
 
-from faket import copick_export as ce  # noqa: E402
+from faket.formats import copick as cn, copick_export as ce  # noqa: E402
 from faket.cli import main  # noqa: E402
-from faket.io import read_mrc, write_mrc  # noqa: E402
-from faket.particles import read_particles  # noqa: E402
+from faket.formats.mrc import read_mrc, write_mrc  # noqa: E402
+from faket.formats.particles import read_particles  # noqa: E402
 from faket.rotation import relion_to_matrix, xyz_to_zyx_matrix  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,28 +93,28 @@ def test_names_map_reversibly_onto_names_copick_accepts():
     from copick.util.escape import sanitize_name
 
     names = ["ribosome_like", "4V94", "_lead", "trail_", "a-b", "a~b", "a b/c:d", "x__y", "ünï_côdé", "-", "~5f"]
-    mapped = [ce.copick_name(n) for n in names]
-    assert ce.copick_name("ribosome_like") == "ribosome-like" and ce.copick_name("4V94") == "4V94"
+    mapped = [cn.copick_name(n) for n in names]
+    assert cn.copick_name("ribosome_like") == "ribosome-like" and cn.copick_name("4V94") == "4V94"
     assert len(set(mapped)) == len(names)
     for n, m in zip(names, mapped):
         with warnings.catch_warnings():
             warnings.simplefilter("error")          # copick warns when it has to change a name
             assert sanitize_name(m) == m
         PickableObject(name=m, is_particle=True, label=1)
-        assert ce.faket_name(m) == n
+        assert cn.faket_name(m) == n
     with pytest.raises(ce.InputError):
-        ce.copick_name("")
+        cn.copick_name("")
 
 
 def test_object_ids_and_kinds_from_template_sources():
-    assert ce.template_ids("data/templates/1S3X.pdb.gz", "a") == ("1S3X", None)
-    assert ce.template_ids("maps/emd_12345.map", "b") == (None, "EMD-12345")
-    assert ce.template_ids("builtin:ring", "ring") == (None, None)
-    assert ce.template_ids("", "4V94", name_is_id=True) == ("4V94", None)      # SHREC names classes by PDB id
-    assert ce.template_ids("", "vesicle", name_is_id=True) == (None, None)
-    assert ce.is_non_particle("vesicle") and ce.is_non_particle("x", "vesicle: bilayer 4 nm")
-    assert ce.is_non_particle("Membrane_patch") and not ce.is_non_particle("fiducial", "gold bead")
-    assert [ce.tomo_type_for(m) for m in ("faket", "noisy", "baseline", "noiseless", "my_mod")] == \
+    assert cn.template_ids("data/templates/1S3X.pdb.gz", "a") == ("1S3X", None)
+    assert cn.template_ids("maps/emd_12345.map", "b") == (None, "EMD-12345")
+    assert cn.template_ids("builtin:ring", "ring") == (None, None)
+    assert cn.template_ids("", "4V94", name_is_id=True) == ("4V94", None)      # SHREC names classes by PDB id
+    assert cn.template_ids("", "vesicle", name_is_id=True) == (None, None)
+    assert cn.is_non_particle("vesicle") and cn.is_non_particle("x", "vesicle: bilayer 4 nm")
+    assert cn.is_non_particle("Membrane_patch") and not cn.is_non_particle("fiducial", "gold bead")
+    assert [cn.tomo_type_for(m) for m in ("faket", "noisy", "baseline", "noiseless", "my_mod")] == \
         ["wbp", "wbp-noisy", "wbp-baseline", "wbp-noiseless", "wbp-my-mod"]
 
 
@@ -123,7 +123,7 @@ def test_picks_conversion_matches_copicks_own_relion_reader():
     from copick.util.formats import relion_coordinates_to_angstrom
     from copick.util.relion import relion_rows_to_poses
 
-    from faket.particles import write_particles_star
+    from faket.formats.particles import write_particles_star
 
     rng = np.random.default_rng(3)
     n, box, vs = 12, (24, 32, 40), 13.5
@@ -131,7 +131,7 @@ def test_picks_conversion_matches_copicks_own_relion_reader():
                        "x": rng.uniform(0, 39, n), "y": rng.uniform(0, 31, n), "z": rng.uniform(0, 23, n),
                        "rot": rng.uniform(-180, 180, n), "tilt": rng.uniform(0, 180, n),
                        "psi": rng.uniform(-180, 180, n)})
-    pos, tr = ce.particles_to_picks(df, vs)
+    pos, tr = cn.particles_to_picks(df, vs)
     assert tr.shape == (n, 4, 4) and np.allclose(tr[:, 3], [0, 0, 0, 1]) and np.allclose(tr[:, :3, 3], 0)
     np.testing.assert_allclose(pos, df[["x", "y", "z"]].to_numpy() * vs)
     import tempfile
@@ -146,7 +146,7 @@ def test_picks_conversion_matches_copicks_own_relion_reader():
     np.testing.assert_allclose(relion_coordinates_to_angstrom(sdf, tomogram_center=centre), pos, atol=1e-6)
     rot, _ = relion_rows_to_poses(sdf)
     np.testing.assert_allclose(rot, tr[:, :3, :3], atol=1e-9)
-    back = ce.picks_to_particles(pos, tr, vs, class_name="a", class_id=1, instance_ids=df["particle_id"])
+    back = cn.picks_to_particles(pos, tr, vs, class_name="a", class_id=1, instance_ids=df["particle_id"])
     np.testing.assert_allclose(back[["x", "y", "z"]].to_numpy(), df[["x", "y", "z"]].to_numpy(), atol=1e-9)
     np.testing.assert_allclose(relion_to_matrix(back[["rot", "tilt", "psi"]].to_numpy()), tr[:, :3, :3],
                                atol=1e-9)
@@ -164,9 +164,9 @@ def test_project_layout_objects_and_tomograms(exported):
     assert not [p for p in proj.parent.iterdir() if p.name.startswith(".proj.")]   # no staging left
     objs = {o.name: o for o in root.pickable_objects}
     classes = json.loads((res / "t0" / "layout" / "classes.json").read_text())
-    assert set(objs) == {ce.copick_name(v["name"]) for v in classes.values()}
+    assert set(objs) == {cn.copick_name(v["name"]) for v in classes.values()}
     for cid, v in classes.items():
-        o = objs[ce.copick_name(v["name"])]
+        o = objs[cn.copick_name(v["name"])]
         assert o.label == int(cid) and o.radius == pytest.approx(v["diameter_nm"] * 5, abs=1e-3)
         assert o.is_particle == (v["name"] != "vesicle")
         assert o.metadata["faket"]["class_name"] == v["name"]
@@ -188,10 +188,10 @@ def test_picks_round_trip(exported):
     truth = truth[truth.class_name != "vesicle"]                   # a segmentation object: no picks
     picks = run.get_picks(user_id="faket")
     assert {p.session_id for p in picks} == {str(SEED)}            # the layout seed
-    assert sorted(p.pickable_object_name for p in picks) == sorted(ce.copick_name(n) for n in truth.class_name.unique())
+    assert sorted(p.pickable_object_name for p in picks) == sorted(cn.copick_name(n) for n in truth.class_name.unique())
     n = 0
     for p in picks:
-        rows = truth[truth.class_name == ce.faket_name(p.pickable_object_name)].sort_values("particle_id")
+        rows = truth[truth.class_name == cn.faket_name(p.pickable_object_name)].sort_values("particle_id")
         pos, tr = p.numpy()
         order = np.argsort(p.instance_ids())
         pos, tr = pos[order], tr[order]
@@ -248,8 +248,8 @@ def _render(mask_zyx, t_xyz, centre_xyz, shape):
 def test_orientation_rerendered_with_exported_transform_overlaps_the_mask(exported):
     """Asymmetric templates (lshape, ribosome_like) re-drawn from the exported picks with the copick transform
     overlap their occupancy regions far better than with the inverse (transposed) rotation."""
-    from faket.layout import prepare_template
-    from faket.templates import load_template
+    from faket.layout.canvas import prepare_template
+    from faket.layout.templates import load_template
 
     proj, res = exported["proj"], exported["res"]
     root = _root(proj)
@@ -259,7 +259,7 @@ def test_orientation_rerendered_with_exported_transform_overlaps_the_mask(export
     for name in ("lshape", "ribosome_like"):
         cube, thr = prepare_template(load_template(name, 10.0).density)
         mask = cube > thr
-        (p,) = run.get_picks(object_name=ce.copick_name(name), user_id="faket")
+        (p,) = run.get_picks(object_name=cn.copick_name(name), user_id="faket")
         pos, tr = p.numpy()
         for loc, t, pid in zip(pos, tr, p.instance_ids()):
             truth = occ == pid

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import write_mrc
 from faket.errors import InputError
-from faket.evaluate import dilate_occupancy, evaluate_picks, unbin_coordinates
+from faket.evaluation.evaluate import dilate_occupancy, evaluate_picks, unbin_coordinates
 
 SHAPE = (24, 40, 40)  # Z, Y, X
 # particle_id, class, centre (z, y, x), radius
@@ -267,7 +267,7 @@ def test_cli_picks_with_class_ids_only(labelled, run_cli, write):
 def test_cli_relion5_centred_star_picks_binned(labelled, run_cli):
     """RELION 5 picks (centred Angstrom) on a tomogram binned by 2 from the 10 A mask grid: the default
     picked box is the mask's size // 2 and the voxel size 20 A; a Z-cropped tomogram needs --pred-box."""
-    from faket.particles import read_particles, write_particles_star
+    from faket.formats.particles import read_particles, write_particles_star
 
     d, tr, occ = labelled
     df = read_particles(tr)
@@ -347,8 +347,8 @@ def test_evaluate_table_equals_evaluate_picks_on_unbinned_points():
     """faket.evaluate.evaluate_table (table + Picks, binned) = evaluate_picks on the unbinned z, y, x."""
     import pandas as pd
 
-    from faket.evaluate import evaluate_table, match_pick_classes, picked_geometry, unbin_points
-    from faket.particles import Picks
+    from faket.evaluation.evaluate import evaluate_table, match_pick_classes, picked_geometry, unbin_points
+    from faket.formats.particles import Picks
 
     occ = make_occupancy()
     ids, cls, zyx = truth()

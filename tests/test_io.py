@@ -10,8 +10,8 @@ import pytest
 
 from conftest import ball_phantom, write_mrc
 from faket.errors import InputError
-from faket.io import (OutputTransaction, parse_angles, read_tiltseries, read_tlt, read_volume, write_mrc as
-                      io_write_mrc, write_tlt)
+from faket.formats.mrc import OutputTransaction, read_volume, write_mrc as                       io_write_mrc
+from faket.formats.tiltmeta import parse_angles, read_tiltseries, read_tlt, write_tlt
 
 
 def test_parse_angles_includes_both_ends():
@@ -182,7 +182,7 @@ def test_a_step_that_fails_to_import_fails_loudly(monkeypatch):
     ((0.0, 7.5, 7.5), 7.5),    # first positive value
 ])
 def test_voxel_size_unset_decided_once(tmp_path, header, expected):
-    from faket.io import read_mrc, read_mrc_header, voxel_size_or_none
+    from faket.formats.mrc import read_mrc, read_mrc_header, voxel_size_or_none
 
     p = tmp_path / "v.mrc"
     with mrcfile.new(p) as m:
@@ -198,7 +198,7 @@ def test_voxel_size_unset_decided_once(tmp_path, header, expected):
 
 
 def test_read_mrc_header_bad_files(tmp_path):
-    from faket.io import read_mrc_header
+    from faket.formats.mrc import read_mrc_header
 
     with pytest.raises(InputError, match="not found"):
         read_mrc_header(tmp_path / "nope.mrc")

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from faket.errors import InputError
-from faket.labels import (BinInfo, bin_label_mask, bin_masks, crop_z, inside_binned,
-                          to_binned_coordinates)
+from faket.labels import BinInfo, bin_label_mask, bin_masks, crop_z, inside_binned, to_binned_coordinates
 
 
 def _block_mean(vol, b):
@@ -141,8 +140,8 @@ def test_trailing_samples_dropped_and_bad_input():
 def _write_layout(folder, cls, occ, centres, voxel=10.0):
     import pandas as pd
 
-    from faket.io import write_mrc
-    from faket.particles import write_particles_csv
+    from faket.formats.mrc import write_mrc
+    from faket.formats.particles import write_particles_csv
 
     folder.mkdir(parents=True, exist_ok=True)
     write_mrc(folder / "class_mask.mrc", cls.astype(np.float32), voxel)
@@ -160,8 +159,8 @@ def test_cli_writes_consistent_masks_and_lists(tmp_path):
     import json
 
     from faket.cli import main
-    from faket.io import read_mrc
-    from faket.particles import read_particles
+    from faket.formats.mrc import read_mrc
+    from faket.formats.particles import read_particles
 
     rng = np.random.default_rng(11)
     shape = (36, 40, 44)
@@ -230,7 +229,7 @@ def test_cli_bad_input_writes_nothing(tmp_path, capsys):
 
 def test_cli_shrec_list_takes_class_ids_from_the_mask(tmp_path):
     from faket.cli import main
-    from faket.particles import read_particles, write_shrec_locations
+    from faket.formats.particles import read_particles, write_shrec_locations
 
     rng = np.random.default_rng(5)
     cls, occ, centres = _cubes_layout((24, 24, 24), 3, 12, rng)

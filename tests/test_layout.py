@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from faket import layout as L
-from faket.particles import read_particles, write_particles_csv
+from faket.formats.particles import read_particles, write_particles_csv
 from faket.rotation import rotate_volume
 
 
@@ -184,7 +184,7 @@ def test_counts_from_fractions():
 def test_validate_spec_defaults_and_errors():
     from faket.cli import layout as cli_layout
     from faket.errors import InputError
-    from faket.templates import BUILTIN_NAMES
+    from faket.layout.templates import BUILTIN_NAMES
 
     assert cli_layout.validate_spec is L.validate_spec and cli_layout.default_spec is L.default_spec
     for empty in (None, {}):

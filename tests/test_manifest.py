@@ -11,8 +11,9 @@ import pytest
 
 from faket.cli import main
 from faket.errors import InputError
-from faket.io import read_mrc, read_tlt, write_mrc, write_tlt
-from faket.manifest import COLUMNS, check_entry, parse_manifest, read_manifest
+from faket.formats.mrc import read_mrc, write_mrc
+from faket.formats.tiltmeta import read_tlt, write_tlt
+from faket.formats.manifest import COLUMNS, check_entry, parse_manifest, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -127,7 +128,7 @@ def test_stage_tiltseries_and_micrograph(man, tmp_path):
 
 def test_stage_refuses_kinds_that_are_no_reference(man, tmp_path, capsys):
     """Only the STAGED_KINDS (shared with the workflow's reference check) can be staged."""
-    from faket.manifest import STAGED_KINDS
+    from faket.formats.manifest import STAGED_KINDS
     from faket.workflow import REFERENCE_KINDS
 
     assert set(REFERENCE_KINDS) == {"physics", *STAGED_KINDS}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from faket import metrics
+from faket.evaluation import metrics
 
 
 def smooth_image(shape=(64, 64), sigma=2.0, seed=0):
@@ -117,7 +117,7 @@ def test_tilt_statistics():
 def test_spectral_distance_on_real_tilts(shared_data):
     """Real cryo-ET tilts (PyTom sub-tilt-series): a slightly noised copy stays much closer in spectral
     shape than white noise, and a smoothed copy (resolution lost) moves away."""
-    from faket.io import read_tiltseries
+    from faket.formats.tiltmeta import read_tiltseries
 
     d = shared_data / "tiltseries"
     m, _ = read_tiltseries(d / "pytom_p1_subtilt_41x100x100.mrc", d / "pytom_p1_subtilt.tlt")

@@ -11,7 +11,7 @@ import pytest
 import scipy.fft as sfft
 from scipy.ndimage import gaussian_filter
 
-from faket import noise as nz
+from faket.imaging import noise as nz
 from faket.cli import main
 from faket.errors import InputError
 

@@ -8,8 +8,8 @@ import pytest
 import starfile
 
 from faket.errors import InputError
-from faket.particles import (COLUMNS, check_particles, read_particles, relion_centre, write_deepfinder_xml,
-                             write_particles_csv, write_particles_star, write_shrec_locations)
+from faket.formats.table import COLUMNS, check_particles
+from faket.formats.particles import (read_particles, relion_centre, write_deepfinder_xml, write_particles_csv, write_particles_star, write_shrec_locations)
 from faket.rotation import random_relion_angles, relion_to_matrix
 
 
@@ -184,7 +184,7 @@ def test_deepfinder_xml_errors(tmp_path, body, match):
 def test_shrec_reader_takes_4_or_7_fields_for_tables_and_picks(tmp_path):
     """One SHREC reader: ``class x y z`` (4 fields, picks) and ``class x y z Z1 X Z2`` (7, SHREC's
     particle_locations.txt) read the same positions, through read_particles and read_picks alike."""
-    from faket.particles import read_picks
+    from faket.formats.particles import read_picks
 
     p4, p7 = tmp_path / "four.txt", tmp_path / "seven.coords"
     p4.write_text("# picks\n1BXN 1.5 2 3\n\n3QM1 4 5 6.25  # a comment\n")
@@ -203,7 +203,7 @@ def test_shrec_reader_takes_4_or_7_fields_for_tables_and_picks(tmp_path):
 
 @pytest.mark.parametrize("line", ["1BXN 1 2", "1BXN 1 2 3 10", "1BXN 1 2 3 10 20", "1BXN 1 2 3 10 20 30 0.9"])
 def test_shrec_reader_refuses_other_field_counts(tmp_path, line):
-    from faket.particles import read_picks
+    from faket.formats.particles import read_picks
 
     p = tmp_path / "picks.txt"
     p.write_text(f"1BXN 1 2 3\n{line}\n")
@@ -216,7 +216,7 @@ def test_shrec_reader_refuses_other_field_counts(tmp_path, line):
 
 def test_read_picks_csv_aliases_and_formats(tmp_path):
     from faket.errors import MissingGeometry
-    from faket.particles import pick_format, read_picks
+    from faket.formats.particles import pick_format, read_picks
 
     c = tmp_path / "p.tsv"
     c.write_text("X_vox\tcoord_y\tz\tclass_id\n1\t2\t3\t4\n")

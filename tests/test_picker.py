@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import torch
 
-from faket.io import write_mrc
-from faket.particles import write_particles_csv
+from faket.formats.mrc import write_mrc
+from faket.formats.particles import write_particles_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -263,7 +263,7 @@ def test_truth_from_user_picks_builds_occupancy_balls(tmp_path, run_cli):
     rc, _, err = run_cli("picker", "truth", "--tomogram", tmp_path / "tomo.mrc", "--picks",
                          tmp_path / "particles.csv", "--radius", 2, "-o", tmp_path / "truth", "--quiet")
     assert rc == 0, err
-    from faket.io import read_mrc
+    from faket.formats.mrc import read_mrc
 
     occ = read_mrc(tmp_path / "truth" / "occupancy_mask.mrc").data
     assert set(np.unique(occ)) == set(range(len(PARTICLES) + 1))
@@ -379,8 +379,8 @@ def _copick_project(folder, runs=("cellA",), user="annotator"):
 
 
 def test_truth_from_a_copick_run_and_picks_back_into_copick(tmp_path, run_cli):
-    from faket.io import read_mrc
-    from faket.particles import read_particles
+    from faket.formats.mrc import read_mrc
+    from faket.formats.particles import read_particles
 
     vol, cls, _, df = synthetic()
     proj = _copick_project(tmp_path / "proj")

@@ -9,8 +9,8 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from conftest import write_mrc
-from faket import qc
-from faket.io import write_tlt
+from faket.evaluation import qc
+from faket.formats.tiltmeta import write_tlt
 
 ANGLES = np.array([-60.0, -30.0, 0.0, 30.0, 60.0])
 N = 64

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import starfile
 
-from faket.refcheck import bad_tilts, polarity, tilt_stats_raw
+from faket.imaging.refcheck import bad_tilts, polarity, tilt_stats_raw
 
 
 def _write(path, data, voxel=None, angles=None):
@@ -75,7 +75,7 @@ def test_polarity_on_real_and_flipped_data(shared_data, name, expect):
 
 def test_faket_projections_read_dark(tmp_path):
     """faket's own projections (contrast "dark": line integrals negated) read dark; "bright" ones read bright."""
-    from faket.projection import project
+    from faket.imaging.projection import project
     from tests.conftest import ball_phantom
 
     vol = ball_phantom((32, 64, 64), [(0, 10, 5, 6), (3, -12, -10, 5), (-2, 5, -15, 4)])

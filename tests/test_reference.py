@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from faket import physics as ph
+from faket.imaging import physics as ph
 from faket.cli import main
 
 

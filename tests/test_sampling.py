@@ -11,8 +11,8 @@ import pytest
 from scipy.ndimage import gaussian_filter, zoom
 
 from faket.cli import main
-from faket.metrics import radial_power_spectrum, log_spectrum_distance
-from faket.sampling import fourier_resize, plan_resample, resample_image, resample_stack, resample_volume
+from faket.evaluation.metrics import radial_power_spectrum, log_spectrum_distance
+from faket.imaging.sampling import fourier_resize, plan_resample, resample_image, resample_stack, resample_volume
 
 
 def _write(path, data, voxel=None, angles=None):

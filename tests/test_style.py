@@ -12,9 +12,9 @@ import torch
 
 from faket import style as st
 from faket.errors import InputError, ParameterError
-from faket.style_cache import GramCache
-from faket.style_settings import PRESETS, StyleSettings
-from faket.vgg import build_vgg, imagenet_cache_path, load_vgg19_state
+from faket.style.cache import GramCache
+from faket.style.settings import PRESETS, StyleSettings
+from faket.style.vgg import build_vgg, imagenet_cache_path, load_vgg19_state
 
 N = 48
 ANGLES = np.array([-30.0, -10.0, 10.0, 30.0])
@@ -169,7 +169,7 @@ def test_state_dict_file_and_fake_imagenet_cache(tmp_path, monkeypatch, model):
     with torch.no_grad():
         a, b = model(x, [29])[29], m2(x, [29])[29]
     assert torch.equal(a, b)
-    from faket.io import sha256sum
+    from faket.formats.mrc import sha256sum
 
     assert info.kind == "file" and info.sha256 == sha256sum(p)
     # imagenet from a (fake) torch hub cache under TORCH_HOME

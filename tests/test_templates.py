@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faket import templates as T
+from faket.layout import templates as T
 from faket.errors import InputError
-from faket.templates import centre_of_mass
+from faket.layout.templates import centre_of_mass
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SHREC_PDBS = ["1bxn", "1qvr", "1s3x", "1u6g", "2cg9", "3cf3", "3d2f", "3gl1", "3h84", "3qm1"]
@@ -363,7 +363,7 @@ def test_map_cache_and_corrupt_cache_entry(tmp_path):
 
 
 def test_cache_key_is_the_files_sha256(tmp_path):
-    from faket.io import sha256sum
+    from faket.formats.mrc import sha256sum
 
     src = write_mrc(tmp_path / "ring.mrc", T.builtin_template("ring", 6.0).density, 6.0)
     cache = tmp_path / "cache"
@@ -385,7 +385,7 @@ def test_split_modules_keep_the_public_paths():
              "cache": ["CACHE_VERSION", "default_cache_dir"], "load": ["load_template"]}
     assert sorted(n for v in homes.values() for n in v) == sorted(T.__all__)
     for mod, names in homes.items():
-        m = importlib.import_module(f"faket.templates.{mod}")
+        m = importlib.import_module(f"faket.layout.templates.{mod}")
         for n in names:
             assert getattr(T, n) is getattr(m, n), n
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from faket.errors import InputError
-from faket.tilts import match_by_angle, match_stack, parse_tilt_chunk
+from faket.imaging.tilts import match_by_angle, match_stack, parse_tilt_chunk
 
 
 def test_match_by_angle_nearest_not_index():

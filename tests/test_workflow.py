@@ -22,7 +22,8 @@ import yaml
 
 from faket.cli import main
 from faket.errors import InputError
-from faket.io import read_mrc, read_tlt, write_mrc, write_tlt
+from faket.formats.mrc import read_mrc, write_mrc
+from faket.formats.tiltmeta import read_tlt, write_tlt
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -163,7 +164,7 @@ def test_config_problem_names_the_key():
 
 
 def test_tilt_angles_are_faket_io_angles_inside_90():
-    from faket.io import parse_angles
+    from faket.formats.tiltmeta import parse_angles
     from faket.workflow import tilt_angles
 
     for spec in ("-60:60:2", "-50:50:10", "0:0", "60:-60:-3", "-60:61:7"):
@@ -241,7 +242,7 @@ def test_output_names_round_trip():
 def test_reference_entries_checked_like_faket_manifest(tmp_path):
     """The workflow's reference check is faket.manifest's: unknown names, non-reference kinds, URLs,
     missing and altered files are refused; the checksum cache is invalidated by a changed file."""
-    from faket.manifest import COLUMNS
+    from faket.formats.manifest import COLUMNS
     from faket.workflow import Sha256Cache, load_manifest, reference_entry
 
     write_mrc(tmp_path / "ts.mrc", np.ones((3, 8, 8), np.float32), 10.0, image_stack=True)

@@ -11,8 +11,8 @@ import importlib
 import re
 import sys
 
-from .. import __version__
-from ..errors import InputError
+from faket import __version__
+from faket.errors import InputError
 
 # Order = pipeline order (shown in --help).
 COMMANDS = ["layout", "project", "reference", "noise", "style", "stack", "reconstruct", "labels",

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..errors import InputError
+from faket.errors import InputError
 
 
 # --------------------------------------------------------------------------------------------------
@@ -49,8 +49,8 @@ def add_angle_args(p: argparse.ArgumentParser, *, required: bool = False) -> Non
 
 def angles_from_args(args, *, default: str | None = None):
     """Angles (degrees, numpy) from ``--angles`` / ``--angles-file`` (exactly one) or ``default``."""
-    from ..io import parse_angles, check_angles
-    from ..tiltmeta import read_angles
+    from faket.formats.tiltmeta import parse_angles, check_angles
+    from faket.formats.tiltmeta import read_angles
 
     if args.angles and args.angles_file:
         raise InputError("give either --angles or --angles-file, not both")
@@ -268,7 +268,7 @@ class Step:
     """
 
     def __init__(self, name: str, args, *, inputs: Iterable = (), seed: int | None = None):
-        from ..io import OutputTransaction
+        from faket.formats.mrc import OutputTransaction
 
         self.name = name
         self.args = args
@@ -307,7 +307,8 @@ class Step:
                   params: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
                   sidecar: bool = True) -> None:
         """Stage ``target`` (MRC), ``target.tlt`` when ``angles`` given, and the JSON sidecar."""
-        from ..io import sidecar_path, tlt_path, write_mrc, write_tlt
+        from faket.formats.mrc import sidecar_path, write_mrc
+        from faket.formats.tiltmeta import tlt_path, write_tlt
 
         if image_stack is None:
             image_stack = angles is not None
@@ -328,7 +329,7 @@ class Step:
         self._records.append((Path(target_json), {"params": params, "extra": extra or {}}))
 
     def _write_sidecars(self) -> None:
-        from ..provenance import build_record, write_json
+        from faket.provenance import build_record, write_json
 
         for target, r in self._records:
             rec = build_record(step=self.name, parameters=self.params(r["params"]), inputs=self.inputs,

@@ -1,23 +1,16 @@
-"""Real references for ``faket noise`` and ``faket style``: options and loading (shared by both CLIs).
+"""Real-reference options of ``faket noise`` and ``faket style`` (shared by both CLIs).
 
-:func:`add_reference_args` adds the sampling and hazard options; :func:`content_pixel_size` resolves the
-content's pixel size; :func:`prepare_reference` opens one reference memory-mapped and, tilt by tilt, collects
-statistics, brings it to the content's pixel size (:mod:`faket.sampling`), orders it by angle, drops blank / dark
-/ saturated and ``--exclude-tilts`` tilts (:mod:`faket.refcheck`), optionally inverts it, checks its polarity,
-and matches its tilts to the content's. The returned record goes into the output's provenance.
+:func:`add_reference_args` adds the sampling and hazard options (read back with
+:meth:`faket.imaging.reference.ReferenceOptions.from_args`); :func:`content_pixel_size` resolves the content's
+pixel size. The loading itself is :func:`faket.imaging.reference.prepare_reference`.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import numpy as np
 
-from ..errors import InputError
-
-_OPT = {"noise": "--reference-pixel-size", "style": "--style-pixel-size"}
-_ANG = {"noise": "--reference-angles-file", "style": "--style-angles-file"}
+from faket.errors import InputError
+from faket.imaging.reference import _ANG, _OPT
 
 
 def add_reference_args(p, kind: str) -> None:
@@ -42,26 +35,6 @@ def add_reference_args(p, kind: str) -> None:
                    help="flip the reference's contrast (each tilt about its mean) before use")
 
 
-def _per_ref(values, k: int, n: int, option: str):
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    if len(values) != n:
-        raise InputError(f"{option} given {len(values)} times for {n} references; give it once or once per reference")
-    return values[k]
-
-
-def _threads(args) -> int:
-    n = getattr(args, "threads", None)
-    if n:
-        return int(n)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover
-        return max(1, os.cpu_count() or 1)
-
-
 def content_pixel_size(args, m, path) -> float | None:
     """The content's pixel size: header, else ``--content-pixel-size``; ``None`` with --assume-same-sampling.
     Unknown otherwise: :class:`InputError` naming the file and the option."""
@@ -78,188 +51,4 @@ def content_pixel_size(args, m, path) -> float | None:
                      "(or --assume-same-sampling)")
 
 
-def _open(path, what: str):
-    """Memory-map an MRC file (validated like faket.io.read_mrc, without reading the data)."""
-    import mrcfile
 
-    from ..io import mrc_open_error, readable_file
-
-    p = readable_file(path, what)
-    try:
-        mrc = mrcfile.mmap(p, mode="r", permissive=False)
-    except (ValueError, OSError, EOFError, RuntimeError) as exc:
-        raise mrc_open_error(p, what, exc) from None
-    d = mrc.data
-    if d is None or d.size == 0 or 0 in d.shape:
-        mrc.close()
-        raise InputError(f"{p}: {what} has no data")
-    if d.ndim not in (2, 3):
-        mrc.close()
-        raise InputError(f"{p}: {what} must be 2-D or 3-D, got {d.ndim}-D array of shape {d.shape}")
-    if np.iscomplexobj(d):
-        mrc.close()
-        raise InputError(f"{p}: {what} holds complex values; expected real densities")
-    return mrc
-
-
-@dataclass
-class PreparedReference:
-    data: np.ndarray               # (R', Y', X') float32: kept tilts, at the content's sampling, ordered by angle
-    angles: np.ndarray | None      # (R',) or None
-    index: np.ndarray              # (T,) matched row of ``data`` per content tilt
-    gap: np.ndarray                # (T,) angle gaps
-    record: dict                   # provenance
-    keep: np.ndarray               # (R',) stack indices (0-based, file order) of the rows of ``data``
-    plan: object = None
-
-    @property
-    def voxel_size_a(self):
-        return self.record["sampling"]["pixel_used_a"]
-
-
-def prepare_reference(path, k: int, n_refs: int, args, *, kind: str, content_T: int, content_angles,
-                      content_path, content_pixel: float | None, warn, info=None, progress=None,
-                      what: str = "reference") -> PreparedReference:
-    """Open, check, resample, order, clean and match reference ``k`` of ``n_refs`` (see the module doc)."""
-    from ..io import check_angles, voxel_size_or_none
-    from ..refcheck import TiltStats, bad_tilts, polarity
-    from ..sampling import plan_resample, resample_stack
-    from ..tiltmeta import angle_order, find_tilt_metadata, parse_exclude, read_tilt_metadata
-    from ..tilts import match_by_angle, match_stack
-
-    opt_name = _OPT[kind]
-    mrc = _open(path, what)
-    try:
-        data = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
-        n_total, ny, nx = data.shape
-        # tilt metadata
-        ang_file = _per_ref(getattr(args, "ref_angles_file", None), k, n_refs, _ANG[kind])
-        meta = None
-        src = ang_file if ang_file is not None else find_tilt_metadata(path)
-        if src is not None:
-            meta = read_tilt_metadata(src, stack=path, stack_shape=data.shape)
-            check_angles(meta.angles, n_total, source=meta.source, stack=path)
-        angles = None if meta is None else meta.angles
-        # pixel sizes
-        header = voxel_size_or_none(mrc.voxel_size)
-        opt = _per_ref(args.ref_pixel_size, k, n_refs, opt_name)
-        if opt is not None and not (np.isfinite(opt) and opt > 0):
-            raise InputError(f"{opt_name} {opt:g}: must be positive")
-        samp = {"content_pixel_a": content_pixel, "reference_header_a": header, "option_a": opt}
-        if header is not None:
-            ref_px, how = header, "header"
-            if opt is not None and abs(opt / header - 1) > 0.01:
-                warn(f"{path}: header pixel size {header:g} A is used; {opt_name} {opt:g} applies only to "
-                     "references without one")
-        elif opt is not None:
-            ref_px, how = float(opt), opt_name
-        elif meta is not None and meta.pixel_size_a is not None:
-            ref_px, how = meta.pixel_size_a, f"{meta.source.name} (PixelSpacing)"
-        else:
-            ref_px, how = None, None
-        if args.assume_same_sampling:
-            plan = None
-            samp.update({"mode": "assume-same-sampling", "pixel_used_a": ref_px, "factor": 1.0})
-        else:
-            if ref_px is None:
-                raise InputError(f"{path}: no pixel size in the header (0 or 1); pass {opt_name} A "
-                                 "(or --assume-same-sampling)")
-            if content_pixel is None:  # pragma: no cover - content_pixel_size() raises first
-                raise InputError(f"{content_path}: content pixel size unknown; pass --content-pixel-size A")
-            plan = plan_resample((ny, nx), ref_px, content_pixel)
-            samp.update({"mode": "resampled" if not plan.identity else "same sampling",
-                         "pixel_source": how, "pixel_used_a": ref_px, **plan.to_dict()})
-        # one pass over the file: statistics of the raw tilts + resampling, in angle order
-        order = angle_order(angles) if angles is not None else np.arange(n_total)
-        stats = TiltStats(n_total)
-
-        def tilt_fn(i, raw):
-            if raw.dtype.kind == "f" and not np.isfinite(raw).all():
-                raise InputError(f"{path}: tilt {i + 1} contains NaN/Inf values")
-            stats.add(i, raw)
-
-        if plan is None:
-            plan = plan_resample((ny, nx), 1.0, 1.0)  # identity
-        if info is not None and not plan.identity:
-            info(f"{path}: {ref_px:g} A ({how}) -> {content_pixel:g} A: {ny}x{nx} -> "
-                 f"{plan.shape_out[0]}x{plan.shape_out[1]} (Fourier {'crop' if plan.factor < 1 else 'pad'})")
-        out = resample_stack(data, plan, indices=order, invert=bool(args.invert_reference),
-                             workers=_threads(args), tilt_fn=tilt_fn, progress=progress)
-    finally:
-        mrc.close()
-
-    # hazards
-    bad = {} if n_total == 1 else bad_tilts(stats)
-    manual = parse_exclude(_per_ref(args.exclude_tilts, k, n_refs, "--exclude-tilts"), n_total)
-    excluded = {int(i): "--exclude-tilts" for i in manual}
-    if bad:
-        listing = ", ".join(f"{i + 1} {r}" for i, r in sorted(bad.items()))
-        if args.keep_bad_tilts:
-            warn(f"{path}: kept suspicious tilts (--keep-bad-tilts; 1-based): {listing}")
-        else:
-            warn(f"{path}: excluding {len(bad)} tilt(s) from fits and style targets (1-based, stack order): {listing}")
-            for i, r in bad.items():
-                excluded.setdefault(i, r)
-    keep_sorted = np.array([i not in excluded for i in order], dtype=bool)
-    if not keep_sorted.any():
-        raise InputError(f"{path}: every tilt is excluded ({len(excluded)} of {n_total})")
-    keep = order[keep_sorted]
-    out = out[keep_sorted]
-    kept_angles = None if angles is None else angles[keep]
-
-    # polarity, on what will be used
-    pol = polarity(out)
-    if pol["verdict"] == "bright":
-        if args.invert_reference:
-            warn(f"{path}: after --invert-reference, dense objects appear BRIGHT (polarity {pol['statistic']:+.3f}); "
-                 "faket's projections have dense = dark: the file was probably not inverted")
-        else:
-            warn(f"{path}: dense objects appear BRIGHT (inverted contrast? polarity statistic "
-                 f"{pol['statistic']:+.3f}; faket's projections have dense = dark): pass --invert-reference to flip it")
-
-    # matching to the content
-    if n_total == 1:
-        idx, gap = np.zeros(content_T, dtype=np.int64), np.zeros(content_T)
-    elif kept_angles is not None and content_angles is not None:
-        idx, gap = match_stack(content_angles, content_T, kept_angles, keep.size, reference_path=path,
-                               content_path=content_path, max_gap_deg=args.max_angle_gap, kind=kind_word(kind),
-                               warn=warn)
-    else:
-        # by index (counts must agree); excluded tilts use the nearest kept tilt by index
-        match_stack(content_angles, content_T, angles, n_total, reference_path=path, content_path=content_path,
-                    max_gap_deg=args.max_angle_gap, kind=kind_word(kind), warn=warn)
-        idx, _ = match_by_angle(np.arange(content_T, dtype=float), keep.astype(float))
-        gap = np.zeros(content_T)
-    # "matched_index": the matched tilt's index in the reference FILE (0-based), for every content tilt
-    rec = {"matched_index": keep[np.asarray(idx, dtype=np.int64)].tolist(), "sampling": samp,
-           "shape_raw": [int(n_total), int(ny), int(nx)], "shape_used": list(out.shape),
-           "dtype_raw": str(data.dtype), "metadata": None if meta is None else meta.to_dict(),
-           "ordered_by_angle": bool(angles is not None and not np.array_equal(order, np.arange(n_total))),
-           "kept_tilts_1based": [int(i) + 1 for i in keep],
-           "excluded_tilts_1based": {str(i + 1): r for i, r in sorted(excluded.items())},
-           "detected_bad_tilts_1based": {str(i + 1): r for i, r in sorted(bad.items())},
-           "inverted": bool(args.invert_reference), "polarity": pol}
-    if meta is not None and meta.order is not None:
-        rec["acquisition_order_used_tilts"] = [int(meta.order[i]) for i in keep]
-    return PreparedReference(out, kept_angles, np.asarray(idx, dtype=np.int64), np.asarray(gap, dtype=float),
-                             rec, keep, plan)
-
-
-def kind_word(kind: str) -> str:
-    return "style" if kind == "style" else "reference"
-
-
-def prepare_twin(path, prep: PreparedReference, args, what: str = "clean reference") -> np.ndarray:
-    """The clean twin of a prepared reference, through the same crop/resampling, order, exclusions, inversion."""
-    from ..sampling import resample_stack
-
-    mrc = _open(path, what)
-    try:
-        d = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
-        if d.shape != tuple(prep.record["shape_raw"]):
-            raise InputError(f"{path}: shape {d.shape} differs from its reference "
-                             f"{tuple(prep.record['shape_raw'])}")
-        return resample_stack(d, prep.plan, indices=prep.keep, invert=bool(args.invert_reference),
-                              workers=_threads(args))
-    finally:
-        mrc.close()

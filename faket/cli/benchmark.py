@@ -34,7 +34,7 @@ def command(args) -> list[str]:
     import sys
     from pathlib import Path
 
-    from ..errors import InputError
+    from faket.errors import InputError
 
     cfg = Path(args.configfile)
     if not cfg.is_file():

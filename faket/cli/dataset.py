@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_common_args
+from faket.cli._common import add_common_args
 
 HELP = "index tomograms and their label files (one CSV row per tomogram, modality and binning)"
 DESCRIPTION = """\
@@ -30,7 +30,7 @@ in shape from it, is an error (nothing written).
 
 def _columns() -> list[str]:
     """The CSV's columns, named by faket.labels (imported here: building the CLI parser stays light)."""
-    from ..labels import CELLULAR_FILES, cellular_label_files, label_files
+    from faket.labels import CELLULAR_FILES, cellular_label_files, label_files
 
     return (["tomogram", "modality", "bin", "tomogram_path", *label_files(1), "shape_z", "shape_y", "shape_x",
              "voxel_size_a", "n_particles"] + list(cellular_label_files(1)) + list(CELLULAR_FILES))
@@ -55,10 +55,10 @@ def index_folder(folder, out_dir) -> list[dict]:
     import os
     from pathlib import Path
 
-    from ..errors import InputError
-    from ..io import read_mrc_header
-    from ..labels import CELLULAR_FILES, cellular_label_files, label_files
-    from ..workflow import parse_tomogram_file
+    from faket.errors import InputError
+    from faket.formats.mrc import read_mrc_header
+    from faket.labels import CELLULAR_FILES, cellular_label_files, label_files
+    from faket.workflow import parse_tomogram_file
 
     folder = Path(folder)
     rows = []
@@ -98,8 +98,8 @@ def run(args) -> int:
     import io
     from pathlib import Path
 
-    from ..errors import InputError
-    from ._common import Step, info
+    from faket.errors import InputError
+    from faket.cli._common import Step, info
 
     out = Path(args.output)
     out_dir = out.resolve().parent

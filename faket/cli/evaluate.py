@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _pred_box(spec: str | None):
-    from ..errors import InputError
+    from faket.errors import InputError
 
     if not spec:
         return None
@@ -85,12 +85,12 @@ _PICK_GEOMETRY_FLAGS = {"box_zyx": "pass --pred-box Z,Y,X (voxels; Z-cropped wit
 def run(args) -> int:
     from pathlib import Path
 
-    from ..errors import InputError, MissingGeometry
-    from ..evaluate import RULES, evaluate_table, picked_geometry
-    from ..io import read_volume
-    from ..particles import read_particles, read_picks
-    from ..provenance import build_record, write_json
-    from ._common import Step, check_not_same, info
+    from faket.errors import InputError, MissingGeometry
+    from faket.evaluation.evaluate import RULES, evaluate_table, picked_geometry
+    from faket.formats.mrc import read_volume
+    from faket.formats.particles import read_particles, read_picks
+    from faket.provenance import build_record, write_json
+    from faket.cli._common import Step, check_not_same, info
 
     out = Path(args.output)
     conf = Path(args.confusion) if args.confusion else out.with_name(out.stem + "_confusion.csv")

@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import InputError
+    from faket.errors import InputError
 
     fn = getattr(args, "_export_run", None)
     if fn is None:
@@ -70,15 +70,15 @@ def run_copick(args) -> int:
     import time
     from pathlib import Path
 
-    from ..errors import InputError
-    from ._common import info, progress
+    from faket.errors import InputError
+    from faket.cli._common import info, progress
 
     try:
         import copick  # noqa: F401
     except ImportError:
         raise InputError("copick is not installed: pip install copick==1.31.0 (or faket[copick])") from None
-    from .. import copick_export as ce
-    from ..provenance import build_record, write_json
+    from faket.formats import copick as cn, copick_export as ce
+    from faket.provenance import build_record, write_json
 
     t0 = time.perf_counter()
     out = Path(args.output)
@@ -96,9 +96,9 @@ def run_copick(args) -> int:
             raise InputError(f"--tomo-type {spec}: expected MODALITY=TYPE (e.g. faket=wbp)")
         k, v = spec.split("=", 1)
         overrides[k.strip()] = v.strip()
-    ce.check_copick_id(args.user_id, "--user-id")
+    cn.check_copick_id(args.user_id, "--user-id")
     if args.session_id is not None:
-        ce.check_copick_id(args.session_id, "--session-id")
+        cn.check_copick_id(args.session_id, "--session-id")
     plan = ce.plan_export(res, allow_empty=args.allow_empty)
     unknown = sorted(set(overrides) - set(plan.modalities))
     if unknown:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_common_args
+from faket.cli._common import add_common_args
 
 HELP = "crop and bin class/occupancy masks like the tomogram; particle lists in its voxel coordinates"
 DESCRIPTION = """\
@@ -78,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _bins(specs) -> list[int]:
-    from ..errors import InputError
+    from faket.errors import InputError
 
     out = []
     for s in specs:
@@ -102,7 +102,7 @@ def _bins(specs) -> list[int]:
 def _as_labels(m, what):
     import numpy as np
 
-    from ..errors import InputError
+    from faket.errors import InputError
 
     d = m.data
     r = np.rint(d)
@@ -114,8 +114,8 @@ def _as_labels(m, what):
 def _class_ids_from_mask(df, cls, occ, source):
     """SHREC lists carry class names only (ids follow first appearance): take the class mask's ids when
     they map one to one to the names."""
-    from ..labels import class_ids_from_mask, one_to_one
-    from ._common import warn
+    from faket.labels import class_ids_from_mask, one_to_one
+    from faket.cli._common import warn
 
     new = class_ids_from_mask(df["particle_id"], cls, occ)
     if new is None:
@@ -136,7 +136,7 @@ _TABLE_COLUMNS = {"instances": ("instance_id", "kind", "item_id"),
 def _read_table(path, key):
     import pandas as pd
 
-    from ..errors import InputError
+    from faket.errors import InputError
 
     try:
         df = pd.read_csv(path)
@@ -153,15 +153,12 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..errors import InputError
-    from ..io import parse_range, read_volume
-    from ..filaments import write_filaments_star
-    from ..labels import (CELLULAR_FILES, CELLULAR_LAYOUT_FILES, FULL_LIST_FILES, LAYOUT_FILES, bin_binary_mask,
-                          bin_instances, bin_labels, bin_membranes, bin_points, binned_shape, cellular_label_files,
-                          crop_z, label_files)
-    from ..particles import (read_particles, write_deepfinder_xml, write_particles_csv, write_particles_star,
-                             write_shrec_locations)
-    from ._common import Step, check_not_same, voxel_size_or_assume, warn
+    from faket.errors import InputError
+    from faket.formats.mrc import parse_range, read_volume
+    from faket.layout.filaments import write_filaments_star
+    from faket.labels import (CELLULAR_FILES, CELLULAR_LAYOUT_FILES, FULL_LIST_FILES, LAYOUT_FILES, bin_binary_mask, bin_instances, bin_labels, bin_membranes, bin_points, binned_shape, cellular_label_files, crop_z, label_files)
+    from faket.formats.particles import (read_particles, write_deepfinder_xml, write_particles_csv, write_particles_star, write_shrec_locations)
+    from faket.cli._common import Step, check_not_same, voxel_size_or_assume, warn
 
     lay = Path(args.layout) if args.layout else None
     if lay is not None and not lay.is_dir():

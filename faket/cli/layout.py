@@ -6,7 +6,7 @@ Usage::
                  [--box Z,Y,X] [--voxel-size A] [--cache-dir DIR] [--quiet]
 
 Without ``--spec`` a built-in default is used: a 128 x 256 x 256 box at 10 A, a 100-voxel specimen slab,
-120 particles of every built-in class (:data:`faket.templates.BUILTIN_NAMES`; ~1200 particles, ~15 % of
+120 particles of every built-in class (:data:`faket.layout.templates.BUILTIN_NAMES`; ~1200 particles, ~15 % of
 the slab), one 60 nm vesicle and five 10 nm gold fiducials.
 With ``--particles LIST`` (CSV, RELION STAR or SHREC ``particle_locations.txt``) the particles of the
 list are placed as given (ids, classes, positions and angles kept) instead of at random.
@@ -90,8 +90,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import InputError
-from ._common import add_common_args
+from faket.cli._common import add_common_args
+from faket.errors import InputError
+from faket.layout.build import load_spec
 
 HELP = "make a labelled particle layout (density volume, class/occupancy masks, particle lists)"
 DESCRIPTION = __doc__
@@ -104,7 +105,7 @@ _FROM_LAYOUT = ("validate_spec", "default_spec", "DEFAULT_BOX", "DEFAULT_VOXEL_S
 
 def __getattr__(name):
     if name in _FROM_LAYOUT:
-        from .. import layout
+        from faket import layout
 
         return getattr(layout, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -135,28 +136,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # spec (the schema lives in faket.layout)
 
 
-def load_spec(path) -> dict:
-    from pathlib import Path
-
-    import yaml
-
-    from ..layout import validate_spec
-
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: spec file not found")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read spec ({exc})") from None
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{p}: not valid YAML{where} ({first})") from None
-    return validate_spec(raw, str(p))
-
-
 def _parse_box(text: str):
     parts = [s.strip() for s in text.replace("x", ",").split(",")]
     try:
@@ -173,7 +152,7 @@ def _parse_box(text: str):
 
 
 def _write_cellular(st, lay, outdir, vs, box, tomo_name, params, extra) -> None:
-    from ..filaments import write_filaments_star
+    from faket.layout.filaments import write_filaments_star
 
     st.write_mrc(outdir / "membrane_mask.mrc", lay.membrane_mask, vs, params=params,
                  extra={**extra, "meaning": "1 on membrane bilayer voxels (|d| <= thickness/2), else 0"})
@@ -192,9 +171,14 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from .. import layout as L
-    from ..particles import read_particles, write_particles_csv, write_particles_star, write_shrec_locations
-    from ._common import Step, check_not_same, info, progress, warn
+    from faket import layout as L
+    from faket.cli._common import Step, check_not_same, info, progress, warn
+    from faket.formats.particles import (
+        read_particles,
+        write_particles_csv,
+        write_particles_star,
+        write_shrec_locations,
+    )
 
     t0 = time.perf_counter()
     spec = load_spec(args.spec) if args.spec else L.default_spec()

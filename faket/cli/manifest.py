@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_common_args
+from faket.cli._common import add_common_args
 
 HELP = "check the data manifest's files and checksums, add entries, stage a reference for a run"
 DESCRIPTION = """\
@@ -60,9 +60,9 @@ def _root(args):
 
 
 def _check(args) -> int:
-    from ..errors import InputError
-    from ..manifest import check_entry, read_manifest, select
-    from ._common import Step, info
+    from faket.errors import InputError
+    from faket.formats.manifest import check_entry, read_manifest, select
+    from faket.cli._common import Step, info
 
     entries = read_manifest(args.manifest)
     names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else None
@@ -89,9 +89,9 @@ def _add(args) -> int:
     import os
     from pathlib import Path
 
-    from ..errors import InputError
-    from ..io import OutputTransaction, sha256sum
-    from ..manifest import KINDS, Entry, format_manifest, parse_manifest, read_manifest
+    from faket.errors import InputError
+    from faket.formats.mrc import OutputTransaction, sha256sum
+    from faket.formats.manifest import KINDS, Entry, format_manifest, parse_manifest, read_manifest
 
     man = Path(args.manifest)
     entries = read_manifest(man) if man.exists() else []
@@ -133,10 +133,11 @@ def _add(args) -> int:
 def _stage(args) -> int:
     import numpy as np
 
-    from ..errors import InputError
-    from ..io import read_mrc, read_tiltseries, read_volume
-    from ..manifest import STAGED_KINDS, check_entry, read_manifest, select
-    from ._common import Step, check_not_same
+    from faket.errors import InputError
+    from faket.formats.mrc import read_mrc, read_volume
+    from faket.formats.tiltmeta import read_tiltseries
+    from faket.formats.manifest import STAGED_KINDS, check_entry, read_manifest, select
+    from faket.cli._common import Step, check_not_same
 
     entries = read_manifest(args.manifest)
     (e,) = select(entries, [args.name], source=args.manifest)
@@ -177,7 +178,7 @@ def _stage(args) -> int:
 
 
 def run(args) -> int:
-    from ..errors import InputError
+    from faket.errors import InputError
 
     action = getattr(args, "action", None)
     if action == "check":

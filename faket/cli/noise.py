@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import InputError
-from ._common import add_common_args
-from ._reference import add_reference_args
+from faket.errors import InputError
+from faket.cli._common import add_common_args
+from faket.cli._reference import add_reference_args
 
 HELP = "add tilt-aware noise fitted to a reference tilt-series (paired, blind or by SNR)"
 DESCRIPTION = """\
@@ -58,10 +58,11 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from .. import noise as nz
-    from ..io import read_tiltseries
-    from ._common import Step, check_not_same, info, progress, set_threads, warn
-    from ._reference import content_pixel_size, prepare_reference, prepare_twin
+    from faket.imaging import noise as nz
+    from faket.formats.tiltmeta import read_tiltseries
+    from faket.cli._common import Step, check_not_same, info, progress, set_threads, warn
+    from faket.cli._reference import content_pixel_size
+    from faket.imaging.reference import ReferenceOptions, prepare_reference, prepare_twin
 
     set_threads(args.threads)
     if args.snr is not None and (not np.isfinite(args.snr) or args.snr < 0):
@@ -97,13 +98,13 @@ def run(args) -> int:
     c_px = content_pixel_size(args, clean_m, args.clean) if args.reference else None
     for k, ref_path in enumerate(args.reference):
         blind_info = None
-        prep = prepare_reference(ref_path, k, len(args.reference), args, kind="noise", content_T=T,
+        prep = prepare_reference(ref_path, k, len(args.reference), ReferenceOptions.from_args(args), kind="noise", content_T=T,
                                  content_angles=content_angles, content_path=args.clean, content_pixel=c_px,
                                  warn=warn, info=lambda msg: info(args, msg))
         ref, ref_angles, idx, gap = prep.data, prep.angles, prep.index, prep.gap
         if estimate == "paired":
             rc_path = args.reference_clean[k]
-            rc = prepare_twin(rc_path, prep, args)
+            rc = prepare_twin(rc_path, prep, ReferenceOptions.from_args(args))
             nz.check_tilts(rc, str(rc_path))
             raw = nz.paired_fit(ref, rc, what=str(ref_path))
         elif estimate == "blind":

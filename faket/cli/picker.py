@@ -27,7 +27,7 @@ DEFAULTS = dict(steps=1000, batch=8, patch=16, lr=1e-4, shift=3, p_rotate=0.5, b
 
 
 def _device_args(p):
-    from ._common import add_common_args
+    from faket.cli._common import add_common_args
 
     add_common_args(p, seed=True, device=True)
     for a in p._actions:
@@ -37,7 +37,7 @@ def _device_args(p):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..picker import LOSSES
+    from faket.picker import LOSSES
 
     sub = p.add_subparsers(dest="picker_command", metavar="<command>")
     D = DEFAULTS
@@ -178,7 +178,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import InputError
+    from faket.errors import InputError
 
     fn = getattr(args, "_picker_run", None)
     if fn is None:
@@ -196,7 +196,7 @@ def run(args) -> int:
 
 
 def _check_positive(name, v, *, zero=False):
-    from ..errors import InputError
+    from faket.errors import InputError
 
     if v is None:
         return
@@ -214,7 +214,7 @@ def _train_inputs(args):
     import csv
     from pathlib import Path
 
-    from ..errors import InputError
+    from faket.errors import InputError
 
     if args.dataset:
         if args.tomogram or args.class_mask:
@@ -257,12 +257,12 @@ def _train(args) -> int:
     import numpy as np
     import torch
 
-    from ..errors import InputError
-    from ..io import read_volume
-    from ..particles import read_particles
-    from ..picker.io import save_model
-    from ..picker.train import train_picker
-    from ._common import Step, check_not_same, info, progress, resolve_device, set_threads
+    from faket.errors import InputError
+    from faket.formats.mrc import read_volume
+    from faket.formats.particles import read_particles
+    from faket.picker.io import save_model
+    from faket.picker.train import train_picker
+    from faket.cli._common import Step, check_not_same, info, progress, resolve_device, set_threads
 
     set_threads(args.threads)
     for name in ("steps", "batch", "patch", "lr"):
@@ -354,11 +354,11 @@ def _segment(args) -> int:
 
     import numpy as np
 
-    from ..errors import InputError
-    from ..io import read_volume
-    from ..picker.io import load_model
-    from ..picker.segment import segment
-    from ._common import Step, check_not_same, info, resolve_device, set_threads, show_progress
+    from faket.errors import InputError
+    from faket.formats.mrc import read_volume
+    from faket.picker.io import load_model
+    from faket.picker.segment import segment
+    from faket.cli._common import Step, check_not_same, info, resolve_device, set_threads, show_progress
 
     set_threads(args.threads)
     out = Path(args.output)
@@ -396,7 +396,7 @@ def _segment(args) -> int:
 
 
 def _parse_min_sizes(specs, names):
-    from ..errors import InputError
+    from faket.errors import InputError
 
     glob, per = None, {}
     by_name = {v.lower(): k for k, v in names.items()}
@@ -423,11 +423,12 @@ def _localize(args) -> int:
 
     import numpy as np
 
-    from ..errors import InputError
-    from ..io import read_volume
-    from ..particles import check_particles, read_particles
-    from ..picker.localize import localize
-    from ._common import Step, check_not_same, info
+    from faket.errors import InputError
+    from faket.formats.mrc import read_volume
+    from faket.formats.table import check_particles
+    from faket.formats.particles import read_particles
+    from faket.picker.localize import localize
+    from faket.cli._common import Step, check_not_same, info
 
     out = Path(args.output)
     if out.suffix.lower() != ".csv":
@@ -437,7 +438,7 @@ def _localize(args) -> int:
     _check_positive("--min-size-fraction", args.min_size_fraction, zero=True)
     names, sizes = {}, {}
     if args.model:
-        from ..picker.io import load_model
+        from faket.picker.io import load_model
 
         _, meta = load_model(args.model)
         names, sizes = dict(meta["class_names"]), dict(meta["class_sizes"])
@@ -458,7 +459,7 @@ def _localize(args) -> int:
         if scores.ndim != 4 or scores.shape[1:] != lab.shape or scores.shape[0] <= lab.max():
             raise InputError(f"{args.scores}: scores of shape {scores.shape} do not fit the class map {lab.shape}")
     if args.copick:
-        from ..copick_io import check_pick_classes
+        from faket.picker.copick import check_pick_classes
 
         if not lab_m.voxel_size_a:
             raise InputError(f"{args.labels}: no voxel size in the header; copick picks are in Angstrom")
@@ -488,7 +489,7 @@ def _localize(args) -> int:
             "output": {"path": str(out), "n_picks": len(df), "min_size_voxels": min_size,
                        "picks_per_class": {str(k): int(v) for k, v in df["class_name"].value_counts().items()}}})
     if args.copick:
-        from ..copick_io import DEFAULT_PICKER_USER, write_picks
+        from faket.picker.copick import DEFAULT_PICKER_USER, write_picks
 
         run = args.run or Path(args.labels).name.split(".")[0]
         n = write_picks(args.copick, run, df, lab_m.voxel_size_a, user_id=args.user_id or DEFAULT_PICKER_USER,
@@ -503,16 +504,17 @@ def _truth(args) -> int:
 
     import numpy as np
 
-    from ..errors import InputError
-    from ..io import read_volume
-    from ..particles import check_particles, read_particles, write_particles_csv
-    from ..picker.benchmark import DEFAULT_RADIUS, occupancy_from_picks
-    from ._common import Step, info
+    from faket.errors import InputError
+    from faket.formats.mrc import read_volume
+    from faket.formats.table import check_particles
+    from faket.formats.particles import read_particles, write_particles_csv
+    from faket.picker.benchmark import DEFAULT_RADIUS, occupancy_from_picks
+    from faket.cli._common import Step, info
 
     outdir = Path(args.output)
     tomo = None
     if args.copick:
-        from ..copick_io import config_path, object_radii, read_tomogram, read_truth
+        from faket.picker.copick import config_path, object_radii, read_tomogram, read_truth
 
         if args.tomogram or args.picks:
             raise InputError("give either --copick (with --run) or --tomogram and --picks, not both")
@@ -565,9 +567,9 @@ def _summarize(args) -> int:
     import json
     from pathlib import Path
 
-    from ..errors import InputError
-    from ..picker.benchmark import figure, markdown_table, score_rows, summary
-    from ._common import Step, info
+    from faket.errors import InputError
+    from faket.picker.benchmark import figure, markdown_table, score_rows, summary
+    from faket.cli._common import Step, info
 
     out = Path(args.output)
     table = Path(args.table) if args.table else out.with_suffix(".md")
@@ -599,10 +601,10 @@ def _score(args) -> int:
 
     import pandas as pd
 
-    from ..errors import InputError
-    from ..particles import read_particles
-    from ..provenance import _jsonable, build_record
-    from ._common import Step, check_not_same, info
+    from faket.errors import InputError
+    from faket.formats.particles import read_particles
+    from faket.provenance import _jsonable, build_record
+    from faket.cli._common import Step, check_not_same, info
 
     pred = Path(args.pred)
     if not pred.is_file():
@@ -612,7 +614,7 @@ def _score(args) -> int:
     except pd.errors.EmptyDataError:
         n_picks = 0
     if n_picks:
-        from . import main
+        from faket.cli import main
 
         argv = ["evaluate", "--truth", str(args.truth), "--occupancy", str(args.occupancy), "--pred", str(pred),
                 "-o", str(args.output)] + [f"--exclude-class={c}" for c in args.exclude_class]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..style_settings import StyleSettings
+from faket.style.settings import StyleSettings
 
 HELP = "QC figures (PNG) and metrics (JSON) of one tomogram's tilt-series stages and reconstruction"
 
@@ -19,7 +19,7 @@ Writes into OUTDIR (a figure is written when its inputs are given):
   tilt_stats.png  per-tilt mean and standard deviation against the angle      (needs a tilt-series)
   slices.png      tomogram central XY and XZ slices with class-mask contours  (needs --tomogram)
   metrics.json    spectral distance of each stage to the reference, Gram (style) distance (needs
-                  faket.vgg), SSIM / PSNR against the content, per-tilt statistics, provenance
+                  faket.style.vgg), SSIM / PSNR against the content, per-tilt statistics, provenance
 
 Definitions: docs/qc-evaluate.md. Example:
   faket qc --noiseless noiseless.mrc --content content.mrc --noisy noisy.mrc --styled styled.mrc \\
@@ -54,18 +54,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no info messages")
 
 
-# the style transfer's layers and weights (FakET's; the weights are normalised to sum 1 by faket.metrics.gram_distance)
+# the style transfer's layers and weights (FakET's; the weights are normalised to sum 1 by faket.evaluation.metrics.gram_distance)
 STYLE_LAYERS = StyleSettings().style_layers
 STYLE_LAYER_WEIGHTS = StyleSettings().style_layer_weights
 
 
 def gram_features(args):
-    """``(features_fn, layer_weights, note)`` for the Gram distance from :mod:`faket.vgg`, or
+    """``(features_fn, layer_weights, note)`` for the Gram distance from :mod:`faket.style.vgg`, or
     ``(None, None, why not)`` when it cannot run (no ImageNet weights and no --vgg-weights).
 
     Each image is mapped to [0, 1] by its own 0.1..99.9 percentiles (clipped), the VGG input range.
     """
-    from .. import vgg
+    from faket.style import vgg
 
     weights = args.vgg_weights
     if weights is None:
@@ -76,7 +76,7 @@ def gram_features(args):
     import numpy as np
     import torch
 
-    from ._common import resolve_device
+    from faket.cli._common import resolve_device
 
     device = resolve_device(args.device)
     model, winfo = vgg.build_vgg(weights, depth=max(STYLE_LAYERS), device=device)
@@ -104,11 +104,12 @@ def run(args) -> int:
     matplotlib.use("Agg")
     import numpy as np
 
-    from .. import qc
-    from ..errors import InputError
-    from ..io import parse_angles, read_tiltseries, read_volume
-    from ..provenance import _jsonable, build_record
-    from ._common import Step, check_not_same, info
+    from faket.evaluation import qc
+    from faket.errors import InputError
+    from faket.formats.tiltmeta import parse_angles, read_tiltseries
+    from faket.formats.mrc import read_volume
+    from faket.provenance import _jsonable, build_record
+    from faket.cli._common import Step, check_not_same, info
 
     stage_paths = {s: getattr(args, s) for s in qc.STAGES if getattr(args, s, None)}
     if not stage_paths and not args.tomogram:
@@ -141,7 +142,7 @@ def run(args) -> int:
             raise InputError(f"{args.class_mask}: class mask shape {mask.shape} differs from the tomogram's "
                              f"{tomo.shape} (Z, Y, X); give the mask binned and cropped like the tomogram")
     if args.particles:
-        from ..particles import read_particles
+        from faket.formats.particles import read_particles
 
         df = read_particles(args.particles, box_zyx=tomo.shape if tomo is not None else None)
         class_names = {int(c): str(n) for c, n in zip(df["class_id"], df["class_name"])}

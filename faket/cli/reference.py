@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import InputError
-from ._common import add_angle_args, add_common_args
+from faket.errors import InputError
+from faket.cli._common import add_angle_args, add_common_args
 
 DEFAULT_POTENTIAL_SCALE_V = 3.0  # V per protein-density unit: protein over vitreous ice
 
@@ -78,7 +78,7 @@ def add_arguments(p) -> None:
 
 
 def _params(args, scale_v):
-    from ..physics import PhysicsParams
+    from faket.imaging.physics import PhysicsParams
 
     return PhysicsParams(
         voltage_kv=args.voltage_kv, cs_mm=args.cs_mm, amplitude_contrast=args.amplitude_contrast,
@@ -93,10 +93,9 @@ def _params(args, scale_v):
 def run(args) -> int:
     import numpy as np
 
-    from ..io import read_volume
-    from ..physics import simulate_tiltseries
-    from ._common import (Step, angles_from_args, check_not_same, info, progress, resolve_cuda_device,
-                          set_threads, voxel_size_or_assume)
+    from faket.formats.mrc import read_volume
+    from faket.imaging.physics import simulate_tiltseries
+    from faket.cli._common import (Step, angles_from_args, check_not_same, info, progress, resolve_cuda_device, set_threads, voxel_size_or_assume)
 
     set_threads(args.threads)
     if args.dose is None or not np.isfinite(args.dose) or args.dose <= 0:
@@ -125,7 +124,7 @@ def run(args) -> int:
         scale_v = DEFAULT_POTENTIAL_SCALE_V if args.potential_scale_v is None else float(args.potential_scale_v)
     params = _params(args, scale_v)
 
-    from ..projection import project
+    from faket.imaging.projection import project
 
     info(args, f"projecting {vol.shape} at {angles.size} tilts")
     bar = progress(args=args, total=vol.shape[1], desc="project", unit="row")

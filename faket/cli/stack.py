@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_common_args
+from faket.cli._common import add_common_args
 
 HELP = "gather tilt chunks into one tilt-series (concatenate along tilt, angles from each .tlt)"
 DESCRIPTION = """\
@@ -29,7 +29,7 @@ def _chunk_range(path):
     """The ``--tilts a:b`` a chunk's sidecar records, or ``None``."""
     import json
 
-    from ..io import parse_range, sidecar_path
+    from faket.formats.mrc import parse_range, sidecar_path
 
     sp = sidecar_path(path)
     if not sp.is_file():
@@ -50,9 +50,9 @@ def _chunk_range(path):
 def run(args) -> int:
     import numpy as np
 
-    from ..errors import InputError
-    from ..io import read_tiltseries, read_tlt, tlt_path
-    from ._common import Step, check_not_same
+    from faket.errors import InputError
+    from faket.formats.tiltmeta import read_tiltseries, read_tlt, tlt_path
+    from faket.cli._common import Step, check_not_same
 
     check_not_same(args.chunks, [args.output])
     if len(set(map(str, args.chunks))) != len(args.chunks):

@@ -6,10 +6,10 @@ import dataclasses
 import functools
 import textwrap
 
-from ..errors import InputError, ParameterError
-from ..style_settings import ALGORITHM_KEYS, PRESETS
-from ._common import add_common_args
-from ._reference import add_reference_args
+from faket.errors import InputError, ParameterError
+from faket.style.settings import ALGORITHM_KEYS, PRESETS
+from faket.cli._common import add_common_args
+from faket.cli._reference import add_reference_args
 
 PAPER, OFFLINE = PRESETS["paper"], PRESETS["offline"]
 
@@ -134,7 +134,7 @@ def add_arguments(p) -> None:
 
 def resolve_settings(args, weights_kind: str):
     """StyleSettings from the preset and explicit options, and the preset's name."""
-    from ..style_settings import parse_float_list, parse_int_list
+    from faket.style.settings import parse_float_list, parse_int_list
 
     preset = args.preset
     if preset == "auto":
@@ -161,13 +161,14 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from .. import style as st
-    from ..io import read_tiltseries
-    from ..style_cache import GramCache
-    from ..tilts import parse_tilt_chunk
-    from ..vgg import LAYER_NAMES, build_vgg
-    from ._common import Step, check_not_same, info, progress, resolve_device, set_threads, warn
-    from ._reference import content_pixel_size, prepare_reference
+    from faket import style as st
+    from faket.formats.tiltmeta import read_tiltseries
+    from faket.style.cache import GramCache
+    from faket.imaging.tilts import parse_tilt_chunk
+    from faket.style.vgg import LAYER_NAMES, build_vgg
+    from faket.cli._common import Step, check_not_same, info, progress, resolve_device, set_threads, warn
+    from faket.cli._reference import content_pixel_size
+    from faket.imaging.reference import ReferenceOptions, prepare_reference
 
     set_threads(args.threads)
     if args.tilt_batch is not None and args.tilt_batch < 1:
@@ -205,7 +206,7 @@ def run(args) -> int:
     refs, ref_records = [], []
     c_px = content_pixel_size(args, c_m, args.content)
     for k, (path, wt) in enumerate(zip(args.style, sweights)):
-        prep = prepare_reference(path, k, len(args.style), args, kind="style", content_T=T, content_angles=c_angles,
+        prep = prepare_reference(path, k, len(args.style), ReferenceOptions.from_args(args), kind="style", content_T=T, content_angles=c_angles,
                                  content_path=args.content, content_pixel=c_px, warn=warn,
                                  info=lambda msg: info(args, msg), what="style reference")
         idx, gap = prep.index, prep.gap

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from faket.errors import InputError
 
 # ball radius (voxels) of a user's pick without occupancy mask or copick object radius
 DEFAULT_RADIUS = 5.0
@@ -55,7 +55,7 @@ def picker_seeds(spec) -> list[int]:
 
 def layout_box(spec_path: str | None, shape_override=None) -> tuple[int, int, int]:
     """Box (Z, Y, X) that ``faket layout`` makes from the spec (or the override): :func:`faket.workflow.layout_box`."""
-    from ..workflow import layout_box as _box
+    from faket.workflow import layout_box as _box
 
     return _box(spec_path or None, shape_override or None)
 
@@ -72,7 +72,7 @@ def user_test_sets(spec) -> list[dict[str, Any]]:
     if spec is None:
         return []
     if isinstance(spec, Mapping) and "copick" in spec:
-        from ..copick_io import config_path, run_names
+        from faket.picker.copick import config_path, run_names
 
         project = str(spec["copick"])
         have = run_names(project)

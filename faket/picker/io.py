@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
-from .net import DeepFinderUNet
+from faket.errors import InputError
+from faket.picker.net import DeepFinderUNet
 
 FORMAT = "faket-picker/1"
 

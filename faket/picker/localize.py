@@ -34,7 +34,7 @@ def _meanshift(points: np.ndarray, bandwidth: float, max_points: int) -> tuple[n
 def localize(labels: np.ndarray, *, bandwidth: float = 5.0, min_size: int | Mapping[int, int] = 1,
              per_class: bool = False, class_names: Mapping[int, str] | None = None,
              scores: np.ndarray | None = None, max_points: int = 50_000) -> pd.DataFrame:
-    """Picks from a class map (Z, Y, X; 0 = background) as a particle table (faket.particles columns).
+    """Picks from a class map (Z, Y, X; 0 = background) as a particle table (faket.formats.particles columns).
 
     ``min_size``: minimum cluster size in voxels, one number or ``{class_id: size}`` (classes not given:
     1). ``class_names``: ``{class_id: name}`` for the ``class_name`` column (default ``class<id>``).
@@ -42,7 +42,7 @@ def localize(labels: np.ndarray, *, bandwidth: float = 5.0, min_size: int | Mapp
     ``max_points``: above this many foreground voxels (per clustering), modes are found on a strided subset.
     Rows are ordered by class, then z, y, x; particle_id = 1..N.
     """
-    from ..particles import COLUMNS
+    from faket.formats.table import COLUMNS
 
     lab = np.asarray(labels)
     if lab.ndim != 3:

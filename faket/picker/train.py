@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import LOSSES
-from .net import build_model
+from faket.picker import LOSSES
+from faket.picker.net import build_model
 
 
 def zscore(patch: np.ndarray) -> np.ndarray:

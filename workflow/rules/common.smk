@@ -13,13 +13,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 from faket import workflow as fw
 from faket.errors import InputError
-from faket.labels import (
-    CELLULAR_FILES,
-    CELLULAR_LAYOUT_FILES,
-    FULL_LIST_FILES,
-    LAYOUT_FILES,
-    label_files,
-)
+from faket.labels import CELLULAR_FILES, CELLULAR_LAYOUT_FILES, FULL_LIST_FILES, LAYOUT_FILES, label_files
 
 # --------------------------------------------------------------------------------------------------
 # config validation (fails before any job starts, naming the key)

@@ -1,0 +1,138 @@
+"""Settings of the style transfer (:mod:`faket.style`): every default defined once, and the presets.
+
+Light on purpose (no numpy / torch): the command line reads these defaults to build its options and help.
+Errors name the parameters as written here (:class:`faket.errors.ParameterError`); the command line
+rewrites them to its options.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+from faket.errors import InputError, ParameterError
+
+__all__ = ["StyleSettings", "PRESETS", "ALGORITHM_KEYS", "parse_int_list", "parse_float_list"]
+
+
+@dataclass
+class StyleSettings:
+    """The algorithm's settings; the defaults are the paper's (one scale = tilt size, one iteration)."""
+
+    iterations: int = 1
+    initial_iterations: int = 1
+    min_scale: int | None = None      # None: the tilt's long side
+    end_scale: int | None = None      # None: the tilt's long side
+    step_size: float = 0.15
+    avg_decay: float = 0.99
+    content_weight: float = 1.0
+    style_layers: tuple = (1, 6, 11, 20, 29)                  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
+    style_layer_weights: tuple = (256.0, 64.0, 16.0, 4.0, 1.0)
+    content_layers: tuple = (8,)                              # relu2_2
+    content_layer_weights: tuple = (100.0,)
+    tv_weight: float = 0.0
+    pooling: str = "max"
+    precision: str = "fp32"
+    max_tile: int | None = None       # None: no tiling
+    tile_halo: int | None = None      # None: twice the receptive-field radius of the deepest layer
+    final_loss: bool = False          # also evaluate the loss of the output (one extra forward per tilt)
+
+    def validate(self) -> "StyleSettings":
+        from faket.style.vgg import max_layer_index
+
+        top = max_layer_index()
+        self.style_layers = tuple(int(v) for v in self.style_layers)
+        self.content_layers = tuple(int(v) for v in self.content_layers)
+        self.style_layer_weights = tuple(float(v) for v in self.style_layer_weights)
+        self.content_layer_weights = tuple(float(v) for v in self.content_layer_weights)
+        for name, layers, weights in (("style", self.style_layers, self.style_layer_weights),
+                                      ("content", self.content_layers, self.content_layer_weights)):
+            lname, wname = f"{name}_layers", f"{name}_layer_weights"
+            for v in layers:
+                if not 0 <= v <= top:
+                    raise ParameterError(lname, None, f"unknown VGG-19 layer index {v} (expected 0..{top})")
+            if len(set(layers)) != len(layers):
+                raise ParameterError(lname, None, "a layer is given twice")
+            if len(weights) != len(layers):
+                raise ParameterError(wname, None, f"{len(weights)} weights for {len(layers)} layers")
+            if any(not math.isfinite(w) or w < 0 for w in weights):
+                raise ParameterError(wname, None, "weights must be finite and >= 0")
+            if layers and sum(weights) <= 0:
+                raise ParameterError(wname, None, "weights must not all be 0")
+        if not self.style_layers and not self.content_layers:
+            raise ParameterError("style_layers", None, "no style or content layers to optimise")
+        for name in ("iterations", "initial_iterations"):
+            if int(getattr(self, name)) < 1:
+                raise ParameterError(name, getattr(self, name), "must be at least 1")
+        for name in ("min_scale", "end_scale"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 16:
+                raise ParameterError(name, v, "must be at least 16 pixels")
+        if not (math.isfinite(self.step_size) and self.step_size > 0):
+            raise ParameterError("step_size", self.step_size, "must be > 0")
+        if not (0 <= self.avg_decay < 1):
+            raise ParameterError("avg_decay", self.avg_decay, "must be in [0, 1)")
+        for name in ("content_weight", "tv_weight"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ParameterError(name, v, "must be finite and >= 0")
+        if self.pooling not in ("max", "avg"):
+            raise ParameterError("pooling", self.pooling, "expected max or avg")
+        if self.precision not in ("fp32", "bf16", "tf32"):
+            raise ParameterError("precision", self.precision, "expected fp32, bf16 or tf32")
+        if self.max_tile is not None and int(self.max_tile) < 64:
+            raise ParameterError("max_tile", self.max_tile, "must be at least 64 pixels")
+        if self.tile_halo is not None and self.tile_halo < 0:
+            raise ParameterError("tile_halo", self.tile_halo, "must be >= 0")
+        return self
+
+    @property
+    def depth(self) -> int:
+        return max((*self.style_layers, *self.content_layers))
+
+    def style_weights_norm(self) -> list[float]:
+        s = sum(self.style_layer_weights)
+        return [w / s for w in self.style_layer_weights] if s > 0 else []
+
+    def content_weights_norm(self) -> list[float]:
+        s = sum(self.content_layer_weights)
+        return [self.content_weight * w / s for w in self.content_layer_weights] if s > 0 else []
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# The algorithm's settings that a preset fixes (the others - precision, tiling, final loss - are run options).
+ALGORITHM_KEYS = ("iterations", "initial_iterations", "min_scale", "end_scale", "step_size", "avg_decay",
+                  "content_weight", "tv_weight", "pooling", "style_layers", "style_layer_weights",
+                  "content_layers", "content_layer_weights")
+
+PRESETS = {
+    # FakET's setting (meant for ImageNet weights): the defaults of StyleSettings
+    "paper": StyleSettings(),
+    # chosen for random VGG weights from bench/realism.py on real tilt-series (README.md, "Style transfer"):
+    # 3 Adam steps of 0.02 without content loss (the content enters through the NOISY init only)
+    "offline": replace(StyleSettings(), iterations=3, initial_iterations=3, step_size=0.02, content_weight=0.0),
+}
+
+
+def parse_int_list(spec: str, name: str) -> tuple[int, ...]:
+    """``"1,6,11"`` -> ``(1, 6, 11)``; ``""`` / ``"none"`` -> ``()``. ``name`` is used in the error message."""
+    s = str(spec).strip()
+    if s in ("", "none"):
+        return ()
+    try:
+        return tuple(int(v) for v in s.split(","))
+    except ValueError:
+        raise InputError(f"{name} {spec!r}: expected comma-separated integers (e.g. 1,6,11,20,29)") from None
+
+
+def parse_float_list(spec: str, name: str) -> tuple[float, ...]:
+    """``"256,64"`` -> ``(256.0, 64.0)``; ``""`` / ``"none"`` -> ``()``."""
+    s = str(spec).strip()
+    if s in ("", "none"):
+        return ()
+    try:
+        return tuple(float(v) for v in s.split(","))
+    except ValueError:
+        raise InputError(f"{name} {spec!r}: expected comma-separated numbers (e.g. 256,64,16,4,1)") from None

@@ -1,0 +1,192 @@
+"""What the Snakemake workflow (``workflow/rules/common.smk``) takes from the package: the tilt angles, the
+layout box, the references of the data manifest, per-tomogram draws and the names of its outputs.
+
+Functions raise :class:`~faket.errors.InputError` (:func:`config_problem` returns its message); ``common.smk``
+names the config key and stops the run before any job starts. A cluster executor parses the Snakefile again in every job, so imports stay light
+(numpy and pandas are loaded by Snakemake already).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from pathlib import Path
+
+from faket.errors import InputError
+from faket.formats.manifest import STAGED_KINDS
+
+__all__ = ["config_problem", "tilt_angles", "layout_box", "layout_is_cellular",
+           "volume_shape", "draw", "tilt_chunks", "load_manifest",
+           "reference_entry", "Sha256Cache", "tomogram_file", "parse_tomogram_file", "REFERENCE_KINDS"]
+
+# what a style / noise reference can be: a physics-based tilt-series (no file) or a manifest file to stage
+REFERENCE_KINDS = ("physics", *STAGED_KINDS)
+
+
+def _key_path(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def config_problem(cfg: dict, schema_path: str | os.PathLike) -> str | None:
+    """The config's most relevant violation of the JSON schema, as one line naming the key (``None``: valid)."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(cfg))
+    if err is None:
+        return None
+    path = list(err.absolute_path)
+    m = re.search(r"\('([^']+)' (?:was|were) unexpected\)", err.message)
+    if err.validator == "additionalProperties" and m:
+        allowed = ", ".join(sorted(err.schema.get("properties", {})))
+        return f"config key '{_key_path(path + [m.group(1)])}': unknown key (allowed here: {allowed})"
+    return f"config key '{_key_path(path)}': {err.message} (see workflow/schemas/config.schema.yaml)"
+
+
+def tilt_angles(spec: str) -> list[float]:
+    """The angles of ``spec`` (``faket.formats.tiltmeta.parse_angles``), each strictly between -90 and 90 degrees."""
+    from faket.formats.tiltmeta import parse_angles
+
+    angles = parse_angles(spec).tolist()
+    if any(abs(a) >= 90 for a in angles):
+        raise InputError(f"{spec!r}: every angle must lie strictly between -90 and 90 degrees")
+    return angles
+
+
+def layout_box(spec_path: str | os.PathLike | None, shape_zyx=None) -> tuple[int, int, int]:
+    """The (Z, Y, X) box that ``faket layout [--spec spec_path] [--shape shape_zyx]`` makes.
+
+    The spec is validated as ``faket layout`` validates it (an unknown key such as ``shape_zyx`` is an
+    error here, at planning); an empty path is the built-in default spec.
+    """
+    if spec_path:
+        from faket.layout.build import load_spec  # reads and validates it as faket layout does
+
+        spec = load_spec(spec_path)
+    else:
+        from faket.layout.build import default_spec
+
+        spec = default_spec()  # what faket layout uses without --spec
+    return tuple(int(v) for v in (shape_zyx or spec["box"]))
+
+
+def layout_is_cellular(spec_path: str | os.PathLike | None) -> bool:
+    """Whether ``faket layout [--spec spec_path]`` makes a cellular layout (the spec has membranes or
+    filaments), so that it writes, and ``faket labels`` bins, the cellular label files."""
+    if not spec_path:
+        from faket.layout.build import default_spec
+
+        spec = default_spec()
+    else:
+        from faket.layout.build import load_spec
+
+        spec = load_spec(spec_path)
+    return bool(spec.get("membranes") or spec.get("filaments"))
+
+
+def volume_shape(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(Z, Y, X) of an MRC volume, from its header."""
+    from faket.formats.mrc import read_mrc_header
+
+    return read_mrc_header(path, what="volume")[0]
+
+
+def draw(seed: int, key: str, spec):
+    """A fixed value, or one drawn from ``seed`` for ``key``: ``[low, high]`` uniform (4 significant
+    digits), a list of names: one of them. The same seed and key always give the same value."""
+    if not isinstance(spec, list):
+        return spec
+    rng = random.Random(f"faket:{seed}:{key}")
+    if all(isinstance(v, str) for v in spec):
+        return spec[rng.randrange(len(spec))]
+    lo, hi = float(spec[0]), float(spec[1])
+    if hi < lo:
+        raise InputError(f"range [{lo:g}, {hi:g}] must go from low to high")
+    return float(f"{lo + (hi - lo) * rng.random():.4g}")
+
+
+def tilt_chunks(n_tilts: int, per_job: int) -> list[str]:
+    """Tilt ranges ``a-b`` of ``per_job`` tilts each (0 or >= n_tilts: one range of every tilt)."""
+    if per_job <= 0 or per_job >= n_tilts:
+        return [f"0-{n_tilts}"]
+    return [f"{a}-{min(a + per_job, n_tilts)}" for a in range(0, n_tilts, per_job)]
+
+
+# --------------------------------------------------------------------------------------------------
+# references from the data manifest
+
+
+def load_manifest(path: str | os.PathLike) -> dict:
+    """name -> :class:`faket.formats.manifest.Entry`, read and validated by :func:`faket.formats.manifest.read_manifest`
+    (short rows, duplicate names, a local entry without sha256 ... are errors)."""
+    from faket.formats.manifest import read_manifest
+
+    return {e.name: e for e in read_manifest(path)}
+
+
+def reference_entry(entries: dict, name: str, root: str | os.PathLike, *, source: str = "data_manifest.csv",
+                    sha_fn=None):
+    """The entry ``name`` if it can serve as a reference: physics, or a staged kind whose file exists and
+    matches its sha256 (:func:`faket.formats.manifest.check_entry`)."""
+    from faket.formats.manifest import check_entry
+
+    if name not in entries:
+        raise InputError(f"{name!r} is not an entry of {source} (known: {', '.join(sorted(entries))})")
+    e = entries[name]
+    if e.kind not in REFERENCE_KINDS:
+        raise InputError(f"{name!r} is a {e.kind}; a reference must be {', '.join(REFERENCE_KINDS[:-1])} or "
+                         f"{REFERENCE_KINDS[-1]}")
+    prob = check_entry(e, root, sha_fn=sha_fn, source=source)
+    if prob is not None:
+        raise InputError(f"{name!r}: {prob.problem}")
+    return e
+
+
+class Sha256Cache:
+    """:func:`faket.formats.mrc.sha256sum` cached in a JSON file by (absolute path, size, mtime): the Snakefile is
+    parsed at every start (and in every cluster job), the reference files need not be read each time."""
+
+    def __init__(self, cache_file: str | os.PathLike):
+        self.cache_file = Path(cache_file)
+
+    def __call__(self, path: str | os.PathLike) -> str:
+        from faket.formats.mrc import sha256sum
+
+        try:
+            cache = json.loads(self.cache_file.read_text())
+        except (OSError, ValueError):
+            cache = {}
+        st = os.stat(path)
+        key = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+        if key not in cache:
+            cache[key] = sha256sum(path)
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.cache_file.with_name(f"{self.cache_file.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(cache))
+            os.replace(tmp, self.cache_file)
+        return cache[key]
+
+
+# --------------------------------------------------------------------------------------------------
+# output names (label files: faket.labels.label_files)
+
+_TOMOGRAM_FILE = re.compile(r"^tomogram(?:_(?P<mod>[A-Za-z0-9-]+))?_bin(?P<bin>\d+)\.mrc$")
+
+
+def tomogram_file(modality: str, bin_factor: int) -> str:
+    """``tomogram_bin<B>.mrc`` for the faket modality, ``tomogram_<modality>_bin<B>.mrc`` for the others."""
+    return f"tomogram_bin{bin_factor}.mrc" if modality == "faket" else f"tomogram_{modality}_bin{bin_factor}.mrc"
+
+
+def parse_tomogram_file(name: str) -> tuple[str, int] | None:
+    """``(modality, bin)`` of a :func:`tomogram_file` name, ``None`` for other names."""
+    m = _TOMOGRAM_FILE.match(name)
+    if not m:
+        return None
+    return m.group("mod") or "faket", int(m.group("bin"))
