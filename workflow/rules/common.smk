@@ -1,5 +1,5 @@
 # Config validation and input functions for the rules (no rules here). What the package already knows
-# (angles, the layout box, the data manifest, output names) comes from faket (faket/workflow.py).
+# (angles, the layout box, the data manifest, output names) comes from faket (faket/workflow/).
 
 import functools
 import os
@@ -13,7 +13,13 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 from faket import workflow as fw
 from faket.errors import InputError
-from faket.labels import CELLULAR_FILES, CELLULAR_LAYOUT_FILES, FULL_LIST_FILES, LAYOUT_FILES, label_files
+from faket.labels import (
+    CELLULAR_FILES,
+    CELLULAR_LAYOUT_FILES,
+    FULL_LIST_FILES,
+    LAYOUT_FILES,
+    label_files,
+)
 
 # --------------------------------------------------------------------------------------------------
 # config validation (fails before any job starts, naming the key)
