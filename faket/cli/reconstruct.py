@@ -41,7 +41,7 @@ def run(args) -> int:
     from faket.errors import InputError
     from faket.formats.mrc import parse_range
     from faket.formats.tiltmeta import read_tiltseries
-    from faket.imaging.projection import reconstruct
+    from faket.imaging.projection import reconstruct, reconstruction_origin
     from faket.cli._common import (Step, check_not_same, device_name, progress, resolve_cuda_device, set_threads, voxel_size_or_assume)
 
     set_threads(args.threads)
@@ -65,7 +65,9 @@ def run(args) -> int:
                               z_range=z_range, volume_z=args.volume_z,
                               device=device, chunk_y=args.chunk_y,
                               progress=bar.update)
-        st.write_mrc(args.output, vol, voxel * args.bin,
+        origin = [c * voxel for c in reconstruction_origin(m.data.shape[2], args.bin, thickness=args.thickness,
+                                                           z_range=z_range, volume_z=args.volume_z)]
+        st.write_mrc(args.output, vol, voxel * args.bin, origin_a=origin,
                      params={"angles_deg": angles, "input_pixel_size_a": voxel,
                              "output_voxel_size_a": voxel * args.bin, "device": device_name(device)})
     return 0
