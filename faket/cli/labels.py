@@ -21,7 +21,10 @@ volume's voxels.
 
 Geometry: the masks are cropped to original Z indices [a, b) (default: all), then binned by B in Z, Y, X
 with blocks from index 0; trailing samples that fill no block are dropped. A particle centre maps as
-x_b = (x - (B-1)/2)/B, y_b likewise, z_b = (z - a - (B-1)/2)/B.
+x_b = (x - (B-1)/2)/B, y_b likewise, z_b = (z - a - (B-1)/2)/B. The binned masks' MRC header origin
+(Angstrom) is where their first voxel sits in the full volume, ((B-1)/2, (B-1)/2, a + (B-1)/2) x voxel size,
+as faket reconstruct writes on the tomogram: position = origin + index x binned voxel size. Particle lists
+in SHREC text hold integer centres (rounded, as SHREC's script reads them); CSV / STAR keep exact ones.
 
 Mask binning: each block takes the label most of its voxels carry (background included; ties go to a
 particle, then to the smaller id); a particle that wins no block (smaller than a block, or a minority in

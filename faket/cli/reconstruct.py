@@ -14,7 +14,9 @@ Angles come from TILTS.tlt unless --angles-file is given. Output voxel size = in
 Z extent: --thickness NZ planes (output voxels) centred on the rotation axis (default: the binned
 detector width), or --z-range a:b, the slab of original volume Z indices [a, b) of a volume whose Z
 size was --volume-z (default: the unbinned detector width); output plane k then lies at original
-index a + k*B + (B-1)/2, the same crop and binning `faket labels` applies to the masks."""
+index a + k*B + (B-1)/2, the same crop and binning `faket labels` applies to the masks. The MRC header
+origin (Angstrom) records where voxel (0, 0, 0) sits in the original volume (voxel i of it at i x pixel
+size): ((B-1)/2, (B-1)/2, a + (B-1)/2) x pixel size, as on faket labels' masks."""
 
 
 def add_arguments(p) -> None:
