@@ -80,6 +80,7 @@ __all__ = [
     "claim_centres",
     "binned_shape",
     "to_binned_coordinates",
+    "binned_origin",
     "inside_binned",
     "BinInfo",
 ]
@@ -358,6 +359,18 @@ def to_binned_coordinates(points_zyx: np.ndarray, bin_factor: int,
     b = float(bin_factor)
     off = np.array([float(z_offset), 0.0, 0.0])
     return (p - off - (b - 1.0) / 2.0) / b
+
+
+def binned_origin(bin_factor: int, z_offset: float = 0.0, voxel_size_a: float = 1.0) -> tuple[float, float, float]:
+    """Where a grid cropped at Z index ``z_offset`` and binned by B sits in the full volume: the ``(x, y, z)``
+    position of its first voxel's centre, in units of ``voxel_size_a`` (the full volume's voxel size, its voxel
+    ``i`` centred at ``i x voxel size``): ``(B-1)/2``, ``(B-1)/2``, ``a + (B-1)/2`` voxels, the inverse of
+    :func:`to_binned_coordinates` at 0. Written as the MRC header origin (Angstrom) of binned masks and
+    tomograms, so viewers overlay them on the unbinned volume: position = origin + index x binned voxel size.
+    """
+    h = (float(bin_factor) - 1.0) / 2.0
+    v = float(voxel_size_a)
+    return (h * v, h * v, (float(z_offset) + h) * v)
 
 
 def inside_binned(points_b_zyx: np.ndarray, shape_b_zyx) -> np.ndarray:

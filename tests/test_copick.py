@@ -187,7 +187,9 @@ def test_picks_round_trip(exported):
     truth = read_particles(res / "t0" / "particles_bin1.csv")
     truth = truth[truth.class_name != "vesicle"]                   # a segmentation object: no picks
     picks = run.get_picks(user_id="faket")
-    assert {p.session_id for p in picks} == {str(SEED)}            # the layout seed
+    assert {p.session_id for p in picks} == {"0"}                  # copick's session of a tool's picks
+    rec = json.loads((proj / "faket_export.json").read_text())
+    assert rec["copick"]["runs"][0]["layout_seed"] == SEED          # the seed is in the provenance
     assert sorted(p.pickable_object_name for p in picks) == sorted(cn.copick_name(n) for n in truth.class_name.unique())
     n = 0
     for p in picks:
@@ -203,6 +205,76 @@ def test_picks_round_trip(exported):
         np.testing.assert_allclose(p.full_positions()[order], pos, atol=1e-9)   # no extra shift
         n += len(pos)
     assert n == len(truth) == 9
+
+
+def test_picks_are_the_tool_picks_copick_torch_loads(exported):
+    """copick-torch's datasets (MinimalCopickDataset, SimpleCopickDataset, copick 1.2.1 sources) keep, per run, the
+    tomogram at the asked voxel spacing and the picks with ``picks.from_tool`` (session "0"), of pickable objects
+    that are not filaments; their centres are ``location + transform shift``. Read that way through copick's API,
+    every particle is there (faket's picks default to session "0"), and by user and session alike."""
+    res, proj = exported["res"], exported["proj"]
+    root = _root(proj)
+    filaments = {o.name for o in root.pickable_objects if getattr(o, "is_filament", False)}
+    truth = read_particles(res / "t0" / "particles_bin1.csv")
+    truth = truth[truth.class_name != "vesicle"]
+    for run in root.runs:
+        for vs in (10.0, 20.0):
+            assert run.get_voxel_spacing(vs).tomograms                 # what the dataset loads first
+        tool = [p for p in run.get_picks() if p.from_tool and p.pickable_object_name not in filaments]
+        assert sorted(p.pickable_object_name for p in tool) == \
+            sorted(p.pickable_object_name for p in run.get_picks(user_id="faket", session_id="0"))
+        assert len(run.tool_picks()) == len(tool) and run.user_picks() == []
+        got = []
+        for p in tool:
+            pos, tr = p.numpy()
+            centres = pos + tr[:, :3, 3]                                 # copick_torch.pick_utils.pick_centres
+            got += [(cn.faket_name(p.pickable_object_name), *c) for c in np.round(centres, 3).tolist()]
+        want = [(r.class_name, *np.round(np.array([r.x, r.y, r.z]) * 10.0, 3).tolist())
+                for r in truth.itertuples()]
+        assert sorted(got) == sorted(want)
+
+
+def test_copick_torch_loads_every_pick(exported):
+    """The docs' copick-torch recipe, run with copick-torch itself where it is installed (its own venv:
+    FAKET_COPICK_TORCH_PYTHON=/path/to/venv/bin/python): MinimalCopickDataset loads one sample per particle."""
+    python = os.environ.get("FAKET_COPICK_TORCH_PYTHON")
+    if not python or not Path(python).exists():
+        pytest.skip("copick-torch not found: set FAKET_COPICK_TORCH_PYTHON to a Python with copick-torch installed")
+    res, proj = exported["res"], exported["proj"]
+    code = ("import copick, sys\n"
+            "from copick_torch.minimal_dataset import MinimalCopickDataset\n"
+            "ds = MinimalCopickDataset(proj=copick.from_file(sys.argv[1]), boxsize=(16, 16, 16), voxel_spacing=20.0, "
+            "preload=False)\n"
+            "x, y = ds[0]\n"
+            "print('LOADED', len(ds), tuple(x.shape))\n")
+    r = subprocess.run([python, "-c", code, str(proj / "copick_config.json")], check=False, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    n = sum(read_particles(res / "t0" / "particles_bin1.csv").class_name != "vesicle")
+    assert f"LOADED {n} (1, 16, 16, 16)" in r.stdout
+
+
+def test_export_removes_staging_folders_of_killed_exports(exported, tmp_path):
+    """An export killed outright (SIGKILL) leaves its hidden staging folder .PROJECT.tmp-PID; the next export
+    removes those whose process is gone, and leaves a live one (an export running now) and other projects' alone."""
+    res = exported["res"]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        stale = [tmp_path / f".proj.tmp-{dead.pid}", tmp_path / f".proj.old-{dead.pid}"]
+        keep = [tmp_path / f".proj.tmp-{live.pid}", tmp_path / f".other.tmp-{dead.pid}"]
+        for d in stale + keep:
+            (d / "ExperimentRuns" / "t0").mkdir(parents=True)
+            (d / "copick_config.json").write_text("{}")
+        assert main(["export", "copick", str(res), "-o", str(tmp_path / "proj"), "--quiet"]) == 0
+        assert not any(d.exists() for d in stale)
+        assert all(d.exists() for d in keep)
+        assert [r.name for r in _root(tmp_path / "proj").runs] == ["t0"]
+        assert sorted(q.name for q in tmp_path.iterdir() if q.name.startswith(".proj.")) == [keep[0].name]
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_segmentations_equal_the_masks_on_the_tomogram_grid(exported):
@@ -280,13 +352,14 @@ def test_copick_picks_score_directly_in_faket_evaluate(exported, tmp_path):
     res, proj = exported["res"], exported["proj"]
     occ = res / "t0" / "occupancy_mask_bin1.mrc"
     out = tmp_path / "m.json"
-    for pred in (f"copick://{proj}/t0/*", f"copick://{proj}/t0/*?user=faket&session={SEED}"):
+    for pred in (f"copick://{proj}/t0/*", f"copick://{proj}/t0/*?user=faket&session=0"):
         assert main(["evaluate", "--truth", str(res / "t0" / "particles_bin1.csv"), "--occupancy", str(occ),
-                     "--pred", pred, "--exclude-class", "vesicle", "-o", str(out), "--quiet"]) == 0
+                     "--pred", pred, "--exclude-class", "vesicle", "--rules", "faket", "-o", str(out),
+                     "--quiet"]) == 0
         m = json.loads(out.read_text())
         assert m["localisation"]["f1"] == 1.0 and m["classification"]["macro_f1"] == 1.0
     # one object's picks file as a JSON path; and the truth from copick, the picks at bin 2 (20 A)
-    ring = proj / "ExperimentRuns" / "t0" / "Picks" / f"faket_{SEED}_ring.json"
+    ring = proj / "ExperimentRuns" / "t0" / "Picks" / "faket_0_ring.json"
     assert main(["evaluate", "--truth", f"copick://{proj}/t0/*", "--occupancy", str(occ), "--pred", str(ring),
                  "-o", str(out), "--quiet"]) == 0
     m = json.loads(out.read_text())
@@ -440,7 +513,7 @@ def test_workflow_writes_the_copick_project_once(tmp_path):
     root = _root(proj)
     run = root.get_run("tiny_000")
     truth = read_particles(work / "results" / "tiny_000" / "particles_bin2.csv")
-    picks = run.get_picks(user_id="faket", session_id="3")          # config seed 3 -> tomogram 0 seed 3
+    picks = run.get_picks(user_id="faket", session_id="0")          # copick's session of a tool's picks
     assert sum(len(p.points) for p in picks) == len(truth)          # no vesicles in the tiny layout
     assert sorted(t.tomo_type for t in run.get_voxel_spacing(20.0).tomograms) == ["wbp", "wbp-noisy"]
     r = snakemake(work, cfg)

@@ -198,9 +198,10 @@ def test_cli_writes_consistent_masks_and_lists(tmp_path):
             zb = (z - a - (b - 1) / 2) / b
             assert not (-0.5 <= zb < (b_ - a) // b - 0.5) or orig.loc[old, "x"] >= 44 // b * b - 0.5 \
                 or orig.loc[old, "y"] >= 40 // b * b - 0.5
-        # SHREC list: line number = occupancy id; STAR reads back to the same coordinates
+        # SHREC list: line number = occupancy id, centres rounded to integers (SHREC's script reads int(x));
+        # STAR reads back to the same coordinates
         shrec = read_particles(out / f"particle_locations_bin{b}.txt")
-        np.testing.assert_allclose(shrec[["x", "y", "z"]].to_numpy(), lst[["x", "y", "z"]].to_numpy())
+        np.testing.assert_array_equal(shrec[["x", "y", "z"]].to_numpy(), np.rint(lst[["x", "y", "z"]].to_numpy()))
         star = read_particles(out / f"particles_bin{b}.star", voxel_size_a=10.0 * b, box_zyx=om.data.shape)
         np.testing.assert_allclose(star[["x", "y", "z"]].to_numpy(), lst[["x", "y", "z"]].to_numpy(),
                                    atol=1e-6)
@@ -447,3 +448,109 @@ def test_bin_instances_renumbers_and_points_particles_to_the_binned_list():
     assert out["layout_instance_id"].tolist() == [2, 4, 1]
     assert out["kind"].tolist() == ["membrane_protein", "filament", "particle"]
     assert out["item_id"].tolist()[:2] == [1, 1] and pd.isna(out["item_id"].iloc[2])
+
+
+# --------------------------------------------------------------------------------------------------
+# SHREC text files the official script reads; MRC origins that place binned grids in the full volume
+
+from test_evaluate import _SHREC_DRIVER, _shrec_model, shrec_script_or_skip
+
+
+def test_official_shrec_script_scores_a_binned_shrec_file(tmp_path):
+    """particle_locations_bin2.txt holds integer centres (the script reads them with int(x)), the exact ones
+    stay in the CSV; the official SHREC 2021 script scores the binned files: picks at the listed centres
+    find every picked particle, no false positive, and faket evaluate gives the same numbers."""
+    import json
+    import subprocess
+
+    from faket.cli import main
+    from faket.formats.particles import read_particles
+
+    parts = _shrec_model(tmp_path / "full", np.random.default_rng(7))
+    lab = tmp_path / "lab"
+    assert main(["labels", "--class-mask", str(tmp_path / "full" / "class_mask.mrc"),
+                 "--occupancy", str(tmp_path / "full" / "occupancy_mask.mrc"),
+                 "--particles", str(tmp_path / "full" / "particle_locations.txt"), "-o", str(lab),
+                 "--bin", "2", "--z-range", "1:11", "--quiet"]) == 0
+    exact = read_particles(lab / "particles_bin2.csv")
+    lines = (lab / "particle_locations_bin2.txt").read_text().splitlines()
+    assert len(lines) == len(exact) == len(parts)
+    xyz = np.array([[int(v) for v in ln.split()[1:4]] for ln in lines])       # integers, as int(x) reads them
+    frac = exact[["x", "y", "z"]].to_numpy()
+    assert (frac % 1 != 0).any()                                               # the CSV keeps exact centres
+    np.testing.assert_array_equal(xyz, np.rint(frac))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "particle_locations.txt").write_text("\n".join(lines) + "\n")
+    for src, dst in (("occupancy_mask_bin2.mrc", "occupancy_mask.mrc"), ("class_mask_bin2.mrc", "class_mask.mrc")):
+        (model / dst).write_bytes((lab / src).read_bytes())
+    # picks: every listed centre but one scorable particle's (the script needs a missed particle: background)
+    skip = next(i for i, ln in enumerate(lines) if ln.split()[0] not in ("4V94", "vesicle"))
+    sub = tmp_path / "sub" / "picks.txt"
+    sub.parent.mkdir()
+    sub.write_text("".join(ln.split(maxsplit=4)[0] + " " + " ".join(ln.split()[1:4]) + "\n"
+                           for i, ln in enumerate(lines) if i != skip))
+    python, wrapper, script = shrec_script_or_skip()
+    proc = subprocess.run([python, "-c", _SHREC_DRIVER, str(tmp_path / "cap.json"), str(wrapper), str(script),
+                           "-s", str(sub), "-t", str(model), "-o", str(tmp_path / "results.txt"), "--confusion", ""],
+                          check=False, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (off,) = json.loads((tmp_path / "cap.json").read_text())
+    names = [ln.split()[0] for ln in lines]
+    scorable = sum(n not in ("4V94", "vesicle") for n in names)
+    assert off["n_unique_particles_found"] == scorable - 1 and off["n_prediction_missed"] == 0
+    assert off["n_gt_particles2"] == len(names) - names.count("4V94")
+    assert off["n_clipped_predicted_particles"] == 0
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--truth", str(model / "particle_locations.txt"), "--occupancy",
+                 str(model / "occupancy_mask.mrc"), "--pred", str(sub), "-o", str(out), "--exclude-class", "4V94",
+                 "--exclude-class", "vesicle", "--quiet"]) == 0
+    m = json.loads(out.read_text())
+    assert m["localisation"]["f1"] == pytest.approx(off["localization_f1"], abs=1e-6)
+    assert m["classification"]["macro_f1"] == pytest.approx(off["overall"]["F1 Macro"], abs=1e-6)
+
+
+def test_binned_masks_and_tomogram_carry_their_origin_in_the_full_volume(tmp_path):
+    """Cropped and binned masks and the tomogram record (MRC header origin, Angstrom) where their first voxel
+    sits in the full volume: origin + binned position x binned voxel size = the unbinned position."""
+    import mrcfile
+
+    from faket.cli import main
+    from faket.formats.particles import read_particles
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("box: [32, 48, 48]\nvoxel_size: 10.0\nslab_thickness: 24\nclasses:\n"
+                    "  - {template: globule, count: 6}\n  - {template: ring, count: 3}\n")
+    assert main(["layout", "-o", str(tmp_path / "lay"), "--spec", str(spec), "--seed", "2", "--quiet"]) == 0
+    a, b, v = 5, 2, 10.0
+    assert main(["labels", str(tmp_path / "lay"), "-o", str(tmp_path / "lab"), "--bin", f"1,{b},3",
+                 "--z-range", f"{a}:29", "--quiet"]) == 0
+    assert main(["project", str(tmp_path / "lay" / "volume.mrc"), "-o", str(tmp_path / "ts.mrc"),
+                 "--angles", "-60:60:30", "--quiet"]) == 0
+    assert main(["reconstruct", str(tmp_path / "ts.mrc"), "-o", str(tmp_path / "tomo.mrc"), "--bin", str(b),
+                 "--z-range", f"{a}:29", "--volume-z", "32", "--quiet"]) == 0
+    full = read_particles(tmp_path / "lab" / "particles.csv").set_index("particle_id")
+    origins = {}
+    for k in (1, b, 3):
+        for name in (f"class_mask_bin{k}.mrc", f"occupancy_mask_bin{k}.mrc"):
+            with mrcfile.open(tmp_path / "lab" / name, header_only=True) as m:
+                o = m.header.origin
+                origins[name] = (float(o.x), float(o.y), float(o.z))
+                assert float(m.voxel_size.x) == pytest.approx(v * k)
+        assert origins[f"class_mask_bin{k}.mrc"] == origins[f"occupancy_mask_bin{k}.mrc"]
+        ox, oy, oz = origins[f"class_mask_bin{k}.mrc"]
+        assert (ox, oy, oz) == pytest.approx(((k - 1) / 2 * v, (k - 1) / 2 * v, (a + (k - 1) / 2) * v))
+        # a particle's binned position maps onto its unbinned position through the header
+        binned = read_particles(tmp_path / "lab" / f"particles_bin{k}.csv")
+        side = __import__("json").loads((tmp_path / "lab" / f"particles_bin{k}.json").read_text())
+        old_of = {n: int(o) for o, n in side["particle_id_map"].items()}
+        for _, r in binned.iterrows():
+            f = full.loc[old_of[int(r.particle_id)]]
+            np.testing.assert_allclose([ox + r.x * v * k, oy + r.y * v * k, oz + r.z * v * k],
+                                       [f.x * v, f.y * v, f.z * v], atol=1e-6)
+    with mrcfile.open(tmp_path / "tomo.mrc", header_only=True) as m:
+        o = m.header.origin
+        assert (float(o.x), float(o.y), float(o.z)) == pytest.approx(origins[f"class_mask_bin{b}.mrc"])
+    # the unbinned, uncropped layout keeps origin 0
+    with mrcfile.open(tmp_path / "lay" / "class_mask.mrc", header_only=True) as m:
+        assert (float(m.header.origin.x), float(m.header.origin.y), float(m.header.origin.z)) == (0, 0, 0)

@@ -305,19 +305,22 @@ class Step:
 
     def write_mrc(self, target, data, voxel_size_a, *, angles=None, image_stack: bool | None = None,
                   params: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
-                  sidecar: bool = True) -> None:
-        """Stage ``target`` (MRC), ``target.tlt`` when ``angles`` given, and the JSON sidecar."""
+                  sidecar: bool = True, origin_a=None) -> None:
+        """Stage ``target`` (MRC), ``target.tlt`` when ``angles`` given, and the JSON sidecar; ``origin_a``:
+        the header origin (x, y, z, Angstrom) of a cropped / binned grid in the full volume."""
         from faket.formats.mrc import sidecar_path, write_mrc
         from faket.formats.tiltmeta import tlt_path, write_tlt
 
         if image_stack is None:
             image_stack = angles is not None
-        write_mrc(self.path(target), data, voxel_size_a, image_stack=image_stack)
+        write_mrc(self.path(target), data, voxel_size_a, image_stack=image_stack, origin_a=origin_a)
         if angles is not None:
             write_tlt(self.path(tlt_path(target)), angles)
         if sidecar:
             rec_extra = {"output": {"path": str(target), "shape": list(data.shape),
                                     "voxel_size_a": voxel_size_a}}
+            if origin_a is not None:
+                rec_extra["output"]["origin_a_xyz"] = [float(v) for v in origin_a]
             if angles is not None:
                 rec_extra["output"]["angles_deg"] = [float(a) for a in angles]
             if extra:

@@ -1,19 +1,26 @@
-"""``faket evaluate``: SHREC 2021-style scoring of particle picks (localisation and classification)."""
+"""``faket evaluate``: scoring of particle picks by the SHREC 2021 rules (localisation and classification)."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "score particle picks against the truth (SHREC 2021 rules): F1, per-class scores, confusion matrix"
+HELP = "score particle picks against the truth (the official SHREC 2021 numbers): F1, per-class scores, confusion matrix"
 
 DESCRIPTION = """\
-Score particle picks against a labelled tomogram the way the SHREC 2021 cryo-ET evaluation does.
+Score particle picks against a labelled tomogram: by default exactly as the SHREC 2021 cryo-ET
+challenge's evaluation script (eval.py) does, every figure it prints (--rules shrec).
 
-A pick (rounded to the nearest voxel) is a hit when it falls inside a true particle's region of the
-occupancy mask, dilated by one voxel (6-connected). Localisation: TP = particles hit at least once,
-precision = TP / picks (duplicates and false positives lower it), recall = TP / particles, F1.
-Classification: each particle takes the class of the first pick that hit it (else "background");
-per-class precision, recall, F1 from that confusion matrix.
+A pick (rounded to the nearest voxel, clamped into the volume) is a hit when it falls inside a true
+particle's region of the occupancy mask, dilated by one voxel (6-connected). Localisation: TP = particles
+hit at least once, precision = TP / picks (duplicates, false positives and picks on excluded particles
+lower it), recall = TP / particles (excluded vesicles stay counted, as in the script), F1.
+Classification: each particle takes the class of the first pick that hit it (else "background"); the
+script's pycm statistics of that confusion matrix (background included; a class never predicted has
+precision None).
+
+--rules faket: cleaner definitions: picks outside the volume are an error (--clip clamps), picks on
+excluded particles are dropped, excluded classes leave the particle count, macro averages over the true
+classes only (docs/qc-evaluate.md has both side by side).
 
 Truth: a particle table (CSV / STAR / SHREC particle_locations.txt) whose particle_id is the id in the
 occupancy mask, coordinates in voxels of the mask's grid. Picks: CSV (columns x, y, z and optionally
@@ -26,6 +33,10 @@ Writes the metrics JSON (-o) and the confusion matrix CSV beside it (METRICS_con
 Example:
   faket evaluate --truth particles.csv --occupancy occupancy_mask.mrc --pred picks.csv -o metrics.json
 """
+
+
+#: --rules choices (faket.evaluation.evaluate.RULES; listed here so --help needs no numpy import)
+RULE_NAMES = ("shrec", "faket")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,9 +63,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="voxel size (A) of the mask grid, for a RELION 5 STAR truth table "
                         "(default: the occupancy mask header)")
     g.add_argument("--exclude-class", action="append", default=[], metavar="NAME",
-                   help="leave this class out of the scores (repeatable; SHREC 2021 left out 4V94 and vesicle)")
+                   help="leave this class out of the scores (repeatable; SHREC 2021 left out 4V94 and vesicle: "
+                        "the script's --skip_4v94 / --skip_vesicles)")
+    g.add_argument("--rules", choices=RULE_NAMES, default=None,
+                   help="shrec (default): the official SHREC 2021 script's numbers; faket: faket's cleaner "
+                        "definitions (docs/qc-evaluate.md)")
     g.add_argument("--clip", action="store_true",
-                   help="clamp picks outside the volume to its border (SHREC does); default: error")
+                   help="--rules faket: clamp picks outside the volume to its border (SHREC rules always do); "
+                        "default: error")
     g.add_argument("--no-dilation", action="store_true",
                    help="do not dilate the occupancy mask by one voxel (SHREC dilates)")
     o = p.add_argument_group("outputs")
@@ -86,12 +102,13 @@ def run(args) -> int:
     from pathlib import Path
 
     from faket.errors import InputError, MissingGeometry
-    from faket.evaluation.evaluate import RULES, evaluate_table, picked_geometry
+    from faket.evaluation.evaluate import DEFAULT_RULES, RULES, evaluate_table, picked_geometry
     from faket.formats.mrc import read_volume
     from faket.formats.particles import read_particles, read_picks
     from faket.provenance import build_record, write_json
     from faket.cli._common import Step, check_not_same, info
 
+    rules = args.rules or DEFAULT_RULES
     out = Path(args.output)
     conf = Path(args.confusion) if args.confusion else out.with_name(out.stem + "_confusion.csv")
     if args.pred_bin <= 0:
@@ -119,7 +136,7 @@ def run(args) -> int:
     try:
         ev = evaluate_table(occ_m.data, truth, picks, bin_factor=args.pred_bin, z_offset=args.pred_z_offset,
                             exclude_classes=args.exclude_class, dilate=not args.no_dilation, clip=args.clip,
-                            source=str(args.pred))
+                            source=str(args.pred), rules=rules)
     except InputError as exc:
         if str(exc).startswith(str(args.pred)):
             raise
@@ -127,7 +144,8 @@ def run(args) -> int:
 
     with Step("evaluate", args, inputs=[args.truth, args.occupancy, args.pred]) as st:
         body = {
-            "rules": RULES,
+            "rules": RULES[rules],
+            "rules_name": rules,
             "pred_bin": args.pred_bin,
             "pred_z_offset": args.pred_z_offset,
             "excluded_classes": list(args.exclude_class),
@@ -144,7 +162,8 @@ def run(args) -> int:
            f"({loc['true_positives']}/{loc['n_particles']} found, {loc['n_picks']} picks, "
            f"{loc['n_duplicates']} duplicates)")
     if ev.classification is not None:
-        msg += f"; classification macro F1={ev.classification['macro_f1']:.3f}"
+        mf1 = ev.classification["macro_f1"]
+        msg += f"; classification macro F1={'None' if mf1 is None else format(mf1, '.3f')}"
     else:
         msg += "; picks carry no class (class_name / class_id): no classification scores"
     info(args, msg)

@@ -12,14 +12,16 @@ Writes PROJECT/copick_config.json and its overlay tree through copick's own API,
 (every tomogram, modality and binning; see faket dataset):
   one run per tomogram; one voxel spacing per binning (the tomogram's voxel size); one tomogram type per
   modality (faket -> wbp, noisy -> wbp-noisy, baseline -> wbp-baseline, noiseless -> wbp-noiseless);
-  picks per particle class (user faket, session = the tomogram's layout seed), locations in Angstrom
+  picks per particle class (user faket, session 0: copick's session of a tool's picks, the one copick-torch
+  reads; the layout seed is in faket_export.json), locations in Angstrom
   (voxel i's centre at i x voxel size) and the 4x4 object -> tomogram transform from the RELION angles;
   segmentations: multilabel "classes" (= class_mask_bin<B>.mrc), one instance segmentation per object
   (= occupancy_mask_bin<B>.mrc, value = particle_id = the picks' instance_id), a binary one per membrane /
   vesicle object. Class names map reversibly onto copick names: ribosome_like -> ribosome-like (docs/copick.md).
 
-The project is written in a temporary folder beside PROJECT and renamed at the end: a failed export leaves
-nothing; an existing non-empty PROJECT is only replaced with --overwrite. Needs `pip install copick==1.31.0`
+The project is written in a temporary folder beside PROJECT (.PROJECT.tmp-PID) and renamed at the end: a
+failed export leaves nothing; one killed outright (SIGKILL) leaves that folder, which the next export removes
+(its process gone); an existing non-empty PROJECT is only replaced with --overwrite. Needs `pip install copick==1.31.0`
 (or faket[copick]).
 
 Read picks back: faket layout --particles / faket evaluate --truth / --pred take
@@ -37,8 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--overwrite", action="store_true", help="replace an existing non-empty PROJECT")
     c.add_argument("--user-id", default="faket", metavar="U", help="copick user id of picks and segmentations "
                    "(default: faket)")
-    c.add_argument("--session-id", metavar="S", help="one copick session id for every run (default: each "
-                   "tomogram's layout seed; 0 when it has none)")
+    c.add_argument("--session-id", metavar="S", help="copick session id of every pick and segmentation "
+                   "(default: 0, copick's session of a tool's picks, which copick-torch's datasets read)")
     c.add_argument("--tomo-type", action="append", default=[], metavar="MODALITY=TYPE",
                    help="copick tomogram type of a modality (repeatable; default faket=wbp, noisy=wbp-noisy, "
                         "baseline=wbp-baseline, noiseless=wbp-noiseless)")
@@ -105,6 +107,9 @@ def run_copick(args) -> int:
         raise InputError(f"--tomo-type {unknown[0]}=...: no such modality in {plan.dataset_csv} "
                          f"(has {', '.join(plan.modalities)})")
     ro.parent.mkdir(parents=True, exist_ok=True)
+    for stale in cn.stale_staging_folders(ro):  # left by an export killed mid-way (its process is gone)
+        shutil.rmtree(stale, ignore_errors=True)
+        info(args, f"removed {stale}, left by an export that did not finish")
     staging = ro.parent / f".{ro.name}.tmp-{os.getpid()}"
     old = ro.parent / f".{ro.name}.old-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)

@@ -21,7 +21,10 @@ volume's voxels.
 
 Geometry: the masks are cropped to original Z indices [a, b) (default: all), then binned by B in Z, Y, X
 with blocks from index 0; trailing samples that fill no block are dropped. A particle centre maps as
-x_b = (x - (B-1)/2)/B, y_b likewise, z_b = (z - a - (B-1)/2)/B.
+x_b = (x - (B-1)/2)/B, y_b likewise, z_b = (z - a - (B-1)/2)/B. The binned masks' MRC header origin
+(Angstrom) is where their first voxel sits in the full volume, ((B-1)/2, (B-1)/2, a + (B-1)/2) x voxel size,
+as faket reconstruct writes on the tomogram: position = origin + index x binned voxel size. Particle lists
+in SHREC text hold integer centres (rounded, as SHREC's script reads them); CSV / STAR keep exact ones.
 
 Mask binning: each block takes the label most of its voxels carry (background included; ties go to a
 particle, then to the smaller id); a particle that wins no block (smaller than a block, or a minority in
@@ -156,7 +159,7 @@ def run(args) -> int:
     from faket.errors import InputError
     from faket.formats.mrc import parse_range, read_volume
     from faket.layout.filaments import write_filaments_star
-    from faket.labels import (CELLULAR_FILES, CELLULAR_LAYOUT_FILES, FULL_LIST_FILES, LAYOUT_FILES, bin_binary_mask, bin_instances, bin_labels, bin_membranes, bin_points, binned_shape, cellular_label_files, crop_z, label_files)
+    from faket.labels import (CELLULAR_FILES, CELLULAR_LAYOUT_FILES, FULL_LIST_FILES, LAYOUT_FILES, bin_binary_mask, bin_instances, bin_labels, bin_membranes, bin_points, binned_origin, binned_shape, cellular_label_files, crop_z, label_files)
     from faket.formats.particles import (read_particles, write_deepfinder_xml, write_particles_csv, write_particles_star, write_shrec_locations)
     from faket.cli._common import Step, check_not_same, voxel_size_or_assume, warn
 
@@ -255,12 +258,14 @@ def run(args) -> int:
             kept["particle_id"] = r.particle_ids
             kept["z"], kept["y"], kept["x"] = r.coordinates_zyx.T
             vb = voxel * b
+            origin = binned_origin(b, za, voxel)  # MRC header origin: the grid's place in the full volume
             common = {"bin": b, "z_range": [za, zb], "volume_shape_zyx": list(shape),
                       "tomogram_shape_zyx": list(r.occupancy_mask.shape), "voxel_size_a": vb,
-                      "rule": "vote per block (background included), every particle kept, centres owned"}
+                      "rule": "vote per block (background included), every particle kept, centres owned",
+                      "origin_a_xyz": list(origin)}
             id_map = {str(o): n for o, n in r.id_map.items()}
-            st.write_mrc(f["class_mask"], r.class_mask.astype(np.float32), vb, extra=common)
-            st.write_mrc(f["occupancy_mask"], r.occupancy_mask.astype(np.float32), vb,
+            st.write_mrc(f["class_mask"], r.class_mask.astype(np.float32), vb, extra=common, origin_a=origin)
+            st.write_mrc(f["occupancy_mask"], r.occupancy_mask.astype(np.float32), vb, origin_a=origin,
                          extra={**common, "particle_id_map": id_map,
                                 "rescued_particle_ids": sorted(r.info.rescued),
                                 "lost_particle_ids": r.info.lost,
@@ -275,7 +280,7 @@ def run(args) -> int:
                                     "unlisted_particle_ids_in_mask": r.unlisted_ids, "particle_id_map": id_map})
             shape_b = r.occupancy_mask.shape
             if mm is not None:
-                st.write_mrc(f["membrane_mask"], bin_binary_mask(mm, b, (za, zb)), vb,
+                st.write_mrc(f["membrane_mask"], bin_binary_mask(mm, b, (za, zb)), vb, origin_a=origin,
                              extra={**common, "rule": "max-pooling: 1 where any voxel of the block is membrane"})
             if "instances" in tables:
                 listed = {int(o): int(n) for o, n in zip(df["particle_id"].to_numpy()[r.rows], r.particle_ids)}

@@ -14,7 +14,9 @@ Angles come from TILTS.tlt unless --angles-file is given. Output voxel size = in
 Z extent: --thickness NZ planes (output voxels) centred on the rotation axis (default: the binned
 detector width), or --z-range a:b, the slab of original volume Z indices [a, b) of a volume whose Z
 size was --volume-z (default: the unbinned detector width); output plane k then lies at original
-index a + k*B + (B-1)/2, the same crop and binning `faket labels` applies to the masks."""
+index a + k*B + (B-1)/2, the same crop and binning `faket labels` applies to the masks. The MRC header
+origin (Angstrom) records where voxel (0, 0, 0) sits in the original volume (voxel i of it at i x pixel
+size): ((B-1)/2, (B-1)/2, a + (B-1)/2) x pixel size, as on faket labels' masks."""
 
 
 def add_arguments(p) -> None:
@@ -41,7 +43,7 @@ def run(args) -> int:
     from faket.errors import InputError
     from faket.formats.mrc import parse_range
     from faket.formats.tiltmeta import read_tiltseries
-    from faket.imaging.projection import reconstruct
+    from faket.imaging.projection import reconstruct, reconstruction_origin
     from faket.cli._common import (Step, check_not_same, device_name, progress, resolve_cuda_device, set_threads, voxel_size_or_assume)
 
     set_threads(args.threads)
@@ -65,7 +67,9 @@ def run(args) -> int:
                               z_range=z_range, volume_z=args.volume_z,
                               device=device, chunk_y=args.chunk_y,
                               progress=bar.update)
-        st.write_mrc(args.output, vol, voxel * args.bin,
+        origin = [c * voxel for c in reconstruction_origin(m.data.shape[2], args.bin, thickness=args.thickness,
+                                                           z_range=z_range, volume_z=args.volume_z)]
+        st.write_mrc(args.output, vol, voxel * args.bin, origin_a=origin,
                      params={"angles_deg": angles, "input_pixel_size_a": voxel,
                              "output_voxel_size_a": voxel * args.bin, "device": device_name(device)})
     return 0

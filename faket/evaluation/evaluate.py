@@ -1,24 +1,45 @@
-"""SHREC 2021-style scoring of particle picks against a labelled tomogram.
+"""Scoring of particle picks against a labelled tomogram: the SHREC 2021 cryo-ET rules (default) or faket's.
 
-Rules (as the SHREC 2021 cryo-ET evaluation script scores; see ``docs/qc-evaluate.md``):
+Both rule sets (``docs/qc-evaluate.md`` puts them side by side) share:
 
 - The occupancy (instance) mask holds, at each voxel, the id of the particle occupying it (0 = background).
   It is grey-dilated once with the 3-D cross (6-connected) structuring element, so each particle's region
   grows by one voxel; where regions touch, the larger id wins (``skimage.morphology.dilation`` default).
 - A pick is rounded to the nearest voxel (``numpy.rint``, half to even, like Python's ``round``) and looks up
   the dilated mask there: a non-zero id is a *hit* on that particle, 0 is a false positive.
-- Localisation: TP = particles hit by at least one pick; FN = particles never hit; duplicates = hits beyond
-  the first on a particle. ``precision = TP / n_picks`` (duplicates and false positives both lower it),
-  ``recall = TP / n_particles``, F1 = their harmonic mean. The mean distance (voxels) from the first hitting
-  pick to the particle centre is reported too.
-- Classification: each particle gets the class of the *first* pick (in file order) that hit it, or
-  ``background`` when missed. The confusion matrix counts particles (rows: true class, columns: predicted
-  class). Per class ``c``: ``precision = M[c, c] / sum_t M[t, c]``, ``recall = M[c, c] / sum_p M[c, p]``
-  (missed particles count against recall), F1. Macro averages are over the true classes present.
-  The CSV adds a ``background`` row: false-positive picks by their predicted class (not used in the
-  per-class numbers, which follow SHREC).
-- Excluded classes (SHREC 2021 skipped 4V94 and vesicles): their particles leave the truth, and picks that
-  land in them are dropped (neither hit nor false positive).
+- TP = particles hit by at least one pick; duplicates = hits beyond the first on a particle;
+  ``precision = TP / n_picks``, ``recall = TP / n_particles``; each particle takes the class of the *first*
+  pick (in file order) that hit it, or ``background`` when missed.
+
+``rules="shrec"`` (default): what the challenge's evaluation script (``misc/eval.py``) computes, to the last
+digit (parity test: ``tests/test_evaluate.py`` runs the script):
+
+- Picks outside the volume are clamped to its border (the script clamps to 0..511, SHREC's 512^3 volume;
+  here 0..n-1 per axis, the same on a 512^3 volume) and counted in ``n_picks_clipped``.
+- Excluded classes (the script's ``--skip_4v94`` / ``--skip_vesicles``): their particles leave the hits and
+  the confusion matrix, but every pick stays in ``n_picks`` (a pick on an excluded particle is neither a hit
+  nor a false positive, yet lowers precision). Excluded particles leave the particle count, except
+  ``vesicle``: the script keeps vesicles in recall's denominator.
+- A particle whose first pick is labelled ``4V94`` (or an excluded class) counts as predicted ``background``
+  (the script does so for 4V94 whether it is excluded or not).
+- ``mean_distance_voxels``: from the rounded, clamped first pick to the particle's centre.
+- ``f1 = 1 / ((1/recall + 1/precision) / 2)`` (0 when either is 0; the script divides by zero).
+- Classification statistics are pycm 3.1's on the confusion matrix of (true class, predicted class) over
+  the kept particles: the classes are those present in either (``background`` included when a particle was
+  missed); ``macro_*`` are pycm's macro averages over them (PPV Macro, TPR Macro, F1 Macro), ``None`` when a
+  class's value is undefined (a class never predicted has precision ``None``, as pycm prints it).
+  ``shrec_overall`` / ``shrec_per_class`` hold every statistic the script prints (:func:`confusion_statistics`).
+
+``rules="faket"``: cleaner definitions:
+
+- Picks outside the volume are an error (``clip=True`` clamps them).
+- Excluded classes: their particles leave the truth, and picks that land in them are dropped (neither hit
+  nor false positive nor counted in ``n_picks``).
+- ``mean_distance_voxels`` from the unrounded first pick; ``f1`` the harmonic mean.
+- Classification: the confusion matrix counts particles (rows: true class, columns: predicted class). Per
+  class ``c``: ``precision = M[c, c] / sum_t M[t, c]`` (0 when never predicted), ``recall = M[c, c] /
+  sum_p M[c, p]``, F1; macro averages over the true classes present (background not a class). The CSV adds a
+  ``background`` row: false-positive picks by their predicted class (not used in the per-class numbers).
 """
 
 from __future__ import annotations
@@ -30,15 +51,24 @@ import numpy as np
 
 from faket.errors import InputError
 
-__all__ = ["BACKGROUND", "RULES", "dilate_occupancy", "picks_to_voxels", "unbin_coordinates", "unbin_points",
+__all__ = ["BACKGROUND", "RULES", "DEFAULT_RULES", "SHREC_OVERALL_STATS", "SHREC_CLASS_STATS", "confusion_statistics", "dilate_occupancy", "picks_to_voxels", "unbin_coordinates", "unbin_points",
            "picked_geometry", "match_pick_classes", "evaluate_picks", "evaluate_table", "Evaluation"]
 
 BACKGROUND = "background"
 
-#: the scoring rules in one sentence (written into the metrics JSON)
-RULES = ("SHREC 2021: hit = pick inside the occupancy region of a particle dilated by one voxel; "
-         "precision = particles found / picks; recall = particles found / particles; "
-         "class of a particle = class of its first pick")
+#: the scoring rules, one sentence each (written into the metrics JSON); ``--rules`` of faket evaluate
+RULES = {
+    "shrec": ("SHREC 2021 (the challenge's eval.py, reproduced): hit = rounded, clamped pick inside a particle's "
+              "occupancy region dilated by one voxel; precision = particles found / all picks (picks on excluded "
+              "particles included); recall = particles found / particles (excluded vesicles stay counted); class "
+              "of a particle = class of its first pick; pycm statistics, background class included"),
+    "faket": ("faket: hit = rounded pick inside a particle's occupancy region dilated by one voxel; excluded "
+              "classes leave the truth and picks on them are dropped; precision = particles found / picks; "
+              "recall = particles found / particles; class of a particle = class of its first pick; macro "
+              "averages over the true classes"),
+}
+#: the rules faket evaluate applies unless told otherwise
+DEFAULT_RULES = "shrec"
 
 
 def unbin_coordinates(coords, bin_factor: float = 1, offset: float = 0.0) -> np.ndarray:
@@ -158,8 +188,8 @@ def _csv(s: str) -> str:
 def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequence | None = None,
                    truth_zyx=None, pick_classes: Sequence | None = None,
                    exclude_classes: Sequence[str] = (), dilate: bool = True, clip: bool = False,
-                   source: str = "picks") -> Evaluation:
-    """Score picks against the occupancy mask (SHREC 2021 rules, module doc).
+                   source: str = "picks", rules: str = DEFAULT_RULES) -> Evaluation:
+    """Score picks against the occupancy mask (``rules``: "shrec", the SHREC 2021 script's, or "faket"; module doc).
 
     Parameters
     ----------
@@ -169,8 +199,11 @@ def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequen
     truth_classes : (N,) class label of each truth particle (``None``: no classification scores).
     truth_zyx : (N, 3) particle centres, for the mean pick-to-centre distance (optional).
     pick_classes : (P,) predicted class label of each pick (``None``: no classification scores).
-    exclude_classes : class labels whose particles are left out (and picks landing in them dropped).
+    exclude_classes : class labels whose particles are left out (case-insensitive; module doc for each rule set).
+    clip : faket rules: clamp picks outside the volume to its border instead of an error (SHREC rules always do).
     """
+    if rules not in RULES:
+        raise ValueError(f"rules must be one of {sorted(RULES)}, got {rules!r}")
     occ = np.asarray(occupancy)
     if occ.ndim != 3:
         raise InputError(f"occupancy mask must be 3-D, got shape {occ.shape}")
@@ -197,30 +230,47 @@ def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequen
     if pcls is not None and len(pcls) != pts.shape[0]:
         raise ValueError("pick_classes must have one label per pick")
 
-    vox, n_clipped = picks_to_voxels(pts, occ.shape, clip=clip, source=source)
-    dil = dilate_occupancy(occ) if dilate else occ
-    hit_id = dil[vox[:, 0], vox[:, 1], vox[:, 2]].astype(np.int64) if len(vox) else np.zeros(0, np.int64)
+    excluded = {str(c).upper() for c in exclude_classes}
+    if excluded and tcls is None:
+        raise InputError("--exclude-class needs class labels in the truth table")
+    if rules == "shrec":
+        return _evaluate_shrec(occ, ids, tcls, pts, pcls, truth_zyx, excluded, dilate, source)
+    return _evaluate_faket(occ, ids, tcls, pts, pcls, truth_zyx, excluded, dilate, clip, source)
 
-    id_to_row = {int(i): r for r, i in enumerate(ids)}
+
+def _check_known(hit_id, id_to_row) -> None:
     unknown = sorted({int(h) for h in hit_id if h != 0 and int(h) not in id_to_row})
     if unknown:
         raise InputError(f"occupancy mask holds particle id {unknown[0]} (hit by a pick) that is not in the "
                          f"truth table ({len(unknown)} such id(s)); mask and table do not belong together")
 
+
+def _n_without_voxels(occ, ids, keep) -> int:
+    """Kept truth particles with no voxel in the occupancy mask (they can never be found)."""
+    if not ids.size:
+        return 0
+    counts = np.bincount(occ.ravel(), minlength=int(ids.max()) + 1)
+    has_voxels = np.array([i < counts.size and counts[i] > 0 for i in ids], dtype=bool)
+    return int((~has_voxels & keep).sum())
+
+
+def _evaluate_faket(occ, ids, tcls, pts, pcls, truth_zyx, excluded, dilate, clip, source) -> Evaluation:
+    """faket's rules (module doc); arguments checked by :func:`evaluate_picks`."""
+    n = ids.size
+    vox, n_clipped = picks_to_voxels(pts, occ.shape, clip=clip, source=source)
+    dil = dilate_occupancy(occ) if dilate else occ
+    hit_id = dil[vox[:, 0], vox[:, 1], vox[:, 2]].astype(np.int64) if len(vox) else np.zeros(0, np.int64)
+
+    id_to_row = {int(i): r for r, i in enumerate(ids)}
+    _check_known(hit_id, id_to_row)
+
     # exclusions
-    excluded = {str(c).upper() for c in exclude_classes}
     keep_truth = np.ones(n, dtype=bool)
     if excluded:
-        if tcls is None:
-            raise InputError("--exclude-class needs class labels in the truth table")
         keep_truth = np.array([c.upper() not in excluded for c in tcls], dtype=bool)
     row_of_pick = np.array([id_to_row.get(int(h), -1) for h in hit_id], dtype=np.int64)
     dropped = np.array([r >= 0 and not keep_truth[r] for r in row_of_pick], dtype=bool)
     pick_particle = np.where(dropped, -1, hit_id)
-
-    # occupancy presence of each truth particle (particles with no voxel can never be found)
-    counts = np.bincount(occ.ravel(), minlength=int(ids.max()) + 1 if n else 1)
-    has_voxels = np.array([i < counts.size and counts[i] > 0 for i in ids], dtype=bool)
 
     hits_per_row = np.zeros(n, dtype=np.int64)
     first_pick = np.full(n, -1, dtype=np.int64)
@@ -255,7 +305,7 @@ def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequen
         "n_particles_with_multiple_picks": int(((hits_per_row > 1) & keep_truth).sum()),
         "n_picks_dropped_excluded": int(dropped.sum()),
         "n_picks_clipped": n_clipped,
-        "n_particles_without_voxels": int((~has_voxels & keep_truth).sum()),
+        "n_particles_without_voxels": _n_without_voxels(occ, ids, keep_truth),
         "precision": precision,
         "recall": recall,
         "f1": f1,
@@ -308,9 +358,201 @@ def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequen
     return result
 
 
+# ----------------------------------------------------------------------------------------------------------
+# the official SHREC 2021 rules (the challenge's eval.py, reproduced; parity-tested against the script)
+
+#: the statistics the SHREC 2021 script prints (pycm 3.1's SUMMARY_OVERALL and SUMMARY_CLASS)
+SHREC_OVERALL_STATS = ("ACC Macro", "Kappa", "Overall ACC", "SOA1(Landis & Koch)", "Zero-one Loss", "F1 Macro",
+                       "TPR Macro", "PPV Macro", "FPR Macro")
+SHREC_CLASS_STATS = ("ACC", "AUC", "AUCI", "F1", "TPR", "FPR", "PPV", "TP", "FP", "FN", "TN", "N", "P", "POP", "TOP",
+                     "TON")
+
+#: SHREC 2021's 4V94 label: the script scores a particle whose first pick says 4V94 as predicted background
+SHREC_4V94 = "4V94"
+#: SHREC 2021's vesicle label: the script's --skip_vesicles removes vesicle hits but keeps vesicles in the
+#: particle count (recall's denominator)
+SHREC_VESICLE = "vesicle"
+
+
+def _ratio(a, b):
+    return a / b if b else None
+
+
+def _one_minus(v):
+    return None if v is None else 1 - v
+
+
+def _macro(values):
+    vals = list(values)
+    return None if any(v is None for v in vals) or not vals else sum(vals) / len(vals)
+
+
+def _auc_interpretation(auc):
+    if auc is None:
+        return None
+    for bound, name in ((0.6, "Poor"), (0.7, "Fair"), (0.8, "Good"), (0.9, "Very Good")):
+        if auc < bound:
+            return name
+    return "Excellent"
+
+
+def _kappa_landis_koch(kappa):
+    if kappa is None:
+        return None
+    if kappa < 0:
+        return "Poor"
+    for bound, name in ((0.2, "Slight"), (0.4, "Fair"), (0.6, "Moderate"), (0.8, "Substantial")):
+        if kappa < bound:
+            return name
+    return "Almost Perfect" if kappa <= 1 else None
+
+
+def confusion_statistics(actual: Sequence[str], predicted: Sequence[str]) -> dict[str, Any]:
+    """The statistics the SHREC 2021 script prints from its ``pycm.ConfusionMatrix(actual, predicted)``,
+    computed as pycm 3.1 computes them (None where pycm says "None").
+
+    Classes: every label in ``actual`` or ``predicted`` (background included when a particle was missed);
+    with a single class, pycm adds an empty ``~other~`` class, and so does this. Returns ``classes``,
+    ``matrix`` (rows actual, columns predicted), ``per_class`` ({class: {stat: value}} for
+    :data:`SHREC_CLASS_STATS`) and ``overall`` (:data:`SHREC_OVERALL_STATS`).
+    """
+    classes = sorted(set(actual) | set(predicted))
+    if len(classes) == 1:
+        classes.append("~other~")
+    idx = {c: i for i, c in enumerate(classes)}
+    m = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for a, p in zip(actual, predicted):
+        m[idx[a], idx[p]] += 1
+    pop = int(m.sum())
+    per: dict[str, dict[str, Any]] = {}
+    tnr: dict[str, Any] = {}
+    racc = 0.0
+    for c, i in idx.items():
+        tp = int(m[i, i])
+        fp = int(m[:, i].sum()) - tp
+        fn = int(m[i].sum()) - tp
+        tn = pop - tp - fp - fn
+        tpr = _ratio(tp, tp + fn)
+        tnr[c] = _ratio(tn, tn + fp)
+        auc = None if tpr is None or tnr[c] is None else (tnr[c] + tpr) / 2
+        per[c] = {"ACC": _ratio(tp + tn, pop), "AUC": auc, "AUCI": _auc_interpretation(auc),
+                  "F1": _ratio(2 * tp, 2 * tp + fp + fn), "TPR": tpr, "FPR": _one_minus(tnr[c]),
+                  "PPV": _ratio(tp, tp + fp), "TP": tp, "FP": fp, "FN": fn, "TN": tn, "N": tn + fp, "P": tp + fn,
+                  "POP": pop, "TOP": tp + fp, "TON": tn + fn}
+        racc += ((tp + fp) * (tp + fn)) / pop ** 2 if pop else 0.0
+    correct = int(np.trace(m))
+    acc = _ratio(correct, pop)
+    kappa = None if acc is None or racc == 1 else (acc - racc) / (1 - racc)
+    overall = {"ACC Macro": _macro(v["ACC"] for v in per.values()), "Kappa": kappa, "Overall ACC": acc,
+               "SOA1(Landis & Koch)": _kappa_landis_koch(kappa), "Zero-one Loss": pop - correct,
+               "F1 Macro": _macro(v["F1"] for v in per.values()),
+               "TPR Macro": _macro(v["TPR"] for v in per.values()),
+               "PPV Macro": _macro(v["PPV"] for v in per.values()),
+               "FPR Macro": _one_minus(_macro(tnr.values()))}
+    return {"classes": classes, "matrix": m, "per_class": per, "overall": overall}
+
+
+def _evaluate_shrec(occ, ids, tcls, pts, pcls, truth_zyx, excluded, dilate, source) -> Evaluation:
+    """SHREC 2021 rules (module doc); arguments checked by :func:`evaluate_picks`."""
+    n = ids.size
+    vox, n_clipped = picks_to_voxels(pts, occ.shape, clip=True, source=source)
+    dil = dilate_occupancy(occ) if dilate else occ
+    hit_id = dil[vox[:, 0], vox[:, 1], vox[:, 2]].astype(np.int64) if len(vox) else np.zeros(0, np.int64)
+    id_to_row = {int(i): r for r, i in enumerate(ids)}
+    _check_known(hit_id, id_to_row)
+    row_of_pick = np.array([id_to_row.get(int(h), -1) for h in hit_id], dtype=np.int64)
+
+    names = [c.upper() for c in tcls] if tcls is not None else [""] * n
+    is_excl = np.array([c in excluded for c in names], dtype=bool)
+    # the script: --skip_4v94 takes 4V94 out of the particle count, --skip_vesicles leaves vesicles in it
+    leaves_count = is_excl & np.array([c != SHREC_VESICLE.upper() for c in names], dtype=bool)
+    keep = ~is_excl
+    hits: list[list[int]] = [[] for _ in range(n)]
+    on_excluded = 0
+    n_fp = 0
+    for p, r in enumerate(row_of_pick):
+        if r < 0:
+            n_fp += 1
+        elif keep[r]:
+            hits[r].append(p)
+        else:
+            on_excluded += 1
+    n_picks = len(pts)
+    n_particles = int(n - leaves_count.sum())
+    n_hits = [len(h) for h, k in zip(hits, keep) if k]
+    tp = sum(1 for h in n_hits if h >= 1)
+    fn = sum(1 for h in n_hits if h == 0)
+    multiple = sum(1 for h in n_hits if h > 1)
+    recall = tp / n_particles if n_particles else 0.0
+    precision = tp / n_picks if n_picks else 0.0
+    f1 = 1 / ((1 / recall + 1 / precision) / 2) if recall > 0 and precision > 0 else 0.0
+    dist = None
+    if truth_zyx is not None and tp:
+        tz = np.asarray(truth_zyx, dtype=np.float64).reshape(-1, 3)
+        # from the rounded, clamped pick (as the script measures), first pick of each found particle
+        d = [float(np.linalg.norm(vox[h[0]].astype(np.float64) - tz[r])) for r, h in enumerate(hits) if h and keep[r]]
+        dist = sum(d) / tp
+    loc = {
+        "n_picks": n_picks,
+        "n_particles": n_particles,
+        "true_positives": tp,
+        "false_positives": n_fp,
+        "false_negatives": fn,
+        "n_hits": int(sum(n_hits)),
+        "n_duplicates": int(sum(n_hits)) - tp,
+        "n_particles_with_multiple_picks": multiple,
+        "n_picks_on_excluded": on_excluded,
+        "n_picks_clipped": n_clipped,
+        "n_particles_without_voxels": _n_without_voxels(occ, ids, keep),
+        "precision": precision,
+        "recall": recall,
+        "miss_rate": 1 - recall,
+        "f1": f1,
+        "mean_distance_voxels": dist,
+    }
+    result = Evaluation(localisation=loc, classification=None,
+                        particle_hits=np.array([len(h) for h in hits], dtype=np.int64),
+                        pick_particle=np.where(row_of_pick >= 0, hit_id, 0))
+    if tcls is None or pcls is None:
+        return result
+
+    # classification: each kept particle -> class of its first pick; missed, or first pick labelled 4V94 or an
+    # excluded class -> background (the script: `pdb2num[p[0][0]] if (p and p[0][0] != '4V94') else 0`)
+    no_class = excluded | {SHREC_4V94.upper()}
+    actual, predicted = [], []
+    for r in range(n):
+        if not keep[r]:
+            continue
+        actual.append(tcls[r])
+        first = pcls[hits[r][0]] if hits[r] else None
+        predicted.append(BACKGROUND if first is None or first.upper() in no_class else first)
+    st = confusion_statistics(actual, predicted)
+    per_class = {}
+    for c, s in st["per_class"].items():
+        per_class[c] = {"n_particles": s["P"], "true_positives": s["TP"], "n_predicted": s["TOP"],
+                        "precision": s["PPV"], "recall": s["TPR"], "f1": s["F1"]}
+    n_correct = int(np.trace(st["matrix"]))
+    ov = st["overall"]
+    result.classification = {
+        "per_class": per_class,
+        "macro_precision": ov["PPV Macro"],
+        "macro_recall": ov["TPR Macro"],
+        "macro_f1": ov["F1 Macro"],
+        "n_correct": n_correct,
+        "accuracy_over_particles": n_correct / len(actual) if actual else 0.0,
+        "accuracy_over_found": n_correct / tp if tp else 0.0,
+        "shrec_overall": ov,
+        "shrec_per_class": st["per_class"],
+    }
+    result.confusion = st["matrix"]
+    result.confusion_labels_true = list(st["classes"])
+    result.confusion_labels_pred = list(st["classes"])
+    return result
+
+
 def evaluate_table(occupancy, truth, picks, *, bin_factor: float = 1, z_offset: float = 0.0,
                    exclude_classes: Sequence[str] = (), dilate: bool = True, clip: bool = False,
-                   source: str = "picks") -> Evaluation:
+                   source: str = "picks", rules: str = DEFAULT_RULES) -> Evaluation:
     """:func:`evaluate_picks` for a truth particle table and :class:`faket.formats.particles.Picks`.
 
     ``truth``: a :func:`faket.formats.particles.read_particles` table whose ``particle_id`` is the occupancy id and
@@ -327,4 +569,4 @@ def evaluate_table(occupancy, truth, picks, *, bin_factor: float = 1, z_offset: 
     pick_labels = match_pick_classes(picks.class_names, picks.class_ids, labels, id_to_label)
     return evaluate_picks(occupancy, ids, xyz[:, ::-1], truth_classes=labels, truth_zyx=truth_xyz[:, ::-1],
                           pick_classes=pick_labels, exclude_classes=exclude_classes, dilate=dilate,
-                          clip=clip, source=source)
+                          clip=clip, source=source, rules=rules)

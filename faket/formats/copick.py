@@ -30,11 +30,17 @@ __all__ = [
     "radius_from_masks",
     "instance_volumes",
     "parse_copick_source",
+    "stale_staging_folders",
     "read_copick_particles",
 ]
 
 
 DEFAULT_USER = "faket"
+
+#: copick session id of faket's picks and segmentations: "0" is copick's session of picks made by a tool
+#: (``CopickPicks.from_tool``), the only session copick-torch's datasets (and ``run.tool_picks()``) read;
+#: the layout seed goes into the export's provenance instead
+DEFAULT_SESSION = "0"
 
 
 MULTILABEL_NAME = "classes"
@@ -395,3 +401,33 @@ def _read_picks_json(path: Path, voxel_size_a: float | None) -> pd.DataFrame:
     df = picks_to_particles(pos, tr, vs, class_name=faket_name(meta.pickable_object_name),
                             class_id=label or 1, instance_ids=ids)
     return _finish_table([df])
+
+
+# --------------------------------------------------------------------------------------------------
+# staging folders of exports killed mid-way
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def stale_staging_folders(project: str | os.PathLike) -> list[Path]:
+    """The hidden staging and backup folders of exports of ``project`` (``.NAME.tmp-PID``, ``.NAME.old-PID``
+    beside it) whose process is gone: what an export killed mid-way (SIGKILL) leaves behind. Folders of a
+    live process (an export running now) are not listed."""
+    p = Path(project)
+    pat = re.compile(r"\." + re.escape(p.name) + r"\.(?:tmp|old)-(\d+)")
+    if not p.parent.is_dir():
+        return []
+    return sorted(q for q in p.parent.iterdir()
+                  if (m := pat.fullmatch(q.name)) and q.is_dir() and not _pid_alive(int(m.group(1))))

@@ -38,6 +38,7 @@ import pandas as pd
 
 from faket.errors import InputError
 from faket.formats.copick import (
+    DEFAULT_SESSION,
     DEFAULT_USER,
     MULTILABEL_NAME,
     check_copick_id,
@@ -363,8 +364,8 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
     overlay root (the caller renames ``staging`` to ``final``). Returns a summary dict.
 
     One run per tomogram; one voxel spacing per binning; one tomogram per modality (:func:`tomo_type_for`);
-    picks per particle class (user ``user_id``, session = ``session_id`` or the tomogram's layout seed,
-    "0" when unknown) from the finest binning; segmentations per binning: multilabel ``classes`` = the
+    picks per particle class (user ``user_id``, session ``session_id``, default :data:`DEFAULT_SESSION` "0",
+    copick's session of a tool's picks; each run's layout seed is in the summary) from the finest binning; segmentations per binning: multilabel ``classes`` = the
     class mask, an instance segmentation per object from the occupancy mask (value = particle_id = the
     picks' instance_id), a binary one per non-particle object (membranes, vesicles).
     """
@@ -391,7 +392,7 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
     by_label = {c.class_id: c for c in plan.classes.values()}
     summary = {"runs": [], "tomo_types": types, "user_id": user_id, "objects": [o.name for o in objects]}
     for rp in plan.runs:
-        session = session_id or ("0" if rp.seed is None else str(rp.seed) if rp.seed >= 0 else f"m{-rp.seed}")
+        session = session_id or DEFAULT_SESSION
         run = root.new_run(rp.name)
         b0 = min(rp.bins)
         df = plan.tables[(rp.name, b0)]
@@ -439,6 +440,6 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
             picks.meta.voxel_spacing = round(e0.voxel_size_a, 3)
             picks.from_numpy(pos, tr, instance_ids=rows["particle_id"].to_numpy(dtype=np.int64))
             n_picks[c.copick] = len(rows)
-        summary["runs"].append({"run": rp.name, "session_id": session, "voxel_spacings": [
+        summary["runs"].append({"run": rp.name, "session_id": session, "layout_seed": rp.seed, "voxel_spacings": [
             round(e.voxel_size_a, 3) for _, e in sorted(rp.bins.items())], "picks": n_picks})
     return summary

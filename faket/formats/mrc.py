@@ -177,8 +177,9 @@ def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_a: float | None,
-              *, image_stack: bool = False) -> None:
-    """Write ``data`` as float32 MRC (overwriting). ``image_stack`` marks a tilt-series (ispg 0)."""
+              *, image_stack: bool = False, origin_a=None) -> None:
+    """Write ``data`` as float32 MRC (overwriting). ``image_stack`` marks a tilt-series (ispg 0);
+    ``origin_a`` = (x, y, z) header origin in Angstrom: where voxel (0, 0, 0) sits in the full volume."""
     import mrcfile
 
     arr = np.ascontiguousarray(data, dtype=np.float32)
@@ -190,6 +191,8 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_a: float | N
             mrc.set_volume()
         if voxel_size_a is not None and voxel_size_a > 0:
             mrc.voxel_size = float(voxel_size_a)
+        if origin_a is not None:
+            mrc.header.origin = tuple(float(v) for v in origin_a)
         _set_header_stats(mrc.header, arr)
 
 

@@ -518,6 +518,9 @@ def _fmt(v: float) -> str:
 def write_shrec_locations(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write SHREC 2021 ``particle_locations.txt`` (``class x y z Z1 X Z2``), rows in particle_id order.
 
+    x, y, z are integers, as SHREC's evaluation script reads them (``int(x)``): the centre rounded to the
+    nearest voxel (``numpy.rint``, half to even: the voxel a pick there looks up in ``faket evaluate``, and the
+    one ``faket labels`` gives each particle in a binned mask). Exact positions are in the CSV / STAR lists.
     SHREC's own readers take the line number as the occupancy id, so the ids are only kept when they are
     1..N; class names must not contain whitespace.
     """
@@ -526,9 +529,10 @@ def write_shrec_locations(df: pd.DataFrame, path: str | os.PathLike) -> None:
     if bad:
         raise InputError(f"{path}: class name {bad[0]!r} contains whitespace (not allowed in SHREC format)")
     ang = relion_to_shrec(out[["rot", "tilt", "psi"]].to_numpy()) if len(out) else np.zeros((0, 3))
+    xyz = np.rint(out[["x", "y", "z"]].to_numpy(dtype=np.float64)).astype(np.int64) if len(out) else np.zeros((0, 3))
     lines = []
-    for (_, r), a in zip(out.iterrows(), ang):
-        lines.append(" ".join([r["class_name"], _fmt(r["x"]), _fmt(r["y"]), _fmt(r["z"]),
+    for (_, r), a, c in zip(out.iterrows(), ang, xyz):
+        lines.append(" ".join([r["class_name"], *(str(int(v)) for v in c),
                                *(repr(float(v) + 0.0) for v in a)]))
     Path(path).write_text("".join(line + "\n" for line in lines))
 

@@ -454,6 +454,23 @@ def _backproject_torch(tilts, cos_t, sin_t, w, n_x, z_off, cu, cx, out, device, 
             progress(y1 - y0)
 
 
+def reconstruction_origin(n_u0: int, bin: int = 1, *, thickness: int | None = None,
+                          z_range: tuple[int, int] | None = None, volume_z: int | None = None) -> tuple[float, float, float]:
+    """``(x, y, z)`` original (unbinned) voxel coordinates of the centre of :func:`reconstruct`'s output voxel
+    ``(0, 0, 0)``, for a tilt-series ``n_u0`` pixels wide: binned voxel ``i`` covers original indices
+    ``[i*bin, i*bin + bin)`` (X, Y: ``(bin-1)/2``); Z: ``a + (bin-1)/2`` with ``z_range=(a, b)``, else the
+    first of ``thickness`` planes centred on the tilt axis, which sits at the centre ``(volume_z - 1)/2`` of a
+    volume of Z size ``volume_z`` (default: ``n_u0``, as :func:`reconstruct`). Times the unbinned voxel size:
+    the tomogram's MRC header origin (Angstrom), the same as ``faket labels`` writes on its masks."""
+    b = int(bin)
+    h = (b - 1) / 2.0
+    if z_range is not None:
+        return (h, h, float(z_range[0]) + h)
+    nz0 = int(volume_z or n_u0)
+    nz = int(thickness or n_u0 // b)
+    return (h, h, (nz0 - 1) / 2.0 - (nz - 1) / 2.0 * b)
+
+
 def reconstruct(tilts: np.ndarray, angles_deg: Sequence[float], *, filter: str = "ramp", bin: int = 1,
                 thickness: int | None = None, z_range: tuple[int, int] | None = None,
                 volume_z: int | None = None, device=None, chunk_y: int | None = None,
