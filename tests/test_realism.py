@@ -136,9 +136,11 @@ def test_single_micrograph_floor_uses_two_halves_of_the_image():
     real = coloured(1, (120, 120), 1, slope=-0.5)
     gen = white(3, (96, 96), 2)
     rep = R.realism_report(real, None, {"g": (gen, None)}, seed=0, folds=3)
-    assert "checkerboard" in rep["floor"]["halves"]["how"]
+    assert "left half" in rep["floor"]["halves"]["how"]
     assert rep["modalities"]["g"]["pairing"] == "one real image"
     assert 0.3 <= rep["floor"]["summary"]["c2st_cnn"] <= 0.7
+    narrow = R.realism_report(real[:, :, :40], None, {"g": (gen, None)}, seed=0, folds=3)
+    assert "checkerboard" in narrow["floor"]["halves"]["how"]
     with pytest.raises(ValueError, match="single real image"):
         R.realism_report(real, None, {"g": (gen, None)}, holdout="odd")
 
@@ -213,3 +215,48 @@ def test_cli_refuses_a_missing_real_file(tmp_path, run_cli):
     rc, _, err = run_cli("realism", gen, "--real", tmp_path / "nope.mrc", "--assume-same-sampling", "-o", tmp_path / "r")
     assert rc == 2 and err.count("\n") == 1 and "nope.mrc" in err and "not found" in err
     assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the workflow (qc.realism)
+
+
+def test_qc_settings_and_realism_series():
+    from faket.workflow import qc_settings, realism_series
+
+    assert qc_settings(True) == {"enabled": True, "realism": None}
+    assert qc_settings(False) == {"enabled": False, "realism": None}
+    assert qc_settings({"realism": True}) == {"enabled": True, "realism": True}
+    with pytest.raises(ValueError):
+        qc_settings({"realsim": True})
+    assert realism_series(["faket", "noisy"], "tiltseries") == [("NOISY", "noisy"), ("FAKET", "faket")]
+    assert realism_series(["faket", "baseline"], "micrograph") == [("NOISY", "noisy"), ("BASELINE", "baseline"),
+                                                                   ("FAKET", "faket")]
+    assert realism_series(["faket", "noisy"], "physics") == []
+    assert realism_series(["faket", "noisy"], "tomogram") == []
+
+
+@pytest.mark.slow
+def test_workflow_runs_realism_per_tomogram_with_a_real_reference(tmp_path, shared_data):
+    """qc.realism: a tomogram styled by a real tilt-series gets results/<tomo>/qc/realism/ (NOISY against the
+    staged reference), one styled by the physics reference does not; qc: true / false still plans."""
+    from test_workflow import ROOT, snakemake, tiny_config
+
+    man = tmp_path / "manifest.csv"
+    man.write_text((ROOT / "data_manifest.csv").read_text().replace("../shared/", str(ROOT.parent / "shared") + "/"))
+    cfg = tiny_config(tmp_path, manifest=str(man), seed=1, angles="-60:60:6", modalities=["noisy"],
+                      tomograms={"count": 1, "prefix": "tiny", "given": []},
+                      reference={"names": ["pytom_p1_subtilt"]}, qc={"enabled": False, "realism": True})
+    work = tmp_path / "run"
+    r = snakemake(work, cfg, "-n")
+    assert "rule realism:" in r.stdout + r.stderr and "rule qc:" not in r.stdout + r.stderr
+    snakemake(work, cfg, "results/tiny_000/qc/realism/realism.json")
+    out = work / "results/tiny_000/qc/realism"
+    assert sorted(p.name for p in out.iterdir()) == ["realism.json", "realism.md", "realism.png"]
+    rep = json.loads((out / "realism.json").read_text())
+    assert list(rep["modalities"]) == ["NOISY"] and rep["real"]["n_tilts"] == 41
+    assert rep["settings"]["holdout"] == "none" and rep["real"]["fit_recipe"] is None
+    assert "| NOISY |" in (out / "realism.md").read_text()
+    phys = tiny_config(tmp_path, reference={"names": ["physics_default"]}, qc={"realism": True})
+    r = snakemake(tmp_path / "run2", phys, "-n")
+    assert "rule realism:" not in r.stdout + r.stderr and "rule qc:" in r.stdout + r.stderr

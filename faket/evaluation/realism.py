@@ -498,10 +498,19 @@ def realism_report(real_stack, real_angles, generated: Mapping[str, tuple], *, h
     real_q: dict = {}
 
     # the floor: two disjoint halves of the real tilts, measured like a modality
-    if R == 1:
+    floor_real, floor_q = real, real_q
+    if R == 1 and real.shape[2] >= 2 * patch:
+        # one image: its left half (as generated) against its right half (halves across the tilt axis, Y)
+        h = real.shape[2] // 2
+        a_rows = b_rows = np.array([0])
+        floor_real, floor_q = standardise_tilts(real[:, :, h:]), {}
+        floor_gen = standardise_tilts(real[:, :, :h])
+        masks = {}
+        how = "one real image: its left half (as generated) against its right half (as real)"
+    elif R == 1:
         a_rows = b_rows = np.array([0])
         masks = dict(real_mask=checkerboard(0), gen_mask=checkerboard(1))
-        how = "one real image: two checkerboard halves of its patch grid"
+        how = "one real image (too narrow to halve): two checkerboard halves of its patch grid"
     elif fit.size:
         a_rows, b_rows = fit, score
         masks = {}
@@ -512,7 +521,8 @@ def realism_report(real_stack, real_angles, generated: Mapping[str, tuple], *, h
         how = "alternate tilts in angle order: even positions (as generated) against odd positions (as real)"
     pair_f, gap_f, how_f = pair_tilts(None if ra is None else ra[a_rows], a_rows.size, ra, b_rows,
                                       max_gap=np.inf)
-    fl = compare(real, real[a_rows], pair_f, real_q=real_q, **masks, **kw)
+    fl = compare(floor_real, floor_gen if floor_real is not real else real[a_rows], pair_f, real_q=floor_q,
+                 **masks, **kw)
     for r in fl["per_tilt"]:
         r["tilt"] = ids[int(a_rows[r["tilt"]])]
         r["real_tilt"] = None if r["real_row"] is None else ids[r.pop("real_row")]

@@ -237,6 +237,7 @@ def ref_of(wildcards):
 
 BINS = config["reconstruct"]["binnings"]
 MODALITIES = config["modalities"]
+QC = checked("qc", fw.qc_settings, config["qc"])
 
 
 def layout_outputs(folder, cellular=False):
@@ -304,8 +305,10 @@ def final_outputs():
     out = ["results/dataset.csv"]
     for t in TOMOS:
         out += tomograms_of(t) + labels_of(t)
-        if config["qc"]:
+        if QC["enabled"]:
             out.append(f"results/{t}/qc/metrics.json")
+        if QC["realism"] and fw.realism_series(MODALITIES, REFS[reference_id(t)]["kind"]):
+            out.append(f"results/{t}/qc/realism/realism.json")
     if config["export"]["copick"]:
         out.append("results/copick/copick_config.json")
     return out
