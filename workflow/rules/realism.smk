@@ -3,27 +3,6 @@
 # reference tilt, so these scores are in-sample (--holdout none).
 
 
-def realism_inputs(wildcards):
-    t = wildcards.tomo
-    d = {
-        stem: f"results/{t}/tiltseries/{stem}.mrc"
-        for _, stem in fw.realism_series(MODALITIES, REFS[reference_id(t)]["kind"])
-    }
-    d["real"] = reference_tilts(t)
-    return d
-
-
-def realism_opts(wildcards, input):
-    t = wildcards.tomo
-    series = fw.realism_series(MODALITIES, REFS[reference_id(t)]["kind"])
-    opts = [f"{input[stem]} --name {name}" for name, stem in series]
-    opts.append(f"--real {input.real}")
-    px = reference_pixel_opt(t, "--real-pixel-size")
-    if px:
-        opts.append(px)
-    return " ".join(opts)
-
-
 rule realism:
     input:
         unpack(realism_inputs),
