@@ -260,3 +260,25 @@ def test_workflow_runs_realism_per_tomogram_with_a_real_reference(tmp_path, shar
     phys = tiny_config(tmp_path, reference={"names": ["physics_default"]}, qc={"realism": True})
     r = snakemake(tmp_path / "run2", phys, "-n")
     assert "rule realism:" not in r.stdout + r.stderr and "rule qc:" in r.stdout + r.stderr
+
+
+def test_cli_warns_when_a_generated_file_was_fitted_on_scored_tilts(tmp_path, run_cli):
+    """The provenance of a generated file (faket noise's kept_tilts_1based) against the scored real tilts."""
+    from faket.formats.tiltmeta import write_tlt
+
+    real = write_mrc(tmp_path / "real.mrc", coloured(4, (72, 72), 2, -0.5))
+    write_tlt(tmp_path / "real.tlt", np.linspace(-30, 30, 4))
+    gens = []
+    for name, kept in (("all.mrc", [1, 2, 3, 4]), ("even.mrc", [2, 4])):
+        g = write_mrc(tmp_path / name, white(4, (72, 72), 1))
+        write_tlt(g.with_suffix(".tlt"), np.linspace(-30, 30, 4))
+        g.with_suffix(".json").write_text(json.dumps(
+            {"noise_model": {"references": [{"path": str(real), "kept_tilts_1based": kept}]}}))
+        gens.append(g)
+    rc, _, err = run_cli("realism", *gens, "--real", real, "--holdout", "odd", "--folds", "2", "-o", tmp_path / "r")
+    assert rc == 0
+    assert "all.mrc: fitted on real tilt(s) 1,3 that are scored" in err and "even.mrc: fitted" not in err
+    rep = json.loads((tmp_path / "r" / "realism.json").read_text())
+    assert rep["modalities"]["all.mrc"]["fitted_on_scored_tilts"] == [1, 3]
+    assert rep["modalities"]["even.mrc"]["fitted_on_real_tilts"] == [2, 4]
+    assert rep["modalities"]["even.mrc"]["fitted_on_scored_tilts"] == []

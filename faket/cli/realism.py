@@ -90,6 +90,39 @@ def _real_pixel(path, opts):
     return None
 
 
+def _fitted_tilts(gen_path, real_path) -> list[int] | None:
+    """The 1-based tilts of ``real_path`` that ``gen_path`` was fitted on (``faket noise`` / ``style`` records them
+    as ``kept_tilts_1based`` beside the reference's ``path`` in the output's provenance sidecar), or ``None``
+    when the sidecar names no fit to that file."""
+    import json
+    import os
+
+    from faket.formats.mrc import sidecar_path
+
+    side = sidecar_path(gen_path)
+    try:
+        rec = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return None
+    found: set[int] | None = None
+    stack = [rec]
+    while stack:
+        d = stack.pop()
+        if isinstance(d, dict):
+            p, kept = d.get("path"), d.get("kept_tilts_1based")
+            if isinstance(p, str) and isinstance(kept, list):
+                try:
+                    same = os.path.samefile(p, real_path)
+                except OSError:
+                    same = False
+                if same:
+                    found = (found or set()) | {int(i) for i in kept}
+            stack.extend(d.values())
+        elif isinstance(d, list):
+            stack.extend(d)
+    return None if found is None else sorted(found)
+
+
 def _ranges(nums) -> str:
     """1-based numbers -> ``1,3,5-8`` (the --exclude-tilts syntax)."""
     nums = sorted(int(n) for n in nums)
@@ -185,6 +218,16 @@ def run(args) -> int:
                               max_patches=args.max_patches, patch=args.patch, max_angle_gap=args.max_angle_gap,
                               epochs=args.epochs, real_ids=ids, progress=prog)
     report["settings"]["holdout"] = args.holdout
+    scored = set(report["real"]["scored"])
+    for name, path in zip(names, args.generated):
+        fitted = _fitted_tilts(path, args.real)
+        m = report["modalities"][name]
+        m["fitted_on_real_tilts"] = fitted
+        m["fitted_on_scored_tilts"] = None if fitted is None else sorted(scored & set(fitted))
+        if m["fitted_on_scored_tilts"]:
+            warn(f"{path}: fitted on real tilt(s) {_ranges(m['fitted_on_scored_tilts'])} that are scored (its "
+                 "provenance says so): its scores are optimistic; fit it with --exclude-tilts "
+                 f"{_ranges(scored)} and score with --holdout (docs/realism.md)")
     report["real"].update({"path": str(args.real), "tilts_1based": True,
                            "fit_recipe": (None if rows is None else
                                           f"--exclude-tilts {_ranges(report['real']['scored'])}"),
