@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from faket.errors import InputError
-
 from faket.cli._common import add_common_args
 from faket.cli._reference import add_reference_args
+from faket.errors import InputError
 
 HELP = "measure how far generated tilt-series are from real data (C2ST, spectra, intensities)"
 DESCRIPTION = """\

@@ -32,7 +32,7 @@ Report (:func:`realism_report`)
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -40,21 +40,21 @@ from faket.errors import InputError
 from faket.evaluation import metrics as M
 
 __all__ = [
-    "PATCH",
     "FOLDS",
-    "standardise_tilts",
-    "tilt_patches",
-    "sample_patches",
+    "PATCH",
     "c2st_cnn",
     "c2st_logreg",
+    "holdout_rows",
+    "intensity_stats",
+    "pair_tilts",
     "raps",
     "raps_distance",
-    "intensity_stats",
-    "w1_standardised",
-    "holdout_rows",
-    "pair_tilts",
     "realism_report",
     "report_markdown",
+    "sample_patches",
+    "standardise_tilts",
+    "tilt_patches",
+    "w1_standardised",
 ]
 
 PATCH = 24            # patch side in pixels
@@ -184,7 +184,7 @@ class _TorchState:
 
 
 def _cnn(patch: int):
-    import torch.nn as nn
+    from torch import nn
 
     return nn.Sequential(
         nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),
@@ -483,7 +483,8 @@ def realism_report(real_stack, real_angles, generated: Mapping[str, tuple], *, h
         raise InputError(f"real tilts of {real.shape[1]}x{real.shape[2]} are smaller than a {patch}x{patch} patch")
     score = holdout_rows(holdout, R)
     fit = np.setdiff1d(np.arange(R), score)
-    kw = dict(seed=seed, folds=folds, max_patches=max_patches, patch=patch, threads=threads, epochs=epochs)
+    kw = {"seed": seed, "folds": folds, "max_patches": max_patches, "patch": patch, "threads": threads,
+          "epochs": epochs}
     # angle order of the real rows (halves of the floor alternate in angle)
     order = np.arange(R) if ra is None else np.argsort(ra, kind="stable")
     out = {"settings": {"patch": patch, "folds": folds, "max_patches_per_class": max_patches, "seed": seed,
@@ -509,7 +510,7 @@ def realism_report(real_stack, real_angles, generated: Mapping[str, tuple], *, h
         how = "one real image: its left half (as generated) against its right half (as real)"
     elif R == 1:
         a_rows = b_rows = np.array([0])
-        masks = dict(real_mask=checkerboard(0), gen_mask=checkerboard(1))
+        masks = {"real_mask": checkerboard(0), "gen_mask": checkerboard(1)}
         how = "one real image (too narrow to halve): two checkerboard halves of its patch grid"
     elif fit.size:
         a_rows, b_rows = fit, score
@@ -519,7 +520,7 @@ def realism_report(real_stack, real_angles, generated: Mapping[str, tuple], *, h
         a_rows, b_rows = np.sort(order[1::2]), np.sort(order[0::2])
         masks = {}
         how = "alternate tilts in angle order: even positions (as generated) against odd positions (as real)"
-    pair_f, gap_f, how_f = pair_tilts(None if ra is None else ra[a_rows], a_rows.size, ra, b_rows,
+    pair_f, _, how_f = pair_tilts(None if ra is None else ra[a_rows], a_rows.size, ra, b_rows,
                                       max_gap=np.inf)
     fl = compare(floor_real, floor_gen if floor_real is not real else real[a_rows], pair_f, real_q=floor_q,
                  **masks, **kw)
@@ -543,7 +544,7 @@ def realism_report(real_stack, real_angles, generated: Mapping[str, tuple], *, h
         ga = None if angles is None else np.asarray(angles, np.float64).ravel()
         if ga is not None and ga.size != g.shape[0]:
             raise InputError(f"{name}: {ga.size} angles for {g.shape[0]} tilts")
-        pair, gap, how = pair_tilts(ga, g.shape[0], ra, score, max_gap=max_angle_gap)
+        pair, _, how = pair_tilts(ga, g.shape[0], ra, score, max_gap=max_angle_gap)
         if not (pair >= 0).any():
             raise InputError(f"{name}: no generated tilt within {max_angle_gap:g} deg of a scored real tilt")
         res = compare(real, g, pair, real_q=real_q, **kw)
@@ -581,14 +582,14 @@ def report_markdown(report: dict, *, title: str | None = None, per_tilt: bool = 
 
     real = report["real"]
     lines = [f"## {title}" if title else "## Realism", ""]
-    scored = ", ".join(str(i) for i in real["scored"])
+    scored = ", ".join(str(i) for i in sorted(real["scored"]))
     lines.append(f"Real: {real.get('path', 'real stack')}, {real['n_tilts']} usable tilts of "
                  f"{real['shape'][0]}x{real['shape'][1]}; scored on tilt(s) {scored}"
                  + (f" (fit on the others: `{real['fit_recipe']}`)" if real.get("fit_recipe") else "")
                  + f". C2ST: mean accuracy ± sd over {report['settings']['folds']} folds, "
                    "0.5 = indistinguishable; RAPS: log10 decades; W1: standardised intensities.")
-    lines += ["", "| data | C2ST (CNN) | C2ST (log-spectra) | RAPS log-distance | W1 (std.) | skewness | "
-                  "kurtosis | tilts scored | patches per class |",
+    lines += ["", ("| data | C2ST (CNN) | C2ST (log-spectra) | RAPS log-distance | W1 (std.) | skewness | "
+                   "kurtosis | tilts scored | patches per class |"),
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     fl = report["floor"]["summary"]
     lines.append(row("real vs real (floor)", fl))
@@ -602,8 +603,8 @@ def report_markdown(report: dict, *, title: str | None = None, per_tilt: bool = 
     if per_tilt:
         for name, m in report["modalities"].items():
             lines += ["", f"### {name}: per tilt ({m['pairing']})", "",
-                      "| tilt | angle | real tilt | real angle | C2ST (CNN) | C2ST (log-spectra) | RAPS | W1 | "
-                      "kurtosis | patches |",
+                      ("| tilt | angle | real tilt | real angle | C2ST (CNN) | C2ST (log-spectra) | RAPS | W1 | "
+                       "kurtosis | patches |"),
                       "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
             for r in m["per_tilt"]:
                 ang = "-" if r.get("angle_deg") is None else f"{r['angle_deg']:+.1f}"

@@ -6,13 +6,13 @@ Arrays and a :func:`faket.evaluation.realism.realism_report` dict in, a ``matplo
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from faket.evaluation.realism import PATCH, sample_patches, standardise_tilts
 
-__all__ = ["realism_figure", "mosaic"]
+__all__ = ["mosaic", "realism_figure"]
 
 _GRID = 6          # a mosaic is _GRID x _GRID patches
 _RANGE = 3.0       # standardised intensities shown from -3 to 3 (black to white)
