@@ -1,6 +1,8 @@
 """Realism of NOISY and STYLED tilt-series against real data (random VGG weights: this machine has no ImageNet).
 
     .venv/bin/python bench/realism.py                       # the default sweep on both real references
+    .venv/bin/python bench/realism.py --speed               # time `faket realism` (61 x 512^2 vs 41 tilts, < 2 min)
+    .venv/bin/python bench/realism.py --table               # `faket realism` of NOISY on every shared real reference
     .venv/bin/python bench/realism.py --ref pytom --configs "paper;it=20,lr=0.15;it=20,lr=0.02,cw=0.1"
 
 Data flow (as the workflow runs it):
@@ -38,6 +40,7 @@ lr (step size), cw (content weight), decay (EMA decay), tv, pool (max/avg), ms (
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -238,6 +241,135 @@ def print_table(res):
         print(f"{name:30s} {d:8.3f} {snr:8.3g} {dl:10.3f} {better:>12s} {dt:6.1f}")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# --speed: the time of `faket realism` (issue 19: 61 x 512^2 against a 41-tilt real series, < 2 min on 2 cores)
+
+
+def _coloured_stack(n, shape, seed, slope):
+    """Gaussian noise with amplitude ~ f**slope."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n, *shape)).astype(np.float32)
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None]
+    f = np.hypot(fx, fy)
+    f[0, 0] = 1.0
+    return np.fft.irfft2(np.fft.rfft2(w) * (f ** slope).astype(np.float32), s=shape).astype(np.float32)
+
+
+def speed(tilts=61, real_tilts=41, size=512, repeat=1, threads=2, keep=None):
+    """Write a generated (tilts x size^2, -60..60) and a real-like (real_tilts x size^2) series with .tlt files,
+    run ``faket realism GEN --real REAL --holdout odd`` as a user runs it, print the wall and CPU time."""
+    import os
+    import resource
+    import subprocess
+    import tempfile
+
+    from faket.formats.mrc import write_mrc
+    from faket.formats.tiltmeta import write_tlt
+
+    tmp = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="faket_realism_bench_"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    ga, ra = np.linspace(-60, 60, tilts), np.linspace(-60, 60, real_tilts)
+    write_mrc(tmp / "gen.mrc", _coloured_stack(tilts, (size, size), 1, -0.3), 10.0, image_stack=True)
+    write_tlt(tmp / "gen.tlt", ga)
+    write_mrc(tmp / "real.mrc", _coloured_stack(real_tilts, (size, size), 2, -0.5), 10.0, image_stack=True)
+    write_tlt(tmp / "real.tlt", ra)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "faket", "realism", str(tmp / "gen.mrc"), "--real", str(tmp / "real.mrc"),
+           "--holdout", "odd", "-o", str(tmp / "report"), "--threads", str(threads), "--quiet"]
+    print(f"faket realism: {tilts} x {size}^2 generated against {real_tilts} x {size}^2 real, --holdout odd, "
+          f"{threads} threads; load {os.getloadavg()[0]:.1f}", flush=True)
+    times = []
+    for i in range(repeat):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env)
+        dt = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        times.append(dt)
+        print(f"  run {i + 1}: wall {dt:.1f} s, CPU {cpu:.1f} s, peak RSS {r1.ru_maxrss / 1024:.0f} MB "
+              f"(goal: wall < 120 s); load {os.getloadavg()[0]:.1f}", flush=True)
+    rep = json.loads((tmp / "report" / "realism.json").read_text())
+    s = rep["modalities"]["gen.mrc"]["summary"]
+    print(f"  C2ST (CNN) {s['c2st_cnn']:.3f}, patches per class {s['n_patches_per_class']}; "
+          f"median wall {float(np.median(times)):.1f} s; files in {tmp}")
+    return times
+
+
+# ---------------------------------------------------------------------------------------------------------
+# --table: NOISY (today's white noise, fitted on half of the real tilts) against every shared real reference,
+# scored by `faket realism` on the other half, as a user would run it
+
+
+TABLE_REFS = {
+    # name: (real file, angles file, extra options of noise and realism, tilts, layout box Z,Y,X)
+    "cryocat": ("tiltseries/cryocat_tilt_stack_HIV-VLP_4tilts.mrc", None, ["--assume-same-sampling"], 4,
+                "64,240,232"),
+    "pytom": ("tiltseries/pytom_p1_subtilt_41x100x100.mrc", "tiltseries/pytom_p1_subtilt.tlt",
+              ["--assume-same-sampling"], 41, "64,128,128"),
+    "tomodrgn": ("tiltseries/tomodrgn_warptools_Unt/Unt_083/Unt_083_12.00A_000001.mrcs",
+                 "tiltseries/tomodrgn_warptools_Unt/warptools_test_4-tomos_10-ptcls_box-32_angpix-12_tomograms.star",
+                 [], 37, "64,128,128"),
+}
+
+
+def table(refs, work=None, seed=0, threads=2):
+    """Per reference: faket layout (config/layout.yaml, the reference's size) -> faket project at the reference's
+    angles -> faket noise with the real file as reference, fitted on the even tilts (--exclude-tilts odd) ->
+    faket realism --holdout odd. cryoCAT has no angles: -30, -10, 10, 30 are assumed."""
+    import os
+    import subprocess
+    import tempfile
+
+    from faket.formats.tiltmeta import read_tilt_metadata, write_tlt
+
+    data = SHARED.parent
+    work = Path(work) if work else Path(tempfile.mkdtemp(prefix="faket_realism_table_"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def faket(*a):
+        subprocess.run([sys.executable, "-m", "faket", *map(str, a), "--quiet"], check=True, env=env)
+
+    rows = []
+    for name in refs:
+        real, ang_file, extra, n, box = TABLE_REFS[name]
+        real = data / real
+        d = work / name
+        d.mkdir(exist_ok=True)
+        tlt = d / "real.tlt"
+        if ang_file is None:
+            write_tlt(tlt, [-30.0, -10.0, 10.0, 30.0])
+            ang_opt = ["--real-angles-file", tlt]
+        else:
+            write_tlt(tlt, read_tilt_metadata(data / ang_file, stack=real).angles)
+            ang_opt = ["--real-angles-file", data / ang_file]
+        odd = ",".join(str(i) for i in range(1, n + 1, 2))
+        t0 = time.perf_counter()
+        faket("layout", "-o", d / "layout", "--spec", ROOT / "config" / "layout.yaml", "--box", box, "--seed", seed)
+        faket("project", d / "layout" / "volume.mrc", "-o", d / "noiseless.mrc", "--angles-file", tlt)
+        faket("noise", d / "noiseless.mrc", "--reference", real, "--reference-angles-file", ang_opt[1],
+              "--exclude-tilts", odd, "--max-angle-gap", 25, "-o", d / "noisy.mrc", "--seed", seed, *extra)
+        t1 = time.perf_counter()
+        patch = ["--patch", "16"] if name == "tomodrgn" else []
+        faket("realism", d / "noisy.mrc", "--name", "NOISY", "--real", real, *ang_opt, "--holdout", "odd",
+              "-o", d / "report", "--seed", seed, "--threads", threads, *patch, *extra)
+        t2 = time.perf_counter()
+        rep = json.loads((d / "report" / "realism.json").read_text())
+        rows.append((name, rep, t1 - t0, t2 - t1))
+        print(f"  [{name}] generated in {t1 - t0:.1f} s, faket realism {t2 - t1:.1f} s: {d / 'report'}", flush=True)
+    print("\n| reference | data | C2ST (CNN) | C2ST (log-spectra) | RAPS | W1 | kurtosis (real) | tilts scored |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, rep, _, _ in rows:
+        for label, s in (("real vs real (floor)", rep["floor"]["summary"]),
+                         ("NOISY", rep["modalities"]["NOISY"]["summary"])):
+            print(f"| {name} | {label} | {s['c2st_cnn']:.2f} ± {s['c2st_cnn_std']:.2f} | "
+                  f"{s['c2st_logreg']:.2f} ± {s['c2st_logreg_std']:.2f} | {s['raps_distance']:.2f} | {s['w1']:.2f} | "
+                  f"{s['kurtosis']:.2f} ({s['real_kurtosis']:.2f}) | {s['n_tilts_scored']} |")
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ref", choices=("pytom", "cryocat", "tomodrgn", "both", "all"), default="both")
@@ -252,7 +384,27 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--speed", action="store_true",
+                    help="time faket realism: --speed-tilts x --speed-size^2 generated against a 41-tilt real-like "
+                         "series (issue 19: 61 x 512^2 under 2 min on 2 cores), nothing else")
+    ap.add_argument("--speed-tilts", type=int, default=61)
+    ap.add_argument("--speed-size", type=int, default=512)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--table", action="store_true",
+                    help="faket realism of NOISY (fitted on the even real tilts) on the odd tilts of every --ref "
+                         "(default for --table: all three), as a user would run it")
+    ap.add_argument("--keep", metavar="DIR", help="--speed / --table: work in DIR (kept) instead of a temp folder")
     args = ap.parse_args(argv)
+    if args.speed:
+        speed(args.speed_tilts, 41, args.speed_size, repeat=args.repeat, threads=args.threads, keep=args.keep)
+        return
+    if args.table:
+        if not SHARED.is_dir():
+            raise SystemExit(f"real data not found at {SHARED}")
+        refs = {"both": ["cryocat", "pytom", "tomodrgn"], "all": ["cryocat", "pytom", "tomodrgn"]}.get(
+            args.ref, [args.ref])
+        table(refs, work=args.keep, seed=args.seed, threads=args.threads)
+        return
     if not SHARED.is_dir():
         raise SystemExit(f"real data not found at {SHARED}")
     configs = [c for c in args.configs.split(";") if c.strip()]

@@ -19,7 +19,8 @@ from faket.formats.manifest import STAGED_KINDS
 
 __all__ = ["config_problem", "tilt_angles", "layout_box", "layout_is_cellular",
            "volume_shape", "draw", "tilt_chunks", "load_manifest",
-           "reference_entry", "Sha256Cache", "tomogram_file", "parse_tomogram_file", "REFERENCE_KINDS"]
+           "reference_entry", "Sha256Cache", "tomogram_file", "parse_tomogram_file", "REFERENCE_KINDS",
+           "qc_settings", "realism_series"]
 
 # what a style / noise reference can be: a physics-based tilt-series (no file) or a manifest file to stage
 REFERENCE_KINDS = ("physics", *STAGED_KINDS)
@@ -190,3 +191,31 @@ def parse_tomogram_file(name: str) -> tuple[str, int] | None:
     if not m:
         return None
     return m.group("mod") or "faket", int(m.group("bin"))
+
+
+# --------------------------------------------------------------------------------------------------
+# qc (faket qc, and faket realism against a real reference)
+
+QC_DEFAULTS = {"enabled": True, "realism": None}
+# the tilt-series faket realism compares with a real reference, by modality: (name in the report, file stem)
+REALISM_SERIES = {"noisy": ("NOISY", "noisy"), "baseline": ("BASELINE", "baseline"), "faket": ("FAKET", "faket")}
+REALISM_KINDS = ("tiltseries", "micrograph")  # real images; a tomogram reference is projected, not measured
+
+
+def qc_settings(value) -> dict:
+    """The config key ``qc``: ``true`` / ``false`` (faket qc on / off) or ``{enabled, realism}`` -> that dict
+    with its defaults (``enabled`` true, ``realism`` null = off)."""
+    if isinstance(value, bool):
+        return {**QC_DEFAULTS, "enabled": value}
+    if not isinstance(value, dict) or set(value) - set(QC_DEFAULTS):
+        raise InputError(f"{value!r}: expected true, false or {{enabled: true|false, realism: true|false|null}}")
+    return {**QC_DEFAULTS, **value}
+
+
+def realism_series(modalities, reference_kind: str) -> list[tuple[str, str]]:
+    """``(name, file stem)`` of the tilt-series ``faket realism`` measures for a tomogram whose reference is of
+    ``reference_kind``: NOISY always (the noise step makes it), BASELINE and FAKET when they are modalities;
+    none when the reference is not a real image (physics-based, or a projected tomogram)."""
+    if reference_kind not in REALISM_KINDS:
+        return []
+    return [REALISM_SERIES[m] for m in ("noisy", "baseline", "faket") if m == "noisy" or m in modalities]

@@ -243,6 +243,7 @@ def ref_of(wildcards):
 
 BINS = config["reconstruct"]["binnings"]
 MODALITIES = config["modalities"]
+QC = checked("qc", fw.qc_settings, config["qc"])
 
 
 def layout_outputs(folder, cellular=False):
@@ -310,8 +311,12 @@ def final_outputs():
     out = ["results/dataset.csv"]
     for t in TOMOS:
         out += tomograms_of(t) + labels_of(t)
-        if config["qc"]:
+        if QC["enabled"]:
             out.append(f"results/{t}/qc/metrics.json")
+        if QC["realism"] and fw.realism_series(
+            MODALITIES, REFS[reference_id(t)]["kind"]
+        ):
+            out.append(f"results/{t}/qc/realism/realism.json")
     if config["export"]["copick"]:
         out.append("results/copick/copick_config.json")
     return out
@@ -424,3 +429,27 @@ def qc_opts(wildcards, input):
     return " ".join(
         f"--{k.replace('_', '-')} {input[k]}" for k in keys if k in input.keys()
     )
+
+
+def realism_inputs(wildcards):
+    """faket realism's inputs: the tomogram's tilt-series it measures (faket.workflow.realism_series) and
+    its real reference."""
+    t = wildcards.tomo
+    d = {
+        stem: f"results/{t}/tiltseries/{stem}.mrc"
+        for _, stem in fw.realism_series(MODALITIES, REFS[reference_id(t)]["kind"])
+    }
+    d["real"] = reference_tilts(t)
+    return d
+
+
+def realism_opts(wildcards, input):
+    """GENERATED --name NAME ... --real REAL [--real-pixel-size A from the manifest]."""
+    t = wildcards.tomo
+    series = fw.realism_series(MODALITIES, REFS[reference_id(t)]["kind"])
+    opts = [f"{input[stem]} --name {name}" for name, stem in series]
+    opts.append(f"--real {input.real}")
+    px = reference_pixel_opt(t, "--real-pixel-size")
+    if px:
+        opts.append(px)
+    return " ".join(opts)
