@@ -352,5 +352,5 @@ def test_workflow_exports_relion_and_names_each_tomogram(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     assert "faket export relion results -o results/relion" in out
-    layouts = [ln for ln in out.splitlines() if ln.strip().startswith("faket layout") and "tomo_0" in ln]
+    layouts = [ln for ln in out.splitlines() if "faket layout" in ln and "results/tomo_0" in ln]
     assert any("--tomo-name tomo_000" in ln for ln in layouts) and any("--tomo-name tomo_001" in ln for ln in layouts)

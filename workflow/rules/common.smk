@@ -308,6 +308,8 @@ def final_outputs():
             out.append(f"results/{t}/qc/metrics.json")
     if config["export"]["copick"]:
         out.append("results/copick/copick_config.json")
+    if config["export"]["relion"]:
+        out.append("results/relion/tomograms.star")
     return out
 
 
