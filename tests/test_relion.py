@@ -62,7 +62,7 @@ def relion_check(tmp_path_factory):
     exe = d / "relion_check"
     cmd = [gxx, "-std=c++14", "-O0", "-w", f"-I{src}", str(HARNESS), str(macros),
            *(str(src / "src" / f"{f}.cpp") for f in RELION_SOURCES), "-o", str(exe)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     return exe
 
@@ -242,7 +242,7 @@ def test_relion_reads_the_tomogram_set(exported, results, relion_check):
     angles = read_tlt(t / "tiltseries" / "physics.tlt")
     folder = exported["physics"]
     r = subprocess.run([str(relion_check), "tomograms.star", "particles.star", "filament_subunits.star"],
-                       cwd=folder, capture_output=True, text=True, timeout=120)
+                       cwd=folder, check=False, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     got = _parse(r.stdout)
     unknown = {ln.split()[-1] for ln in r.stderr.splitlines() if "unknown label" in ln}
@@ -264,7 +264,7 @@ def test_relion_reads_the_tomogram_set(exported, results, relion_check):
     np.testing.assert_allclose([p["psi_prior"] for p in fil], sub["psi"], atol=1e-5)
     # the noiseless set (flat CTF) reads as well
     r = subprocess.run([str(relion_check), "tomograms.star", "particles.star"], cwd=exported["noiseless"],
-                       capture_output=True, text=True, timeout=120)
+                       check=False, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and _parse(r.stdout)["q0"] == 1.0, r.stdout[-2000:]
 
 
@@ -275,12 +275,12 @@ def test_relion_reader_catches_a_broken_set(exported, relion_check, tmp_path):
     shutil.copytree(exported["noiseless"], folder)
     ts = folder / "tilt_series" / "tomo_a.star"
     ts.write_text(ts.read_text().replace("data_tomo_a", "data_other"))
-    r = subprocess.run([str(relion_check), "tomograms.star"], cwd=folder, capture_output=True, text=True)
+    r = subprocess.run([str(relion_check), "tomograms.star"], cwd=folder, check=False, capture_output=True, text=True)
     assert r.returncode == 1 and "Does the table have the correct name: data_tomo_a" in r.stdout
     shutil.copytree(exported["noiseless"], folder, dirs_exist_ok=True)
     g = starfile.read(folder / "tomograms.star", always_dict=True)["global"].drop(columns=["rlnTomoHand"])
     starfile.write({"global": g}, folder / "tomograms.star", overwrite=True)
-    r = subprocess.run([str(relion_check), "tomograms.star"], cwd=folder, capture_output=True, text=True)
+    r = subprocess.run([str(relion_check), "tomograms.star"], cwd=folder, check=False, capture_output=True, text=True)
     assert r.returncode == 1 and "no rlnTomoHand label" in r.stdout
 
 
@@ -347,7 +347,7 @@ def test_workflow_exports_relion_and_names_each_tomogram(tmp_path):
     p.write_text(yaml.safe_dump(cfg))
     snakemake = Path(sys.executable).parent / "snakemake"
     r = subprocess.run([str(snakemake), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "run"),
-                        "--configfile", str(p), "-n", "-p", "--nocolor"], capture_output=True, text=True,
+                        "--configfile", str(p), "-n", "-p", "--nocolor"], check=False, capture_output=True, text=True,
                        timeout=300, env={**os.environ, "PATH": f"{snakemake.parent}{os.pathsep}{os.environ['PATH']}"})
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]

@@ -28,10 +28,9 @@ contrast, defocus and dose come from its provenance (:func:`ctf_from_provenance`
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
