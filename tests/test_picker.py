@@ -229,6 +229,12 @@ def test_cli_train_segment_localize_round_trip(tmp_path, run_cli):
                          tmp_path / "scores.npy", "-o", tmp_path / "picks.csv", "--quiet")
     assert rc == 0, err
     assert {"x", "y", "z", "class_name", "size", "score"} <= set(pd.read_csv(tmp_path / "picks.csv").columns)
+    # without --model, the class names and sizes come with the class map (segment's sidecar)
+    rc, _, err = run_cli("picker", "localize", tmp_path / "lab.mrc", "-o", tmp_path / "picks2.csv", "--quiet")
+    assert rc == 0, err
+    side = json.loads((tmp_path / "picks2.json").read_text())["output"]
+    assert side["classes_from"].endswith("lab.json") and set(side["bandwidth_voxels"]) == {"1", "2"}
+    assert set(pd.read_csv(tmp_path / "picks2.csv")["class_name"]) <= {"ball", "cube"}
 
 
 def test_cli_bad_inputs_one_line_exit_2(tmp_path, run_cli):

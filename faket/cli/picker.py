@@ -400,7 +400,8 @@ def _segment(args) -> int:
     with Step("picker segment", args, inputs=[args.tomogram, args.model]) as st:
         counts = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True))}
         st.write_mrc(out, labels, v.voxel_size_a, params={"patch": patch},
-                     extra={"class_voxels": counts, "class_names": meta["class_names"]})
+                     extra={"class_voxels": counts, "class_names": meta["class_names"],
+                            "class_sizes": meta["class_sizes"]})   # read by localize without --model
         if scores_p is not None:
             with open(st.path(scores_p), "wb") as f:
                 np.save(f, scores.astype(np.float16))
@@ -434,7 +435,8 @@ def _parse_min_sizes(specs, names):
 
 def _class_table(path):
     """``{class_id: entry}`` of a class table (``classes.json``: ``{"1": {"name", "kind", "diameter_nm"}}``)
-    or of a JSON sidecar holding one (``classes``, or ``layout.classes`` as faket layout writes)."""
+    or of a JSON sidecar holding one (``classes``; ``layout.classes`` as faket layout writes;
+    ``class_names`` and ``class_sizes`` as faket picker segment writes); ``None`` for other JSON."""
     import json
 
     from faket.errors import InputError
@@ -443,7 +445,10 @@ def _class_table(path):
         d = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: not a readable JSON class table ({exc})") from None
-    if isinstance(d, dict) and isinstance(d.get("classes"), dict):
+    if isinstance(d, dict) and isinstance(d.get("class_names"), dict):    # faket picker segment's sidecar
+        sizes = d.get("class_sizes") if isinstance(d.get("class_sizes"), dict) else {}
+        d = {k: {"name": str(v), "size_voxels": sizes.get(k)} for k, v in d["class_names"].items()}
+    elif isinstance(d, dict) and isinstance(d.get("classes"), dict):
         d = d["classes"]
     elif isinstance(d, dict) and isinstance(d.get("layout"), dict) and isinstance(d["layout"].get("classes"), dict):
         d = d["layout"]["classes"]
