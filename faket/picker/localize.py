@@ -23,9 +23,9 @@ particle) moves to the nearest one, so that the pick lies on its particle. Class
 :data:`NOT_PARTICLES` (membranes, filaments) are not localised. Cluster centres are in voxels (x, y, z) of the
 class map.
 
-Measured (``tests/test_picker.py``; layouts of config/layout.yaml, seeds 1-3, 49 particles each, and a
-cellular layout, 18 particles): a perfect class map gives localisation F1 0.99-1.0 and classification
-macro F1 1.0 at 10 A and at bin 2, against F1 0.39 and 204 picks with the fixed 5 voxels at 10 A.
+Measured (docs/picker.md; layouts of config/layout.yaml, seeds 1-3, 49 particles each, and a cellular layout,
+18 particles): a perfect class map gives localisation F1 0.99-1.0 and classification macro F1 1.0 at 10 A
+and at bin 2, against F1 0.40 and 197 picks with the fixed 5 voxels at 10 A.
 """
 
 from __future__ import annotations
