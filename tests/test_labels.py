@@ -202,7 +202,8 @@ def test_cli_writes_consistent_masks_and_lists(tmp_path):
         # STAR reads back to the same coordinates
         shrec = read_particles(out / f"particle_locations_bin{b}.txt")
         np.testing.assert_array_equal(shrec[["x", "y", "z"]].to_numpy(), np.rint(lst[["x", "y", "z"]].to_numpy()))
-        star = read_particles(out / f"particles_bin{b}.star", voxel_size_a=10.0 * b, box_zyx=om.data.shape)
+        star = read_particles(out / f"particles_bin{b}.star", voxel_size_a=10.0 * b, box_zyx=om.data.shape,
+                              bin_factor=b, unbinned_box_zyx=(b_ - a, 40, 44))   # centred on the bin-1 slab
         np.testing.assert_allclose(star[["x", "y", "z"]].to_numpy(), lst[["x", "y", "z"]].to_numpy(),
                                    atol=1e-6)
         xml = read_particles(out / f"particles_bin{b}.xml")      # DeepFinder object list: the same rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -228,6 +229,12 @@ def test_cli_train_segment_localize_round_trip(tmp_path, run_cli):
                          tmp_path / "scores.npy", "-o", tmp_path / "picks.csv", "--quiet")
     assert rc == 0, err
     assert {"x", "y", "z", "class_name", "size", "score"} <= set(pd.read_csv(tmp_path / "picks.csv").columns)
+    # without --model, the class names and sizes come with the class map (segment's sidecar)
+    rc, _, err = run_cli("picker", "localize", tmp_path / "lab.mrc", "-o", tmp_path / "picks2.csv", "--quiet")
+    assert rc == 0, err
+    side = json.loads((tmp_path / "picks2.json").read_text())["output"]
+    assert side["classes_from"].endswith("lab.json") and set(side["bandwidth_voxels"]) == {"1", "2"}
+    assert set(pd.read_csv(tmp_path / "picks2.csv")["class_name"]) <= {"ball", "cube"}
 
 
 def test_cli_bad_inputs_one_line_exit_2(tmp_path, run_cli):
@@ -449,3 +456,112 @@ def test_segment_refuses_a_tomogram_of_another_voxel_size(tmp_path, run_cli):
     rc, _, err = run_cli("picker", "segment", tmp_path / "fine.mrc", "--model", tmp_path / "m.pt", "-o",
                          tmp_path / "lab.mrc", "--any-voxel-size", "--quiet")
     assert rc == 0 and (tmp_path / "lab.mrc").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# localisation of a perfect class map at any sampling (issue 20, point 6)
+
+SMALL_SPEC = """box: [40, 96, 96]
+voxel_size: 10.0
+slab_thickness: 32
+classes:
+  - {template: ribosome_like, count: 2}
+  - {template: barrel, count: 2}
+  - {template: rod, count: 2}
+  - {template: dumbbell, count: 3}
+  - {template: lshape, count: 3}
+  - {template: blob3, count: 6}
+vesicles: {count: 1, diameter_nm: 30}
+fiducials: {count: 2, diameter_nm: 8}
+"""
+CELL_SPEC = """box: [64, 128, 128]
+voxel_size: 10.0
+slab_thickness: 48
+classes:
+  - {template: ribosome_like, count: 4}
+  - {template: blob3, count: 8}
+  - {template: barrel, name: channel, membrane: ves, count: 6, axis: [0, 0, 1], insertion_nm: 0, leaflet: outer}
+membranes:
+  - {shape: sphere, name: ves, size_nm: 40}
+filaments:
+  - {type: actin, count: 2, length_nm: 100}
+"""
+
+
+@pytest.fixture(scope="module")
+def perfect_maps(tmp_path_factory):
+    """Layouts (built-in classes, seed 1: two L-shaped particles interlocked 9.9 voxels apart; cellular)
+    and their labels at bin 2, as faket layout / faket labels write them."""
+    from faket.cli import main
+
+    d = tmp_path_factory.mktemp("perfect")
+    out = {}
+    for kind, spec, z in (("builtin", SMALL_SPEC, "4:36"), ("cellular", CELL_SPEC, "8:56")):
+        (d / f"{kind}.yaml").write_text(spec)
+        lay, lab = d / kind / "layout", d / kind / "labels"
+        assert main(["layout", "-o", str(lay), "--spec", str(d / f"{kind}.yaml"), "--seed", "1", "-q"]) == 0
+        assert main(["labels", str(lay), "-o", str(lab), "--bin", "2", "--z-range", z, "-q"]) == 0
+        out[kind] = (lay, lab)
+    return out
+
+
+def _perfect_scores(run_cli, folder, suffix, tmp_path, *extra):
+    """Localise folder/class_mask<suffix>.mrc with the defaults (no --model, no --classes) and score the picks
+    against the same folder's occupancy mask and particle list (no dilation: with a membrane next to a
+    membrane protein, SHREC's max-dilation gives the membrane's id)."""
+    from faket.evaluation.evaluate import evaluate_picks
+    from faket.formats.mrc import read_volume
+    from faket.formats.particles import read_particles
+
+    picks = tmp_path / f"picks{suffix}.csv"
+    rc, _, err = run_cli("picker", "localize", folder / f"class_mask{suffix}.mrc", "-o", picks, "-q", *extra)
+    assert rc == 0, err
+    p = pd.read_csv(picks)
+    truth = read_particles(folder / f"particles{suffix}.csv")
+    occ = read_volume(folder / f"occupancy_mask{suffix}.mrc").data
+    ev = evaluate_picks(occ, truth["particle_id"], p[["z", "y", "x"]].to_numpy(),
+                        truth_classes=truth["class_name"], pick_classes=p["class_name"], dilate=False)
+    return ev, p
+
+
+@pytest.mark.parametrize("kind", ["builtin", "cellular"])
+def test_perfect_class_map_localises_at_full_and_binned_sampling(perfect_maps, run_cli, tmp_path, kind):
+    lay, lab = perfect_maps[kind]
+    for folder, suffix in ((lay, ""), (lab, "_bin2")):         # 10 A and bin 2 (20 A)
+        ev, picks = _perfect_scores(run_cli, folder, suffix, tmp_path)
+        loc = ev.localisation
+        assert loc["f1"] >= 0.95, (folder, suffix, loc)
+        assert ev.classification["macro_f1"] == 1.0, (folder, suffix, ev.classification)
+        # class names travel with the map (classes.json beside it): the truth's names, not class<id>
+        assert set(picks["class_name"]) == set(read_truth_names(folder, suffix))
+        side = json.loads((tmp_path / f"picks{suffix}.json").read_text())["output"]
+        assert side["bandwidth_voxels"] and side["classes_from"].endswith("classes.json")
+
+
+def read_truth_names(folder, suffix):
+    from faket.formats.particles import read_particles
+
+    return set(read_particles(folder / f"particles{suffix}.csv")["class_name"])
+
+
+def test_fixed_voxel_bandwidth_is_right_at_one_sampling_only(perfect_maps, run_cli, tmp_path):
+    """DeepFinder's fixed 5 voxels (--bandwidth 5) breaks 10 A particles into several picks; the same
+    bandwidth in Angstrom (--bandwidth-a 100, 5 voxels at 20 A) does too at 10 A: 10 voxels. The default
+    (each class's own bandwidth) does not."""
+    lay, _ = perfect_maps["builtin"]
+    ev, _ = _perfect_scores(run_cli, lay, "", tmp_path, "--bandwidth", "5")
+    assert ev.localisation["n_duplicates"] > ev.localisation["n_particles"]
+    assert ev.localisation["f1"] < 0.7
+
+
+def test_class_names_travel_in_the_sidecar(perfect_maps, run_cli, tmp_path):
+    """A class map moved away from its classes.json keeps its class table in its JSON sidecar."""
+    lay, _ = perfect_maps["builtin"]
+    shutil.copy(lay / "class_mask.mrc", tmp_path / "map.mrc")
+    shutil.copy(lay / "class_mask.json", tmp_path / "map.json")
+    rc, _, err = run_cli("picker", "localize", tmp_path / "map.mrc", "-o", tmp_path / "p.csv", "-q")
+    assert rc == 0, err
+    names = set(pd.read_csv(tmp_path / "p.csv")["class_name"])
+    assert names == read_truth_names(lay, "")
+    side = json.loads((tmp_path / "p.json").read_text())["output"]
+    assert side["classes_from"].endswith("map.json")

@@ -272,7 +272,8 @@ def run(args) -> int:
                                 "centre_conflict_particle_ids": r.info.centre_conflicts})
             write_particles_csv(kept, st.path(f["particles_csv"]))
             write_particles_star(kept, st.path(f["particles_star"]), voxel_size_a=vb,
-                                 box_zyx=r.occupancy_mask.shape, tomo_name=tomo_name)
+                                 box_zyx=r.occupancy_mask.shape, tomo_name=tomo_name, bin_factor=b,
+                                 unbinned_box_zyx=cropped_shape)
             write_shrec_locations(kept, st.path(f["particle_locations"]))
             write_deepfinder_xml(kept, st.path(f["particles_xml"]))
             st.write_sidecar(f["particles_csv"].with_suffix(".json"),
@@ -294,7 +295,7 @@ def run(args) -> int:
                     t = bin_points(tables[k], r.id_map, b, shape_b, za)
                     st.path(f[k]).write_text(t.to_csv(index=False))
                     write_filaments_star(t, st.path(f[f"{k}_star"]), voxel_size_a=vb, box_zyx=shape_b,
-                                         tomo_name=tomo_name)
+                                         tomo_name=tomo_name, bin_factor=b, unbinned_box_zyx=cropped_shape)
         if not args.no_full_lists:
             lst = df.sort_values("particle_id")
             write_particles_csv(lst, st.path(full["particles_csv"]))

@@ -129,6 +129,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="box size in voxels (overrides the spec; --shape is the same option)")
     p.add_argument("--voxel-size", type=float, metavar="A", help="voxel size in Angstrom (overrides the spec)")
     p.add_argument("--cache-dir", metavar="DIR", help="template cache (default: $FAKET_CACHE or ~/.cache/faket)")
+    p.add_argument("--tomo-name", metavar="NAME",
+                   help="rlnTomoName of the STAR files (overrides the spec's tomo_name; the workflow passes "
+                        "each tomogram's name)")
     add_common_args(p, seed=True, device=False, threads=False)
 
 
@@ -190,6 +193,10 @@ def run(args) -> int:
         if not args.voxel_size > 0:
             raise InputError(f"--voxel-size {args.voxel_size}: must be positive")
         spec["voxel_size"] = float(args.voxel_size)
+    if args.tomo_name is not None:
+        if not args.tomo_name.strip() or any(c.isspace() for c in args.tomo_name):
+            raise InputError(f"--tomo-name {args.tomo_name!r}: a tomogram name without spaces is needed")
+        spec["tomo_name"] = args.tomo_name
     box, vs = tuple(spec["box"]), float(spec["voxel_size"])
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():

@@ -97,13 +97,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         description="Cluster the class map's foreground voxels with MeanShift (scikit-learn, "
                         "bin seeding), give each cluster its majority class, drop clusters smaller than their "
                         "class's minimum size, write the cluster centres as a faket particle CSV (voxels of the "
-                        "class map; columns size and score added) for `faket evaluate`.")
+                        "class map; columns size and score added) for `faket evaluate`. By default each class "
+                        "is clustered on its own with a bandwidth from its size (half its largest extent from "
+                        "the class table classes.json, or the diameter of its mean particle volume from "
+                        "--model), clusters longer or larger than one particle are split (k-means) and picks "
+                        "are put on their cluster: right at any sampling. --bandwidth / --bandwidth-a give "
+                        "DeepFinder's one fixed bandwidth instead. Class names and sizes: --model, --classes, "
+                        "else classes.json beside the class map, else the class map's JSON sidecar.")
     lo.add_argument("labels", metavar="LABELS.mrc")
     lo.add_argument("-o", "--output", required=True, metavar="PICKS.csv")
     lo.add_argument("--model", metavar="MODEL.pt", help="class names and training particle sizes")
-    lo.add_argument("--classes", metavar="CSV", help="a particle table giving class names (instead of --model)")
+    lo.add_argument("--classes", metavar="CSV|JSON",
+                    help="class names (and sizes): a class table classes.json (faket layout / labels) or a "
+                         "particle table (names only)")
     lo.add_argument("--scores", metavar="SCORES.npy", help="class probabilities from segment (adds a score column)")
-    lo.add_argument("--bandwidth", type=float, default=D["bandwidth"], help="MeanShift bandwidth, voxels (default 5)")
+    bw = lo.add_mutually_exclusive_group()
+    bw.add_argument("--bandwidth", type=float, default=None, metavar="VOXELS",
+                    help="one MeanShift bandwidth in voxels for every class, DeepFinder's way (the FakET "
+                         "paper's benchmark: 5 at 20 A); default: each class's own, from its size")
+    bw.add_argument("--bandwidth-a", type=float, default=None, metavar="A",
+                    help="one MeanShift bandwidth in Angstrom for every class (needs the voxel size in the header)")
     lo.add_argument("--min-size", action="append", default=[], metavar="N|CLASS=N",
                     help="minimum cluster size in voxels, for all classes or one (name or id); repeatable")
     lo.add_argument("--min-size-fraction", type=float, default=D["min_size_fraction"],
@@ -113,7 +126,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="above this many foreground voxels, MeanShift modes are found on an evenly strided "
                          "subset and every voxel joins its nearest mode (default 50000)")
     lo.add_argument("--per-class", action="store_true",
-                    help="cluster each class on its own (default: all foreground together, as DeepFinder)")
+                    help="with --bandwidth / --bandwidth-a: cluster each class on its own (default then: all "
+                         "foreground together, as DeepFinder); the size-aware default always is per class")
     cp = lo.add_argument_group("also write the picks into a copick project (Angstrom, one picks file per class)")
     cp.add_argument("--copick", metavar="PROJECT", help="existing copick project (folder or copick_config.json) "
                     "whose pickable objects include the picked classes")
@@ -386,7 +400,8 @@ def _segment(args) -> int:
     with Step("picker segment", args, inputs=[args.tomogram, args.model]) as st:
         counts = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True))}
         st.write_mrc(out, labels, v.voxel_size_a, params={"patch": patch},
-                     extra={"class_voxels": counts, "class_names": meta["class_names"]})
+                     extra={"class_voxels": counts, "class_names": meta["class_names"],
+                            "class_sizes": meta["class_sizes"]})   # read by localize without --model
         if scores_p is not None:
             with open(st.path(scores_p), "wb") as f:
                 np.save(f, scores.astype(np.float16))
@@ -418,34 +433,91 @@ def _parse_min_sizes(specs, names):
     return glob, per
 
 
+def _class_table(path):
+    """``{class_id: entry}`` of a class table (``classes.json``: ``{"1": {"name", "kind", "diameter_nm"}}``)
+    or of a JSON sidecar holding one (``classes``; ``layout.classes`` as faket layout writes;
+    ``class_names`` and ``class_sizes`` as faket picker segment writes); ``None`` for other JSON."""
+    import json
+
+    from faket.errors import InputError
+
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable JSON class table ({exc})") from None
+    if isinstance(d, dict) and isinstance(d.get("class_names"), dict):    # faket picker segment's sidecar
+        sizes = d.get("class_sizes") if isinstance(d.get("class_sizes"), dict) else {}
+        d = {k: {"name": str(v), "size_voxels": sizes.get(k)} for k, v in d["class_names"].items()}
+    elif isinstance(d, dict) and isinstance(d.get("classes"), dict):
+        d = d["classes"]
+    elif isinstance(d, dict) and isinstance(d.get("layout"), dict) and isinstance(d["layout"].get("classes"), dict):
+        d = d["layout"]["classes"]
+    elif not (isinstance(d, dict) and all(isinstance(v, dict) and "name" in v for v in d.values())):
+        return None
+    out = {}
+    for k, v in d.items():
+        try:
+            out[int(k)] = v if isinstance(v, dict) else {"name": str(v)}
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: class id {k!r} is not an integer") from None
+    return out
+
+
+def _find_class_table(labels):
+    """The class table that travels with a class map: ``classes.json`` beside it, else its JSON sidecar."""
+    from pathlib import Path
+
+    p = Path(labels)
+    for c in (p.parent / "classes.json", p.with_suffix(".json")):
+        if c.is_file():
+            t = _class_table(c)
+            if t:
+                return t, c
+    return None, None
+
+
 def _localize(args) -> int:
     from pathlib import Path
 
     import numpy as np
 
+    from faket.cli._common import Step, check_not_same, info
     from faket.errors import InputError
     from faket.formats.mrc import read_volume
-    from faket.formats.table import check_particles
     from faket.formats.particles import read_particles
-    from faket.picker.localize import localize
-    from faket.cli._common import Step, check_not_same, info
+    from faket.formats.table import check_particles
+    from faket.picker.localize import (DEFAULT_BANDWIDTH_A, EXTENT_TOLERANCE, NOT_PARTICLES, class_bandwidths,
+                                       localize)
 
     out = Path(args.output)
     if out.suffix.lower() != ".csv":
         raise InputError(f"--output {out}: expected a .csv file name")
     check_not_same([args.labels, args.model, args.classes, args.scores], [out])
-    _check_positive("--bandwidth", args.bandwidth)
+    if args.bandwidth is not None:
+        _check_positive("--bandwidth", args.bandwidth)
+    if args.bandwidth_a is not None:
+        _check_positive("--bandwidth-a", args.bandwidth_a)
     _check_positive("--min-size-fraction", args.min_size_fraction, zero=True)
-    names, sizes = {}, {}
+    names, sizes, table, table_from = {}, {}, None, None
+    if args.classes and args.classes.lower().endswith(".json"):
+        table, table_from = _class_table(Path(args.classes)), Path(args.classes)
+        if not table:
+            raise InputError(f"{args.classes}: no class table in it (expected classes.json as faket layout writes)")
+    lab_m = read_volume(args.labels, what="class map")
+    if table is None:
+        table, table_from = _find_class_table(args.labels)
+    if table:
+        names.update({c: str(v["name"]) for c, v in table.items() if v.get("name")})
+        sizes.update({c: float(v["size_voxels"]) for c, v in table.items() if v.get("size_voxels")})
+    if args.classes and not args.classes.lower().endswith(".json"):
+        df = read_particles(args.classes)
+        names.update({int(c): str(n) for c, n in zip(df["class_id"], df["class_name"])})
     if args.model:
         from faket.picker.io import load_model
 
         _, meta = load_model(args.model)
-        names, sizes = dict(meta["class_names"]), dict(meta["class_sizes"])
-    if args.classes:
-        df = read_particles(args.classes)
-        names.update({int(c): str(n) for c, n in zip(df["class_id"], df["class_name"])})
-    lab_m = read_volume(args.labels, what="class map")
+        names.update(dict(meta["class_names"]))
+        sizes.update(dict(meta["class_sizes"]))
     lab = lab_m.data
     if (lab < 0).any() or (lab != np.round(lab)).any():
         raise InputError(f"{args.labels}: a class map holds non-negative integer class ids")
@@ -458,10 +530,11 @@ def _localize(args) -> int:
             raise InputError(f"{args.scores}: not a readable .npy file ({exc})") from None
         if scores.ndim != 4 or scores.shape[1:] != lab.shape or scores.shape[0] <= lab.max():
             raise InputError(f"{args.scores}: scores of shape {scores.shape} do not fit the class map {lab.shape}")
+    vs = lab_m.voxel_size_a
     if args.copick:
         from faket.picker.copick import check_pick_classes
 
-        if not lab_m.voxel_size_a:
+        if not vs:
             raise InputError(f"{args.labels}: no voxel size in the header; copick picks are in Angstrom")
         check_pick_classes(args.copick, [names.get(int(c), f"class{int(c)}") for c in np.unique(lab) if c > 0])
     glob, per = _parse_min_sizes(args.min_size, names)
@@ -477,22 +550,41 @@ def _localize(args) -> int:
         else:
             min_size[c] = 1
     _check_positive("--max-points", args.max_points)
-    df = localize(lab, bandwidth=args.bandwidth, min_size=min_size, per_class=args.per_class,
-                  class_names=names, scores=scores, max_points=args.max_points)
-    with Step("picker localize", args, inputs=[args.labels, args.model, args.classes, args.scores]) as st:
-        table = check_particles(df, str(out))
+    skip = sorted(c for c, v in (table or {}).items() if v.get("kind") in NOT_PARTICLES)
+    diam = {c: float(v["diameter_nm"]) for c, v in (table or {}).items() if v.get("diameter_nm")} if vs else {}
+    if args.bandwidth_a is not None and not vs:
+        raise InputError(f"{args.labels}: no voxel size in the header; --bandwidth-a needs it (or give --bandwidth)")
+    if args.bandwidth is not None or args.bandwidth_a is not None:
+        bw = args.bandwidth if args.bandwidth is not None else args.bandwidth_a / vs
+        mode = {"bandwidth_voxels": bw, "rule": "one bandwidth (DeepFinder)"}
+        df = localize(lab, bandwidth=bw, min_size=min_size, per_class=args.per_class, class_names=names,
+                      scores=scores, max_points=args.max_points, skip_classes=skip)
+    else:
+        bws = class_bandwidths(vs, diameters_nm=diam, sizes_voxels=sizes)
+        default = DEFAULT_BANDWIDTH_A / vs if vs else 5.0
+        ext = {c: EXTENT_TOLERANCE * d * 10.0 / vs + 0.5 for c, d in diam.items()}
+        mode = {"bandwidth_voxels": {str(c): b for c, b in sorted(bws.items())}, "default_bandwidth_voxels": default,
+                "max_extent_voxels": {str(c): e for c, e in sorted(ext.items())},
+                "rule": "per class: bandwidth from the class size; split clusters longer (max_extent) or larger "
+                        "(1.5 x the particle size) than one particle; centres snapped onto their cluster"}
+        df = localize(lab, bandwidth=bws, default_bandwidth=default, min_size=min_size, class_names=names,
+                      scores=scores, max_points=args.max_points, max_extent=ext,
+                      particle_size={c: s for c, s in sizes.items() if c not in ext}, snap=True, skip_classes=skip)
+    with Step("picker localize", args, inputs=[args.labels, args.model, args.classes, args.scores, table_from]) as st:
+        table_out = check_particles(df, str(out))
         for c in df.columns:
-            if c not in table.columns:
-                table[c] = df[c].to_numpy()
-        table.to_csv(st.path(out), index=False)
+            if c not in table_out.columns:
+                table_out[c] = df[c].to_numpy()
+        table_out.to_csv(st.path(out), index=False)
         st.write_sidecar(out.with_suffix(".json"), extra={
-            "output": {"path": str(out), "n_picks": len(df), "min_size_voxels": min_size,
+            "output": {"path": str(out), "n_picks": len(df), "min_size_voxels": min_size, **mode,
+                       "skipped_classes": skip, "classes_from": str(table_from) if table_from else None,
                        "picks_per_class": {str(k): int(v) for k, v in df["class_name"].value_counts().items()}}})
     if args.copick:
         from faket.picker.copick import DEFAULT_PICKER_USER, write_picks
 
         run = args.run or Path(args.labels).name.split(".")[0]
-        n = write_picks(args.copick, run, df, lab_m.voxel_size_a, user_id=args.user_id or DEFAULT_PICKER_USER,
+        n = write_picks(args.copick, run, df, vs, user_id=args.user_id or DEFAULT_PICKER_USER,
                         session_id=args.session_id)
         info(args, f"{args.copick}: run {run}: {sum(n.values())} picks in {len(n)} object(s)")
     info(args, f"{out}: {len(df)} picks")

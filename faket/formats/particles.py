@@ -22,7 +22,10 @@ Formats (chosen by suffix in :func:`read_particles`):
   ``ParticleSet::getParticleCoordDecenteredPixel`` computes ``pixel = centred_A / pixel_size + centre``
   (RELION 5 ``src/jaz/tomography``; pytom-match-pick's RELION 5 export also uses ``size / 2``). That is
   half a voxel from faket's geometric centre ``(N - 1) / 2``; we follow RELION:
-  ``X_A = (x - N_x / 2) * voxel_size_a``, with x = 0 at the centre of the first voxel.
+  ``X_A = (x - N_x / 2) * voxel_size_a``, with x = 0 at the centre of the first voxel. A tomogram binned
+  by B is centred on its bin-1 tomogram (N bin-1 pixels of p A; binned voxel i covers pixels
+  ``[iB, iB + B)``): ``X_A = (x_b B + (B - 1) / 2 - N / 2) p``, the same Angstrom position in every binning
+  (:func:`relion_centre`; the bin factor and bin-1 size are arguments of the writer and the readers).
   Reading needs the voxel size and the box (``--voxel-size``, ``box_zyx``). Older STAR files with
   ``rlnCoordinateX/Y/Z`` (voxels) are read as they are.
 - ``.txt``: SHREC 2021 ``particle_locations.txt``: ``class x y z Z1 X Z2`` a line, angles ZXZ (Z1, X, Z2)
@@ -102,13 +105,16 @@ def _is_copick(path) -> bool:
 
 def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None,
                    box_zyx: Sequence[int] | None = None, fmt: str | None = None,
-                   what: str = "particle list") -> pd.DataFrame:
+                   what: str = "particle list", bin_factor: int = 1,
+                   unbinned_box_zyx: Sequence[int] | None = None) -> pd.DataFrame:
     """Read a particle table (``.csv``, ``.star``, SHREC ``.txt`` or DeepFinder ``.xml``) into the
     standard columns.
 
     ``fmt`` (``csv``, ``star``, ``shrec``, ``deepfinder``) overrides the suffix. ``voxel_size_a`` and
     ``box_zyx`` are needed only for RELION 5 STAR files (centred Angstrom coordinates); for a STAR file
-    without them, ``rlnTomoTiltSeriesPixelSize`` is used when present.
+    without them, ``rlnTomoTiltSeriesPixelSize`` is used when present. A STAR file of a tomogram binned by
+    ``bin_factor`` (voxel size and box of the binned tomogram) is centred on its bin-1 tomogram
+    (``unbinned_box_zyx``, default ``box_zyx * bin_factor``): :func:`relion_centre`.
     """
     if _is_copick(path):
         from faket.formats.copick import read_copick_particles
@@ -124,7 +130,7 @@ def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None
     if fmt == "csv":
         df = _read_csv(p, text)
     elif fmt == "star":
-        df = _read_star(p, text, voxel_size_a, box_zyx)
+        df = _read_star(p, text, voxel_size_a, box_zyx, bin_factor, unbinned_box_zyx)
     elif fmt == "shrec":
         df = _read_shrec(p, text)
     elif fmt == "deepfinder":
@@ -249,10 +255,24 @@ def _read_deepfinder_xml(p: Path, text: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS)) if rows else empty_particles()
 
 
-def relion_centre(box_zyx: Sequence[int]) -> np.ndarray:
-    """RELION 5's tomogram centre in voxels, as ``(x, y, z)``: ``N / 2`` per axis."""
-    nz, ny, nx = (int(v) for v in box_zyx)
-    return np.array([nx / 2, ny / 2, nz / 2], dtype=np.float64)
+def relion_centre(box_zyx: Sequence[int], bin_factor: int = 1,
+                  unbinned_box_zyx: Sequence[int] | None = None) -> np.ndarray:
+    """RELION 5's tomogram centre, as ``(x, y, z)`` in voxels of a tomogram of ``box_zyx`` voxels binned by
+    ``bin_factor``.
+
+    RELION 5 centres coordinates on the bin-1 tomogram: ``N / 2`` pixels per axis, ``N`` = rlnTomoSize
+    (``unbinned_box_zyx``, default ``box_zyx * bin_factor``; ``TomogramSet::loadTomogram``). A faket voxel
+    ``i`` binned by ``B`` covers bin-1 pixels ``[iB, iB + B)``, centre ``iB + (B - 1) / 2``, so in binned
+    voxels the centre is ``(N / 2 - (B - 1) / 2) / B``: a particle keeps its Angstrom position in every
+    binning. ``bin_factor`` 1: ``N / 2``.
+    """
+    b = int(bin_factor)
+    if b < 1:
+        raise ValueError(f"bin factor {bin_factor}: must be >= 1")
+    full = np.asarray(unbinned_box_zyx if unbinned_box_zyx is not None else [int(v) * b for v in box_zyx],
+                      dtype=np.float64)
+    nz, ny, nx = full
+    return (np.array([nx, ny, nz], dtype=np.float64) / 2 - (b - 1) / 2) / b
 
 
 def _star_loop_first_data_line(text: str) -> int | None:
@@ -273,7 +293,7 @@ def _star_loop_first_data_line(text: str) -> int | None:
     return None
 
 
-def _read_star(p: Path, text: str, voxel_size_a, box_zyx) -> pd.DataFrame:
+def _read_star(p: Path, text: str, voxel_size_a, box_zyx, bin_factor=1, unbinned_box_zyx=None) -> pd.DataFrame:
     import starfile
 
     try:
@@ -308,10 +328,10 @@ def _read_star(p: Path, text: str, voxel_size_a, box_zyx) -> pd.DataFrame:
         if vs is None or not vs > 0:
             raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the voxel size (pass --voxel-size)",
                                   needs="voxel_size_a")
-        if box_zyx is None:
+        if box_zyx is None and unbinned_box_zyx is None:
             raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the volume size (pass --box Z,Y,X)",
                                   needs="box_zyx")
-        cx, cy, cz = relion_centre(box_zyx)
+        cx, cy, cz = relion_centre(box_zyx, bin_factor, unbinned_box_zyx)
         x = np.asarray(col("rlnCenteredCoordinateXAngst")) / vs + cx
         y = np.asarray(col("rlnCenteredCoordinateYAngst")) / vs + cy
         z = np.asarray(col("rlnCenteredCoordinateZAngst")) / vs + cz
@@ -431,13 +451,16 @@ def _picks_from_particles(df: pd.DataFrame, *, has_class: bool) -> Picks:
 
 
 def read_picks(path: str | os.PathLike, fmt: str = "auto", *, voxel_size_a: float | None = None,
-               box_zyx: Sequence[int] | None = None) -> Picks:
+               box_zyx: Sequence[int] | None = None, bin_factor: int = 1,
+               unbinned_box_zyx: Sequence[int] | None = None) -> Picks:
     """Read picks: a CSV with x, y, z (and optionally class_name / class_id), RELION STAR, SHREC
     ``class x y z [Z1 X Z2]`` text (the one SHREC reader, :func:`read_particles`'s) or a DeepFinder
     object list.
 
     ``voxel_size_a`` / ``box_zyx`` (of the picked tomogram) are needed for RELION 5 centred STAR
-    coordinates; without them :class:`~faket.errors.MissingGeometry` says which is missing.
+    coordinates; without them :class:`~faket.errors.MissingGeometry` says which is missing. A STAR file of
+    a binned tomogram is centred on its bin-1 tomogram: ``bin_factor``, ``unbinned_box_zyx``
+    (:func:`relion_centre`).
     """
     if str(path).startswith("copick://") or (fmt == "auto" and _is_copick(path)):
         return _picks_from_particles(read_particles(path, voxel_size_a=voxel_size_a), has_class=True)  # copick
@@ -470,7 +493,8 @@ def read_picks(path: str | os.PathLike, fmt: str = "auto", *, voxel_size_a: floa
         if voxel_size_a is None and "rlnTomoTiltSeriesPixelSize" not in text:
             raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the picked tomogram's voxel size",
                                   needs="voxel_size_a")
-    df = read_particles(p, voxel_size_a=voxel_size_a, box_zyx=box_zyx, fmt="star", what="picks file")
+    df = read_particles(p, voxel_size_a=voxel_size_a, box_zyx=box_zyx, fmt="star", what="picks file",
+                        bin_factor=bin_factor, unbinned_box_zyx=unbinned_box_zyx)
     return _picks_from_particles(df, has_class="rlnClassNumber" in text or "fakClassName" in text)
 
 
@@ -485,14 +509,20 @@ def write_particles_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
 
 
 def write_particles_star(df: pd.DataFrame, path: str | os.PathLike, *, voxel_size_a: float,
-                         box_zyx: Sequence[int], tomo_name: str = "faket") -> None:
-    """Write a RELION 5 tomography particles STAR file (one ``particles`` block, starfile-readable)."""
+                         box_zyx: Sequence[int], tomo_name: str = "faket", bin_factor: int = 1,
+                         unbinned_box_zyx: Sequence[int] | None = None) -> None:
+    """Write a RELION 5 tomography particles STAR file (one ``particles`` block, starfile-readable).
+
+    ``df`` in voxels of a tomogram of ``box_zyx`` voxels of ``voxel_size_a`` binned by ``bin_factor`` from a
+    bin-1 tomogram of ``unbinned_box_zyx`` (default ``box_zyx * bin_factor``): the centred coordinates are
+    Angstrom from the bin-1 tomogram's centre (:func:`relion_centre`), the same in every binning.
+    """
     import starfile
 
     out = check_particles(df, str(path))
     if not voxel_size_a or voxel_size_a <= 0:
         raise InputError(f"{path}: STAR output needs a positive voxel size")
-    cx, cy, cz = relion_centre(box_zyx)
+    cx, cy, cz = relion_centre(box_zyx, bin_factor, unbinned_box_zyx)
     star = pd.DataFrame({
         "rlnTomoName": [tomo_name] * len(out),
         "rlnTomoParticleName": [f"{tomo_name}/{int(i)}" for i in out["particle_id"]],

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FilamentType", "FILAMENT_TYPES", "random_path", "path_frames", "subunits", "render_blobs"]
+__all__ = ["FilamentType", "FILAMENT_TYPES", "random_path", "path_frames", "subunits", "render_blobs",
+           "helical_priors", "write_filaments_star", "PSI_FLIP_RATIO"]
 
 
 @dataclass(frozen=True)
@@ -268,17 +269,65 @@ def render_blobs(centres_xyz: np.ndarray, weights: np.ndarray, sigma: float, box
 # writers (tables of faket.layout: polylines and subunits)
 
 
-def write_filaments_star(df, path, *, voxel_size_a: float, box_zyx, tomo_name: str = "faket") -> None:
+#: rlnAnglePsiFlipRatio of faket's filament subunits: 0, an ordinary prior (faket knows each filament's
+#: polarity; RELION's picker writes 0.5, a bimodal prior, for segments whose polarity is unknown)
+PSI_FLIP_RATIO = 0.0
+
+
+def helical_priors(df, *, voxel_size_a: float):
+    """RELION's helical priors of filament subunits (a ``filament_subunits*.csv`` table: ``filament_id``,
+    ``subunit``, ``x, y, z`` in voxels of ``voxel_size_a``, RELION angles whose local ``z`` is the filament
+    tangent, as :func:`subunits` makes them), a DataFrame in the table's row order:
+
+    - ``rlnHelicalTubeID``: the filament id;
+    - ``rlnHelicalTrackLengthAngst``: Angstrom along the filament axis from the filament's first subunit in the
+      table: displacements between subunits consecutive in ``subunit`` order, projected on the mean of their
+      tangents and summed (the radial part of a helical lattice drops out: 27.5 A per actin subunit, its
+      rise), shifted so that the filament's smallest value is 0;
+    - ``rlnAngleTiltPrior`` / ``rlnAnglePsiPrior``: the subunit's tilt and psi, which set where the
+      template's z axis (RELION's helical axis) points: along the filament;
+    - ``rlnAnglePsiFlipRatio``: :data:`PSI_FLIP_RATIO`.
+    """
+    import pandas as pd
+
+    from faket.rotation import relion_to_matrix
+
+    n = len(df)
+    track = np.zeros(n)
+    if n:
+        xyz = df[["x", "y", "z"]].to_numpy(dtype=np.float64)
+        tangent = relion_to_matrix(df[["rot", "tilt", "psi"]].to_numpy(dtype=np.float64)).reshape(n, 3, 3)[:, :, 2]
+        fid = df["filament_id"].to_numpy()
+        order = np.lexsort((df["subunit"].to_numpy(), fid))
+        for f in np.unique(fid):
+            idx = order[fid[order] == f]
+            t = tangent[idx[1:]] + tangent[idx[:-1]]
+            t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+            steps = np.einsum("ij,ij->i", xyz[idx[1:]] - xyz[idx[:-1]], t)
+            s = np.concatenate([[0.0], np.cumsum(steps)])
+            track[idx] = (s - s.min()) * float(voxel_size_a)
+    return pd.DataFrame({
+        "rlnHelicalTubeID": df["filament_id"].to_numpy(dtype=np.int64),
+        "rlnHelicalTrackLengthAngst": track,
+        "rlnAngleTiltPrior": df["tilt"].to_numpy(dtype=np.float64),
+        "rlnAnglePsiPrior": df["psi"].to_numpy(dtype=np.float64),
+        "rlnAnglePsiFlipRatio": np.full(n, PSI_FLIP_RATIO),
+    })
+
+
+def write_filaments_star(df, path, *, voxel_size_a: float, box_zyx, tomo_name: str = "faket", bin_factor: int = 1,
+                         unbinned_box_zyx=None) -> None:
     """Filament points (polylines, or subunits with angles) as a RELION 5 STAR ``particles`` block:
-    ``rlnCenteredCoordinate{X,Y,Z}Angst`` from the box centre N/2 (as ``particles.star``), the filament
-    in ``rlnHelicalTubeID`` (1..F), ``rlnHelicalTrackLengthAngst`` along it for polylines, and
-    ``rlnAngleRot/Tilt/Psi`` for subunits."""
+    ``rlnCenteredCoordinate{X,Y,Z}Angst`` from the bin-1 tomogram's centre N/2 (as ``particles.star``;
+    ``bin_factor``, ``unbinned_box_zyx``: :func:`faket.formats.particles.relion_centre`), the filament in
+    ``rlnHelicalTubeID`` (1..F), ``rlnHelicalTrackLengthAngst`` along it, and for subunits
+    ``rlnAngleRot/Tilt/Psi`` and RELION's helical priors (:func:`helical_priors`)."""
     import pandas as pd
     import starfile
 
     from faket.formats.particles import relion_centre
 
-    cx, cy, cz = relion_centre(box_zyx)
+    cx, cy, cz = relion_centre(box_zyx, bin_factor, unbinned_box_zyx)
     out = {
         "rlnTomoName": [tomo_name] * len(df),
         "rlnCenteredCoordinateXAngst": (df["x"] - cx) * voxel_size_a,
@@ -292,4 +341,6 @@ def write_filaments_star(df, path, *, voxel_size_a: float, box_zyx, tomo_name: s
         out["rlnHelicalTrackLengthAngst"] = df["arc_nm"] * 10.0
     if "rot" in df:
         out.update({"rlnAngleRot": df["rot"], "rlnAngleTilt": df["tilt"], "rlnAnglePsi": df["psi"]})
+        pri = helical_priors(df, voxel_size_a=voxel_size_a)
+        out.update({c: pri[c].to_numpy() for c in pri.columns if c != "rlnHelicalTubeID"})
     starfile.write({"particles": pd.DataFrame(out)}, path, float_format="%.12g")

@@ -319,6 +319,8 @@ def final_outputs():
             out.append(f"results/{t}/qc/realism/realism.json")
     if config["export"]["copick"]:
         out.append("results/copick/copick_config.json")
+    if config["export"]["relion"]:
+        out.append("results/relion/tomograms.star")
     return out
 
 

@@ -1,4 +1,5 @@
-# The training set as a copick project (faket export copick; config export.copick, docs/copick.md).
+# The training set as a copick project (faket export copick; config export.copick, docs/copick.md) and as a
+# RELION 5 tomogram set (faket export relion; config export.relion, docs/relion.md).
 
 
 rule export_copick:
@@ -14,3 +15,21 @@ rule export_copick:
         project=lambda wildcards, output: os.path.dirname(output.config),
     shell:
         "faket export copick results -o {params.project} --overwrite --quiet > {log} 2>&1"
+
+
+rule export_relion:
+    input:
+        csv="results/dataset.csv",
+    output:
+        tomograms="results/relion/tomograms.star",
+    log:
+        "logs/export_relion.log",
+    conda:
+        "../envs/faket.yaml"
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output.tomograms),
+        modality=MODALITIES[0],
+        bin=BINS[0],
+    shell:
+        "faket export relion results -o {params.folder} --modality {params.modality} --bin {params.bin} "
+        "--overwrite --quiet > {log} 2>&1"

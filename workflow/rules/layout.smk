@@ -13,7 +13,8 @@ rule layout:
         seed=lambda wildcards: tomo_seed(wildcards.tomo),
         opts=layout_opts(),
     shell:
-        "faket layout {params.opts} -o {params.outdir} --seed {params.seed} --quiet > {log} 2>&1"
+        "faket layout {params.opts} -o {params.outdir} --seed {params.seed} --tomo-name {wildcards.tomo} "
+        "--quiet > {log} 2>&1"
 
 
 rule reference_layout:
