@@ -328,12 +328,19 @@ def test_cli_relion5_centred_star_picks_binned(labelled, run_cli):
     for c in "xyz":
         binned[c] = (df[c] - (b - 1) / 2) / b
     star = d / "picks_bin2.star"
-    write_particles_star(binned, star, voxel_size_a=20.0, box_zyx=tuple(n // b for n in SHAPE))
+    write_particles_star(binned, star, voxel_size_a=20.0, box_zyx=tuple(n // b for n in SHAPE), bin_factor=b,
+                         unbinned_box_zyx=SHAPE)      # RELION 5: centred on the bin-1 tomogram
     rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "--pred-bin", b,
                          "-o", d / "r5.json", "-q")
     assert rc == 0, err
     m = json.loads((d / "r5.json").read_text())
     assert m["localisation"]["f1"] == 1.0 and m["classification"]["macro_f1"] == 1.0
+    assert m["localisation"]["mean_distance_voxels"] == pytest.approx(0.0, abs=1e-6)
+    # faket's rules measure from the unrounded pick: the same Angstrom position as the truth, to 1e-6 voxel
+    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "--pred-bin", b,
+                         "--rules", "faket", "-o", d / "r5f.json", "-q")
+    assert rc == 0, err
+    m = json.loads((d / "r5f.json").read_text())
     assert m["localisation"]["mean_distance_voxels"] == pytest.approx(0.0, abs=1e-6)
     # Z-cropped: the picked tomogram's size cannot be guessed
     rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "--pred-bin", b,

@@ -128,7 +128,11 @@ def run(args) -> int:
     pred_vs, pred_box = picked_geometry(occ_m.data.shape, vs, args.pred_bin, args.pred_z_offset,
                                         args.pred_voxel_size, pred_box)
     try:
-        picks = read_picks(args.pred, args.pred_format, voxel_size_a=pred_vs, box_zyx=pred_box)
+        # a binned RELION 5 STAR is centred on its bin-1 tomogram: the mask's grid unless Z-cropped
+        whole = float(args.pred_bin).is_integer() and args.pred_z_offset == 0 and args.pred_box is None
+        picks = read_picks(args.pred, args.pred_format, voxel_size_a=pred_vs, box_zyx=pred_box,
+                           bin_factor=int(args.pred_bin) if float(args.pred_bin).is_integer() else 1,
+                           unbinned_box_zyx=occ_m.data.shape if whole else None)
     except MissingGeometry as exc:
         raise InputError(f"{exc}: {_PICK_GEOMETRY_FLAGS[exc.needs]}") from None
     if len(picks) == 0:
