@@ -389,6 +389,21 @@ filaments:
     assert len(sub) == len(pd.read_csv(out / "filament_subunits.csv")) and "rlnAngleRot" in sub
     mm = mrcfile.read(out / "membrane_mask.mrc")
     assert set(np.unique(mm)) == {0.0, 1.0}                  # float32 like the other masks
+    # faket evaluate on a cellular layout: picks on a membrane or a filament are false positives (instances.csv
+    # beside the occupancy mask says which ids are not particles), not "id not in the truth table"
+    picks = parts[["x", "y", "z", "class_name"]].copy()
+    extra = []
+    for kind in ("membrane", "filament"):
+        iid = int(inst.loc[inst["kind"] == kind, "instance_id"].iloc[0])
+        z, y, x = np.argwhere(occ == iid)[0]
+        extra.append({"x": x, "y": y, "z": z, "class_name": "globule"})
+    pd.concat([picks, pd.DataFrame(extra)]).to_csv(tmp_path / "picks.csv", index=False)
+    for rules in ("shrec", "faket"):
+        rc, _, err = run_cli("evaluate", "--truth", out / "particles.csv", "--occupancy", out / "occupancy_mask.mrc",
+                             "--pred", tmp_path / "picks.csv", "--rules", rules, "-o", tmp_path / f"{rules}.json")
+        assert rc == 0, err
+        loc = json.loads((tmp_path / f"{rules}.json").read_text())["localisation"]
+        assert loc["recall"] == 1.0 and loc["precision"] == pytest.approx(13 / 15), rules
     # bad membrane spec: one line, exit 2
     spec.write_text("membranes:\n  - {shape: sphere, size_nm: [1, 2, 3]}\n")
     rc, _, err = run_cli("layout", "--spec", spec, "-o", tmp_path / "bad")

@@ -46,6 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--occupancy", required=True, metavar="MRC",
                    help="occupancy (instance) mask: particle_id per voxel, 0 = background")
     g.add_argument("--pred", required=True, metavar="PICKS", help="picks: CSV, STAR or SHREC txt")
+    g.add_argument("--instances", metavar="CSV",
+                   help="instance table of a cellular layout (instance_id, kind, ...): occupancy ids whose kind is "
+                        "membrane or filament count as background (default: instances[_bin<B>].csv beside the "
+                        "occupancy mask, when there is one)")
     g.add_argument("--pred-format", choices=["auto", "csv", "star", "shrec", "deepfinder"], default="auto",
                    help="format of --pred (default: from the extension; .txt = SHREC, .xml = DeepFinder "
                         "object list)")
@@ -94,6 +98,30 @@ def _pred_box(spec: str | None):
     return box
 
 
+def _structure_ids(instances, occupancy) -> list[int]:
+    """Occupancy ids of membranes and filaments (not scored particles), from ``--instances`` or the
+    ``instances*.csv`` that faket layout / labels write beside ``occupancy_mask*.mrc``."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from faket.errors import InputError
+
+    occ = Path(occupancy)
+    path = Path(instances) if instances else occ.with_name(occ.name.replace("occupancy_mask", "instances")).with_suffix(".csv")
+    if not instances and (path == occ.with_suffix(".csv") or not path.is_file()):
+        return []
+    if not path.is_file():
+        raise InputError(f"{path}: instance table not found")
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    if not {"instance_id", "kind"} <= set(df.columns):
+        raise InputError(f"{path}: instance table needs the columns instance_id and kind")
+    return [int(i) for i in df.loc[df["kind"].isin(["membrane", "filament"]), "instance_id"]]
+
+
 _PICK_GEOMETRY_FLAGS = {"box_zyx": "pass --pred-box Z,Y,X (voxels; Z-cropped with --pred-z-offset)",
                         "voxel_size_a": "pass --pred-voxel-size A"}
 
@@ -121,6 +149,7 @@ def run(args) -> int:
     pred_box = _pred_box(args.pred_box)
 
     occ_m = read_volume(args.occupancy, what="occupancy mask")
+    other_ids = _structure_ids(args.instances, args.occupancy)
     vs = args.voxel_size if args.voxel_size is not None else occ_m.voxel_size_a
     truth = read_particles(args.truth, voxel_size_a=vs, box_zyx=occ_m.data.shape)
     if len(truth) == 0:
@@ -140,7 +169,7 @@ def run(args) -> int:
     try:
         ev = evaluate_table(occ_m.data, truth, picks, bin_factor=args.pred_bin, z_offset=args.pred_z_offset,
                             exclude_classes=args.exclude_class, dilate=not args.no_dilation, clip=args.clip,
-                            source=str(args.pred), rules=rules)
+                            source=str(args.pred), rules=rules, other_ids=other_ids)
     except InputError as exc:
         if str(exc).startswith(str(args.pred)):
             raise

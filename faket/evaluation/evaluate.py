@@ -188,7 +188,7 @@ def _csv(s: str) -> str:
 def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequence | None = None,
                    truth_zyx=None, pick_classes: Sequence | None = None,
                    exclude_classes: Sequence[str] = (), dilate: bool = True, clip: bool = False,
-                   source: str = "picks", rules: str = DEFAULT_RULES) -> Evaluation:
+                   source: str = "picks", rules: str = DEFAULT_RULES, other_ids: Sequence[int] = ()) -> Evaluation:
     """Score picks against the occupancy mask (``rules``: "shrec", the SHREC 2021 script's, or "faket"; module doc).
 
     Parameters
@@ -201,6 +201,8 @@ def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequen
     pick_classes : (P,) predicted class label of each pick (``None``: no classification scores).
     exclude_classes : class labels whose particles are left out (case-insensitive; module doc for each rule set).
     clip : faket rules: clamp picks outside the volume to its border instead of an error (SHREC rules always do).
+    other_ids : occupancy ids of structures that are not scored particles (a cellular layout's membranes and
+        filaments, ``instances.csv``): their voxels count as background, so a pick on them is a false positive.
     """
     if rules not in RULES:
         raise ValueError(f"rules must be one of {sorted(RULES)}, got {rules!r}")
@@ -216,6 +218,9 @@ def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequen
         occ = occ_i
     if occ.min() < 0:
         raise InputError("occupancy mask holds negative values; expected particle ids >= 0 (0 = background)")
+    other = np.asarray(list(other_ids), dtype=np.int64)
+    if other.size:
+        occ = np.where(np.isin(occ, other), 0, occ)
     ids = np.asarray(particle_ids).astype(np.int64).ravel()
     if ids.size and ids.min() <= 0:
         raise InputError("truth particle ids must be >= 1 (0 is background in the occupancy mask)")
@@ -552,7 +557,7 @@ def _evaluate_shrec(occ, ids, tcls, pts, pcls, truth_zyx, excluded, dilate, sour
 
 def evaluate_table(occupancy, truth, picks, *, bin_factor: float = 1, z_offset: float = 0.0,
                    exclude_classes: Sequence[str] = (), dilate: bool = True, clip: bool = False,
-                   source: str = "picks", rules: str = DEFAULT_RULES) -> Evaluation:
+                   source: str = "picks", rules: str = DEFAULT_RULES, other_ids: Sequence[int] = ()) -> Evaluation:
     """:func:`evaluate_picks` for a truth particle table and :class:`faket.formats.particles.Picks`.
 
     ``truth``: a :func:`faket.formats.particles.read_particles` table whose ``particle_id`` is the occupancy id and
@@ -569,4 +574,4 @@ def evaluate_table(occupancy, truth, picks, *, bin_factor: float = 1, z_offset: 
     pick_labels = match_pick_classes(picks.class_names, picks.class_ids, labels, id_to_label)
     return evaluate_picks(occupancy, ids, xyz[:, ::-1], truth_classes=labels, truth_zyx=truth_xyz[:, ::-1],
                           pick_classes=pick_labels, exclude_classes=exclude_classes, dilate=dilate,
-                          clip=clip, source=source, rules=rules)
+                          clip=clip, source=source, rules=rules, other_ids=other_ids)
