@@ -17,7 +17,7 @@ from faket.errors import InputError
 
 # Order = pipeline order (shown in --help).
 COMMANDS = ["layout", "project", "reference", "noise", "style", "stack", "reconstruct", "labels",
-            "qc", "evaluate", "manifest", "dataset", "export", "picker", "benchmark"]
+            "qc", "realism", "evaluate", "manifest", "dataset", "export", "picker", "benchmark"]
 
 _NEG_VALUE = re.compile(r"^-(\d|\.\d)")
 
