@@ -192,18 +192,21 @@ def run(args) -> int:
     if kind != "white" or tkind != "none":
         n = nz.spectrum_grid(clean.shape, *[st_[0].shape for st_ in stacks])
         ring_n = min(min(sh[1:]) for sh in [clean.shape] + [st_[0].shape for st_ in stacks])
-        Pc, Rc = nz.tilt_spectra(clean, n, ring_n=ring_n)
+        rn = ring_n if tkind == "measured" else None  # ring spectra: only for the transfer
+        Pc, Rc = nz.tilt_spectra(clean, n, ring_n=rn)
         P_list, R_list = [], []
         for k, (ref, idx, rc, smooth) in enumerate(stacks):
-            P, R = nz.tilt_spectra(ref, n, ring_n=ring_n)
+            P, R = nz.tilt_spectra(ref, n, ring_n=rn)
             records[k]["spectrum"] = nz.spectra_summary(P / nz.grid_mean(P)[:, None, None])
             if rc is not None:  # paired: the residual is the noise; the twin's spectrum is the signal's
                 P = nz.residual_psd(ref, rc, smooth.r, n)
-                _, Rt = nz.tilt_spectra(rc, n, ring_n=ring_n)
-                R = smooth.r[:, None] ** 2 * Rt + smooth.sigma[:, None] ** 2
+                if rn is not None:
+                    _, Rt = nz.tilt_spectra(rc, n, ring_n=rn)
+                    R = smooth.r[:, None] ** 2 * Rt + smooth.sigma[:, None] ** 2
             P_list.append(P[idx])
-            R_list.append(R[idx])
-        P_ref, R_ref = np.mean(P_list, axis=0), np.mean(R_list, axis=0)
+            R_list.append(None if R is None else R[idx])
+        P_ref = np.mean(P_list, axis=0)
+        R_ref = None if rn is None else np.mean(R_list, axis=0)
         if tkind == "measured":
             transfer = nz.signal_transfer(R_ref, Rc, nz.ring_frequencies(ring_n), curves.r, curves.sigma)
             Pc = nz.transferred_psd(Pc, transfer)

@@ -649,22 +649,46 @@ def _interp_matrix(n_out: int, n: int, half: bool) -> np.ndarray:
     return M
 
 
+def _interp_index(n_out: int, n: int, half: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation from an ``n``-bin frequency grid to ``n_out``'s: (lower bin, upper bin, weight of the
+    upper) per output bin (``half``: rfft axis, else periodic)."""
+    if half:
+        c = np.fft.rfftfreq(n_out) * n
+        lo = np.clip(np.floor(c).astype(np.int64), 0, n // 2)
+        hi = np.minimum(lo + 1, n // 2)
+    else:
+        c = np.mod(np.fft.fftfreq(n_out) * n, n)
+        lo = np.floor(c).astype(np.int64) % n
+        hi = (lo + 1) % n
+    return lo, hi, (c - np.floor(c)).astype(np.float32)
+
+
 class _Colourer:
-    """Colours white noise of one image shape with grid spectra (interpolation matrices cached)."""
+    """Colours white noise of one image shape with grid spectra (interpolation indices cached)."""
 
     def __init__(self, shape_yx, n: int, workers: int = -1):
         self.Y, self.X = int(shape_yx[0]), int(shape_yx[1])
-        self.Ay = _interp_matrix(self.Y, n, half=False)
-        self.AxT = np.ascontiguousarray(_interp_matrix(self.X, n, half=True).T)
+        self.iy = _interp_index(self.Y, n, half=False)
+        self.ix = _interp_index(self.X, n, half=True)
+        self.w = _rfft_weights(self.X, self.X // 2 + 1).astype(np.float32)
         self.workers = workers
 
     def gain(self, S: np.ndarray) -> np.ndarray:
-        """``sqrt`` of the spectrum on the image's rfft grid, normalised to unit variance, DC 0."""
-        G = self.Ay @ S @ self.AxT
+        """``sqrt`` of the spectrum on the image's rfft grid, normalised to unit variance, DC 0 (float32; separable
+        linear interpolation: rows first on the small grid, then columns)."""
+        S = np.asarray(S, dtype=np.float32)
+        lo, hi, a = self.iy
+        R = S[lo] * (1.0 - a)[:, None] + S[hi] * a[:, None]               # (Y, n//2+1)
+        lo, hi, a = self.ix
+        G = R[:, lo]
+        G *= (1.0 - a)[None, :]
+        G += R[:, hi] * a[None, :]                                        # (Y, X//2+1)
         np.maximum(G, 0.0, out=G)
         G[0, 0] = 0.0
-        m = float(grid_mean(G, self.X))
-        return np.sqrt(G / m if m > 0 else G).astype(np.float32)
+        m = float(G.sum(axis=0, dtype=np.float64) @ self.w) / (self.Y * self.X)
+        if m > 0:
+            G *= np.float32(1.0 / m)
+        return np.sqrt(G, out=G)
 
     def __call__(self, e: np.ndarray, S: np.ndarray) -> np.ndarray:
         import scipy.fft as sfft
@@ -672,7 +696,6 @@ class _Colourer:
         F = sfft.rfft2(e, workers=self.workers)
         F *= self.gain(S)
         return sfft.irfft2(F, s=(self.Y, self.X), workers=self.workers).astype(np.float32, copy=False)
-
 
 
 def _filter(x: np.ndarray, gain: np.ndarray, workers: int = -1) -> np.ndarray:
