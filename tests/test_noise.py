@@ -619,3 +619,52 @@ def test_wall_time_covers_the_whole_step(series, capsys, monkeypatch):
     assert main(["noise", str(d / "clean.mrc"), "--reference", str(d / "ref.mrc"), "-o", str(d / "w.mrc"),
                  "--quiet"]) == 0
     assert json.loads((d / "w.json").read_text())["wall_time_s"] >= 0.6
+
+
+@pytest.fixture
+def style_files(tmp_path):
+    ang = np.array([-20.0, 0.0, 20.0])
+    rng = np.random.default_rng(5)
+    content = np.stack([phantom(48, 12, seed=s) for s in range(3)])
+    ref = np.stack([phantom(48, 12, seed=50 + s) for s in range(3)]) + rng.gamma(2.0, 1.0, (3, 48, 48))
+    write(tmp_path / "content.mrc", content, ang)
+    write(tmp_path / "noisy.mrc", content + rng.standard_normal(content.shape), ang)
+    write(tmp_path / "ref.mrc", ref * 3 + 20, ang + 1)
+    return tmp_path
+
+
+def _style(d, out, *extra):
+    return main(["style", str(d / "content.mrc"), "--style", str(d / "ref.mrc"), "--init", str(d / "noisy.mrc"),
+                 "-o", str(out), "--weights", "random", "--threads", "2", "--iterations", "1", "-q", *extra])
+
+
+def test_style_match_distribution(style_files, capsys):
+    d = style_files
+    assert _style(d, d / "m.mrc", "--match", "distribution") == 0, capsys.readouterr().err
+    out, ref = read(d / "m.mrc"), read(d / "ref.mrc")
+    s = json.loads((d / "m.json").read_text())["style"]
+    assert s["match"] == "distribution"
+    q = np.linspace(0.02, 0.98, 13)
+    for t, j in enumerate(s["references"][0]["matched_index"]):
+        spread = np.ptp(np.quantile(ref[j], [0.02, 0.98]))
+        assert np.abs(np.quantile(out[t], q) - np.quantile(ref[j], q)).max() < 0.03 * spread
+    assert _style(d, d / "p.mrc") == 0
+    assert json.loads((d / "p.json").read_text())["style"]["match"] == "meanstd"
+    assert np.abs(read(d / "p.mrc") - out).max() > 0
+
+
+def test_one_tilt_style_chunk_is_a_series_for_noise_and_style(style_files, capsys):
+    """faket style --tilts 1:2 writes one tilt (2-D on disk): faket noise takes it as a clean series and as a
+    reference, faket style as content and init."""
+    d = style_files
+    assert _style(d, d / "one.mrc", "--tilts", "1:2") == 0, capsys.readouterr().err
+    with mrcfile.open(d / "one.mrc") as m:
+        assert m.data.ndim == 2  # MRC stores one image as 2-D
+    assert main(["noise", str(d / "one.mrc"), "--reference", str(d / "ref.mrc"), "-o", str(d / "n1.mrc"),
+                 "--quiet"]) == 0, capsys.readouterr().err
+    assert json.loads((d / "n1.json").read_text())["output"]["shape"][0] == 1
+    assert main(["noise", str(d / "content.mrc"), "--reference", str(d / "one.mrc"), "-o", str(d / "n2.mrc"),
+                 "--max-angle-gap", "30", "--quiet"]) == 0, capsys.readouterr().err
+    rc = main(["style", str(d / "one.mrc"), "--style", str(d / "ref.mrc"), "--init", str(d / "one.mrc"),
+               "-o", str(d / "s1.mrc"), "--weights", "random", "--iterations", "1", "-q"])
+    assert rc == 0, capsys.readouterr().err
