@@ -668,3 +668,11 @@ def test_one_tilt_style_chunk_is_a_series_for_noise_and_style(style_files, capsy
     rc = main(["style", str(d / "one.mrc"), "--style", str(d / "ref.mrc"), "--init", str(d / "one.mrc"),
                "-o", str(d / "s1.mrc"), "--weights", "random", "--iterations", "1", "-q"])
     assert rc == 0, capsys.readouterr().err
+
+
+def test_cli_match_distribution_needs_a_reference(series, capsys):
+    d, ang, snr, ref = series
+    rc = main(["noise", str(d / "clean.mrc"), "--snr", "0.1", "--match", "distribution", "-o", str(d / "x.mrc")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--match distribution needs --reference" in err and len(err.strip().splitlines()) == 1
+    assert not (d / "x.mrc").exists()

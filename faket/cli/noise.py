@@ -98,6 +98,8 @@ def run(args) -> int:
         raise InputError(f"--smooth-order {args.smooth_order}: must be >= -1")
     if not args.reference and args.snr is None:
         raise InputError("give --reference REF.mrc (to fit the noise) or --snr S")
+    if args.match == "distribution" and not args.reference:
+        raise InputError("--match distribution needs --reference REF.mrc (the distribution to match)")
     estimate = args.estimate or ("paired" if args.reference_clean else "blind")
     if args.snr is not None:
         estimate = "snr"
@@ -235,8 +237,6 @@ def run(args) -> int:
     noisy, content = out if args.content_out else (out, None)
     match = args.match
     if match == "distribution":
-        if not stacks:
-            raise InputError("--match distribution needs --reference REF.mrc (the distribution to match)")
         targets = [[ref[idx[t]] for ref, idx, _, _ in stacks] for t in range(T)]
         noisy = nz.match_distribution(noisy, targets, seed=args.seed)
         if content is not None:
