@@ -38,6 +38,13 @@ Curves are smoothed with a polynomial over the reference tilt index (:func:`smoo
 uses one ``r`` / ``sigma`` for all tilts (:func:`global_curves`), fits of several references are averaged
 (:func:`average_curves`).
 
+Noise spectrum, signal transfer, distribution matching (docs/noise.md)
+-----------------------------------------------------------------------
+:func:`tilt_spectra` (smoothed 2-D and ring spectra), :func:`noise_spectra` (the reference's spectrum minus the
+signal's share: ``white`` / ``radial`` / ``2d``), :func:`signal_transfer` (the reference signal's radial spectrum
+over the clean tilt's, a :class:`RadialTransfer`) feed :func:`add_noise` (``spectra=``, ``transfer=``);
+:func:`match_distribution` maps tilts onto reference distributions (redistributor).
+
 Randomness: tilt ``t`` draws from ``numpy.random.default_rng([seed, t])``, so a tilt's noise depends on the
 seed and its index in the full tilt-series only (pass ``tilt_indices`` when handling a chunk).
 """
