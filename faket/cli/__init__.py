@@ -10,6 +10,7 @@ import argparse
 import importlib
 import re
 import sys
+import time
 
 from faket import __version__
 from faket.errors import InputError
@@ -76,7 +77,9 @@ def normalise_argv(argv: list[str], parser: argparse.ArgumentParser) -> list[str
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    t0 = time.perf_counter()
     args = parser.parse_args(normalise_argv(argv, parser))
+    args._t0 = t0  # the step's start, for wall_time_s in its provenance (faket.cli._common.Step)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

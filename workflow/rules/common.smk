@@ -368,6 +368,9 @@ def noise_opts(tomo):
     opts = [
         f"--estimate {config['noise']['estimate']}",
         f"--content-noise {config['noise']['content_noise']:g}",
+        f"--noise-spectrum {config['noise']['spectrum']}",
+        f"--signal-transfer {config['noise']['signal_transfer']}",
+        f"--match {config['noise']['match']}",
     ]
     s = snr_opt(tomo)
     if s:
