@@ -16,6 +16,7 @@ from pathlib import Path
 
 from faket.errors import InputError
 from faket.formats.manifest import STAGED_KINDS
+from faket.formats.names import parse_tomogram_file, tomogram_file
 
 __all__ = ["config_problem", "tilt_angles", "layout_box", "layout_is_cellular",
            "volume_shape", "draw", "tilt_chunks", "load_manifest",
@@ -171,22 +172,3 @@ class Sha256Cache:
             tmp.write_text(json.dumps(cache))
             os.replace(tmp, self.cache_file)
         return cache[key]
-
-
-# --------------------------------------------------------------------------------------------------
-# output names (label files: faket.labels.label_files)
-
-_TOMOGRAM_FILE = re.compile(r"^tomogram(?:_(?P<mod>[A-Za-z0-9-]+))?_bin(?P<bin>\d+)\.mrc$")
-
-
-def tomogram_file(modality: str, bin_factor: int) -> str:
-    """``tomogram_bin<B>.mrc`` for the faket modality, ``tomogram_<modality>_bin<B>.mrc`` for the others."""
-    return f"tomogram_bin{bin_factor}.mrc" if modality == "faket" else f"tomogram_{modality}_bin{bin_factor}.mrc"
-
-
-def parse_tomogram_file(name: str) -> tuple[str, int] | None:
-    """``(modality, bin)`` of a :func:`tomogram_file` name, ``None`` for other names."""
-    m = _TOMOGRAM_FILE.match(name)
-    if not m:
-        return None
-    return m.group("mod") or "faket", int(m.group("bin"))

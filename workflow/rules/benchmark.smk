@@ -154,7 +154,8 @@ rule benchmark_reconstruct:
     input:
         tilts=f"{BM_DIR}/{{bname}}/tiltseries/{{bmod}}.mrc",
     output:
-        tomogram=f"{BM_DIR}/{{bname}}/tomogram_{{bmod}}_bin{BM_BIN}.mrc",
+        tomogram=f"{BM_DIR}/{{bname}}/"
+        + fw.tomogram_file("{bmod}", BM_BIN, name_faket=True),
     log:
         "logs/benchmark/{bname}/reconstruct_{bmod}.log",
     conda:
