@@ -17,10 +17,12 @@ from pathlib import Path
 from faket.errors import InputError
 from faket.formats.manifest import STAGED_KINDS
 from faket.formats.names import parse_tomogram_file, tomogram_file
+from faket.style.vgg import recorded_weights_kind, weights_kind  # light: no torch
 
 __all__ = ["config_problem", "tilt_angles", "layout_box", "layout_is_cellular",
            "volume_shape", "draw", "tilt_chunks", "load_manifest",
-           "reference_entry", "Sha256Cache", "tomogram_file", "parse_tomogram_file", "REFERENCE_KINDS"]
+           "reference_entry", "Sha256Cache", "tomogram_file", "parse_tomogram_file", "REFERENCE_KINDS",
+           "styled_weights_kind"]
 
 # what a style / noise reference can be: a physics-based tilt-series (no file) or a manifest file to stage
 REFERENCE_KINDS = ("physics", *STAGED_KINDS)
@@ -172,3 +174,24 @@ class Sha256Cache:
             tmp.write_text(json.dumps(cache))
             os.replace(tmp, self.cache_file)
         return cache[key]
+
+
+# --------------------------------------------------------------------------------------------------
+# what the outputs report
+
+
+def styled_weights_kind(sidecars, configured: str) -> str:
+    """The kind of VGG-19 weights (imagenet, random, file) the styled tilt-series were made with, read from
+    their provenance ``sidecars`` (where ``faket style`` reports it: a .pth copy of the ImageNet file counts as
+    imagenet); when none exists yet (a dry run), the kind of the ``configured`` style.weights."""
+    kinds = set()
+    for p in sidecars:
+        try:
+            kind = recorded_weights_kind(json.loads(Path(p).read_text()))
+        except (OSError, ValueError):
+            continue
+        if kind is not None:
+            kinds.add(kind)
+    if len(kinds) > 1:
+        raise InputError(f"the styled tilt-series were made with different VGG weights ({', '.join(sorted(kinds))})")
+    return kinds.pop() if kinds else weights_kind(configured)
