@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from faket.formats.voxel import same_sampling
+
 HELP = "train a DeepFinder-style picker on faket data, segment tomograms, localise picks (needs faket[picker])"
 
 DESCRIPTION = """\
@@ -205,8 +207,8 @@ def _check_positive(name, v, *, zero=False):
 
 
 def _other_sampling(a, b) -> bool:
-    """Two voxel sizes (A, either may be unknown) that differ by more than 2 %."""
-    return bool(a and b and abs(a / b - 1) > 0.02)
+    """Two voxel sizes (A, either may be unknown) that are not the same sampling (faket.formats.voxel)."""
+    return not same_sampling(a, b)
 
 
 def _train_inputs(args):

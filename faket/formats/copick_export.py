@@ -50,6 +50,7 @@ from faket.formats.copick import (
     template_ids,
     tomo_type_for,
 )
+from faket.formats.voxel import SAME_GRID_RTOL
 
 __all__ = ["plan_export", "write_project"]
 
@@ -233,7 +234,7 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
             s, v = _header(paths[k], what)
             if s != shape:
                 raise InputError(f"{paths[k]}: shape {s} differs from {csv_path} ({shape})")
-            if k == "tomogram_path" and abs(v - vs) > 1e-3 * vs:
+            if k == "tomogram_path" and abs(v - vs) > SAME_GRID_RTOL * vs:
                 raise InputError(f"{paths[k]}: voxel size {v:g} A differs from {csv_path} ({vs:g} A)")
         folder = paths["tomogram_path"].parent
         run = runs.setdefault(t, RunPlan(name=t, folder=folder, seed=_layout_seed(folder)))
