@@ -19,15 +19,6 @@ BM_DIR = BMP.DIR
 BM_BIN = BMP.bin
 
 
-def bm_faket_weights(wildcards):
-    """The VGG weights FAKET was styled with, read (when the summary runs) from the styled tilt-series'
-    provenance, upstream of every FAKET score (faket.workflow.styled_weights_kind)."""
-    styled = [f"{BM_DIR}/{n}/tiltseries/faket.json" for n in BMP.train]
-    return fw.styled_weights_kind(
-        styled if "faket" in BMP.modalities else [], config["style"]["weights"]
-    )
-
-
 wildcard_constraints:
     bname="|".join(BMP.train + BMP.generated_test),
     btrain="|".join(BMP.train),
@@ -305,7 +296,16 @@ rule benchmark_summary:
     params:
         runs=lambda wildcards, input: BMP.summary_args(input.metrics),
         note=BMP.note(),
-        weights=bm_faket_weights,
+        # the VGG weights FAKET was styled with, read when the summary runs from the styled tilt-series'
+        # provenance (upstream of every FAKET score); a dry run shows the configured kind
+        weights=lambda wildcards: fw.styled_weights_kind(
+            (
+                [f"{BM_DIR}/{n}/tiltseries/faket.json" for n in BMP.train]
+                if "faket" in BMP.modalities
+                else []
+            ),
+            config["style"]["weights"],
+        ),
     shell:
         "faket picker summarize {params.runs} -o {output.csv} --table {output.md} --figure {output.png} "
         "--note {params.note:q} --faket-weights {params.weights} --quiet > {log} 2>&1"
