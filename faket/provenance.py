@@ -9,8 +9,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterable, Mapping
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +24,6 @@ _PACKAGES = ("faket", "numpy", "scipy", "torch", "torchvision", "mrcfile", "numb
 
 def package_versions(extra: Iterable[str] = ()) -> dict[str, str]:
     """Versions of the packages that shape the numbers (only those installed)."""
-    from importlib import metadata
-
     out = {"python": platform.python_version()}
     for name in (*_PACKAGES, *extra):
         try:

@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import warnings
+from pathlib import Path
 
+from faket.cli._common import (
+    Step,
+    add_common_args,
+    check_not_same,
+    info,
+    progress,
+    resolve_device,
+    set_threads,
+    show_progress,
+)
+from faket.errors import InputError
 from faket.formats.voxel import same_sampling
+from faket.picker import LOSSES
 
 HELP = "train a DeepFinder-style picker on faket data, segment tomograms, localise picks (needs faket[picker])"
 
@@ -29,8 +45,6 @@ DEFAULTS = dict(steps=1000, batch=8, patch=16, lr=1e-4, shift=3, p_rotate=0.5, b
 
 
 def _device_args(p):
-    from faket.cli._common import add_common_args
-
     add_common_args(p, seed=True, device=True)
     for a in p._actions:
         if a.dest == "device":
@@ -39,8 +53,6 @@ def _device_args(p):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from faket.picker import LOSSES
-
     sub = p.add_subparsers(dest="picker_command", metavar="<command>")
     D = DEFAULTS
 
@@ -180,12 +192,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from faket.errors import InputError
-
     fn = getattr(args, "_picker_run", None)
     if fn is None:
         raise InputError("a command is needed: train, segment, localize, truth or summarize (faket picker --help)")
     try:
+        # lazy: monai, sklearn (faket start-up)
         import monai  # noqa: F401
         import sklearn  # noqa: F401
     except ImportError as exc:
@@ -198,8 +209,6 @@ def run(args) -> int:
 
 
 def _check_positive(name, v, *, zero=False):
-    from faket.errors import InputError
-
     if v is None:
         return
     if v < 0 or (v == 0 and not zero):
@@ -213,11 +222,6 @@ def _other_sampling(a, b) -> bool:
 
 def _train_inputs(args):
     """[(tomogram path, class mask path, particles path | None)]"""
-    import csv
-    from pathlib import Path
-
-    from faket.errors import InputError
-
     if args.dataset:
         if args.tomogram or args.class_mask:
             raise InputError("give either --dataset or --tomogram/--class-mask pairs, not both")
@@ -253,18 +257,14 @@ def _train_inputs(args):
 
 
 def _train(args) -> int:
-    import warnings
-    from pathlib import Path
-
+    # lazy: numpy, pandas, torch (faket start-up)
     import numpy as np
     import torch
 
-    from faket.errors import InputError
     from faket.formats.mrc import read_volume
     from faket.formats.particles import read_particles
     from faket.picker.io import save_model
     from faket.picker.train import train_picker
-    from faket.cli._common import Step, check_not_same, info, progress, resolve_device, set_threads
 
     set_threads(args.threads)
     for name in ("steps", "batch", "patch", "lr"):
@@ -351,16 +351,12 @@ def _train(args) -> int:
 
 
 def _segment(args) -> int:
-    import warnings
-    from pathlib import Path
-
+    # lazy: numpy, torch (faket start-up)
     import numpy as np
 
-    from faket.errors import InputError
     from faket.formats.mrc import read_volume
     from faket.picker.io import load_model
     from faket.picker.segment import segment
-    from faket.cli._common import Step, check_not_same, info, resolve_device, set_threads, show_progress
 
     set_threads(args.threads)
     out = Path(args.output)
@@ -398,8 +394,6 @@ def _segment(args) -> int:
 
 
 def _parse_min_sizes(specs, names):
-    from faket.errors import InputError
-
     glob, per = None, {}
     by_name = {v.lower(): k for k, v in names.items()}
     for s in specs:
@@ -421,16 +415,13 @@ def _parse_min_sizes(specs, names):
 
 
 def _localize(args) -> int:
-    from pathlib import Path
-
+    # lazy: numpy, pandas (faket start-up)
     import numpy as np
 
-    from faket.errors import InputError
     from faket.formats.mrc import read_volume
-    from faket.formats.table import check_particles
     from faket.formats.particles import read_particles
+    from faket.formats.table import check_particles
     from faket.picker.localize import localize
-    from faket.cli._common import Step, check_not_same, info
 
     out = Path(args.output)
     if out.suffix.lower() != ".csv":
@@ -440,6 +431,7 @@ def _localize(args) -> int:
     _check_positive("--min-size-fraction", args.min_size_fraction, zero=True)
     names, sizes = {}, {}
     if args.model:
+        # lazy: torch (faket start-up)
         from faket.picker.io import load_model
 
         _, meta = load_model(args.model)
@@ -461,6 +453,7 @@ def _localize(args) -> int:
         if scores.ndim != 4 or scores.shape[1:] != lab.shape or scores.shape[0] <= lab.max():
             raise InputError(f"{args.scores}: scores of shape {scores.shape} do not fit the class map {lab.shape}")
     if args.copick:
+        # lazy: numpy, pandas (faket start-up)
         from faket.picker.copick import check_pick_classes
 
         if not lab_m.voxel_size_a:
@@ -491,6 +484,7 @@ def _localize(args) -> int:
             "output": {"path": str(out), "n_picks": len(df), "min_size_voxels": min_size,
                        "picks_per_class": {str(k): int(v) for k, v in df["class_name"].value_counts().items()}}})
     if args.copick:
+        # lazy: numpy, pandas (faket start-up)
         from faket.picker.copick import DEFAULT_PICKER_USER, write_picks
 
         run = args.run or Path(args.labels).name.split(".")[0]
@@ -502,20 +496,18 @@ def _localize(args) -> int:
 
 
 def _truth(args) -> int:
-    from pathlib import Path
-
+    # lazy: numpy, pandas (faket start-up)
     import numpy as np
 
-    from faket.errors import InputError
     from faket.formats.mrc import read_volume
-    from faket.formats.table import check_particles
     from faket.formats.particles import read_particles, write_particles_csv
+    from faket.formats.table import check_particles
     from faket.picker.benchmark import DEFAULT_RADIUS, occupancy_from_picks
-    from faket.cli._common import Step, info
 
     outdir = Path(args.output)
     tomo = None
     if args.copick:
+        # lazy: numpy, pandas (faket start-up)
         from faket.picker.copick import config_path, object_radii, read_tomogram, read_truth
 
         if args.tomogram or args.picks:
@@ -566,12 +558,8 @@ def _truth(args) -> int:
 
 
 def _summarize(args) -> int:
-    import json
-    from pathlib import Path
-
-    from faket.errors import InputError
+    # lazy: numpy, pandas (faket start-up)
     from faket.picker.benchmark import figure, markdown_table, score_rows, summary
-    from faket.cli._common import Step, info
 
     out = Path(args.output)
     table = Path(args.table) if args.table else out.with_suffix(".md")
@@ -598,15 +586,11 @@ def _summarize(args) -> int:
 
 
 def _score(args) -> int:
-    import json
-    from pathlib import Path
-
+    # lazy: numpy, pandas (faket start-up)
     import pandas as pd
 
-    from faket.errors import InputError
     from faket.formats.particles import read_particles
     from faket.provenance import _jsonable, build_record
-    from faket.cli._common import Step, check_not_same, info
 
     pred = Path(args.pred)
     if not pred.is_file():
@@ -616,6 +600,7 @@ def _score(args) -> int:
     except pd.errors.EmptyDataError:
         n_picks = 0
     if n_picks:
+        # lazy: the parent package (faket.cli) imports this module
         from faket.cli import main
 
         argv = ["evaluate", "--truth", str(args.truth), "--occupancy", str(args.occupancy), "--pred", str(pred),
