@@ -72,6 +72,10 @@ from faket.layout.templates.maps import MAP_INTERIOR_LEVEL, resample_volume, sub
 from faket.layout.templates.shapes import BUILTIN_INFO, BUILTIN_NAMES, builtin_template
 
 __all__ = [
+    "PROTEIN_RESIDUE",
+    "PROTEIN_RESIDUE_VOLUME_A3",
+    "ATOM_SUFFIXES",
+    "MAP_SUFFIXES",
     "Template",
     "BUILTIN_NAMES",
     "BUILTIN_INFO",
