@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -242,8 +243,6 @@ class OutputTransaction:
         for tmp, _ in self._pairs:
             with contextlib.suppress(FileNotFoundError):
                 if tmp.is_dir():
-                    import shutil
-
                     shutil.rmtree(tmp)
                 else:
                     tmp.unlink()
