@@ -19,6 +19,7 @@ from faket.cli._common import (
     show_progress,
 )
 from faket.errors import InputError
+from faket.formats.names import DATASET_TRAINING_COLUMNS
 from faket.formats.voxel import same_sampling
 from faket.picker import LOSSES
 
@@ -233,7 +234,7 @@ def _train_inputs(args):
             raise InputError(f"{p}: dataset CSV not found")
         with open(p, newline="") as f:
             rows = list(csv.DictReader(f))
-        need = {"tomogram", "modality", "bin", "tomogram_path", "class_mask", "particles_csv"}
+        need = set(DATASET_TRAINING_COLUMNS)
         if not rows or not need <= set(rows[0]):
             raise InputError(f"{p}: not a faket dataset CSV (needs columns {', '.join(sorted(need))})")
         names = set(args.tomograms.split(",")) if args.tomograms else None

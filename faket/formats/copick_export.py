@@ -52,6 +52,7 @@ from faket.formats.copick import (
     tomo_type_for,
 )
 from faket.formats.mrc import read_volume
+from faket.formats.names import DATASET_CSV
 from faket.formats.voxel import SAME_GRID_RTOL
 
 __all__ = ["plan_export", "write_project"]
@@ -178,7 +179,7 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
     from faket.formats.particles import read_particles
 
     res = Path(results)
-    csv_path = res if res.suffix.lower() == ".csv" else res / "dataset.csv"
+    csv_path = res if res.suffix.lower() == ".csv" else res / DATASET_CSV
     if not csv_path.is_file():
         if res.is_dir() or res.suffix.lower() != ".csv":
             if not res.exists():

@@ -20,6 +20,7 @@ from faket.formats.names import (
     DATASET_COLUMNS,
     DATASET_CSV,
     DATASET_LABEL_COLUMNS,
+    DATASET_TRAINING_COLUMNS,
     FAKET_MODALITY,
     TOMOGRAM_GLOB,
     cellular_label_files,
@@ -37,7 +38,7 @@ CELLULAR_COLUMNS = DATASET_CELLULAR_COLUMNS
 SHAPE_COLUMNS = ("shape_z", "shape_y", "shape_x")
 
 #: the columns a picker's training set needs (faket picker train --dataset)
-TRAINING_COLUMNS = ("tomogram", "modality", "bin", "tomogram_path", "class_mask", "particles_csv")
+TRAINING_COLUMNS = DATASET_TRAINING_COLUMNS
 
 _MASKS = ("class_mask", "occupancy_mask", "membrane_mask")
 

@@ -12,7 +12,7 @@ import re
 __all__ = ["LAYOUT_OUTPUTS", "CELLULAR_LAYOUT_OUTPUTS", "LAYOUT_FILES", "CELLULAR_LAYOUT_FILES",
            "label_files", "cellular_label_files", "FULL_LIST_FILES", "CELLULAR_LABEL_FILES",
            "tomogram_file", "parse_tomogram_file", "TOMOGRAM_GLOB", "FAKET_MODALITY", "DATASET_CSV",
-           "DATASET_COLUMNS", "DATASET_LABEL_COLUMNS", "DATASET_CELLULAR_COLUMNS"]
+           "DATASET_COLUMNS", "DATASET_LABEL_COLUMNS", "DATASET_CELLULAR_COLUMNS", "DATASET_TRAINING_COLUMNS"]
 
 # --------------------------------------------------------------------------------------------------
 # faket layout OUTDIR
@@ -108,6 +108,9 @@ DATASET_CSV = "dataset.csv"
 #: label-file columns (faket labels' files at one binning), then those of a cellular layout (empty otherwise)
 DATASET_LABEL_COLUMNS = tuple(label_files(1))
 DATASET_CELLULAR_COLUMNS = (*cellular_label_files(1), *CELLULAR_LABEL_FILES)
+
+#: the columns a picker's training set needs (faket picker train --dataset)
+DATASET_TRAINING_COLUMNS = ("tomogram", "modality", "bin", "tomogram_path", "class_mask", "particles_csv")
 
 #: every column, in order
 DATASET_COLUMNS = ("tomogram", "modality", "bin", "tomogram_path", *DATASET_LABEL_COLUMNS, "shape_z", "shape_y",
