@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from faket.cli._common import Step, add_common_args, check_not_same, voxel_size_or_assume, warn
@@ -229,6 +228,8 @@ def run(args) -> int:
         mm = _as_labels(mrc, "membrane mask")
     tables = {k: _read_table(cell[k], k) for k in _TABLE_COLUMNS if k in cell}
     if "classes" in cell:
+        import json
+
         try:
             classes_text = cell["classes"].read_text()
             json.loads(classes_text)

@@ -323,6 +323,8 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
     # radius from the occupancy masks where classes.json gave none
     need = [c for c in classes.values() if c.radius_a is None]
     if need:
+        from faket.formats.mrc import read_volume
+
         for run in runs.values():
             b0 = min(run.bins)
             df = tables[(run.name, b0)]

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faket.errors import InputError
-from faket.formats.mrc import sha256sum
 
 COLUMNS = ["name", "kind", "path_or_url", "sha256", "voxel_size_a", "angles_file", "licence", "notes", "pixel_size_a"]
 _OPTIONAL = 1  # trailing optional columns (pixel_size_a)
@@ -190,7 +189,7 @@ def check_entry(e: Entry, root: str | os.PathLike, *, sha_fn: Callable[[Path], s
     URL entries are "not downloaded" (a problem only with ``require_local``); physics entries have no file.
     """
     if sha_fn is None:
-        sha_fn = sha256sum
+        from faket.formats.mrc import sha256sum as sha_fn  # noqa: N813
     if e.kind == "physics":
         return None
     if e.is_url:

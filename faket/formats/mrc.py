@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -243,6 +242,8 @@ class OutputTransaction:
         for tmp, _ in self._pairs:
             with contextlib.suppress(FileNotFoundError):
                 if tmp.is_dir():
+                    import shutil
+
                     shutil.rmtree(tmp)
                 else:
                     tmp.unlink()

@@ -32,9 +32,7 @@ the process once read. Pure functions: arrays in, arrays out.
 
 from __future__ import annotations
 
-import ctypes
 import math
-import mmap as _mmap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -149,6 +147,9 @@ def _release_pages(view: np.ndarray) -> None:
     if not isinstance(view, np.memmap) and not isinstance(base, np.memmap):
         return
     try:
+        import ctypes
+        import mmap as _mmap
+
         libc = ctypes.CDLL(None, use_errno=True)
         page = _mmap.PAGESIZE
         addr = view.ctypes.data

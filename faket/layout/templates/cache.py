@@ -43,7 +43,7 @@ def _cache_read(path: Path):
     if not path.exists():
         return None
     try:
-        import mrcfile  # lazy: mrcfile, only when a cached template exists
+        import mrcfile
 
         with mrcfile.open(path, mode="r", permissive=False) as m:
             d = np.asarray(m.data, np.float32).copy()

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from faket.errors import InputError
-from faket.formats.mrc import read_volume
 from faket.layout.templates import atoms, maps
 from faket.layout.templates.base import Template, _check_voxel, diameter_nm
 from faket.layout.templates.cache import _cache_key, _cache_read, _cache_write, _sha256, default_cache_dir
@@ -71,6 +70,8 @@ def load_template(spec: str, voxel_size_a: float, *, name: str | None = None,
             return Template(name=nm, density=cached, voxel_size_a=v, source=str(p),
                             diameter_nm=diameter_nm(cached, v))
     if is_map:
+        from faket.formats.mrc import read_volume
+
         m = read_volume(p, what="template map")
         mv = map_voxel_size_a if map_voxel_size_a is not None else m.voxel_size_a
         if mv is None:
