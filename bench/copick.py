@@ -89,8 +89,7 @@ def main() -> int:
         if args.results:
             res = Path(args.results).resolve()
             what = f"results folder {res}"
-            reads = ([res / "dataset.csv"] + [p for p in res.glob("*/*_bin*.mrc")]
-                     + list(res.glob("*/particles_bin*.csv")))
+            reads = [res / "dataset.csv"] + [p for p in res.glob("*/*_bin*.mrc")] + list(res.glob("*/particles_bin*.csv"))
         else:
             t0 = time.perf_counter()
             res = synthetic_results(tmp, args.size)

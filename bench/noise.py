@@ -68,7 +68,7 @@ def timing(args) -> None:
         _write(d / "clean.mrc", clean, angles)
         _write(d / "ref.mrc", ref, angles + 0.2)
         times = []
-        for _rep in range(args.repeat):
+        for rep in range(args.repeat):
             t0 = time.perf_counter()
             rc = main(["noise", str(d / "clean.mrc"), "--reference", str(d / "ref.mrc"), "-o",
                        str(d / "noisy.mrc"), "--content-out", str(d / "content.mrc"), "--quiet"])

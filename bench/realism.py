@@ -104,8 +104,7 @@ def phantom_volume(shape_zyx, seed=0, fill=0.12):
         hi = np.minimum(np.ceil(c + r + 2).astype(int), shape_zyx)
         zz, yy, xx = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
         d = np.sqrt((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2)
-        blob = np.clip(r + 0.5 - d, 0, 1) * rng.uniform(0.5, 1.5)
-        vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += blob.astype(np.float32)
+        vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += (np.clip(r + 0.5 - d, 0, 1) * rng.uniform(0.5, 1.5)).astype(np.float32)
         filled += 4.19 * r ** 3
     return vol
 

@@ -200,7 +200,7 @@ def faket_run(model, content, noisy, style, precision, batch, *, cache=None, fin
 def load() -> str:
     import os
 
-    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+    return "load %.1f %.1f %.1f" % os.getloadavg()
 
 
 def write_inputs(d: Path, T: int, n: int):

@@ -353,8 +353,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(exported, tmp_path, c
     (res / "d.bak").rename(res / "dataset.csv")
     text = (res / "dataset.csv").read_text()
     # inconsistent dataset.csv: a wrong particle count, a wrong shape, a missing column
-    for bad, msg in ((text.replace(",24,64,64,10,10,", ",24,64,64,10,11,", 1)
-                      .replace(",24,64,64,10,10\n", ",24,64,64,10,11\n", 1),
+    for bad, msg in ((text.replace(",24,64,64,10,10,", ",24,64,64,10,11,", 1).replace(",24,64,64,10,10\n", ",24,64,64,10,11\n", 1),
                       "says 11"),
                      (text.replace(",24,64,64,10,", ",24,64,60,10,", 1), "differs from"),
                      (text.replace("n_particles", "count"), "missing column")):

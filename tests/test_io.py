@@ -127,7 +127,7 @@ def test_bad_volume_one_line_exit2_no_output(tmp_path, run_cli, case):
     out = tmp_path / "out" / "t.mrc"
     rc, _, err = run_cli("project", bad, "-o", out, "--angles", "-60:60:30")
     assert rc == 2
-    lines = [ln for ln in err.strip().splitlines() if ln]
+    lines = [l for l in err.strip().splitlines() if l]
     assert len(lines) == 1, err
     assert str(bad) in lines[0] and "Traceback" not in err
     assert not out.parent.exists() or list(out.parent.iterdir()) == []

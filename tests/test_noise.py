@@ -313,7 +313,7 @@ def _bad(d, argv, capsys, expect):
 
 def test_cli_bad_input(series, capsys):
     d, ang, snr, ref = series
-    clean, refp = str(d / "clean.mrc"), str(d / "ref.mrc")
+    clean, refp, rcp = str(d / "clean.mrc"), str(d / "ref.mrc"), str(d / "ref_clean.mrc")
     bad = read(d / "clean.mrc")
     bad[3, 5, 5] = np.nan
     write(d / "nan.mrc", bad, ang)

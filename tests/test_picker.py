@@ -315,8 +315,7 @@ def test_benchmark_plans_dry_run(tmp_path):
                for line in out.splitlines())
     assert not (tmp_path / "run" / "results").exists()
     # faket benchmark runs the same plan (the command without the --configfile pitfall)
-    r2 = subprocess.run([str(BIN / "faket"), "benchmark", "--configfile", str(p),
-                         "--snakefile", str(ROOT / "Snakefile"),
+    r2 = subprocess.run([str(BIN / "faket"), "benchmark", "--configfile", str(p), "--snakefile", str(ROOT / "Snakefile"),
                          "-n", "--", "-d", str(tmp_path / "run2"), "--nocolor"], env=env, capture_output=True,
                         text=True, timeout=300)
     assert r2.returncode == 0, r2.stdout[-3000:] + r2.stderr[-3000:]

@@ -38,8 +38,7 @@ def test_match_stack_warns_on_gaps_and_fails_beyond_max():
     idx, gap = match_stack([-4.0, 0.0, 4.0], 3, [-2.0, 0.0, 2.0], 3, reference_path="r.mrc",
                            content_path="c.mrc", max_gap_deg=5, warn=warnings.append)
     assert idx.tolist() == [0, 1, 2] and gap.max() == 2.0
-    assert len(warnings) == 1
-    assert "content tilt -4 deg uses the nearest reference tilt -2 deg (2 deg away)" in warnings[0]
+    assert len(warnings) == 1 and "content tilt -4 deg uses the nearest reference tilt -2 deg (2 deg away)" in warnings[0]
     with pytest.raises(InputError):
         match_stack([-4.0, 0.0, 9.0], 3, [-2.0, 0.0, 2.0], 3, reference_path="r.mrc", content_path="c.mrc",
                     max_gap_deg=5)

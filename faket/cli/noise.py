@@ -98,8 +98,7 @@ def run(args) -> int:
     c_px = content_pixel_size(args, clean_m, args.clean) if args.reference else None
     for k, ref_path in enumerate(args.reference):
         blind_info = None
-        prep = prepare_reference(ref_path, k, len(args.reference), ReferenceOptions.from_args(args), kind="noise",
-                                 content_T=T,
+        prep = prepare_reference(ref_path, k, len(args.reference), ReferenceOptions.from_args(args), kind="noise", content_T=T,
                                  content_angles=content_angles, content_path=args.clean, content_pixel=c_px,
                                  warn=warn, info=lambda msg: info(args, msg))
         ref, ref_angles, idx, gap = prep.data, prep.angles, prep.index, prep.gap

@@ -76,11 +76,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     h = t.add_argument_group("training")
     h.add_argument("--steps", type=int, default=D["steps"], help=f"optimiser steps (default {D['steps']})")
     h.add_argument("--batch", type=int, default=D["batch"], help=f"patches per step (default {D['batch']})")
-    h.add_argument("--patch", type=int, default=D["patch"],
-                   help=f"patch edge, multiple of 4 (default {D['patch']}; paper 56)")
+    h.add_argument("--patch", type=int, default=D["patch"], help=f"patch edge, multiple of 4 (default {D['patch']}; paper 56)")
     h.add_argument("--lr", type=float, default=D["lr"], help=f"Adam learning rate (default {D['lr']:g})")
-    h.add_argument("--shift", type=int, default=D["shift"],
-                   help=f"random shift of patch centres, voxels (default {D['shift']})")
+    h.add_argument("--shift", type=int, default=D["shift"], help=f"random shift of patch centres, voxels (default {D['shift']})")
     h.add_argument("--p-rotate", type=float, default=D["p_rotate"],
                    help=f"probability of the 180-degree rotation about Y (default {D['p_rotate']:g})")
     h.add_argument("--background-ratio", type=float, default=D["background_ratio"],
@@ -103,8 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("-o", "--output", required=True, metavar="LABELS.mrc", help="class map")
     s.add_argument("--scores", metavar="SCORES.npy", help="also write class probabilities")
     s.add_argument("--patch", type=int, help="window edge (default: the model's training patch)")
-    s.add_argument("--overlap", type=float, default=D["overlap"],
-                   help=f"window overlap fraction (default {D['overlap']:g})")
+    s.add_argument("--overlap", type=float, default=D["overlap"], help=f"window overlap fraction (default {D['overlap']:g})")
     s.add_argument("--batch", type=int, default=D["batch"], help="windows per forward pass")
     s.add_argument("--any-voxel-size", action="store_true",
                    help="segment even when the tomogram's voxel size differs from the training tomograms'")
@@ -346,8 +343,7 @@ def _train(args) -> int:
         st.write_sidecar(out.with_suffix(".json"), extra={
             "output": {"path": str(out), "n_out": n_out, "class_names": names, "class_sizes_voxels": sizes,
                        "voxel_size_a": voxel},
-            "training": {"seconds": res.seconds, "cpu_seconds": res.cpu_seconds, "loss_first": res.losses[0],
-                         "loss_last": res.losses[-1],
+            "training": {"seconds": res.seconds, "cpu_seconds": res.cpu_seconds, "loss_first": res.losses[0], "loss_last": res.losses[-1],
                          "loss_last10_mean": float(np.mean(res.losses[-10:])),
                          "device": str(device), "torch_threads": torch.get_num_threads()}})
     info(args, f"loss {res.losses[0]:.4f} -> {np.mean(res.losses[-10:]):.4f} (mean of the last 10 steps) in "

@@ -58,8 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no info messages")
 
 
-# the style transfer's layers and weights (FakET's; the weights are normalised to sum 1 by
-# faket.evaluation.metrics.gram_distance)
+# the style transfer's layers and weights (FakET's; the weights are normalised to sum 1 by faket.evaluation.metrics.gram_distance)
 STYLE_LAYERS = StyleSettings().style_layers
 STYLE_LAYER_WEIGHTS = StyleSettings().style_layer_weights
 

@@ -196,16 +196,14 @@ def run(args) -> int:
     refs, ref_records = [], []
     c_px = content_pixel_size(args, c_m, args.content)
     for k, (path, wt) in enumerate(zip(args.style, sweights)):
-        prep = prepare_reference(path, k, len(args.style), ReferenceOptions.from_args(args), kind="style",
-                                 content_T=T, content_angles=c_angles,
+        prep = prepare_reference(path, k, len(args.style), ReferenceOptions.from_args(args), kind="style", content_T=T, content_angles=c_angles,
                                  content_path=args.content, content_pixel=c_px, warn=warn,
                                  info=lambda msg: info(args, msg), what="style reference")
         idx, gap = prep.index, prep.gap
         ref = st.Reference(prep.data, weight=float(wt), index=idx, name=str(path))  # Gram targets: resampled
         refs.append(ref)
         ref_records.append({"path": str(path), "weight": float(wt), "n_tilts": int(prep.data.shape[0]),
-                            **prep.record, "matched_index": prep.keep[idx][a:b].tolist(),
-                            "angle_gap_deg": gap[a:b].tolist()})
+                            **prep.record, "matched_index": prep.keep[idx][a:b].tolist(), "angle_gap_deg": gap[a:b].tolist()})
 
     # model
     if wkind == "random":

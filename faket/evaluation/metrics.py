@@ -28,8 +28,7 @@ Gram (style) distance (:func:`gram_distance`)
 SSIM / PSNR against the content (:func:`ssim_psnr`)
     Both tilts are standardised (mean 0, std 1) first, so only structure counts, not gain or offset.
     SSIM (:func:`ssim`, the definition of ``skimage.metrics.structural_similarity`` with its defaults: 7x7
-    uniform window, K1 = 0.01, K2 = 0.03) with ``data_range`` = the range of the standardised content tilt;
-    PSNR is ``10 log10(data_range^2 / MSE)`` in dB.
+    uniform window, K1 = 0.01, K2 = 0.03) with ``data_range`` = the range of the standardised content tilt; PSNR is ``10 log10(data_range^2 / MSE)`` in dB.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The dataset index (``results/dataset.csv``, ``faket dataset``): one row per tomogram file, modality and
 binning with its label files, shape, voxel size and particle count, for training code.
 
-The columns are defined once (:data:`COLUMNS`, from :mod:`faket.formats.names`); ``faket dataset`` writes
-them, the copick export and the picker's ``--dataset`` read them. Paths in the CSV are relative to its folder.
+The columns are defined once (:data:`COLUMNS`, from :mod:`faket.formats.names`); ``faket dataset`` writes them, the copick export and
+the picker's ``--dataset`` read them. Paths in the CSV are relative to its folder.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The data manifest: every external input of a run, with where it lives and its sha256.
 
-``data_manifest.csv`` has the columns
-``name,kind,path_or_url,sha256,voxel_size_a,angles_file,licence,notes,pixel_size_a``
+``data_manifest.csv`` has the columns ``name,kind,path_or_url,sha256,voxel_size_a,angles_file,licence,notes,pixel_size_a``
 (``pixel_size_a`` is optional: manifests without it, and rows that leave it out, still read):
 
 - ``name``: how configs refer to the entry (letters, digits, ``_ . -``), unique;

@@ -29,8 +29,8 @@ Formats (chosen by suffix in :func:`read_particles`):
   as written by the SHREC 2021 simulator (see :mod:`faket.rotation`); NaN angles (vesicles, fiducials) read
   as 0. A line has 4 fields (``class x y z``: picks without angles, as SHREC submissions are scored) or 7;
   any other count (5, 6 or 8+) is refused: a line with part of its angles, or two lines run together,
-  cannot be told from a valid one. Particle ids are the 1-based line order (as in SHREC's occupancy masks);
-  class ids follow the order in which classes first appear.
+  cannot be told from a valid one. Particle ids are the 1-based line order (as in SHREC's occupancy masks); class ids follow the
+  order in which classes first appear.
 - ``.xml``: a DeepFinder object list (``<objlist><object tomo_idx obj_id class_label x y z/>...``), the
   list DeepFinder's training samples patches from (with ``class_mask`` as its target) and the form of its
   picks. x, y, z in voxels as above; ``obj_id`` = particle_id, ``class_label`` = class_id; faket adds a
@@ -282,7 +282,7 @@ def _read_star(p: Path, text: str, voxel_size_a, box_zyx) -> pd.DataFrame:
     except Exception as exc:  # starfile raises several types on bad input
         raise InputError(f"{p}: not a readable STAR file ({type(exc).__name__}: {exc})") from None
     table = None
-    for blk in data.values():
+    for key, blk in data.items():
         if isinstance(blk, pd.DataFrame) and ({"rlnCenteredCoordinateXAngst", "rlnCoordinateX"} & set(blk.columns)):
             table = blk
             break
@@ -332,7 +332,7 @@ def _read_star(p: Path, text: str, voxel_size_a, box_zyx) -> pd.DataFrame:
     pids = None
     if "rlnTomoParticleName" in table.columns:
         pids = []
-        for v in table["rlnTomoParticleName"].tolist():
+        for i, v in enumerate(table["rlnTomoParticleName"].tolist()):
             m = re.search(r"(\d+)\s*$", str(v))
             if not m:
                 pids = None

@@ -31,8 +31,8 @@ tilt angles. Per tilt:
    (``counting``: ``sinc(fx/2) sinc(fy/2)``, f in Nyquist units, applied to signal and noise alike).
 
 Output: electrons per pixel (float32). Without ``dose_total`` (``None``), the noise-free expected image
-``n * I`` with ``n = 1`` per pixel (MTF still applied); ``noise=False`` gives the noise-free twin at the dose.
-Seeded: tilt ``i`` draws from ``numpy.random.default_rng([seed, i, k])`` (``k = 0`` ice, ``1`` shot noise).
+``n * I`` with ``n = 1`` per pixel (MTF still applied); ``noise=False`` gives the noise-free twin at the dose. Seeded: tilt ``i`` draws from
+``numpy.random.default_rng([seed, i, k])`` (``k = 0`` ice, ``1`` shot noise).
 """
 
 from __future__ import annotations

@@ -224,10 +224,8 @@ def validate_spec(raw, source: str = "spec") -> dict:
             if k in merged and merged[k] <= 0:
                 raise InputError(f"{source}.{key}.{k}: must be positive")
         spec[key] = merged
-    spec["membranes"] = [_membrane_entry(m, f"{source}.membranes[{i}]")
-                         for i, m in enumerate(spec.get("membranes", []))]
-    spec["filaments"] = [_filament_entry(f, f"{source}.filaments[{i}]")
-                         for i, f in enumerate(spec.get("filaments", []))]
+    spec["membranes"] = [_membrane_entry(m, f"{source}.membranes[{i}]") for i, m in enumerate(spec.get("membranes", []))]
+    spec["filaments"] = [_filament_entry(f, f"{source}.filaments[{i}]") for i, f in enumerate(spec.get("filaments", []))]
     mnames = [m["name"] for m in spec["membranes"]]
     for i, c in enumerate(classes):
         if "membrane" in c and c["membrane"] not in mnames:

@@ -323,8 +323,7 @@ def _place_membrane_proteins(canvas: _Canvas, classes, membranes, rng, slab, *, 
                 c = np.floor(czyx + 0.5).astype(np.int64)
                 inst = _instance(prep, angles, order, shift_zyx=czyx - c)
                 vox = c + inst.mask_off
-                if (vox[:, 0].min() < z0 or vox[:, 0].max() >= z1 or np.any(vox.min(0) < 0)
-                        or np.any(vox.max(0) >= shape)):
+                if vox[:, 0].min() < z0 or vox[:, 0].max() >= z1 or np.any(vox.min(0) < 0) or np.any(vox.max(0) >= shape):
                     continue
                 flat = vox @ canvas.strides
                 cur = canvas.occ_flat[flat]
@@ -426,7 +425,7 @@ def cellular_layout(spec: dict, table: list[dict], classes: list[LayoutClass], b
     placed = dict(lay.placed)
     for c, _ in mp:
         placed[c.name] = int((df["class_name"] == c.name).sum())
-    for c, _t in zip(classes, table):
+    for c, t in zip(classes, table):
         placed.setdefault(c.name, 0)
     for e in spec["membranes"]:
         requested[e["name"]] = int(e["count"])

@@ -2,13 +2,12 @@
 
 Pure functions on arrays. Points are ``(x, y, z)`` in voxels (x = column index), as in :mod:`faket.rotation`.
 
-Paths (:func:`random_path`) are discrete worm-like chains with step ``ds``: each new tangent is the old one plus a
-Gaussian kick perpendicular to it (about ``sqrt(ds / Lp)`` per component, set so that one step keeps ``<cos> =
-exp(-ds / Lp)`` exactly), so ``<t(s) . t(0)> = exp(-s / Lp)`` (``Lp`` the persistence length). Every point keeps a
-margin (the filament's outer radius + 1 voxel) from the box and the slab faces: a step that would leave is drawn
-again with kicks growing up to 4 sigma (the chain turns away, no sharper than its stiffness allows), and a chain
-that cannot continue is dropped and started anew by the caller. Frames along the path are parallel-transported (no
-twist of their own):
+Paths (:func:`random_path`) are discrete worm-like chains with step ``ds``: each new tangent is the old
+one plus a Gaussian kick perpendicular to it (about ``sqrt(ds / Lp)`` per component, set so that one step
+keeps ``<cos> = exp(-ds / Lp)`` exactly), so ``<t(s) . t(0)> = exp(-s / Lp)`` (``Lp`` the persistence length). Every point keeps a margin (the
+filament's outer radius + 1 voxel) from the box and the slab faces: a step that would leave is drawn
+again with kicks growing up to 4 sigma (the chain turns away, no sharper than its stiffness allows), and a
+chain that cannot continue is dropped and started anew by the caller. Frames along the path are parallel-transported (no twist of their own):
 ``T`` tangent, ``N`` and ``B = T x N`` normals.
 
 Lattices (subunit ``i`` at arc length ``s_i`` and azimuth ``phi_i`` about the axis, at radius ``r``:

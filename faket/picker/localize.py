@@ -61,7 +61,7 @@ def localize(labels: np.ndarray, *, bandwidth: float = 5.0, min_size: int | Mapp
     cls = lab[tuple(zyx.T)].astype(np.int64) if len(zyx) else np.zeros(0, np.int64)
     groups = [(c, cls == c) for c in np.unique(cls)] if per_class else [(None, np.ones(len(cls), bool))]
     rows = []
-    for _c, sel in groups:
+    for c, sel in groups:
         pts = zyx[sel]
         if len(pts) == 0:
             continue

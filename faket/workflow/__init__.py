@@ -2,8 +2,8 @@
 layout box, the references of the data manifest, per-tomogram draws and the names of its outputs.
 
 Functions raise :class:`~faket.errors.InputError` (:func:`config_problem` returns its message); ``common.smk``
-names the config key and stops the run before any job starts. A cluster executor parses the Snakefile again in
-every job, so imports stay light (numpy and pandas are loaded by Snakemake already).
+names the config key and stops the run before any job starts. A cluster executor parses the Snakefile again in every job, so imports stay light
+(numpy and pandas are loaded by Snakemake already).
 """
 
 from __future__ import annotations
