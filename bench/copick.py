@@ -33,12 +33,7 @@ def synthetic_results(root: Path, n: int, n_particles: int = 200, seed: int = 0)
 
     from faket.cli import main
     from faket.formats.mrc import write_mrc
-    from faket.formats.particles import (
-        write_deepfinder_xml,
-        write_particles_csv,
-        write_particles_star,
-        write_shrec_locations,
-    )
+    from faket.formats.particles import (write_deepfinder_xml, write_particles_csv, write_particles_star, write_shrec_locations)
 
     rng = np.random.default_rng(seed)
     res = root / "results"

@@ -51,8 +51,8 @@ def phantom(n=128, nblob=60, seed=0, blur=1.5):
 
 
 def timing(args) -> None:
-    from faket.cli import main
     from faket.imaging import noise as nz
+    from faket.cli import main
 
     T, N = args.tilts, args.size
     rng = np.random.default_rng(0)

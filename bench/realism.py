@@ -75,8 +75,8 @@ def load_reference(name: str, stride: int):
             ref = np.asarray(m.data, np.float32)
         return ref, np.array([-30.0, -10.0, 10.0, 30.0]), p.name, None
     if name == "tomodrgn":
-        from faket.formats.tiltmeta import read_tilt_metadata
         from faket.imaging.refcheck import bad_tilts, tilt_stats_raw
+        from faket.formats.tiltmeta import read_tilt_metadata
 
         d = SHARED / "tomodrgn_warptools_Unt"
         p = d / "Unt_083" / "Unt_083_12.00A_000001.mrcs"
@@ -151,8 +151,8 @@ def parse_config(spec: str):
 
 
 def metrics(stack, ref, ref_snr_med):
-    from faket.evaluation.metrics import stack_spectral_distances
     from faket.imaging import noise as nz
+    from faket.evaluation.metrics import stack_spectral_distances
 
     # per tilt, against the reference at the content's sampling (shapes may differ: compared in cycles/pixel)
     d = stack_spectral_distances(stack, ref, np.arange(stack.shape[0]))
@@ -166,9 +166,10 @@ def evaluate(ref_name, configs, *, stride=4, seed=0, threads=2, precision="fp32"
     import torch
 
     from faket.imaging import noise as nz
-    from faket.imaging.sampling import plan_resample, resample_stack
     from faket.style import Reference, StyleTransfer, stylize_series
     from faket.style.vgg import build_vgg
+
+    from faket.imaging.sampling import plan_resample, resample_stack
 
     torch.set_num_threads(threads)
     ref_raw, angles, fname, pix = load_reference(ref_name, stride)

@@ -45,8 +45,8 @@ def main_() -> None:
 
     import mrcfile
 
-    from faket.cli import main
     from faket.imaging import physics as ph
+    from faket.cli import main
     from faket.imaging.projection import project
 
     n, T = a.size, a.tilts

@@ -51,10 +51,11 @@ def _time(cmd, *, repeat: int, env=None, fresh_cache: bool = False) -> list[floa
 def _inputs(d: Path) -> dict[str, Path]:
     """Small inputs: a 16^3 volume and a 24^3 layout (masks + particles.csv) with 8 cubes."""
     import numpy as np
-    import pandas as pd
 
     from faket.formats.mrc import write_mrc
     from faket.formats.particles import write_particles_csv
+
+    import pandas as pd
 
     rng = np.random.default_rng(0)
     vol = d / "vol16.mrc"

@@ -418,7 +418,6 @@ def bin_binary_mask(mask: np.ndarray, bin_factor: int, z_range: tuple[int, int] 
 
 def _new_ids(old_ids, id_map: dict[int, int]):
     """Old instance ids -> new ones (pandas nullable Int64; missing where the instance is gone)."""
-    # lazy: pandas
     import pandas as pd
 
     return pd.array([id_map.get(int(o)) for o in old_ids], dtype="Int64")

@@ -9,10 +9,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterable, Mapping
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -24,6 +22,8 @@ _PACKAGES = ("faket", "numpy", "scipy", "torch", "torchvision", "mrcfile", "numb
 
 def package_versions(extra: Iterable[str] = ()) -> dict[str, str]:
     """Versions of the packages that shape the numbers (only those installed)."""
+    from importlib import metadata
+
     out = {"python": platform.python_version()}
     for name in (*_PACKAGES, *extra):
         try:

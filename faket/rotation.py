@@ -41,7 +41,7 @@ angles come back in scipy's canonical ranges (first/third in (-180, 180], middle
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -69,7 +69,6 @@ def _angles(angles_deg) -> np.ndarray:
 def relion_to_rotation(angles_deg):
     """RELION ``(rot, tilt, psi)`` degrees, shape ``(3,)`` or ``(n, 3)`` -> scipy ``Rotation`` that maps
     template coordinates to volume coordinates (xyz, active)."""
-    # lazy: scipy (faket start-up)
     from scipy.spatial.transform import Rotation
 
     return Rotation.from_euler("ZYZ", _angles(angles_deg), degrees=True).inv()
@@ -95,7 +94,6 @@ def relion_to_matrix(angles_deg) -> np.ndarray:
 
 def shrec_to_rotation(angles_deg):
     """SHREC 2021 ``particle_locations.txt`` angles ``(Z1, X, Z2)`` -> scipy ``Rotation`` (template -> volume)."""
-    # lazy: scipy (faket start-up)
     from scipy.spatial.transform import Rotation
 
     return Rotation.from_euler("ZXZ", _angles(angles_deg), degrees=True)
@@ -118,7 +116,6 @@ def relion_to_shrec(angles_deg) -> np.ndarray:
 
 def random_relion_angles(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` orientations uniform on SO(3) (normalised Gaussian quaternions), as RELION angles ``(n, 3)``."""
-    # lazy: scipy (faket start-up)
     from scipy.spatial.transform import Rotation
 
     q = rng.standard_normal((n, 4))
@@ -144,7 +141,6 @@ def rotate_volume(volume: np.ndarray, angles_deg: Sequence[float], *, order: int
     ``order`` 1 = trilinear, 3 = cubic B-spline (with prefilter; values clipped to >= 0 afterwards, since
     densities are non-negative). Outside the input is 0. Returns float32.
     """
-    # lazy: scipy (faket start-up)
     from scipy.ndimage import affine_transform
 
     vol = np.asarray(volume, dtype=np.float32)

@@ -467,8 +467,8 @@ def test_binned_labels_keep_every_structure(cell, tmp_path, run_cli):
 def _write_cellular_layout(res, d):
     """A faket layout folder of a cellular layout made in-process (the files faket layout writes)."""
     from faket.formats.mrc import write_mrc
-    from faket.formats.particles import write_particles_csv
     from faket.labels import CELLULAR_LAYOUT_FILES, LAYOUT_FILES
+    from faket.formats.particles import write_particles_csv
 
     lay = res.layout
     d.mkdir()

@@ -24,9 +24,8 @@ import yaml
 
 copick = pytest.importorskip("copick", reason="copick not installed (pip install faket[copick])")
 
+from faket.formats import copick as cn, copick_export as ce  # noqa: E402
 from faket.cli import main  # noqa: E402
-from faket.formats import copick as cn  # noqa: E402
-from faket.formats import copick_export as ce
 from faket.formats.mrc import read_mrc, write_mrc  # noqa: E402
 from faket.formats.particles import read_particles  # noqa: E402
 from faket.rotation import relion_to_matrix, xyz_to_zyx_matrix  # noqa: E402

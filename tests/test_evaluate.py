@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_mrc
 
+from conftest import write_mrc
 from faket.errors import InputError
 from faket.evaluation.evaluate import dilate_occupancy, evaluate_picks, unbin_coordinates
 

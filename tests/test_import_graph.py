@@ -147,9 +147,9 @@ def test_old_module_names_still_import():
         public = [n for n in dir(new) if not n.startswith("_")][:5]
         for n in public:
             assert getattr(mod, n) is getattr(new, n), f"{old}.{n}"
+    from faket.io import read_tiltseries, read_volume  # split across formats.mrc and formats.tiltmeta
     from faket.formats.mrc import read_volume as rv
     from faket.formats.tiltmeta import read_tiltseries as rt
-    from faket.io import read_tiltseries, read_volume  # split across formats.mrc and formats.tiltmeta
     assert (read_tiltseries, read_volume) == (rt, rv)
     base = importlib.import_module("faket.templates.base")  # a submodule of a moved package
     from faket.layout.templates.base import Template

@@ -7,11 +7,10 @@ import json
 import mrcfile
 import numpy as np
 import pytest
-from conftest import ball_phantom, write_mrc
 
+from conftest import ball_phantom, write_mrc
 from faket.errors import InputError
-from faket.formats.mrc import OutputTransaction, read_volume
-from faket.formats.mrc import write_mrc as io_write_mrc
+from faket.formats.mrc import OutputTransaction, read_volume, write_mrc as                       io_write_mrc
 from faket.formats.tiltmeta import parse_angles, read_tiltseries, read_tlt, write_tlt
 
 

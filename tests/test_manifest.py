@@ -11,9 +11,9 @@ import pytest
 
 from faket.cli import main
 from faket.errors import InputError
-from faket.formats.manifest import COLUMNS, check_entry, parse_manifest, read_manifest
 from faket.formats.mrc import read_mrc, write_mrc
 from faket.formats.tiltmeta import read_tlt, write_tlt
+from faket.formats.manifest import COLUMNS, check_entry, parse_manifest, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -11,9 +11,9 @@ import pytest
 import scipy.fft as sfft
 from scipy.ndimage import gaussian_filter
 
+from faket.imaging import noise as nz
 from faket.cli import main
 from faket.errors import InputError
-from faket.imaging import noise as nz
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

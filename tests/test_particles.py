@@ -8,15 +8,8 @@ import pytest
 import starfile
 
 from faket.errors import InputError
-from faket.formats.particles import (
-    read_particles,
-    relion_centre,
-    write_deepfinder_xml,
-    write_particles_csv,
-    write_particles_star,
-    write_shrec_locations,
-)
 from faket.formats.table import COLUMNS, check_particles
+from faket.formats.particles import (read_particles, relion_centre, write_deepfinder_xml, write_particles_csv, write_particles_star, write_shrec_locations)
 from faket.rotation import random_relion_angles, relion_to_matrix
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ball_phantom, write_mrc
 from scipy import ndimage
 
+from conftest import ball_phantom, write_mrc
 from faket.imaging.projection import angle_weights, backproject, bin_stack, project, ramp_filter, reconstruct
 
 BALLS = [(0, 0, 0, 8), (10, -12, 15, 5), (-12, 14, -10, 6), (5, 20, -20, 4)]

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_mrc
 from scipy.ndimage import gaussian_filter
 
+from conftest import write_mrc
 from faket.evaluation import qc
 from faket.formats.tiltmeta import write_tlt
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from faket.cli import main
 from faket.imaging import physics as ph
+from faket.cli import main
 
 
 def radial_profile(img_stack, pixel_a):

@@ -11,7 +11,7 @@ import pytest
 from scipy.ndimage import gaussian_filter, zoom
 
 from faket.cli import main
-from faket.evaluation.metrics import log_spectrum_distance, radial_power_spectrum
+from faket.evaluation.metrics import radial_power_spectrum, log_spectrum_distance
 from faket.imaging.sampling import fourier_resize, plan_resample, resample_image, resample_stack, resample_volume
 
 

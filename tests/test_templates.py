@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faket.errors import InputError
 from faket.layout import templates as T
+from faket.errors import InputError
 from faket.layout.templates import centre_of_mass
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

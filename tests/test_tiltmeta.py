@@ -12,7 +12,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from faket.errors import InputError
-from faket.formats.tiltmeta import find_tilt_metadata, parse_exclude, read_tilt_metadata, read_tiltseries
+from faket.formats.tiltmeta import read_tiltseries
+from faket.formats.tiltmeta import find_tilt_metadata, parse_exclude, read_tilt_metadata
 
 DATA = Path(__file__).resolve().parent / "data"
 DOSE_SYM = [0.0, 3.0, -3.0, -6.0, 6.0, 9.0, -9.0]  # TS_demo: SerialEM dose-symmetric, stack in acquisition order

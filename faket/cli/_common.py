@@ -13,12 +13,12 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from faket.errors import InputError
 from faket.formats.voxel import DEFAULT_VOXEL_SIZE_A
+
 
 # --------------------------------------------------------------------------------------------------
 # argument helpers
@@ -50,8 +50,8 @@ def add_angle_args(p: argparse.ArgumentParser, *, required: bool = False) -> Non
 
 def angles_from_args(args, *, default: str | None = None):
     """Angles (degrees, numpy) from ``--angles`` / ``--angles-file`` (exactly one) or ``default``."""
-    # lazy: numpy (faket start-up)
-    from faket.formats.tiltmeta import check_angles, parse_angles, read_angles
+    from faket.formats.tiltmeta import parse_angles, check_angles
+    from faket.formats.tiltmeta import read_angles
 
     if args.angles and args.angles_file:
         raise InputError("give either --angles or --angles-file, not both")
@@ -94,7 +94,6 @@ def cuda_may_be_available() -> bool:
         return False
     if not any(os.path.exists(n) for n in _GPU_NODES):
         return False
-    # lazy: torch (faket start-up)
     import torch
 
     _apply_torch_threads(torch)
@@ -104,7 +103,6 @@ def cuda_may_be_available() -> bool:
 def resolve_device(spec: str | None):
     """``auto`` -> cuda when available, else cpu; validates ``cuda[:i]``. Returns a ``torch.device``."""
     spec = _check_device_spec(spec)
-    # lazy: torch (faket start-up)
     import torch
 
     _apply_torch_threads(torch)
@@ -216,7 +214,6 @@ def progress(iterable=None, *, args=None, total=None, desc=None, unit="it", enab
     """A tqdm bar, or a do-nothing stand-in (tqdm not imported) when bars are off."""
     if not (show_progress(args) if enable is None else enable):
         return _NoBar(iterable, total)
-    # lazy: tqdm (faket start-up)
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
@@ -272,7 +269,6 @@ class Step:
     """
 
     def __init__(self, name: str, args, *, inputs: Iterable = (), seed: int | None = None):
-        # lazy: numpy (faket start-up)
         from faket.formats.mrc import OutputTransaction
 
         self.name = name
@@ -283,7 +279,7 @@ class Step:
         self.tx = OutputTransaction()
         self._records: list[tuple[Path, dict]] = []
 
-    def __enter__(self) -> Step:
+    def __enter__(self) -> "Step":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -312,7 +308,6 @@ class Step:
                   params: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
                   sidecar: bool = True) -> None:
         """Stage ``target`` (MRC), ``target.tlt`` when ``angles`` given, and the JSON sidecar."""
-        # lazy: numpy (faket start-up)
         from faket.formats.mrc import sidecar_path, write_mrc
         from faket.formats.tiltmeta import tlt_path, write_tlt
 
@@ -335,7 +330,6 @@ class Step:
         self._records.append((Path(target_json), {"params": params, "extra": extra or {}}))
 
     def _write_sidecars(self) -> None:
-        # lazy: numpy (faket start-up)
         from faket.provenance import build_record, write_json
 
         for target, r in self._records:

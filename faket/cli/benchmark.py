@@ -9,12 +9,6 @@ the target too, as another config file).
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
-from faket.errors import InputError
 
 HELP = "run the picker benchmark: snakemake --cores N --configfile=CONFIG benchmark (docs/picker.md)"
 
@@ -36,6 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def command(args) -> list[str]:
     """The snakemake command line ``faket benchmark`` runs."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from faket.errors import InputError
+
     cfg = Path(args.configfile)
     if not cfg.is_file():
         raise InputError(f"--configfile {cfg}: not found")
@@ -59,4 +59,6 @@ def command(args) -> list[str]:
 
 
 def run(args) -> int:
+    import subprocess
+
     return subprocess.call(command(args))

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from faket.cli._common import Step, check_not_same, info
-from faket.errors import InputError, MissingGeometry
 
 HELP = "score particle picks against the truth (SHREC 2021 rules): F1, per-class scores, confusion matrix"
 
@@ -69,6 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _pred_box(spec: str | None):
+    from faket.errors import InputError
+
     if not spec:
         return None
     try:
@@ -85,11 +83,14 @@ _PICK_GEOMETRY_FLAGS = {"box_zyx": "pass --pred-box Z,Y,X (voxels; Z-cropped wit
 
 
 def run(args) -> int:
-    # lazy: numpy, pandas (faket start-up)
+    from pathlib import Path
+
+    from faket.errors import InputError, MissingGeometry
     from faket.evaluation.evaluate import RULES, evaluate_table, picked_geometry
     from faket.formats.mrc import read_volume
     from faket.formats.particles import read_particles, read_picks
     from faket.provenance import build_record, write_json
+    from faket.cli._common import Step, check_not_same, info
 
     out = Path(args.output)
     conf = Path(args.confusion) if args.confusion else out.with_name(out.stem + "_confusion.csv")

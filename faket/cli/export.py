@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import time
-from pathlib import Path
-
-from faket.cli._common import info, progress
-from faket.errors import InputError
 
 HELP = "export a results folder to the formats other tools read (copick projects)"
 DESCRIPTION = """\
@@ -59,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from faket.errors import InputError
+
     fn = getattr(args, "_export_run", None)
     if fn is None:
         raise InputError("name a format: faket export copick RESULTS -o PROJECT")
@@ -70,14 +65,19 @@ def _nonempty(p) -> bool:
 
 
 def run_copick(args) -> int:
+    import os
+    import shutil
+    import time
+    from pathlib import Path
+
+    from faket.errors import InputError
+    from faket.cli._common import info, progress
+
     try:
-        # lazy: copick (faket start-up)
         import copick  # noqa: F401
     except ImportError:
         raise InputError("copick is not installed: pip install copick==1.31.0 (or faket[copick])") from None
-    # lazy: numpy, pandas (faket start-up)
-    from faket.formats import copick as cn
-    from faket.formats import copick_export as ce
+    from faket.formats import copick as cn, copick_export as ce
     from faket.provenance import build_record, write_json
 
     t0 = time.perf_counter()

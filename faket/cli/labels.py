@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from faket.cli._common import Step, add_common_args, check_not_same, voxel_size_or_assume, warn
-from faket.errors import InputError
+from faket.cli._common import add_common_args
 from faket.formats.names import (
     CELLULAR_LABEL_FILES,
     CELLULAR_LAYOUT_FILES,
@@ -88,6 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _bins(specs) -> list[int]:
+    from faket.errors import InputError
+
     out = []
     for s in specs:
         for part in str(s).split(","):
@@ -108,9 +108,9 @@ def _bins(specs) -> list[int]:
 
 
 def _as_labels(m, what):
-    # lazy: numpy (faket start-up)
     import numpy as np
 
+    from faket.errors import InputError
 
     d = m.data
     r = np.rint(d)
@@ -122,8 +122,8 @@ def _as_labels(m, what):
 def _class_ids_from_mask(df, cls, occ, source):
     """SHREC lists carry class names only (ids follow first appearance): take the class mask's ids when
     they map one to one to the names."""
-    # lazy: numpy (faket start-up)
     from faket.labels import class_ids_from_mask, one_to_one
+    from faket.cli._common import warn
 
     new = class_ids_from_mask(df["particle_id"], cls, occ)
     if new is None:
@@ -142,9 +142,9 @@ _TABLE_COLUMNS = {"instances": ("instance_id", "kind", "item_id"),
 
 
 def _read_table(path, key):
-    # lazy: pandas (faket start-up)
     import pandas as pd
 
+    from faket.errors import InputError
 
     try:
         df = pd.read_csv(path)
@@ -157,19 +157,17 @@ def _read_table(path, key):
 
 
 def run(args) -> int:
-    # lazy: numpy, pandas (faket start-up)
+    from pathlib import Path
+
     import numpy as np
 
+    from faket.errors import InputError
     from faket.formats.mrc import parse_range, read_volume
-    from faket.formats.particles import (
-        read_particles,
-        write_deepfinder_xml,
-        write_particles_csv,
-        write_particles_star,
-        write_shrec_locations,
-    )
-    from faket.labels import bin_binary_mask, bin_instances, bin_labels, bin_membranes, bin_points, binned_shape, crop_z
     from faket.layout.filaments import write_filaments_star
+    from faket.labels import (bin_binary_mask, bin_instances, bin_labels, bin_membranes, bin_points, binned_shape,
+                              crop_z)
+    from faket.formats.particles import (read_particles, write_deepfinder_xml, write_particles_csv, write_particles_star, write_shrec_locations)
+    from faket.cli._common import Step, check_not_same, voxel_size_or_assume, warn
 
     lay = Path(args.layout) if args.layout else None
     if lay is not None and not lay.is_dir():

@@ -89,11 +89,8 @@ See docs/cellular-layouts.md.
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from pathlib import Path
 
-from faket.cli._common import Step, add_common_args, check_not_same, info, progress, warn
+from faket.cli._common import add_common_args
 from faket.errors import InputError
 from faket.formats.names import CELLULAR_LAYOUT_OUTPUTS, LAYOUT_OUTPUTS
 from faket.layout.build import load_spec
@@ -109,7 +106,6 @@ _FROM_LAYOUT = ("validate_spec", "default_spec", "DEFAULT_BOX", "DEFAULT_VOXEL_S
 
 def __getattr__(name):
     if name in _FROM_LAYOUT:
-        # lazy: numpy, pandas (faket start-up)
         from faket import layout
 
         return getattr(layout, name)
@@ -156,7 +152,6 @@ def _parse_box(text: str):
 
 
 def _write_cellular(st, lay, outdir, vs, box, tomo_name, params, extra) -> None:
-    # lazy: numpy, pandas (faket start-up)
     from faket.layout.filaments import write_filaments_star
 
     f = {k: outdir / n for k, n in CELLULAR_LAYOUT_OUTPUTS.items()}
@@ -173,8 +168,12 @@ def _write_cellular(st, lay, outdir, vs, box, tomo_name, params, extra) -> None:
 
 
 def run(args) -> int:
-    # lazy: numpy, pandas (faket start-up)
+    import json
+    import time
+    from pathlib import Path
+
     from faket import layout as L
+    from faket.cli._common import Step, check_not_same, info, progress, warn
     from faket.formats.particles import (
         read_particles,
         write_particles_csv,

@@ -3,21 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
-from faket.cli._common import Step, add_common_args, check_not_same, info
-from faket.errors import InputError
-from faket.formats.manifest import (
-    KINDS,
-    STAGED_KINDS,
-    Entry,
-    check_entry,
-    format_manifest,
-    parse_manifest,
-    read_manifest,
-    select,
-)
+from faket.cli._common import add_common_args
 
 HELP = "check the data manifest's files and checksums, add entries, stage a reference for a run"
 DESCRIPTION = """\
@@ -67,10 +54,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _root(args):
+    from pathlib import Path
+
     return Path(args.root) if getattr(args, "root", None) else Path(args.manifest).resolve().parent
 
 
 def _check(args) -> int:
+    from faket.errors import InputError
+    from faket.formats.manifest import check_entry, read_manifest, select
+    from faket.cli._common import Step, info
+
     entries = read_manifest(args.manifest)
     names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else None
     chosen = select(entries, names, source=args.manifest)
@@ -93,8 +86,12 @@ def _check(args) -> int:
 
 
 def _add(args) -> int:
-    # lazy: numpy (faket start-up)
+    import os
+    from pathlib import Path
+
+    from faket.errors import InputError
     from faket.formats.mrc import OutputTransaction, sha256sum
+    from faket.formats.manifest import KINDS, Entry, format_manifest, parse_manifest, read_manifest
 
     man = Path(args.manifest)
     entries = read_manifest(man) if man.exists() else []
@@ -134,11 +131,13 @@ def _add(args) -> int:
 
 
 def _stage(args) -> int:
-    # lazy: numpy (faket start-up)
     import numpy as np
 
+    from faket.errors import InputError
     from faket.formats.mrc import read_mrc, read_volume
     from faket.formats.tiltmeta import read_tiltseries
+    from faket.formats.manifest import STAGED_KINDS, check_entry, read_manifest, select
+    from faket.cli._common import Step, check_not_same
 
     entries = read_manifest(args.manifest)
     (e,) = select(entries, [args.name], source=args.manifest)
@@ -179,6 +178,8 @@ def _stage(args) -> int:
 
 
 def run(args) -> int:
+    from faket.errors import InputError
+
     action = getattr(args, "action", None)
     if action == "check":
         return _check(args)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from faket.cli._common import Step, add_common_args, check_not_same, info, progress, set_threads, warn
-from faket.cli._reference import add_reference_args
 from faket.errors import InputError
+from faket.cli._common import add_common_args
+from faket.cli._reference import add_reference_args
 
 HELP = "add tilt-aware noise fitted to a reference tilt-series (paired, blind or by SNR)"
 DESCRIPTION = """\
@@ -56,12 +56,12 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    # lazy: numpy (faket start-up)
     import numpy as np
 
-    from faket.cli._reference import content_pixel_size
-    from faket.formats.tiltmeta import read_tiltseries
     from faket.imaging import noise as nz
+    from faket.formats.tiltmeta import read_tiltseries
+    from faket.cli._common import Step, check_not_same, info, progress, set_threads, warn
+    from faket.cli._reference import content_pixel_size
     from faket.imaging.reference import ReferenceOptions, prepare_reference, prepare_twin
 
     set_threads(args.threads)

@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-from faket.cli._common import (
-    Step,
-    add_angle_args,
-    add_common_args,
-    angles_from_args,
-    check_not_same,
-    device_name,
-    progress,
-    resolve_cuda_device,
-    set_threads,
-    voxel_size_or_assume,
-)
+from faket.cli._common import add_angle_args, add_common_args
 
 HELP = "project a (Z, Y, X) volume into a tilt-series (tilt axis Y)"
 DESCRIPTION = """\
@@ -40,9 +29,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    # lazy: numpy (faket start-up)
     from faket.formats.mrc import read_volume
     from faket.imaging.projection import project
+    from faket.cli._common import (Step, angles_from_args, check_not_same, device_name, progress, resolve_cuda_device, set_threads, voxel_size_or_assume)
 
     set_threads(args.threads)
     angles = angles_from_args(args)

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from faket.cli._common import Step, check_not_same, info, resolve_device
-from faket.errors import InputError
 from faket.style.settings import StyleSettings
 
 HELP = "QC figures (PNG) and metrics (JSON) of one tomogram's tilt-series stages and reconstruction"
@@ -69,7 +65,6 @@ def gram_features(args):
 
     Each image is mapped to [0, 1] by its own 0.1..99.9 percentiles (clipped), the VGG input range.
     """
-    # lazy: numpy (faket start-up)
     from faket.style import vgg
 
     weights = args.vgg_weights
@@ -78,10 +73,10 @@ def gram_features(args):
             return None, None, (f"skipped: no ImageNet VGG-19 weights at {vgg.imagenet_cache_path()} "
                                 "(pass --vgg-weights PATH.pth, or --vgg-weights random for random weights)")
         weights = "imagenet"
-    # lazy: numpy, torch (faket start-up)
     import numpy as np
     import torch
 
+    from faket.cli._common import resolve_device
 
     device = resolve_device(args.device)
     model, winfo = vgg.build_vgg(weights, depth=max(STYLE_LAYERS), device=device)
@@ -101,17 +96,20 @@ def gram_features(args):
 
 
 def run(args) -> int:
-    # lazy: matplotlib (faket start-up)
+    import json
+    from pathlib import Path
+
     import matplotlib
 
     matplotlib.use("Agg")
-    # lazy: numpy (faket start-up)
     import numpy as np
 
     from faket.evaluation import qc
-    from faket.formats.mrc import read_volume
+    from faket.errors import InputError
     from faket.formats.tiltmeta import parse_angles, read_tiltseries
+    from faket.formats.mrc import read_volume
     from faket.provenance import _jsonable, build_record
+    from faket.cli._common import Step, check_not_same, info
 
     stage_paths = {s: getattr(args, s) for s in qc.STAGES if getattr(args, s, None)}
     if not stage_paths and not args.tomogram:
@@ -144,7 +142,6 @@ def run(args) -> int:
             raise InputError(f"{args.class_mask}: class mask shape {mask.shape} differs from the tomogram's "
                              f"{tomo.shape} (Z, Y, X); give the mask binned and cropped like the tomogram")
     if args.particles:
-        # lazy: numpy, pandas (faket start-up)
         from faket.formats.particles import read_particles
 
         df = read_particles(args.particles, box_zyx=tomo.shape if tomo is not None else None)

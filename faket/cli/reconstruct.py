@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-from faket.cli._common import (
-    Step,
-    add_common_args,
-    check_not_same,
-    device_name,
-    progress,
-    resolve_cuda_device,
-    set_threads,
-    voxel_size_or_assume,
-)
-from faket.errors import InputError
+from faket.cli._common import add_common_args
 
 HELP = "weighted (filtered) back-projection of a tilt-series into a tomogram"
 DESCRIPTION = """\
@@ -48,10 +38,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    # lazy: numpy (faket start-up)
+    from faket.errors import InputError
     from faket.formats.mrc import parse_range
     from faket.formats.tiltmeta import read_tiltseries
     from faket.imaging.projection import reconstruct
+    from faket.cli._common import (Step, check_not_same, device_name, progress, resolve_cuda_device, set_threads, voxel_size_or_assume)
 
     set_threads(args.threads)
     check_not_same([args.tilts, args.angles_file], [args.output])

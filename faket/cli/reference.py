@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-from faket.cli._common import (
-    Step,
-    add_angle_args,
-    add_common_args,
-    angles_from_args,
-    check_not_same,
-    info,
-    progress,
-    resolve_cuda_device,
-    set_threads,
-    voxel_size_or_assume,
-)
 from faket.errors import InputError
+from faket.cli._common import add_angle_args, add_common_args
 
 DEFAULT_POTENTIAL_SCALE_V = 3.0  # V per protein-density unit: protein over vitreous ice
 
@@ -89,7 +78,6 @@ def add_arguments(p) -> None:
 
 
 def _params(args, scale_v):
-    # lazy: numpy (faket start-up)
     from faket.imaging.physics import PhysicsParams
 
     return PhysicsParams(
@@ -103,11 +91,11 @@ def _params(args, scale_v):
 
 
 def run(args) -> int:
-    # lazy: numpy (faket start-up)
     import numpy as np
 
     from faket.formats.mrc import read_volume
     from faket.imaging.physics import simulate_tiltseries
+    from faket.cli._common import (Step, angles_from_args, check_not_same, info, progress, resolve_cuda_device, set_threads, voxel_size_or_assume)
 
     set_threads(args.threads)
     if args.dose is None or not np.isfinite(args.dose) or args.dose <= 0:
@@ -136,7 +124,6 @@ def run(args) -> int:
         scale_v = DEFAULT_POTENTIAL_SCALE_V if args.potential_scale_v is None else float(args.potential_scale_v)
     params = _params(args, scale_v)
 
-    # lazy: numpy (faket start-up)
     from faket.imaging.projection import project
 
     info(args, f"projecting {vol.shape} at {angles.size} tilts")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from faket.cli._common import Step, add_common_args, check_not_same
-from faket.errors import InputError
+from faket.cli._common import add_common_args
 from faket.formats.voxel import SAME_GRID_RTOL
 
 HELP = "gather tilt chunks into one tilt-series (concatenate along tilt, angles from each .tlt)"
@@ -30,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _chunk_range(path):
     """The ``--tilts a:b`` a chunk's sidecar records, or ``None``."""
-    # lazy: numpy (faket start-up)
+    import json
+
     from faket.formats.mrc import parse_range, sidecar_path
 
     sp = sidecar_path(path)
@@ -50,10 +49,11 @@ def _chunk_range(path):
 
 
 def run(args) -> int:
-    # lazy: numpy (faket start-up)
     import numpy as np
 
+    from faket.errors import InputError
     from faket.formats.tiltmeta import read_tiltseries, read_tlt, tlt_path
+    from faket.cli._common import Step, check_not_same
 
     check_not_same(args.chunks, [args.output])
     if len(set(map(str, args.chunks))) != len(args.chunks):

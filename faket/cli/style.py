@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import functools
 import textwrap
-import time
 
-from faket.cli._common import Step, add_common_args, check_not_same, info, progress, resolve_device, set_threads, warn
-from faket.cli._reference import add_reference_args
 from faket.errors import InputError, ParameterError
 from faket.style import settings as ss
 from faket.style.settings import ALGORITHM_KEYS, PRESET_NAMES, PRESETS
-from faket.style.vgg import LAYER_NAMES, build_vgg
+from faket.cli._common import add_common_args
+from faket.cli._reference import add_reference_args
 
 PAPER, OFFLINE = PRESETS["paper"], PRESETS["offline"]
 
@@ -149,16 +147,19 @@ def resolve_settings(args, weights_kind: str):
 
 @_option_errors
 def run(args) -> int:
-    # lazy: numpy, torch (faket start-up)
+    import time
+
     import numpy as np
     import torch
 
     from faket import style as st
-    from faket.cli._reference import content_pixel_size
     from faket.formats.tiltmeta import read_tiltseries
-    from faket.imaging.reference import ReferenceOptions, prepare_reference
-    from faket.imaging.tilts import parse_tilt_chunk
     from faket.style.cache import GramCache
+    from faket.imaging.tilts import parse_tilt_chunk
+    from faket.style.vgg import LAYER_NAMES, build_vgg
+    from faket.cli._common import Step, check_not_same, info, progress, resolve_device, set_threads, warn
+    from faket.cli._reference import content_pixel_size
+    from faket.imaging.reference import ReferenceOptions, prepare_reference
 
     set_threads(args.threads)
     if args.tilt_batch is not None and args.tilt_batch < 1:

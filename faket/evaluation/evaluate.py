@@ -23,9 +23,8 @@ Rules (as the SHREC 2021 cryo-ET evaluation script scores; see ``docs/qc-evaluat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -88,7 +87,6 @@ def match_pick_classes(names: Sequence[str] | None, ids: Sequence[int] | None,
 
 def dilate_occupancy(occupancy) -> np.ndarray:
     """Grey dilation (max) by the 6-connected 3-D cross, as ``skimage.morphology.dilation`` by default."""
-    # lazy: scipy
     from scipy import ndimage
 
     occ = np.asarray(occupancy)

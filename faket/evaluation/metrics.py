@@ -33,7 +33,7 @@ SSIM / PSNR against the content (:func:`ssim_psnr`)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -212,7 +212,6 @@ def ssim(image, reference, *, data_range: float, win_size: int = 7) -> float:
     ``K2 = 0.03``, sample (N-1) covariances, the mean taken over pixels at least ``(win_size-1)/2`` from
     the border. Implemented here with scipy so that scikit-image is not a dependency.
     """
-    # lazy: scipy
     from scipy.ndimage import uniform_filter
 
     a = np.asarray(image, dtype=np.float64)

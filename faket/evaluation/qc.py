@@ -12,13 +12,13 @@ Metric definitions are in :mod:`faket.evaluation.metrics` and ``docs/qc-evaluate
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from faket.errors import InputError
 from faket.evaluation import metrics as M
+from faket.errors import InputError
 from faket.imaging.tilts import match_by_angle
 
 __all__ = [
@@ -181,7 +181,6 @@ def _crop(img: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def _figure(w_in: float, h_in: float):
-    # lazy: matplotlib
     from matplotlib.figure import Figure
 
     return Figure(figsize=(w_in, h_in), dpi=100, layout="constrained")
@@ -276,7 +275,6 @@ def central_slices(volume) -> tuple[np.ndarray, np.ndarray]:
 def slices_figure(tomogram, class_mask=None, *, class_names: Mapping[int, str] | None = None,
                   title: str | None = None):
     """Central XY and XZ slices of the tomogram (1-99 percentile stretch) with class-mask contours."""
-    # lazy: matplotlib
     from matplotlib.lines import Line2D
 
     tomo = np.asarray(tomogram)
@@ -292,7 +290,6 @@ def slices_figure(tomogram, class_mask=None, *, class_names: Mapping[int, str] |
     h_xy, h_xz = wr * ny / nx, wr * nz / nx
     fig = _figure(wr + 2.2, h_xy + h_xz + 1.0 + (0.3 if title else 0))
     axes = fig.subplots(2, 1, height_ratios=[ny, max(nz, 1)])
-    # lazy: matplotlib
     import matplotlib
 
     # bright, distinct colours that stand out on grey (tab10 without its grey)

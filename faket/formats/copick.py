@@ -6,9 +6,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import parse_qs
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -126,7 +125,6 @@ def picks_to_particles(positions_a, transforms, voxel_size_a: float, *, class_na
     The centre is ``location + transform[:3, 3]`` (copick's ``full_positions``); angles from the rotation
     part (RELION ZYZ). ``particle_id`` = the points' ``instance_id`` (0 when absent; the caller renumbers).
     """
-    # lazy: scipy
     from scipy.spatial.transform import Rotation
 
     pos = np.asarray(positions_a, dtype=np.float64).reshape(-1, 3)
@@ -239,6 +237,8 @@ def parse_copick_source(source: str) -> dict:
     relative or absolute path (``copick:///abs/project/RUN/OBJECT``). OBJECT is a copick object name, a
     faket class name (mapped by :func:`copick_name`) or ``*`` (every object of the run).
     """
+    from urllib.parse import parse_qs
+
     s = str(source)
     if not s.startswith("copick://"):
         return {"kind": "json", "path": s}
@@ -274,7 +274,6 @@ def copick_config_path(project: str | os.PathLike) -> Path:
 
 
 def _open_project(project: str, source: str):
-    # lazy: copick
     import copick
 
     cfg = copick_config_path(project)
@@ -297,7 +296,6 @@ def get_run(root, run: str, source: str):
 
 
 def _finish_table(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    # lazy: pandas
     from faket.formats.table import COLUMNS, empty_particles
 
     if not frames:
@@ -365,7 +363,6 @@ def read_copick_particles(source: str, *, voxel_size_a: float | None = None) -> 
 
 
 def _read_picks_json(path: Path, voxel_size_a: float | None) -> pd.DataFrame:
-    # lazy: copick
     from copick.models import CopickPicksFile
 
     if not path.is_file():

@@ -25,9 +25,9 @@ import csv
 import io
 import os
 import re
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 from faket.errors import InputError
 

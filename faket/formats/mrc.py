@@ -17,11 +17,10 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
-import mrcfile
 import numpy as np
 
 from faket.errors import InputError
@@ -70,6 +69,8 @@ def read_mrc_header(path: str | os.PathLike, what: str = "MRC file") -> tuple[tu
 
     ``shape`` is ``(nz, ny, nx)`` (for a tilt-series: tilts, Y, X).
     """
+    import mrcfile
+
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: {what} not found" if not p.exists() else f"{p}: is a folder, expected a {what}")
@@ -112,6 +113,8 @@ def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None
     Raises :class:`InputError` (naming the file) when the file is missing, unreadable, not MRC,
     truncated, has an unexpected number of dimensions, an empty axis, or NaN/Inf values.
     """
+    import mrcfile
+
     p = readable_file(path, what)
     try:
         with mrcfile.open(p, mode="r", permissive=False) as mrc:
@@ -176,6 +179,8 @@ def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_a: float | None,
               *, image_stack: bool = False) -> None:
     """Write ``data`` as float32 MRC (overwriting). ``image_stack`` marks a tilt-series (ispg 0)."""
+    import mrcfile
+
     arr = np.ascontiguousarray(data, dtype=np.float32)
     with mrcfile.new(path, overwrite=True) as mrc:
         mrc.set_data(arr)
@@ -249,7 +254,7 @@ class OutputTransaction:
                     tmp.unlink()
         self._pairs.clear()
 
-    def __enter__(self) -> OutputTransaction:
+    def __enter__(self) -> "OutputTransaction":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

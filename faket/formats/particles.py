@@ -46,10 +46,9 @@ import csv
 import math
 import os
 import re
-import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -112,7 +111,6 @@ def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None
     without them, ``rlnTomoTiltSeriesPixelSize`` is used when present.
     """
     if _is_copick(path):
-        # lazy: pandas
         from faket.formats.copick import read_copick_particles
 
         return check_particles(read_copick_particles(str(path), voxel_size_a=voxel_size_a), str(path))
@@ -223,6 +221,8 @@ def _read_shrec(p: Path, text: str) -> pd.DataFrame:
 
 
 def _read_deepfinder_xml(p: Path, text: str) -> pd.DataFrame:
+    import xml.etree.ElementTree as ET
+
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
@@ -274,7 +274,6 @@ def _star_loop_first_data_line(text: str) -> int | None:
 
 
 def _read_star(p: Path, text: str, voxel_size_a, box_zyx) -> pd.DataFrame:
-    # lazy: starfile
     import starfile
 
     try:
@@ -488,7 +487,6 @@ def write_particles_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
 def write_particles_star(df: pd.DataFrame, path: str | os.PathLike, *, voxel_size_a: float,
                          box_zyx: Sequence[int], tomo_name: str = "faket") -> None:
     """Write a RELION 5 tomography particles STAR file (one ``particles`` block, starfile-readable)."""
-    # lazy: starfile
     import starfile
 
     out = check_particles(df, str(path))
@@ -538,6 +536,8 @@ def write_shrec_locations(df: pd.DataFrame, path: str | os.PathLike) -> None:
 def write_deepfinder_xml(df: pd.DataFrame, path: str | os.PathLike, *, tomo_idx: int = 0) -> None:
     """Write a DeepFinder object list (``objlist`` XML): tomo_idx, obj_id (= particle_id), class_label
     (= class_id), class_name, x, y, z (voxels, full precision), rows in particle_id order."""
+    import xml.etree.ElementTree as ET
+
     out = check_particles(df, str(path)).sort_values("particle_id")
     root = ET.Element("objlist")
     for _, r in out.iterrows():

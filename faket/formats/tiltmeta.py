@@ -23,14 +23,13 @@ Found automatically beside ``X.mrc`` (:func:`find_tilt_metadata`): ``X.tlt``, ``
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -66,7 +65,7 @@ class TiltMeta:
                 "pre_exposure_e_per_a2": None if self.dose is None else [round(float(d), 4) for d in self.dose],
                 "pixel_size_a": self.pixel_size_a, "notes": list(self.notes)}
 
-    def take(self, idx) -> TiltMeta:
+    def take(self, idx) -> "TiltMeta":
         idx = np.asarray(idx, dtype=np.int64)
         return TiltMeta(self.angles[idx], self.source, self.format,
                         None if self.order is None else self.order[idx],
@@ -150,7 +149,8 @@ def _column(df, name):
 
 
 def _read_mdoc(p: Path, stack_shape) -> TiltMeta:
-    # lazy: mdocfile
+    import logging
+
     import mdocfile
 
     log = logging.getLogger("mdocfile")  # it warns about every aliased / unknown key of real files
@@ -244,7 +244,6 @@ _TILT_COLS = ("rlnTomoYTilt", "rlnTomoNominalStageTiltAngle", "rlnTomoProjZ", "w
 
 
 def _read_star(p: Path, stack, name: str | None) -> TiltMeta:
-    # lazy: starfile
     import starfile
 
     try:
@@ -285,7 +284,6 @@ def _read_star(p: Path, stack, name: str | None) -> TiltMeta:
         ang = df["wrpAngleTilt"].to_numpy(np.float64)
         fmt = "warp-tomostar"
     else:
-        # lazy: scipy
         from scipy.spatial.transform import Rotation
 
         try:

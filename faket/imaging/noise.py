@@ -45,8 +45,8 @@ seed and its index in the full tilt-series only (pass ``tilt_indices`` when hand
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -87,7 +87,7 @@ class NoiseCurves:
         with np.errstate(divide="ignore"):
             return self.r ** 2 / self.sigma ** 2
 
-    def take(self, idx) -> NoiseCurves:
+    def take(self, idx) -> "NoiseCurves":
         idx = np.asarray(idx, dtype=np.int64)
         return NoiseCurves(self.r[idx], self.sigma[idx], self.mean[idx], self.std[idx])
 
@@ -270,7 +270,6 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
       Nyquist >= 0.9: a white floor is reached), else the level in ``plateau`` (the spectrum rolls off at
       the top, so the floor is read below the roll-off). ``info`` (a dict) receives that decision.
     """
-    # lazy: scipy
     import scipy.fft as sfft
 
     if noise_mtf not in NOISE_MTFS:

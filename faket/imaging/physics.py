@@ -38,8 +38,8 @@ Output: electrons per pixel (float32). Without ``dose_total`` (``None``), the no
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -243,7 +243,6 @@ def simulate_tiltseries(projected: np.ndarray, angles_deg: Sequence[float], pixe
     ``noise=False`` gives the noise-free twin (no ice phase noise, no shot noise; same dose, attenuation,
     CTF, envelopes and MTF): the expected counts.
     """
-    # lazy: scipy
     import scipy.fft as sfft
 
     p = params or PhysicsParams()

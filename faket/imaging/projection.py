@@ -26,7 +26,7 @@ CPU kernels are numba-compiled (parallel over chunks of Y); :mod:`torch` kernels
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -59,7 +59,6 @@ _KERNELS: dict[str, Callable] = {}
 def _numba_kernels():
     if _KERNELS:
         return _KERNELS
-    # lazy: numba
     import numba
     from numba import njit, prange
 
@@ -269,7 +268,6 @@ def project(volume: np.ndarray, angles_deg: Sequence[float], *, detector_width: 
 
 
 def _project_torch(vol, cos_t, sin_t, n_u, cu, cx, cz, out, device, rows, progress):
-    # lazy: torch
     import torch
 
     dev = torch.device(device)
@@ -295,7 +293,6 @@ def _project_torch(vol, cos_t, sin_t, n_u, cu, cx, cz, out, device, rows, progre
 
 def _interp_sum(v, pos, n_s, w, *, along_x: bool):
     """Sum over the driving axis of linear interpolation of ``v`` at ``pos``; returns (U, Yb)."""
-    # lazy: torch
     import torch
 
     fl = torch.floor(pos)
@@ -366,7 +363,6 @@ def ramp_filter(n: int, kind: str = "ramp") -> np.ndarray:
 
 def filter_projections(tilts: np.ndarray, kind: str = "ramp") -> np.ndarray:
     """Filter each row of a ``(T, Y, U)`` tilt-series along U (zero-padded to a power of two >= 2U)."""
-    # lazy: scipy
     import scipy.fft as sfft
 
     n_u = tilts.shape[-1]
@@ -434,7 +430,6 @@ def backproject(tilts: np.ndarray, angles_deg: Sequence[float], z_offsets: np.nd
 
 
 def _backproject_torch(tilts, cos_t, sin_t, w, n_x, z_off, cu, cx, out, device, rows, progress):
-    # lazy: torch
     import torch
 
     dev = torch.device(device)

@@ -108,7 +108,6 @@ def polarity(tilts: np.ndarray, *, sigma_px: float = 2.0, max_tilts: int = 16) -
 
     ``verdict``: ``"dark"`` (dense objects dark, faket's convention), ``"bright"`` (inverted) or
     ``"undetermined"``. Evaluated on up to ``max_tilts`` tilts spread over the series."""
-    # lazy: scipy
     from scipy.ndimage import gaussian_filter
 
     t = np.asarray(tilts)

@@ -37,7 +37,7 @@ class ReferenceOptions:
     threads: int | None = None
 
     @classmethod
-    def from_args(cls, args) -> ReferenceOptions:
+    def from_args(cls, args) -> "ReferenceOptions":
         """The options of a parsed ``faket noise`` / ``faket style`` command line."""
         return cls(**{f: getattr(args, f, None) if f not in _FLAGS else bool(getattr(args, f, False))
                       for f in cls.__dataclass_fields__})
@@ -68,7 +68,6 @@ def _threads(args) -> int:
 
 def _open(path, what: str):
     """Memory-map an MRC file (validated like faket.formats.mrc.read_mrc, without reading the data)."""
-    # lazy: mrcfile, numpy (faket start-up)
     import mrcfile
 
     from faket.formats.mrc import mrc_open_error, readable_file
@@ -110,7 +109,6 @@ def prepare_reference(path, k: int, n_refs: int, args: ReferenceOptions, *, kind
                       content_path, content_pixel: float | None, warn, info=None, progress=None,
                       what: str = "reference") -> PreparedReference:
     """Open, check, resample, order, clean and match reference ``k`` of ``n_refs`` (see the module doc)."""
-    # lazy: numpy (faket start-up)
     from faket.formats.mrc import voxel_size_or_none
     from faket.formats.tiltmeta import (
         angle_order,
@@ -247,7 +245,6 @@ def kind_word(kind: str) -> str:
 
 def prepare_twin(path, prep: PreparedReference, args: ReferenceOptions, what: str = "clean reference") -> np.ndarray:
     """The clean twin of a prepared reference, through the same crop/resampling, order, exclusions, inversion."""
-    # lazy: numpy (faket start-up)
     from faket.imaging.sampling import resample_stack
 
     mrc = _open(path, what)

@@ -33,8 +33,8 @@ the process once read. Pure functions: arrays in, arrays out.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -110,7 +110,6 @@ def plan_resample(shape_yx: Sequence[int], pixel_in: float, pixel_out: float) ->
 
 def fourier_resize(img: np.ndarray, shape_out: Sequence[int], *, workers: int | None = None) -> np.ndarray:
     """Fourier crop / pad a 2-D image to ``shape_out`` (float32 out; mean preserved; see the module doc)."""
-    # lazy: scipy
     import scipy.fft as sfft
     from scipy.signal import resample
 
@@ -195,9 +194,9 @@ def resample_volume(vol, pixel_in: float, pixel_out: float, *, workers: int | No
 
     Y and X slice by slice, then Z in blocks of Y rows (peak memory: the output-sized intermediate plus one
     input slice). Returns the float32 volume and a record of the sizes (as :meth:`ResamplePlan.to_dict`)."""
-    # lazy: scipy
-    import scipy.fft as sfft
     from scipy.signal import resample
+
+    import scipy.fft as sfft
 
     vol_shape = tuple(int(s) for s in vol.shape)
     plan = plan_resample(vol_shape[1:], pixel_in, pixel_out)

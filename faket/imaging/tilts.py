@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from faket.errors import InputError
-from faket.formats.mrc import parse_range
 
 
 def match_by_angle(content_angles_deg, reference_angles_deg, *, max_gap_deg: float | None = None,
@@ -73,6 +72,7 @@ def parse_tilt_chunk(spec: str | None, n_tilts: int) -> tuple[int, int]:
     """``"a:b"`` -> half-open tilt index range inside ``[0, n_tilts)``; ``None`` -> all tilts."""
     if spec is None:
         return 0, n_tilts
+    from faket.formats.mrc import parse_range
 
     a, b = parse_range(spec, "--tilts")
     if a < 0 or b > n_tilts:

@@ -36,9 +36,8 @@ earlier particle keeps the voxel, except that every particle keeps its own centr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -242,7 +241,6 @@ def _positive(sec: dict, keys, where: str) -> None:
 
 
 def _membrane_entry(m, where: str) -> dict:
-    # lazy: numpy, pandas (faket start-up)
     from faket.layout.membranes import SHAPES
 
     if not isinstance(m, dict):
@@ -285,7 +283,6 @@ def _membrane_entry(m, where: str) -> dict:
 
 
 def _filament_entry(f, where: str) -> dict:
-    # lazy: numpy, pandas (faket start-up)
     from faket.layout.filaments import FILAMENT_TYPES
 
     if not isinstance(f, dict):
@@ -321,7 +318,6 @@ def _filament_entry(f, where: str) -> dict:
 
 def default_spec() -> dict:
     """The built-in default layout (crowded, every built-in class, one vesicle, five fiducials)."""
-    # lazy: numpy, pandas (faket start-up)
     from faket.layout.templates import BUILTIN_NAMES
 
     return validate_spec({
@@ -372,6 +368,8 @@ def class_table(spec: dict, voxel_size_a: float, *, cache_dir=None, names: Seque
     one entry per name, looked up among the spec's classes (by name, else template file stem), the
     vesicle and fiducial sections (their name, or "vesicle"/"fiducial") and the built-in templates.
     """
+    from pathlib import Path
+
     if names is None:
         out = [_template_entry(c, voxel_size_a, cache_dir) for c in spec["classes"]]
         if spec["vesicles"]["count"] > 0:
@@ -383,7 +381,6 @@ def class_table(spec: dict, voxel_size_a: float, *, cache_dir=None, names: Seque
         if dup:
             raise InputError(f"class name {sorted(dup)[0]!r} is used twice (give the classes distinct names)")
         return out
-    # lazy: numpy, pandas (faket start-up)
     from faket.layout.templates import BUILTIN_NAMES
 
     by_name = {(c.get("name") or Path(c["template"]).name.split(".")[0]): c for c in spec["classes"]}
@@ -420,7 +417,6 @@ def _structure_classes(spec: dict, first_id: int) -> dict[str, dict]:
                        "shape": m["shape"], "thickness_nm": m["thickness_nm"]}
         i += 1
     for f in spec["filaments"]:
-        # lazy: numpy, pandas (faket start-up)
         from faket.layout.filaments import FILAMENT_TYPES
 
         kind = FILAMENT_TYPES[f["type"]]
@@ -499,7 +495,6 @@ def make_layout(spec: dict, *, seed: int = 0, particles: pd.DataFrame | None = N
         if progress_total:
             progress_total(total)
         if spec["membranes"] or spec["filaments"]:
-            # lazy: numpy, pandas (faket start-up)
             from faket.layout.cellular import cellular_layout
 
             lay = cellular_layout(spec, table, classes, box, slab, seed=seed, order=order,
@@ -547,7 +542,8 @@ def make_layout(spec: dict, *, seed: int = 0, particles: pd.DataFrame | None = N
 
 
 def load_spec(path) -> dict:
-    # lazy: yaml (faket start-up)
+    from pathlib import Path
+
     import yaml
 
     p = Path(path)

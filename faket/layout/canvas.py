@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ from faket.rotation import random_relion_angles, rotate_volume
 class NotEnoughRoom(InputError):
     """Raised when a random layout could not place every requested particle (see ``layout``)."""
 
-    def __init__(self, message: str, layout: Layout):
+    def __init__(self, message: str, layout: "Layout"):
         super().__init__(message)
         self.layout = layout
 
@@ -52,7 +52,6 @@ class Layout:
 
 
 def _template_entry(c: dict, voxel_size_a: float, cache_dir, name: str | None = None) -> dict:
-    # lazy: numpy, pandas (faket start-up)
     from faket.layout.templates import load_template
 
     kw = {}
@@ -240,7 +239,7 @@ def random_layout(classes: Sequence[LayoutClass], box_zyx: Sequence[int], *, see
                   slab_z: tuple[int, int] | None = None, mask_threshold: float = 0.1, order: int = 1,
                   max_tries: int = 2000, tries_per_orientation: int = 250, give_up_after: int = 3,
                   allow_fewer: bool = False,
-                  progress: Callable[[int], None] | None = None, canvas: _Canvas | None = None,
+                  progress: Callable[[int], None] | None = None, canvas: "_Canvas | None" = None,
                   first_id: int = 1) -> Layout:
     """Place ``cls.count`` copies of every class at random, without mask overlaps.
 

@@ -17,26 +17,16 @@ import numpy as np
 import pandas as pd
 
 from faket.formats.table import COLUMNS, check_particles
-from faket.layout.canvas import (
-    Layout,
-    LayoutClass,
-    NotEnoughRoom,
-    _Canvas,
-    _instance,
-    _prepare,
-    _template_entry,
-    random_layout,
-)
-from faket.rotation import rotation_to_relion
+from faket.layout.canvas import (Layout, LayoutClass, NotEnoughRoom, _Canvas, _instance, _prepare, _template_entry, random_layout)
 
 __all__ = ["cellular_layout", "MEMBRANE_COLUMNS", "FILAMENT_COLUMNS", "SUBUNIT_COLUMNS", "INSTANCE_COLUMNS"]
 
 
 
 def _rotation_relion(mat: np.ndarray) -> np.ndarray:
-    # lazy: scipy
     from scipy.spatial.transform import Rotation
 
+    from faket.rotation import rotation_to_relion
 
     return rotation_to_relion(Rotation.from_matrix(mat))
 
@@ -44,14 +34,12 @@ def _rotation_relion(mat: np.ndarray) -> np.ndarray:
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     q = rng.standard_normal(4)
     q /= np.linalg.norm(q)
-    # lazy: scipy
     from scipy.spatial.transform import Rotation
 
     return Rotation.from_quat(q).as_matrix()
 
 
 def _spin(axis, angle) -> np.ndarray:
-    # lazy: scipy
     from scipy.spatial.transform import Rotation
 
     a = np.asarray(axis, float)
@@ -60,7 +48,6 @@ def _spin(axis, angle) -> np.ndarray:
 
 def _draw_membrane(entry: dict, rng: np.random.Generator, box, slab, vs_nm: float):
     """A random membrane of a spec entry, or None when it cannot fit the box / slab at all."""
-    # lazy: pandas
     from faket.layout.membranes import Membrane, align_rotation
 
     nz, ny, nx = box
@@ -127,7 +114,6 @@ def _probe_taken(canvas: _Canvas, m, rng, slab, n: int = 96) -> bool:
 
 def _place_membranes(canvas: _Canvas, entries, class_ids, rng, vs_nm, slab, membrane_mask, *, tries: int = 200):
     """Membranes first (largest structures): no two share a mask voxel. Temporary ids -1, -2, ..."""
-    # lazy: pandas
     from faket.layout.membranes import render_membrane
 
     placed = []
@@ -164,7 +150,6 @@ def _filament_templates(entry: dict, vs: float, cache_dir, mask_threshold: float
 
 def _render_filament(kind, pts, vs_nm, entry, custom, canvas_shape, mask_threshold, order, scale=None):
     """Subunits + sparse density/mask of one filament along ``pts``."""
-    # lazy: pandas
     from faket.layout.filaments import render_blobs, subunits
 
     kw = {}
@@ -203,7 +188,6 @@ def _render_filament(kind, pts, vs_nm, entry, custom, canvas_shape, mask_thresho
 
 def _tube_taken(canvas: _Canvas, pts: np.ndarray, radius: float) -> bool:
     """Cheap test before rendering: is the axis, or a ring of 8 points at ``radius`` around it, taken?"""
-    # lazy: pandas
     from faket.layout.filaments import path_frames
 
     sub = pts[::2] if len(pts) > 4 else pts
@@ -218,7 +202,6 @@ def _tube_taken(canvas: _Canvas, pts: np.ndarray, radius: float) -> bool:
 
 def _place_filaments(canvas: _Canvas, entries, class_ids, rng, vs: float, slab, *, mask_threshold, order,
                      cache_dir, first_tmp: int, tries: int = 150):
-    # lazy: pandas
     from faket.layout.filaments import FILAMENT_TYPES, random_path
 
     vs_nm = vs / 10.0
@@ -293,7 +276,6 @@ def _place_membrane_proteins(canvas: _Canvas, classes, membranes, rng, slab, *, 
     A protein may cover voxels of its own membrane (it displaces the lipid there: the membrane's density
     in the protein's mask is removed and the voxels become the protein's), never any other structure.
     """
-    # lazy: pandas
     from faket.layout.membranes import align_rotation
 
     rows = []

@@ -29,7 +29,6 @@ that the filament's maximum density is ``contrast`` (protein-density units).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,9 +74,10 @@ def _kick_sigma(x: float) -> float:
     For a kick ``g`` (2-D Gaussian, sigma ``s`` per component) the step's ``<cos> = <(1 + |g|^2)^-1/2>
     = sqrt(pi / a) erfcx(1 / sqrt(a))`` with ``a = 2 s^2``; solved by bisection (~``sqrt(x)`` when small).
     """
+    import math
+
     if x < 1e-8:
         return math.sqrt(x)
-    # lazy: scipy
     from scipy.special import erfcx
 
     target = math.exp(-x)
@@ -95,6 +95,8 @@ def random_path(rng: np.random.Generator, length: float, persistence_length: flo
     """A worm-like chain of ``length`` (voxels) inside ``[lo + margin, hi - 1 - margin]`` (``(x, y, z)``
     bounds, voxels): points ``(n, 3)`` every ``step`` voxels (the last step shorter), or None when it ran
     into the walls."""
+    import math
+
     lo = np.asarray(lo, float) + margin
     hi = np.asarray(hi, float) - 1 - margin
     if np.any(hi < lo):
@@ -271,7 +273,6 @@ def write_filaments_star(df, path, *, voxel_size_a: float, box_zyx, tomo_name: s
     ``rlnCenteredCoordinate{X,Y,Z}Angst`` from the box centre N/2 (as ``particles.star``), the filament
     in ``rlnHelicalTubeID`` (1..F), ``rlnHelicalTrackLengthAngst`` along it for polylines, and
     ``rlnAngleRot/Tilt/Psi`` for subunits."""
-    # lazy: pandas, starfile
     import pandas as pd
     import starfile
 

@@ -5,16 +5,13 @@ and the summary (scores table, Markdown, figure). Used by workflow/rules/benchma
 from __future__ import annotations
 
 import os
-import random
-from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from faket.errors import InputError
 from faket.formats.names import tomogram_file
-from faket.workflow import layout_box as _box
 
 # ball radius (voxels) of a user's pick without occupancy mask or copick object radius
 DEFAULT_RADIUS = 5.0
@@ -59,6 +56,8 @@ def picker_seeds(spec) -> list[int]:
 
 def layout_box(spec_path: str | None, shape_override=None) -> tuple[int, int, int]:
     """Box (Z, Y, X) that ``faket layout`` makes from the spec (or the override): :func:`faket.workflow.layout_box`."""
+    from faket.workflow import layout_box as _box
+
     return _box(spec_path or None, shape_override or None)
 
 
@@ -74,7 +73,6 @@ def user_test_sets(spec) -> list[dict[str, Any]]:
     if spec is None:
         return []
     if isinstance(spec, Mapping) and "copick" in spec:
-        # lazy: pandas
         from faket.picker.copick import config_path, run_names
 
         project = str(spec["copick"])
@@ -217,11 +215,9 @@ def markdown_table(summ: pd.DataFrame, *, title: str = "", note: str = "", faket
 
 def figure(summ: pd.DataFrame, path, *, title: str = "", faket_weights: str = "imagenet") -> None:
     """F1 per modality (localisation and classification) with error bars (std over seeds), PNG."""
-    # lazy: matplotlib
     import matplotlib
 
     matplotlib.use("Agg")
-    # lazy: matplotlib
     import matplotlib.pyplot as plt
 
     x = np.arange(len(summ))
@@ -249,6 +245,8 @@ def figure(summ: pd.DataFrame, path, *, title: str = "", faket_weights: str = "i
 
 def drawn(seed: int, key: str, spec):
     """A fixed value, or one drawn from [low, high] for this seed and key (as the workflow draws per tomogram)."""
+    import random
+
     if not isinstance(spec, list):
         return spec
     rng = random.Random(f"faket:{seed}:{key}")

@@ -9,21 +9,12 @@ The picker uses it for a user's annotated copick project as a test set (``benchm
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
 
+from faket.formats.copick import (_open_project, check_copick_id, copick_config_path, copick_name, get_run, particles_to_picks, read_copick_particles)
 from faket.errors import InputError
-from faket.formats.copick import (
-    _open_project,
-    check_copick_id,
-    copick_config_path,
-    copick_name,
-    get_run,
-    particles_to_picks,
-    read_copick_particles,
-)
 
 DEFAULT_PICKER_USER = "faket-picker"
 
@@ -87,6 +78,8 @@ def read_truth(project: str, run: str, voxel_size_a: float, *, user: str | None 
                session: str | None = None) -> pd.DataFrame:
     """Every particle object's picks of ``run`` as a faket particle table in voxels of ``voxel_size_a``
     (non-particle objects such as membranes are left out)."""
+    from urllib.parse import urlencode
+
     q = {k: v for k, v in (("user", user), ("session", session), ("voxel_spacing", voxel_size_a)) if v}
     df = read_copick_particles(f"copick://{project}/{run}/*?{urlencode(q)}", voxel_size_a=voxel_size_a)
     root = open_project(project)
@@ -96,7 +89,6 @@ def read_truth(project: str, run: str, voxel_size_a: float, *, user: str | None 
 
 def object_radii(project: str) -> dict[str, float]:
     """``{faket class name: radius A}`` of the project's particle objects that state a radius."""
-    # lazy: pandas
     from faket.formats.copick import faket_name
 
     return {faket_name(o.name): float(o.radius) for o in open_project(project).pickable_objects

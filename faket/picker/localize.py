@@ -8,7 +8,7 @@ are then never merged). Cluster centres are the MeanShift modes, in voxels (x, y
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,6 @@ def _meanshift(points: np.ndarray, bandwidth: float, max_points: int) -> tuple[n
     """(cluster per point, cluster centres). More than ``max_points`` points: the modes are found on an evenly
     strided subset (deterministic) and every point joins its nearest mode, which bounds the run time of a
     poorly trained picker's large foreground."""
-    # lazy: sklearn
     from sklearn.cluster import MeanShift
 
     pts = points.astype(np.float64)
@@ -43,7 +42,6 @@ def localize(labels: np.ndarray, *, bandwidth: float = 5.0, min_size: int | Mapp
     ``max_points``: above this many foreground voxels (per clustering), modes are found on a strided subset.
     Rows are ordered by class, then z, y, x; particle_id = 1..N.
     """
-    # lazy: pandas
     from faket.formats.table import COLUMNS
 
     lab = np.asarray(labels)

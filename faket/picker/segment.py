@@ -28,7 +28,6 @@ def segment(model: torch.nn.Module, volume: np.ndarray, *, patch: int = 32, over
     constant blending = the mean over the windows covering a voxel); each window is z-scored like the
     training patches. A volume thinner than the patch is padded (zeros after its own z-score).
     """
-    # lazy: monai
     from monai.inferers import sliding_window_inference
 
     device = torch.device(device)

@@ -15,9 +15,8 @@ softmax saturates, the foreground gradient vanishes); the cross-entropy term kee
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -49,7 +48,6 @@ class PatchSampler:
     _indices: list = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self):
-        # lazy: monai
         from monai.transforms.utils import map_classes_to_indices
 
         if len(self.volumes) != len(self.masks) or not self.volumes:
@@ -68,7 +66,6 @@ class PatchSampler:
 
     def draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` samples: patches (n, 1, P, P, P) float32, labels (n, 1, P, P, P) int64."""
-        # lazy: monai
         from monai.transforms.utils import generate_label_classes_crop_centers
 
         P = self.patch
@@ -92,7 +89,6 @@ class PatchSampler:
 def tversky_loss(alpha: float = 0.5, beta: float = 0.5):
     """MONAI's Tversky loss on logits (softmax over background + classes), summed over the batch, without
     numerator smoothing (as DeepFinder's Keras loss)."""
-    # lazy: monai
     from monai.losses import TverskyLoss
 
     return TverskyLoss(softmax=True, to_onehot_y=True, alpha=alpha, beta=beta, batch=True, smooth_nr=0.0,
@@ -104,7 +100,6 @@ def picker_loss(name: str = LOSSES[0]):
     if name == "tversky":
         return tversky_loss()
     if name == "tversky+ce":
-        # lazy: monai
         from monai.losses import DiceCELoss
 
         return DiceCELoss(softmax=True, to_onehot_y=True, batch=True, smooth_nr=0.0, smooth_dr=1e-5)
@@ -129,6 +124,8 @@ def train_picker(volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray], n_o
     ``masks`` hold class ids 0..n_out-1 (0 = background). Same inputs and seed give the same weights on
     CPU (deterministic algorithms are switched on for the duration of the call).
     """
+    import time
+
     if patch % 4:
         raise ValueError(f"patch {patch} must be a multiple of 4 (two 2x poolings)")
     for m in masks:

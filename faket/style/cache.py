@@ -34,7 +34,6 @@ class GramCache:
         return self.folder / f"gram-{hashlib.sha256(key.encode()).hexdigest()[:32]}.pt"
 
     def get(self, key: str):
-        # lazy: torch
         import torch
 
         p = self.path(key)
@@ -52,7 +51,6 @@ class GramCache:
             return None
 
     def put(self, key: str, grams: dict) -> None:
-        # lazy: torch
         import torch
 
         p = self.path(key)

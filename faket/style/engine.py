@@ -39,9 +39,8 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -54,7 +53,6 @@ from faket.style.settings import (
     parse_float_list,
     parse_int_list,
 )
-from faket.style.vgg import downsampling, receptive_radius
 
 __all__ = ["StyleSettings", "PRESETS", "Reference", "StyleTransfer", "GramStore", "gram", "gram_sum",
            "scaled_mse", "tv_loss", "gen_scales", "fit_size", "series_minmax", "to_unit", "match_mean_std",
@@ -111,7 +109,6 @@ def fit_size(hw: tuple[int, int], scale: int) -> tuple[int, int]:
 
 def resize(x, hw: tuple[int, int]):
     """Bicubic resize of (B, 1, H, W) (anti-aliased when shrinking)."""
-    # lazy: torch (faket start-up)
     import torch.nn.functional as F
 
     if tuple(x.shape[-2:]) == tuple(hw):
@@ -122,7 +119,6 @@ def resize(x, hw: tuple[int, int]):
 
 def autocast_context(device, precision: str):
     """bf16 autocast (CPU and CUDA) or nothing."""
-    # lazy: torch (faket start-up)
     import torch
 
     if precision == "bf16":
@@ -132,7 +128,6 @@ def autocast_context(device, precision: str):
 
 def configure_backends(device, precision: str, *, deterministic: bool = True, benchmark: bool = False) -> None:
     """tf32 only when asked; CUDA deterministic (cudnn) unless told otherwise."""
-    # lazy: torch (faket start-up)
     import torch
 
     if device.type == "cuda":
@@ -153,12 +148,10 @@ def default_tilt_batch(device, hw: tuple[int, int], precision: str = "fp32", *, 
     need = per_px * hw[0] * hw[1]
     try:
         if device.type == "cuda":
-            # lazy: torch (faket start-up)
             import torch
 
             free, _ = torch.cuda.mem_get_info(device)
         else:
-            # lazy: psutil (faket start-up)
             import psutil
 
             free = psutil.virtual_memory().available
@@ -225,7 +218,6 @@ class _Adam:
     """Adam on a (B, 1, H, W) pixel tensor, per pixel (so independent of the batch)."""
 
     def __init__(self, x, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        # lazy: torch (faket start-up)
         import torch
 
         self.lr, self.b1, self.b2, self.eps = lr, betas[0], betas[1], eps
@@ -243,7 +235,6 @@ class _Adam:
         x.addcdiv_(self.m, denom, value=-self.lr / bc1)
 
     def resize(self, hw) -> None:
-        # lazy: torch (faket start-up)
         import torch.nn.functional as F
 
         self.m = F.interpolate(self.m, size=hw, mode="bicubic", align_corners=False)
@@ -254,7 +245,6 @@ class _EMA:
     """Bias-corrected exponential moving average of the iterates (crowsonkb's EMA)."""
 
     def __init__(self, x, decay: float):
-        # lazy: torch (faket start-up)
         import torch
 
         self.decay = decay
@@ -287,9 +277,9 @@ class StyleTransfer:
     """Batched style transfer with one model. ``model`` is :func:`faket.style.vgg.build_vgg`'s module."""
 
     def __init__(self, model, settings: StyleSettings, device=None):
-        # lazy: torch (faket start-up)
         import torch
 
+        from faket.style.vgg import downsampling, receptive_radius
 
         self._torch = torch
         self.model = model
@@ -323,7 +313,6 @@ class StyleTransfer:
         return t[:, None].to(self.device)
 
     def _tiles(self, hw):
-        # lazy: numpy (faket start-up)
         from faket.style.tiling import tile_grid
 
         return tile_grid(hw, self.s.max_tile, self.halo, self.align)
@@ -336,7 +325,6 @@ class StyleTransfer:
         tiles = self._tiles(tuple(img01.shape[-2:]))
         with self._torch.inference_mode():
             if tiles is not None:
-                # lazy: numpy (faket start-up)
                 from faket.style.tiling import tiled_grams
 
                 return tiled_grams(self.model, img01, self.style_layers, tiles, self._amp)
@@ -396,7 +384,6 @@ class StyleTransfer:
         torch = self._torch
         tiles = self._tiles(tuple(x.shape[-2:]))
         if tiles is not None:
-            # lazy: numpy (faket start-up)
             from faket.style.tiling import tiled_loss_and_grad
 
             return tiled_loss_and_grad(self, x, content01, targets, tiles, need_grad)
@@ -513,7 +500,6 @@ def stylize_series(engine: StyleTransfer, content: np.ndarray, init: np.ndarray 
     c_lo, c_hi = series_minmax(content)
     i_lo, i_hi = series_minmax(init)
 
-    # lazy: torch (faket start-up)
     import torch
 
     gram_memo: dict = {}

@@ -13,7 +13,6 @@ def _flat_features(feat):
 
 def gram_sum(feat):
     """``F F^T`` per sample, fp32 (not normalised): (B, C, H, W) -> (B, C, C)."""
-    # lazy: torch (faket start-up)
     import torch
 
     m = _flat_features(feat)
@@ -39,7 +38,6 @@ def gram_style_loss(feat, target):
     """
     global _GRAM_STYLE_LOSS
     if _GRAM_STYLE_LOSS is None:
-        # lazy: torch (faket start-up)
         import torch
 
         class _GramStyleLoss(torch.autograd.Function):
@@ -75,7 +73,6 @@ def scaled_mse(d):
 
 def tv_map(x):
     """Squared forward differences (replicate edge) per pixel: (B, 1, H, W) -> (B, 1, H, W)."""
-    # lazy: torch (faket start-up)
     import torch.nn.functional as F
 
     p = F.pad(x, (0, 1, 0, 1), mode="replicate")

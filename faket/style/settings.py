@@ -41,7 +41,7 @@ class StyleSettings:
     tile_halo: int | None = None      # None: twice the receptive-field radius of the deepest layer
     final_loss: bool = False          # also evaluate the loss of the output (one extra forward per tilt)
 
-    def validate(self) -> StyleSettings:
+    def validate(self) -> "StyleSettings":
         top = max_layer_index()
         self.style_layers = tuple(int(v) for v in self.style_layers)
         self.content_layers = tuple(int(v) for v in self.content_layers)

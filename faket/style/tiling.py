@@ -80,7 +80,6 @@ def tiled_grams(model, img01, layers, tiles, amp) -> dict:
 def tiled_loss_and_grad(engine, x, content01, targets, tiles, need_grad: bool = True):
     """:meth:`StyleTransfer.loss_and_grad` of a tiled image: per-sample ``(total, style)`` and
     ``d(sum total)/dx`` (None without ``need_grad``)."""
-    # lazy: torch
     import torch
 
     model, amp = engine.model, engine._amp

@@ -30,10 +30,9 @@ The returned :class:`WeightsInfo` records the kind, file, sha256 (of the file, o
 from __future__ import annotations
 
 import hashlib
-import pickle
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from faket.errors import InputError, ParameterError
 
@@ -141,7 +140,6 @@ class WeightsInfo:
 
 def imagenet_cache_path() -> Path:
     """Where torchvision's VGG-19 ImageNet weights live in the torch hub cache (``$TORCH_HOME``)."""
-    # lazy: torch (faket start-up)
     import torch.hub
 
     return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE
@@ -149,7 +147,6 @@ def imagenet_cache_path() -> Path:
 
 def _features_state(sd, depth: int, source: str) -> dict:
     """Pick ``features.N.{weight,bias}`` for conv layers N <= depth from a torchvision state dict."""
-    # lazy: torch (faket start-up)
     import torch
 
     if not isinstance(sd, dict):
@@ -176,7 +173,8 @@ def _features_state(sd, depth: int, source: str) -> dict:
 
 
 def _load_file(path: Path, depth: int, what: str) -> dict:
-    # lazy: torch (faket start-up)
+    import pickle
+
     import torch
 
     try:
@@ -189,7 +187,6 @@ def _load_file(path: Path, depth: int, what: str) -> dict:
 
 def _random_state(depth: int, seed: int) -> dict:
     """torchvision's VGG initialisation (kaiming_normal_, fan_out, relu; bias 0), seeded."""
-    # lazy: torch (faket start-up)
     import torch
 
     g = torch.Generator().manual_seed(int(seed))
@@ -218,7 +215,6 @@ def load_vgg19_state(weights: str, *, depth: int = 29, seed: int = 0, download: 
 
     ``weights``: ``"imagenet"``, ``"random"`` or a path to a torchvision-format ``.pth`` state dict.
     """
-    # lazy: numpy (faket start-up)
     from faket.formats.mrc import sha256sum
 
     kind = weights_kind(weights)
@@ -230,7 +226,6 @@ def load_vgg19_state(weights: str, *, depth: int = 29, seed: int = 0, download: 
         path = imagenet_cache_path()
         if not path.exists():
             if download:
-                # lazy: torch, torchvision (faket start-up)
                 import torch.hub
                 from torchvision.models import VGG19_Weights
 
@@ -264,7 +259,6 @@ def load_vgg19_state(weights: str, *, depth: int = 29, seed: int = 0, download: 
 
 
 def _make_module_class():
-    # lazy: torch (faket start-up)
     import torch
     import torch.nn.functional as F
     from torch import nn

@@ -23,6 +23,7 @@ from faket.formats.names import (
     label_files,
     tomogram_file,
 )
+from faket.workflow import options as opt
 from faket.workflow import (
     Sha256Cache,
     draw,
@@ -34,7 +35,6 @@ from faket.workflow import (
     tilt_chunks,
     volume_shape,
 )
-from faket.workflow import options as opt
 
 __all__ = ["ConfigError", "checked", "MainPlan", "RESERVED_NAMES", "SHA256_CACHE"]
 

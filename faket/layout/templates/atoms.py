@@ -14,7 +14,6 @@ from faket.layout.templates.base import Template, _check_voxel, _finish, centre_
 
 def _fe0(symbol: str) -> float:
     """Total electron scattering ``f_e(0) = sum(a_i)`` (A) of an element, from gemmi's c4322 table."""
-    # lazy: gemmi
     import gemmi
 
     return float(sum(gemmi.Element(symbol).c4322.a))
@@ -32,7 +31,6 @@ PROTEIN_FE0_PER_A3: float = 0.137070806
 
 
 def _read_structure(path: Path, assembly: str | None):
-    # lazy: gemmi
     import gemmi
 
     if not path.exists():
@@ -70,7 +68,6 @@ def _read_structure(path: Path, assembly: str | None):
 
 def _atom_arrays(model):
     """Positions (N, 3) x, y, z in A; per-atom Gaussian a (N, 5) and b (N, 5); occupancy weights."""
-    # lazy: gemmi
     import gemmi
 
     pos, occ, elems = [], [], []
@@ -103,7 +100,6 @@ def _atom_arrays(model):
 def _erf_weights(xv: np.ndarray, sig_v: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
     """1-D voxel integrals of unit Gaussians at ``xv`` (voxel units, grid voxel i centred at i) with
     sigma ``sig_v``: returns base indices (N,) and weights (N, 2h+1) over ``base + [-h..h]``."""
-    # lazy: scipy
     from scipy.special import erf
 
     base = np.rint(xv).astype(np.int64)

@@ -116,7 +116,6 @@ def diameter_nm(density: np.ndarray, voxel_size_a: float, threshold: float | Non
     if len(pts) > 4:
         # Only convex-hull vertices can be the farthest pair; a cheap pre-filter keeps boundary voxels.
         try:
-            # lazy: scipy
             from scipy.spatial import ConvexHull
 
             pts = pts[ConvexHull(pts).vertices]

@@ -62,7 +62,6 @@ def subtract_background(density: np.ndarray, *, speck_fraction: float = 0.05) ->
     The noise floor is skipped when it would remove over 90 % of the density (tight crops whose density
     touches the box edge, so the edge is not solvent). Clean masked maps (edge exactly 0) are unchanged.
     """
-    # lazy: scipy
     from scipy import ndimage
 
     d = np.asarray(density, dtype=np.float64)
@@ -86,7 +85,6 @@ def subtract_background(density: np.ndarray, *, speck_fraction: float = 0.05) ->
 def _interior_level(d: np.ndarray, voxel_size_a: float, mass_fraction: float = 0.5,
                     smooth_a: float = 3.0) -> float:
     """Mean of the densest voxels holding ``mass_fraction`` of the mass, after a ``smooth_a`` Gaussian."""
-    # lazy: scipy
     from scipy.ndimage import gaussian_filter
 
     s = gaussian_filter(np.asarray(d, np.float64), sigma=smooth_a / voxel_size_a, mode="constant")

@@ -5,8 +5,8 @@ hollow cylinders) defined in nanometres, anti-aliased with a one-voxel ramp (``c
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
