@@ -56,6 +56,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from faket.errors import InputError
+from faket.formats.names import (  # the file names live with every other output name
+    CELLULAR_LABEL_FILES,
+    CELLULAR_LAYOUT_FILES,
+    FULL_LIST_FILES,
+    LAYOUT_FILES,
+    cellular_label_files,
+    label_files,
+)
+
+#: bin-independent files faket labels writes from a cellular layout (old name of CELLULAR_LABEL_FILES)
+CELLULAR_FILES = CELLULAR_LABEL_FILES
 
 __all__ = [
     "label_files",
@@ -84,46 +95,6 @@ __all__ = [
     "inside_binned",
     "BinInfo",
 ]
-
-
-def label_files(bin_factor: int, *, cellular: bool = False) -> dict[str, str]:
-    """Names of the files ``faket labels`` writes for bin factor B (keys: ``faket dataset``'s columns);
-    with ``cellular`` also those of a cellular layout (:func:`cellular_label_files`)."""
-    b = int(bin_factor)
-    out = {"class_mask": f"class_mask_bin{b}.mrc", "occupancy_mask": f"occupancy_mask_bin{b}.mrc",
-           "particles_csv": f"particles_bin{b}.csv", "particles_star": f"particles_bin{b}.star",
-           "particle_locations": f"particle_locations_bin{b}.txt", "particles_xml": f"particles_bin{b}.xml"}
-    if cellular:
-        out.update(cellular_label_files(b))
-    return out
-
-
-def cellular_label_files(bin_factor: int) -> dict[str, str]:
-    """Names of the files ``faket labels`` writes for bin factor B from a cellular layout (membranes,
-    filaments); keys are ``faket dataset``'s columns (empty for other layouts)."""
-    b = int(bin_factor)
-    return {"membrane_mask": f"membrane_mask_bin{b}.mrc", "instances": f"instances_bin{b}.csv",
-            "membranes": f"membranes_bin{b}.csv", "filaments": f"filaments_bin{b}.csv",
-            "filaments_star": f"filaments_bin{b}.star", "filament_subunits": f"filament_subunits_bin{b}.csv",
-            "filament_subunits_star": f"filament_subunits_bin{b}.star"}
-
-
-# the whole particle list in the layout volume's voxels (faket labels without --no-full-lists)
-FULL_LIST_FILES = {"particles_csv": "particles.csv", "particles_star": "particles.star",
-                   "particle_locations": "particle_locations.txt", "particles_xml": "particles.xml"}
-
-
-# files of a faket layout folder that faket labels (LAYOUTDIR) and the workflow read
-LAYOUT_FILES = {"volume": "volume.mrc", "class_mask": "class_mask.mrc", "occupancy_mask": "occupancy_mask.mrc",
-                "particles": "particles.csv"}
-
-# files of a cellular faket layout folder (spec with membranes or filaments) that faket labels reads too
-CELLULAR_LAYOUT_FILES = {"classes": "classes.json", "membrane_mask": "membrane_mask.mrc",
-                         "instances": "instances.csv", "membranes": "membranes.csv", "filaments": "filaments.csv",
-                         "filament_subunits": "filament_subunits.csv"}
-
-# bin-independent files faket labels writes from a cellular layout (a copy of the class table)
-CELLULAR_FILES = {"classes": "classes.json"}
 
 
 def crop_z(volume: np.ndarray, z_range: tuple[int, int] | None) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from faket.errors import InputError
+from faket.formats.voxel import DEFAULT_VOXEL_SIZE_A
 
 
 # --------------------------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def check_not_same(inputs: Iterable, outputs: Iterable) -> None:
             raise InputError(f"{o}: output path is also an input; choose another output name")
 
 
-def voxel_size_or_assume(args, m, what: str = "input", default: float = 10.0) -> float:
+def voxel_size_or_assume(args, m, what: str = "input", default: float = DEFAULT_VOXEL_SIZE_A) -> float:
     """Voxel size from ``--voxel-size`` or the header; when neither, assume ``default`` and say so."""
     vs = getattr(args, "voxel_size", None)
     if vs is not None:

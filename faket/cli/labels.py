@@ -5,6 +5,14 @@ from __future__ import annotations
 import argparse
 
 from faket.cli._common import add_common_args
+from faket.formats.names import (
+    CELLULAR_LABEL_FILES,
+    CELLULAR_LAYOUT_FILES,
+    FULL_LIST_FILES,
+    LAYOUT_FILES,
+    cellular_label_files,
+    label_files,
+)
 
 HELP = "crop and bin class/occupancy masks like the tomogram; particle lists in its voxel coordinates"
 DESCRIPTION = """\
@@ -159,7 +167,8 @@ def run(args) -> int:
     from faket.errors import InputError
     from faket.formats.mrc import parse_range, read_volume
     from faket.layout.filaments import write_filaments_star
-    from faket.labels import (CELLULAR_FILES, CELLULAR_LAYOUT_FILES, FULL_LIST_FILES, LAYOUT_FILES, bin_binary_mask, bin_instances, bin_labels, bin_membranes, bin_points, binned_origin, binned_shape, cellular_label_files, crop_z, label_files)
+    from faket.labels import (bin_binary_mask, bin_instances, bin_labels, bin_membranes, bin_points, binned_origin,
+                              binned_shape, crop_z)
     from faket.formats.particles import (read_particles, write_deepfinder_xml, write_particles_csv, write_particles_star, write_shrec_locations)
     from faket.cli._common import Step, check_not_same, voxel_size_or_assume, warn
 
@@ -243,13 +252,13 @@ def run(args) -> int:
     if not args.no_full_lists:
         targets += list(full.values())
     if "classes" in cell:
-        targets.append(out / CELLULAR_FILES["classes"])
+        targets.append(out / CELLULAR_LABEL_FILES["classes"])
     check_not_same([cm_path, om_path, pl_path, *cell.values()], targets)
 
     pts = df[["z", "y", "x"]].to_numpy(dtype=np.float64)
     with Step("labels", args, inputs=[cm_path, om_path, pl_path, *cell.values()]) as st:
         if "classes" in cell:
-            st.path(out / CELLULAR_FILES["classes"]).write_text(classes_text)
+            st.path(out / CELLULAR_LABEL_FILES["classes"]).write_text(classes_text)
         for b in bins:
             f = names[b]
             r = bin_labels(cls, occ, pts, df["particle_id"].to_numpy(), b, z_range=(za, zb),

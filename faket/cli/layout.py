@@ -92,6 +92,7 @@ import argparse
 
 from faket.cli._common import add_common_args
 from faket.errors import InputError
+from faket.formats.names import CELLULAR_LAYOUT_OUTPUTS, LAYOUT_OUTPUTS
 from faket.layout.build import load_spec
 
 HELP = "make a labelled particle layout (density volume, class/occupancy masks, particle lists)"
@@ -111,11 +112,10 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-OUTPUT_FILES = ("volume.mrc", "class_mask.mrc", "occupancy_mask.mrc", "classes.json", "particles.csv",
-                "particles.star", "particle_locations.txt")
-#: written too when the spec has membranes or filaments
-CELLULAR_FILES = ("membrane_mask.mrc", "instances.csv", "membranes.csv", "filaments.csv", "filaments.star",
-                  "filament_subunits.csv", "filament_subunits.star")
+# the files faket layout writes (names: faket.formats.names); tuples kept for scripts that used them
+OUTPUT_FILES = tuple(LAYOUT_OUTPUTS.values())
+#: written too when the spec has membranes or filaments (not faket.labels.CELLULAR_FILES: what labels copies)
+CELLULAR_FILES = tuple(CELLULAR_LAYOUT_OUTPUTS.values())
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -157,15 +157,16 @@ def _parse_box(text: str):
 def _write_cellular(st, lay, outdir, vs, box, tomo_name, params, extra) -> None:
     from faket.layout.filaments import write_filaments_star
 
-    st.write_mrc(outdir / "membrane_mask.mrc", lay.membrane_mask, vs, params=params,
+    f = {k: outdir / n for k, n in CELLULAR_LAYOUT_OUTPUTS.items()}
+    st.write_mrc(f["membrane_mask"], lay.membrane_mask, vs, params=params,
                  extra={**extra, "meaning": "1 on membrane bilayer voxels (|d| <= thickness/2), else 0"})
-    st.path(outdir / "instances.csv").write_text(lay.instances.to_csv(index=False))
-    st.path(outdir / "membranes.csv").write_text(lay.membranes.to_csv(index=False))
-    st.path(outdir / "filaments.csv").write_text(lay.filaments.to_csv(index=False))
-    st.path(outdir / "filament_subunits.csv").write_text(lay.subunits.to_csv(index=False))
-    write_filaments_star(lay.filaments, st.path(outdir / "filaments.star"), voxel_size_a=vs, box_zyx=box,
+    st.path(f["instances"]).write_text(lay.instances.to_csv(index=False))
+    st.path(f["membranes"]).write_text(lay.membranes.to_csv(index=False))
+    st.path(f["filaments"]).write_text(lay.filaments.to_csv(index=False))
+    st.path(f["filament_subunits"]).write_text(lay.subunits.to_csv(index=False))
+    write_filaments_star(lay.filaments, st.path(f["filaments_star"]), voxel_size_a=vs, box_zyx=box,
                          tomo_name=tomo_name)
-    write_filaments_star(lay.subunits, st.path(outdir / "filament_subunits.star"), voxel_size_a=vs, box_zyx=box,
+    write_filaments_star(lay.subunits, st.path(f["filament_subunits_star"]), voxel_size_a=vs, box_zyx=box,
                          tomo_name=tomo_name)
 
 
@@ -201,7 +202,7 @@ def run(args) -> int:
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
-    targets = {name: outdir / name for name in OUTPUT_FILES + CELLULAR_FILES}
+    targets = {k: outdir / n for k, n in {**LAYOUT_OUTPUTS, **CELLULAR_LAYOUT_OUTPUTS}.items()}
     check_not_same([args.spec, args.particles], targets.values())
     df = read_particles(args.particles, voxel_size_a=vs, box_zyx=box) if args.particles else None
 
@@ -225,18 +226,18 @@ def run(args) -> int:
     params = {"spec_resolved": dict(spec), "box_zyx": list(box), "voxel_size_a": vs}
     extra = {"layout": res.summary}
     with Step("layout", args, inputs=[args.spec, args.particles]) as st:
-        st.write_mrc(targets["volume.mrc"], lay.density, vs, params=params, extra=extra)
-        st.write_mrc(targets["class_mask.mrc"], lay.class_mask, vs, params=params,
+        st.write_mrc(targets["volume"], lay.density, vs, params=params, extra=extra)
+        st.write_mrc(targets["class_mask"], lay.class_mask, vs, params=params,
                      extra={**extra, "meaning": "0 background, else class_id (classes.json)"})
-        st.write_mrc(targets["occupancy_mask.mrc"], lay.occupancy, vs, params=params,
+        st.write_mrc(targets["occupancy_mask"], lay.occupancy, vs, params=params,
                      extra={**extra, "meaning": "0 background, else particle_id (particles.csv)"
                                       + ("; membranes and filaments after the particles (instances.csv)"
                                          if lay.instances is not None else "")})
-        st.path(targets["classes.json"]).write_text(json.dumps(res.classes, indent=2) + "\n")
-        write_particles_csv(lay.particles, st.path(targets["particles.csv"]))
-        write_particles_star(lay.particles, st.path(targets["particles.star"]), voxel_size_a=vs, box_zyx=box,
+        st.path(targets["classes"]).write_text(json.dumps(res.classes, indent=2) + "\n")
+        write_particles_csv(lay.particles, st.path(targets["particles"]))
+        write_particles_star(lay.particles, st.path(targets["particles_star"]), voxel_size_a=vs, box_zyx=box,
                              tomo_name=spec["tomo_name"])
-        write_shrec_locations(lay.particles, st.path(targets["particle_locations.txt"]))
+        write_shrec_locations(lay.particles, st.path(targets["particle_locations"]))
         if lay.instances is not None:  # cellular layouts: membranes, filaments
             _write_cellular(st, lay, outdir, vs, box, spec["tomo_name"], params, extra)
     for cid, c in res.classes.items():  # after success: an error stays one line

@@ -3,6 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import warnings
+from pathlib import Path
+
+from faket.cli._common import (
+    Step,
+    add_common_args,
+    check_not_same,
+    info,
+    progress,
+    resolve_device,
+    set_threads,
+    show_progress,
+)
+from faket.errors import InputError
+from faket.formats.names import DATASET_TRAINING_COLUMNS
+from faket.formats.voxel import same_sampling
+from faket.picker import LOSSES
 
 HELP = "train a DeepFinder-style picker on faket data, segment tomograms, localise picks (needs faket[picker])"
 
@@ -27,8 +46,6 @@ DEFAULTS = dict(steps=1000, batch=8, patch=16, lr=1e-4, shift=3, p_rotate=0.5, b
 
 
 def _device_args(p):
-    from faket.cli._common import add_common_args
-
     add_common_args(p, seed=True, device=True)
     for a in p._actions:
         if a.dest == "device":
@@ -37,8 +54,6 @@ def _device_args(p):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from faket.picker import LOSSES
-
     sub = p.add_subparsers(dest="picker_command", metavar="<command>")
     D = DEFAULTS
 
@@ -192,12 +207,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from faket.errors import InputError
-
     fn = getattr(args, "_picker_run", None)
     if fn is None:
         raise InputError("a command is needed: train, segment, localize, truth or summarize (faket picker --help)")
     try:
+        # lazy: monai, sklearn (faket start-up)
         import monai  # noqa: F401
         import sklearn  # noqa: F401
     except ImportError as exc:
@@ -210,8 +224,6 @@ def run(args) -> int:
 
 
 def _check_positive(name, v, *, zero=False):
-    from faket.errors import InputError
-
     if v is None:
         return
     if v < 0 or (v == 0 and not zero):
@@ -219,17 +231,12 @@ def _check_positive(name, v, *, zero=False):
 
 
 def _other_sampling(a, b) -> bool:
-    """Two voxel sizes (A, either may be unknown) that differ by more than 2 %."""
-    return bool(a and b and abs(a / b - 1) > 0.02)
+    """Two voxel sizes (A, either may be unknown) that are not the same sampling (faket.formats.voxel)."""
+    return not same_sampling(a, b)
 
 
 def _train_inputs(args):
     """[(tomogram path, class mask path, particles path | None)]"""
-    import csv
-    from pathlib import Path
-
-    from faket.errors import InputError
-
     if args.dataset:
         if args.tomogram or args.class_mask:
             raise InputError("give either --dataset or --tomogram/--class-mask pairs, not both")
@@ -238,7 +245,7 @@ def _train_inputs(args):
             raise InputError(f"{p}: dataset CSV not found")
         with open(p, newline="") as f:
             rows = list(csv.DictReader(f))
-        need = {"tomogram", "modality", "bin", "tomogram_path", "class_mask", "particles_csv"}
+        need = set(DATASET_TRAINING_COLUMNS)
         if not rows or not need <= set(rows[0]):
             raise InputError(f"{p}: not a faket dataset CSV (needs columns {', '.join(sorted(need))})")
         names = set(args.tomograms.split(",")) if args.tomograms else None
@@ -265,18 +272,14 @@ def _train_inputs(args):
 
 
 def _train(args) -> int:
-    import warnings
-    from pathlib import Path
-
+    # lazy: numpy, pandas, torch (faket start-up)
     import numpy as np
     import torch
 
-    from faket.errors import InputError
     from faket.formats.mrc import read_volume
     from faket.formats.particles import read_particles
     from faket.picker.io import save_model
     from faket.picker.train import train_picker
-    from faket.cli._common import Step, check_not_same, info, progress, resolve_device, set_threads
 
     set_threads(args.threads)
     for name in ("steps", "batch", "patch", "lr"):
@@ -363,16 +366,12 @@ def _train(args) -> int:
 
 
 def _segment(args) -> int:
-    import warnings
-    from pathlib import Path
-
+    # lazy: numpy, torch (faket start-up)
     import numpy as np
 
-    from faket.errors import InputError
     from faket.formats.mrc import read_volume
     from faket.picker.io import load_model
     from faket.picker.segment import segment
-    from faket.cli._common import Step, check_not_same, info, resolve_device, set_threads, show_progress
 
     set_threads(args.threads)
     out = Path(args.output)
@@ -411,8 +410,6 @@ def _segment(args) -> int:
 
 
 def _parse_min_sizes(specs, names):
-    from faket.errors import InputError
-
     glob, per = None, {}
     by_name = {v.lower(): k for k, v in names.items()}
     for s in specs:
@@ -477,12 +474,9 @@ def _find_class_table(labels):
 
 
 def _localize(args) -> int:
-    from pathlib import Path
-
+    # lazy: numpy, pandas (faket start-up)
     import numpy as np
 
-    from faket.cli._common import Step, check_not_same, info
-    from faket.errors import InputError
     from faket.formats.mrc import read_volume
     from faket.formats.particles import read_particles
     from faket.formats.table import check_particles
@@ -513,6 +507,7 @@ def _localize(args) -> int:
         df = read_particles(args.classes)
         names.update({int(c): str(n) for c, n in zip(df["class_id"], df["class_name"])})
     if args.model:
+        # lazy: torch (faket start-up)
         from faket.picker.io import load_model
 
         _, meta = load_model(args.model)
@@ -532,6 +527,7 @@ def _localize(args) -> int:
             raise InputError(f"{args.scores}: scores of shape {scores.shape} do not fit the class map {lab.shape}")
     vs = lab_m.voxel_size_a
     if args.copick:
+        # lazy: numpy, pandas (faket start-up)
         from faket.picker.copick import check_pick_classes
 
         if not vs:
@@ -581,6 +577,7 @@ def _localize(args) -> int:
                        "skipped_classes": skip, "classes_from": str(table_from) if table_from else None,
                        "picks_per_class": {str(k): int(v) for k, v in df["class_name"].value_counts().items()}}})
     if args.copick:
+        # lazy: numpy, pandas (faket start-up)
         from faket.picker.copick import DEFAULT_PICKER_USER, write_picks
 
         run = args.run or Path(args.labels).name.split(".")[0]
@@ -592,20 +589,18 @@ def _localize(args) -> int:
 
 
 def _truth(args) -> int:
-    from pathlib import Path
-
+    # lazy: numpy, pandas (faket start-up)
     import numpy as np
 
-    from faket.errors import InputError
     from faket.formats.mrc import read_volume
-    from faket.formats.table import check_particles
     from faket.formats.particles import read_particles, write_particles_csv
+    from faket.formats.table import check_particles
     from faket.picker.benchmark import DEFAULT_RADIUS, occupancy_from_picks
-    from faket.cli._common import Step, info
 
     outdir = Path(args.output)
     tomo = None
     if args.copick:
+        # lazy: numpy, pandas (faket start-up)
         from faket.picker.copick import config_path, object_radii, read_tomogram, read_truth
 
         if args.tomogram or args.picks:
@@ -656,12 +651,8 @@ def _truth(args) -> int:
 
 
 def _summarize(args) -> int:
-    import json
-    from pathlib import Path
-
-    from faket.errors import InputError
+    # lazy: numpy, pandas (faket start-up)
     from faket.picker.benchmark import figure, markdown_table, score_rows, summary
-    from faket.cli._common import Step, info
 
     out = Path(args.output)
     table = Path(args.table) if args.table else out.with_suffix(".md")
@@ -688,15 +679,11 @@ def _summarize(args) -> int:
 
 
 def _score(args) -> int:
-    import json
-    from pathlib import Path
-
+    # lazy: numpy, pandas (faket start-up)
     import pandas as pd
 
-    from faket.errors import InputError
     from faket.formats.particles import read_particles
     from faket.provenance import _jsonable, build_record
-    from faket.cli._common import Step, check_not_same, info
 
     pred = Path(args.pred)
     if not pred.is_file():
@@ -706,6 +693,7 @@ def _score(args) -> int:
     except pd.errors.EmptyDataError:
         n_picks = 0
     if n_picks:
+        # lazy: the parent package (faket.cli) imports this module
         from faket.cli import main
 
         argv = ["evaluate", "--truth", str(args.truth), "--occupancy", str(args.occupancy), "--pred", str(pred),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from faket.cli._common import add_common_args
+from faket.formats.voxel import SAME_GRID_RTOL
 
 HELP = "gather tilt chunks into one tilt-series (concatenate along tilt, angles from each .tlt)"
 DESCRIPTION = """\
@@ -67,7 +68,7 @@ def run(args) -> int:
             raise InputError(f"{c}: tilt size {m.data.shape[1:]} differs from {args.chunks[0]}'s "
                              f"{datas[0].shape[1:]}")
         if voxels and (m.voxel_size_a is None) != (voxels[0] is None) or (
-                voxels and m.voxel_size_a is not None and abs(m.voxel_size_a - voxels[0]) > 1e-3 * voxels[0]):
+                voxels and m.voxel_size_a is not None and abs(m.voxel_size_a - voxels[0]) > SAME_GRID_RTOL * voxels[0]):
             raise InputError(f"{c}: voxel size {m.voxel_size_a} A differs from {args.chunks[0]}'s {voxels[0]} A")
         datas.append(m.data)
         angles.append(a)

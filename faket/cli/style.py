@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import textwrap
 
 from faket.errors import InputError, ParameterError
-from faket.style.settings import ALGORITHM_KEYS, PRESETS
+from faket.style import settings as ss
+from faket.style.settings import ALGORITHM_KEYS, PRESET_NAMES, PRESETS
 from faket.cli._common import add_common_args
 from faket.cli._reference import add_reference_args
 
@@ -77,7 +77,7 @@ def add_arguments(p) -> None:
                    help="fail when a content tilt has no reference tilt within DEG degrees (default: 5)")
 
     g = p.add_argument_group("algorithm (defaults: see --preset)")
-    g.add_argument("--preset", choices=("auto", "paper", "offline"), default="auto",
+    g.add_argument("--preset", choices=PRESET_NAMES, default="auto",
                    help="default settings: paper, offline (random weights), auto (default: by --weights)")
     g.add_argument("--iterations", type=int,
                    help=f"Adam steps per scale (paper: {PAPER.iterations}; also sets --initial-iterations unless "
@@ -137,25 +137,16 @@ def add_arguments(p) -> None:
 
 
 def resolve_settings(args, weights_kind: str):
-    """StyleSettings from the preset and explicit options, and the preset's name."""
-    from faket.style.settings import parse_float_list, parse_int_list
-
-    preset = args.preset
-    if preset == "auto":
-        preset = "offline" if weights_kind == "random" else "paper"
-    given = {k: getattr(args, k) for k in ALGORITHM_KEYS if getattr(args, k, None) is not None}
+    """StyleSettings from the preset and explicit options, and the preset's name (faket.style.settings.resolve)."""
+    given = {k: getattr(args, k, None) for k in ALGORITHM_KEYS}
     for k in ("style_layers", "content_layers"):
-        if k in given:
-            given[k] = parse_int_list(given[k], "--" + k.replace("_", "-"))
+        if given[k] is not None:
+            given[k] = ss.parse_int_list(given[k], "--" + k.replace("_", "-"))
     for k in ("style_layer_weights", "content_layer_weights"):
-        if k in given:
-            given[k] = parse_float_list(given[k], "--" + k.replace("_", "-"))
-    # --iterations alone sets the first scale's count too (with one scale it is the only one that runs)
-    if args.iterations is not None and args.initial_iterations is None:
-        given["initial_iterations"] = args.iterations
-    s = dataclasses.replace(PRESETS[preset], **given, precision=args.precision, max_tile=args.max_tile,
-                            tile_halo=args.tile_halo, final_loss=args.final_loss)
-    return s.validate(), preset
+        if given[k] is not None:
+            given[k] = ss.parse_float_list(given[k], "--" + k.replace("_", "-"))
+    return ss.resolve(args.preset, weights_kind, given, precision=args.precision, max_tile=args.max_tile,
+                      tile_halo=args.tile_halo, final_loss=args.final_loss)
 
 
 @_option_errors
@@ -180,7 +171,7 @@ def run(args) -> int:
     if args.max_angle_gap is not None and not args.max_angle_gap >= 0:
         raise InputError(f"--max-angle-gap {args.max_angle_gap:g}: must be >= 0")
     weights = args.weights
-    wkind = weights if weights in ("imagenet", "random") else "file"
+    wkind = ss.weights_kind(weights)
     settings, preset = resolve_settings(args, wkind)
     if args.style_weight is not None and len(args.style_weight) != len(args.style):
         raise InputError(f"--style-weight given {len(args.style_weight)} time(s) for {len(args.style)} --style; "
@@ -229,18 +220,13 @@ def run(args) -> int:
                              device=device, download=args.download_weights)
     info(args, f"weights: {winfo.kind}" + (f" {winfo.path}" if winfo.path else "") + f" sha256 {winfo.sha256[:12]}")
     H, W = content.shape[1:]
-    if settings.max_tile is None and device.type == "cpu" and max(H, W) > 2048:
-        settings.max_tile = 2048
-    tile = settings.max_tile if settings.max_tile and max(H, W) > settings.max_tile else None
+    settings.max_tile = ss.max_tile_for(settings.max_tile, (H, W), device.type)
+    tile = ss.tile_size(settings.max_tile, (H, W))
     hw_mem = (min(H, tile), min(W, tile)) if tile else (H, W)
     fit = st.default_tilt_batch(device, hw_mem, settings.precision)
-    if args.tilt_batch is None:
-        # CPU: batching helps small fp32 tilts only (bench/style.py)
-        tilt_batch = max(1, min(fit, st.cpu_tilt_batch(hw_mem, settings.precision))) if device.type == "cpu" else fit
-    else:
-        tilt_batch = args.tilt_batch
-        if tilt_batch > fit:
-            warn(f"--tilt-batch {tilt_batch}: may not fit in memory (estimate: {fit})")
+    tilt_batch = ss.tilt_batch(args.tilt_batch, fit, hw_mem, settings.precision, device.type)
+    if args.tilt_batch is not None and tilt_batch > fit:
+        warn(f"--tilt-batch {tilt_batch}: may not fit in memory (estimate: {fit})")
     engine = st.StyleTransfer(model, settings, device)
     cache = GramCache(args.style_cache) if args.style_cache else None
     info(args, f"styling tilts {a}:{b} of {T} ({H}x{W}) on {device}, {settings.precision}, batch {tilt_batch}, "

@@ -29,10 +29,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
+import mrcfile
 import numpy as np
 import pandas as pd
 
@@ -51,6 +52,9 @@ from faket.formats.copick import (
     template_ids,
     tomo_type_for,
 )
+from faket.formats.mrc import read_volume
+from faket.formats.names import DATASET_CSV
+from faket.formats.voxel import SAME_GRID_RTOL
 
 __all__ = ["plan_export", "write_project"]
 
@@ -131,8 +135,6 @@ class ExportPlan:
 
 
 def _header(path: Path, what: str):
-    import mrcfile
-
     try:
         with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
             h = m.header
@@ -174,10 +176,11 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
     modalities of one binning, two binnings with one voxel size, particle counts that differ, a class id with
     two names, a particle class with no particle in a tomogram (unless ``allow_empty``).
     """
+    # lazy: pandas
     from faket.formats.particles import read_particles
 
     res = Path(results)
-    csv_path = res if res.suffix.lower() == ".csv" else res / "dataset.csv"
+    csv_path = res if res.suffix.lower() == ".csv" else res / DATASET_CSV
     if not csv_path.is_file():
         if res.is_dir() or res.suffix.lower() != ".csv":
             if not res.exists():
@@ -234,7 +237,7 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
             s, v = _header(paths[k], what)
             if s != shape:
                 raise InputError(f"{paths[k]}: shape {s} differs from {csv_path} ({shape})")
-            if k == "tomogram_path" and abs(v - vs) > 1e-3 * vs:
+            if k == "tomogram_path" and abs(v - vs) > SAME_GRID_RTOL * vs:
                 raise InputError(f"{paths[k]}: voxel size {v:g} A differs from {csv_path} ({vs:g} A)")
         folder = paths["tomogram_path"].parent
         run = runs.setdefault(t, RunPlan(name=t, folder=folder, seed=_layout_seed(folder)))
@@ -345,6 +348,7 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
 
 
 def _pickable_objects(plan: ExportPlan):
+    # lazy: copick
     from copick.models import PickableObject
 
     out = []
@@ -369,10 +373,10 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
     class mask, an instance segmentation per object from the occupancy mask (value = particle_id = the
     picks' instance_id), a binary one per non-particle object (membranes, vesicles).
     """
+    # lazy: copick
     import copick
     from copick.impl.filesystem import CopickRootFSSpec
 
-    from faket.formats.mrc import read_volume
 
     user_id = check_copick_id(user_id, "--user-id")
     if session_id is not None:

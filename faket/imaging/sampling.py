@@ -38,11 +38,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from faket.formats.voxel import SAME_SAMPLING_RTOL  # pixel sizes within it: the same sampling (no resampling)
+
 __all__ = ["ResamplePlan", "plan_resample", "resample_image", "resample_stack", "resample_volume",
            "fourier_resize", "SAME_SAMPLING_RTOL"]
 
-#: pixel sizes within this relative difference are treated as the same sampling (no resampling)
-SAME_SAMPLING_RTOL = 0.01
 _SIZE_RTOL = 1e-3
 
 

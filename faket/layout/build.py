@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from faket.errors import InputError
+from faket.formats.voxel import DEFAULT_VOXEL_SIZE_A
 from faket.layout.canvas import (
     Layout,
     LayoutClass,
@@ -78,7 +79,7 @@ __all__ = [
 # the layout spec (YAML mapping; documented in ``faket layout --help``)
 
 DEFAULT_BOX = (128, 256, 256)
-DEFAULT_VOXEL_SIZE = 10.0
+DEFAULT_VOXEL_SIZE = DEFAULT_VOXEL_SIZE_A
 DEFAULT_SLAB = 100
 DEFAULT_COUNT_PER_CLASS = 120
 DEFAULT_VESICLES = {"count": 1, "diameter_nm": 60.0, "membrane_thickness_nm": 4.0, "contrast": 1.0,

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from faket.errors import InputError
+from faket.formats.names import tomogram_file
 
 # ball radius (voxels) of a user's pick without occupancy mask or copick object radius
 DEFAULT_RADIUS = 5.0
@@ -298,7 +299,7 @@ class Plan:
         return f"{self.DIR}/{style_partner(name, self.train)}/tiltseries/benchmark.mrc"
 
     def train_tomograms(self, modality: str) -> list[str]:
-        return [f"{self.DIR}/{n}/tomogram_{modality}_bin{self.bin}.mrc" for n in self.train]
+        return [f"{self.DIR}/{n}/{tomogram_file(modality, self.bin, name_faket=True)}" for n in self.train]
 
     def train_labels(self, what: str) -> list[str]:
         stem = {"class_mask": "class_mask", "particles": "particles"}[what]
@@ -315,7 +316,7 @@ class Plan:
             tomo = u["tomogram"] if u["kind"] == "folder" else f"{self.DIR}/user/{test}/tomogram.mrc"
             return {"tomogram": tomo, "truth": f"{self.DIR}/user/{test}/particles.csv",
                     "occupancy": f"{self.DIR}/user/{test}/occupancy_mask.mrc"}
-        return {"tomogram": f"{self.DIR}/{test}/tomogram_benchmark_bin{self.bin}.mrc",
+        return {"tomogram": f"{self.DIR}/{test}/{tomogram_file('benchmark', self.bin, name_faket=True)}",
                 "truth": f"{self.DIR}/{test}/particles_bin{self.bin}.csv",
                 "occupancy": f"{self.DIR}/{test}/occupancy_mask_bin{self.bin}.mrc"}
 

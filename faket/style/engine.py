@@ -49,6 +49,7 @@ from faket.style.losses import gram, gram_style_loss, gram_sum, scaled_mse, tv_l
 from faket.style.settings import (
     PRESETS,
     StyleSettings,
+    cpu_tilt_batch,  # the batch policy lives with the settings (kept importable from here)
     parse_float_list,
     parse_int_list,
 )
@@ -137,16 +138,6 @@ def configure_backends(device, precision: str, *, deterministic: bool = True, be
         torch.backends.cudnn.benchmark = bool(benchmark)
     elif precision == "tf32":
         raise ParameterError("precision", "tf32", "TF32 exists on CUDA only (use fp32 or bf16 on the CPU)")
-
-
-def cpu_tilt_batch(hw: tuple[int, int], precision: str = "fp32") -> int:
-    """CPU default measured with bench/style.py and a VGG-19 forward/backward probe (2 threads): fp32 gains
-    from batches of small tilts (64^2: batch 4 ~25% faster) and loses from 256^2 on (idle AMD EPYC, 256^2:
-    0.95 s/tilt at batch 1 vs 1.28 s/tilt at batch 4), so 4 up to 128^2, 1 beyond; bf16 runs fastest one tilt
-    at a time (AMX machine, 256^2: 0.21 vs 0.27 s/tilt)."""
-    if precision == "bf16":
-        return 1
-    return int(max(1, min(4, (1 << 16) // max(1, hw[0] * hw[1]))))
 
 
 def default_tilt_batch(device, hw: tuple[int, int], precision: str = "fp32", *, max_batch: int = 8,

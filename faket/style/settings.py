@@ -1,4 +1,5 @@
-"""Settings of the style transfer (:mod:`faket.style`): every default defined once, and the presets.
+"""Settings of the style transfer (:mod:`faket.style`): every default defined once, the presets, and the
+policy the command line applies (which preset the weights call for, when to tile, how many tilts per batch).
 
 Light on purpose (no numpy / torch): the command line reads these defaults to build its options and help.
 Errors name the parameters as written here (:class:`faket.errors.ParameterError`); the command line
@@ -11,8 +12,11 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from faket.errors import InputError, ParameterError
+from faket.style.vgg import WEIGHTS_KINDS, max_layer_index, recorded_weights_kind, weights_kind  # light: no torch
 
-__all__ = ["StyleSettings", "PRESETS", "ALGORITHM_KEYS", "parse_int_list", "parse_float_list"]
+__all__ = ["StyleSettings", "PRESETS", "PRESET_NAMES", "ALGORITHM_KEYS", "parse_int_list", "parse_float_list",
+           "WEIGHTS_KINDS", "weights_kind", "recorded_weights_kind", "preset_for", "resolve", "CPU_MAX_TILE",
+           "max_tile_for", "tile_size", "cpu_tilt_batch", "tilt_batch"]
 
 
 @dataclass
@@ -38,8 +42,6 @@ class StyleSettings:
     final_loss: bool = False          # also evaluate the loss of the output (one extra forward per tilt)
 
     def validate(self) -> "StyleSettings":
-        from faket.style.vgg import max_layer_index
-
         top = max_layer_index()
         self.style_layers = tuple(int(v) for v in self.style_layers)
         self.content_layers = tuple(int(v) for v in self.content_layers)
@@ -136,3 +138,68 @@ def parse_float_list(spec: str, name: str) -> tuple[float, ...]:
         return tuple(float(v) for v in s.split(","))
     except ValueError:
         raise InputError(f"{name} {spec!r}: expected comma-separated numbers (e.g. 256,64,16,4,1)") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# policy: which weights, which preset, tiles and batches (the command line only parses and passes)
+
+PRESET_NAMES = ("auto", "paper", "offline")
+
+
+def preset_for(preset: str, kind: str) -> str:
+    """The preset ``auto`` stands for: ``offline`` with random weights (no ImageNet features to match), else
+    ``paper``; another name is itself."""
+    if preset == "auto":
+        return "offline" if kind == "random" else "paper"
+    return preset
+
+
+def resolve(preset: str, kind: str, given: dict | None = None, **run_options) -> tuple[StyleSettings, str]:
+    """Validated settings from a preset (:func:`preset_for`) and the values ``given`` explicitly, and the
+    preset's name. ``iterations`` given alone sets ``initial_iterations`` too (with one scale it is the only
+    one that runs). ``run_options``: precision, max_tile, tile_halo, final_loss."""
+    name = preset_for(preset, kind)
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    if "iterations" in given and "initial_iterations" not in given:
+        given["initial_iterations"] = given["iterations"]
+    s = replace(PRESETS[name], **given, **run_options)
+    return s.validate(), name
+
+
+#: the CPU styles tilts larger than this (pixels, either side) in tiles unless ``max_tile`` is given
+CPU_MAX_TILE = 2048
+
+
+def max_tile_for(max_tile: int | None, hw: tuple[int, int], device_type: str) -> int | None:
+    """The tiling threshold for tilts of ``hw`` pixels: ``max_tile`` when given; unset, :data:`CPU_MAX_TILE`
+    on the CPU when the tilts are larger (the VGG activations of a whole tilt would not fit), else none."""
+    if max_tile is None and device_type == "cpu" and max(hw) > CPU_MAX_TILE:
+        return CPU_MAX_TILE
+    return max_tile
+
+
+def tile_size(max_tile: int | None, hw: tuple[int, int]) -> int | None:
+    """The tile edge used for tilts of ``hw`` pixels (``None``: whole tilts)."""
+    return max_tile if max_tile and max(hw) > max_tile else None
+
+
+def cpu_tilt_batch(hw: tuple[int, int], precision: str = "fp32") -> int:
+    """CPU default measured with bench/style.py and a VGG-19 forward/backward probe (2 threads): fp32 gains
+    from batches of small tilts (64^2: batch 4 ~25% faster) and loses from 256^2 on (idle AMD EPYC, 256^2:
+    0.95 s/tilt at batch 1 vs 1.28 s/tilt at batch 4), so 4 up to 128^2, 1 beyond; bf16 runs fastest one tilt
+    at a time (AMX machine, 256^2: 0.21 vs 0.27 s/tilt)."""
+    if precision == "bf16":
+        return 1
+    return int(max(1, min(4, (1 << 16) // max(1, hw[0] * hw[1]))))
+
+
+def tilt_batch(requested: int | None, fit: int, hw: tuple[int, int], precision: str, device_type: str) -> int:
+    """Tilts per forward/backward: ``requested``, else on the CPU the measured best (:func:`cpu_tilt_batch`)
+    within ``fit`` (what fits in memory, ``faket.style.engine.default_tilt_batch``), on CUDA ``fit``."""
+    if requested is not None:
+        if requested < 1:
+            raise ParameterError("tilt_batch", requested, "must be at least 1")
+        return int(requested)
+    if device_type == "cpu":
+        return max(1, min(fit, cpu_tilt_batch(hw, precision)))
+    return fit

@@ -38,11 +38,38 @@ from faket.errors import InputError, ParameterError
 
 __all__ = ["VGG19_CONFIG", "LAYER_NAMES", "IMAGENET_MEAN", "IMAGENET_STD", "WeightsInfo",
            "imagenet_cache_path", "load_vgg19_state", "build_vgg", "max_layer_index", "downsampling",
-           "receptive_radius"]
+           "receptive_radius", "WEIGHTS_KINDS", "IMAGENET_SHA256_PREFIX", "weights_kind", "recorded_weights_kind"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_FILE = "vgg19-dcbb9e9d.pth"
+
+#: what ``--weights`` / ``style.weights`` can select (besides ``imagenet`` and ``random``: a .pth file)
+WEIGHTS_KINDS = ("imagenet", "random", "file")
+
+#: the sha256 prefix of torchvision's ImageNet VGG-19 file (torchvision puts it in the file name)
+IMAGENET_SHA256_PREFIX = IMAGENET_FILE.split("-")[1].split(".")[0]
+
+
+def weights_kind(weights: str, sha256: str | None = None) -> str:
+    """The kind of VGG-19 weights ``weights`` selects: ``"imagenet"``, ``"random"`` or ``"file"`` (a .pth path).
+
+    With the file's ``sha256`` (as a styled tilt-series' provenance records it), a copy of torchvision's
+    ImageNet file under another path is ``"imagenet"`` too: what the paper's comparison needs to know."""
+    if weights in ("imagenet", "random"):
+        return weights
+    if sha256 and sha256.startswith(IMAGENET_SHA256_PREFIX):
+        return "imagenet"
+    return "file"
+
+
+def recorded_weights_kind(record) -> str | None:
+    """The weights kind a styled tilt-series' provenance record reports (``style.weights``: kind, path, sha256);
+    ``None`` when the record has none (not a ``faket style`` output)."""
+    w = (record.get("style") or {}).get("weights") if isinstance(record, dict) else None
+    if not isinstance(w, dict) or "kind" not in w:
+        return None
+    return weights_kind(w["kind"] if w["kind"] != "file" else str(w.get("path")), w.get("sha256"))
 
 
 def _layer_table():
@@ -190,11 +217,12 @@ def load_vgg19_state(weights: str, *, depth: int = 29, seed: int = 0, download: 
     """
     from faket.formats.mrc import sha256sum
 
-    if weights == "random":
+    kind = weights_kind(weights)
+    if kind == "random":
         sd = _random_state(depth, seed)
         return sd, WeightsInfo("random", None, _tensor_sha(sd), seed,
                                note="random VGG-19 weights (torchvision init, seeded): the paper's ablation")
-    if weights == "imagenet":
+    if kind == "imagenet":
         path = imagenet_cache_path()
         if not path.exists():
             if download:
@@ -218,7 +246,7 @@ def load_vgg19_state(weights: str, *, depth: int = 29, seed: int = 0, download: 
         sd = _load_file(path, depth, "ImageNet VGG-19 weights")
         sha = sha256sum(path) if hash_file else None
         note = "torchvision VGG19_Weights.IMAGENET1K_V1"
-        if sha is not None and not sha.startswith(IMAGENET_FILE.split("-")[1].split(".")[0]):
+        if sha is not None and not sha.startswith(IMAGENET_SHA256_PREFIX):
             note += f" (warning: sha256 {sha[:8]} does not match the file name's {IMAGENET_FILE[6:14]})"
         return sd, WeightsInfo("imagenet", str(path), sha, None, note=note)
     path = Path(weights)

@@ -16,11 +16,13 @@ from pathlib import Path
 
 from faket.errors import InputError
 from faket.formats.manifest import STAGED_KINDS
+from faket.formats.names import parse_tomogram_file, tomogram_file
+from faket.style.vgg import recorded_weights_kind, weights_kind  # light: no torch
 
 __all__ = ["config_problem", "tilt_angles", "layout_box", "layout_is_cellular",
            "volume_shape", "draw", "tilt_chunks", "load_manifest",
            "reference_entry", "Sha256Cache", "tomogram_file", "parse_tomogram_file", "REFERENCE_KINDS",
-           "qc_settings", "realism_series"]
+           "qc_settings", "realism_series", "styled_weights_kind"]
 
 # what a style / noise reference can be: a physics-based tilt-series (no file) or a manifest file to stage
 REFERENCE_KINDS = ("physics", *STAGED_KINDS)
@@ -175,22 +177,24 @@ class Sha256Cache:
 
 
 # --------------------------------------------------------------------------------------------------
-# output names (label files: faket.labels.label_files)
-
-_TOMOGRAM_FILE = re.compile(r"^tomogram(?:_(?P<mod>[A-Za-z0-9-]+))?_bin(?P<bin>\d+)\.mrc$")
+# what the outputs report
 
 
-def tomogram_file(modality: str, bin_factor: int) -> str:
-    """``tomogram_bin<B>.mrc`` for the faket modality, ``tomogram_<modality>_bin<B>.mrc`` for the others."""
-    return f"tomogram_bin{bin_factor}.mrc" if modality == "faket" else f"tomogram_{modality}_bin{bin_factor}.mrc"
-
-
-def parse_tomogram_file(name: str) -> tuple[str, int] | None:
-    """``(modality, bin)`` of a :func:`tomogram_file` name, ``None`` for other names."""
-    m = _TOMOGRAM_FILE.match(name)
-    if not m:
-        return None
-    return m.group("mod") or "faket", int(m.group("bin"))
+def styled_weights_kind(sidecars, configured: str) -> str:
+    """The kind of VGG-19 weights (imagenet, random, file) the styled tilt-series were made with, read from
+    their provenance ``sidecars`` (where ``faket style`` reports it: a .pth copy of the ImageNet file counts as
+    imagenet); when none exists yet (a dry run), the kind of the ``configured`` style.weights."""
+    kinds = set()
+    for p in sidecars:
+        try:
+            kind = recorded_weights_kind(json.loads(Path(p).read_text()))
+        except (OSError, ValueError):
+            continue
+        if kind is not None:
+            kinds.add(kind)
+    if len(kinds) > 1:
+        raise InputError(f"the styled tilt-series were made with different VGG weights ({', '.join(sorted(kinds))})")
+    return kinds.pop() if kinds else weights_kind(configured)
 
 
 # --------------------------------------------------------------------------------------------------

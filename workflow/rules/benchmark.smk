@@ -154,7 +154,8 @@ rule benchmark_reconstruct:
     input:
         tilts=f"{BM_DIR}/{{bname}}/tiltseries/{{bmod}}.mrc",
     output:
-        tomogram=f"{BM_DIR}/{{bname}}/tomogram_{{bmod}}_bin{BM_BIN}.mrc",
+        tomogram=f"{BM_DIR}/{{bname}}/"
+        + fw.tomogram_file("{bmod}", BM_BIN, name_faket=True),
     log:
         "logs/benchmark/{bname}/reconstruct_{bmod}.log",
     conda:
@@ -295,7 +296,16 @@ rule benchmark_summary:
     params:
         runs=lambda wildcards, input: BMP.summary_args(input.metrics),
         note=BMP.note(),
-        weights=config["style"]["weights"],
+        # the VGG weights FAKET was styled with, read when the summary runs from the styled tilt-series'
+        # provenance (upstream of every FAKET score); a dry run shows the configured kind
+        weights=lambda wildcards: fw.styled_weights_kind(
+            (
+                [f"{BM_DIR}/{n}/tiltseries/faket.json" for n in BMP.train]
+                if "faket" in BMP.modalities
+                else []
+            ),
+            config["style"]["weights"],
+        ),
     shell:
         "faket picker summarize {params.runs} -o {output.csv} --table {output.md} --figure {output.png} "
         "--note {params.note:q} --faket-weights {params.weights} --quiet > {log} 2>&1"

@@ -5,7 +5,7 @@ rule dataset:
     input:
         [tomograms_of(t) + labels_of(t) for t in TOMOS],
     output:
-        csv="results/dataset.csv",
+        csv=DATASET_CSV,
     log:
         "logs/dataset.log",
     conda:

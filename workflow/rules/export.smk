@@ -4,7 +4,7 @@
 
 rule export_copick:
     input:
-        csv="results/dataset.csv",
+        csv=DATASET_CSV,
     output:
         config="results/copick/copick_config.json",
     log:

@@ -1,12 +1,12 @@
 # Weighted back-projection of each modality's tilt-series (faket reconstruct), Z crop and binnings from
-# the config: tomogram_bin<B>.mrc (faket) and tomogram_<modality>_bin<B>.mrc.
+# the config: tomogram_bin<B>.mrc (faket) and tomogram_<modality>_bin<B>.mrc (faket.formats.names).
 
 
 rule reconstruct_faket:
     input:
         tilts="results/{tomo}/tiltseries/faket.mrc",
     output:
-        tomogram="results/{tomo}/tomogram_bin{bin}.mrc",
+        tomogram=tomogram_path("{tomo}", "faket", "{bin}"),
     log:
         "logs/{tomo}/reconstruct_faket_bin{bin}.log",
     conda:
@@ -24,7 +24,7 @@ rule reconstruct_modality:
     input:
         tilts="results/{tomo}/tiltseries/{modality}.mrc",
     output:
-        tomogram="results/{tomo}/tomogram_{modality}_bin{bin}.mrc",
+        tomogram=tomogram_path("{tomo}", "{modality}", "{bin}"),
     log:
         "logs/{tomo}/reconstruct_{modality}_bin{bin}.log",
     conda:

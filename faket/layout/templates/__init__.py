@@ -59,10 +59,15 @@ models), :mod:`~faket.layout.templates.cache` (the cache), :mod:`~faket.layout.t
 
 from __future__ import annotations
 
-from faket.layout.templates.atoms import (PROTEIN_FE0_PER_A3, PROTEIN_RESIDUE, PROTEIN_RESIDUE_VOLUME_A3, template_from_atoms)
+from faket.layout.templates.atoms import (
+    PROTEIN_FE0_PER_A3,
+    PROTEIN_RESIDUE,  # noqa: F401 - importable from here as before the split (not in __all__)
+    PROTEIN_RESIDUE_VOLUME_A3,  # noqa: F401 - idem
+    template_from_atoms,
+)
 from faket.layout.templates.base import Template, centre_of_mass, diameter_nm, fit_box
 from faket.layout.templates.cache import CACHE_VERSION, default_cache_dir
-from faket.layout.templates.load import ATOM_SUFFIXES, MAP_SUFFIXES, load_template
+from faket.layout.templates.load import ATOM_SUFFIXES, MAP_SUFFIXES, load_template  # noqa: F401 - idem
 from faket.layout.templates.maps import MAP_INTERIOR_LEVEL, resample_volume, subtract_background, template_from_map
 from faket.layout.templates.shapes import BUILTIN_INFO, BUILTIN_NAMES, builtin_template
 
