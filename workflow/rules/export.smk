@@ -19,7 +19,7 @@ rule export_copick:
 
 rule export_relion:
     input:
-        csv="results/dataset.csv",
+        csv=DATASET_CSV,
     output:
         tomograms="results/relion/tomograms.star",
     log:
