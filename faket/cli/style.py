@@ -7,7 +7,7 @@ import functools
 import textwrap
 
 from faket.errors import InputError, ParameterError
-from faket.style.settings import ALGORITHM_KEYS, PRESETS
+from faket.style.settings import ALGORITHM_KEYS, FEATURE_TRANSFORMS, NETWORKS, OFFLINE_NOTE, PRESETS
 from faket.cli._common import add_common_args
 from faket.cli._reference import add_reference_args
 
@@ -99,6 +99,24 @@ def add_arguments(p) -> None:
                    help=f"weights of the content layers, normalised (paper: {_v(PAPER.content_layer_weights)})")
     g.add_argument("--tv-weight", type=float, help=f"total-variation weight (paper: {_v(PAPER.tv_weight)})")
     g.add_argument("--pooling", choices=("max", "avg"), help=f"VGG pooling (paper: {PAPER.pooling})")
+    r = p.add_argument_group("random-weight variants (docs/style.md, \"Offline (random weights)\"; all off in "
+                             "the paper preset)")
+    r.add_argument("--layer-norm", dest="layer_norm", action="store_true", default=None,
+                   help="divide each layer's style loss by its target Gram's magnitude (He et al. 2016)")
+    r.add_argument("--no-layer-norm", dest="layer_norm", action="store_false", default=None,
+                   help="the paper's style loss (default)")
+    r.add_argument("--feature-transform", choices=FEATURE_TRANSFORMS,
+                   help="softmax: spatial softmax of each channel's activations before the Gram matrix (SWAG, "
+                        f"Wang et al. 2021) (paper: {PAPER.feature_transform})")
+    r.add_argument("--softmax-temperature", type=float, metavar="T",
+                   help=f"temperature of --feature-transform softmax (default: {_v(PAPER.softmax_temperature)})")
+    r.add_argument("--network", choices=NETWORKS,
+                   help="multiscale: one layer of seeded random filters of several sizes instead of VGG-19 "
+                        f"(Ustyuzhaninov et al. 2017; random weights only) (paper: {PAPER.network})")
+    r.add_argument("--multiscale-sizes",
+                   help=f"filter sizes of --network multiscale, odd (default: {_v(PAPER.multiscale_sizes)})")
+    r.add_argument("--multiscale-maps", type=int, metavar="N",
+                   help=f"random filters per size of --network multiscale (default: {PAPER.multiscale_maps})")
 
     w = p.add_argument_group("model and speed")
     w.add_argument("--weights", default="imagenet",
@@ -140,7 +158,7 @@ def resolve_settings(args, weights_kind: str):
     if preset == "auto":
         preset = "offline" if weights_kind == "random" else "paper"
     given = {k: getattr(args, k) for k in ALGORITHM_KEYS if getattr(args, k, None) is not None}
-    for k in ("style_layers", "content_layers"):
+    for k in ("style_layers", "content_layers", "multiscale_sizes"):
         if k in given:
             given[k] = parse_int_list(given[k], "--" + k.replace("_", "-"))
     for k in ("style_layer_weights", "content_layer_weights"):
@@ -165,7 +183,7 @@ def run(args) -> int:
     from faket.formats.tiltmeta import read_tiltseries
     from faket.style.cache import GramCache
     from faket.imaging.tilts import parse_tilt_chunk
-    from faket.style.vgg import LAYER_NAMES, build_vgg
+    from faket.style.vgg import LAYER_NAMES, build_model
     from faket.cli._common import Step, check_not_same, info, progress, resolve_device, set_threads, warn
     from faket.cli._reference import content_pixel_size
     from faket.imaging.reference import ReferenceOptions, prepare_reference
@@ -218,9 +236,8 @@ def run(args) -> int:
     # model
     if wkind == "random":
         warn("using RANDOM VGG-19 weights (--weights random): not the paper's ImageNet features; "
-             f"preset {preset!r}")
-    model, winfo = build_vgg(weights, depth=settings.depth, pooling=settings.pooling, seed=args.seed,
-                             device=device, download=args.download_weights)
+             f"preset {preset!r}" + (f", {settings.variant}" if settings.variant else "") + ". " + OFFLINE_NOTE)
+    model, winfo = build_model(weights, settings, seed=args.seed, device=device, download=args.download_weights)
     info(args, f"weights: {winfo.kind}" + (f" {winfo.path}" if winfo.path else "") + f" sha256 {winfo.sha256[:12]}")
     H, W = content.shape[1:]
     if settings.max_tile is None and device.type == "cpu" and max(H, W) > 2048:
@@ -255,8 +272,11 @@ def run(args) -> int:
         "style": {
             "preset": preset,
             "settings": settings.to_dict(),
-            "layer_names": {"style": [LAYER_NAMES[l] for l in settings.style_layers],
-                            "content": [LAYER_NAMES[l] for l in settings.content_layers]},
+            "layer_names": ({"style": ["multiscale"], "content": ["multiscale"] if engine.content_layers else []}
+                            if settings.network == "multiscale" else
+                            {"style": [LAYER_NAMES[l] for l in settings.style_layers],
+                             "content": [LAYER_NAMES[l] for l in settings.content_layers]}),
+            "variant": settings.variant,
             "weights": winfo.to_dict(),
             "device": str(device), "precision": settings.precision, "tilt_batch": tilt_batch,
             "threads": torch.get_num_threads(),
@@ -270,6 +290,8 @@ def run(args) -> int:
     }
     if cache is not None:
         extra["style"]["gram_cache"] = cache.record()
+    if wkind == "random":
+        extra["style"]["realism_note"] = OFFLINE_NOTE
     with Step("style", args, inputs=inputs) as stp:
         stp.write_mrc(args.output, out, c_m.voxel_size_a, angles=angles_out, image_stack=True, extra=extra)
     lo = np.mean(rec["per_tilt"]["loss_initial"])
