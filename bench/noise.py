@@ -4,6 +4,8 @@
     .venv/bin/python bench/noise.py --validate       # blind-estimate error table on synthetic references
     .venv/bin/python bench/noise.py --real           # blind estimates on the real tilt-series in ../shared/data
     .venv/bin/python bench/noise.py --physics        # blind vs paired on a `faket reference` tilt-series
+    .venv/bin/python bench/noise.py --spectrum       # extra cost of --noise-spectrum / --signal-transfer per tilt
+    .venv/bin/python bench/noise.py --realism        # C2ST / RAPS / W1 / kurtosis of the noise options, held out
 
 Timing: the whole command (`faket.cli.main`, in-process: read CLEAN and REF, blind fit, noise, write NOISY
 + CONTENT + sidecars), and the pure parts separately. The machine is shared: timings are noisy.
@@ -210,6 +212,135 @@ def physics(args) -> None:
               f"{np.median(bl.sigma / pa.sigma):.3f} |")
 
 
+def spectrum_cost(args) -> None:
+    """Extra time per content tilt of the coloured noise (2d / radial) and of the signal transfer over white noise:
+    add_noise alone, plus the spectra of the clean tilts (the reference side is paid once per reference tilt)."""
+    import os
+
+    from faket.imaging import noise as nz
+
+    T, N = max(2, min(args.tilts, 8)), args.size
+    rng = np.random.default_rng(0)
+    clean = np.stack([np.roll(phantom(N, 200, seed=1, blur=2.0), 7 * i, axis=1) for i in range(T)])
+    ref = clean[:, : int(N * 0.6), : int(N * 0.6)] * 0.5 + rng.standard_normal((T, int(N * 0.6), int(N * 0.6)),
+                                                                              dtype=np.float32)
+    fit = nz.blind_fit(ref)
+    n = nz.spectrum_grid(clean.shape, ref.shape)
+    ring_n = min(ref.shape[1:])
+    Pr, Rr = nz.tilt_spectra(ref, n, ring_n=ring_n)
+
+    def best(fn):
+        ts = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return min(ts) / T
+
+    def coloured(kind, transfer):
+        Pc, Rc = nz.tilt_spectra(clean, n, ring_n=ring_n)
+        H = nz.signal_transfer(Rr, Rc, nz.ring_frequencies(ring_n), fit.r, fit.sigma) if transfer else None
+        if H is not None:
+            Pc = nz.transferred_psd(Pc, H)
+        S = None if kind == "white" else nz.noise_spectra(Pr, fit.r, kind, clean_psd=Pc)
+        nz.add_noise(clean, fit, seed=0, spectra=S, transfer=H)
+
+    white = best(lambda: nz.add_noise(clean, fit, seed=0))
+    load = os.getloadavg()[0]
+    print(f"add_noise per {N}x{N} tilt (best of {args.repeat}, {T} tilts, load {load:.1f} on "
+          f"{os.cpu_count()} cores): white {white:.3f} s")
+    for kind, tr in (("2d", False), ("radial", False), ("white", True), ("2d", True)):
+        t = best(lambda: coloured(kind, tr))
+        print(f"  --noise-spectrum {kind:6s} --signal-transfer {'measured' if tr else 'none':8s}: {t:.3f} s "
+              f"(+{t - white:.3f} s per tilt)")
+
+
+def _layout_content(box_yx, angles, seed, tmp):
+    """A faket layout (config/layout.yaml, its counts scaled to the area) projected at ``angles``."""
+    import yaml
+
+    from faket.cli import main
+
+    spec = yaml.safe_load((ROOT / "config" / "layout.yaml").read_text())
+    scale = box_yx[0] * box_yx[1] / (spec["box"][1] * spec["box"][2])
+    spec["box"] = [spec["box"][0], int(box_yx[0]), int(box_yx[1])]
+    for c in spec["classes"]:
+        c["count"] = max(1, int(round(c["count"] * scale)))
+    for k in ("vesicles", "fiducials"):
+        if k in spec:
+            spec[k]["count"] = max(1, int(round(spec[k]["count"] * scale)))
+    (tmp / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["layout", "-o", str(tmp / "lay"), "--spec", str(tmp / "spec.yaml"), "--seed", str(seed),
+                 "--quiet"]) == 0
+    np.savetxt(tmp / "ang.tlt", angles, fmt="%.3f")
+    assert main(["project", str(tmp / "lay" / "volume.mrc"), "-o", str(tmp / "clean.mrc"), "--angles-file",
+                 str(tmp / "ang.tlt"), "--quiet"]) == 0
+    return tmp / "clean.mrc"
+
+
+REALISM_VARIANTS = {
+    "white, no transfer (old default)": ["--noise-spectrum", "white", "--signal-transfer", "none"],
+    "radial, no transfer": ["--noise-spectrum", "radial", "--signal-transfer", "none"],
+    "2d, no transfer": ["--noise-spectrum", "2d", "--signal-transfer", "none"],
+    "white + transfer": ["--noise-spectrum", "white"],
+    "radial + transfer": ["--noise-spectrum", "radial"],
+    "2d + transfer (default)": [],
+    "2d + transfer + --match distribution": ["--match", "distribution"],
+    "white, no transfer + --match distribution": ["--noise-spectrum", "white", "--signal-transfer", "none",
+                                                  "--match", "distribution"],
+}
+
+
+def realism(args) -> None:
+    """Held-out realism (faket.evaluation.realism) of `faket noise` variants on the shared real tilt-series: the
+    noise is fitted on the real tilts in even rows (0-based odd), NOISY is made at the angles of the other rows
+    and scored against them (holdout "odd")."""
+    import json
+
+    from faket.cli import main
+    from faket.evaluation.realism import realism_report
+
+    refs = {"cryocat": (SHARED / "tiltseries" / "cryocat_tilt_stack_HIV-VLP_4tilts.mrc",
+                        np.array([-30.0, -10.0, 10.0, 30.0])),
+            "pytom": (SHARED / "tiltseries" / "pytom_p1_subtilt_41x100x100.mrc",
+                      np.loadtxt(SHARED / "tiltseries" / "pytom_p1_subtilt.tlt"))}
+    names = [v for v in REALISM_VARIANTS if not args.variants or any(w in v for w in args.variants.split(";"))]
+    results = {}
+    for ref_name in (args.refs or "cryocat,pytom").split(","):
+        path, ang = refs[ref_name]
+        real = _read(path)
+        R = real.shape[0]
+        fit_rows = np.arange(1, R, 2)
+        score_rows = np.arange(0, R, 2)
+        with tempfile.TemporaryDirectory(dir=args.tmp) as d:
+            d = Path(d)
+            _write(d / "fit.mrc", real[fit_rows], ang[fit_rows])
+            clean = _layout_content(real.shape[1:], ang[score_rows], 1, d)
+            gen = {}
+            for v in names:
+                out = d / "noisy.mrc"
+                rc = main(["noise", str(clean), "--reference", str(d / "fit.mrc"), "--assume-same-sampling",
+                           "--max-angle-gap", "30", "-o", str(out), "--seed", "1", "--quiet",
+                           *REALISM_VARIANTS[v]])
+                assert rc == 0
+                gen[v] = (_read(out), ang[score_rows])
+            t0 = time.perf_counter()
+            rep = realism_report(real, ang, gen, holdout="odd", seed=0)
+            dt = time.perf_counter() - t0
+        results[ref_name] = {v: rep["modalities"][v]["summary"] for v in names}
+        results[ref_name]["floor"] = rep["floor"]["summary"]
+        print(f"\n{ref_name}: {R} real tilts, fitted on rows {fit_rows.tolist()}, scored on {score_rows.tolist()} "
+              f"({dt:.0f} s)")
+        print("| modality | C2ST CNN | C2ST logreg | RAPS | W1 | kurtosis (real) |")
+        print("|---|---|---|---|---|---|")
+        for v, sm in [(v, rep["modalities"][v]["summary"]) for v in names] + [("real vs real (floor)",
+                                                                              rep["floor"]["summary"])]:
+            print(f"| {v} | {sm['c2st_cnn']:.2f} +- {sm['c2st_cnn_std']:.2f} | {sm['c2st_logreg']:.2f} | "
+                  f"{sm['raps_distance']:.3f} | {sm['w1']:.3f} | {sm['kurtosis']:.1f} ({sm['real_kurtosis']:.1f}) |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=float))
+
+
 def parse():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tilts", type=int, default=61)
@@ -219,12 +350,21 @@ def parse():
     ap.add_argument("--validate", action="store_true")
     ap.add_argument("--real", action="store_true")
     ap.add_argument("--physics", action="store_true")
+    ap.add_argument("--spectrum", action="store_true")
+    ap.add_argument("--realism", action="store_true")
+    ap.add_argument("--refs", default=None, help="--realism: comma list of cryocat, pytom")
+    ap.add_argument("--variants", default=None, help="--realism: ';'-separated substrings of the variant names")
+    ap.add_argument("--json", default=None, help="--realism: also write the summaries here")
     return ap.parse_args()
 
 
 if __name__ == "__main__":
     a = parse()
-    if a.validate or a.real or a.physics:
+    if a.spectrum:
+        spectrum_cost(a)
+    elif a.realism:
+        realism(a)
+    elif a.validate or a.real or a.physics:
         if a.validate:
             validate(a)
         if a.real:

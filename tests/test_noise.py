@@ -342,3 +342,280 @@ def test_cli_bad_input(series, capsys):
     _bad(d, [clean, "--reference", refp, "--content-noise", "-1"], capsys, "--content-noise")
     rc = main(["noise", clean, "--reference", refp, "-o", refp, "--quiet"])
     assert rc == 2 and "also an input" in capsys.readouterr().err
+# --------------------------------------------------------------------------------------------------
+# coloured noise (--noise-spectrum), signal transfer, distribution matching
+
+
+def _aniso_spectrum(n=64):
+    """A known anisotropic spectrum on an (n, n//2+1) grid: a ridge along fy (power at low |fx|)."""
+    fy = np.fft.fftfreq(n)[:, None] * 2.0
+    fx = np.fft.rfftfreq(n)[None, :] * 2.0
+    return 0.3 + 3.0 * np.exp(-(fx / 0.3) ** 2) * np.exp(-(fy / 0.8) ** 2) + 0 * fy
+
+
+def _mid_band(n):
+    fy = np.fft.fftfreq(n)[:, None] * 2.0
+    fx = np.fft.rfftfreq(n)[None, :] * 2.0
+    f = np.sqrt(fy ** 2 + fx ** 2)
+    return (f >= 0.2) & (f <= 0.8)
+
+
+def test_coloured_noise_has_the_given_spectrum():
+    """Tolerance: the radially averaged spectrum within 10 % of the given one in 0.2-0.8 Nyquist, the 2-D
+    spectrum within 10 % on average there, the anisotropy (x/y power ratio) within 10 %, unit variance."""
+    n = 64
+    S = _aniso_spectrum(n)
+    e = np.random.default_rng(0).standard_normal((4, 256, 256), dtype=np.float32)
+    c = np.stack([nz.colour_noise(x, S) for x in e])
+    np.testing.assert_allclose(c.var(axis=(1, 2)), 1.0, rtol=0.05)
+    P = nz.smoothed_psd(c, n, standardise_tilts=False).mean(axis=0)
+    want = S.copy()
+    want[0, 0] = 0.0
+    want /= nz.grid_mean(want)
+    mid = _mid_band(n)
+    rad, rad_want = nz.radial_average(P), nz.radial_average(want)
+    assert np.abs(rad[mid] / rad_want[mid] - 1).max() < 0.10
+    assert abs(np.mean(P[mid] / want[mid]) - 1) < 0.10
+    a = nz.spectra_summary(P[None])["anisotropy_x_over_y"][0]
+    a_want = nz.spectra_summary(want[None])["anisotropy_x_over_y"][0]
+    assert a == pytest.approx(a_want, rel=0.10) and a < 0.5
+    # white noise through a flat spectrum is white (and unchanged but for its mean)
+    flat = nz.colour_noise(e[0], np.ones_like(S))
+    np.testing.assert_allclose(flat, e[0] - e[0].mean(), atol=1e-4)
+
+
+def test_spectrum_interpolates_across_grid_sizes():
+    """A spectrum estimated on a small reference's grid colours a larger, non-square content tilt."""
+    S = _aniso_spectrum(32)
+    e = np.random.default_rng(1).standard_normal((2, 300, 200), dtype=np.float32)
+    c = np.stack([nz.colour_noise(x, S) for x in e])
+    P = nz.smoothed_psd(c, 32, standardise_tilts=False).mean(axis=0)
+    want = S.copy()
+    want[0, 0] = 0.0
+    want /= nz.grid_mean(want)
+    mid = _mid_band(32)
+    rad, rad_want = nz.radial_average(P), nz.radial_average(want)
+    assert np.abs(rad[mid] / rad_want[mid] - 1).max() < 0.10
+
+
+def test_noise_spectra_remove_the_signal_share():
+    """ref = r z + sigma e_c with e_c coloured: ref spectrum minus r^2 x clean spectrum is e_c's spectrum."""
+    n = 32
+    S = _aniso_spectrum(n)
+    rng = np.random.default_rng(2)
+    z = np.stack([phantom(128, 40, seed=s) for s in range(3)])
+    ec = np.stack([nz.colour_noise(rng.standard_normal((128, 128), dtype=np.float32), S) for _ in range(3)])
+    r, s = nz.normalise_r_sigma([0.6] * 3, [0.8] * 3)
+    ref = r[:, None, None] * z + s[:, None, None] * ec
+    got = nz.noise_spectra(nz.smoothed_psd(ref, n), r, "2d", clean_psd=nz.smoothed_psd(z, n)).mean(axis=0)
+    want = S.copy()
+    want[0, 0] = 0.0
+    want /= nz.grid_mean(want)
+    mid = _mid_band(n)
+    assert abs(np.median(got[mid] / want[mid]) - 1) < 0.15
+    # without the subtraction the signal's low-frequency power would count as noise
+    full = nz.noise_spectra(nz.smoothed_psd(ref, n), r, "2d").mean(axis=0)
+    low = nz.radial_average(full)[0, 1] / nz.radial_average(got)[0, 1]
+    assert low > 1.5
+    flat = nz.noise_spectra(nz.smoothed_psd(ref, n), r, "white")
+    np.testing.assert_array_equal(flat, 1.0)
+    rad = nz.noise_spectra(nz.smoothed_psd(ref, n), r, "radial", clean_psd=nz.smoothed_psd(z, n))
+    np.testing.assert_allclose(rad, nz.radial_average(rad), rtol=1e-9)
+
+
+def test_add_noise_white_and_2d_differ_and_are_seeded():
+    clean = np.stack([phantom(96, 20, seed=s) for s in range(4)])
+    c = nz.snr_curves(0.2, np.zeros(4), np.ones(4))
+    S = np.broadcast_to(_aniso_spectrum(32), (4, 32, 17)).copy()
+    white = nz.add_noise(clean, c, seed=5)
+    col = nz.add_noise(clean, c, seed=5, spectra=S)
+    again = nz.add_noise(clean, c, seed=5, spectra=S)
+    np.testing.assert_array_equal(col, again)
+    part = nz.add_noise(clean[1:3], c.take([1, 2]), seed=5, spectra=S[1:3], tilt_indices=[1, 2])
+    np.testing.assert_array_equal(part, col[1:3])
+    assert np.abs(col - white).mean() > 0.1
+    m, sd = nz.tilt_stats(col)
+    np.testing.assert_allclose(sd, 1.0, rtol=1e-4)
+    # the residual after removing the signal has the given anisotropy; white's is isotropic
+    z = (clean - clean.mean(axis=(1, 2), keepdims=True)) / clean.std(axis=(1, 2), keepdims=True)
+    res_c = (col - c.r[:, None, None] * z)
+    res_w = (white - c.r[:, None, None] * z)
+    a_c = np.median(nz.spectra_summary(nz.smoothed_psd(res_c, 32))["anisotropy_x_over_y"])
+    a_w = np.median(nz.spectra_summary(nz.smoothed_psd(res_w, 32))["anisotropy_x_over_y"])
+    assert a_c < 0.5 and 0.8 < a_w < 1.25
+
+
+def test_signal_transfer_blurs_sharp_content_like_the_reference():
+    """Sharp dense beads (heavy dark tail) + a reference whose signal is blurred: the measured transfer brings
+    the output's kurtosis to the reference's; without it the tail stays heavy."""
+    from scipy.stats import kurtosis
+
+    rng = np.random.default_rng(3)
+    n = 128
+    yy, xx = np.mgrid[:n, :n]
+    clean = np.zeros((2, n, n), np.float32)
+    for t in range(2):
+        for _ in range(6):  # sharp beads, 10x denser than the rest
+            cy, cx = rng.uniform(10, n - 10, 2)
+            clean[t] -= 10 * ((yy - cy) ** 2 + (xx - cx) ** 2 < 16)
+        clean[t] -= phantom(n, 30, seed=t, blur=0) * 0.3
+    sig = np.stack([gaussian_filter(x, 3.0) for x in clean])
+    sig = (sig - sig.mean(axis=(1, 2), keepdims=True)) / sig.std(axis=(1, 2), keepdims=True)
+    ref = np.sqrt(0.6) * sig + np.sqrt(0.4) * rng.standard_normal(sig.shape)
+    k_ref = np.median([kurtosis(x.ravel()) for x in ref])
+    fit = nz.blind_fit(ref, noise_mtf="none")
+    _, Pr = nz.tilt_spectra(ref, 32, ring_n=n)
+    _, Pc = nz.tilt_spectra(clean, 32, ring_n=n)
+    H = nz.signal_transfer(Pr, Pc, nz.ring_frequencies(n), fit.r, fit.sigma)
+    plain = nz.add_noise(clean, fit, seed=1)
+    blurred = nz.add_noise(clean, fit, seed=1, transfer=H)
+    k_plain = np.median([kurtosis(x.ravel()) for x in plain])
+    k_blur = np.median([kurtosis(x.ravel()) for x in blurred])
+    assert k_plain > 2 * k_ref
+    assert abs(k_blur - k_ref) < abs(k_plain - k_ref) / 3
+    np.testing.assert_array_equal(blurred, nz.add_noise(clean, fit, seed=1, transfer=H))
+
+
+def test_match_distribution_takes_the_reference_quantiles():
+    rng = np.random.default_rng(4)
+    gen = rng.standard_normal((2, 96, 96)).astype(np.float32)
+    target = [rng.gamma(2.0, 3.0, size=(80, 70)), np.round(rng.normal(40, 4, size=(60, 60)))]  # one quantised
+    out = nz.match_distribution(gen, target, seed=1)
+    q = np.linspace(0.01, 0.99, 25)
+    for o, t, tol in zip(out, target, (0.02 * np.ptp(np.quantile(target[0], [0.01, 0.99])), 1.0)):
+        assert np.abs(np.quantile(o, q) - np.quantile(t, q)).max() < tol  # quantised target: one step
+    # monotone: the image (the order of the pixels) is kept
+    for o, g_ in zip(out, gen):
+        assert np.all(np.diff(o.ravel()[np.argsort(g_.ravel())]) >= -1e-9)
+    np.testing.assert_array_equal(out, nz.match_distribution(gen, target, seed=1))
+
+
+def test_cli_defaults_are_the_modules():
+    from faket.cli import noise as cli_noise
+
+    assert cli_noise.NOISE_SPECTRA == nz.NOISE_SPECTRA and cli_noise.DEFAULT_NOISE_SPECTRUM == nz.DEFAULT_NOISE_SPECTRUM
+    assert cli_noise.SIGNAL_TRANSFERS == nz.SIGNAL_TRANSFERS
+    assert cli_noise.DEFAULT_SIGNAL_TRANSFER == nz.DEFAULT_SIGNAL_TRANSFER
+    assert cli_noise.MATCHES == nz.MATCHES and cli_noise.DEFAULT_MATCH == nz.DEFAULT_MATCH
+
+
+def test_cli_noise_spectrum_transfer_match_and_provenance(series, capsys):
+    d, ang, snr, ref = series
+    clean = str(d / "clean.mrc")
+    runs = {}
+    for name, extra in (("default", []), ("white", ["--noise-spectrum", "white", "--signal-transfer", "none"]),
+                        ("again", []), ("radial", ["--noise-spectrum", "radial"]),
+                        ("dist", ["--match", "distribution"])):
+        rc = main(["noise", clean, "--reference", str(d / "ref.mrc"), "-o", str(d / f"{name}.mrc"), "--seed", "3",
+                   "--quiet", *extra])
+        assert rc == 0, capsys.readouterr().err
+        runs[name] = read(d / f"{name}.mrc")
+    model = json.loads((d / "default.json").read_text())["noise_model"]
+    assert model["noise_spectrum"]["kind"] == "2d" and model["signal_transfer"]["kind"] == "measured"
+    assert model["match"]["kind"] == "meanstd"
+    assert len(model["noise_spectrum"]["summary"]["anisotropy_x_over_y"]) == 21
+    assert model["references"][0]["spectrum"]["grid"] == model["noise_spectrum"]["grid"]
+    white = json.loads((d / "white.json").read_text())["noise_model"]
+    assert white["noise_spectrum"]["kind"] == "white" and white["noise_spectrum"]["summary"] is None
+    np.testing.assert_array_equal(runs["default"], runs["again"])  # same seed, same arrays
+    assert np.abs(runs["default"] - runs["white"]).mean() > 0.1 * runs["white"].std()
+    assert np.abs(runs["radial"] - runs["default"]).mean() > 0
+    # --match distribution: each tilt takes the matched reference tilt's quantiles
+    idx = json.loads((d / "dist.json").read_text())["noise_model"]["references"][0]["matched_index"]
+    q = np.linspace(0.02, 0.98, 13)
+    for t in (0, 10, 20):
+        spread = np.ptp(np.quantile(ref[idx[t]], [0.02, 0.98]))
+        assert np.abs(np.quantile(runs["dist"][t], q) - np.quantile(ref[idx[t]], q)).max() < 0.03 * spread
+
+
+def test_cli_physics_reference_as_noise_reference(tmp_path, capsys):
+    """`faket reference` output is just another reference: the 2-D spectrum and the transfer are learnt from it,
+    blind and paired (with its clean twin)."""
+    from conftest import ball_phantom, write_mrc
+
+    vol = ball_phantom((24, 48, 48), [(0, 5, -6, 6), (2, -8, 8, 5), (-3, 10, 10, 4)]) * 1.0
+    write_mrc(tmp_path / "vol.mrc", vol)
+    assert main(["reference", str(tmp_path / "vol.mrc"), "-o", str(tmp_path / "ref.mrc"), "--angles=-30:30:30",
+                 "--clean-out", str(tmp_path / "ref_clean.mrc"), "--quiet"]) == 0
+    assert main(["project", str(tmp_path / "vol.mrc"), "-o", str(tmp_path / "clean.mrc"), "--angles=-30:30:30",
+                 "--quiet"]) == 0
+    for est, extra in (("blind", []), ("paired", ["--reference-clean", str(tmp_path / "ref_clean.mrc")])):
+        out = tmp_path / f"n_{est}.mrc"
+        rc = main(["noise", str(tmp_path / "clean.mrc"), "--reference", str(tmp_path / "ref.mrc"), *extra,
+                   "-o", str(out), "--quiet"])
+        assert rc == 0, capsys.readouterr().err
+        m = json.loads(out.with_suffix(".json").read_text())["noise_model"]
+        assert m["estimate"] == est and m["noise_spectrum"]["kind"] == "2d"
+        assert np.isfinite(read(out)).all() and read(out).shape == (3, 48, 48)
+
+
+def test_one_tilt_series_are_accepted_everywhere(tmp_path, capsys):
+    """faket project / reference --angles 0 write one-tilt stacks (2-D on disk, as MRC stores one image);
+    faket noise takes them as clean series and as references, and a 2-D micrograph as clean input."""
+    from conftest import ball_phantom, write_mrc
+
+    vol = ball_phantom((16, 40, 40), [(0, 4, -5, 6), (1, -6, 6, 5)])
+    write_mrc(tmp_path / "vol.mrc", vol)
+    assert main(["project", str(tmp_path / "vol.mrc"), "-o", str(tmp_path / "one.mrc"), "--angles", "0",
+                 "--quiet"]) == 0
+    assert main(["reference", str(tmp_path / "vol.mrc"), "-o", str(tmp_path / "ref1.mrc"), "--angles", "0",
+                 "--quiet"]) == 0
+    rc = main(["noise", str(tmp_path / "one.mrc"), "--reference", str(tmp_path / "ref1.mrc"),
+               "-o", str(tmp_path / "noisy1.mrc"), "--content-out", str(tmp_path / "content1.mrc"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    meta = json.loads((tmp_path / "noisy1.json").read_text())
+    assert meta["output"]["shape"] == [1, 40, 40]
+    # a micrograph without angles as the clean input
+    write(tmp_path / "micro.mrc", read(tmp_path / "one.mrc"))
+    rc = main(["noise", str(tmp_path / "micro.mrc"), "--reference", str(tmp_path / "ref1.mrc"),
+               "-o", str(tmp_path / "noisy2.mrc"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+
+
+def test_warns_where_the_blind_fit_cannot_tell_signal_from_noise(series, capsys):
+    d, ang, snr, ref = series
+    rng = np.random.default_rng(11)
+    pure = rng.standard_normal(ref.shape).astype(np.float32) * 3 + 40
+    pure[:5] += 2.0 * np.stack([phantom(64, 20, seed=300 + s) for s in range(5)])  # tilts 1-5 hold signal
+    write(d / "pure.mrc", pure, ang)
+    rc = main(["noise", str(d / "clean.mrc"), "--reference", str(d / "pure.mrc"), "-o", str(d / "p.mrc"),
+               "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    line = [ln for ln in err.splitlines() if "cannot tell signal from noise" in ln]
+    assert len(line) == 1
+    named = [int(v) for v in line[0].split("stack order: ")[1].split(")")[0].split(", ")]
+    assert set(named) >= set(range(8, 22)) and not set(named) & {1, 2, 3}
+    # no warning on a reference with resolved signal
+    main(["noise", str(d / "clean.mrc"), "--reference", str(d / "ref.mrc"), "-o", str(d / "q.mrc"), "--quiet"])
+    assert "cannot tell signal from noise" not in capsys.readouterr().err
+
+
+def test_pytom_reference_warns_noise_dominated(shared_data, tmp_path, capsys):
+    """The real PyTom sub-tilts read blind SNR ~0 (r 0.02-0.07): the warning names the tilts."""
+    src = shared_data / "tiltseries" / "pytom_p1_subtilt_41x100x100.mrc"
+    ang = np.loadtxt(shared_data / "tiltseries" / "pytom_p1_subtilt.tlt")
+    clean = np.stack([phantom(100, 30, seed=s) for s in range(41)])
+    write(tmp_path / "clean.mrc", clean, ang)
+    rc = main(["noise", str(tmp_path / "clean.mrc"), "--reference", str(src), "--reference-angles-file",
+               str(shared_data / "tiltseries" / "pytom_p1_subtilt.tlt"), "--assume-same-sampling",
+               "-o", str(tmp_path / "n.mrc"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "cannot tell signal from noise on" in err and "pytom_p1_subtilt" in err
+
+
+def test_wall_time_covers_the_whole_step(series, capsys, monkeypatch):
+    """wall_time_s in the sidecar counts the step's work, not only the writing of its outputs."""
+    import time
+
+    d, ang, snr, ref = series
+    orig = nz.add_noise
+
+    def slow(*a, **k):
+        time.sleep(0.6)
+        return orig(*a, **k)
+
+    monkeypatch.setattr(nz, "add_noise", slow)
+    assert main(["noise", str(d / "clean.mrc"), "--reference", str(d / "ref.mrc"), "-o", str(d / "w.mrc"),
+                 "--quiet"]) == 0
+    assert json.loads((d / "w.json").read_text())["wall_time_s"] >= 0.6

@@ -10,13 +10,14 @@ import argparse
 import importlib
 import re
 import sys
+import time
 
 from faket import __version__
 from faket.errors import InputError
 
 # Order = pipeline order (shown in --help).
 COMMANDS = ["layout", "project", "reference", "noise", "style", "stack", "reconstruct", "labels",
-            "qc", "evaluate", "manifest", "dataset", "export", "picker", "benchmark"]
+            "qc", "realism", "evaluate", "manifest", "dataset", "export", "picker", "benchmark"]
 
 _NEG_VALUE = re.compile(r"^-(\d|\.\d)")
 
@@ -76,7 +77,9 @@ def normalise_argv(argv: list[str], parser: argparse.ArgumentParser) -> list[str
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    t0 = time.perf_counter()
     args = parser.parse_args(normalise_argv(argv, parser))
+    args._t0 = t0  # the step's start, for wall_time_s in its provenance (faket.cli._common.Step)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -274,7 +274,9 @@ class Step:
         self.args = args
         self.inputs = [p for p in inputs if p is not None]
         self.seed = seed if seed is not None else getattr(args, "seed", None)
-        self.t0 = time.perf_counter()
+        # the run's start (set by faket.cli.main when the command line was parsed; else now): wall_time_s in
+        # the sidecar is the whole step, not just the writing of its outputs
+        self.t0 = getattr(args, "_t0", None) or time.perf_counter()
         self.tx = OutputTransaction()
         self._records: list[tuple[Path, dict]] = []
 

@@ -146,6 +146,10 @@ def add_arguments(p) -> None:
                    help="the default (kept for scripts written when the final loss was on by default)")
     w.add_argument("--cudnn-benchmark", action="store_true",
                    help="let cuDNN pick the fastest (non-deterministic) algorithms")
+    p.add_argument("--match", choices=("meanstd", "distribution"), default="meanstd",
+                   help="meanstd: every output tilt gets the matched reference tilt's mean and std (default); "
+                        "distribution: its intensities are mapped onto the matched reference tilt's distribution "
+                        "(redistributor; several --style are pooled); see docs/noise.md")
     add_reference_args(p, "style")
     add_common_args(p, seed=True, device=True, threads=True)
 
@@ -209,12 +213,14 @@ def run(args) -> int:
     st.configure_backends(device, settings.precision, deterministic=True, benchmark=args.cudnn_benchmark)
 
     # inputs
-    c_m, c_angles = read_tiltseries(args.content, require_angles=False, what="content tilt-series")
+    c_m, c_angles = read_tiltseries(args.content, require_angles=False, allow_single=True,
+                                    what="content tilt-series")
     content = c_m.data
     T = content.shape[0]
     init = None
     if args.init is not None:
-        i_m, i_angles = read_tiltseries(args.init, require_angles=False, what="init tilt-series")
+        i_m, i_angles = read_tiltseries(args.init, require_angles=False, allow_single=True,
+                                         what="init tilt-series")
         if i_m.data.shape != content.shape:
             raise InputError(f"{args.init}: shape {i_m.data.shape} differs from the content's {content.shape}")
         if i_angles is not None and c_angles is not None and not np.allclose(i_angles, c_angles, atol=1e-3):
@@ -267,6 +273,11 @@ def run(args) -> int:
         raise InputError(f"{args.content}: styling produced NaN/Inf (check the inputs and --step-size)")
     for r, rr in zip(rec["references"], ref_records):
         rr["minmax"] = r["minmax"]
+    if args.match == "distribution":  # after the engine's mean/std matching: the whole distribution
+        from faket.imaging.noise import match_distribution
+
+        targets = [[ref.tilts[ref.index[t] if ref.index is not None else 0] for ref in refs] for t in range(a, b)]
+        out = match_distribution(out, targets, seed=args.seed, tilt_indices=range(a, b))
     angles_out = None if c_angles is None else c_angles[a:b]
     extra = {
         "style": {
@@ -286,6 +297,7 @@ def run(args) -> int:
             "references": ref_records,
             "per_tilt": {"index": list(range(a, b)), **rec["per_tilt"]},
             "seconds": round(elapsed, 3), "seconds_per_tilt": round(elapsed / (b - a), 4),
+            "match": args.match,
         }
     }
     if cache is not None:

@@ -45,6 +45,7 @@ seed and its index in the full tilt-series only (pass ``tilt_indices`` when hand
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -54,7 +55,11 @@ from faket.errors import InputError
 
 __all__ = ["NoiseCurves", "tilt_stats", "check_tilts", "standardise", "paired_fit", "blind_fit",
            "blind_noise_variance", "snr_curves", "smooth_curves", "global_curves", "average_curves",
-           "normalise_r_sigma", "add_noise", "noise_psd_shape", "NOISE_MTFS"]
+           "normalise_r_sigma", "add_noise", "BLIND_SNR_RESOLVED", "unresolved_tilts", "noise_psd_shape", "NOISE_MTFS", "NOISE_SPECTRA",
+           "DEFAULT_NOISE_SPECTRUM", "spectrum_grid", "smoothed_psd", "residual_psd", "radial_average", "grid_mean",
+           "regrid", "noise_spectra", "colour_noise", "spectra_summary", "SIGNAL_TRANSFERS", "RadialTransfer", "tilt_spectra", "ring_frequencies",
+           "transferred_psd",
+           "DEFAULT_SIGNAL_TRANSFER", "signal_transfer", "MATCHES", "DEFAULT_MATCH", "match_distribution"]
 
 NOISE_MTFS = ("measured", "none", "counting")
 
@@ -348,10 +353,29 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
     return total / (Y * X)
 
 
+BLIND_SNR_RESOLVED = 0.03  # below this blind SNR the fit cannot tell signal from noise (docs/noise.md, Validation)
+
+
+def unresolved_tilts(c: NoiseCurves, threshold: float = BLIND_SNR_RESOLVED) -> np.ndarray:
+    """Indices of the tilts whose (blind) SNR is below ``threshold``: there the fit cannot tell signal from
+    noise (a 1 % error of sigma is an SNR error of ~0.02 at SNR 0.01)."""
+    return np.nonzero(~(c.snr >= threshold))[0]
+
+
 def blind_fit(noisy: np.ndarray, *, band: tuple[float, float] = (0.7, 0.95), noise_mtf: str = "measured",
-              what: str = "reference", info: dict | None = None) -> NoiseCurves:
-    """Per-tilt ``r`` and ``sigma`` from a noisy reference alone (see the module docstring)."""
+              what: str = "reference", info: dict | None = None,
+              exclude: dict[int, np.ndarray] | None = None) -> NoiseCurves:
+    """Per-tilt ``r`` and ``sigma`` from a noisy reference alone (see the module docstring).
+
+    ``exclude`` (tilt index -> boolean mask of pixels, e.g. :func:`faket.imaging.refcheck.dark_regions`): the
+    tilt's mean and std (the variance the noise is a share of, and the output's target) are taken over the
+    other pixels, so a contaminated region's step is not read as signal."""
     mean, std = check_tilts(noisy, what)
+    for i, m in (exclude or {}).items():
+        keep = ~np.asarray(m, dtype=bool)
+        if keep.sum() >= 16:
+            v = np.asarray(noisy[i], dtype=np.float64)[keep]
+            mean[i], std[i] = float(v.mean()), float(v.std())
     nv = blind_noise_variance(noisy, band=band, noise_mtf=noise_mtf, info=info)
     s2 = np.clip(nv / std ** 2, 0.0, 1.0)
     return NoiseCurves(np.sqrt(1.0 - s2), np.sqrt(s2), mean, std)
@@ -407,6 +431,393 @@ def average_curves(curves: Sequence[NoiseCurves]) -> NoiseCurves:
 
 
 # --------------------------------------------------------------------------------------------------
+# noise spectra (coloured noise)
+
+NOISE_SPECTRA = ("white", "radial", "2d")
+DEFAULT_NOISE_SPECTRUM = "2d"  # chosen by C2ST on the shared real tilt-series (docs/noise.md)
+SPECTRUM_GRID = 128  # largest side of the frequency grid a spectrum is estimated on (Welch-like smoothing)
+SPECTRUM_FLOOR = 0.05  # the noise spectrum is never below this fraction of the reference's own spectrum
+
+
+def spectrum_grid(*shapes_yx: Sequence[int], max_grid: int = SPECTRUM_GRID) -> int:
+    """Side ``n`` of the square frequency grid spectra are estimated on: at most ``max_grid`` and at most half
+    the smallest image side (so every grid bin averages >= 4 periodogram bins), even, >= 4."""
+    m = min(min(int(s[-2]), int(s[-1])) for s in shapes_yx)
+    n = min(int(max_grid), m // 2)
+    n -= n % 2
+    return max(n, 4)
+
+
+def _rfft_weights(X: int, n: int) -> np.ndarray:
+    """Weight of each rfft column in the full two-sided spectrum (1 for DC and the even-size Nyquist, else 2)."""
+    w = np.full(n, 2.0)
+    w[0] = 1.0
+    if X % 2 == 0:
+        w[-1] = 1.0
+    return w
+
+
+def _grid_labels(Y: int, X: int, n: int) -> np.ndarray:
+    """Bin label (into the ``(n, n//2+1)`` grid, flattened) of every rfft2 bin of a ``(Y, X)`` image."""
+    ky = np.mod(np.rint(np.fft.fftfreq(Y) * n).astype(np.int64), n)
+    kx = np.minimum(np.rint(np.fft.rfftfreq(X) * n).astype(np.int64), n // 2)
+    return (ky[:, None] * (n // 2 + 1) + kx[None, :]).ravel()
+
+
+def smoothed_psd(tilts: np.ndarray, n: int, *, smooth: float = 1.0, standardise_tilts: bool = True,
+                 workers: int = -1) -> np.ndarray:
+    """Smoothed 2-D power spectra of a ``(T, Y, X)`` stack on an ``(n, n//2+1)`` grid (see :func:`tilt_spectra`)."""
+    return tilt_spectra(tilts, n, smooth=smooth, standardise_tilts=standardise_tilts, workers=workers)[0]
+
+
+def ring_frequencies(ring_n: int) -> np.ndarray:
+    """Centre frequencies (cycles per pixel) of the rings of :func:`tilt_spectra`: ``k / ring_n`` up to the corner."""
+    return np.arange(int(np.rint(ring_n * math.sqrt(0.5))) + 2) / float(ring_n)
+
+
+def tilt_spectra(tilts: np.ndarray, n: int, *, ring_n: int | None = None, smooth: float = 1.0,
+                 standardise_tilts: bool = True, workers: int = -1):
+    """Smoothed 2-D power spectra of a ``(T, Y, X)`` stack on an ``(n, n//2+1)`` rfft grid: ``(T, n, n//2+1)``.
+
+    Per tilt: (standardised,) Hann-windowed (no edge cross), periodogram ``|FFT|**2 / sum(window**2)``, averaged
+    into the grid's bins (each grid bin the mean of the periodogram bins nearest to its frequency: Daniell
+    smoothing, same resolution as Welch averaging on ``n``-pixel tiles), then a Gaussian of ``smooth`` grid bins
+    (periodic). Units: variance per frequency bin, so the mean over the full two-sided grid is the tilt's
+    variance (1 for standardised tilts) up to the window's loss of the DC bin.
+
+    With ``ring_n``, also the rotationally averaged spectra ``(T, K)`` from the same periodograms, unsmoothed,
+    in rings ``1 / ring_n`` cycles per pixel wide (:func:`ring_frequencies`). Returns ``(grid, rings or None)``."""
+    import scipy.fft as sfft
+    from scipy.ndimage import gaussian_filter
+
+    t = np.asarray(tilts)
+    T, Y, X = t.shape
+    wy = np.hanning(Y + 2)[1:-1].astype(np.float32)
+    wx = np.hanning(X + 2)[1:-1].astype(np.float32)
+    win = wy[:, None] * wx[None, :]
+    norm = float(np.sum(win.astype(np.float64) ** 2))
+    lab = _grid_labels(Y, X, n)
+    G = n * (n // 2 + 1)
+    counts = np.bincount(lab, minlength=G).astype(np.float64)
+    out = np.empty((T, n, n // 2 + 1))
+    rings = None
+    if ring_n is not None:
+        K = ring_frequencies(ring_n).size
+        fr = np.sqrt(np.fft.fftfreq(Y)[:, None] ** 2 + np.fft.rfftfreq(X)[None, :] ** 2)
+        rlab = np.minimum(np.rint(fr * ring_n).astype(np.int64), K - 1).ravel()
+        rw = np.broadcast_to(_rfft_weights(X, X // 2 + 1)[None, :], fr.shape).ravel()
+        rden = np.bincount(rlab, weights=rw, minlength=K)
+        rings = np.zeros((T, K))
+    for i in range(T):
+        x = np.asarray(t[i], dtype=np.float32)
+        m, s = _mean_std(x)
+        x = (x - np.float32(m)) * win
+        if standardise_tilts and s > 0:
+            x *= np.float32(1.0 / s)
+        F = sfft.rfft2(x, workers=workers)
+        P = (F.real ** 2 + F.imag ** 2).ravel()
+        sums = np.bincount(lab, weights=P, minlength=G)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[i] = (sums / counts).reshape(n, n // 2 + 1) / norm
+            if rings is not None:
+                rings[i] = np.bincount(rlab, weights=P * rw, minlength=K) / rden / norm
+    # empty grid bins (only when an image side is < n): from their neighbours
+    empty = counts.reshape(n, n // 2 + 1) == 0
+    if empty.any():
+        out[:, empty] = np.nan
+        for i in range(T):
+            o = out[i]
+            good = np.nan_to_num(o)
+            wgt = gaussian_filter((~np.isnan(o)).astype(float), 1.0, mode="wrap")
+            o[np.isnan(o)] = (gaussian_filter(good, 1.0, mode="wrap") / np.maximum(wgt, 1e-12))[np.isnan(o)]
+    if smooth:
+        # periodic in fy; along fx the rfft half plane is mirrored at 0 (P(fy, -fx) = P(-fy, fx))
+        ext = np.concatenate([np.roll(out[:, ::-1, 1:][:, :, ::-1], 1, axis=1), out], axis=2)
+        ext = gaussian_filter(ext, (0, smooth, smooth), mode=("wrap", "wrap", "nearest"))
+        out = ext[:, :, n // 2:]
+    if rings is not None:
+        rings = np.nan_to_num(rings)
+    return out, rings
+
+
+def residual_psd(noisy: np.ndarray, clean: np.ndarray, r, n: int, **kw) -> np.ndarray:
+    """Smoothed spectra of the paired fit's residuals ``standardise(noisy) - r standardise(clean)``: the noise's
+    own spectrum when a clean twin exists."""
+    T = len(noisy)
+    out = []
+    for i in range(T):
+        a = np.asarray(noisy[i], dtype=np.float32)
+        b = np.asarray(clean[i], dtype=np.float32)
+        ma, sa = _mean_std(a)
+        mb, sb = _mean_std(b)
+        res = (a - np.float32(ma)) / np.float32(sa) - np.float32(float(np.ravel(r)[i]) / sb) * (b - np.float32(mb))
+        out.append(smoothed_psd(res[None], n, standardise_tilts=False, **kw)[0])
+    return np.stack(out)
+
+
+def regrid(P: np.ndarray, n: int) -> np.ndarray:
+    """Grid spectra ``(..., m, m//2+1)`` linearly interpolated to an ``(n, n//2+1)`` grid."""
+    m = P.shape[-2]
+    if m == n:
+        return np.asarray(P, dtype=np.float64)
+    Ay = _interp_matrix(n, m, half=False)
+    AxT = _interp_matrix(n, m, half=True).T
+    return np.einsum("ij,...jk,kl->...il", Ay, np.asarray(P, dtype=np.float64), AxT)
+
+
+def radial_average(P: np.ndarray) -> np.ndarray:
+    """Rotational average of ``(..., n, n//2+1)`` grid spectra, returned on the same grid (rings 1 bin wide)."""
+    n = P.shape[-2]
+    f = np.sqrt(np.fft.fftfreq(n)[:, None] ** 2 + np.fft.rfftfreq(n)[None, :] ** 2)
+    k = np.rint(f * n).astype(np.int64).ravel()
+    W = np.broadcast_to(_rfft_weights(n, n // 2 + 1)[None, :], (n, n // 2 + 1)).ravel()
+    K = k.max() + 1
+    flat = P.reshape(-1, k.size)
+    den = np.bincount(k, weights=W, minlength=K)
+    out = np.empty_like(flat)
+    for i in range(flat.shape[0]):
+        ring = np.bincount(k, weights=flat[i] * W, minlength=K) / np.maximum(den, 1e-300)
+        out[i] = ring[k]
+    return out.reshape(P.shape)
+
+
+def grid_mean(S: np.ndarray, X: int | None = None) -> np.ndarray:
+    """Mean over the full two-sided spectrum of rfft-grid spectra ``(..., Ny, Nx//2+1)`` (image width ``X``)."""
+    ny, nc = S.shape[-2], S.shape[-1]
+    X = 2 * (nc - 1) if X is None else X
+    w = _rfft_weights(X, nc)
+    return (S * w).sum(axis=(-2, -1)) / (ny * X)
+
+
+def transferred_psd(clean_psd: np.ndarray, transfer: "RadialTransfer") -> np.ndarray:
+    """Grid spectra ``(T, n, n//2+1)`` of clean tilts after :func:`signal_transfer` (and re-standardisation)."""
+    P = np.array(clean_psd, dtype=np.float64)
+    n = P.shape[-2]
+    f = np.sqrt(np.fft.fftfreq(n)[:, None] ** 2 + np.fft.rfftfreq(n)[None, :] ** 2)
+    for i in range(P.shape[0]):
+        P[i] *= np.interp(f, transfer.freq, transfer.gain[i])
+        m = float(grid_mean(P[i]))
+        if m > 0:
+            P[i] /= m
+    return P
+
+
+def noise_spectra(ref_psd: np.ndarray, r: np.ndarray, kind: str, *, clean_psd: np.ndarray | None = None,
+                  floor: float = SPECTRUM_FLOOR) -> np.ndarray:
+    """Noise power spectrum shapes ``(T, n, n//2+1)``, each of mean 1 over the full grid.
+
+    ``ref_psd``: smoothed spectra of the standardised reference tilts matched to each content tilt;
+    ``r``: the signal share per tilt (the noise model's ``r``); ``clean_psd``: spectra of the standardised clean
+    tilts. The noise spectrum is the reference's minus the signal's share, ``ref_psd - r**2 clean_psd``
+    (so that signal plus noise has the reference's spectrum), never below ``floor x ref_psd``; without
+    ``clean_psd``, ``ref_psd`` is taken as the noise's (paired fits pass the residual's spectrum). ``kind``:
+    ``"2d"`` as is, ``"radial"`` its rotational average, ``"white"`` flat."""
+    if kind not in NOISE_SPECTRA:
+        raise ValueError(f"noise spectrum {kind!r}: expected one of {NOISE_SPECTRA}")
+    P = np.asarray(ref_psd, dtype=np.float64)
+    if kind == "white":
+        return np.ones_like(P)
+    S = P.copy()
+    if clean_psd is not None:
+        r2 = np.asarray(r, dtype=np.float64).reshape(-1, 1, 1) ** 2
+        S = np.maximum(P - r2 * np.asarray(clean_psd, dtype=np.float64), floor * P)
+    if kind == "radial":
+        S = radial_average(S)
+    S[:, 0, 0] = 0.0  # no DC: the noise has mean 0
+    m = grid_mean(S)
+    m = np.where(m > 0, m, 1.0)
+    return S / m[:, None, None]
+
+
+def _interp_matrix(n_out: int, n: int, half: bool) -> np.ndarray:
+    """Linear interpolation from an ``n``-bin frequency grid to ``n_out``'s (``half``: rfft axis, else periodic)."""
+    if half:
+        c = np.fft.rfftfreq(n_out) * n
+        lo = np.clip(np.floor(c).astype(np.int64), 0, n // 2)
+        hi = np.minimum(lo + 1, n // 2)
+        size = n // 2 + 1
+    else:
+        c = np.mod(np.fft.fftfreq(n_out) * n, n)
+        lo = np.floor(c).astype(np.int64) % n
+        hi = (lo + 1) % n
+        size = n
+    a = c - np.floor(c)
+    M = np.zeros((c.size, size))
+    rows = np.arange(c.size)
+    np.add.at(M, (rows, lo), 1.0 - a)
+    np.add.at(M, (rows, hi), a)
+    return M
+
+
+class _Colourer:
+    """Colours white noise of one image shape with grid spectra (interpolation matrices cached)."""
+
+    def __init__(self, shape_yx, n: int, workers: int = -1):
+        self.Y, self.X = int(shape_yx[0]), int(shape_yx[1])
+        self.Ay = _interp_matrix(self.Y, n, half=False)
+        self.AxT = np.ascontiguousarray(_interp_matrix(self.X, n, half=True).T)
+        self.workers = workers
+
+    def gain(self, S: np.ndarray) -> np.ndarray:
+        """``sqrt`` of the spectrum on the image's rfft grid, normalised to unit variance, DC 0."""
+        G = self.Ay @ S @ self.AxT
+        np.maximum(G, 0.0, out=G)
+        G[0, 0] = 0.0
+        m = float(grid_mean(G, self.X))
+        return np.sqrt(G / m if m > 0 else G).astype(np.float32)
+
+    def __call__(self, e: np.ndarray, S: np.ndarray) -> np.ndarray:
+        import scipy.fft as sfft
+
+        F = sfft.rfft2(e, workers=self.workers)
+        F *= self.gain(S)
+        return sfft.irfft2(F, s=(self.Y, self.X), workers=self.workers).astype(np.float32, copy=False)
+
+
+
+def _filter(x: np.ndarray, gain: np.ndarray, workers: int = -1) -> np.ndarray:
+    """``x`` filtered with amplitude ``gain`` on its rfft2 grid (zero phase)."""
+    import scipy.fft as sfft
+
+    F = sfft.rfft2(x, workers=workers)
+    F *= gain
+    return sfft.irfft2(F, s=x.shape, workers=workers).astype(np.float32, copy=False)
+
+
+def colour_noise(e: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
+    """White noise ``e`` (Y, X) coloured by a grid spectrum ``(n, n//2+1)``: ``irfft2(rfft2(e) * sqrt(S))``,
+    ``S`` interpolated (linearly) to the image's frequency grid and normalised to mean 1 (unit variance),
+    its DC bin 0."""
+    e = np.asarray(e, dtype=np.float32)
+    return _Colourer(e.shape, spectrum.shape[-2])(e, np.asarray(spectrum, dtype=np.float64))
+
+
+def spectra_summary(S: np.ndarray, bands=(0.0, 0.1, 0.25, 0.5, 0.75, 1.0)) -> dict:
+    """A compact record of grid spectra ``(T, n, n//2+1)`` (mean 1 each): per band of |f| (Nyquist units) the
+    mean power (median over tilts), and per tilt the anisotropy ``power along x / power along y`` in
+    0.25-0.75 Nyquist (directions within 30 deg of each axis)."""
+    n = S.shape[-2]
+    fy = np.fft.fftfreq(n)[:, None] * 2.0
+    fx = np.fft.rfftfreq(n)[None, :] * 2.0
+    f = np.sqrt(fy ** 2 + fx ** 2)
+    W = np.broadcast_to(_rfft_weights(n, n // 2 + 1)[None, :], f.shape)
+    prof = []
+    for lo, hi in zip(bands[:-1], bands[1:]):
+        m = (f >= lo) & (f < hi)
+        m[0, 0] = False
+        prof.append(float(np.median((S[:, m] * W[m]).sum(axis=1) / W[m].sum())) if m.any() else None)
+    ang = np.degrees(np.arctan2(np.abs(fy) + 0 * fx, fx + 0 * fy))
+    mid = (f >= 0.25) & (f <= 0.75)
+    along_x = mid & (ang <= 30)
+    along_y = mid & (ang >= 60)
+    aniso = None
+    if along_x.any() and along_y.any():
+        aniso = [round(float(a), 3) for a in (S[:, along_x].mean(axis=1) / np.maximum(S[:, along_y].mean(axis=1), 1e-300))]
+    return {"grid": [int(n), int(n // 2 + 1)], "bands_nyquist": list(bands),
+            "band_power_median": [None if p is None else round(p, 4) for p in prof],
+            "anisotropy_x_over_y": aniso}
+
+
+SIGNAL_TRANSFERS = ("none", "measured")
+DEFAULT_SIGNAL_TRANSFER = "measured"  # chosen by C2ST / kurtosis on the shared real tilt-series (docs/noise.md)
+MAX_TRANSFER_GAIN = 2.0
+
+
+@dataclass
+class RadialTransfer:
+    """Per-tilt radial power gains ``gain`` ``(T, K)`` at ring frequencies ``freq`` ``(K,)`` (cycles per pixel)."""
+
+    freq: np.ndarray
+    gain: np.ndarray
+
+    def __len__(self) -> int:
+        return self.gain.shape[0]
+
+    def take(self, idx) -> "RadialTransfer":
+        return RadialTransfer(self.freq, self.gain[np.asarray(idx, dtype=np.int64)])
+
+    def on_grid(self, i: int, shape_yx) -> np.ndarray:
+        """Amplitude gains (``sqrt``) of tilt ``i`` on an image's rfft2 grid, float32."""
+        Y, X = int(shape_yx[0]), int(shape_yx[1])
+        f = np.sqrt(np.fft.fftfreq(Y)[:, None] ** 2 + np.fft.rfftfreq(X)[None, :] ** 2)
+        return np.sqrt(np.interp(f, self.freq, self.gain[i])).astype(np.float32)
+
+    def summary(self, bands=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)) -> dict:
+        """Median over tilts of the power gain in bands of |f| (cycles per pixel)."""
+        out = []
+        for lo, hi in zip(bands[:-1], bands[1:]):
+            m = (self.freq >= lo) & (self.freq < hi)
+            out.append(round(float(np.median(self.gain[:, m].mean(axis=1))), 4) if m.any() else None)
+        return {"bands_cycles_per_px": list(bands), "power_gain_median": out}
+
+
+def signal_transfer(ref_rings: np.ndarray, clean_rings: np.ndarray, freq: np.ndarray, r, sigma, *,
+                    max_gain: float = MAX_TRANSFER_GAIN) -> RadialTransfer:
+    """The reference's measured signal transfer relative to the clean tilts (rotational averages, per tilt).
+
+    ``ref_rings`` / ``clean_rings``: ring spectra (:func:`tilt_spectra`, standardised tilts) of the reference
+    tilt matched to each content tilt and of the clean tilt, at ``freq``. Power gain = the reference's signal
+    spectrum (its spectrum minus the white noise level ``sigma**2``, >= 0) over the clean tilt's share
+    ``r**2 x clean spectrum``, at most ``max_gain**2``, 1 at DC; no signal (``r = 0``): gain 1. Filtering the
+    clean tilt with it gives the content the reference signal's radial spectrum: the blur of the real image
+    (CTF envelopes, detector MTF, dose, alignment) that a projection lacks, and without which sharp dense objects
+    (gold beads) make a heavy dark tail."""
+    P = np.asarray(ref_rings, dtype=np.float64)
+    C = np.asarray(clean_rings, dtype=np.float64)
+    r2 = np.asarray(r, dtype=np.float64).reshape(-1, 1) ** 2
+    s2 = np.asarray(sigma, dtype=np.float64).reshape(-1, 1) ** 2
+    sig = np.maximum(P - s2, 0.0)
+    den = r2 * C
+    with np.errstate(invalid="ignore", divide="ignore"):
+        H = np.where(den > 0, sig / den, 0.0)
+    H = np.clip(H, 0.0, max_gain ** 2)
+    H[:, 0] = 1.0
+    H[(r2[:, 0] <= 1e-6) | ~(H[:, 1:] > 0).any(axis=1)] = 1.0
+    return RadialTransfer(np.asarray(freq, dtype=np.float64), H)
+
+
+# --------------------------------------------------------------------------------------------------
+# intensity matching
+
+MATCHES = ("meanstd", "distribution")
+DEFAULT_MATCH = "meanstd"
+
+
+def match_distribution(tilts: np.ndarray, targets: Sequence[np.ndarray], *, seed: int = 0,
+                       tilt_indices: Sequence[int] | None = None, bins: int | None = None,
+                       progress=None) -> np.ndarray:
+    """Map each tilt's intensities onto a target distribution (``redistributor``, Harar et al.).
+
+    ``targets[i]`` holds the values whose distribution tilt ``i`` should follow (e.g. the angle-matched real
+    tilt at the content's sampling; several arrays are pooled). Per tilt, ``R = F_target^-1 o F_tilt`` with both
+    CDFs learned on a lattice of ``bins`` quantiles (redistributor's default: min(size, 5000)), piecewise linear
+    and monotone: the order of the pixels (the image) is kept, their values take the target's quantiles. Ties in
+    quantised targets are broken by redistributor's seeded jitter (``default_rng([seed, tilt index])``)."""
+    from redistributor import LearnedDistribution, Redistributor
+
+    t = np.asarray(tilts, dtype=np.float32)
+    T = t.shape[0]
+    if len(targets) != T:
+        raise ValueError(f"match_distribution: {len(targets)} targets for {T} tilts")
+    idx = np.arange(T) if tilt_indices is None else np.asarray(tilt_indices, dtype=np.int64)
+    out = np.empty_like(t)
+    it = range(T) if progress is None else progress(range(T))
+    for i in it:
+        tg = targets[i]
+        tg = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in tg]) if isinstance(tg, (list, tuple)) \
+            else np.asarray(tg, dtype=np.float64).ravel()
+        src = t[i].astype(np.float64).ravel()
+        rng_s = np.random.default_rng([int(seed), int(idx[i]), 0])
+        rng_t = np.random.default_rng([int(seed), int(idx[i]), 1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            S = LearnedDistribution(src, bins=None if bins is None else min(bins, src.size), seed=rng_s)
+            G = LearnedDistribution(tg, bins=None if bins is None else min(bins, tg.size), seed=rng_t)
+            out[i] = Redistributor(S, G).transform(src).reshape(t.shape[1:])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # synthesis
 
 
@@ -425,12 +836,18 @@ def _match(y: np.ndarray, mean: float, std: float) -> np.ndarray:
 def add_noise(clean: np.ndarray, curves: NoiseCurves, *, seed: int = 0,
               tilt_indices: Sequence[int] | None = None, content_noise: float | None = None,
               clean_stats: tuple[np.ndarray, np.ndarray] | None = None, progress=None,
-              what: str = "clean tilt-series"):
+              what: str = "clean tilt-series", spectra: np.ndarray | None = None,
+              transfer: np.ndarray | None = None):
     """Apply the per-tilt model to a clean ``(T, Y, X)`` stack.
 
     Returns the NOISY stack (float32), or ``(noisy, content)`` when ``content_noise`` is given (the CONTENT
     modality uses ``content_noise * sigma`` and the same noise draw). ``tilt_indices`` are the tilts' indices
     in the full series (default ``0..T-1``): they and ``seed`` alone decide each tilt's noise.
+
+    ``spectra`` (``(T, n, n//2+1)`` grid spectra, :func:`noise_spectra`): the noise of tilt ``i`` is the same
+    white draw coloured by ``spectra[i]`` (:func:`colour_noise`: unit variance, so ``sigma`` keeps its meaning);
+    ``None``: white. ``transfer`` (:class:`RadialTransfer`, :func:`signal_transfer`): the clean tilt is
+    filtered with its gains before it is standardised.
     """
     clean = np.asarray(clean)
     T = clean.shape[0]
@@ -447,12 +864,26 @@ def add_noise(clean: np.ndarray, curves: NoiseCurves, *, seed: int = 0,
     noisy = np.empty(clean.shape, dtype=np.float32)
     content = np.empty(clean.shape, dtype=np.float32) if content_noise is not None else None
     z = np.empty(clean.shape[1:], dtype=np.float32)
+    if spectra is not None and (np.ndim(spectra) != 3 or len(spectra) != T):
+        raise ValueError(f"add_noise: spectra must be (T, n, n//2+1) with T = {T}")
+    if transfer is not None and len(transfer) != T:
+        raise ValueError(f"add_noise: transfer has {len(transfer)} tilts for {T}")
+    col = None if spectra is None else _Colourer(clean.shape[1:], np.shape(spectra)[1])
     it = range(T) if progress is None else progress(range(T))
     for i in it:
         rng = np.random.default_rng([int(seed), int(idx[i])])
         e = rng.standard_normal(clean.shape[1:], dtype=np.float32)
+        if col is not None:
+            e = col(e, spectra[i])
         np.subtract(clean[i], np.float32(cm[i]), out=z, casting="unsafe")
-        z *= np.float32(curves.r[i] / cs[i])  # r * standardised clean tilt
+        scale = cs[i]
+        if transfer is not None:
+            zf = _filter(z, transfer.on_grid(i, z.shape))
+            sf = _mean_std(zf)[1]
+            if sf > 0:
+                z[...] = zf
+                scale = sf
+        z *= np.float32(curves.r[i] / scale)  # r * standardised clean tilt
         if content is not None:
             y = np.multiply(e, np.float32(content_noise * curves.sigma[i]), out=content[i])
             y += z

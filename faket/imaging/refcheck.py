@@ -11,6 +11,12 @@ Bad tilts (:func:`bad_tilts`, from per-tilt statistics of the raw tilts, :class:
   at one extreme on quantised data: integer-valued tilts).
 Such tilts are excluded from fits and style targets (the content tilts they matched use the nearest kept tilt).
 
+Contaminated tilts (:func:`dark_regions`): a large dark region (an ice crystal, carbon, a grid bar's edge, thick
+ice) inside an otherwise good tilt passes the per-tilt checks above, yet its step dominates the tilt's variance, so a
+blind noise fit reads it as signal (a contaminated micrograph read SNR 31 where its clean part reads 0.37). Block
+means are compared with their median; the largest connected group of blocks far below it is reported when it covers
+>= 5 % of the tilt.
+
 Contrast polarity (:func:`polarity`): in a bright-field cryo-ET image, dense matter (protein, membranes, gold
 beads) absorbs/scatters: it is darker than the ice, and it is a minority of the pixels, so the intensity
 distribution of a low-passed tilt has a long tail towards *low* values. The statistic is the quantile skewness
@@ -28,7 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TiltStats", "tilt_stats_raw", "bad_tilts", "polarity", "POLARITY_THRESHOLD"]
+__all__ = ["TiltStats", "tilt_stats_raw", "bad_tilts", "polarity", "POLARITY_THRESHOLD", "dark_regions",
+           "DARK_REGION_MIN_FRACTION"]
 
 POLARITY_THRESHOLD = 0.03
 
@@ -129,3 +136,52 @@ def polarity(tilts: np.ndarray, *, sigma_px: float = 2.0, max_tilts: int = 16) -
             "definition": "median over tilts of (q99 + q01 - 2 q50) / (q99 - q01) after a Gaussian low-pass "
                           f"(sigma {sigma_px:g} px at the content's sampling); < -{POLARITY_THRESHOLD}: dense "
                           f"objects dark; > {POLARITY_THRESHOLD}: dense objects bright (inverted)"}
+
+
+DARK_REGION_MIN_FRACTION = 0.05   # a dark region this large (fraction of the tilt's area) is reported
+DARK_REGION_K = 5.0               # block means this many robust spreads below the median are dark
+
+
+def dark_regions(tilts: np.ndarray, *, min_fraction: float = DARK_REGION_MIN_FRACTION, k: float = DARK_REGION_K,
+                 blocks: int = 32) -> dict[int, dict]:
+    """Large dark regions (contamination: ice crystals, carbon, a grid bar's edge, thick ice) in a ``(T, Y, X)``
+    stack: ``{tilt index: {"fraction", "depth_std", "mask"}}``.
+
+    Each tilt is cut into about ``blocks`` x ``blocks`` blocks; a block is dark when its mean is more than ``k``
+    robust spreads (1.4826 MAD of the block means) and half a pixel std below the median block mean; the
+    largest 8-connected group of dark blocks is reported when it covers >= ``min_fraction`` of the tilt.
+    ``mask`` (bool, the tilt's shape) marks the region's blocks; ``depth_std`` is the region's mean below the
+    rest, in pixel standard deviations of the rest. Such a region dominates a tilt's variance: a blind noise fit
+    then reads the step as signal (a contaminated micrograph read SNR 31 where its clean part reads 0.37)."""
+    from scipy.ndimage import label
+
+    t = np.asarray(tilts)
+    T, Y, X = t.shape
+    b = max(2, min(Y, X) // blocks)
+    ny, nx = Y // b, X // b
+    out: dict[int, dict] = {}
+    if ny < 4 or nx < 4:
+        return out
+    oy, ox = (Y - ny * b) // 2, (X - nx * b) // 2
+    for i in range(T):
+        x = np.asarray(t[i], dtype=np.float32)
+        M = x[oy:oy + ny * b, ox:ox + nx * b].reshape(ny, b, nx, b).mean(axis=(1, 3), dtype=np.float64)
+        med = float(np.median(M))
+        spread = 1.4826 * float(np.median(np.abs(M - med)))
+        sd = float(x.std(dtype=np.float64))
+        dark = M < med - max(k * spread, 0.5 * sd)
+        if dark.sum() < min_fraction * M.size:
+            continue
+        lab, n = label(dark, structure=np.ones((3, 3), dtype=bool))
+        sizes = np.bincount(lab.ravel())[1:]
+        j = int(np.argmax(sizes)) + 1
+        frac = float(sizes[j - 1] / M.size)
+        if frac < min_fraction:
+            continue
+        mb = lab == j
+        mask = np.zeros((Y, X), dtype=bool)
+        mask[oy:oy + ny * b, ox:ox + nx * b] = np.repeat(np.repeat(mb, b, axis=0), b, axis=1)
+        rest = x[~mask]
+        depth = (float(rest.mean()) - float(x[mask].mean())) / max(float(rest.std()), 1e-30)
+        out[i] = {"fraction": round(frac, 4), "depth_std": round(depth, 3), "mask": mask}
+    return out

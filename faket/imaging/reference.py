@@ -17,8 +17,8 @@ import numpy as np
 
 from faket.errors import InputError
 
-_OPT = {"noise": "--reference-pixel-size", "style": "--style-pixel-size"}
-_ANG = {"noise": "--reference-angles-file", "style": "--style-angles-file"}
+_OPT = {"noise": "--reference-pixel-size", "style": "--style-pixel-size", "realism": "--real-pixel-size"}
+_ANG = {"noise": "--reference-angles-file", "style": "--style-angles-file", "realism": "--real-angles-file"}
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class PreparedReference:
         return self.record["sampling"]["pixel_used_a"]
 
 
-def prepare_reference(path, k: int, n_refs: int, args: ReferenceOptions, *, kind: str, content_T: int, content_angles,
+def prepare_reference(path, k: int, n_refs: int, args: ReferenceOptions, *, kind: str, content_T: int | None, content_angles,
                       content_path, content_pixel: float | None, warn, info=None, progress=None,
                       what: str = "reference") -> PreparedReference:
     """Open, check, resample, order, clean and match reference ``k`` of ``n_refs`` (see the module doc)."""
@@ -211,8 +211,10 @@ def prepare_reference(path, k: int, n_refs: int, args: ReferenceOptions, *, kind
             warn(f"{path}: dense objects appear BRIGHT (inverted contrast? polarity statistic "
                  f"{pol['statistic']:+.3f}; faket's projections have dense = dark): pass --invert-reference to flip it")
 
-    # matching to the content
-    if n_total == 1:
+    # matching to the content (content_T None: no content to match; faket realism pairs tilts itself)
+    if content_T is None:
+        idx, gap = np.zeros(0, dtype=np.int64), np.zeros(0)
+    elif n_total == 1:
         idx, gap = np.zeros(content_T, dtype=np.int64), np.zeros(content_T)
     elif kept_angles is not None and content_angles is not None:
         idx, gap = match_stack(content_angles, content_T, kept_angles, keep.size, reference_path=path,
