@@ -113,7 +113,7 @@ def add_arguments(p) -> None:
     r.add_argument("--network", choices=NETWORKS,
                    help="multiscale: one layer of seeded random filters of several sizes instead of VGG-19 "
                         f"(Ustyuzhaninov et al. 2017; random weights only) (paper: {PAPER.network})")
-    r.add_argument("--multiscale-sizes",
+    r.add_argument("--multiscale-sizes", metavar="K,K,...",
                    help=f"filter sizes of --network multiscale, odd (default: {_v(PAPER.multiscale_sizes)})")
     r.add_argument("--multiscale-maps", type=int, metavar="N",
                    help=f"random filters per size of --network multiscale (default: {PAPER.multiscale_maps})")
