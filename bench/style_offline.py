@@ -37,6 +37,8 @@ VARIANTS = {
     "NOISY (2d, default)": ("noise", []),
     "paper (random weights)": ("style", ["--preset", "paper"]),
     "offline": ("style", []),
+    "offline, step 0.005": ("style", ["--step-size", "0.005"]),
+    "offline, step 0.002": ("style", ["--step-size", "0.002"]),
     "offline, 10 steps": ("style", ["--iterations", "10"]),
     "layer-norm, 10 steps": ("style", ["--iterations", "10", "--layer-norm"]),
     "softmax, 10 steps": ("style", ["--iterations", "10", "--feature-transform", "softmax"]),
@@ -93,12 +95,13 @@ def run_reference(name, names, tmp, seed=0, log=print):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--refs", default="cryocat,pytom")
-    ap.add_argument("--variants", default=None, help="';'-separated substrings of the modality names")
+    ap.add_argument("--variants", default=None, help="';'-separated modality names (exact) or substrings of them")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the summaries here")
     ap.add_argument("--tmp", default=None)
     a = ap.parse_args(argv)
-    names = [v for v in VARIANTS if not a.variants or any(w in v for w in a.variants.split(";"))]
+    want = a.variants.split(";") if a.variants else []
+    names = [v for v in VARIANTS if not want or v in want or any(w in v and w not in VARIANTS for w in want)]
     results = {}
     for ref in a.refs.split(","):
         with tempfile.TemporaryDirectory(dir=a.tmp) as d:

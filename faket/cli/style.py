@@ -26,9 +26,9 @@ _PRESETS_TEXT = textwrap.fill(
     f"layer {_v(PAPER.content_layers)}, content weight {_v(PAPER.content_weight)}, TV {_v(PAPER.tv_weight)}, "
     f"{PAPER.pooling} pooling (FakET's setting, meant for ImageNet weights). `offline` = the setting chosen for "
     f"random VGG weights (no ImageNet weights available): {OFFLINE.iterations} Adam steps of "
-    f"{_v(OFFLINE.step_size)} without content loss (the content enters through the NOISY init), which on real "
-    "tilt-series brought the spectrum closer to the reference than NOISY without cleaning the tilts; see "
-    "docs/style.md. `auto` (default) = paper with ImageNet/file weights, offline with "
+    f"{_v(OFFLINE.step_size)} without content loss (the content enters through the NOISY init): small, because on "
+    "held-out real tilts no random-weight setting came closer to real data than NOISY itself (offline, the "
+    "realism comes from the noise model); see docs/style.md. `auto` (default) = paper with ImageNet/file weights, offline with "
     "--weights random. Any option given explicitly overrides the preset.", 106)
 DESCRIPTION = f"""\
 Style a CONTENT tilt-series towards the look of a real reference (FakET's neural style transfer).
