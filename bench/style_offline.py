@@ -105,7 +105,7 @@ def main(argv=None):
     results = {}
     for ref in a.refs.split(","):
         with tempfile.TemporaryDirectory(dir=a.tmp) as d:
-            rep, secs, fit, score = run_reference(ref, names, d, a.seed, log=lambda m: print(m, flush=True))
+            rep, _, fit, score = run_reference(ref, names, d, a.seed, log=lambda m: print(m, flush=True))
         results[ref] = {v: rep["modalities"][v]["summary"] for v in names}
         results[ref]["real vs real (floor)"] = rep["floor"]["summary"]
         print(f"\n{ref}: fitted on real rows {fit.tolist()}, scored on {score.tolist()}")

@@ -15,9 +15,9 @@ from faket.style import Reference, StyleTransfer, stylize_series
 from faket.style.settings import PRESETS, StyleSettings
 from faket.style.vgg import build_model
 
-VARIANTS = {"layer-norm": dict(layer_norm=True), "softmax": dict(feature_transform="softmax"),
-            "multiscale": dict(network="multiscale"),
-            "multiscale+layer-norm": dict(network="multiscale", layer_norm=True)}
+VARIANTS = {"layer-norm": {"layer_norm": True}, "softmax": {"feature_transform": "softmax"},
+            "multiscale": {"network": "multiscale"},
+            "multiscale+layer-norm": {"network": "multiscale", "layer_norm": True}}
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +72,7 @@ def test_layer_norm_divides_each_layer_by_its_target_magnitude():
     """With one style layer, per-layer normalisation is the plain loss over the target's SMSE magnitude."""
     from faket.style.losses import gram_scale
 
-    content, init, ref = _case(n=40, T=1)
+    _, init, ref = _case(n=40, T=1)
     s0 = dataclasses.replace(PRESETS["offline"], style_layers=(6,), style_layer_weights=(1.0,))
     s1 = dataclasses.replace(s0, layer_norm=True)
     m, _ = build_model("random", s0, seed=0)
@@ -95,7 +95,7 @@ def test_variant_settings_errors_and_cli_options():
     p = argparse.ArgumentParser()
     cli_style.add_arguments(p)
     base = ["c.mrc", "-o", "o.mrc", "--style", "r.mrc"]
-    s, name = cli_style.resolve_settings(p.parse_args(base + ["--layer-norm", "--feature-transform", "softmax",
+    s, _ = cli_style.resolve_settings(p.parse_args(base + ["--layer-norm", "--feature-transform", "softmax",
                                                              "--softmax-temperature", "2", "--network",
                                                              "multiscale", "--multiscale-sizes", "3,7",
                                                              "--multiscale-maps", "4"]), "random")

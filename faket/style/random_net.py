@@ -27,11 +27,11 @@ not import :mod:`faket.style.vgg` (which imports it to build the models).
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from faket.errors import ParameterError
 
-__all__ = ["MULTISCALE_LAYER", "softmax_features", "make_multiscale", "wrap_softmax", "adapt_model"]
+__all__ = ["MULTISCALE_LAYER", "adapt_model", "make_multiscale", "softmax_features", "wrap_softmax"]
 
 MULTISCALE_LAYER = 0   # the multi-scale net's one layer (its Gram matrix is taken over all maps)
 
