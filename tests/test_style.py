@@ -209,7 +209,7 @@ def test_presets_are_the_settings_defaults_except_their_stated_differences():
     assert PRESETS["paper"] == default
     diff = {f.name: getattr(PRESETS["offline"], f.name) for f in dataclasses.fields(StyleSettings)
             if getattr(PRESETS["offline"], f.name) != getattr(default, f.name)}
-    assert diff == {"iterations": 3, "initial_iterations": 3, "step_size": 0.02, "content_weight": 0.0}
+    assert diff == {"iterations": 3, "initial_iterations": 3, "step_size": 0.005, "content_weight": 0.0}
     # the CLI with no algorithm options gives the preset unchanged, whichever way it is chosen
     p = argparse.ArgumentParser()
     cli_style.add_arguments(p)

@@ -7,7 +7,7 @@ import textwrap
 
 from faket.errors import InputError, ParameterError
 from faket.style import settings as ss
-from faket.style.settings import ALGORITHM_KEYS, PRESET_NAMES, PRESETS
+from faket.style.settings import ALGORITHM_KEYS, FEATURE_TRANSFORMS, NETWORKS, OFFLINE_NOTE, PRESET_NAMES, PRESETS
 from faket.cli._common import add_common_args
 from faket.cli._reference import add_reference_args
 
@@ -26,9 +26,9 @@ _PRESETS_TEXT = textwrap.fill(
     f"layer {_v(PAPER.content_layers)}, content weight {_v(PAPER.content_weight)}, TV {_v(PAPER.tv_weight)}, "
     f"{PAPER.pooling} pooling (FakET's setting, meant for ImageNet weights). `offline` = the setting chosen for "
     f"random VGG weights (no ImageNet weights available): {OFFLINE.iterations} Adam steps of "
-    f"{_v(OFFLINE.step_size)} without content loss (the content enters through the NOISY init), which on real "
-    "tilt-series brought the spectrum closer to the reference than NOISY without cleaning the tilts; see "
-    "docs/style.md. `auto` (default) = paper with ImageNet/file weights, offline with "
+    f"{_v(OFFLINE.step_size)} without content loss (the content enters through the NOISY init): small, because on "
+    "held-out real tilts no random-weight setting came closer to real data than NOISY itself (offline, the "
+    "realism comes from the noise model); see docs/style.md. `auto` (default) = paper with ImageNet/file weights, offline with "
     "--weights random. Any option given explicitly overrides the preset.", 106)
 DESCRIPTION = f"""\
 Style a CONTENT tilt-series towards the look of a real reference (FakET's neural style transfer).
@@ -99,6 +99,24 @@ def add_arguments(p) -> None:
                    help=f"weights of the content layers, normalised (paper: {_v(PAPER.content_layer_weights)})")
     g.add_argument("--tv-weight", type=float, help=f"total-variation weight (paper: {_v(PAPER.tv_weight)})")
     g.add_argument("--pooling", choices=("max", "avg"), help=f"VGG pooling (paper: {PAPER.pooling})")
+    r = p.add_argument_group("random-weight variants (docs/style.md, \"Offline (random weights)\"; all off in "
+                             "the paper preset)")
+    r.add_argument("--layer-norm", dest="layer_norm", action="store_true", default=None,
+                   help="divide each layer's style loss by its target Gram's magnitude (He et al. 2016)")
+    r.add_argument("--no-layer-norm", dest="layer_norm", action="store_false", default=None,
+                   help="the paper's style loss (default)")
+    r.add_argument("--feature-transform", choices=FEATURE_TRANSFORMS,
+                   help="softmax: spatial softmax of each channel's activations before the Gram matrix (SWAG, "
+                        f"Wang et al. 2021) (paper: {PAPER.feature_transform})")
+    r.add_argument("--softmax-temperature", type=float, metavar="T",
+                   help=f"temperature of --feature-transform softmax (default: {_v(PAPER.softmax_temperature)})")
+    r.add_argument("--network", choices=NETWORKS,
+                   help="multiscale: one layer of seeded random filters of several sizes instead of VGG-19 "
+                        f"(Ustyuzhaninov et al. 2017; random weights only) (paper: {PAPER.network})")
+    r.add_argument("--multiscale-sizes", metavar="K,K,...",
+                   help=f"filter sizes of --network multiscale, odd (default: {_v(PAPER.multiscale_sizes)})")
+    r.add_argument("--multiscale-maps", type=int, metavar="N",
+                   help=f"random filters per size of --network multiscale (default: {PAPER.multiscale_maps})")
 
     w = p.add_argument_group("model and speed")
     w.add_argument("--weights", default="imagenet",
@@ -139,8 +157,8 @@ def add_arguments(p) -> None:
 def resolve_settings(args, weights_kind: str):
     """StyleSettings from the preset and explicit options, and the preset's name (faket.style.settings.resolve)."""
     given = {k: getattr(args, k, None) for k in ALGORITHM_KEYS}
-    for k in ("style_layers", "content_layers"):
-        if given[k] is not None:
+    for k in ("style_layers", "content_layers", "multiscale_sizes"):
+        if given.get(k) is not None:
             given[k] = ss.parse_int_list(given[k], "--" + k.replace("_", "-"))
     for k in ("style_layer_weights", "content_layer_weights"):
         if given[k] is not None:
@@ -160,7 +178,7 @@ def run(args) -> int:
     from faket.formats.tiltmeta import read_tiltseries
     from faket.style.cache import GramCache
     from faket.imaging.tilts import parse_tilt_chunk
-    from faket.style.vgg import LAYER_NAMES, build_vgg
+    from faket.style.vgg import LAYER_NAMES, build_model
     from faket.cli._common import Step, check_not_same, info, progress, resolve_device, set_threads, warn
     from faket.cli._reference import content_pixel_size
     from faket.imaging.reference import ReferenceOptions, prepare_reference
@@ -215,9 +233,8 @@ def run(args) -> int:
     # model
     if wkind == "random":
         warn("using RANDOM VGG-19 weights (--weights random): not the paper's ImageNet features; "
-             f"preset {preset!r}")
-    model, winfo = build_vgg(weights, depth=settings.depth, pooling=settings.pooling, seed=args.seed,
-                             device=device, download=args.download_weights)
+             f"preset {preset!r}" + (f", {settings.variant}" if settings.variant else "") + ". " + OFFLINE_NOTE)
+    model, winfo = build_model(weights, settings, seed=args.seed, device=device, download=args.download_weights)
     info(args, f"weights: {winfo.kind}" + (f" {winfo.path}" if winfo.path else "") + f" sha256 {winfo.sha256[:12]}")
     H, W = content.shape[1:]
     settings.max_tile = ss.max_tile_for(settings.max_tile, (H, W), device.type)
@@ -252,8 +269,11 @@ def run(args) -> int:
         "style": {
             "preset": preset,
             "settings": settings.to_dict(),
-            "layer_names": {"style": [LAYER_NAMES[l] for l in settings.style_layers],
-                            "content": [LAYER_NAMES[l] for l in settings.content_layers]},
+            "layer_names": ({"style": ["multiscale"], "content": ["multiscale"] if engine.content_layers else []}
+                            if settings.network == "multiscale" else
+                            {"style": [LAYER_NAMES[l] for l in settings.style_layers],
+                             "content": [LAYER_NAMES[l] for l in settings.content_layers]}),
+            "variant": settings.variant,
             "weights": winfo.to_dict(),
             "device": str(device), "precision": settings.precision, "tilt_batch": tilt_batch,
             "threads": torch.get_num_threads(),
@@ -268,6 +288,8 @@ def run(args) -> int:
     }
     if cache is not None:
         extra["style"]["gram_cache"] = cache.record()
+    if wkind == "random":
+        extra["style"]["realism_note"] = OFFLINE_NOTE
     with Step("style", args, inputs=inputs) as stp:
         stp.write_mrc(args.output, out, c_m.voxel_size_a, angles=angles_out, image_stack=True, extra=extra)
     lo = np.mean(rec["per_tilt"]["loss_initial"])

@@ -45,7 +45,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from faket.errors import InputError, ParameterError
-from faket.style.losses import gram, gram_style_loss, gram_sum, scaled_mse, tv_loss
+from faket.style.losses import gram, gram_scale, gram_style_loss, gram_sum, scaled_mse, tv_loss
 from faket.style.settings import (
     PRESETS,
     StyleSettings,
@@ -282,18 +282,28 @@ class StyleTransfer:
         from faket.style.vgg import downsampling, receptive_radius
 
         self._torch = torch
-        self.model = model
         self.s = settings.validate()
+        # random-weight variants (faket.style.random_net): the feature transform wraps the model; the
+        # multi-scale net has one layer (0) for style and content
+        from faket.style.random_net import adapt_model
+
+        self.model = model = adapt_model(model, self.s)
         self.device = device if device is not None else next(model.parameters()).device
         # layers with zero weight are dropped (no content forward at all with content weight 0)
         sw, cw = self.s.style_weights_norm(), self.s.content_weights_norm()
-        self.style_layers = [l for l, w in zip(self.s.style_layers, sw) if w > 0]
+        s_layers, c_layers = self.s.style_layers, self.s.content_layers
+        if self.s.network == "multiscale":
+            s_layers, sw = (0,), [1.0] if sw else []
+            c_layers, cw = (0,), [self.s.content_weight] if cw else []
+        self.style_layers = [l for l, w in zip(s_layers, sw) if w > 0]
         self.sw = [w for w in sw if w > 0]
-        self.content_layers = [l for l, w in zip(self.s.content_layers, cw) if w > 0]
+        self.content_layers = [l for l, w in zip(c_layers, cw) if w > 0]
         self.cw = [w for w in cw if w > 0]
         self.all_layers = sorted(set(self.style_layers) | set(self.content_layers))
         if not self.all_layers:
             raise InputError("nothing to optimise: all style layer weights and the content weight are 0")
+        downsampling = getattr(model, "downsampling", downsampling)
+        receptive_radius = getattr(model, "receptive_radius", receptive_radius)
         self.align = max(downsampling(l) for l in self.all_layers)
         # a halo of twice the receptive-field radius makes the tiled gradient exact (faket.style.tiling)
         self.halo = (self.s.tile_halo if self.s.tile_halo is not None
@@ -315,7 +325,11 @@ class StyleTransfer:
     def _tiles(self, hw):
         from faket.style.tiling import tile_grid
 
-        return tile_grid(hw, self.s.max_tile, self.halo, self.align)
+        tiles = tile_grid(hw, self.s.max_tile, self.halo, self.align)
+        if tiles is not None and self.s.variant is not None:
+            raise ParameterError("max_tile", self.s.max_tile, f"tiles of {hw[0]}x{hw[1]} tilts are not supported with "
+                                 f"the {self.s.variant}: give a max tile of at least the tilt size")
+        return tiles
 
     # -- style targets ------------------------------------------------------------------------------
     def grams_of(self, img01) -> dict:
@@ -334,11 +348,13 @@ class StyleTransfer:
 
     def target_key(self, ref: Reference, j: int, hw: tuple[int, int], weights_key: str) -> str:
         """What a Gram target depends on (the store's key)."""
-        return json.dumps({"v": 1, "ref": ref.tilt_key(j), "lo": ref.lo, "hi": ref.hi, "hw": list(hw),
-                           "layers": self.style_layers, "pooling": self.s.pooling, "weights": weights_key,
-                           "precision": self.s.precision,
-                           "tile": None if self._tiles(hw) is None else [self.s.max_tile, self.halo]},
-                          sort_keys=True)
+        key = {"v": 1, "ref": ref.tilt_key(j), "lo": ref.lo, "hi": ref.hi, "hw": list(hw),
+               "layers": self.style_layers, "pooling": self.s.pooling, "weights": weights_key,
+               "precision": self.s.precision,
+               "tile": None if self._tiles(hw) is None else [self.s.max_tile, self.halo]}
+        if getattr(self.model, "feature_key", None):      # a random-weight variant's features
+            key["features"] = self.model.feature_key
+        return json.dumps(key, sort_keys=True)
 
     def reference_grams(self, ref: Reference, j: int, factor: float, *, cache: GramStore | None = None,
                         weights_key: str = "") -> dict:
@@ -360,8 +376,12 @@ class StyleTransfer:
     def _losses(self, feats, content_feats, targets, x):
         """Per-sample (total, style part) losses from features of the image."""
         zeros = self._torch.zeros(x.shape[0], device=x.device)
-        style = sum((w * gram_style_loss(feats[l], targets[l]) for l, w in zip(self.style_layers, self.sw)),
-                    zeros)
+        if self.s.layer_norm:   # each layer relative to its target's magnitude (He et al. 2016)
+            style = sum((w * gram_style_loss(feats[l], targets[l]) / gram_scale(targets[l])
+                         for l, w in zip(self.style_layers, self.sw)), zeros)
+        else:
+            style = sum((w * gram_style_loss(feats[l], targets[l]) for l, w in zip(self.style_layers, self.sw)),
+                        zeros)
         content = sum((w * scaled_mse(feats[l].float() - content_feats[l].float())
                        for l, w in zip(self.content_layers, self.cw)), zeros)
         total = content + style

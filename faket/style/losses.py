@@ -84,3 +84,10 @@ def tv_map(x):
 def tv_loss(x):
     """Per-sample mean of squared forward differences (replicate edge): (B, 1, H, W) -> (B,)."""
     return tv_map(x).flatten(1).mean(1)
+
+
+def gram_scale(target):
+    """Magnitude of a Gram target per sample, ``SMSE(T) = sum T^2 / (sum |T| + 1e-8)`` (floored at 1e-12):
+    the per-layer normalisation of ``layer_norm`` (He, Wang & Hopcroft 2016). (B, C, C) -> (B,)."""
+    t = target.flatten(1).float()
+    return (t.pow(2).sum(1) / (t.abs().sum(1) + EPS)).clamp_min(1e-12)

@@ -38,7 +38,8 @@ from faket.errors import InputError, ParameterError
 
 __all__ = ["VGG19_CONFIG", "LAYER_NAMES", "IMAGENET_MEAN", "IMAGENET_STD", "WeightsInfo",
            "imagenet_cache_path", "load_vgg19_state", "build_vgg", "max_layer_index", "downsampling",
-           "receptive_radius", "WEIGHTS_KINDS", "IMAGENET_SHA256_PREFIX", "weights_kind", "recorded_weights_kind"]
+           "receptive_radius", "WEIGHTS_KINDS", "IMAGENET_SHA256_PREFIX", "weights_kind", "recorded_weights_kind",
+           "build_model"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -338,3 +339,22 @@ def build_vgg(weights: str = "imagenet", *, depth: int = 29, pooling: str = "max
     if device is not None:
         model = model.to(device)
     return model, info
+
+
+def build_model(weights: str, settings, *, seed: int = 0, device=None, download: bool = False):
+    """The feature extractor ``settings`` asks for and its :class:`WeightsInfo`: the folded VGG-19 (any
+    weights), or with ``settings.network == "multiscale"`` the multi-scale random net (random weights only;
+    :mod:`faket.style.random_net`); the softmax feature transform wraps either."""
+    from faket.style.random_net import adapt_model, make_multiscale
+
+    if settings.network == "multiscale":
+        if weights != "random":
+            raise ParameterError("network", "multiscale", "the multi-scale net has random filters only: use it "
+                                 "with random weights")
+        model = make_multiscale(settings.multiscale_sizes, settings.multiscale_maps, seed, device)
+        info = WeightsInfo("random", None, model.sha256, seed,
+                           note="multi-scale random filters (Ustyuzhaninov et al. 2017), seeded; not VGG-19")
+    else:
+        model, info = build_vgg(weights, depth=settings.depth, pooling=settings.pooling, seed=seed, device=device,
+                                download=download)
+    return adapt_model(model, settings), info
