@@ -12,6 +12,7 @@ from snakemake.utils import validate
 # the faket package of this checkout (the one the rules' environment installs)
 sys.path.insert(0, workflow.basedir)
 from faket import workflow as fw
+from faket.workflow import options as fwo
 from faket.errors import InputError
 from faket.labels import CELLULAR_FILES, CELLULAR_LAYOUT_FILES, FULL_LIST_FILES, LAYOUT_FILES, label_files
 
@@ -316,16 +317,7 @@ def final_outputs():
 
 
 def layout_opts():
-    opts = []
-    if config["layout"]["spec"]:
-        opts.append(f"--spec {config['layout']['spec']}")
-    if config["layout"]["shape_zyx"]:
-        opts.append(
-            "--shape {}".format(",".join(str(v) for v in config["layout"]["shape_zyx"]))
-        )
-    if config["layout"]["voxel_size_a"]:
-        opts.append(f"--voxel-size {config['layout']['voxel_size_a']:g}")
-    return " ".join(opts)
+    return fwo.layout_opts(config["layout"])
 
 
 def project_opts():
@@ -334,16 +326,8 @@ def project_opts():
 
 
 def physics_opts(ref):
-    r = REFS[ref]
-    opts = [f"--defocus-um {r['defocus_um']:g}"]
-    if config["reference"]["physics"]["dose"] is not None:
-        opts.append(f"--dose {config['reference']['physics']['dose']:g}")
-    return " ".join(opts)
-
-
-def snr_opt(tomo):
-    snr = draw(tomo, "noise.snr", config["noise"]["snr"])
-    return "" if snr is None else f"--snr {snr:g}"
+    dose = config["reference"]["physics"]["dose"]
+    return fwo.physics_opts({"defocus_um": REFS[ref]["defocus_um"], "dose": dose})
 
 
 def z_range_opt(tomo):
@@ -352,14 +336,7 @@ def z_range_opt(tomo):
 
 
 def noise_opts(tomo):
-    opts = [
-        f"--estimate {config['noise']['estimate']}",
-        f"--content-noise {config['noise']['content_noise']:g}",
-    ]
-    s = snr_opt(tomo)
-    if s:
-        opts.append(s)
-    return " ".join(opts)
+    return fwo.noise_opts(config["noise"], draw(tomo, "noise.snr", config["noise"]["snr"]))
 
 
 def reference_pixel_opt(tomo, flag):
@@ -370,15 +347,8 @@ def reference_pixel_opt(tomo, flag):
 
 
 def style_opts(tomo):
-    st = config["style"]
-    opts = [f"--weights {st['weights']}", f"--precision {st['precision']}"]
-    if st["iterations"] is not None:
-        opts.append(f"--iterations {st['iterations']}")
-    if st["style_cache"]:
-        opts.append(
-            f"--style-cache results/references/{reference_id(tomo)}/style_cache"
-        )
-    return " ".join(opts)
+    cache = f"results/references/{reference_id(tomo)}/style_cache"
+    return fwo.style_opts(config["style"], cache if config["style"]["style_cache"] else None)
 
 
 def qc_tomogram(tomo):
