@@ -343,12 +343,14 @@ def test_benchmark_dry_run_plans_every_modality_and_the_finetune_rows(tmp_path):
         for k in ks:
             assert f"results/benchmark/models/{mod}/seed1/finetune_k{k}/model.pt" in out
             assert f"results/benchmark/runs/{mod}_ft{k}/seed1/test_002/metrics.json" in out
-    assert "results/benchmark/runs/test_000" not in out             # fine-tune tomograms are never scored
-    ref_lines = [x for x in out.splitlines() if x.strip().startswith("faket reference")]
+    assert "/test_000/metrics.json" not in out and "/test_001/metrics.json" not in out   # fine-tune tomograms
+    ref_lines = [x for x in out.splitlines() if "Shell command: faket reference " in x]
     test_refs = [x for x in ref_lines if "/test_" in x or "/unlabelled_" in x or "matched.mrc" in x]
     train_refs = [x for x in ref_lines if x not in test_refs]
-    assert test_refs and all("--mtf none --ice-thickness-nm 250" in x and "--dose 60" in x for x in test_refs)
-    assert train_refs and not any("--mtf" in x or "--ice-thickness-nm" in x for x in train_refs)
+    domain = ("--defocus-um -5 ", "--dose 60 ", "--mtf none ", "--ice-thickness-nm 250 ")
+    assert len(test_refs) == 3 + 3 + 2 and all(all(f in x for f in domain) for x in test_refs)
+    assert len(train_refs) == 3 and all("--defocus-um -3 " in x and "--mtf" not in x and "--ice" not in x
+                                        and "--dose" not in x for x in train_refs)
     assert any("faket picker train --init" in x for x in out.splitlines())
     assert not (tmp_path / "run" / "results").exists()
     # faket benchmark runs the same plan
