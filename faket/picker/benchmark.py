@@ -459,6 +459,13 @@ class Plan:
                 td[key] = v
         return td
 
+    @staticmethod
+    def pattern(names) -> str:
+        """Wildcard constraint matching exactly these names (never matches when there are none)."""
+        import re
+
+        return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
     # names and files
     def seed(self, name: str) -> int:
         return self._seed[name]

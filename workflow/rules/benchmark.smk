@@ -23,19 +23,15 @@ BM_DIR = BMP.DIR
 BM_BIN = BMP.bin
 
 
-def _bm_pattern(names):
-    return "|".join(re.escape(n) for n in names) if names else "(?!)"
-
-
 wildcard_constraints:
-    bname=_bm_pattern(BMP.layouts()),
-    btrain=_bm_pattern(BMP.train),
-    blabelled=_bm_pattern(BMP.train + BMP.generated_test),
-    btest=_bm_pattern(BMP.annotated),
-    bfolder=_bm_pattern(BMP.user_tests("folder")),
-    bcopick=_bm_pattern(BMP.user_tests("copick")),
+    bname=BMP.pattern(BMP.layouts()),
+    btrain=BMP.pattern(BMP.train),
+    blabelled=BMP.pattern(BMP.train + BMP.generated_test),
+    btest=BMP.pattern(BMP.annotated),
+    bfolder=BMP.pattern(BMP.user_tests("folder")),
+    bcopick=BMP.pattern(BMP.user_tests("copick")),
     bmod="benchmark|matched|faket|noisy|baseline|noiseless|offline",
-    brow=_bm_pattern(BMP.rows()),
+    brow=BMP.pattern(BMP.rows()),
     bk=r"\d+",
     bseed=r"\d+",
 

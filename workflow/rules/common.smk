@@ -336,7 +336,9 @@ def z_range_opt(tomo):
 
 
 def noise_opts(tomo):
-    return fwo.noise_opts(config["noise"], draw(tomo, "noise.snr", config["noise"]["snr"]))
+    return fwo.noise_opts(
+        config["noise"], draw(tomo, "noise.snr", config["noise"]["snr"])
+    )
 
 
 def reference_pixel_opt(tomo, flag):
@@ -348,7 +350,9 @@ def reference_pixel_opt(tomo, flag):
 
 def style_opts(tomo):
     cache = f"results/references/{reference_id(tomo)}/style_cache"
-    return fwo.style_opts(config["style"], cache if config["style"]["style_cache"] else None)
+    return fwo.style_opts(
+        config["style"], cache if config["style"]["style_cache"] else None
+    )
 
 
 def qc_tomogram(tomo):
