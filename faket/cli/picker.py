@@ -188,8 +188,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="the test domain differs from the training domain: BENCHMARK is labelled "
                          "BENCHMARK-MISMATCHED and the paper's BENCHMARK row goes beside PHYSICS-MATCHED")
     sm.add_argument("--faket-weights", default="imagenet",
-                    help="VGG weights FAKET was styled with: imagenet, or anything else (random, a path): the "
-                         "FAKET row is compared with the paper's random-weights ablation")
+                    help="VGG weights FAKET was styled with (style.weights): random -> the FAKET row is compared "
+                         "with the paper's random-weights ablation; imagenet or a weights file -> with its FAKET row")
     sm.add_argument("--quiet", "-q", action="store_true")
     sm.set_defaults(_picker_run=_summarize)
 

@@ -257,12 +257,13 @@ def _pm(m, s) -> str:
 
 def paper_values(modality: str, faket_weights: str = "imagenet", shifted: bool = False):
     """The paper's (loc F1, cls F1) for a result row. The paper trained BENCHMARK on the test tomogram's own
-    simulator: under a domain shift that is PHYSICS-MATCHED's row. FAKET styled with random VGG weights ->
-    its ablation row; fine-tuned FAKET -> the archived FakET + fine-tuning row (k = 3 there)."""
+    simulator: under a domain shift that is PHYSICS-MATCHED's row. FAKET styled with random VGG weights
+    (``faket_weights`` "random"; imagenet or a weights file are the paper's method) -> its ablation row;
+    fine-tuned FAKET -> the archived FakET + fine-tuning row (k = 3 there)."""
     base, _, k = modality.partition("_ft")
     if k:
-        return PAPER["faket + fine-tune"] if base == "faket" and faket_weights == "imagenet" else None
-    if modality == "faket" and faket_weights != "imagenet":
+        return PAPER["faket + fine-tune"] if base == "faket" and faket_weights != "random" else None
+    if modality == "faket" and faket_weights == "random":
         return PAPER["faket (random VGG)"]
     if shifted and modality == "benchmark":
         return None
@@ -287,7 +288,7 @@ def markdown_table(summ: pd.DataFrame, *, title: str = "", note: str = "", faket
     lines += ["", "Mean ± standard deviation over picker seeds (each seed: mean over the scored test tomograms). "
               "Paper: DeepFinder on SHREC 2021, means of 6 seeds"
               + ("; FAKET row: the paper's random-VGG-weights ablation (the weights used here)"
-                 if faket_weights != "imagenet" else "")
+                 if faket_weights == "random" else "")
               + ("; the paper's BENCHMARK was trained on the test tomogram's own simulator: PHYSICS-MATCHED here"
                  if shifted else "") + "."]
     pcs = sorted(c[3:-5] for c in summ.columns if c.startswith("f1_") and c.endswith("_mean"))
