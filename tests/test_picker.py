@@ -9,8 +9,6 @@ the benchmark's summary table. The benchmark's plan and DAG: tests/test_benchmar
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 

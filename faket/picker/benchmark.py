@@ -14,7 +14,8 @@ picker trained on those k alone (``alone_kK``); all scored on the remaining anno
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -627,7 +628,7 @@ class Plan:
         test = (f"{len(self.annotated)} user-annotated tomogram(s)" if self.user else
                 f"{len(self.annotated)} annotated test-domain layout(s)")
         ft = (f"; fine-tuning on the first k = {', '.join(map(str, self.ks))} of them ({self.finetune_steps} steps), "
-              f"{len(self.test)} scored" if self.ks else f", all scored")
+              f"{len(self.test)} scored" if self.ks else ", all scored")
         ref = self.bm.get("style_reference")
         fit = f"style/noise reference {ref}" if ref else f"{len(self.unlabelled)} unlabelled test-domain tilt-series"
         return (f"Configuration: {len(self.train)} training layouts ({self.spec or 'faket layout default'}); "

@@ -5,7 +5,8 @@ A picker that found nothing is a result: an empty picks table scores zero precis
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 

@@ -10,8 +10,8 @@ Pure functions (arrays and tables in, numbers and tables out).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -15,8 +15,8 @@ softmax saturates, the foreground gradient vanishes); the cross-entropy term kee
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from faket.errors import InputError
 
-__all__ = ["PHYSICS_FLAGS", "layout_opts", "physics_opts", "noise_opts", "style_opts"]
+__all__ = ["PHYSICS_FLAGS", "layout_opts", "noise_opts", "physics_opts", "style_opts"]
 
 
 # faket reference options a config may set (key -> flag); null values are left to faket reference's defaults
