@@ -148,7 +148,7 @@ def test_voxel_size_fallback_is_one_number(tmp_path, run_cli):
 
 
 def test_same_sampling_is_one_tolerance():
-    from faket.cli.picker import _other_sampling
+    from faket.picker.data import other_sampling as _other_sampling
     from faket.imaging.sampling import SAME_SAMPLING_RTOL, plan_resample
 
     assert SAME_SAMPLING_RTOL is voxel.SAME_SAMPLING_RTOL

@@ -14,12 +14,16 @@ HELP = "run the picker benchmark: snakemake --cores N --configfile=CONFIG benchm
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Run the FakET paper's evaluation (one picker per modality and seed, scored on held-out "
-                     "or your own annotated tomograms) through the Snakemake workflow, in the current folder "
-                     "(results/benchmark/). Options after -- go to snakemake unchanged.")
+    p.description = ("Run the picker benchmark through the Snakemake workflow, in the current folder "
+                     "(results/benchmark/): pickers trained on every modality (physics at the training domain's "
+                     "settings, physics matched to the test domain, NOISY / BASELINE / FAKET / the offline default "
+                     "fitted to the test domain's unlabelled tilt-series, NOISELESS), fine-tuned on k annotated "
+                     "test-domain tomograms, against pickers trained on those k alone; scored on the other "
+                     "annotated tomograms (or your own, benchmark.test), with paired bootstrap intervals. "
+                     "Options after -- go to snakemake unchanged.")
     p.add_argument("--configfile", default="config/benchmark.yaml", metavar="YAML",
                    help="benchmark configuration (default config/benchmark.yaml; config/benchmark-gpu.yaml for the "
-                        "paper's scale)")
+                        "paper's scale; config/benchmark-smoke.yaml runs every rule on tiny data in minutes)")
     p.add_argument("--cores", default="2", help="snakemake --cores (default 2)")
     p.add_argument("--snakefile", metavar="PATH",
                    help="the workflow (default: ./Snakefile, else the one beside the installed faket package)")

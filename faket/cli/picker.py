@@ -20,8 +20,11 @@ from faket.cli._common import (
 )
 from faket.errors import InputError
 from faket.formats.names import DATASET_TRAINING_COLUMNS
-from faket.formats.voxel import same_sampling
 from faket.picker import LOSSES
+
+# the picker's defaults, defined once in the core (config keys benchmark.picker.* use the same names)
+from faket.picker import DEFAULTS  # light: no torch
+from faket.picker.stats import N_BOOT  # light: numpy, pandas
 
 HELP = "train a DeepFinder-style picker on faket data, segment tomograms, localise picks (needs faket[picker])"
 
@@ -40,9 +43,6 @@ The benchmark (one picker per modality and seed): snakemake --cores 2 --configfi
 benchmark (docs/picker.md).
 """
 
-# defaults, defined once (config keys benchmark.picker.* use the same names)
-DEFAULTS = dict(steps=1000, batch=8, patch=16, lr=1e-4, shift=3, p_rotate=0.5, background_ratio=1.0,
-                loss="tversky+ce", overlap=0.25, bandwidth=5.0, min_size_fraction=0.2)
 
 
 def _device_args(p):
@@ -87,6 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tversky+ce (default): the paper's Tversky (alpha = beta = 0.5) plus cross-entropy; "
                         "tversky: the paper's loss alone, which collapsed to all-background in every "
                         "small-scale run measured (docs/picker.md)")
+    h.add_argument("--init", metavar="MODEL.pt",
+                   help="continue from this trained picker (fine-tuning): its weights are the start, the "
+                        "optimiser state is fresh (Adam restarts); classes are matched to the model's by name "
+                        "(--particles), the voxel size must be the model's")
     t.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="trained model")
     t.add_argument("--loss-csv", metavar="CSV", help="loss per step (default: beside the model, MODEL_loss.csv)")
     _device_args(t)
@@ -171,14 +175,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--user", help="picks of this copick user (default: the only user with picks)")
     c.add_argument("--session", help="picks of this copick session (default: the only one)")
     tr.add_argument("-o", "--output", required=True, metavar="DIR",
-                    help="writes particles.csv, occupancy_mask.mrc (and tomogram.mrc with --copick)")
+                    help="writes particles.csv, occupancy_mask.mrc, class_mask.mrc (for fine-tuning: faket "
+                         "picker train --init) and, with --copick, tomogram.mrc")
     tr.add_argument("--quiet", "-q", action="store_true")
     tr.set_defaults(_picker_run=_truth)
 
-    sc = sub.add_parser("score", help="faket evaluate, and zero scores when a picker made no picks",
-                        description="Score picks with `faket evaluate` (same options, passed through). A picker "
-                        "that found nothing is a result, not an error: an empty picks table gets a metrics JSON "
-                        "with zero precision, recall and F1 (n_picks 0).")
+    sc = sub.add_parser("score", help="faket evaluate's scores, and zero scores when a picker made no picks",
+                        description="Score picks as `faket evaluate` does (SHREC 2021 rules, the same metrics "
+                        "JSON and confusion CSV beside it), picks in voxels of the occupancy mask. A picker that "
+                        "found nothing is a result, not an error: an empty picks table scores zero precision, "
+                        "recall and F1 (n_picks 0).")
     sc.add_argument("--truth", required=True, metavar="TABLE")
     sc.add_argument("--occupancy", required=True, metavar="MRC")
     sc.add_argument("--pred", required=True, metavar="PICKS.csv")
@@ -199,9 +205,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sm.add_argument("--figure", metavar="PNG", help="figure (default: beside, .png)")
     sm.add_argument("--title", default="faket picker benchmark")
     sm.add_argument("--note", default="", help="a line printed under the table (configuration)")
+    sm.add_argument("--comparisons", metavar="CSV",
+                    help="paired comparisons with bootstrap intervals (default: beside, <name>_comparisons.csv)")
+    sm.add_argument("--comparisons-figure", metavar="PNG",
+                    help="their figure (default: beside the comparisons CSV, .png)")
+    sm.add_argument("--bootstrap-samples", type=int, default=N_BOOT,
+                    help=f"bootstrap resamples of the paired units (default {N_BOOT})")
+    sm.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    sm.add_argument("--shifted", action="store_true",
+                    help="the test domain differs from the training domain: BENCHMARK is labelled "
+                         "BENCHMARK-MISMATCHED and the paper's BENCHMARK row goes beside PHYSICS-MATCHED")
     sm.add_argument("--faket-weights", default="imagenet",
-                    help="VGG weights FAKET was styled with: imagenet, or anything else (random, a path): the "
-                         "FAKET row is compared with the paper's random-weights ablation")
+                    help="VGG weights FAKET was styled with (style.weights): random -> the FAKET row is compared "
+                         "with the paper's random-weights ablation; imagenet or a weights file -> with its FAKET row")
     sm.add_argument("--quiet", "-q", action="store_true")
     sm.set_defaults(_picker_run=_summarize)
 
@@ -209,14 +225,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     fn = getattr(args, "_picker_run", None)
     if fn is None:
-        raise InputError("a command is needed: train, segment, localize, truth or summarize (faket picker --help)")
-    try:
-        # lazy: monai, sklearn (faket start-up)
-        import monai  # noqa: F401
-        import sklearn  # noqa: F401
-    except ImportError as exc:
-        raise InputError(f"the picker needs the 'picker' extra (pip install 'faket[picker]'): {exc.name} "
-                         "is not installed") from None
+        raise InputError("a command is needed: train, segment, localize, truth, score or summarize "
+                         "(faket picker --help)")
+    # the picker extra, checked where it is used (importing MONAI costs seconds: score, truth and summarize
+    # run once per benchmark job and need neither)
+    need = {"train": ("monai",), "segment": ("monai",), "localize": ("sklearn",)}.get(args.picker_command, ())
+    for mod in need:
+        try:
+            __import__(mod)
+        except ImportError as exc:
+            raise InputError(f"the picker needs the 'picker' extra (pip install 'faket[picker]'): {exc.name} "
+                             "is not installed") from None
     return fn(args)
 
 
@@ -228,11 +247,6 @@ def _check_positive(name, v, *, zero=False):
         return
     if v < 0 or (v == 0 and not zero):
         raise InputError(f"{name} {v:g}: must be {'non-negative' if zero else 'positive'}")
-
-
-def _other_sampling(a, b) -> bool:
-    """Two voxel sizes (A, either may be unknown) that are not the same sampling (faket.formats.voxel)."""
-    return not same_sampling(a, b)
 
 
 def _train_inputs(args):
@@ -278,7 +292,8 @@ def _train(args) -> int:
 
     from faket.formats.mrc import read_volume
     from faket.formats.particles import read_particles
-    from faket.picker.io import save_model
+    from faket.picker.data import TrainingItem, training_set
+    from faket.picker.io import load_model, save_model
     from faket.picker.train import train_picker
 
     set_threads(args.threads)
@@ -293,49 +308,22 @@ def _train(args) -> int:
     out = Path(args.output)
     loss_csv = Path(args.loss_csv) if args.loss_csv else out.with_name(out.stem + "_loss.csv")
     items = _train_inputs(args)
-    check_not_same([x for it in items for x in it], [out, loss_csv])
+    check_not_same([x for it in items for x in it] + [args.init], [out, loss_csv])
     device = resolve_device(args.device)
+    init_model, init = (load_model(args.init) if args.init else (None, None))
 
-    vols, masks, names, sizes_num, sizes_den = [], [], {}, {}, {}
-    voxel = None
+    data = []
     for tp, mp, pp in items:
         v = read_volume(tp, what="tomogram")
         m = read_volume(mp, what="class mask")
-        if v.data.shape != m.data.shape:
-            raise InputError(f"{mp}: class mask shape {m.data.shape} differs from its tomogram {tp} {v.data.shape}")
-        if min(v.data.shape) < args.patch:
-            raise InputError(f"{tp}: tomogram {v.data.shape} is smaller than --patch {args.patch}")
-        lab = m.data
-        if (lab < 0).any() or (lab != np.round(lab)).any():
-            raise InputError(f"{mp}: a class mask holds non-negative integer class ids")
-        lab = lab.astype(np.int64)
-        if lab.max() == 0:
-            raise InputError(f"{mp}: class mask has no particles (all background)")
-        if _other_sampling(v.voxel_size_a, voxel):
-            raise InputError(f"{tp}: voxel size {v.voxel_size_a:g} A differs from the first training tomogram's "
-                             f"{voxel:g} A; train on one sampling")
-        voxel = voxel or v.voxel_size_a
-        if pp is not None:
-            df = read_particles(pp)
-            for cid, cname in zip(df["class_id"], df["class_name"]):
-                if names.setdefault(int(cid), str(cname)) != str(cname):
-                    raise InputError(f"{pp}: class {int(cid)} is called {cname!r} here but "
-                                     f"{names[int(cid)]!r} in another table")
-            ids, counts = np.unique(lab[lab > 0], return_counts=True)
-            per = df.groupby("class_id").size()
-            for c, n in zip(ids, counts):
-                if int(c) in per.index:
-                    sizes_num[int(c)] = sizes_num.get(int(c), 0) + int(n)
-                    sizes_den[int(c)] = sizes_den.get(int(c), 0) + int(per[int(c)])
-        vols.append(v.data)
-        masks.append(lab)
-    n_out = int(max(int(m.max()) for m in masks)) + 1
-    if names:
-        n_out = max(n_out, max(names) + 1)
-    sizes = {c: sizes_num[c] / sizes_den[c] for c in sizes_num if sizes_den[c]}
+        data.append(TrainingItem(v.data, m.data, v.voxel_size_a, read_particles(pp) if pp is not None else None,
+                                 str(tp), str(mp), str(pp)))
+    ts = training_set(data, patch=args.patch, init=init)
+    del data
 
-    info(args, f"training on {len(vols)} tomogram(s), {n_out - 1} classes + background, {args.steps} steps of "
-               f"{args.batch} patches of {args.patch}^3 on {device}")
+    info(args, f"training on {len(ts.volumes)} tomogram(s), {ts.n_out - 1} classes + background, {args.steps} "
+               f"steps of {args.batch} patches of {args.patch}^3 on {device}"
+               + (f", continuing from {args.init} (fresh optimiser state)" if args.init else ""))
     bar = progress(total=args.steps, args=args, desc="picker train", unit="step")
 
     def cb(step, loss):
@@ -344,22 +332,28 @@ def _train(args) -> int:
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*padding='same'.*")
-        res = train_picker(vols, masks, n_out, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
-                           shift=args.shift, p_rotate=args.p_rotate, background_ratio=args.background_ratio,
-                           seed=args.seed, loss=args.loss, device=device, callback=cb)
+        res = train_picker(ts.volumes, ts.masks, ts.n_out, steps=args.steps, batch=args.batch, patch=args.patch,
+                           lr=args.lr, shift=args.shift, p_rotate=args.p_rotate,
+                           background_ratio=args.background_ratio, seed=args.seed, loss=args.loss, device=device,
+                           model=init_model, callback=cb)
     bar.close()
     params = {k: getattr(args, k) for k in ("steps", "batch", "patch", "lr", "shift", "p_rotate",
                                             "background_ratio", "loss", "seed")}
-    with Step("picker train", args, inputs=[x for it in items for x in it]) as st:
-        save_model(st.path(out), res.model.cpu(), class_names=names, class_sizes=sizes, patch=args.patch,
-                   params=params, losses=res.losses, voxel_size_a=voxel)
+    if args.init:
+        params["init"] = {"path": str(args.init), "optimizer": "fresh", "params": init.get("params"),
+                          "steps_before": len(init.get("losses") or [])}
+    with Step("picker train", args, inputs=[x for it in items for x in it] + [args.init]) as st:
+        save_model(st.path(out), res.model.cpu(), class_names=ts.class_names, class_sizes=ts.class_sizes,
+                   patch=args.patch, params=params, losses=res.losses, voxel_size_a=ts.voxel_size_a)
         st.path(loss_csv).write_text("step,loss\n" + "".join(f"{i},{v:.6g}\n" for i, v in enumerate(res.losses)))
         st.write_sidecar(out.with_suffix(".json"), extra={
-            "output": {"path": str(out), "n_out": n_out, "class_names": names, "class_sizes_voxels": sizes,
-                       "voxel_size_a": voxel},
-            "training": {"seconds": res.seconds, "cpu_seconds": res.cpu_seconds, "loss_first": res.losses[0], "loss_last": res.losses[-1],
-                         "loss_last10_mean": float(np.mean(res.losses[-10:])),
-                         "device": str(device), "torch_threads": torch.get_num_threads()}})
+            "output": {"path": str(out), "n_out": ts.n_out, "class_names": ts.class_names,
+                       "class_sizes_voxels": ts.class_sizes, "voxel_size_a": ts.voxel_size_a},
+            "training": {"seconds": res.seconds, "cpu_seconds": res.cpu_seconds, "loss_first": res.losses[0],
+                         "loss_last": res.losses[-1], "loss_last10_mean": float(np.mean(res.losses[-10:])),
+                         "device": str(device), "torch_threads": torch.get_num_threads(),
+                         "init": str(args.init) if args.init else None,
+                         "class_ids_mapped_onto_the_model": {k: v for k, v in ts.remapped.items() if v}}})
     info(args, f"loss {res.losses[0]:.4f} -> {np.mean(res.losses[-10:]):.4f} (mean of the last 10 steps) in "
                f"{res.seconds:.0f} s -> {out}")
     return 0
@@ -370,6 +364,7 @@ def _segment(args) -> int:
     import numpy as np
 
     from faket.formats.mrc import read_volume
+    from faket.picker.data import other_sampling
     from faket.picker.io import load_model
     from faket.picker.segment import segment
 
@@ -389,7 +384,7 @@ def _segment(args) -> int:
         raise InputError(f"--patch {patch}: must be a positive multiple of 4")
     v = read_volume(args.tomogram, what="tomogram")
     trained = meta.get("voxel_size_a")
-    if _other_sampling(v.voxel_size_a, trained) and not args.any_voxel_size:
+    if other_sampling(v.voxel_size_a, trained) and not args.any_voxel_size:
         raise InputError(f"{args.tomogram}: voxel size {v.voxel_size_a:g} A, but the picker was trained at "
                          f"{trained:g} A; bin or resample the tomogram (or pass --any-voxel-size)")
     with warnings.catch_warnings():
@@ -434,7 +429,6 @@ def _class_table(path):
     """``{class_id: entry}`` of a class table (``classes.json``: ``{"1": {"name", "kind", "diameter_nm"}}``)
     or of a JSON sidecar holding one (``classes``; ``layout.classes`` as faket layout writes;
     ``class_names`` and ``class_sizes`` as faket picker segment writes); ``None`` for other JSON."""
-    import json
 
     from faket.errors import InputError
 
@@ -595,7 +589,8 @@ def _truth(args) -> int:
     from faket.formats.mrc import read_volume
     from faket.formats.particles import read_particles, write_particles_csv
     from faket.formats.table import check_particles
-    from faket.picker.benchmark import DEFAULT_RADIUS, occupancy_from_picks
+    from faket.picker.benchmark import DEFAULT_RADIUS, class_mask_from_occupancy, occupancy_from_picks
+    from faket.cli._common import Step, info
 
     outdir = Path(args.output)
     tomo = None
@@ -640,10 +635,14 @@ def _truth(args) -> int:
             radius = np.array([radii[n] / voxel if n in radii else DEFAULT_RADIUS for n in df["class_name"]])
         df["particle_id"] = np.arange(1, len(df) + 1)
         occ = occupancy_from_picks(shape, df[["z", "y", "x"]].to_numpy(), radius)
+    table = check_particles(df)
+    cls = class_mask_from_occupancy(occ, table["particle_id"], table["class_id"])
     with Step("picker truth", args, inputs=inputs) as st:
-        write_particles_csv(check_particles(df), st.path(outdir / "particles.csv"))
+        write_particles_csv(table, st.path(outdir / "particles.csv"))
         radii_used = None if radius is None else {str(n): float(r) for n, r in zip(df["class_name"], radius)}
         st.write_mrc(outdir / "occupancy_mask.mrc", occ.astype(np.float32), voxel, params={"radius": radii_used})
+        st.write_mrc(outdir / "class_mask.mrc", cls.astype(np.float32), voxel,
+                     extra={"class_names": {int(c): str(n) for c, n in zip(table["class_id"], table["class_name"])}})
         if tomo is not None:
             st.write_mrc(outdir / "tomogram.mrc", tomo, voxel, params={"copick": str(args.copick), "run": args.run})
     info(args, f"{outdir}: {len(df)} particles ({int((~inside).sum())} outside the tomogram dropped)")
@@ -651,12 +650,19 @@ def _truth(args) -> int:
 
 
 def _summarize(args) -> int:
-    # lazy: numpy, pandas (faket start-up)
-    from faket.picker.benchmark import figure, markdown_table, score_rows, summary
+    from pathlib import Path
+
+    from faket.errors import InputError
+    from faket.picker.benchmark import comparison_figure, comparisons, figure, markdown_table, score_rows, summary
+    from faket.picker.stats import compare
+    from faket.cli._common import Step, info
 
     out = Path(args.output)
     table = Path(args.table) if args.table else out.with_suffix(".md")
     fig = Path(args.figure) if args.figure else out.with_suffix(".png")
+    comp_p = Path(args.comparisons) if args.comparisons else out.with_name(out.stem + "_comparisons.csv")
+    comp_fig = Path(args.comparisons_figure) if args.comparisons_figure else comp_p.with_suffix(".png")
+    _check_positive("--bootstrap-samples", args.bootstrap_samples)
     runs = []
     for mod, seed, test, path in args.metrics:
         try:
@@ -666,56 +672,62 @@ def _summarize(args) -> int:
             raise InputError(f"{path}: not a readable metrics JSON ({exc})") from None
     rows = score_rows(runs)
     summ = summary(rows)
+    comp = compare(rows, comparisons(list(summ["modality"])), n_boot=args.bootstrap_samples, seed=args.bootstrap_seed)
+    md = markdown_table(summ, title=args.title, note=args.note, faket_weights=args.faket_weights,
+                        shifted=args.shifted, comparisons=comp)
     with Step("picker summarize", args, inputs=[m[3] for m in args.metrics]) as st:
         rows.to_csv(st.path(out), index=False)
-        st.path(table).write_text(markdown_table(summ, title=args.title, note=args.note,
-                                                 faket_weights=args.faket_weights))
-        figure(summ, st.path(fig), title=args.title, faket_weights=args.faket_weights)
-        st.write_sidecar(out.with_suffix(".json"), extra={"output": {"path": str(out), "runs": len(rows)}})
-    info(args, f"{out}, {table}, {fig}")
+        st.path(table).write_text(md)
+        figure(summ, st.path(fig), title=args.title, faket_weights=args.faket_weights, shifted=args.shifted)
+        comp.to_csv(st.path(comp_p), index=False)
+        comparison_figure(comp, st.path(comp_fig), title=args.title, shifted=args.shifted)
+        st.write_sidecar(out.with_suffix(".json"), extra={"output": {
+            "path": str(out), "runs": len(rows), "comparisons": str(comp_p),
+            "separated": [f"{a} - {b} ({m})" for a, b, m, sep in
+                          zip(comp["a"], comp["b"], comp["metric"], comp["separated"]) if sep]}})
+    info(args, f"{out}, {table}, {fig}, {comp_p}, {comp_fig}")
     if not args.quiet:
-        print(markdown_table(summ, title=args.title, note=args.note, faket_weights=args.faket_weights))
+        print(md)
     return 0
 
 
 def _score(args) -> int:
-    # lazy: numpy, pandas (faket start-up)
-    import pandas as pd
+    from pathlib import Path
 
-    from faket.formats.particles import read_particles
-    from faket.provenance import _jsonable, build_record
+    from faket.errors import InputError
+    from faket.formats.mrc import read_volume
+    from faket.formats.particles import read_particles, read_picks
+    from faket.picker.score import score_picks
+    from faket.provenance import build_record, write_json
+    from faket.cli._common import Step, check_not_same, info
 
-    pred = Path(args.pred)
+    pred, out = Path(args.pred), Path(args.output)
+    if out.suffix.lower() != ".json":
+        raise InputError(f"--output {out}: expected a .json file name")
+    conf = out.with_name(out.stem + "_confusion.csv")
+    check_not_same([args.truth, args.occupancy, args.pred], [out, conf])
     if not pred.is_file():
         raise InputError(f"{pred}: picks file not found")
+    occ = read_volume(args.occupancy, what="occupancy mask")
+    truth = read_particles(args.truth, voxel_size_a=occ.voxel_size_a, box_zyx=occ.data.shape)
+    if len(truth) == 0:
+        raise InputError(f"{args.truth}: truth table has no particles")
+    picks = read_picks(pred, voxel_size_a=occ.voxel_size_a, box_zyx=occ.data.shape)
     try:
-        n_picks = len(pd.read_csv(pred, comment="#"))
-    except pd.errors.EmptyDataError:
-        n_picks = 0
-    if n_picks:
-        # lazy: the parent package (faket.cli) imports this module
-        from faket.cli import main
-
-        argv = ["evaluate", "--truth", str(args.truth), "--occupancy", str(args.occupancy), "--pred", str(pred),
-                "-o", str(args.output)] + [f"--exclude-class={c}" for c in args.exclude_class]
-        argv += (["--clip"] if args.clip else []) + (["--quiet"] if args.quiet else [])
-        return main(argv)
-    out = Path(args.output)
-    check_not_same([args.truth, args.occupancy, args.pred], [out])
-    truth = read_particles(args.truth)
-    excl = {c.upper() for c in args.exclude_class}
-    truth = truth[[str(n).upper() not in excl for n in truth["class_name"]]]
-    zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
-    classes = sorted(set(str(n) for n in truth["class_name"]))
-    body = {"rules": "no picks: every score is 0 (faket picker score)", "excluded_classes": list(args.exclude_class),
-            "localisation": {**zero, "true_positives": 0, "n_particles": int(len(truth)), "n_picks": 0,
-                             "n_duplicates": 0},
-            "classification": {"per_class": {c: {**zero, "n_particles": int((truth["class_name"] == c).sum()),
-                                                 "true_positives": 0} for c in classes},
-                               "macro_precision": 0.0, "macro_recall": 0.0, "macro_f1": 0.0}}
+        body, ev = score_picks(occ.data, truth, picks, exclude_classes=args.exclude_class, clip=args.clip,
+                               source=str(pred))
+    except InputError as exc:
+        if str(exc).startswith(str(pred)):
+            raise
+        raise InputError(f"{args.occupancy}: {exc}") from None
     with Step("picker score", args, inputs=[args.truth, args.occupancy, args.pred]) as st:
+        body["confusion_csv"] = str(conf) if ev.confusion is not None else None
         body["provenance"] = build_record(step="picker score", parameters=st.params(), inputs=st.inputs,
                                           seed=None, started=st.t0)
-        st.path(out).write_text(json.dumps(_jsonable(body), indent=2) + "\n")
-    info(args, f"{pred}: no picks; localisation and classification F1 = 0")
+        write_json(st.path(out), body)
+        if ev.confusion is not None:
+            st.path(conf).write_text(ev.confusion_csv())
+    loc = ev.localisation
+    info(args, f"{pred}: {loc['n_picks']} picks; localisation F1 {loc['f1']:.3f}"
+               + (f", classification macro F1 {ev.classification['macro_f1']:.3f}" if ev.classification else ""))
     return 0

@@ -10,10 +10,19 @@ Pure functions (arrays in, arrays out), one module each (imported on use; torch/
   and class scores.
 - ``localize``: :func:`~faket.picker.localize.localize`: MeanShift clustering (scikit-learn), majority label
   per cluster, per-class minimum cluster sizes -> a particle table for ``faket evaluate``.
+- ``data``: :func:`~faket.picker.data.training_set`: training volumes and class masks checked and put
+  together (class names, ids and mean particle sizes; ids mapped onto a model's when fine-tuning).
 - ``benchmark``: the paper's evaluation (one picker per modality and seed): planning and summaries.
+- ``stats``: :func:`~faket.picker.stats.paired_bootstrap`: paired differences with a bootstrap interval.
 
 Needs the ``picker`` extra (``pip install 'faket[picker]'``: monai, scikit-learn).
 """
 
 # training losses (faket.picker.train.picker_loss); here so `faket --help` lists them without importing torch
 LOSSES = ("tversky+ce", "tversky")
+
+# The picker's defaults, defined once: the core (train_picker, PatchSampler, segment, localize), the CLI
+# (faket picker) and the config schema (benchmark.picker.*) take them from here (tests/test_benchmark.py
+# compares them).
+DEFAULTS = dict(steps=1000, batch=8, patch=16, lr=1e-4, shift=3, p_rotate=0.5, background_ratio=1.0,
+                loss=LOSSES[0], overlap=0.25, bandwidth=None, min_size_fraction=0.2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from faket.picker import DEFAULTS
+
 
 def _zscore_t(x: torch.Tensor) -> torch.Tensor:
     """Per-patch z-score of a batch (N, 1, Z, Y, X), as in training."""
@@ -19,8 +21,8 @@ def patch_scores(model: torch.nn.Module, patches: torch.Tensor) -> torch.Tensor:
     return torch.softmax(model(_zscore_t(patches)), dim=1)
 
 
-def segment(model: torch.nn.Module, volume: np.ndarray, *, patch: int = 32, overlap: float = 0.25,
-            batch: int = 4, device: str | torch.device = "cpu", progress: bool = False
+def segment(model: torch.nn.Module, volume: np.ndarray, *, patch: int = DEFAULTS["patch"],
+            overlap: float = DEFAULTS["overlap"], batch: int = DEFAULTS["batch"], device: str | torch.device = "cpu", progress: bool = False
             ) -> tuple[np.ndarray, np.ndarray]:
     """``(labels (Z, Y, X) uint8/int, scores (C, Z, Y, X) float32)`` of a volume.
 

@@ -15,13 +15,13 @@ softmax saturates, the foreground gradient vanishes); the cross-entropy term kee
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from faket.picker import LOSSES
+from faket.picker import DEFAULTS
 from faket.picker.net import build_model
 
 
@@ -39,10 +39,10 @@ class PatchSampler:
     volumes: Sequence[np.ndarray]
     masks: Sequence[np.ndarray]
     n_out: int
-    patch: int = 32
-    shift: int = 6
-    p_rotate: float = 0.5
-    background_ratio: float = 1.0
+    patch: int = DEFAULTS["patch"]
+    shift: int = DEFAULTS["shift"]
+    p_rotate: float = DEFAULTS["p_rotate"]
+    background_ratio: float = DEFAULTS["background_ratio"]
     max_indices_per_class: int = 200_000
     seed: int = 0
     _indices: list = field(default_factory=list, init=False, repr=False)
@@ -95,14 +95,16 @@ def tversky_loss(alpha: float = 0.5, beta: float = 0.5):
                        smooth_dr=1e-5)
 
 
-def picker_loss(name: str = LOSSES[0]):
-    """The training loss ``name`` (:data:`LOSSES`) as a callable ``loss(logits, labels)``."""
+def picker_loss(name: str = DEFAULTS["loss"]):
+    """The training loss ``name`` (:data:`faket.picker.LOSSES`) as a callable ``loss(logits, labels)``."""
     if name == "tversky":
         return tversky_loss()
     if name == "tversky+ce":
         from monai.losses import DiceCELoss
 
         return DiceCELoss(softmax=True, to_onehot_y=True, batch=True, smooth_nr=0.0, smooth_dr=1e-5)
+    from faket.picker import LOSSES
+
     raise ValueError(f"loss {name!r}: expected one of {', '.join(LOSSES)}")
 
 
@@ -115,14 +117,20 @@ class TrainResult:
 
 
 def train_picker(volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray], n_out: int, *,
-                 steps: int = 200, batch: int = 4, patch: int = 32, lr: float = 1e-4, shift: int = 6,
-                 p_rotate: float = 0.5, background_ratio: float = 1.0, seed: int = 0, loss: str = LOSSES[0],
-                 device: str | torch.device = "cpu", model: torch.nn.Module | None = None,
+                 steps: int = DEFAULTS["steps"], batch: int = DEFAULTS["batch"], patch: int = DEFAULTS["patch"],
+                 lr: float = DEFAULTS["lr"], shift: int = DEFAULTS["shift"], p_rotate: float = DEFAULTS["p_rotate"],
+                 background_ratio: float = DEFAULTS["background_ratio"], seed: int = 0,
+                 loss: str = DEFAULTS["loss"], device: str | torch.device = "cpu",
+                 model: torch.nn.Module | None = None,
                  callback: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train a :class:`~faket.picker.net.DeepFinderUNet` (background + ``n_out - 1`` classes).
 
     ``masks`` hold class ids 0..n_out-1 (0 = background). Same inputs and seed give the same weights on
     CPU (deterministic algorithms are switched on for the duration of the call).
+
+    ``model``: continue from this network (fine-tuning, ``faket picker train --init``): its weights are the
+    start, the optimiser state is fresh (Adam's moments start at zero; the patch sampler is seeded by
+    ``seed``). Without it, a new network initialised from ``seed``.
     """
     import time
 
@@ -139,6 +147,8 @@ def train_picker(volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray], n_o
     try:
         sampler = PatchSampler(volumes, masks, n_out, patch=patch, shift=shift, p_rotate=p_rotate,
                                background_ratio=background_ratio, seed=seed)
+        if model is not None and getattr(model, "n_out", n_out) != n_out:
+            raise ValueError(f"the initial model has {model.n_out} outputs, the class masks need {n_out}")
         net = (model if model is not None else build_model(n_out, seed)).to(device)
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=lr)

@@ -1,14 +1,16 @@
-"""Command-line options of the steps, built from the workflow config (one place for the main rules and the
-picker benchmark's, so that a config key means the same option everywhere).
-
-Each function takes the config section it reads (already validated and filled by the schema) and the values
-drawn for one tomogram, and returns the options as one string (``""`` when there are none).
+"""Command-line options of the workflow's steps from config sections, defined once: the main workflow's rules
+(``workflow/rules/common.smk`` through :class:`faket.workflow.plan.MainPlan`) and the picker benchmark's plan
+(:class:`faket.picker.benchmark.Plan`) both build their ``faket layout / reference / noise / style`` options
+here. Pure functions: config dicts in, option strings out (values already drawn per tomogram with
+:func:`faket.workflow.draw`); ``""`` when there are none.
 """
 
 from __future__ import annotations
 
-__all__ = ["layout_opts", "project_opts", "physics_opts", "noise_opts", "style_opts", "z_range_opts",
-           "pixel_size_opt", "labels_input_opts", "qc_input_opts"]
+from faket.errors import InputError
+
+__all__ = ["PHYSICS_FLAGS", "layout_opts", "project_opts", "physics_opts", "noise_opts", "style_opts",
+           "z_range_opts", "pixel_size_opt", "labels_input_opts", "qc_input_opts"]
 
 # faket labels' option of a layout file when it is not "--" + its key with dashes
 _LABELS_OPTION = {"occupancy_mask": "occupancy"}
@@ -16,16 +18,24 @@ _LABELS_OPTION = {"occupancy_mask": "occupancy"}
 # faket qc's inputs, in the order of its options
 QC_INPUTS = ("noiseless", "content", "noisy", "styled", "reference", "tomogram", "class_mask", "particles")
 
+# faket reference options a config may set (key -> flag); null values are left to faket reference's defaults
+PHYSICS_FLAGS = {"defocus_um": "--defocus-um", "dose": "--dose", "mtf": "--mtf",
+                 "ice_thickness_nm": "--ice-thickness-nm", "ice_phase_std": "--ice-phase-std",
+                 "amplitude_contrast": "--amplitude-contrast", "defocus_gradient": "--defocus-gradient",
+                 "voltage_kv": "--voltage-kv", "illumination_mrad": "--illumination-mrad"}
+
+
+def _opt(flag, value) -> str:
+    return f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
+
 
 def layout_opts(layout: dict, spec: str | None = None) -> str:
-    """``faket layout``'s ``--spec``, ``--shape``, ``--voxel-size`` from ``layout`` (``spec``: another spec)."""
-    spec = layout["spec"] if spec is None else spec
-    opts = []
-    if spec:
-        opts.append(f"--spec {spec}")
-    if layout["shape_zyx"]:
-        opts.append("--shape {}".format(",".join(str(v) for v in layout["shape_zyx"])))
-    if layout["voxel_size_a"]:
+    """``faket layout`` options from the ``layout`` config section (``spec``: another spec than layout.spec)."""
+    spec = spec if spec is not None else layout.get("spec")
+    opts = [f"--spec {spec}"] if spec else []
+    if layout.get("shape_zyx"):
+        opts.append("--shape " + ",".join(str(v) for v in layout["shape_zyx"]))
+    if layout.get("voxel_size_a"):
         opts.append(f"--voxel-size {layout['voxel_size_a']:g}")
     return " ".join(opts)
 
@@ -35,12 +45,14 @@ def project_opts(project: dict) -> str:
     return "" if w is None else f"--detector-width {w}"
 
 
-def physics_opts(defocus_um: float, dose: float | None) -> str:
-    """``faket reference``'s optics: the (drawn) defocus and the dose (``None``: its default)."""
-    opts = [f"--defocus-um {defocus_um:g}"]
-    if dose is not None:
-        opts.append(f"--dose {dose:g}")
-    return " ".join(opts)
+def physics_opts(settings: dict) -> str:
+    """``faket reference`` options from physics settings (keys of :data:`PHYSICS_FLAGS`; None = its default).
+    Values are fixed here: draw ranges (:func:`draw`) first."""
+    unknown = sorted(set(settings) - set(PHYSICS_FLAGS))
+    if unknown:
+        raise InputError(f"{unknown[0]!r} is not a physics setting (known: {', '.join(PHYSICS_FLAGS)})")
+    return " ".join(_opt(PHYSICS_FLAGS[k], float(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+                    for k, v in settings.items() if v is not None)
 
 
 def noise_opts(noise: dict, snr: float | None) -> str:

@@ -292,7 +292,8 @@ class MainPlan:
         return opt.project_opts(self.config["project"])
 
     def physics_opts(self, ref: str) -> str:
-        return opt.physics_opts(self.refs[ref]["defocus_um"], self.config["reference"]["physics"]["dose"])
+        return opt.physics_opts({"defocus_um": self.refs[ref]["defocus_um"],
+                                 "dose": self.config["reference"]["physics"]["dose"]})
 
     def noise_opts(self, tomo: str) -> str:
         return opt.noise_opts(self.config["noise"], self.draw(tomo, "noise.snr", self.config["noise"]["snr"]))

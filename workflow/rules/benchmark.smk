@@ -1,11 +1,15 @@
-# The picker benchmark (the FakET paper's evaluation, docs/picker.md):
-#   snakemake --cores 2 --configfile=config/benchmark.yaml benchmark
+# The picker benchmark (docs/picker.md): "train on data styled to my microscope, score on my tomograms".
+#   snakemake --cores 2 --configfile=config/benchmark.yaml benchmark          (= faket benchmark)
 # (with "--configfile=", or the target before --configfile: snakemake reads every word after a bare
-# --configfile as a config file). Training layouts train_NNN -> modalities BENCHMARK (physics path, faket
-# reference), FAKET (styled with the physics tilt-series of the next training layout), NOISY, BASELINE (noise
-# fitted to that same tilt-series), NOISELESS -> tomograms + labels; held-out test layouts test_NNN simulated
-# by the physics path (or the user's annotated tomograms, benchmark.test) -> one picker per modality and seed
-# (faket picker train), segment, localize, faket evaluate -> results/benchmark/scores.csv, scores.md, f1.png.
+# --configfile as a config file). Two domains: the training domain is the physics simulator at the workflow's
+# settings; the test domain (benchmark.test_domain, "the user's microscope") the same simulator with other
+# acquisition and specimen settings. Training layouts train_NNN -> modalities BENCHMARK(-MISMATCHED) (physics,
+# training domain), PHYSICS-MATCHED (physics, test domain: the oracle), NOISY, BASELINE, FAKET fitted / styled
+# to the test domain's unlabelled tilt-series unlabelled_NNN, OFFLINE (faket noise + style at their defaults,
+# fitted the same way), NOISELESS -> tomograms + labels; annotated test-domain layouts test_NNN (or the user's
+# annotated tomograms, benchmark.test): the first max(k) fine-tune, the others are scored -> one picker per
+# modality and seed (faket picker train), fine-tuned per k (--init), pickers trained on the k alone; segment,
+# localize, score -> results/benchmark/scores.csv, scores.md, f1.png, comparisons.csv, comparisons.png.
 # Everything lives under results/benchmark/; names, seeds and options come from faket.picker.benchmark.Plan.
 
 from faket.picker.benchmark import Plan as _BenchmarkPlan
@@ -20,12 +24,15 @@ BM_BIN = BMP.bin
 
 
 wildcard_constraints:
-    bname="|".join(BMP.train + BMP.generated_test),
-    btrain="|".join(BMP.train),
-    btest="|".join(BMP.test),
-    bfolder="|".join(BMP.user_tests("folder")),
-    bcopick="|".join(BMP.user_tests("copick")),
-    bmod="benchmark|faket|noisy|baseline|noiseless",
+    bname=BMP.pattern(BMP.layouts()),
+    btrain=BMP.pattern(BMP.train),
+    blabelled=BMP.pattern(BMP.train + BMP.generated_test),
+    btest=BMP.pattern(BMP.annotated),
+    bfolder=BMP.pattern(BMP.user_tests("folder")),
+    bcopick=BMP.pattern(BMP.user_tests("copick")),
+    bmod="benchmark|matched|faket|noisy|baseline|noiseless|offline",
+    brow=BMP.pattern(BMP.rows()),
+    bk=r"\d+",
     bseed=r"\d+",
 
 
@@ -34,6 +41,8 @@ rule benchmark:
         f"{BM_DIR}/scores.csv",
         f"{BM_DIR}/scores.md",
         f"{BM_DIR}/f1.png",
+        f"{BM_DIR}/comparisons.csv",
+        f"{BM_DIR}/comparisons.png",
 
 
 rule benchmark_layout:
@@ -85,6 +94,25 @@ rule benchmark_physics:
         angles=config["angles"],
         seed=lambda wildcards: BMP.seed(wildcards.bname),
         opts=lambda wildcards: BMP.physics_opts(wildcards.bname),
+    shell:
+        "faket reference {input.volume} -o {output.tilts} --angles {params.angles} {params.opts} "
+        "--seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule benchmark_matched:
+    input:
+        volume=f"{BM_DIR}/{{btrain}}/layout/volume.mrc",
+    output:
+        tilts=f"{BM_DIR}/{{btrain}}/tiltseries/matched.mrc",
+    log:
+        "logs/benchmark/{btrain}/matched.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: 1
+    params:
+        angles=config["angles"],
+        seed=lambda wildcards: BMP.seed(wildcards.btrain),
+        opts=lambda wildcards: BMP.physics_opts(wildcards.btrain, domain="test"),
     shell:
         "faket reference {input.volume} -o {output.tilts} --angles {params.angles} {params.opts} "
         "--seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
@@ -150,6 +178,44 @@ rule benchmark_style:
         "{params.opts} --seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
 
 
+rule benchmark_offline_noise:
+    input:
+        clean=f"{BM_DIR}/{{btrain}}/tiltseries/noiseless.mrc",
+        reference=lambda wildcards: BMP.partner_tilts(wildcards.btrain),
+    output:
+        noisy=f"{BM_DIR}/{{btrain}}/tiltseries/offline_noisy.mrc",
+        content=f"{BM_DIR}/{{btrain}}/tiltseries/offline_content.mrc",
+    log:
+        "logs/benchmark/{btrain}/offline_noise.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: 1
+    params:
+        seed=lambda wildcards: BMP.seed(wildcards.btrain),
+    shell:
+        "faket noise {input.clean} --reference {input.reference} -o {output.noisy} "
+        "--content-out {output.content} --seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule benchmark_offline_style:
+    input:
+        content=f"{BM_DIR}/{{btrain}}/tiltseries/offline_content.mrc",
+        noisy=f"{BM_DIR}/{{btrain}}/tiltseries/offline_noisy.mrc",
+        reference=lambda wildcards: BMP.partner_tilts(wildcards.btrain),
+    output:
+        tilts=f"{BM_DIR}/{{btrain}}/tiltseries/offline.mrc",
+    log:
+        "logs/benchmark/{btrain}/offline_style.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: 1
+    params:
+        seed=lambda wildcards: BMP.seed(wildcards.btrain),
+    shell:
+        "faket style {input.content} --style {input.reference} --init {input.noisy} -o {output.tilts} "
+        "--weights random --seed {params.seed} --threads {threads} --quiet > {log} 2>&1"
+
+
 rule benchmark_reconstruct:
     input:
         tilts=f"{BM_DIR}/{{bname}}/tiltseries/{{bmod}}.mrc",
@@ -172,15 +238,15 @@ rule benchmark_reconstruct:
 
 rule benchmark_labels:
     input:
-        class_mask=f"{BM_DIR}/{{bname}}/layout/class_mask.mrc",
-        occupancy_mask=f"{BM_DIR}/{{bname}}/layout/occupancy_mask.mrc",
-        particles=f"{BM_DIR}/{{bname}}/layout/particles.csv",
+        class_mask=f"{BM_DIR}/{{blabelled}}/layout/class_mask.mrc",
+        occupancy_mask=f"{BM_DIR}/{{blabelled}}/layout/occupancy_mask.mrc",
+        particles=f"{BM_DIR}/{{blabelled}}/layout/particles.csv",
     output:
-        class_mask=f"{BM_DIR}/{{bname}}/class_mask_bin{BM_BIN}.mrc",
-        occupancy_mask=f"{BM_DIR}/{{bname}}/occupancy_mask_bin{BM_BIN}.mrc",
-        particles=f"{BM_DIR}/{{bname}}/particles_bin{BM_BIN}.csv",
+        class_mask=f"{BM_DIR}/{{blabelled}}/class_mask_bin{BM_BIN}.mrc",
+        occupancy_mask=f"{BM_DIR}/{{blabelled}}/occupancy_mask_bin{BM_BIN}.mrc",
+        particles=f"{BM_DIR}/{{blabelled}}/particles_bin{BM_BIN}.csv",
     log:
-        "logs/benchmark/{bname}/labels.log",
+        "logs/benchmark/{blabelled}/labels.log",
     conda:
         "../envs/faket.yaml"
     params:
@@ -199,6 +265,7 @@ rule benchmark_user_truth:
     output:
         truth=f"{BM_DIR}/user/{{bfolder}}/particles.csv",
         occupancy=f"{BM_DIR}/user/{{bfolder}}/occupancy_mask.mrc",
+        class_mask=f"{BM_DIR}/user/{{bfolder}}/class_mask.mrc",
     log:
         "logs/benchmark/user/{bfolder}/truth.log",
     conda:
@@ -218,6 +285,7 @@ rule benchmark_copick_truth:
         tomogram=f"{BM_DIR}/user/{{bcopick}}/tomogram.mrc",
         truth=f"{BM_DIR}/user/{{bcopick}}/particles.csv",
         occupancy=f"{BM_DIR}/user/{{bcopick}}/occupancy_mask.mrc",
+        class_mask=f"{BM_DIR}/user/{{bcopick}}/class_mask.mrc",
     log:
         "logs/benchmark/user/{bcopick}/truth.log",
     conda:
@@ -254,16 +322,63 @@ rule benchmark_train:
         "--device {params.device} --threads {threads} --quiet > {log} 2>&1"
 
 
+rule benchmark_finetune:
+    input:
+        unpack(lambda wildcards: BMP.finetune_inputs(int(wildcards.bk))),
+        init=f"{BM_DIR}/models/{{bmod}}/seed{{bseed}}/model.pt",
+    output:
+        model=f"{BM_DIR}/models/{{bmod}}/seed{{bseed}}/finetune_k{{bk}}/model.pt",
+    log:
+        "logs/benchmark/models/{bmod}_seed{bseed}_finetune_k{bk}.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: BMP.bm["threads"]
+    resources:
+        gpu=1 if BMP.bm["device"].startswith("cuda") else 0,
+    params:
+        pairs=lambda wildcards, input: BMP.train_pairs(
+            input.tomograms, input.masks, input.particles
+        ),
+        opts=BMP.finetune_opts(),
+        device=BMP.bm["device"],
+    shell:
+        "faket picker train --init {input.init} {params.pairs} -o {output.model} {params.opts} "
+        "--seed {wildcards.bseed} --device {params.device} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule benchmark_alone:
+    input:
+        unpack(lambda wildcards: BMP.finetune_inputs(int(wildcards.bk))),
+    output:
+        model=f"{BM_DIR}/models/alone/seed{{bseed}}/k{{bk}}/model.pt",
+    log:
+        "logs/benchmark/models/alone_seed{bseed}_k{bk}.log",
+    conda:
+        "../envs/faket.yaml"
+    threads: BMP.bm["threads"]
+    resources:
+        gpu=1 if BMP.bm["device"].startswith("cuda") else 0,
+    params:
+        pairs=lambda wildcards, input: BMP.train_pairs(
+            input.tomograms, input.masks, input.particles
+        ),
+        opts=BMP.train_opts(),
+        device=BMP.bm["device"],
+    shell:
+        "faket picker train {params.pairs} -o {output.model} {params.opts} --seed {wildcards.bseed} "
+        "--device {params.device} --threads {threads} --quiet > {log} 2>&1"
+
+
 rule benchmark_score:
     input:
         unpack(lambda wildcards: BMP.test_inputs(wildcards.btest)),
-        model=f"{BM_DIR}/models/{{bmod}}/seed{{bseed}}/model.pt",
+        model=lambda wildcards: BMP.model(wildcards.brow, wildcards.bseed),
     output:
-        labels=f"{BM_DIR}/runs/{{bmod}}/seed{{bseed}}/{{btest}}/labels.mrc",
-        picks=f"{BM_DIR}/runs/{{bmod}}/seed{{bseed}}/{{btest}}/picks.csv",
-        metrics=f"{BM_DIR}/runs/{{bmod}}/seed{{bseed}}/{{btest}}/metrics.json",
+        labels=f"{BM_DIR}/runs/{{brow}}/seed{{bseed}}/{{btest}}/labels.mrc",
+        picks=f"{BM_DIR}/runs/{{brow}}/seed{{bseed}}/{{btest}}/picks.csv",
+        metrics=f"{BM_DIR}/runs/{{brow}}/seed{{bseed}}/{{btest}}/metrics.json",
     log:
-        "logs/benchmark/runs/{bmod}_seed{bseed}_{btest}.log",
+        "logs/benchmark/runs/{brow}_seed{bseed}_{btest}.log",
     conda:
         "../envs/faket.yaml"
     threads: BMP.bm["threads"]
@@ -289,6 +404,8 @@ rule benchmark_summary:
         csv=f"{BM_DIR}/scores.csv",
         md=f"{BM_DIR}/scores.md",
         png=f"{BM_DIR}/f1.png",
+        comparisons=f"{BM_DIR}/comparisons.csv",
+        comparisons_png=f"{BM_DIR}/comparisons.png",
     log:
         "logs/benchmark/summary.log",
     conda:
@@ -306,6 +423,8 @@ rule benchmark_summary:
             ),
             config["style"]["weights"],
         ),
+        opts=BMP.summary_opts(),
     shell:
         "faket picker summarize {params.runs} -o {output.csv} --table {output.md} --figure {output.png} "
+        "--comparisons {output.comparisons} --comparisons-figure {output.comparisons_png} {params.opts} "
         "--note {params.note:q} --faket-weights {params.weights} --quiet > {log} 2>&1"
