@@ -210,7 +210,8 @@ def run(args) -> int:
     df = read_particles(pl_path, voxel_size_a=voxel, box_zyx=shape)
     if pl_path.suffix.lower() == ".txt" and len(df):
         df = _class_ids_from_mask(df, cls, occ, pl_path)
-    ids_in_mask = set(np.unique(occ).tolist()) - {0}
+    step = max(1, (1 << 24) // max(1, occ[0].size))   # np.unique of the whole mask sorts a copy of it
+    ids_in_mask = set().union(*(np.unique(occ[z:z + step]).tolist() for z in range(0, occ.shape[0], step))) - {0}
     not_in_mask = sorted(set(df["particle_id"].tolist()) - ids_in_mask)
     if not_in_mask:
         warn(f"{pl_path}: {len(not_in_mask)} particle(s) have no voxel in {om_path} "
