@@ -239,7 +239,7 @@ def time_style(torch, device, rows, n, precisions, budget, tilts=61, warm=True) 
                      "estimated": done < tilts})
         print(f"  style {tilts} x {n}^2 {prec}: {per:.3f} s/tilt -> {per * tilts:.1f} s for {tilts} tilts "
               f"({done} timed, batch {batch}, tile {max_tile})", flush=True)
-        del eng, model
+        eng = model = None
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -253,7 +253,7 @@ def time_projection(torch, device, rows, n, budget) -> None:
     dt, tilts = timed(torch, device, lambda: P.project(vol, ANGLES, device=dev))
     rows.append({"timing": f"projection {n}^3 -> 61 x {n}^2", "precision": "fp32", "seconds": dt})
     print(f"  projection {n}^3 -> 61 tilts: {dt:.2f} s", flush=True)
-    del vol
+    vol = None
     P.reconstruct(tilts[:, :16, :], ANGLES, device=dev)
     dt, _ = timed(torch, device, lambda: P.reconstruct(tilts, ANGLES, device=dev))
     rows.append({"timing": f"reconstruction 61 x {n}^2 -> {n}^3 (bin 1, ramp)", "precision": "fp32", "seconds": dt})
