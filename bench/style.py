@@ -238,11 +238,13 @@ def timed(cmd, env) -> float:
     return dt
 
 
-def whole_process(sizes, tilts, repeats, threads):
-    """faket style (a subprocess, as a user runs it) vs bench/plain_style.py, alternating, same files."""
+def whole_process(sizes, tilts, repeats, threads, mm):
+    """faket style (a subprocess, as a user runs it) vs bench/plain_style.py, alternating, same files.
+    ``mm``: the best matmul rates (GFLOP/s per precision) measured in this process, updated between runs."""
     import os
 
     import mrcfile
+    import torch
 
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMP_NUM_THREADS=str(threads))
@@ -270,6 +272,8 @@ def whole_process(sizes, tilts, repeats, threads):
                 before = load()
                 for k in order:
                     times[k].append(timed(runs[k], env))
+                for dt_ in ("fp32", "bf16"):   # the machine may be shared: keep the best rate seen
+                    mm[dt_] = max(mm[dt_], matmul_gflops(torch.float32 if dt_ == "fp32" else torch.bfloat16))
                 print(f"  repeat {r + 1}: " + ", ".join(f"{k} {times[k][-1]:.1f} s" for k in names)
                       + f"  -> fp32 {times['PLAIN fp32'][-1] / times['faket fp32'][-1]:.2f}x, "
                         f"bf16 {times['PLAIN fp32'][-1] / times['faket bf16'][-1]:.2f}x  ({before}; after: {load()})")
@@ -278,10 +282,15 @@ def whole_process(sizes, tilts, repeats, threads):
             corr = float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
             print(f"  sanity: PLAIN vs faket fp32 outputs correlate {corr:.4f} (one Adam step ~ 0.15 sign(g): "
                   "rounding flips pixels whose gradient is ~0)")
+            W = T * work_per_tilt(n)     # nominal conv work of the series (faket skips part of it: folded conv)
             for prec in ("fp32", "bf16"):
                 ratios = [pl / fk for pl, fk in zip(times["PLAIN fp32"], times[f"faket {prec}"])]
-                rows.append((n, T, prec, float(np.median(times["PLAIN fp32"])),
-                             float(np.median(times[f"faket {prec}"])), ratios))
+                t_fk = float(np.median(times[f"faket {prec}"]))
+                frac = W / min(times[f"faket {prec}"]) / 1e9 / mm[prec]
+                print(f"  faket {prec}: {W / 1e12:.1f} TFLOP nominal in {min(times[f'faket {prec}']):.1f} s (best "
+                      f"repeat, whole process) = {frac:.0%} of the {prec} matmul rate ({mm[prec]:.0f} GFLOP/s); "
+                      f"PLAIN fp32 {W / min(times['PLAIN fp32']) / 1e9 / mm['fp32']:.0%} of fp32")
+                rows.append((n, T, prec, float(np.median(times["PLAIN fp32"])), t_fk, ratios, frac))
     return rows
 
 
@@ -289,14 +298,13 @@ def whole_process(sizes, tilts, repeats, threads):
 # steady state
 
 
-def steady_state(args, torch):
+def steady_state(args, torch, mm):
     from faket import style as st
     from faket.style.vgg import build_vgg, load_vgg19_state
 
     sd, _ = load_vgg19_state("random", depth=29, seed=0)
     model = build_vgg("random", depth=29, seed=0)[0]
     plain = Plain(sd)
-    mm = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     print(f"\nsteady state: threads {torch.get_num_threads()}; matmul 2048^3: fp32 {mm['fp32']:.0f} GFLOP/s, "
           f"bf16 {mm['bf16']:.0f} GFLOP/s (re-measured before each size; the best is the reference)")
     lines = []
@@ -359,6 +367,12 @@ def steady_state(args, torch):
             s0 = np.mean(r32["per_tilt"]["style_loss_initial"])
             print(f"bf16 vs fp32 output: relative RMS difference {rel:.4f}; style loss (fp32 model) "
                   f"init {s0:.5f} -> fp32 {float(sl32.mean()):.5f}, bf16 {float(sl16.mean()):.5f}")
+            if eng.s.iterations == eng.s.initial_iterations == 1:
+                # one Adam step moves a pixel by lr * g / (|g| + eps) ~ lr * sign(g): the outputs differ only
+                # where the bf16 gradient's sign differs from the fp32 one (or where the clamp to [0, 1] hides it)
+                flips = float(np.mean(np.abs(o16 - o32) > 1e-4))
+                print(f"bf16 vs fp32: the step goes the other way at {flips:.1%} of the pixels (one Adam step: "
+                      "the output depends on the gradient's sign only)")
             if n >= 512:
                 t = time.perf_counter()
                 _, ot, _ = faket_run(model, c[:1], z[:1], s[:1], "fp32", 1, max_tile=480)
@@ -397,13 +411,18 @@ def main(argv=None):
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}; "
           f"{os_cpus()} CPUs; bf16 hardware: {', '.join(sorted(flags & {'amx_bf16', 'avx512_bf16'})) or 'none'}; "
           f"torch {torch.__version__}; {load()}")
-    whole = [] if args.no_whole else whole_process(args.sizes, tilts, args.repeats, args.threads)
-    steady = [] if args.no_steady else steady_state(args, torch)
+    mm = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    print(f"matmul 2048^3 on {args.threads} threads: fp32 {mm['fp32']:.0f}, bf16 {mm['bf16']:.0f} GFLOP/s "
+          "(re-measured between runs; the best is the reference)")
+    whole = [] if args.no_whole else whole_process(args.sizes, tilts, args.repeats, args.threads, mm)
+    steady = [] if args.no_steady else steady_state(args, torch, mm)
     print("\nsummary")
-    for n, T, prec, t_plain, t_faket, ratios in whole:
+    amx = "amx_bf16" in flags
+    for n, T, prec, t_plain, t_faket, ratios, frac in whole:
+        goal = "1.2" if prec == "fp32" else ("2.5" if amx else "2.0")
         print(f"  whole process {n}^2 x {T} tilts {prec}: PLAIN {t_plain:.1f} s, faket {t_faket:.1f} s (medians) "
               f"-> {np.median(ratios):.2f}x (repeats: {', '.join(f'{r:.2f}' for r in ratios)}; "
-              f"goal {'1.2' if prec == 'fp32' else '2.5'}x)")
+              f"goal {goal}x); {frac:.0%} of the {prec} matmul rate")
     for n, prec, tpt, sp, eff in steady:
         print(f"  steady state {n}^2 {prec}: {tpt:.3f} s/tilt, {sp:.2f}x, {eff:.0%} of matmul")
 

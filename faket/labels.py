@@ -52,6 +52,7 @@ Functions take and return numpy arrays; they never touch paths.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -193,6 +194,40 @@ def _rescue(winner: np.ndarray, rows, labels, counts, info: BinInfo) -> np.ndarr
     return winner
 
 
+# Input voxels per chunk of binned Z planes: the vote runs chunk by chunk, so its working memory is a few
+# times this (not a few times the volume: 1024^3 int32 masks are 4 GB each), and the chunks' results are
+# identical to a vote over the whole volume (a block's vote depends on its own voxels; the rescue of rule 2
+# sees the non-background (block, label, count) runs of every chunk).
+CHUNK_VOXELS = 1 << 24
+
+
+def _vote_chunks(slab: Callable[[int, int], np.ndarray], shape, b: int, keep_all: bool,
+                 info: BinInfo | None) -> np.ndarray:
+    """Majority vote per block over ``slab(z0, z1)`` (the integer labels of original Z planes ``[z0, z1)``),
+    in chunks of binned Z planes; with ``keep_all`` the rescue of labels that win no block."""
+    out_shape = binned_shape(shape, b)
+    n_zb, n_yb, n_xb = out_shape
+    per_plane = n_yb * n_xb
+    step = max(1, CHUNK_VOXELS // max(1, b * shape[1] * shape[2]))
+    winner = None
+    runs = []
+    for z0 in range(0, n_zb, step):
+        z1 = min(n_zb, z0 + step)
+        blocks = block_view(slab(z0 * b, z1 * b), b)
+        rows, labels, counts = _runs(blocks)
+        w = _vote(rows, labels, counts, blocks.shape[0])
+        if winner is None:
+            winner = np.empty(n_zb * per_plane, dtype=w.dtype)
+        winner[z0 * per_plane:z1 * per_plane] = w
+        if keep_all:
+            fg = labels != 0
+            runs.append((rows[fg] + z0 * per_plane, labels[fg], counts[fg]))
+    if keep_all:
+        rows, labels, counts = (np.concatenate(v) for v in zip(*runs))
+        winner = _rescue(winner, rows, labels, counts, info if info is not None else BinInfo())
+    return winner.reshape(out_shape)
+
+
 def bin_label_mask(mask: np.ndarray, bin_factor: int, *, keep_all: bool = True,
                    info: BinInfo | None = None) -> np.ndarray:
     """Bin an integer label mask ``(Z, Y, X)`` by majority vote per block (rule in the module doc).
@@ -216,26 +251,29 @@ def bin_label_mask(mask: np.ndarray, bin_factor: int, *, keep_all: bool = True,
             raise InputError("label mask holds non-integer values")
         m = m.astype(np.int64)
     b = int(bin_factor)
-    out_shape = binned_shape(m.shape, b)
+    binned_shape(m.shape, b)
     if b == 1:
         return m.copy()
-    blocks = block_view(m, b)
-    rows, labels, counts = _runs(blocks)
-    winner = _vote(rows, labels, counts, blocks.shape[0])
-    if keep_all:
-        winner = _rescue(winner, rows, labels, counts, info if info is not None else BinInfo())
-    return winner.reshape(out_shape)
+    return _vote_chunks(lambda z0, z1: m[z0:z1], m.shape, b, keep_all, info)
 
 
 def particle_classes(class_mask: np.ndarray, occupancy_mask: np.ndarray) -> dict[int, int]:
     """particle_id -> its most frequent non-zero class in ``class_mask`` (0 when it has none)."""
-    occ = np.asarray(occupancy_mask).ravel()
-    cls = np.asarray(class_mask).ravel()
-    sel = occ != 0
-    if not sel.any():
+    occ_v, cls_v = np.asarray(occupancy_mask), np.asarray(class_mask)
+    step = max(1, CHUNK_VOXELS // max(1, occ_v[0].size)) if occ_v.ndim > 1 else max(1, occ_v.size)
+    parts, part_counts = [], []
+    for z0 in range(0, occ_v.shape[0], step):   # (particle, class) voxel counts per chunk of Z planes
+        occ = occ_v[z0:z0 + step].ravel()
+        sel = occ != 0
+        if sel.any():
+            pairs = np.stack([occ[sel].astype(np.int64), cls_v[z0:z0 + step].ravel()[sel].astype(np.int64)], axis=1)
+            u, c = np.unique(pairs, axis=0, return_counts=True)
+            parts.append(u)
+            part_counts.append(c)
+    if not parts:
         return {}
-    pairs = np.stack([occ[sel].astype(np.int64), cls[sel].astype(np.int64)], axis=1)
-    uniq, cnt = np.unique(pairs, axis=0, return_counts=True)
+    uniq, inv = np.unique(np.concatenate(parts), axis=0, return_inverse=True)
+    cnt = np.bincount(inv.ravel(), weights=np.concatenate(part_counts), minlength=len(uniq)).astype(np.int64)
     # prefer non-zero classes, then the most frequent, then the smallest class id
     order = np.lexsort((uniq[:, 1], -cnt, uniq[:, 1] == 0, uniq[:, 0]))
     u = uniq[order]
@@ -305,9 +343,14 @@ def bin_masks(class_mask: np.ndarray, occupancy_mask: np.ndarray | None, bin_fac
     if centres_zyx:
         occ_b = claim_centres(occ_b, centres_zyx, info)
     classes = particle_classes(cm, om)
-    # class vote over voxels that belong to no particle
-    rest = np.where(om == 0, cm, 0).astype(cm.dtype, copy=False)
-    cls_b = bin_label_mask(rest, bin_factor, keep_all=False)
+    # class vote over voxels that belong to no particle (made chunk by chunk)
+    if not np.issubdtype(cm.dtype, np.integer):
+        cls_b = bin_label_mask(np.where(om == 0, cm, 0).astype(cm.dtype, copy=False), bin_factor, keep_all=False)
+    elif int(bin_factor) == 1:
+        cls_b = np.where(om == 0, cm, 0).astype(cm.dtype, copy=False)
+    else:
+        cls_b = _vote_chunks(lambda z0, z1: np.where(om[z0:z1] == 0, cm[z0:z1], 0).astype(cm.dtype, copy=False),
+                             cm.shape, int(bin_factor), False, None)
     if classes:
         ids = np.fromiter(classes.keys(), dtype=np.int64)
         vals = np.fromiter(classes.values(), dtype=np.int64)

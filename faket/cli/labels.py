@@ -111,15 +111,23 @@ def _bins(specs) -> list[int]:
 
 
 def _as_labels(m, what):
+    """The mask as int32 labels, converted in chunks of Z planes (no float temporaries of the whole volume:
+    4 GB each at 1024^3); the float data of ``m`` is dropped afterwards (only the labels are used)."""
     import numpy as np
 
     from faket.errors import InputError
 
     d = m.data
-    r = np.rint(d)
-    if np.any(r != d) or r.min() < 0:
-        raise InputError(f"{m.path}: {what} must hold non-negative integer labels")
-    return r.astype(np.int32)
+    out = np.empty(d.shape, np.int32)
+    step = max(1, (1 << 24) // max(1, d[0].size))
+    for z0 in range(0, d.shape[0], step):
+        s = d[z0:z0 + step]
+        r = np.rint(s)
+        if np.any(r != s) or r.min() < 0:
+            raise InputError(f"{m.path}: {what} must hold non-negative integer labels")
+        out[z0:z0 + step] = r
+    m.data = None
+    return out
 
 
 def _class_ids_from_mask(df, cls, occ, source):
@@ -204,17 +212,18 @@ def run(args) -> int:
     tomo_name = args.tomo_name or out.resolve().name
 
     cm = read_volume(cm_path, what="class mask")
+    cls = _as_labels(cm, "class mask")          # each mask to int32 as soon as it is read (memory at 1024^3)
     om = read_volume(om_path, what="occupancy mask")
-    if cm.data.shape != om.data.shape:
-        raise InputError(f"{om_path}: shape {om.data.shape} differs from the class mask's {cm.data.shape}")
-    voxel = voxel_size_or_assume(args, cm, what="class mask")
-    shape = cm.data.shape
-    cls = _as_labels(cm, "class mask")
     occ = _as_labels(om, "occupancy mask")
+    if cls.shape != occ.shape:
+        raise InputError(f"{om_path}: shape {occ.shape} differs from the class mask's {cls.shape}")
+    voxel = voxel_size_or_assume(args, cm, what="class mask")
+    shape = cls.shape
     df = read_particles(pl_path, voxel_size_a=voxel, box_zyx=shape)
     if pl_path.suffix.lower() == ".txt" and len(df):
         df = _class_ids_from_mask(df, cls, occ, pl_path)
-    ids_in_mask = set(np.unique(occ).tolist()) - {0}
+    step = max(1, (1 << 24) // max(1, occ[0].size))   # np.unique of the whole mask sorts a copy of it
+    ids_in_mask = set().union(*(np.unique(occ[z:z + step]).tolist() for z in range(0, occ.shape[0], step))) - {0}
     not_in_mask = sorted(set(df["particle_id"].tolist()) - ids_in_mask)
     if not_in_mask:
         warn(f"{pl_path}: {len(not_in_mask)} particle(s) have no voxel in {om_path} "

@@ -93,7 +93,6 @@ import argparse
 from faket.cli._common import add_common_args
 from faket.errors import InputError
 from faket.formats.names import CELLULAR_LAYOUT_OUTPUTS, LAYOUT_OUTPUTS
-from faket.layout.build import load_spec
 
 HELP = "make a labelled particle layout (density volume, class/occupancy masks, particle lists)"
 DESCRIPTION = __doc__
@@ -185,7 +184,7 @@ def run(args) -> int:
     )
 
     t0 = time.perf_counter()
-    spec = load_spec(args.spec) if args.spec else L.default_spec()
+    spec = L.load_spec(args.spec) if args.spec else L.default_spec()
     if args.box:
         spec["box"] = _parse_box(args.box)
         if not args.spec:  # the default's 100-voxel slab shrinks with a smaller --box

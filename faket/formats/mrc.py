@@ -135,10 +135,18 @@ def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None
         raise InputError(f"{p}: {what} has an empty axis (shape {data.shape})")
     if np.iscomplexobj(data):
         raise InputError(f"{p}: {what} holds complex values; expected real densities")
-    data = data.astype(np.float32, copy=True)
-    if not allow_nonfinite and not np.isfinite(data).all():
-        n = int((~np.isfinite(data)).sum())
-        raise InputError(f"{p}: {what} contains {n} NaN/Inf values")
+    try:   # native float32: keep mrcfile's own read buffer (no second copy: 4 GB for a 1024^3 volume)
+        if data.dtype != np.float32 or not data.dtype.isnative or not data.flags.c_contiguous:
+            raise ValueError
+        data.flags.writeable = True
+    except ValueError:
+        data = data.astype(np.float32, copy=True)
+    if not allow_nonfinite:
+        flat = data.reshape(-1)
+        step = 1 << 24   # in chunks: no boolean array of the whole volume
+        n = sum(int(np.count_nonzero(~np.isfinite(flat[i:i + step]))) for i in range(0, flat.size, step))
+        if n:
+            raise InputError(f"{p}: {what} contains {n} NaN/Inf values")
     return MrcData(data=data, voxel_size_a=voxel, path=p)
 
 

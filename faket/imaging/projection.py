@@ -19,12 +19,14 @@ Back-projection is the pixel-driven transpose used by filtered back-projection: 
 reads the filtered projections at its ``u`` with linear interpolation, weighted by the angular
 interval each tilt represents.
 
-CPU kernels are numba-compiled (parallel over chunks of Y); :mod:`torch` kernels serve CUDA devices
-(and are cross-checked against the CPU kernels in the tests).
+CPU kernels are numba-compiled (parallel over chunks of Y); small inputs (below :data:`SMALL_WORK`
+interpolations) run the same arithmetic in numpy instead, without importing numba; :mod:`torch` kernels
+serve CUDA devices (and are cross-checked against the CPU kernels in the tests).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Sequence
 
@@ -154,6 +156,71 @@ def _numba_kernels():
 
 
 # --------------------------------------------------------------------------------------------------
+# numpy kernels for small inputs (no numba import)
+
+# Below SMALL_WORK interpolations (tilts x samples along the beam x detector columns x Y rows for a
+# projection; tilts x output voxels for a back-projection) `backend="auto"` runs the numpy kernels below on
+# the CPU instead of numba: importing numba and loading its cached kernels costs ~0.4-0.9 s per process,
+# more than numpy needs for such inputs (64^3 x 61 tilts, 16 M interpolations: ~0.1-0.2 s). They repeat the
+# numba kernels' float32 operations in the same order, so the results are the same floats
+# (tests/test_projection_small.py); larger inputs take the numba kernels unchanged.
+SMALL_WORK = 1 << 24
+
+
+def _interp_weights(f, w, n_s):
+    """Joseph / linear interpolation at positions ``f`` (float64) on ``n_s`` samples, as the numba kernels
+    compute it: clipped indices i0, i1 = i0 + 1 and float32 weights ``(1 - frac) w``, ``frac w``, zero for an
+    index outside ``[0, n_s)`` (the kernels then add only the other term, or nothing)."""
+    fl = np.floor(f)
+    i0 = fl.astype(np.int64)
+    f1 = f - fl
+    w1 = (f1 * w).astype(np.float32)
+    w0 = ((1.0 - f1) * w).astype(np.float32)
+    w0[(i0 < 0) | (i0 >= n_s)] = 0
+    w1[(i0 + 1 < 0) | (i0 + 1 >= n_s)] = 0
+    return np.clip(i0, 0, n_s - 1), np.clip(i0 + 1, 0, n_s - 1), w0, w1
+
+
+def _project_numpy(vol, cos_t, sin_t, n_u, cu, cx, cz) -> np.ndarray:
+    """(Z, Y, X) -> (T, U, Y) line integrals, the numba ``project_chunks`` loop in numpy (vectorised over
+    detector columns and Y, looping over tilts and the driving axis in the kernel's order)."""
+    n_z, n_y, n_x = vol.shape
+    v_zx = np.ascontiguousarray(np.asarray(vol, dtype=np.float32).transpose(0, 2, 1))  # (Z, X, Y)
+    v_xz = np.ascontiguousarray(v_zx.transpose(1, 0, 2))                                # (X, Z, Y)
+    out = np.zeros((cos_t.size, n_u, n_y), np.float32)
+    j = np.arange(n_u, dtype=np.float64) - cu
+    for t in range(cos_t.size):
+        ct, st = float(cos_t[t]), float(sin_t[t])
+        if abs(ct) >= abs(st):   # one step per Z plane, interpolate along X
+            src, n_s = v_zx, n_x
+            f = (j[None, :] - (np.arange(n_z)[:, None] - cz) * st) / ct + cx
+            w = 1.0 / abs(ct)
+        else:                    # one step per X column, interpolate along Z
+            src, n_s = v_xz, n_z
+            f = (j[None, :] - (np.arange(n_x)[:, None] - cx) * ct) / st + cz
+            w = 1.0 / abs(st)
+        i0, i1, w0, w1 = _interp_weights(f, w, n_s)
+        o = out[t]
+        for d in range(f.shape[0]):
+            p = src[d]
+            o += w0[d, :, None] * p[i0[d]] + w1[d, :, None] * p[i1[d]]
+    return out
+
+
+def _backproject_numpy(tilts, cos_t, sin_t, wts, n_x, z_off, cu, cx) -> np.ndarray:
+    """(T, Y, U) -> (Zo, X, Y), the numba ``backproject_chunks`` loop in numpy (tilts in the kernel's order)."""
+    p = np.ascontiguousarray(np.asarray(tilts, dtype=np.float32).transpose(0, 2, 1))  # (T, U, Y)
+    n_u, n_y = p.shape[1:]
+    out = np.zeros((z_off.size, n_x, n_y), np.float32)
+    xo = np.arange(n_x, dtype=np.float64) - cx
+    for t in range(p.shape[0]):
+        uf = xo[None, :] * cos_t[t] + (z_off[:, None] * sin_t[t] + cu)
+        i0, i1, w0, w1 = _interp_weights(uf, float(wts[t]), n_u)
+        out += w0[..., None] * p[t][i0] + w1[..., None] * p[t][i1]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # helpers
 
 
@@ -169,13 +236,18 @@ def _check_angles(angles_deg) -> np.ndarray:
 
 
 def _use_numba(device, backend: str) -> bool:
-    """numba kernels for the CPU unless ``backend="torch"``; torch for any other device."""
-    if backend not in ("auto", "numba", "torch"):
-        raise InputError(f"backend {backend}: expected auto, numba or torch")
+    """CPU kernels (numba, or numpy for small inputs) unless ``backend="torch"``; torch for any other device."""
+    if backend not in ("auto", "numba", "numpy", "torch"):
+        raise InputError(f"backend {backend}: expected auto, numba, numpy or torch")
     cpu = device is None or str(device) == "cpu"
-    if backend == "numba" and not cpu:
-        raise InputError(f"the numba backend runs on the CPU only, not on {device}")
+    if backend in ("numba", "numpy") and not cpu:
+        raise InputError(f"the {backend} backend runs on the CPU only, not on {device}")
     return cpu and backend != "torch"
+
+
+def _small(backend: str, work: int) -> bool:
+    """The numpy kernels: asked for, or ``auto`` with less than :data:`SMALL_WORK` interpolations."""
+    return backend == "numpy" or (backend == "auto" and work <= SMALL_WORK)
 
 
 def _y_blocks(n_y: int, rows_per_block: int):
@@ -227,7 +299,8 @@ def project(volume: np.ndarray, angles_deg: Sequence[float], *, detector_width: 
     device : ``None``/``"cpu"`` for the numba kernels, or a torch device (e.g. ``"cuda:0"``).
     chunk_y : Y rows processed together (bounds the working memory); default keeps ~128 MB per block.
     progress : called with the number of Y rows finished after each block.
-    backend : ``"auto"`` (numba on the CPU, torch elsewhere), ``"numba"`` or ``"torch"``.
+    backend : ``"auto"`` (on the CPU numba, or numpy below :data:`SMALL_WORK` interpolations; torch
+        elsewhere), ``"numba"``, ``"numpy"`` (the small path at any size) or ``"torch"``.
 
     Returns
     -------
@@ -251,7 +324,11 @@ def project(volume: np.ndarray, angles_deg: Sequence[float], *, detector_width: 
     if rows < 1:
         raise InputError(f"--chunk-y {chunk_y}: must be at least 1")
     cu, cx, cz = (n_u - 1) / 2.0, (n_x - 1) / 2.0, (n_z - 1) / 2.0
-    if _use_numba(device, backend):
+    if _use_numba(device, backend) and _small(backend, a.size * max(n_z, n_x) * n_u * n_y):
+        out[:] = _project_numpy(vol, cos_t, sin_t, n_u, cu, cx, cz).transpose(0, 2, 1)
+        if progress:
+            progress(n_y)
+    elif _use_numba(device, backend):
         k = _numba_kernels()
         for y0, y1 in _y_blocks(n_y, rows):
             blk_l, n = _to_lanes(vol[:, y0:y1, :], lanes)  # (C, Z, X, L)
@@ -361,18 +438,26 @@ def ramp_filter(n: int, kind: str = "ramp") -> np.ndarray:
     return resp
 
 
-def filter_projections(tilts: np.ndarray, kind: str = "ramp") -> np.ndarray:
-    """Filter each row of a ``(T, Y, U)`` tilt-series along U (zero-padded to a power of two >= 2U)."""
-    import scipy.fft as sfft
+def filter_projections(tilts: np.ndarray, kind: str = "ramp", *, small: bool = False) -> np.ndarray:
+    """Filter each row of a ``(T, Y, U)`` tilt-series along U (zero-padded to a power of two >= 2U).
 
+    ``small``: numpy's FFT instead of scipy's (no scipy.fft import, ~0.1 s, for the small path of
+    :func:`reconstruct`); the same to float32 rounding (both are pocketfft)."""
     n_u = tilts.shape[-1]
     n = max(64, int(2 ** math.ceil(math.log2(2 * n_u))))
     resp = ramp_filter(n, kind).astype(np.float32)
     out = np.empty(tilts.shape, dtype=np.float32)
+    if small:
+        rfft, irfft = np.fft.rfft, np.fft.irfft
+    else:
+        import scipy.fft as sfft
+
+        rfft = functools.partial(sfft.rfft, workers=-1)
+        irfft = functools.partial(sfft.irfft, workers=-1)
     for t in range(tilts.shape[0]):  # per tilt: bounded memory
-        F = sfft.rfft(tilts[t].astype(np.float32), n=n, axis=-1, workers=-1)
+        F = rfft(tilts[t].astype(np.float32), n=n, axis=-1)
         F *= resp
-        out[t] = sfft.irfft(F, n=n, axis=-1, workers=-1)[..., :n_u]
+        out[t] = irfft(F, n=n, axis=-1)[..., :n_u]
     return out
 
 
@@ -414,7 +499,11 @@ def backproject(tilts: np.ndarray, angles_deg: Sequence[float], z_offsets: np.nd
     out = np.empty((n_zo, n_y, n_x), dtype=np.float32)
     lanes = _lanes_for(n_y if not chunk_y else min(n_y, int(chunk_y)))
     rows = int(chunk_y) if chunk_y else _default_rows(t_n * n_u + n_zo * n_x, lanes)
-    if _use_numba(device, backend):
+    if _use_numba(device, backend) and _small(backend, t_n * n_zo * n_x * n_y):
+        out[:] = _backproject_numpy(tilts, cos_t, sin_t, w, n_x, z_off, cu, cx).transpose(0, 2, 1)
+        if progress:
+            progress(n_y)
+    elif _use_numba(device, backend):
         k = _numba_kernels()
         for y0, y1 in _y_blocks(n_y, rows):
             blk_l, n = _to_lanes(tilts[:, y0:y1, :], lanes)  # (C, T, U, L)
@@ -496,7 +585,6 @@ def reconstruct(tilts: np.ndarray, angles_deg: Sequence[float], *, filter: str =
         raise InputError(f"--bin {bin}: must be at least 1")
     n_u0 = tilts.shape[2]
     binned = bin_stack(tilts, b)
-    filt = filter_projections(binned, filter)
     n_ub = binned.shape[2]
     # positions in binned units of the rotation axis (original centre (U0-1)/2)
     c_b = ((n_u0 - 1) / 2.0 - (b - 1) / 2.0) / b
@@ -518,5 +606,7 @@ def reconstruct(tilts: np.ndarray, angles_deg: Sequence[float], *, filter: str =
     w = angle_weights(a)
     # ramp_filter response is 2|f| (cycles/sample); FBP: f = sum_t dtheta_t * (p_t * |f|) -> factor 1/2
     w = w * 0.5
+    small = _use_numba(device, backend) and _small(backend, a.size * z_off.size * n_ub * binned.shape[1])
+    filt = filter_projections(binned, filter, small=small)
     return backproject(filt, a, z_off, n_x=n_ub, weights=w, center_u=c_b, center_x=c_b, device=device,
                        chunk_y=chunk_y, progress=progress, backend=backend)

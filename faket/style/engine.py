@@ -215,17 +215,32 @@ class Reference:
 
 
 class _Adam:
-    """Adam on a (B, 1, H, W) pixel tensor, per pixel (so independent of the batch)."""
+    """Adam on a (B, 1, H, W) pixel tensor, per pixel (so independent of the batch).
 
-    def __init__(self, x, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+    ``single``: the caller takes exactly one step (the paper's setting: one scale, one iteration). Adam's first
+    bias-corrected step is ``lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = g`` and ``v_hat = g^2``, i.e.
+    ``lr * g / (|g| + eps)`` (``lr * sign(g)`` wherever ``|g| >> eps``); it is applied in that closed form and
+    the moments are never stored. It equals the general path to float rounding (that path divides by
+    ``1 - beta`` and takes ``sqrt(g^2)``: a few ulp of ``lr``); eps is kept, so a pixel with ``|g|`` near eps
+    (1e-8) moves less than ``lr`` and one with ``g == 0`` does not move, as in Adam.
+    """
+
+    def __init__(self, x, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, *, single: bool = False):
         import torch
 
         self.lr, self.b1, self.b2, self.eps = lr, betas[0], betas[1], eps
-        self.m = torch.zeros_like(x)
-        self.v = torch.zeros_like(x)
+        self.single = single
+        self.m = None if single else torch.zeros_like(x)
+        self.v = None if single else torch.zeros_like(x)
         self.t = 0
 
     def step(self, x, g) -> None:
+        if self.single:
+            if self.t:
+                raise RuntimeError("_Adam(single=True) takes one step only")
+            self.t = 1
+            x.addcdiv_(g, g.abs().add_(self.eps), value=-self.lr)
+            return
         self.t += 1
         self.m.mul_(self.b1).add_(g, alpha=1 - self.b1)
         self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
@@ -444,7 +459,8 @@ class StyleTransfer:
             content = resize(c_full, hw).clamp(0, 1) if hw != (H, W) else c_full
             if x is None:
                 x = (resize(i_full, hw) if hw != (H, W) else i_full).clamp(0, 1).clone()
-                opt = _Adam(x, self.s.step_size)
+                # one scale and one iteration (the paper's setting): Adam's first step in closed form
+                opt = _Adam(x, self.s.step_size, single=len(scales) == 1 and self.s.initial_iterations == 1)
             else:
                 x = resize(ema.get(), hw).clamp_(0, 1)
                 opt.resize(hw)
