@@ -33,7 +33,12 @@ def synthetic_results(root: Path, n: int, n_particles: int = 200, seed: int = 0)
 
     from faket.cli import main
     from faket.formats.mrc import write_mrc
-    from faket.formats.particles import (write_deepfinder_xml, write_particles_csv, write_particles_star, write_shrec_locations)
+    from faket.formats.particles import (
+        write_deepfinder_xml,
+        write_particles_csv,
+        write_particles_star,
+        write_shrec_locations,
+    )
 
     rng = np.random.default_rng(seed)
     res = root / "results"
@@ -50,7 +55,7 @@ def synthetic_results(root: Path, n: int, n_particles: int = 200, seed: int = 0)
         c = int(rng.integers(4))
         r = radii[c]
         x, y, z = (int(v) for v in rng.integers(r + 1, n - r - 1, 3))
-        ball = (zz ** 2 + yy ** 2 + xx ** 2) <= r * r
+        ball = (zz**2 + yy**2 + xx**2) <= r * r
         sl = (slice(z - 8, z + 9), slice(y - 8, y + 9), slice(x - 8, x + 9))
         sub = occ[sl]
         if sub.shape != ball.shape or (sub[ball] > 0).any():
@@ -59,8 +64,19 @@ def synthetic_results(root: Path, n: int, n_particles: int = 200, seed: int = 0)
         cm[sl][ball] = c + 1
         vol[sl][ball] -= 2.0
         ang = rng.uniform(-180, 180, 3)
-        rows.append({"particle_id": pid, "class_id": c + 1, "class_name": names[c], "x": x, "y": y, "z": z,
-                     "rot": ang[0], "tilt": abs(ang[1]), "psi": ang[2]})
+        rows.append(
+            {
+                "particle_id": pid,
+                "class_id": c + 1,
+                "class_name": names[c],
+                "x": x,
+                "y": y,
+                "z": z,
+                "rot": ang[0],
+                "tilt": abs(ang[1]),
+                "psi": ang[2],
+            }
+        )
     df = pd.DataFrame(rows)
     write_mrc(t / "tomogram_bin1.mrc", vol, 10.0)
     write_mrc(t / "class_mask_bin1.mrc", cm, 10.0)
@@ -84,7 +100,9 @@ def main() -> int:
         if args.results:
             res = Path(args.results).resolve()
             what = f"results folder {res}"
-            reads = [res / "dataset.csv"] + [p for p in res.glob("*/*_bin*.mrc")] + list(res.glob("*/particles_bin*.csv"))
+            reads = (
+                [res / "dataset.csv"] + [p for p in res.glob("*/*_bin*.mrc")] + list(res.glob("*/particles_bin*.csv"))
+            )
         else:
             t0 = time.perf_counter()
             res = synthetic_results(tmp, args.size)
@@ -102,17 +120,25 @@ def main() -> int:
             t_copy = time.perf_counter() - t0
             proj = tmp / f"proj{i}"
             t0 = time.perf_counter()
-            r = subprocess.run([*faket, "export", "copick", str(res), "-o", str(proj), "--quiet"],
-                               capture_output=True, text=True, env=dict(os.environ))
+            r = subprocess.run(
+                [*faket, "export", "copick", str(res), "-o", str(proj), "--quiet"],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ),
+            )
             t_exp = time.perf_counter() - t0
             if r.returncode:
                 print(r.stderr)
                 return 1
             size = du(proj)
-            print(f"  copy inputs (baseline): {t_copy:7.2f} s   export (whole process): {t_exp:7.2f} s   "
-                  f"ratio {t_exp / max(t_copy, 1e-9):.1f}x")
-            print(f"  project size {size / 2**20:.1f} MiB = {size / in_bytes:.2f}x the inputs read; "
-                  f"files {sum(1 for p in proj.rglob('*') if p.is_file())}")
+            print(
+                f"  copy inputs (baseline): {t_copy:7.2f} s   export (whole process): {t_exp:7.2f} s   "
+                f"ratio {t_exp / max(t_copy, 1e-9):.1f}x"
+            )
+            print(
+                f"  project size {size / 2**20:.1f} MiB = {size / in_bytes:.2f}x the inputs read; "
+                f"files {sum(1 for p in proj.rglob('*') if p.is_file())}"
+            )
             shutil.rmtree(dst)
             shutil.rmtree(proj)
     finally:

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-ANGLES = np.arange(-60, 61, 2.0)      # 61 tilts, the paper's scheme
+ANGLES = np.arange(-60, 61, 2.0)  # 61 tilts, the paper's scheme
 
 
 # --------------------------------------------------------------------------------------------------
@@ -51,10 +51,16 @@ ANGLES = np.arange(-60, 61, 2.0)      # 61 tilts, the paper's scheme
 
 
 def machine(torch, device) -> dict:
-    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.node(),
-            "python": platform.python_version(), "torch": torch.__version__, "device": str(device),
-            "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads()}
+    info = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+    }
     try:
         txt = Path("/proc/cpuinfo").read_text()
         name = next((l.split(":", 1)[1].strip() for l in txt.splitlines() if l.startswith("model name")), "")
@@ -69,9 +75,13 @@ def machine(torch, device) -> dict:
         pass
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
-        info.update(gpu=p.name, gpu_memory_gb=round(p.total_memory / 2**30, 1),
-                    capability=f"{p.major}.{p.minor}", cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version())
+        info.update(
+            gpu=p.name,
+            gpu_memory_gb=round(p.total_memory / 2**30, 1),
+            capability=f"{p.major}.{p.minor}",
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+        )
     return info
 
 
@@ -103,13 +113,14 @@ def rel_max(a, b) -> float:
 
 def rel_rms(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.sqrt(np.mean((a - b) ** 2)) / max(np.sqrt(np.mean(b ** 2)), 1e-30))
+    return float(np.sqrt(np.mean((a - b) ** 2)) / max(np.sqrt(np.mean(b**2)), 1e-30))
 
 
 def check(rows, name, metric, value, tol, *, note="") -> None:
     ok = bool(np.isfinite(value) and value <= tol)
-    rows.append({"check": name, "metric": metric, "value": float(value), "tolerance": float(tol), "pass": ok,
-                 "note": note})
+    rows.append(
+        {"check": name, "metric": metric, "value": float(value), "tolerance": float(tol), "pass": ok, "note": note}
+    )
     print(f"  {'PASS' if ok else 'FAIL'}  {name}: {metric} = {value:.3g} (tolerance {tol:g}) {note}", flush=True)
 
 
@@ -119,14 +130,20 @@ def run_checks(torch, device, rows, n_style: int = 96) -> None:
     rng = np.random.default_rng(0)
     vol = rng.random((40, 48, 56), dtype=np.float32)
     dev = None if device.type == "cpu" else device
-    backend = "torch" if device.type == "cpu" else "auto"    # the device's kernels; torch on the CPU
+    backend = "torch" if device.type == "cpu" else "auto"  # the device's kernels; torch on the CPU
     ref = P.project(vol, ANGLES, device=None, backend="numba")
     got = P.project(vol, ANGLES, device=dev or "cpu", backend=backend)
     check(rows, "projection 40x48x56 -> 61 tilts", "max abs diff / max abs value", rel_max(got, ref), 1e-5)
     for b in (1, 2):
         r_ref = P.reconstruct(ref, ANGLES, bin=b, device=None, backend="numba")
         r_got = P.reconstruct(ref, ANGLES, bin=b, device=dev or "cpu", backend=backend)
-        check(rows, f"back-projection 61 tilts -> volume, bin {b}", "max abs diff / max abs value", rel_max(r_got, r_ref), 1e-5)
+        check(
+            rows,
+            f"back-projection 61 tilts -> volume, bin {b}",
+            "max abs diff / max abs value",
+            rel_max(r_got, r_ref),
+            1e-5,
+        )
 
     from faket import style as st
     from faket.style.vgg import build_vgg
@@ -151,8 +168,14 @@ def run_checks(torch, device, rows, n_style: int = 96) -> None:
     check(rows, f"style loss, 2 x {n_style}^2, fp32", "max rel diff", rel_max(l1, l0), 1e-4)
     check(rows, "style loss gradient", "rel RMS diff", rel_rms(g1, g0), 1e-3)
     flipped = float(np.mean(np.abs(o1 - o0) > 1e-3))
-    check(rows, "styled output (one Adam step)", "fraction of pixels off by > 1e-3", flipped, 0.01,
-          note="(sign flips where |gradient| ~ 0)")
+    check(
+        rows,
+        "styled output (one Adam step)",
+        "fraction of pixels off by > 1e-3",
+        flipped,
+        0.01,
+        note="(sign flips where |gradient| ~ 0)",
+    )
 
     from faket.picker.net import build_model
     from faket.picker.segment import segment
@@ -162,10 +185,20 @@ def run_checks(torch, device, rows, n_style: int = 96) -> None:
     for d in ("cpu", str(device)):
         m = build_model(4, seed=0)
         lab[d], sc[d] = segment(m, v, patch=16, overlap=0.25, batch=4, device=d)
-    check(rows, "picker segment 40^3, patch 16", "max abs score diff",
-          float(np.abs(sc[str(device)] - sc["cpu"]).max()), 1e-4)
-    check(rows, "picker segment labels", "fraction of voxels labelled differently",
-          float(np.mean(lab[str(device)] != lab["cpu"])), 1e-3)
+    check(
+        rows,
+        "picker segment 40^3, patch 16",
+        "max abs score diff",
+        float(np.abs(sc[str(device)] - sc["cpu"]).max()),
+        1e-4,
+    )
+    check(
+        rows,
+        "picker segment labels",
+        "fraction of voxels labelled differently",
+        float(np.mean(lab[str(device)] != lab["cpu"])),
+        1e-3,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,7 +239,7 @@ def time_style(torch, device, rows, n, precisions, budget, tilts=61, warm=True) 
             continue
         st.configure_backends(device, prec, deterministic=False, benchmark=True)
         model, _ = build_vgg("random", depth=29, seed=0, device=device)
-        for attempt in range(3):   # out of device memory: halve the batch, then tile
+        for attempt in range(3):  # out of device memory: halve the batch, then tile
             s = dataclasses.replace(st.PRESETS["paper"], precision=prec, max_tile=max_tile)
             eng = st.StyleTransfer(model, s, device)
             fit = st.default_tilt_batch(device, (min(n, max_tile or n),) * 2, prec)
@@ -214,10 +247,13 @@ def time_style(torch, device, rows, n, precisions, budget, tilts=61, warm=True) 
             batch = max(1, batch >> attempt)
             if not warm:
                 break
-            try:   # one batch first (cuDNN autotuning, oneDNN kernels)
+            try:  # one batch first (cuDNN autotuning, oneDNN kernels)
                 c, i, sty = style_series(batch, n, seed=1)
-                timed(torch, device, lambda: st.stylize_series(eng, c, i, [st.Reference(sty)], tilt_batch=batch,
-                                                               rescale=False))
+                timed(
+                    torch,
+                    device,
+                    lambda: st.stylize_series(eng, c, i, [st.Reference(sty)], tilt_batch=batch, rescale=False),
+                )
                 break
             except torch.OutOfMemoryError:
                 torch.cuda.empty_cache()
@@ -229,16 +265,32 @@ def time_style(torch, device, rows, n, precisions, budget, tilts=61, warm=True) 
         ref = st.Reference(sty)
         while done < tilts and (spent < budget or done == 0):
             k = min(batch, tilts - done)
-            dt, _ = timed(torch, device, lambda: st.stylize_series(eng, c[:k], i[:k], [ref] if k == batch else
-                                                                   [st.Reference(sty[:k])], tilt_batch=batch,
-                                                                   rescale=False))
+            dt, _ = timed(
+                torch,
+                device,
+                lambda: st.stylize_series(
+                    eng, c[:k], i[:k], [ref] if k == batch else [st.Reference(sty[:k])], tilt_batch=batch, rescale=False
+                ),
+            )
             done, spent = done + k, spent + dt
         per = spent / done
-        rows.append({"timing": f"style {tilts} x {n}^2", "precision": prec, "seconds": per * tilts,
-                     "seconds_per_tilt": per, "tilts_timed": done, "tilt_batch": batch, "max_tile": max_tile,
-                     "estimated": done < tilts})
-        print(f"  style {tilts} x {n}^2 {prec}: {per:.3f} s/tilt -> {per * tilts:.1f} s for {tilts} tilts "
-              f"({done} timed, batch {batch}, tile {max_tile})", flush=True)
+        rows.append(
+            {
+                "timing": f"style {tilts} x {n}^2",
+                "precision": prec,
+                "seconds": per * tilts,
+                "seconds_per_tilt": per,
+                "tilts_timed": done,
+                "tilt_batch": batch,
+                "max_tile": max_tile,
+                "estimated": done < tilts,
+            }
+        )
+        print(
+            f"  style {tilts} x {n}^2 {prec}: {per:.3f} s/tilt -> {per * tilts:.1f} s for {tilts} tilts "
+            f"({done} timed, batch {batch}, tile {max_tile})",
+            flush=True,
+        )
         eng = model = None
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -249,7 +301,7 @@ def time_projection(torch, device, rows, n, budget) -> None:
 
     dev = None if device.type == "cpu" else device
     vol = np.random.default_rng(0).random((n, n, n), dtype=np.float32)
-    P.project(vol[:8, :16, :], ANGLES, device=dev)          # warm-up (compilation, CUDA context)
+    P.project(vol[:8, :16, :], ANGLES, device=dev)  # warm-up (compilation, CUDA context)
     dt, tilts = timed(torch, device, lambda: P.project(vol, ANGLES, device=dev))
     rows.append({"timing": f"projection {n}^3 -> 61 x {n}^2", "precision": "fp32", "seconds": dt})
     print(f"  projection {n}^3 -> 61 tilts: {dt:.2f} s", flush=True)
@@ -268,10 +320,16 @@ def time_picker(torch, device, rows, patch, batch, steps, budget) -> None:
     vol = rng.standard_normal((n, n, n)).astype(np.float32)
     mask = (rng.random(vol.shape) < 0.05).astype(np.int64) * rng.integers(1, 13, size=vol.shape)
     warm = train_picker([vol], [mask], 13, steps=1, batch=batch, patch=patch, seed=0, device=device)
-    r = train_picker([vol], [mask], 13, steps=steps, batch=batch, patch=patch, seed=0, device=device,
-                     model=warm.model)
-    rows.append({"timing": f"picker training, patch {patch}^3, batch {batch}", "precision": "fp32",
-                 "seconds": r.seconds, "steps": steps, "steps_per_second": steps / r.seconds})
+    r = train_picker([vol], [mask], 13, steps=steps, batch=batch, patch=patch, seed=0, device=device, model=warm.model)
+    rows.append(
+        {
+            "timing": f"picker training, patch {patch}^3, batch {batch}",
+            "precision": "fp32",
+            "seconds": r.seconds,
+            "steps": steps,
+            "steps_per_second": steps / r.seconds,
+        }
+    )
     print(f"  picker training patch {patch}^3 batch {batch}: {steps / r.seconds:.2f} steps/s", flush=True)
 
 
@@ -281,13 +339,18 @@ def time_picker(torch, device, rows, patch, batch, steps, budget) -> None:
 
 def markdown(rep: dict) -> str:
     m = rep["machine"]
-    head = (f"faket device benchmark, {m['date']}: {m.get('gpu', m['cpu'])} ({m['device']}), torch {m['torch']}"
-            + (f", CUDA {m['cuda']}" if m.get("cuda") else "") + f", {m['threads']} CPU threads"
-            + (" (--small)" if rep["small"] else ""))
+    head = (
+        f"faket device benchmark, {m['date']}: {m.get('gpu', m['cpu'])} ({m['device']}), torch {m['torch']}"
+        + (f", CUDA {m['cuda']}" if m.get("cuda") else "")
+        + f", {m['threads']} CPU threads"
+        + (" (--small)" if rep["small"] else "")
+    )
     lines = [head, "", "| check | metric | value | tolerance | result |", "| --- | --- | --- | --- | --- |"]
     for c in rep["checks"]:
-        lines.append(f"| {c['check']} | {c['metric']} | {c['value']:.3g} | {c['tolerance']:g} | "
-                     f"{'pass' if c['pass'] else '**FAIL**'} |")
+        lines.append(
+            f"| {c['check']} | {c['metric']} | {c['value']:.3g} | {c['tolerance']:g} | "
+            f"{'pass' if c['pass'] else '**FAIL**'} |"
+        )
     lines += ["", "| timing | precision | seconds | per unit | note |", "| --- | --- | --- | --- | --- |"]
     for t in rep["timings"]:
         if "skipped" in t:
@@ -325,8 +388,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"bench/device.py: error: --device {a.device}: CUDA is not available here "
-              "(use --device cpu --small to test the script)", file=sys.stderr)
+        print(
+            f"bench/device.py: error: --device {a.device}: CUDA is not available here "
+            "(use --device cpu --small to test the script)",
+            file=sys.stderr,
+        )
         return 2
     t0 = time.perf_counter()
     rep = {"format": 1, "small": a.small, "machine": machine(torch, device), "checks": [], "timings": []}
@@ -337,8 +403,7 @@ def main(argv=None) -> int:
         precs = ["fp32", "tf32", "bf16"]
         sizes = [64] if a.small else [1024, 4096]
         for n in sizes:
-            time_style(torch, device, rep["timings"], n, precs, a.budget, tilts=2 if a.small else 61,
-                       warm=not a.small)
+            time_style(torch, device, rep["timings"], n, precs, a.budget, tilts=2 if a.small else 61, warm=not a.small)
         time_projection(torch, device, rep["timings"], 64 if a.small else 1024, a.budget)
         if a.small:
             time_picker(torch, device, rep["timings"], 16, 2, 1, a.budget)

@@ -45,7 +45,7 @@ def main() -> int:
     from faket import layout as L
     from faket.layout.templates import BUILTIN_NAMES, builtin_template
 
-    names = list(BUILTIN_NAMES)[-args.classes:]
+    names = list(BUILTIN_NAMES)[-args.classes :]
     per = [args.particles // len(names) + (1 if i < args.particles % len(names) else 0) for i in range(len(names))]
     t0 = time.perf_counter()
     tmpl = [builtin_template(n, args.voxel_size) for n in names]
@@ -55,29 +55,49 @@ def main() -> int:
     z0 = (args.size - args.slab) // 2
     lay = L.random_layout(classes, box, seed=args.seed, slab_z=(z0, z0 + args.slab), allow_fewer=True)
     t2 = time.perf_counter()
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     occ = np.count_nonzero(lay.occupancy) / (args.slab * args.size * args.size)
     print(f"classes: {', '.join(f'{n} ({t.density.shape[0]}^3)' for n, t in zip(names, tmpl))}")
-    print(f"layout {args.size}^3 at {args.voxel_size:g} A, slab {args.slab}: placed {len(lay.particles)} of "
-          f"{sum(per)} particles, {100 * occ:.1f}% of the slab occupied")
+    print(
+        f"layout {args.size}^3 at {args.voxel_size:g} A, slab {args.slab}: placed {len(lay.particles)} of "
+        f"{sum(per)} particles, {100 * occ:.1f}% of the slab occupied"
+    )
     print(f"templates {t1 - t0:.2f} s, placement {t2 - t1:.2f} s, peak RSS {rss_gb:.2f} GB (in-process)")
 
     if args.cli:
         with tempfile.TemporaryDirectory() as td:
             spec = Path(td) / "spec.yaml"
-            lines = [f"box: [{args.size}, {args.size}, {args.size}]", f"voxel_size: {args.voxel_size}",
-                     f"slab_thickness: {args.slab}", "classes:"]
+            lines = [
+                f"box: [{args.size}, {args.size}, {args.size}]",
+                f"voxel_size: {args.voxel_size}",
+                f"slab_thickness: {args.slab}",
+                "classes:",
+            ]
             lines += [f"  - template: {n}\n    count: {c}" for n, c in zip(names, per)]
             spec.write_text("\n".join(lines) + "\n")
             exe = Path(sys.executable).with_name("faket")
             t3 = time.perf_counter()
-            r = subprocess.run([str(exe), "layout", "--spec", str(spec), "-o", str(Path(td) / "out"),
-                                "--seed", str(args.seed), "--allow-fewer", "--quiet"], capture_output=True, text=True)
+            r = subprocess.run(
+                [
+                    str(exe),
+                    "layout",
+                    "--spec",
+                    str(spec),
+                    "-o",
+                    str(Path(td) / "out"),
+                    "--seed",
+                    str(args.seed),
+                    "--allow-fewer",
+                    "--quiet",
+                ],
+                capture_output=True,
+                text=True,
+            )
             t4 = time.perf_counter()
             if r.returncode:
                 print(r.stderr, file=sys.stderr)
                 return r.returncode
-            child_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
+            child_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
             print(f"faket layout (end to end, writes 3 MRC + lists): {t4 - t3:.2f} s, peak RSS {child_gb:.2f} GB")
     return 0
 
@@ -87,16 +107,26 @@ def cellular_spec(particles: int = 1000, structures: bool = True) -> dict:
 
     names = list(BUILTIN_NAMES)[-8:]
     per = [particles // len(names) + (1 if i < particles % len(names) else 0) for i in range(len(names))]
-    spec = {"box": [200, 512, 512], "voxel_size": 10.0, "slab_thickness": 200, "max_tries": 2000,
-            "classes": [{"template": n, "count": c} for n, c in zip(names, per)]}
+    spec = {
+        "box": [200, 512, 512],
+        "voxel_size": 10.0,
+        "slab_thickness": 200,
+        "max_tries": 2000,
+        "classes": [{"template": n, "count": c} for n, c in zip(names, per)],
+    }
     if structures:
-        spec["classes"].append({"template": "barrel", "name": "channel", "membrane": "vesicle_membrane",
-                                "count": 50, "insertion_nm": 0.0})
-        spec["membranes"] = [{"shape": "sphere", "name": "vesicle_membrane", "size_nm": 150},
-                             {"shape": "ellipsoid", "size_nm": [80, 60, 45]},
-                             {"shape": "tube", "size_nm": 50, "length_nm": 250}]
-        spec["filaments"] = [{"type": "microtubule", "count": 10, "length_nm": 400},
-                             {"type": "actin", "count": 20, "length_nm": 300}]
+        spec["classes"].append(
+            {"template": "barrel", "name": "channel", "membrane": "vesicle_membrane", "count": 50, "insertion_nm": 0.0}
+        )
+        spec["membranes"] = [
+            {"shape": "sphere", "name": "vesicle_membrane", "size_nm": 150},
+            {"shape": "ellipsoid", "size_nm": [80, 60, 45]},
+            {"shape": "tube", "size_nm": 50, "length_nm": 250},
+        ]
+        spec["filaments"] = [
+            {"type": "microtubule", "count": 10, "length_nm": 400},
+            {"type": "actin", "count": 20, "length_nm": 300},
+        ]
     return spec
 
 
@@ -114,31 +144,52 @@ def cellular(args) -> int:
 
     t_base, c_base, base = timed(False)
     t_cell, c_cell, res = timed(True)
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     lay = res.layout
     print(f"cellular layout 200x512x512 at 10 A: placed {lay.placed}")
-    print(f"  {len(lay.particles)} particles, {len(lay.membranes)} membranes, "
-          f"{lay.filaments['filament_id'].nunique()} filaments ({len(lay.subunits)} subunits); warnings: "
-          f"{res.warnings or 'none'}")
-    print(f"in-process make_layout: cellular {t_cell:.1f} s wall / {c_cell:.1f} s CPU, soluble particles alone "
-          f"{t_base:.1f} s / {c_base:.1f} s (ratio {t_cell / t_base:.2f}x wall, {c_cell / c_base:.2f}x CPU), "
-          f"peak RSS {rss_gb:.2f} GB (both runs, one process)")
+    print(
+        f"  {len(lay.particles)} particles, {len(lay.membranes)} membranes, "
+        f"{lay.filaments['filament_id'].nunique()} filaments ({len(lay.subunits)} subunits); warnings: "
+        f"{res.warnings or 'none'}"
+    )
+    print(
+        f"in-process make_layout: cellular {t_cell:.1f} s wall / {c_cell:.1f} s CPU, soluble particles alone "
+        f"{t_base:.1f} s / {c_base:.1f} s (ratio {t_cell / t_base:.2f}x wall, {c_cell / c_base:.2f}x CPU), "
+        f"peak RSS {rss_gb:.2f} GB (both runs, one process)"
+    )
     print(f"load: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
     if args.cli:
         with tempfile.TemporaryDirectory() as td:
-            spec = Path(td) / "spec.json"        # JSON is YAML
+            spec = Path(td) / "spec.json"  # JSON is YAML
             spec.write_text(json.dumps(cellular_spec(args.particles, True)))
             t3 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "faket", "layout", "--spec", str(spec), "-o",
-                                str(Path(td) / "out"), "--seed", str(args.seed), "--allow-fewer", "--quiet"],
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "faket",
+                    "layout",
+                    "--spec",
+                    str(spec),
+                    "-o",
+                    str(Path(td) / "out"),
+                    "--seed",
+                    str(args.seed),
+                    "--allow-fewer",
+                    "--quiet",
+                ],
+                capture_output=True,
+                text=True,
+            )
             t4 = time.perf_counter()
             if r.returncode:
                 print(r.stderr, file=sys.stderr)
                 return r.returncode
             ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-            print(f"faket layout --spec (end to end, writes 4 MRC + tables): {t4 - t3:.1f} s wall / "
-                  f"{ch.ru_utime + ch.ru_stime:.1f} s CPU, peak RSS {ch.ru_maxrss / 1024 ** 2:.2f} GB")
+            print(
+                f"faket layout --spec (end to end, writes 4 MRC + tables): {t4 - t3:.1f} s wall / "
+                f"{ch.ru_utime + ch.ru_stime:.1f} s CPU, peak RSS {ch.ru_maxrss / 1024**2:.2f} GB"
+            )
     return 0
 
 

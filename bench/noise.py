@@ -53,8 +53,8 @@ def phantom(n=128, nblob=60, seed=0, blur=1.5):
 
 
 def timing(args) -> None:
-    from faket.imaging import noise as nz
     from faket.cli import main
+    from faket.imaging import noise as nz
 
     T, N = args.tilts, args.size
     rng = np.random.default_rng(0)
@@ -72,8 +72,19 @@ def timing(args) -> None:
         times = []
         for rep in range(args.repeat):
             t0 = time.perf_counter()
-            rc = main(["noise", str(d / "clean.mrc"), "--reference", str(d / "ref.mrc"), "-o",
-                       str(d / "noisy.mrc"), "--content-out", str(d / "content.mrc"), "--quiet"])
+            rc = main(
+                [
+                    "noise",
+                    str(d / "clean.mrc"),
+                    "--reference",
+                    str(d / "ref.mrc"),
+                    "-o",
+                    str(d / "noisy.mrc"),
+                    "--content-out",
+                    str(d / "content.mrc"),
+                    "--quiet",
+                ]
+            )
             times.append(time.perf_counter() - t0)
             assert rc == 0
         t0 = time.perf_counter()
@@ -82,8 +93,10 @@ def timing(args) -> None:
         t0 = time.perf_counter()
         nz.add_noise(clean, nz.smooth_curves(c, 2), seed=0, content_noise=0.25)
         t_add = time.perf_counter() - t0
-    print(f"faket noise {T}x{N}x{N} (blind fit, NOISY + CONTENT, with I/O): "
-          f"best {min(times):.2f} s of {len(times)} (goal < 10 s)")
+    print(
+        f"faket noise {T}x{N}x{N} (blind fit, NOISY + CONTENT, with I/O): "
+        f"best {min(times):.2f} s of {len(times)} (goal < 10 s)"
+    )
     print(f"  blind_fit on the reference: {t_fit:.2f} s;  add_noise (NOISY + CONTENT): {t_add:.2f} s")
 
 
@@ -106,11 +119,17 @@ def validate(args) -> None:
         return (img - img.mean(axis=(1, 2), keepdims=True)) / img.std(axis=(1, 2), keepdims=True)
 
     signals = {"balls": balls, "balls x CTF, 10 A/px": ctf_signal(10.0), "balls x CTF, 4 A/px": ctf_signal(4.0)}
-    cases = [("balls", "white", "measured"), ("balls", "white", "none"),
-             ("balls", "counting-MTF", "measured"), ("balls", "counting-MTF", "none"),
-             ("balls", "counting-MTF", "counting"),
-             ("balls x CTF, 10 A/px", "white", "measured"), ("balls x CTF, 10 A/px", "counting-MTF", "measured"),
-             ("balls x CTF, 4 A/px", "white", "measured"), ("balls x CTF, 4 A/px", "counting-MTF", "measured")]
+    cases = [
+        ("balls", "white", "measured"),
+        ("balls", "white", "none"),
+        ("balls", "counting-MTF", "measured"),
+        ("balls", "counting-MTF", "none"),
+        ("balls", "counting-MTF", "counting"),
+        ("balls x CTF, 10 A/px", "white", "measured"),
+        ("balls x CTF, 10 A/px", "counting-MTF", "measured"),
+        ("balls x CTF, 4 A/px", "white", "measured"),
+        ("balls x CTF, 4 A/px", "counting-MTF", "measured"),
+    ]
     print("| signal | noise | --noise-mtf | " + " | ".join(f"SNR {s:g}" for s in snrs) + " |")
     print("|---|---|---|" + "---|" * len(snrs))
     shape = nz.noise_psd_shape((n, n), "counting")
@@ -128,8 +147,10 @@ def validate(args) -> None:
             err = nz.blind_fit(ref, noise_mtf=mtf).sigma / truth - 1
             row.append(f"{100 * err.mean():+.1f}% ({100 * np.abs(err).max():.1f})")
         print(f"| {sig_name} | {colour} | {mtf} | " + " | ".join(row) + " |")
-    print(f"\n{reps} references of {n}x{n} per cell; error = blind sigma / true sigma - 1 "
-          "(mean over references, max |error| in brackets).")
+    print(
+        f"\n{reps} references of {n}x{n} per cell; error = blind sigma / true sigma - 1 "
+        "(mean over references, max |error| in brackets)."
+    )
 
 
 def _read(path):
@@ -169,18 +190,21 @@ def real(args) -> None:
     print("|---|---|---|---|")
     for name, mtf, c in rows:
         s = c.snr
-        print(f"| {name} | {mtf} | {np.median(c.sigma):.3f} ({c.sigma.min():.3f}..{c.sigma.max():.3f}) | "
-              f"{np.median(s):.3f} ({s.min():.3f}..{s.max():.3f}) |")
-    snr = allsig ** -2 - 1
-    print(f"| tomoDRGN {len(stacks)} sub-tilt-series 37x32x32 float16 ({skipped} blank tilts skipped) | "
-          f"measured | {np.median(allsig):.3f} ({allsig.min():.3f}..{allsig.max():.3f}) | "
-          f"{np.median(snr):.3f} ({snr.min():.3f}..{snr.max():.3f}) |")
+        print(
+            f"| {name} | {mtf} | {np.median(c.sigma):.3f} ({c.sigma.min():.3f}..{c.sigma.max():.3f}) | "
+            f"{np.median(s):.3f} ({s.min():.3f}..{s.max():.3f}) |"
+        )
+    snr = allsig**-2 - 1
+    print(
+        f"| tomoDRGN {len(stacks)} sub-tilt-series 37x32x32 float16 ({skipped} blank tilts skipped) | "
+        f"measured | {np.median(allsig):.3f} ({allsig.min():.3f}..{allsig.max():.3f}) | "
+        f"{np.median(snr):.3f} ({snr.min():.3f}..{snr.max():.3f}) |"
+    )
     # PyTom per-tilt curve (every 4th tilt)
     d = _read(ts / "pytom_p1_subtilt_41x100x100.mrc")
     ang = np.loadtxt(ts / "pytom_p1_subtilt.tlt")
     c = nz.blind_fit(d)
-    print("\nPyTom per tilt (angle: SNR): " + ", ".join(f"{a:.0f}: {s:.3f}" for a, s in
-                                                          zip(ang[::4], c.snr[::4])))
+    print("\nPyTom per tilt (angle: SNR): " + ", ".join(f"{a:.0f}: {s:.3f}" for a, s in zip(ang[::4], c.snr[::4])))
 
 
 def physics(args) -> None:
@@ -199,8 +223,9 @@ def physics(args) -> None:
     v = gaussian_filter(v, 2.5)
     angles = np.arange(-60, 61, 6.0)
     proj = project(v, angles, contrast="bright")
-    print("| dose (e-/A^2) | pixel (A) | paired SNR median | blind SNR median (measured) | "
-          "blind sigma / paired sigma |")
+    print(
+        "| dose (e-/A^2) | pixel (A) | paired SNR median | blind SNR median (measured) | blind sigma / paired sigma |"
+    )
     print("|---|---|---|---|---|")
     for dose, px in ((120, 10.0), (1200, 10.0), (12000, 10.0), (120, 4.0)):
         p = ph.PhysicsParams(dose_total=float(dose), potential_scale_v=3.0 / float(v.max()))
@@ -208,8 +233,10 @@ def physics(args) -> None:
         clean = ph.simulate_tiltseries(proj, angles, px, p, seed=1, noise=False)
         pa = nz.paired_fit(noisy, clean)
         bl = nz.blind_fit(noisy)
-        print(f"| {dose} | {px:g} | {np.median(pa.snr):.4f} | {np.median(bl.snr):.4f} | "
-              f"{np.median(bl.sigma / pa.sigma):.3f} |")
+        print(
+            f"| {dose} | {px:g} | {np.median(pa.snr):.4f} | {np.median(bl.snr):.4f} | "
+            f"{np.median(bl.sigma / pa.sigma):.3f} |"
+        )
 
 
 def spectrum_cost(args) -> None:
@@ -222,8 +249,9 @@ def spectrum_cost(args) -> None:
     T, N = max(2, min(args.tilts, 8)), args.size
     rng = np.random.default_rng(0)
     clean = np.stack([np.roll(phantom(N, 200, seed=1, blur=2.0), 7 * i, axis=1) for i in range(T)])
-    ref = clean[:, : int(N * 0.6), : int(N * 0.6)] * 0.5 + rng.standard_normal((T, int(N * 0.6), int(N * 0.6)),
-                                                                              dtype=np.float32)
+    ref = clean[:, : int(N * 0.6), : int(N * 0.6)] * 0.5 + rng.standard_normal(
+        (T, int(N * 0.6), int(N * 0.6)), dtype=np.float32
+    )
     fit = nz.blind_fit(ref)
     n = nz.spectrum_grid(clean.shape, ref.shape)
     ring_n = min(ref.shape[1:])
@@ -248,12 +276,16 @@ def spectrum_cost(args) -> None:
 
     white = best(lambda: nz.add_noise(clean, fit, seed=0))
     load = os.getloadavg()[0]
-    print(f"add_noise per {N}x{N} tilt, CPU time (best of {args.repeat}, {T} tilts, load {load:.1f} on "
-          f"{os.cpu_count()} cores): white {white:.3f} s")
+    print(
+        f"add_noise per {N}x{N} tilt, CPU time (best of {args.repeat}, {T} tilts, load {load:.1f} on "
+        f"{os.cpu_count()} cores): white {white:.3f} s"
+    )
     for kind, tr in (("2d", False), ("radial", False), ("white", True), ("2d", True)):
         t = best(lambda: coloured(kind, tr))
-        print(f"  --noise-spectrum {kind:6s} --signal-transfer {'measured' if tr else 'none':8s}: {t:.3f} s "
-              f"(+{t - white:.3f} s per tilt)")
+        print(
+            f"  --noise-spectrum {kind:6s} --signal-transfer {'measured' if tr else 'none':8s}: {t:.3f} s "
+            f"(+{t - white:.3f} s per tilt)"
+        )
 
 
 def _layout_content(box_yx, angles, seed, tmp):
@@ -271,11 +303,24 @@ def _layout_content(box_yx, angles, seed, tmp):
         if k in spec:
             spec[k]["count"] = max(1, int(round(spec[k]["count"] * scale)))
     (tmp / "spec.yaml").write_text(yaml.safe_dump(spec))
-    assert main(["layout", "-o", str(tmp / "lay"), "--spec", str(tmp / "spec.yaml"), "--seed", str(seed),
-                 "--quiet"]) == 0
+    assert (
+        main(["layout", "-o", str(tmp / "lay"), "--spec", str(tmp / "spec.yaml"), "--seed", str(seed), "--quiet"]) == 0
+    )
     np.savetxt(tmp / "ang.tlt", angles, fmt="%.3f")
-    assert main(["project", str(tmp / "lay" / "volume.mrc"), "-o", str(tmp / "clean.mrc"), "--angles-file",
-                 str(tmp / "ang.tlt"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "project",
+                str(tmp / "lay" / "volume.mrc"),
+                "-o",
+                str(tmp / "clean.mrc"),
+                "--angles-file",
+                str(tmp / "ang.tlt"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return tmp / "clean.mrc"
 
 
@@ -287,8 +332,14 @@ REALISM_VARIANTS = {
     "radial + transfer": ["--noise-spectrum", "radial"],
     "2d + transfer (default)": [],
     "2d + transfer + --match distribution": ["--match", "distribution"],
-    "white, no transfer + --match distribution": ["--noise-spectrum", "white", "--signal-transfer", "none",
-                                                  "--match", "distribution"],
+    "white, no transfer + --match distribution": [
+        "--noise-spectrum",
+        "white",
+        "--signal-transfer",
+        "none",
+        "--match",
+        "distribution",
+    ],
 }
 
 
@@ -301,10 +352,16 @@ def realism(args) -> None:
     from faket.cli import main
     from faket.evaluation.realism import realism_report
 
-    refs = {"cryocat": (SHARED / "tiltseries" / "cryocat_tilt_stack_HIV-VLP_4tilts.mrc",
-                        np.array([-30.0, -10.0, 10.0, 30.0])),
-            "pytom": (SHARED / "tiltseries" / "pytom_p1_subtilt_41x100x100.mrc",
-                      np.loadtxt(SHARED / "tiltseries" / "pytom_p1_subtilt.tlt"))}
+    refs = {
+        "cryocat": (
+            SHARED / "tiltseries" / "cryocat_tilt_stack_HIV-VLP_4tilts.mrc",
+            np.array([-30.0, -10.0, 10.0, 30.0]),
+        ),
+        "pytom": (
+            SHARED / "tiltseries" / "pytom_p1_subtilt_41x100x100.mrc",
+            np.loadtxt(SHARED / "tiltseries" / "pytom_p1_subtilt.tlt"),
+        ),
+    }
     names = [v for v in REALISM_VARIANTS if not args.variants or any(w in v for w in args.variants.split(";"))]
     results = {}
     for ref_name in (args.refs or "cryocat,pytom").split(","):
@@ -320,9 +377,23 @@ def realism(args) -> None:
             gen = {}
             for v in names:
                 out = d / "noisy.mrc"
-                rc = main(["noise", str(clean), "--reference", str(d / "fit.mrc"), "--assume-same-sampling",
-                           "--max-angle-gap", "30", "-o", str(out), "--seed", "1", "--quiet",
-                           *REALISM_VARIANTS[v]])
+                rc = main(
+                    [
+                        "noise",
+                        str(clean),
+                        "--reference",
+                        str(d / "fit.mrc"),
+                        "--assume-same-sampling",
+                        "--max-angle-gap",
+                        "30",
+                        "-o",
+                        str(out),
+                        "--seed",
+                        "1",
+                        "--quiet",
+                        *REALISM_VARIANTS[v],
+                    ]
+                )
                 assert rc == 0
                 gen[v] = (_read(out), ang[score_rows])
             t0 = time.perf_counter()
@@ -330,14 +401,19 @@ def realism(args) -> None:
             dt = time.perf_counter() - t0
         results[ref_name] = {v: rep["modalities"][v]["summary"] for v in names}
         results[ref_name]["floor"] = rep["floor"]["summary"]
-        print(f"\n{ref_name}: {R} real tilts, fitted on rows {fit_rows.tolist()}, scored on {score_rows.tolist()} "
-              f"({dt:.0f} s)")
+        print(
+            f"\n{ref_name}: {R} real tilts, fitted on rows {fit_rows.tolist()}, scored on {score_rows.tolist()} "
+            f"({dt:.0f} s)"
+        )
         print("| modality | C2ST CNN | C2ST logreg | RAPS | W1 | kurtosis (real) |")
         print("|---|---|---|---|---|---|")
-        for v, sm in [(v, rep["modalities"][v]["summary"]) for v in names] + [("real vs real (floor)",
-                                                                              rep["floor"]["summary"])]:
-            print(f"| {v} | {sm['c2st_cnn']:.2f} +- {sm['c2st_cnn_std']:.2f} | {sm['c2st_logreg']:.2f} | "
-                  f"{sm['raps_distance']:.3f} | {sm['w1']:.3f} | {sm['kurtosis']:.1f} ({sm['real_kurtosis']:.1f}) |")
+        for v, sm in [(v, rep["modalities"][v]["summary"]) for v in names] + [
+            ("real vs real (floor)", rep["floor"]["summary"])
+        ]:
+            print(
+                f"| {v} | {sm['c2st_cnn']:.2f} +- {sm['c2st_cnn_std']:.2f} | {sm['c2st_logreg']:.2f} | "
+                f"{sm['raps_distance']:.3f} | {sm['w1']:.3f} | {sm['kurtosis']:.1f} ({sm['real_kurtosis']:.1f}) |"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float))
 

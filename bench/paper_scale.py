@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER_BOX = (360, 1024, 1024)
 
 # the shim: runs `python -m faket ARGS`, waits with wait4 and appends one JSON line to $FAKET_BENCH_LOG
-SHIM = r'''#!{python}
+SHIM = r"""#!{python}
 import json, os, subprocess, sys, time
 t0 = time.time()
 p = subprocess.Popen([{python!r}, "-m", "faket", *sys.argv[1:]])
@@ -49,7 +49,7 @@ with open(os.environ["FAKET_BENCH_LOG"], "a") as f:
                         "cpu": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss, "rc": rc,
                         "cwd": os.getcwd(), "load": os.getloadavg()}}) + "\n")
 sys.exit(rc)
-'''
+"""
 
 
 def load() -> str:
@@ -106,14 +106,14 @@ def scaled_spec(scale: float, dst: Path) -> tuple[int, int, int]:
 
     spec = yaml.safe_load((ROOT / "config" / "paper-scale-layout.yaml").read_text())
     box = [max(32, int(round(v * scale))) for v in spec["box"]]
-    box[1:] = [v // 8 * 8 for v in box[1:]]     # tilts divisible by the style's pooling
+    box[1:] = [v // 8 * 8 for v in box[1:]]  # tilts divisible by the style's pooling
     spec["box"] = box
     spec["slab_thickness"] = max(8, int(round(spec["slab_thickness"] * scale)))
     for c in spec.get("classes", []):
-        c["count"] = max(1, int(round(c["count"] * scale ** 3)))
+        c["count"] = max(1, int(round(c["count"] * scale**3)))
     for k in ("vesicles", "fiducials"):
         if k in spec:
-            spec[k]["count"] = max(1, int(round(spec[k]["count"] * scale ** 3)))
+            spec[k]["count"] = max(1, int(round(spec[k]["count"] * scale**3)))
             # a proxy's thin slab holds no 60 nm vesicle: leave them out there
             if spec[k].get("diameter_nm", 0) * 10 / spec.get("voxel_size", 10) * 1.5 > spec["slab_thickness"]:
                 del spec[k]
@@ -121,8 +121,7 @@ def scaled_spec(scale: float, dst: Path) -> tuple[int, int, int]:
     return tuple(box)
 
 
-def run_scale(scale: float, work: Path, threads: int, extra_style: list[str], log, *, style: bool = True
-              ) -> list[dict]:
+def run_scale(scale: float, work: Path, threads: int, extra_style: list[str], log, *, style: bool = True) -> list[dict]:
     import yaml
 
     work.mkdir(parents=True, exist_ok=True)
@@ -137,18 +136,37 @@ def run_scale(scale: float, work: Path, threads: int, extra_style: list[str], lo
     cfg = yaml.safe_load((ROOT / "config" / "paper-scale.yaml").read_text())
     cfg["layout"]["spec"] = str(work / "layout-spec.yaml")
     cfg["manifest"] = str(ROOT / "data_manifest.csv")
-    if not style:     # the volume steps alone: the NOISY modality (no style transfer)
+    if not style:  # the volume steps alone: the NOISY modality (no style transfer)
         cfg["modalities"] = ["noisy"]
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
-                                + os.environ.get("PATH", ""),
-               FAKET_BENCH_LOG=str(jlog),
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    snake = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(ROOT / "Snakefile"),
-             "-d", str(work), "--configfile", str(work / "config.yaml"), "--cores", str(threads),
-             "--resources", "serial=1", "--default-resources", "serial=1", "--quiet", "all"]
-    print(f"\n== scale {scale:g}: box {box[0]} x {box[1]} x {box[2]}, workflow in {work} (load {load()}) ==",
-          file=log, flush=True)
+    env = dict(
+        os.environ,
+        PATH=f"{bindir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}" + os.environ.get("PATH", ""),
+        FAKET_BENCH_LOG=str(jlog),
+        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    snake = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        "--cores",
+        str(threads),
+        "--resources",
+        "serial=1",
+        "--default-resources",
+        "serial=1",
+        "--quiet",
+        "all",
+    ]
+    print(
+        f"\n== scale {scale:g}: box {box[0]} x {box[1]} x {box[2]}, workflow in {work} (load {load()}) ==",
+        file=log,
+        flush=True,
+    )
     t0 = time.time()
     r = subprocess.run(snake, env=env, cwd=work, capture_output=True, text=True)
     if r.returncode != 0:
@@ -164,7 +182,7 @@ def run_scale(scale: float, work: Path, threads: int, extra_style: list[str], lo
         for opt in ("--precision", "--preset", "--iterations", "--style-cache"):
             if opt in argv:
                 i = argv.index(opt)
-                del argv[i:i + 2]
+                del argv[i : i + 2]
         out = Path(style[0]["cwd"]) / "results" / "paper_style" / f"faket_paper_{prec}.mrc"
         out.parent.mkdir(parents=True, exist_ok=True)
         argv[argv.index("-o") + 1] = str(out)
@@ -175,12 +193,16 @@ def run_scale(scale: float, work: Path, threads: int, extra_style: list[str], lo
         e = json.loads(line)
         cwd = Path(e["cwd"])
         outs = outputs_of(e["argv"], cwd)
-        e.update(step=step_name(e["argv"]), scale=scale, box=list(box),
-                 disk_bytes=sum(du(p) for p in dict.fromkeys(outs)))
+        e.update(
+            step=step_name(e["argv"]), scale=scale, box=list(box), disk_bytes=sum(du(p) for p in dict.fromkeys(outs))
+        )
         rows.append(e)
-        print(f"  {e['step']:28s} wall {e['wall']:8.1f} s  cpu {e['cpu']:8.1f} s  peak {e['maxrss_kb'] / 1024:8.0f} MB"
-              f"  disk {e['disk_bytes'] / 2**20:8.0f} MB  (load {' '.join(f'{v:.1f}' for v in e['load'])})",
-              file=log, flush=True)
+        print(
+            f"  {e['step']:28s} wall {e['wall']:8.1f} s  cpu {e['cpu']:8.1f} s  peak {e['maxrss_kb'] / 1024:8.0f} MB"
+            f"  disk {e['disk_bytes'] / 2**20:8.0f} MB  (load {' '.join(f'{v:.1f}' for v in e['load'])})",
+            file=log,
+            flush=True,
+        )
     print(f"  workflow total {wf_wall:.0f} s; folder {du(work / 'results') / 2**30:.2f} GB", file=log, flush=True)
     return rows
 
@@ -213,14 +235,18 @@ def extrapolate(rows: list[dict], scales: list[float]) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| scale (box) | step | wall s | CPU s | CPU/wall | peak RSS MB | disk MB | load at start |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| scale (box) | step | wall s | CPU s | CPU/wall | peak RSS MB | disk MB | load at start |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         box = "x".join(str(v) for v in r.get("box", ())) or "estimate"
         tag = f"{r['scale']:g} ({box})" + (" **estimated**" if r.get("estimated") else "")
         ld = " ".join(f"{v:.1f}" for v in r["load"]) if "load" in r else "-"
-        lines.append(f"| {tag} | {r['step']} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['cpu'] / max(r['wall'], 1e-9):.2f} "
-                     f"| {r['maxrss_kb'] / 1024:.0f} | {r['disk_bytes'] / 2**20:.0f} | {ld} |")
+        lines.append(
+            f"| {tag} | {r['step']} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['cpu'] / max(r['wall'], 1e-9):.2f} "
+            f"| {r['maxrss_kb'] / 1024:.0f} | {r['disk_bytes'] / 2**20:.0f} | {ld} |"
+        )
     return "\n".join(lines)
 
 
@@ -228,23 +254,39 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="1.0", help="comma list of length scales (default 1.0: the paper's)")
     ap.add_argument("--threads", type=int, default=2, help="snakemake --cores (default 2)")
-    ap.add_argument("--extra-style", default="fp32,bf16", metavar="P,...",
-                    help="after the workflow, `faket style --preset paper` in these precisions on its inputs "
-                         "(default fp32,bf16; '' for none)")
-    ap.add_argument("--no-style", action="store_true",
-                    help="the volume steps alone (modalities: [noisy], no style transfer): a quick proxy")
+    ap.add_argument(
+        "--extra-style",
+        default="fp32,bf16",
+        metavar="P,...",
+        help="after the workflow, `faket style --preset paper` in these precisions on its inputs "
+        "(default fp32,bf16; '' for none)",
+    )
+    ap.add_argument(
+        "--no-style",
+        action="store_true",
+        help="the volume steps alone (modalities: [noisy], no style transfer): a quick proxy",
+    )
     ap.add_argument("--keep", metavar="DIR", help="run in DIR and keep the outputs (default: a temporary folder)")
     ap.add_argument("--out", metavar="DIR", help="write paper_scale.json and paper_scale.md here")
     a = ap.parse_args(argv)
     scales = [float(v) for v in a.scale.split(",")]
-    print(f"# faket at the paper's scale; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-          f"{os.cpu_count()} CPUs; load {load()}", flush=True)
+    print(
+        f"# faket at the paper's scale; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"{os.cpu_count()} CPUs; load {load()}",
+        flush=True,
+    )
     rows = []
     base = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="faket-paper-scale-"))
     try:
         for s in scales:
-            rows += run_scale(s, base / f"scale_{s:g}", a.threads, [p for p in a.extra_style.split(",") if p],
-                              sys.stdout, style=not a.no_style)
+            rows += run_scale(
+                s,
+                base / f"scale_{s:g}",
+                a.threads,
+                [p for p in a.extra_style.split(",") if p],
+                sys.stdout,
+                style=not a.no_style,
+            )
             if not a.keep:
                 shutil.rmtree(base / f"scale_{s:g}", ignore_errors=True)
     finally:

@@ -42,8 +42,10 @@ def main() -> None:
         base = base or cpu
         c0, t0 = time.process_time(), time.perf_counter()
         segment(r.model, vol, patch=P, overlap=0.25, batch=a.batch)
-        print(f"{P:5d}  {cpu:17.3f}  {wall:18.3f}  {cpu / base:5.2f}  {time.process_time() - c0:13.1f}  "
-              f"{time.perf_counter() - t0:14.1f}")
+        print(
+            f"{P:5d}  {cpu:17.3f}  {wall:18.3f}  {cpu / base:5.2f}  {time.process_time() - c0:13.1f}  "
+            f"{time.perf_counter() - t0:14.1f}"
+        )
 
 
 if __name__ == "__main__":

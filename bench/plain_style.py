@@ -5,6 +5,7 @@ style tilt's mean/std), plain torch without torchvision, run as a whole process 
 
     python bench/plain_style.py CONTENT.mrc NOISY.mrc STYLE.mrc WEIGHTS.pth OUT.mrc [THREADS]
 """
+
 import sys
 
 import mrcfile

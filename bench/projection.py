@@ -39,7 +39,7 @@ def _radon_slices(args):
     for y in range(vol_part.shape[1]):
         s = radon(vol_part[:, y, :], theta=-angles, circle=False).T  # skimage theta = our -theta
         off = s.shape[1] // 2 - n // 2
-        out.append(s[:, off:off + n])
+        out.append(s[:, off : off + n])
     return np.stack(out, axis=1)
 
 
@@ -97,10 +97,32 @@ def whole_process(vol, angles, threads, repeat):
         src, tlt = os.path.join(d, "vol.mrc"), os.path.join(d, "vol.tlt")
         write_mrc(src, vol, 10.0)
         write_tlt(tlt, angles)
-        ours = [sys.executable, "-m", "faket", "project", src, "-o", os.path.join(d, "t.mrc"), "--angles-file",
-                tlt, "--device", "cpu", "--threads", str(threads), "-q"]
-        base = [sys.executable, __file__, "--_radon_child", src, os.path.join(d, "b.mrc"), tlt,
-                "--threads", str(threads)]
+        ours = [
+            sys.executable,
+            "-m",
+            "faket",
+            "project",
+            src,
+            "-o",
+            os.path.join(d, "t.mrc"),
+            "--angles-file",
+            tlt,
+            "--device",
+            "cpu",
+            "--threads",
+            str(threads),
+            "-q",
+        ]
+        base = [
+            sys.executable,
+            __file__,
+            "--_radon_child",
+            src,
+            os.path.join(d, "b.mrc"),
+            tlt,
+            "--threads",
+            str(threads),
+        ]
         subprocess.run(ours, check=True)  # numba's on-disk cache warm, as after the first run
         res = []
         for cmd in (ours, base, [sys.executable, "-c", "pass"]):
@@ -124,8 +146,7 @@ def memory_child(nz, ny, nx, tilts):
     out = project(vol, angles)
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"seconds": dt, "peak_rss": peak, "rss_before": base, "input": vol.nbytes,
-                      "output": out.nbytes}))
+    print(json.dumps({"seconds": dt, "peak_rss": peak, "rss_before": base, "input": vol.nbytes, "output": out.nbytes}))
 
 
 def main(argv=None):
@@ -156,40 +177,47 @@ def main(argv=None):
     angles = np.linspace(-60, 60, a.tilts)
     vol = phantom(n)
     z, x = np.mgrid[:n, :n] - (n - 1) / 2
-    vol *= ((x ** 2 + z ** 2) < (n / 2) ** 2)[:, None, :]  # zero outside the circle: fair to both
-    print(f"# faket projection benchmark: {n}^3 volume, {a.tilts} tilts, {a.threads} threads, "
-          f"{os.cpu_count()} CPUs")
+    vol *= ((x**2 + z**2) < (n / 2) ** 2)[:, None, :]  # zero outside the circle: fair to both
+    print(f"# faket projection benchmark: {n}^3 volume, {a.tilts} tilts, {a.threads} threads, {os.cpu_count()} CPUs")
     project(vol[:, :16], angles)  # compile / load numba kernels outside the timing
     reconstruct(project(vol[:, :16], angles), angles)
 
     t_ours, p = timed(project, vol, angles, contrast="bright")
     t_base, pb = timed(baseline_project, vol, angles, workers=a.threads, repeat=1)
     rel = np.linalg.norm(pb - p) / np.linalg.norm(p)
-    print(f"projection      faket {t_ours:7.3f} s   skimage radon x{a.threads} procs {t_base:7.3f} s   "
-          f"speed-up {t_base / t_ours:6.1f}x (goal >= 20x)   rel. L2 difference {rel:.4f}")
+    print(
+        f"projection      faket {t_ours:7.3f} s   skimage radon x{a.threads} procs {t_base:7.3f} s   "
+        f"speed-up {t_base / t_ours:6.1f}x (goal >= 20x)   rel. L2 difference {rel:.4f}"
+    )
     w_ours, w_base, w_py = whole_process(vol, angles, a.threads, a.repeat)
-    print(f"projection, whole process   faket project {w_ours:7.3f} s   skimage radon process {w_base:7.3f} s   "
-          f"speed-up {w_base / w_ours:6.1f}x   (python -c pass {w_py:.3f} s; faket start-up and I/O = "
-          f"{w_ours - t_ours:.3f} s of {w_ours:.3f} s)")
+    print(
+        f"projection, whole process   faket project {w_ours:7.3f} s   skimage radon process {w_base:7.3f} s   "
+        f"speed-up {w_base / w_ours:6.1f}x   (python -c pass {w_py:.3f} s; faket start-up and I/O = "
+        f"{w_ours - t_ours:.3f} s of {w_ours:.3f} s)"
+    )
 
     t_rec, rec = timed(reconstruct, p, angles)
     t_rbase, rb = timed(baseline_reconstruct, p, angles, ncpus=a.threads, repeat=1)
     corr = np.corrcoef(rec.ravel(), np.asarray(rb).ravel())[0, 1]
     c_ours = np.corrcoef(rec.ravel(), vol.ravel())[0, 1]
     c_base = np.corrcoef(np.asarray(rb).ravel(), vol.ravel())[0, 1]
-    print(f"reconstruction  faket {t_rec:7.3f} s   radontea backproject_3d {t_rbase:7.3f} s   "
-          f"speed-up {t_rbase / t_rec:6.1f}x (goal >= 10x)   corr with baseline {corr:.3f}; "
-          f"with the phantom: faket {c_ours:.3f}, baseline {c_base:.3f}")
+    print(
+        f"reconstruction  faket {t_rec:7.3f} s   radontea backproject_3d {t_rbase:7.3f} s   "
+        f"speed-up {t_rbase / t_rec:6.1f}x (goal >= 10x)   corr with baseline {corr:.3f}; "
+        f"with the phantom: faket {c_ours:.3f}, baseline {c_base:.3f}"
+    )
     if a.memory:
         cmd = [sys.executable, __file__, "--_child", a.memory_shape, "--tilts", str(a.tilts)]
         r = subprocess.run(cmd, capture_output=True, text=True, check=True)
         m = json.loads(r.stdout.strip().splitlines()[-1])
         mb = 1 << 20
         extra = (m["peak_rss"] - m["input"] - m["output"]) / mb
-        print(f"memory          projecting {a.memory_shape} x {a.tilts} tilts in {m['seconds']:.1f} s: "
-              f"peak RSS {m['peak_rss'] / mb:.0f} MB = input {m['input'] / mb:.0f} + output "
-              f"{m['output'] / mb:.0f} + {extra:.0f} MB (goal <= +512 MB; includes the interpreter, "
-              f"numpy and numba, {m['rss_before'] / mb - m['input'] / mb:.0f} MB before projecting)")
+        print(
+            f"memory          projecting {a.memory_shape} x {a.tilts} tilts in {m['seconds']:.1f} s: "
+            f"peak RSS {m['peak_rss'] / mb:.0f} MB = input {m['input'] / mb:.0f} + output "
+            f"{m['output'] / mb:.0f} + {extra:.0f} MB (goal <= +512 MB; includes the interpreter, "
+            f"numpy and numba, {m['rss_before'] / mb - m['input'] / mb:.0f} MB before projecting)"
+        )
 
 
 if __name__ == "__main__":

@@ -55,10 +55,12 @@ SHARED = ROOT.parent / "shared" / "data" / "tiltseries"
 # pytom sub-tilts (SNR 0), so the plain white-floor estimator is used for the fit and for every SNR here
 SNR_MTF = "none"
 
-DEFAULT_CONFIGS = ("paper;it=5;it=20;it=50;"
-                   "lr=0.05;it=5,lr=0.05;it=20,lr=0.05;"
-                   "lr=0.02;it=20,lr=0.02;"
-                   "it=20,cw=0.1;it=20,lr=0.05,cw=0.1;it=50,lr=0.05,cw=0.1")
+DEFAULT_CONFIGS = (
+    "paper;it=5;it=20;it=50;"
+    "lr=0.05;it=5,lr=0.05;it=20,lr=0.05;"
+    "lr=0.02;it=20,lr=0.02;"
+    "it=20,cw=0.1;it=20,lr=0.05,cw=0.1;it=50,lr=0.05,cw=0.1"
+)
 
 
 def load_reference(name: str, stride: int):
@@ -78,8 +80,8 @@ def load_reference(name: str, stride: int):
             ref = np.asarray(m.data, np.float32)
         return ref, np.array([-30.0, -10.0, 10.0, 30.0]), p.name, None
     if name == "tomodrgn":
-        from faket.imaging.refcheck import bad_tilts, tilt_stats_raw
         from faket.formats.tiltmeta import read_tilt_metadata
+        from faket.imaging.refcheck import bad_tilts, tilt_stats_raw
 
         d = SHARED / "tomodrgn_warptools_Unt"
         p = d / "Unt_083" / "Unt_083_12.00A_000001.mrcs"
@@ -105,10 +107,12 @@ def phantom_volume(shape_zyx, seed=0, fill=0.12):
         c = np.array([rng.uniform(nz * 0.3, nz * 0.7), rng.uniform(0, ny), rng.uniform(0, nx)])
         lo = np.maximum(np.floor(c - r - 1).astype(int), 0)
         hi = np.minimum(np.ceil(c + r + 2).astype(int), shape_zyx)
-        zz, yy, xx = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        zz, yy, xx = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         d = np.sqrt((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2)
-        vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += (np.clip(r + 0.5 - d, 0, 1) * rng.uniform(0.5, 1.5)).astype(np.float32)
-        filled += 4.19 * r ** 3
+        vol[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] += (np.clip(r + 0.5 - d, 0, 1) * rng.uniform(0.5, 1.5)).astype(
+            np.float32
+        )
+        filled += 4.19 * r**3
     return vol
 
 
@@ -154,8 +158,8 @@ def parse_config(spec: str):
 
 
 def metrics(stack, ref, ref_snr_med):
-    from faket.imaging import noise as nz
     from faket.evaluation.metrics import stack_spectral_distances
+    from faket.imaging import noise as nz
 
     # per tilt, against the reference at the content's sampling (shapes may differ: compared in cycles/pixel)
     d = stack_spectral_distances(stack, ref, np.arange(stack.shape[0]))
@@ -164,15 +168,25 @@ def metrics(stack, ref, ref_snr_med):
     return float(d.mean()), med, abs(float(np.log10(max(med, 1e-6) / max(ref_snr_med, 1e-6))))
 
 
-def evaluate(ref_name, configs, *, stride=4, seed=0, threads=2, precision="fp32", quiet=False, sampling="true",
-             content_pixel=10.0, stated=None):
+def evaluate(
+    ref_name,
+    configs,
+    *,
+    stride=4,
+    seed=0,
+    threads=2,
+    precision="fp32",
+    quiet=False,
+    sampling="true",
+    content_pixel=10.0,
+    stated=None,
+):
     import torch
 
     from faket.imaging import noise as nz
+    from faket.imaging.sampling import plan_resample, resample_stack
     from faket.style import Reference, StyleTransfer, stylize_series
     from faket.style.vgg import build_vgg
-
-    from faket.imaging.sampling import plan_resample, resample_stack
 
     torch.set_num_threads(threads)
     ref_raw, angles, fname, pix = load_reference(ref_name, stride)
@@ -216,24 +230,33 @@ def evaluate(ref_name, configs, *, stride=4, seed=0, threads=2, precision="fp32"
             models[key] = build_vgg("random", depth=s.depth, pooling=s.pooling, seed=seed)[0]
         eng = StyleTransfer(models[key], s)
         t0 = time.perf_counter()
-        out, _ = stylize_series(eng, content, noisy, [Reference(ref, index=np.arange(ref.shape[0]))],
-                                tilt_batch=4)
+        out, _ = stylize_series(eng, content, noisy, [Reference(ref, index=np.arange(ref.shape[0]))], tilt_batch=4)
         dt = time.perf_counter() - t0
         d, snr_o, dl = metrics(to_cmp(out), truth, ref_snr)
         rows.append((spec, d, snr_o, dl, dt))
         if not quiet:
-            print(f"  [{ref_name}] {spec:28s} D={d:.3f} SNR={snr_o:.3g} |dlogSNR|={dl:.3f} ({dt:.1f} s)",
-                  flush=True)
-    return {"reference": fname, "n_tilts": int(ref.shape[0]), "shape": list(ref.shape[1:]),
-            "ref_snr": ref_snr, "rows": rows, "sampling": sampling, "pixel": pix, "content_pixel": content_pixel,
-            "raw_shape": list(ref_raw.shape[1:]), "cmp_pixel": cmp_pixel}
+            print(f"  [{ref_name}] {spec:28s} D={d:.3f} SNR={snr_o:.3g} |dlogSNR|={dl:.3f} ({dt:.1f} s)", flush=True)
+    return {
+        "reference": fname,
+        "n_tilts": int(ref.shape[0]),
+        "shape": list(ref.shape[1:]),
+        "ref_snr": ref_snr,
+        "rows": rows,
+        "sampling": sampling,
+        "pixel": pix,
+        "content_pixel": content_pixel,
+        "raw_shape": list(ref_raw.shape[1:]),
+        "cmp_pixel": cmp_pixel,
+    }
 
 
 def print_table(res):
     px = "unknown pixel size" if res["pixel"] is None else f"{res['pixel']:g} A -> content {res['content_pixel']:g} A"
-    print(f"\nreference {res['reference']} ({res['n_tilts']} tilts {res['raw_shape']}, {px}; sampling "
-          f"{res['sampling']}: used at {res['shape']}), blind SNR {res['ref_snr']:.3g}"
-          + ("" if res["cmp_pixel"] is None else f" (all compared at {res['cmp_pixel']:g} A)"))
+    print(
+        f"\nreference {res['reference']} ({res['n_tilts']} tilts {res['raw_shape']}, {px}; sampling "
+        f"{res['sampling']}: used at {res['shape']}), blind SNR {res['ref_snr']:.3g}"
+        + ("" if res["cmp_pixel"] is None else f" (all compared at {res['cmp_pixel']:g} A)")
+    )
     noisy = res["rows"][0]
     print(f"{'config':30s} {'D (dec)':>8s} {'SNR':>8s} {'|dlogSNR|':>10s} {'both better':>12s} {'s':>6s}")
     for name, d, snr, dl, dt in res["rows"]:
@@ -253,7 +276,7 @@ def _coloured_stack(n, shape, seed, slope):
     fx = np.fft.rfftfreq(shape[1])[None]
     f = np.hypot(fx, fy)
     f[0, 0] = 1.0
-    return np.fft.irfft2(np.fft.rfft2(w) * (f ** slope).astype(np.float32), s=shape).astype(np.float32)
+    return np.fft.irfft2(np.fft.rfft2(w) * (f**slope).astype(np.float32), s=shape).astype(np.float32)
 
 
 def speed(tilts=61, real_tilts=41, size=512, repeat=1, threads=2, keep=None):
@@ -275,10 +298,27 @@ def speed(tilts=61, real_tilts=41, size=512, repeat=1, threads=2, keep=None):
     write_mrc(tmp / "real.mrc", _coloured_stack(real_tilts, (size, size), 2, -0.5), 10.0, image_stack=True)
     write_tlt(tmp / "real.tlt", ra)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "faket", "realism", str(tmp / "gen.mrc"), "--real", str(tmp / "real.mrc"),
-           "--holdout", "odd", "-o", str(tmp / "report"), "--threads", str(threads), "--quiet"]
-    print(f"faket realism: {tilts} x {size}^2 generated against {real_tilts} x {size}^2 real, --holdout odd, "
-          f"{threads} threads; load {os.getloadavg()[0]:.1f}", flush=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "faket",
+        "realism",
+        str(tmp / "gen.mrc"),
+        "--real",
+        str(tmp / "real.mrc"),
+        "--holdout",
+        "odd",
+        "-o",
+        str(tmp / "report"),
+        "--threads",
+        str(threads),
+        "--quiet",
+    ]
+    print(
+        f"faket realism: {tilts} x {size}^2 generated against {real_tilts} x {size}^2 real, --holdout odd, "
+        f"{threads} threads; load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     times = []
     for i in range(repeat):
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -288,12 +328,17 @@ def speed(tilts=61, real_tilts=41, size=512, repeat=1, threads=2, keep=None):
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         times.append(dt)
-        print(f"  run {i + 1}: wall {dt:.1f} s, CPU {cpu:.1f} s, peak RSS {r1.ru_maxrss / 1024:.0f} MB "
-              f"(goal: wall < 120 s); load {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"  run {i + 1}: wall {dt:.1f} s, CPU {cpu:.1f} s, peak RSS {r1.ru_maxrss / 1024:.0f} MB "
+            f"(goal: wall < 120 s); load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     rep = json.loads((tmp / "report" / "realism.json").read_text())
     s = rep["modalities"]["gen.mrc"]["summary"]
-    print(f"  C2ST (CNN) {s['c2st_cnn']:.3f}, patches per class {s['n_patches_per_class']}; "
-          f"median wall {float(np.median(times)):.1f} s; files in {tmp}")
+    print(
+        f"  C2ST (CNN) {s['c2st_cnn']:.3f}, patches per class {s['n_patches_per_class']}; "
+        f"median wall {float(np.median(times)):.1f} s; files in {tmp}"
+    )
     return times
 
 
@@ -304,13 +349,21 @@ def speed(tilts=61, real_tilts=41, size=512, repeat=1, threads=2, keep=None):
 
 TABLE_REFS = {
     # name: (real file, angles file, extra options of noise and realism, tilts, layout box Z,Y,X)
-    "cryocat": ("tiltseries/cryocat_tilt_stack_HIV-VLP_4tilts.mrc", None, ["--assume-same-sampling"], 4,
-                "64,240,232"),
-    "pytom": ("tiltseries/pytom_p1_subtilt_41x100x100.mrc", "tiltseries/pytom_p1_subtilt.tlt",
-              ["--assume-same-sampling"], 41, "64,128,128"),
-    "tomodrgn": ("tiltseries/tomodrgn_warptools_Unt/Unt_083/Unt_083_12.00A_000001.mrcs",
-                 "tiltseries/tomodrgn_warptools_Unt/warptools_test_4-tomos_10-ptcls_box-32_angpix-12_tomograms.star",
-                 [], 37, "64,128,128"),
+    "cryocat": ("tiltseries/cryocat_tilt_stack_HIV-VLP_4tilts.mrc", None, ["--assume-same-sampling"], 4, "64,240,232"),
+    "pytom": (
+        "tiltseries/pytom_p1_subtilt_41x100x100.mrc",
+        "tiltseries/pytom_p1_subtilt.tlt",
+        ["--assume-same-sampling"],
+        41,
+        "64,128,128",
+    ),
+    "tomodrgn": (
+        "tiltseries/tomodrgn_warptools_Unt/Unt_083/Unt_083_12.00A_000001.mrcs",
+        "tiltseries/tomodrgn_warptools_Unt/warptools_test_4-tomos_10-ptcls_box-32_angpix-12_tomograms.star",
+        [],
+        37,
+        "64,128,128",
+    ),
 }
 
 
@@ -349,12 +402,44 @@ def table(refs, work=None, seed=0, threads=2):
         t0 = time.perf_counter()
         faket("layout", "-o", d / "layout", "--spec", ROOT / "config" / "layout.yaml", "--box", box, "--seed", seed)
         faket("project", d / "layout" / "volume.mrc", "-o", d / "noiseless.mrc", "--angles-file", tlt)
-        faket("noise", d / "noiseless.mrc", "--reference", real, "--reference-angles-file", ang_opt[1],
-              "--exclude-tilts", odd, "--max-angle-gap", 25, "-o", d / "noisy.mrc", "--seed", seed, *extra)
+        faket(
+            "noise",
+            d / "noiseless.mrc",
+            "--reference",
+            real,
+            "--reference-angles-file",
+            ang_opt[1],
+            "--exclude-tilts",
+            odd,
+            "--max-angle-gap",
+            25,
+            "-o",
+            d / "noisy.mrc",
+            "--seed",
+            seed,
+            *extra,
+        )
         t1 = time.perf_counter()
         patch = ["--patch", "16"] if name == "tomodrgn" else []
-        faket("realism", d / "noisy.mrc", "--name", "NOISY", "--real", real, *ang_opt, "--holdout", "odd",
-              "-o", d / "report", "--seed", seed, "--threads", threads, *patch, *extra)
+        faket(
+            "realism",
+            d / "noisy.mrc",
+            "--name",
+            "NOISY",
+            "--real",
+            real,
+            *ang_opt,
+            "--holdout",
+            "odd",
+            "-o",
+            d / "report",
+            "--seed",
+            seed,
+            "--threads",
+            threads,
+            *patch,
+            *extra,
+        )
         t2 = time.perf_counter()
         rep = json.loads((d / "report" / "realism.json").read_text())
         rows.append((name, rep, t1 - t0, t2 - t1))
@@ -362,37 +447,56 @@ def table(refs, work=None, seed=0, threads=2):
     print("\n| reference | data | C2ST (CNN) | C2ST (log-spectra) | RAPS | W1 | kurtosis (real) | tilts scored |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, rep, _, _ in rows:
-        for label, s in (("real vs real (floor)", rep["floor"]["summary"]),
-                         ("NOISY", rep["modalities"]["NOISY"]["summary"])):
-            print(f"| {name} | {label} | {s['c2st_cnn']:.2f} ± {s['c2st_cnn_std']:.2f} | "
-                  f"{s['c2st_logreg']:.2f} ± {s['c2st_logreg_std']:.2f} | {s['raps_distance']:.2f} | {s['w1']:.2f} | "
-                  f"{s['kurtosis']:.2f} ({s['real_kurtosis']:.2f}) | {s['n_tilts_scored']} |")
+        for label, s in (
+            ("real vs real (floor)", rep["floor"]["summary"]),
+            ("NOISY", rep["modalities"]["NOISY"]["summary"]),
+        ):
+            print(
+                f"| {name} | {label} | {s['c2st_cnn']:.2f} ± {s['c2st_cnn_std']:.2f} | "
+                f"{s['c2st_logreg']:.2f} ± {s['c2st_logreg_std']:.2f} | {s['raps_distance']:.2f} | {s['w1']:.2f} | "
+                f"{s['kurtosis']:.2f} ({s['real_kurtosis']:.2f}) | {s['n_tilts_scored']} |"
+            )
     return rows
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ref", choices=("pytom", "cryocat", "tomodrgn", "both", "all"), default="both")
-    ap.add_argument("--sampling", choices=("true", "own", "both"), default="true",
-                    help="true: references brought to --content-pixel when their pixel size is known (default); "
-                         "own: used at their own sampling (the old behaviour); both: one table each")
+    ap.add_argument(
+        "--sampling",
+        choices=("true", "own", "both"),
+        default="true",
+        help="true: references brought to --content-pixel when their pixel size is known (default); "
+        "own: used at their own sampling (the old behaviour); both: one table each",
+    )
     ap.add_argument("--content-pixel", type=float, default=10.0)
-    ap.add_argument("--ref-pixel", action="append", default=[], metavar="NAME=A",
-                    help="state a reference's pixel size (e.g. pytom=5)")
+    ap.add_argument(
+        "--ref-pixel",
+        action="append",
+        default=[],
+        metavar="NAME=A",
+        help="state a reference's pixel size (e.g. pytom=5)",
+    )
     ap.add_argument("--configs", default=DEFAULT_CONFIGS, help="';'-separated configs (see the module doc)")
     ap.add_argument("--stride", type=int, default=4, help="use every N-th tilt of the pytom series (default 4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="fp32")
-    ap.add_argument("--speed", action="store_true",
-                    help="time faket realism: --speed-tilts x --speed-size^2 generated against a 41-tilt real-like "
-                         "series (issue 19: 61 x 512^2 under 2 min on 2 cores), nothing else")
+    ap.add_argument(
+        "--speed",
+        action="store_true",
+        help="time faket realism: --speed-tilts x --speed-size^2 generated against a 41-tilt real-like "
+        "series (issue 19: 61 x 512^2 under 2 min on 2 cores), nothing else",
+    )
     ap.add_argument("--speed-tilts", type=int, default=61)
     ap.add_argument("--speed-size", type=int, default=512)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--table", action="store_true",
-                    help="faket realism of NOISY (fitted on the even real tilts) on the odd tilts of every --ref "
-                         "(default for --table: all three), as a user would run it")
+    ap.add_argument(
+        "--table",
+        action="store_true",
+        help="faket realism of NOISY (fitted on the even real tilts) on the odd tilts of every --ref "
+        "(default for --table: all three), as a user would run it",
+    )
     ap.add_argument("--keep", metavar="DIR", help="--speed / --table: work in DIR (kept) instead of a temp folder")
     args = ap.parse_args(argv)
     if args.speed:
@@ -402,7 +506,8 @@ def main(argv=None):
         if not SHARED.is_dir():
             raise SystemExit(f"real data not found at {SHARED}")
         refs = {"both": ["cryocat", "pytom", "tomodrgn"], "all": ["cryocat", "pytom", "tomodrgn"]}.get(
-            args.ref, [args.ref])
+            args.ref, [args.ref]
+        )
         table(refs, work=args.keep, seed=args.seed, threads=args.threads)
         return
     if not SHARED.is_dir():
@@ -411,9 +516,21 @@ def main(argv=None):
     refs = {"both": ["pytom", "cryocat"], "all": ["pytom", "cryocat", "tomodrgn"]}.get(args.ref, [args.ref])
     stated = {k: float(v) for k, v in (kv.split("=") for kv in args.ref_pixel)}
     modes = ["true", "own"] if args.sampling == "both" else [args.sampling]
-    results = [evaluate(r, configs, stride=args.stride, seed=args.seed, threads=args.threads,
-                        precision=args.precision, sampling=m, content_pixel=args.content_pixel, stated=stated)
-               for r in refs for m in modes]
+    results = [
+        evaluate(
+            r,
+            configs,
+            stride=args.stride,
+            seed=args.seed,
+            threads=args.threads,
+            precision=args.precision,
+            sampling=m,
+            content_pixel=args.content_pixel,
+            stated=stated,
+        )
+        for r in refs
+        for m in modes
+    ]
     for res in results:
         print_table(res)
 

@@ -45,8 +45,8 @@ def main_() -> None:
 
     import mrcfile
 
-    from faket.imaging import physics as ph
     from faket.cli import main
+    from faket.imaging import physics as ph
     from faket.imaging.projection import project
 
     n, T = a.size, a.tilts
@@ -63,23 +63,39 @@ def main_() -> None:
         times = []
         for _ in range(a.repeat):
             t0 = time.perf_counter()
-            rc = main(["reference", str(d / "vol.mrc"), "-o", str(d / "ref.mrc"), "--clean-out",
-                       str(d / "ref_clean.mrc"), "--angles", f"-60:60:{120 / (T - 1):g}", "--device", "cpu",
-                       "--quiet", *extra])
+            rc = main(
+                [
+                    "reference",
+                    str(d / "vol.mrc"),
+                    "-o",
+                    str(d / "ref.mrc"),
+                    "--clean-out",
+                    str(d / "ref_clean.mrc"),
+                    "--angles",
+                    f"-60:60:{120 / (T - 1):g}",
+                    "--device",
+                    "cpu",
+                    "--quiet",
+                    *extra,
+                ]
+            )
             times.append(time.perf_counter() - t0)
             assert rc == 0
         t0 = time.perf_counter()
         proj = project(vol, angles, contrast="bright")
         t_proj = time.perf_counter() - t0
-        p = ph.PhysicsParams(potential_scale_v=3.0 / float(vol.max()),
-                             defocus_gradient=1.0 if a.gradient else 0.0)
+        p = ph.PhysicsParams(potential_scale_v=3.0 / float(vol.max()), defocus_gradient=1.0 if a.gradient else 0.0)
         t0 = time.perf_counter()
         ph.simulate_tiltseries(proj, angles, 10.0, p, seed=0)
         t_img = time.perf_counter() - t0
-    print(f"faket reference {n}^3 at {T} tilts (+ noise-free twin, with I/O): best {min(times):.2f} s "
-          f"of {len(times)} (goal < 30 s)")
-    print(f"  projection: {t_proj:.2f} s;  image formation (one stack): {t_img:.2f} s"
-          + ("  [defocus gradient, 8 strips]" if a.gradient else ""))
+    print(
+        f"faket reference {n}^3 at {T} tilts (+ noise-free twin, with I/O): best {min(times):.2f} s "
+        f"of {len(times)} (goal < 30 s)"
+    )
+    print(
+        f"  projection: {t_proj:.2f} s;  image formation (one stack): {t_img:.2f} s"
+        + ("  [defocus gradient, 8 strips]" if a.gradient else "")
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ def write_big(path: Path, n_tilts: int, n: int, dtype: str, pixel: float = 1.5, 
     t0 = time.perf_counter()
     small = gaussian_filter(rng.random((n // 16, n // 16)).astype(np.float32), 2)
     blobs = np.kron(small - small.mean(), np.ones((16, 16), np.float32)) * -40.0
-    with mrcfile.new_mmap(path, shape=(n_tilts, n, n), mrc_mode={"float32": 2, "int16": 1, "float16": 12}[dtype],
-                          overwrite=True) as m:
+    with mrcfile.new_mmap(
+        path, shape=(n_tilts, n, n), mrc_mode={"float32": 2, "int16": 1, "float16": 12}[dtype], overwrite=True
+    ) as m:
         for i in range(n_tilts):
             t = rng.standard_normal((n, n), dtype=np.float32) * 20.0 + 200.0 + blobs
             m.data[i] = t.astype(dtype) if dtype != "int16" else np.rint(t).astype(np.int16)
@@ -60,7 +61,7 @@ def timed(cmd: list[str], env: dict) -> tuple[float, float, int, str, float]:
     p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
-    rss = int(m.group(1)) / 1024 ** 2 if m else float("nan")
+    rss = int(m.group(1)) / 1024**2 if m else float("nan")
     tail = "\n".join(ln for ln in p.stderr.splitlines() if ln.startswith("faket"))[-400:]
     cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", p.stderr))
     return wall, rss, p.returncode, tail, cpu
@@ -84,8 +85,11 @@ def main_() -> None:
     from faket.imaging.sampling import plan_resample, resample_stack
 
     print(f"disk: {shutil.disk_usage(a.dir).free / 1e9:.1f} GB free in {a.dir}; load: {os.getloadavg()}")
-    print(f"{'step':6} {'dtype':8} {'file GB':>7} {'base s':>7} {'base GB':>7} {'large s':>8} {'large GB':>8} "
-          f"{'ref-side s':>10} {'ref-side GB':>11} {'base cpu':>6} {'lg cpu':>6} {'ref cpu s':>9}", flush=True)
+    print(
+        f"{'step':6} {'dtype':8} {'file GB':>7} {'base s':>7} {'base GB':>7} {'large s':>8} {'large GB':>8} "
+        f"{'ref-side s':>10} {'ref-side GB':>11} {'base cpu':>6} {'lg cpu':>6} {'ref cpu s':>9}",
+        flush=True,
+    )
     work = Path(tempfile.mkdtemp(prefix="faket_refio_", dir=a.dir))
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(a.threads))
     py = sys.executable
@@ -99,10 +103,13 @@ def main_() -> None:
 
         def show(row):
             step, dt, size_gb, wt, r0, r1 = row
-            print(f"{step:6} {dt:8} {size_gb:7.2f} {r0[0]:7.1f} {r0[1]:7.2f} {r1[0]:8.1f} {r1[1]:8.2f} "
-                  f"{r1[0] - r0[0]:10.1f} {r1[1] - r0[1]:11.2f} {r0[4]:6.1f} {r1[4]:6.1f} {r1[4] - r0[4]:9.1f}"
-                  + ("" if not (r0[2] or r1[2]) else "  FAILED"),
-                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+            print(
+                f"{step:6} {dt:8} {size_gb:7.2f} {r0[0]:7.1f} {r0[1]:7.2f} {r1[0]:8.1f} {r1[1]:8.2f} "
+                f"{r1[0] - r0[0]:10.1f} {r1[1] - r0[1]:11.2f} {r0[4]:6.1f} {r1[4]:6.1f} {r1[4] - r0[4]:9.1f}"
+                + ("" if not (r0[2] or r1[2]) else "  FAILED"),
+                f"(load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
 
         for dt in a.dtypes.split(","):
             big = work / f"big_{dt}.mrc"
@@ -115,8 +122,17 @@ def main_() -> None:
                 small = resample_stack(m.data, plan, workers=a.threads)
             write_mrc(work / "small.mrc", small, 10.0, image_stack=True)
             write_tlt(work / "small.tlt", angles)
-            base = [py, "-m", "faket", "noise", str(work / "clean.mrc"), "-o", str(work / "n.mrc"), "--threads",
-                    str(a.threads)]
+            base = [
+                py,
+                "-m",
+                "faket",
+                "noise",
+                str(work / "clean.mrc"),
+                "-o",
+                str(work / "n.mrc"),
+                "--threads",
+                str(a.threads),
+            ]
             r0 = timed([*base, "--reference", str(work / "small.mrc")], env)
             r1 = timed([*base, "--reference", str(big)], env)
             if r0[2] or r1[2]:
@@ -124,17 +140,36 @@ def main_() -> None:
             rows.append(("noise", dt, size_gb, wt, r0, r1))
             show(rows[-1])
             if a.style:
-                sbase = [py, "-m", "faket", "style", str(work / "clean.mrc"), "--tilts", "0:1", "--weights", "random",
-                         "--iterations", "1", "-o", str(work / "s.mrc"), "--threads", str(a.threads)]
+                sbase = [
+                    py,
+                    "-m",
+                    "faket",
+                    "style",
+                    str(work / "clean.mrc"),
+                    "--tilts",
+                    "0:1",
+                    "--weights",
+                    "random",
+                    "--iterations",
+                    "1",
+                    "-o",
+                    str(work / "s.mrc"),
+                    "--threads",
+                    str(a.threads),
+                ]
                 s0 = timed([*sbase, "--style", str(work / "small.mrc")], env)
                 s1 = timed([*sbase, "--style", str(big)], env)
                 rows.append(("style", dt, size_gb, wt, s0, s1))
                 show(rows[-1])
             big.unlink()
-        print(f"\n{a.tilts} x {a.n} x {a.n} reference at 1.5 A -> {plan.shape_out[0]}^2 at 10 A; content "
-              f"{a.tilts} x {a.content}^2; {a.threads} threads; whole processes (/usr/bin/time -v)")
-        print(f"{'step':6} {'dtype':8} {'file GB':>7} {'base s':>7} {'base GB':>7} {'large s':>8} {'large GB':>8} "
-              f"{'ref-side s':>10} {'ref-side GB':>11} {'base cpu':>6} {'lg cpu':>6} {'ref cpu s':>9}")
+        print(
+            f"\n{a.tilts} x {a.n} x {a.n} reference at 1.5 A -> {plan.shape_out[0]}^2 at 10 A; content "
+            f"{a.tilts} x {a.content}^2; {a.threads} threads; whole processes (/usr/bin/time -v)"
+        )
+        print(
+            f"{'step':6} {'dtype':8} {'file GB':>7} {'base s':>7} {'base GB':>7} {'large s':>8} {'large GB':>8} "
+            f"{'ref-side s':>10} {'ref-side GB':>11} {'base cpu':>6} {'lg cpu':>6} {'ref cpu s':>9}"
+        )
         for row in rows:
             show(row)
         print(f"load after: {os.getloadavg()}")

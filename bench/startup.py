@@ -51,11 +51,10 @@ def _time(cmd, *, repeat: int, env=None, fresh_cache: bool = False) -> list[floa
 def _inputs(d: Path) -> dict[str, Path]:
     """Small inputs: a 16^3 volume and a 24^3 layout (masks + particles.csv) with 8 cubes."""
     import numpy as np
+    import pandas as pd
 
     from faket.formats.mrc import write_mrc
     from faket.formats.particles import write_particles_csv
-
-    import pandas as pd
 
     rng = np.random.default_rng(0)
     vol = d / "vol16.mrc"
@@ -71,8 +70,19 @@ def _inputs(d: Path) -> dict[str, Path]:
         sl = tuple(slice(v - 2, v + 3) for v in c)
         occ[sl] = i
         cls[sl] = 1 + i % 2
-        rows.append({"particle_id": i, "class_id": 1 + i % 2, "class_name": f"c{1 + i % 2}",
-                     "x": c[2], "y": c[1], "z": c[0], "rot": 0.0, "tilt": 0.0, "psi": 0.0})
+        rows.append(
+            {
+                "particle_id": i,
+                "class_id": 1 + i % 2,
+                "class_name": f"c{1 + i % 2}",
+                "x": c[2],
+                "y": c[1],
+                "z": c[0],
+                "rot": 0.0,
+                "tilt": 0.0,
+                "psi": 0.0,
+            }
+        )
     write_mrc(lay / "class_mask.mrc", cls, 10.0)
     write_mrc(lay / "occupancy_mask.mrc", occ, 10.0)
     write_particles_csv(pd.DataFrame(rows), lay / "particles.csv")
@@ -93,7 +103,7 @@ def main(argv=None) -> None:
         proj = [*f, "project", str(inp["vol"]), "-o", str(tilts), "--angles", "-60:60:2", "-q"]
         rec = [*f, "reconstruct", str(tilts), "-o", str(d / "tomo.mrc"), "-q"]
         lab = [*f, "labels", str(inp["layout"]), "-o", str(d / "labels"), "--bin", "2", "-q"]
-        subprocess.run(proj + ["--device", "cpu"], check=True)   # warm numba's cache, make the tilt-series
+        subprocess.run(proj + ["--device", "cpu"], check=True)  # warm numba's cache, make the tilt-series
         subprocess.run(rec + ["--device", "cpu"], check=True)
         cases = [
             ("python -c pass (baseline)", [sys.executable, "-c", "pass"], {}),
@@ -116,16 +126,17 @@ def main(argv=None) -> None:
             load = " ".join(f"{v:.2f}" for v in os.getloadavg())
         except OSError:  # pragma: no cover
             load = "?"
-        print(f"# faket start-up, whole process, median of {a.repeat} runs; {os.cpu_count()} CPUs, "
-              f"load average {load}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
+        print(
+            f"# faket start-up, whole process, median of {a.repeat} runs; {os.cpu_count()} CPUs, "
+            f"load average {load}; {time.strftime('%Y-%m-%d %H:%M %Z')}"
+        )
         base = None
         for name, cmd, kw in cases:
             ts = _time(cmd, repeat=a.repeat, **kw)
             med = statistics.median(ts)
             if base is None:
                 base = med
-            print(f"{name:44s} {med:7.3f} s  (min {min(ts):6.3f})  {med / base:6.1f}x baseline  "
-                  f"+{med - base:6.3f} s")
+            print(f"{name:44s} {med:7.3f} s  (min {min(ts):6.3f})  {med / base:6.1f}x baseline  +{med - base:6.3f} s")
 
 
 if __name__ == "__main__":

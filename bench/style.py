@@ -171,25 +171,24 @@ def matmul_gflops(dtype, n=2048, reps=6):
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
-    return reps * 2 * n ** 3 / (time.perf_counter() - t) / 1e9
+    return reps * 2 * n**3 / (time.perf_counter() - t) / 1e9
 
 
 # ---------------------------------------------------------------------------------------------------
 
 
-def faket_run(model, content, noisy, style, precision, batch, *, cache=None, final=False, max_tile=None,
-              settings=None):
+def faket_run(model, content, noisy, style, precision, batch, *, cache=None, final=False, max_tile=None, settings=None):
     import dataclasses
 
     from faket import style as st
 
-    s = dataclasses.replace(settings or st.PRESETS["paper"], precision=precision, final_loss=final,
-                            max_tile=max_tile)
+    s = dataclasses.replace(settings or st.PRESETS["paper"], precision=precision, final_loss=final, max_tile=max_tile)
     eng = st.StyleTransfer(model, s)
     ref = st.Reference(style, index=np.arange(style.shape[0]))
     t = time.perf_counter()
-    out, rec = st.stylize_series(eng, content, noisy, [ref], tilt_batch=batch, cache=cache,
-                                 weights_key="bench", rescale=False)
+    out, rec = st.stylize_series(
+        eng, content, noisy, [ref], tilt_batch=batch, cache=cache, weights_key="bench", rescale=False
+    )
     return time.perf_counter() - t, out, rec
 
 
@@ -246,8 +245,9 @@ def whole_process(sizes, tilts, repeats, threads, mm):
     import mrcfile
     import torch
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS=str(threads))
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS=str(threads)
+    )
     py = sys.executable
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -256,40 +256,75 @@ def whole_process(sizes, tilts, repeats, threads, mm):
             T = tilts.get(n, 61 if n <= 256 else 13)
             p = write_inputs(d, T, n)
             runs = {
-                "PLAIN fp32": [py, ROOT / "bench" / "plain_style.py", p["content"], p["noisy"], p["style"],
-                               p["weights"], d / "plain.mrc", threads],
+                "PLAIN fp32": [
+                    py,
+                    ROOT / "bench" / "plain_style.py",
+                    p["content"],
+                    p["noisy"],
+                    p["style"],
+                    p["weights"],
+                    d / "plain.mrc",
+                    threads,
+                ],
             }
             for prec in ("fp32", "bf16"):
-                runs[f"faket {prec}"] = [py, "-m", "faket", "style", p["content"], "--style", p["style"],
-                                         "--init", p["noisy"], "-o", d / f"faket_{prec}.mrc", "--weights",
-                                         "random", "--seed", "0", "--preset", "paper", "--precision", prec,
-                                         "--threads", threads, "-q"]
+                runs[f"faket {prec}"] = [
+                    py,
+                    "-m",
+                    "faket",
+                    "style",
+                    p["content"],
+                    "--style",
+                    p["style"],
+                    "--init",
+                    p["noisy"],
+                    "-o",
+                    d / f"faket_{prec}.mrc",
+                    "--weights",
+                    "random",
+                    "--seed",
+                    "0",
+                    "--preset",
+                    "paper",
+                    "--precision",
+                    prec,
+                    "--threads",
+                    threads,
+                    "-q",
+                ]
             print(f"\n== whole process, {T} tilts of {n}^2, {threads} threads ==")
             times = {k: [] for k in runs}
             names = list(runs)
             for r in range(repeats):
-                order = names[r % len(names):] + names[:r % len(names)]   # rotate the order per repeat
+                order = names[r % len(names) :] + names[: r % len(names)]  # rotate the order per repeat
                 before = load()
                 for k in order:
                     times[k].append(timed(runs[k], env))
-                for dt_ in ("fp32", "bf16"):   # the machine may be shared: keep the best rate seen
+                for dt_ in ("fp32", "bf16"):  # the machine may be shared: keep the best rate seen
                     mm[dt_] = max(mm[dt_], matmul_gflops(torch.float32 if dt_ == "fp32" else torch.bfloat16))
-                print(f"  repeat {r + 1}: " + ", ".join(f"{k} {times[k][-1]:.1f} s" for k in names)
-                      + f"  -> fp32 {times['PLAIN fp32'][-1] / times['faket fp32'][-1]:.2f}x, "
-                        f"bf16 {times['PLAIN fp32'][-1] / times['faket bf16'][-1]:.2f}x  ({before}; after: {load()})")
+                print(
+                    f"  repeat {r + 1}: "
+                    + ", ".join(f"{k} {times[k][-1]:.1f} s" for k in names)
+                    + f"  -> fp32 {times['PLAIN fp32'][-1] / times['faket fp32'][-1]:.2f}x, "
+                    f"bf16 {times['PLAIN fp32'][-1] / times['faket bf16'][-1]:.2f}x  ({before}; after: {load()})"
+                )
             a = mrcfile.read(d / "plain.mrc")
             b = mrcfile.read(d / "faket_fp32.mrc")
             corr = float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
-            print(f"  sanity: PLAIN vs faket fp32 outputs correlate {corr:.4f} (one Adam step ~ 0.15 sign(g): "
-                  "rounding flips pixels whose gradient is ~0)")
-            W = T * work_per_tilt(n)     # nominal conv work of the series (faket skips part of it: folded conv)
+            print(
+                f"  sanity: PLAIN vs faket fp32 outputs correlate {corr:.4f} (one Adam step ~ 0.15 sign(g): "
+                "rounding flips pixels whose gradient is ~0)"
+            )
+            W = T * work_per_tilt(n)  # nominal conv work of the series (faket skips part of it: folded conv)
             for prec in ("fp32", "bf16"):
                 ratios = [pl / fk for pl, fk in zip(times["PLAIN fp32"], times[f"faket {prec}"])]
                 t_fk = float(np.median(times[f"faket {prec}"]))
                 frac = W / min(times[f"faket {prec}"]) / 1e9 / mm[prec]
-                print(f"  faket {prec}: {W / 1e12:.1f} TFLOP nominal in {min(times[f'faket {prec}']):.1f} s (best "
-                      f"repeat, whole process) = {frac:.0%} of the {prec} matmul rate ({mm[prec]:.0f} GFLOP/s); "
-                      f"PLAIN fp32 {W / min(times['PLAIN fp32']) / 1e9 / mm['fp32']:.0%} of fp32")
+                print(
+                    f"  faket {prec}: {W / 1e12:.1f} TFLOP nominal in {min(times[f'faket {prec}']):.1f} s (best "
+                    f"repeat, whole process) = {frac:.0%} of the {prec} matmul rate ({mm[prec]:.0f} GFLOP/s); "
+                    f"PLAIN fp32 {W / min(times['PLAIN fp32']) / 1e9 / mm['fp32']:.0%} of fp32"
+                )
                 rows.append((n, T, prec, float(np.median(times["PLAIN fp32"])), t_fk, ratios, frac))
     return rows
 
@@ -305,13 +340,15 @@ def steady_state(args, torch, mm):
     sd, _ = load_vgg19_state("random", depth=29, seed=0)
     model = build_vgg("random", depth=29, seed=0)[0]
     plain = Plain(sd)
-    print(f"\nsteady state: threads {torch.get_num_threads()}; matmul 2048^3: fp32 {mm['fp32']:.0f} GFLOP/s, "
-          f"bf16 {mm['bf16']:.0f} GFLOP/s (re-measured before each size; the best is the reference)")
+    print(
+        f"\nsteady state: threads {torch.get_num_threads()}; matmul 2048^3: fp32 {mm['fp32']:.0f} GFLOP/s, "
+        f"bf16 {mm['bf16']:.0f} GFLOP/s (re-measured before each size; the best is the reference)"
+    )
     lines = []
     for n in args.sizes:
         T = args.steady_tilts or (8 if n <= 256 else 4)
         content, noisy, style = make_series(T + 4, n)
-        wc, wn, ws = content[:4], noisy[:4], style[:4]   # warm-up
+        wc, wn, ws = content[:4], noisy[:4], style[:4]  # warm-up
         c, z, s = content[4:], noisy[4:], style[4:]
         cu, zu, su = unit(c), unit(z), unit(s)
         plain.tilt(unit(wc)[0], unit(ws)[0], unit(wn)[0])
@@ -320,11 +357,13 @@ def steady_state(args, torch, mm):
             plain.tilt(cu[i], su[i], zu[i])
         t_plain = (time.perf_counter() - t) / T
         W = work_per_tilt(n)
-        for dt_ in ("fp32", "bf16"):     # the machine may be shared: keep the best matmul rate seen
+        for dt_ in ("fp32", "bf16"):  # the machine may be shared: keep the best matmul rate seen
             mm[dt_] = max(mm[dt_], matmul_gflops(torch.float32 if dt_ == "fp32" else torch.bfloat16))
         print(f"\n== steady state, {n}x{n}, {T} tilts ({load()}) ==")
-        print(f"PLAIN loop fp32          {t_plain:7.3f} s/tilt  {W / t_plain / 1e9:6.0f} GFLOP/s "
-              f"({W / t_plain / 1e9 / mm['fp32']:.0%} of fp32 matmul)")
+        print(
+            f"PLAIN loop fp32          {t_plain:7.3f} s/tilt  {W / t_plain / 1e9:6.0f} GFLOP/s "
+            f"({W / t_plain / 1e9 / mm['fp32']:.0%} of fp32 matmul)"
+        )
         outs = {}
         for prec in ("fp32", "bf16"):
             bt = args.batch or st.cpu_tilt_batch((n, n), prec)
@@ -333,13 +372,15 @@ def steady_state(args, torch, mm):
             outs[prec] = (out, rec)
             tpt = dt / T
             eff = W / tpt / 1e9
-            print(f"FAKET {prec} batch {bt}     {tpt:7.3f} s/tilt  {eff:6.0f} GFLOP/s "
-                  f"({eff / mm[prec]:.0%} of {prec} matmul)  speed-up vs PLAIN {t_plain / tpt:5.2f}x")
+            print(
+                f"FAKET {prec} batch {bt}     {tpt:7.3f} s/tilt  {eff:6.0f} GFLOP/s "
+                f"({eff / mm[prec]:.0%} of {prec} matmul)  speed-up vs PLAIN {t_plain / tpt:5.2f}x"
+            )
             lines.append((n, prec, tpt, t_plain / tpt, W))
             if prec == "fp32":
                 dtf, _, _ = faket_run(model, c, z, s, prec, bt, final=True)
                 print(f"FAKET fp32 --final-loss  {dtf / T:7.3f} s/tilt  (opt-in: one more forward per tilt)")
-            if args.extras:   # dataset: 4 tomograms, one reference, cache
+            if args.extras:  # dataset: 4 tomograms, one reference, cache
                 with tempfile.TemporaryDirectory() as d:
                     from faket.style.cache import GramCache
 
@@ -349,8 +390,10 @@ def steady_state(args, torch, mm):
                         dtk, _, _ = faket_run(model, ck, z, s, prec, bt, cache=GramCache(d))
                         times.append(dtk)
                     ratio = sum(times) / (4 * dt)
-                    print(f"  4 tomograms, 1 reference, --style-cache: {sum(times):.1f} s vs 4 independent "
-                          f"{4 * dt:.1f} s -> {ratio:.2f}x (cold {times[0]:.1f} s, warm {np.mean(times[1:]):.1f} s)")
+                    print(
+                        f"  4 tomograms, 1 reference, --style-cache: {sum(times):.1f} s vs 4 independent "
+                        f"{4 * dt:.1f} s -> {ratio:.2f}x (cold {times[0]:.1f} s, warm {np.mean(times[1:]):.1f} s)"
+                    )
         if args.extras:
             # bf16 quality cost (same inputs), style loss measured with the fp32 model
             o32, r32 = outs["fp32"]
@@ -358,29 +401,34 @@ def steady_state(args, torch, mm):
             rel = float(np.sqrt(np.mean((o16 - o32) ** 2)) / o32.std())
             eng = st.StyleTransfer(model, st.StyleSettings())
             ref = st.Reference(s, index=np.arange(T))
-            tg = {l: torch.stack([eng.reference_grams(ref, j, 1.0)[l] for j in range(T)])
-                  for l in eng.style_layers}
+            tg = {l: torch.stack([eng.reference_grams(ref, j, 1.0)[l] for j in range(T)]) for l in eng.style_layers}
             cc = eng._tensor(cu)
             cf = eng.content_features(cc)
             _, sl32, _ = eng.loss_and_grad(eng._tensor(o32), cc, cf, tg, need_grad=False)
             _, sl16, _ = eng.loss_and_grad(eng._tensor(o16), cc, cf, tg, need_grad=False)
             s0 = np.mean(r32["per_tilt"]["style_loss_initial"])
-            print(f"bf16 vs fp32 output: relative RMS difference {rel:.4f}; style loss (fp32 model) "
-                  f"init {s0:.5f} -> fp32 {float(sl32.mean()):.5f}, bf16 {float(sl16.mean()):.5f}")
+            print(
+                f"bf16 vs fp32 output: relative RMS difference {rel:.4f}; style loss (fp32 model) "
+                f"init {s0:.5f} -> fp32 {float(sl32.mean()):.5f}, bf16 {float(sl16.mean()):.5f}"
+            )
             if eng.s.iterations == eng.s.initial_iterations == 1:
                 # one Adam step moves a pixel by lr * g / (|g| + eps) ~ lr * sign(g): the outputs differ only
                 # where the bf16 gradient's sign differs from the fp32 one (or where the clamp to [0, 1] hides it)
                 flips = float(np.mean(np.abs(o16 - o32) > 1e-4))
-                print(f"bf16 vs fp32: the step goes the other way at {flips:.1%} of the pixels (one Adam step: "
-                      "the output depends on the gradient's sign only)")
+                print(
+                    f"bf16 vs fp32: the step goes the other way at {flips:.1%} of the pixels (one Adam step: "
+                    "the output depends on the gradient's sign only)"
+                )
             if n >= 512:
                 t = time.perf_counter()
                 _, ot, _ = faket_run(model, c[:1], z[:1], s[:1], "fp32", 1, max_tile=480)
                 tt = time.perf_counter() - t
-                _, ou, _ = faket_run(model, c[:1], z[:1], s[:1], "fp32", 1)   # same one-tilt series, untiled
+                _, ou, _ = faket_run(model, c[:1], z[:1], s[:1], "fp32", 1)  # same one-tilt series, untiled
                 rel_t = float(np.sqrt(np.mean((ot - ou) ** 2)) / ou.std())
-                print(f"tiled (--max-tile 480, default halo 160: 3x3 tiles) vs untiled at {n}^2: relative RMS "
-                      f"difference {rel_t:.4%} ({tt:.1f} s for the tile)")
+                print(
+                    f"tiled (--max-tile 480, default halo 160: 3x3 tiles) vs untiled at {n}^2: relative RMS "
+                    f"difference {rel_t:.4%} ({tt:.1f} s for the tile)"
+                )
     for dt_ in ("fp32", "bf16"):
         mm[dt_] = max(mm[dt_], matmul_gflops(torch.float32 if dt_ == "fp32" else torch.bfloat16))
     print(f"best matmul rates seen: fp32 {mm['fp32']:.0f}, bf16 {mm['bf16']:.0f} GFLOP/s")
@@ -394,8 +442,12 @@ def main(argv=None):
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="256,512")
-    ap.add_argument("--tilts", default="256:61,512:13", metavar="N:T,...",
-                    help="tilts of the whole-process series per size (default: 256:61,512:13)")
+    ap.add_argument(
+        "--tilts",
+        default="256:61,512:13",
+        metavar="N:T,...",
+        help="tilts of the whole-process series per size (default: 256:61,512:13)",
+    )
     ap.add_argument("--repeats", type=int, default=2, help="whole-process repeats (default: 2)")
     ap.add_argument("--steady-tilts", type=int, default=0, help="steady-state tilts (default: 8 at 256, 4 at 512)")
     ap.add_argument("--batch", type=int, default=0, help="steady-state tilt batch (default: the CLI's CPU default)")
@@ -408,21 +460,27 @@ def main(argv=None):
     tilts = {int(k): int(v) for k, v in (kv.split(":") for kv in args.tilts.split(",") if kv)}
     torch.set_num_threads(args.threads)
     flags = set(open("/proc/cpuinfo").read().split()) if Path("/proc/cpuinfo").exists() else set()
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}; "
-          f"{os_cpus()} CPUs; bf16 hardware: {', '.join(sorted(flags & {'amx_bf16', 'avx512_bf16'})) or 'none'}; "
-          f"torch {torch.__version__}; {load()}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}; "
+        f"{os_cpus()} CPUs; bf16 hardware: {', '.join(sorted(flags & {'amx_bf16', 'avx512_bf16'})) or 'none'}; "
+        f"torch {torch.__version__}; {load()}"
+    )
     mm = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    print(f"matmul 2048^3 on {args.threads} threads: fp32 {mm['fp32']:.0f}, bf16 {mm['bf16']:.0f} GFLOP/s "
-          "(re-measured between runs; the best is the reference)")
+    print(
+        f"matmul 2048^3 on {args.threads} threads: fp32 {mm['fp32']:.0f}, bf16 {mm['bf16']:.0f} GFLOP/s "
+        "(re-measured between runs; the best is the reference)"
+    )
     whole = [] if args.no_whole else whole_process(args.sizes, tilts, args.repeats, args.threads, mm)
     steady = [] if args.no_steady else steady_state(args, torch, mm)
     print("\nsummary")
     amx = "amx_bf16" in flags
     for n, T, prec, t_plain, t_faket, ratios, frac in whole:
         goal = "1.2" if prec == "fp32" else ("2.5" if amx else "2.0")
-        print(f"  whole process {n}^2 x {T} tilts {prec}: PLAIN {t_plain:.1f} s, faket {t_faket:.1f} s (medians) "
-              f"-> {np.median(ratios):.2f}x (repeats: {', '.join(f'{r:.2f}' for r in ratios)}; "
-              f"goal {goal}x); {frac:.0%} of the {prec} matmul rate")
+        print(
+            f"  whole process {n}^2 x {T} tilts {prec}: PLAIN {t_plain:.1f} s, faket {t_faket:.1f} s (medians) "
+            f"-> {np.median(ratios):.2f}x (repeats: {', '.join(f'{r:.2f}' for r in ratios)}; "
+            f"goal {goal}x); {frac:.0%} of the {prec} matmul rate"
+        )
     for n, prec, tpt, sp, eff in steady:
         print(f"  steady state {n}^2 {prec}: {tpt:.3f} s/tilt, {sp:.2f}x, {eff:.0%} of matmul")
 

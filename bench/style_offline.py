@@ -70,20 +70,54 @@ def run_reference(name, names, tmp, seed=0, log=print):
     _write(d / "fit.mrc", real[fit], ang[fit])
     clean = _layout_content(real.shape[1:], ang[score], 1, d)
     common = ["--assume-same-sampling", "--max-angle-gap", "30", "--quiet"]
-    assert main(["noise", str(clean), "--reference", str(d / "fit.mrc"), *common, "--seed", "1",
-                 "--content-out", str(d / "content.mrc"), "-o", str(d / "noisy.mrc")]) == 0
+    assert (
+        main(
+            [
+                "noise",
+                str(clean),
+                "--reference",
+                str(d / "fit.mrc"),
+                *common,
+                "--seed",
+                "1",
+                "--content-out",
+                str(d / "content.mrc"),
+                "-o",
+                str(d / "noisy.mrc"),
+            ]
+        )
+        == 0
+    )
     gen, secs = {}, {}
     for v in names:
         kind, opts = VARIANTS[v]
         out = d / f"m{len(gen)}.mrc"
         t0 = time.perf_counter()
         if kind == "noise":
-            rc = main(["noise", str(clean), "--reference", str(d / "fit.mrc"), *common, "--seed", "1", *opts,
-                       "-o", str(out)])
+            rc = main(
+                ["noise", str(clean), "--reference", str(d / "fit.mrc"), *common, "--seed", "1", *opts, "-o", str(out)]
+            )
         else:
-            rc = main(["style", str(d / "content.mrc"), "--init", str(d / "noisy.mrc"), "--style",
-                       str(d / "fit.mrc"), *common, "--weights", "random", "--seed", str(seed), "--threads", "1",
-                       *opts, "-o", str(out)])
+            rc = main(
+                [
+                    "style",
+                    str(d / "content.mrc"),
+                    "--init",
+                    str(d / "noisy.mrc"),
+                    "--style",
+                    str(d / "fit.mrc"),
+                    *common,
+                    "--weights",
+                    "random",
+                    "--seed",
+                    str(seed),
+                    "--threads",
+                    "1",
+                    *opts,
+                    "-o",
+                    str(out),
+                ]
+            )
         assert rc == 0, v
         secs[v] = time.perf_counter() - t0
         gen[v] = (_read(out), ang[score])
@@ -112,9 +146,11 @@ def main(argv=None):
         print("| modality | C2ST CNN | C2ST logreg | RAPS | W1 | kurtosis (real) |")
         print("|---|---|---|---|---|---|")
         for v, sm in results[ref].items():
-            print(f"| {v} | {sm['c2st_cnn']:.2f} ± {sm['c2st_cnn_std']:.2f} | {sm['c2st_logreg']:.2f} | "
-                  f"{sm['raps_distance']:.3f} | {sm['w1']:.3f} | {sm['kurtosis']:.1f} ({sm['real_kurtosis']:.1f}) |",
-                  flush=True)
+            print(
+                f"| {v} | {sm['c2st_cnn']:.2f} ± {sm['c2st_cnn_std']:.2f} | {sm['c2st_logreg']:.2f} | "
+                f"{sm['raps_distance']:.3f} | {sm['w1']:.3f} | {sm['kurtosis']:.1f} ({sm['real_kurtosis']:.1f}) |",
+                flush=True,
+            )
         if a.json:
             Path(a.json).write_text(json.dumps(results, indent=1, default=float))
 

@@ -51,8 +51,8 @@ Functions take and return numpy arrays; they never touch paths.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -126,7 +126,7 @@ def block_view(volume: np.ndarray, bin_factor: int) -> np.ndarray:
     nz, ny, nx = binned_shape(volume.shape, b)
     v = volume[: nz * b, : ny * b, : nx * b]
     v = v.reshape(nz, b, ny, b, nx, b).transpose(0, 2, 4, 1, 3, 5)
-    return v.reshape(nz * ny * nx, b ** 3)
+    return v.reshape(nz * ny * nx, b**3)
 
 
 @dataclass
@@ -201,8 +201,9 @@ def _rescue(winner: np.ndarray, rows, labels, counts, info: BinInfo) -> np.ndarr
 CHUNK_VOXELS = 1 << 24
 
 
-def _vote_chunks(slab: Callable[[int, int], np.ndarray], shape, b: int, keep_all: bool,
-                 info: BinInfo | None) -> np.ndarray:
+def _vote_chunks(
+    slab: Callable[[int, int], np.ndarray], shape, b: int, keep_all: bool, info: BinInfo | None
+) -> np.ndarray:
     """Majority vote per block over ``slab(z0, z1)`` (the integer labels of original Z planes ``[z0, z1)``),
     in chunks of binned Z planes; with ``keep_all`` the rescue of labels that win no block."""
     out_shape = binned_shape(shape, b)
@@ -218,7 +219,7 @@ def _vote_chunks(slab: Callable[[int, int], np.ndarray], shape, b: int, keep_all
         w = _vote(rows, labels, counts, blocks.shape[0])
         if winner is None:
             winner = np.empty(n_zb * per_plane, dtype=w.dtype)
-        winner[z0 * per_plane:z1 * per_plane] = w
+        winner[z0 * per_plane : z1 * per_plane] = w
         if keep_all:
             fg = labels != 0
             runs.append((rows[fg] + z0 * per_plane, labels[fg], counts[fg]))
@@ -228,8 +229,9 @@ def _vote_chunks(slab: Callable[[int, int], np.ndarray], shape, b: int, keep_all
     return winner.reshape(out_shape)
 
 
-def bin_label_mask(mask: np.ndarray, bin_factor: int, *, keep_all: bool = True,
-                   info: BinInfo | None = None) -> np.ndarray:
+def bin_label_mask(
+    mask: np.ndarray, bin_factor: int, *, keep_all: bool = True, info: BinInfo | None = None
+) -> np.ndarray:
     """Bin an integer label mask ``(Z, Y, X)`` by majority vote per block (rule in the module doc).
 
     Parameters
@@ -262,11 +264,11 @@ def particle_classes(class_mask: np.ndarray, occupancy_mask: np.ndarray) -> dict
     occ_v, cls_v = np.asarray(occupancy_mask), np.asarray(class_mask)
     step = max(1, CHUNK_VOXELS // max(1, occ_v[0].size)) if occ_v.ndim > 1 else max(1, occ_v.size)
     parts, part_counts = [], []
-    for z0 in range(0, occ_v.shape[0], step):   # (particle, class) voxel counts per chunk of Z planes
-        occ = occ_v[z0:z0 + step].ravel()
+    for z0 in range(0, occ_v.shape[0], step):  # (particle, class) voxel counts per chunk of Z planes
+        occ = occ_v[z0 : z0 + step].ravel()
         sel = occ != 0
         if sel.any():
-            pairs = np.stack([occ[sel].astype(np.int64), cls_v[z0:z0 + step].ravel()[sel].astype(np.int64)], axis=1)
+            pairs = np.stack([occ[sel].astype(np.int64), cls_v[z0 : z0 + step].ravel()[sel].astype(np.int64)], axis=1)
             u, c = np.unique(pairs, axis=0, return_counts=True)
             parts.append(u)
             part_counts.append(c)
@@ -296,8 +298,9 @@ def one_to_one(names, ids) -> bool:
     return len(pairs) == len({n for n, _ in pairs}) == len({i for _, i in pairs})
 
 
-def claim_centres(occupancy_b: np.ndarray, centres_zyx: dict[int, tuple[int, int, int]],
-                  info: BinInfo | None = None) -> np.ndarray:
+def claim_centres(
+    occupancy_b: np.ndarray, centres_zyx: dict[int, tuple[int, int, int]], info: BinInfo | None = None
+) -> np.ndarray:
     """Rule 4 of the module doc: particle ``pid`` takes the binned voxel ``centres_zyx[pid]`` (integer
     ``(z, y, x)`` inside ``occupancy_b``), in ascending id order; returns the new occupancy mask."""
     info = info if info is not None else BinInfo()
@@ -323,9 +326,14 @@ def claim_centres(occupancy_b: np.ndarray, centres_zyx: dict[int, tuple[int, int
     return out
 
 
-def bin_masks(class_mask: np.ndarray, occupancy_mask: np.ndarray | None, bin_factor: int,
-              *, keep_all: bool = True, centres_zyx: dict[int, tuple[int, int, int]] | None = None,
-              ) -> tuple[np.ndarray, np.ndarray | None, BinInfo]:
+def bin_masks(
+    class_mask: np.ndarray,
+    occupancy_mask: np.ndarray | None,
+    bin_factor: int,
+    *,
+    keep_all: bool = True,
+    centres_zyx: dict[int, tuple[int, int, int]] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, BinInfo]:
     """Bin a class mask and its occupancy (instance) mask consistently (rules 3 and, with ``centres_zyx``
     (particle id -> binned centre voxel), 4 of the module doc).
 
@@ -349,13 +357,17 @@ def bin_masks(class_mask: np.ndarray, occupancy_mask: np.ndarray | None, bin_fac
     elif int(bin_factor) == 1:
         cls_b = np.where(om == 0, cm, 0).astype(cm.dtype, copy=False)
     else:
-        cls_b = _vote_chunks(lambda z0, z1: np.where(om[z0:z1] == 0, cm[z0:z1], 0).astype(cm.dtype, copy=False),
-                             cm.shape, int(bin_factor), False, None)
+        cls_b = _vote_chunks(
+            lambda z0, z1: np.where(om[z0:z1] == 0, cm[z0:z1], 0).astype(cm.dtype, copy=False),
+            cm.shape,
+            int(bin_factor),
+            False,
+            None,
+        )
     if classes:
         ids = np.fromiter(classes.keys(), dtype=np.int64)
         vals = np.fromiter(classes.values(), dtype=np.int64)
-        lut = np.zeros(int(ids.max()) + 1, dtype=cm.dtype if np.issubdtype(cm.dtype, np.integer)
-                       else np.int64)
+        lut = np.zeros(int(ids.max()) + 1, dtype=cm.dtype if np.issubdtype(cm.dtype, np.integer) else np.int64)
         lut[ids] = vals
         sel = occ_b > 0
         cls_b = cls_b.copy()
@@ -363,8 +375,7 @@ def bin_masks(class_mask: np.ndarray, occupancy_mask: np.ndarray | None, bin_fac
     return cls_b, occ_b, info
 
 
-def to_binned_coordinates(points_zyx: np.ndarray, bin_factor: int,
-                          z_offset: int = 0) -> np.ndarray:
+def to_binned_coordinates(points_zyx: np.ndarray, bin_factor: int, z_offset: int = 0) -> np.ndarray:
     """Original voxel coordinates ``(N, 3)`` as ``(z, y, x)`` -> the binned tomogram's voxel coordinates.
 
     ``x_b = (x - (B-1)/2) / B`` (same for y) and ``z_b = (z - a - (B-1)/2) / B`` with ``a = z_offset``.
@@ -427,9 +438,16 @@ class BinnedLabels:
     info: BinInfo
 
 
-def bin_labels(class_mask: np.ndarray, occupancy_mask: np.ndarray, points_zyx: np.ndarray, particle_ids,
-               bin_factor: int, *, z_range: tuple[int, int] | None = None,
-               ids_in_mask: set[int] | None = None) -> BinnedLabels:
+def bin_labels(
+    class_mask: np.ndarray,
+    occupancy_mask: np.ndarray,
+    points_zyx: np.ndarray,
+    particle_ids,
+    bin_factor: int,
+    *,
+    z_range: tuple[int, int] | None = None,
+    ids_in_mask: set[int] | None = None,
+) -> BinnedLabels:
     """Masks and particle list of the tomogram that keeps Z indices ``z_range`` binned by ``bin_factor``.
 
     The masks are cropped and binned with :func:`bin_masks` (each listed particle inside the tomogram
@@ -446,15 +464,21 @@ def bin_labels(class_mask: np.ndarray, occupancy_mask: np.ndarray, points_zyx: n
     cls_c, occ_c = crop_z(class_mask, z_range), crop_z(occupancy_mask, z_range)
     pb = to_binned_coordinates(pts, bin_factor, z_offset=za)
     inside = inside_binned(pb, binned_shape(cls_c.shape, bin_factor))
-    centres = {int(p): tuple(np.rint(c).astype(int)) for p, c in zip(ids[inside], pb[inside])
-               if int(p) in ids_in_mask}
+    centres = {int(p): tuple(np.rint(c).astype(int)) for p, c in zip(ids[inside], pb[inside]) if int(p) in ids_in_mask}
     cls_b, occ_b, info = bin_masks(cls_c, occ_c, bin_factor, centres_zyx=centres)
     rows = np.flatnonzero(inside)[np.argsort(ids[inside], kind="stable")]
     occ_new, id_map, extra = renumber(occ_b, ids[rows])
-    return BinnedLabels(class_mask=cls_b, occupancy_mask=occ_new, rows=rows,
-                        particle_ids=np.array([id_map[int(o)] for o in ids[rows]], dtype=np.int64),
-                        coordinates_zyx=pb[rows], dropped_ids=ids[~inside].tolist(), id_map=id_map,
-                        unlisted_ids=[id_map[p] for p in extra], info=info)
+    return BinnedLabels(
+        class_mask=cls_b,
+        occupancy_mask=occ_new,
+        rows=rows,
+        particle_ids=np.array([id_map[int(o)] for o in ids[rows]], dtype=np.int64),
+        coordinates_zyx=pb[rows],
+        dropped_ids=ids[~inside].tolist(),
+        id_map=id_map,
+        unlisted_ids=[id_map[p] for p in extra],
+        info=info,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -474,6 +498,7 @@ def bin_binary_mask(mask: np.ndarray, bin_factor: int, z_range: tuple[int, int] 
 
 def _new_ids(old_ids, id_map: dict[int, int]):
     """Old instance ids -> new ones (pandas nullable Int64; missing where the instance is gone)."""
+    # lazy: pandas
     import pandas as pd
 
     return pd.array([id_map.get(int(o)) for o in old_ids], dtype="Int64")
@@ -511,8 +536,7 @@ def bin_points(table, id_map: dict[int, int], bin_factor: int, shape_b_zyx, z_of
     return df.reset_index(drop=True)
 
 
-def bin_membranes(membranes, id_map: dict[int, int], occupancy_b: np.ndarray, bin_factor: int,
-                  z_offset: int = 0):
+def bin_membranes(membranes, id_map: dict[int, int], occupancy_b: np.ndarray, bin_factor: int, z_offset: int = 0):
     """``membranes.csv`` of the binned tomogram: the membranes with a voxel in ``occupancy_b`` (the binned,
     renumbered occupancy mask), centres moved like points (possibly outside the tomogram: a plane or a
     cut-off vesicle), ``instance_id`` renumbered, ``n_voxels`` counted in ``occupancy_b``."""

@@ -9,21 +9,20 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterable, Mapping
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 from faket.formats.mrc import sha256sum
 
-_PACKAGES = ("faket", "numpy", "scipy", "torch", "torchvision", "mrcfile", "numba", "gemmi", "starfile",
-             "pandas")
+_PACKAGES = ("faket", "numpy", "scipy", "torch", "torchvision", "mrcfile", "numba", "gemmi", "starfile", "pandas")
 
 
 def package_versions(extra: Iterable[str] = ()) -> dict[str, str]:
     """Versions of the packages that shape the numbers (only those installed)."""
-    from importlib import metadata
-
     out = {"python": platform.python_version()}
     for name in (*_PACKAGES, *extra):
         try:
@@ -67,9 +66,15 @@ def describe_inputs(paths: Iterable[str | os.PathLike | None]) -> list[dict[str,
     return out
 
 
-def build_record(*, step: str, parameters: Mapping[str, Any], inputs: Iterable = (),
-                 seed: int | None = None, started: float | None = None,
-                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def build_record(
+    *,
+    step: str,
+    parameters: Mapping[str, Any],
+    inputs: Iterable = (),
+    seed: int | None = None,
+    started: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Assemble a provenance record (JSON-ready)."""
     rec: dict[str, Any] = {
         "faket_step": step,

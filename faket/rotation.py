@@ -41,7 +41,7 @@ angles come back in scipy's canonical ranges (first/third in (-180, 180], middle
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -69,6 +69,7 @@ def _angles(angles_deg) -> np.ndarray:
 def relion_to_rotation(angles_deg):
     """RELION ``(rot, tilt, psi)`` degrees, shape ``(3,)`` or ``(n, 3)`` -> scipy ``Rotation`` that maps
     template coordinates to volume coordinates (xyz, active)."""
+    # lazy: scipy
     from scipy.spatial.transform import Rotation
 
     return Rotation.from_euler("ZYZ", _angles(angles_deg), degrees=True).inv()
@@ -94,6 +95,7 @@ def relion_to_matrix(angles_deg) -> np.ndarray:
 
 def shrec_to_rotation(angles_deg):
     """SHREC 2021 ``particle_locations.txt`` angles ``(Z1, X, Z2)`` -> scipy ``Rotation`` (template -> volume)."""
+    # lazy: scipy
     from scipy.spatial.transform import Rotation
 
     return Rotation.from_euler("ZXZ", _angles(angles_deg), degrees=True)
@@ -116,6 +118,7 @@ def relion_to_shrec(angles_deg) -> np.ndarray:
 
 def random_relion_angles(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` orientations uniform on SO(3) (normalised Gaussian quaternions), as RELION angles ``(n, 3)``."""
+    # lazy: scipy
     from scipy.spatial.transform import Rotation
 
     q = rng.standard_normal((n, 4))
@@ -129,9 +132,14 @@ def xyz_to_zyx_matrix(m_xyz: np.ndarray) -> np.ndarray:
     return p @ np.asarray(m_xyz, dtype=np.float64) @ p
 
 
-def rotate_volume(volume: np.ndarray, angles_deg: Sequence[float], *, order: int = 1,
-                  shift_zyx: Sequence[float] = (0.0, 0.0, 0.0),
-                  output_shape: Sequence[int] | None = None) -> np.ndarray:
+def rotate_volume(
+    volume: np.ndarray,
+    angles_deg: Sequence[float],
+    *,
+    order: int = 1,
+    shift_zyx: Sequence[float] = (0.0, 0.0, 0.0),
+    output_shape: Sequence[int] | None = None,
+) -> np.ndarray:
     """Rotate a ``(Z, Y, X)`` template by RELION angles about its centre voxel ``(N - 1) / 2``.
 
     A template point at offset ``p`` (voxels, from the input centre) ends at ``c_out + shift + A p`` in the
@@ -141,6 +149,7 @@ def rotate_volume(volume: np.ndarray, angles_deg: Sequence[float], *, order: int
     ``order`` 1 = trilinear, 3 = cubic B-spline (with prefilter; values clipped to >= 0 afterwards, since
     densities are non-negative). Outside the input is 0. Returns float32.
     """
+    # lazy: scipy
     from scipy.ndimage import affine_transform
 
     vol = np.asarray(volume, dtype=np.float32)
@@ -154,8 +163,9 @@ def rotate_volume(volume: np.ndarray, angles_deg: Sequence[float], *, order: int
     c_in = (np.asarray(vol.shape, dtype=np.float64) - 1) / 2
     c_out = (np.asarray(out_shape, dtype=np.float64) - 1) / 2 + np.asarray(shift_zyx, dtype=np.float64)
     offset = c_in - inv @ c_out
-    out = affine_transform(vol, inv, offset=offset, output_shape=out_shape, order=order,
-                           mode="constant", cval=0.0, prefilter=(order == 3))
+    out = affine_transform(
+        vol, inv, offset=offset, output_shape=out_shape, order=order, mode="constant", cval=0.0, prefilter=(order == 3)
+    )
     if order == 3:
         np.maximum(out, 0, out=out)
     return out.astype(np.float32, copy=False)

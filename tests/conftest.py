@@ -34,8 +34,9 @@ def run_cli(capsys):
 def ball_phantom(shape, balls):
     """Sum of anti-aliased uniform balls ``(z, y, x, radius)`` in voxels from the volume centre."""
     nz, ny, nx = shape
-    z, y, x = np.meshgrid(np.arange(nz) - (nz - 1) / 2, np.arange(ny) - (ny - 1) / 2,
-                          np.arange(nx) - (nx - 1) / 2, indexing="ij")
+    z, y, x = np.meshgrid(
+        np.arange(nz) - (nz - 1) / 2, np.arange(ny) - (ny - 1) / 2, np.arange(nx) - (nx - 1) / 2, indexing="ij"
+    )
     vol = np.zeros(shape, np.float32)
     for bz, by, bx, r in balls:
         d = np.sqrt((x - bx) ** 2 + (y - by) ** 2 + (z - bz) ** 2)

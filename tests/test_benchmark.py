@@ -38,15 +38,27 @@ def synthetic(noise=0.3, seed=0):
     cls = np.zeros(SHAPE, np.int64)
     vol = np.zeros(SHAPE, np.float32)
     for c, pz, py, px in PARTICLES:
-        m = ((z - pz) ** 2 + (y - py) ** 2 + (x - px) ** 2 <= 9) if c == 1 else \
-            ((abs(z - pz) <= 2) & (abs(y - py) <= 2) & (abs(x - px) <= 2))
+        m = (
+            ((z - pz) ** 2 + (y - py) ** 2 + (x - px) ** 2 <= 9)
+            if c == 1
+            else ((abs(z - pz) <= 2) & (abs(y - py) <= 2) & (abs(x - px) <= 2))
+        )
         cls[m] = c
         vol[m] = 1.0 if c == 1 else -1.0
     vol += noise * np.random.default_rng(seed).normal(size=SHAPE).astype(np.float32)
-    df = pd.DataFrame({"particle_id": range(1, len(PARTICLES) + 1), "class_id": [p[0] for p in PARTICLES],
-                       "class_name": [NAMES[p[0]] for p in PARTICLES], "x": [float(p[3]) for p in PARTICLES],
-                       "y": [float(p[2]) for p in PARTICLES], "z": [float(p[1]) for p in PARTICLES],
-                       "rot": 0.0, "tilt": 0.0, "psi": 0.0})
+    df = pd.DataFrame(
+        {
+            "particle_id": range(1, len(PARTICLES) + 1),
+            "class_id": [p[0] for p in PARTICLES],
+            "class_name": [NAMES[p[0]] for p in PARTICLES],
+            "x": [float(p[3]) for p in PARTICLES],
+            "y": [float(p[2]) for p in PARTICLES],
+            "z": [float(p[1]) for p in PARTICLES],
+            "rot": 0.0,
+            "tilt": 0.0,
+            "psi": 0.0,
+        }
+    )
     return vol, cls, df
 
 
@@ -71,8 +83,11 @@ def test_picker_defaults_have_one_definition():
     for k in ("patch", "shift", "p_rotate", "background_ratio"):
         assert fields[k].default == DEFAULTS[k], k
     seg = inspect.signature(segment).parameters
-    assert (seg["patch"].default, seg["overlap"].default, seg["batch"].default) == \
-        (DEFAULTS["patch"], DEFAULTS["overlap"], DEFAULTS["batch"])
+    assert (seg["patch"].default, seg["overlap"].default, seg["batch"].default) == (
+        DEFAULTS["patch"],
+        DEFAULTS["overlap"],
+        DEFAULTS["batch"],
+    )
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     train = p.parse_args(["train", "--tomogram", "t.mrc", "--class-mask", "c.mrc", "-o", "m.pt"])
@@ -87,7 +102,7 @@ def test_picker_defaults_have_one_definition():
         assert schema["finetune"]["properties"][k]["default"] == v, k
     from faket.workflow.options import PHYSICS_FLAGS
 
-    assert set(schema["test_domain"]["properties"]) == set(PHYSICS_FLAGS)      # every test-domain key has its flag
+    assert set(schema["test_domain"]["properties"]) == set(PHYSICS_FLAGS)  # every test-domain key has its flag
 
 
 # --------------------------------------------------------------------------------------------------
@@ -97,7 +112,7 @@ def test_picker_defaults_have_one_definition():
 def _write_set(folder, seed=0, swap_ids=False):
     folder.mkdir(parents=True, exist_ok=True)
     vol, cls, df = synthetic(seed=seed)
-    if swap_ids:   # the same classes under other ids (a user's own annotation)
+    if swap_ids:  # the same classes under other ids (a user's own annotation)
         cls = np.where(cls > 0, 3 - cls, 0)
         df = df.assign(class_id=3 - df["class_id"])
     write_mrc(folder / "tomo.mrc", vol, 10.0)
@@ -107,9 +122,26 @@ def _write_set(folder, seed=0, swap_ids=False):
 
 
 def _train(run_cli, folder, out, *extra):
-    rc, _, err = run_cli("picker", "train", "--tomogram", folder / "tomo.mrc", "--class-mask", folder / "class_mask.mrc",
-                         "--particles", folder / "particles.csv", "-o", out, "--patch", "8", "--batch", "4",
-                         "--lr", "1e-3", "--quiet", *extra)
+    rc, _, err = run_cli(
+        "picker",
+        "train",
+        "--tomogram",
+        folder / "tomo.mrc",
+        "--class-mask",
+        folder / "class_mask.mrc",
+        "--particles",
+        folder / "particles.csv",
+        "-o",
+        out,
+        "--patch",
+        "8",
+        "--batch",
+        "4",
+        "--lr",
+        "1e-3",
+        "--quiet",
+        *extra,
+    )
     assert rc == 0, err
     return pd.read_csv(out.with_name(out.stem + "_loss.csv"))["loss"].to_numpy()
 
@@ -119,9 +151,8 @@ def test_init_continues_training_where_the_first_run_ended(tmp_path, run_cli):
     first = _train(run_cli, data, tmp_path / "first.pt", "--steps", "60", "--seed", "0")
     fresh_start = first[:5].mean()
     end = first[-10:].mean()
-    assert end < 0.8 * fresh_start                                  # the first run learned something
-    cont = _train(run_cli, data, tmp_path / "cont.pt", "--steps", "10", "--seed", "1",
-                  "--init", tmp_path / "first.pt")
+    assert end < 0.8 * fresh_start  # the first run learned something
+    cont = _train(run_cli, data, tmp_path / "cont.pt", "--steps", "10", "--seed", "1", "--init", tmp_path / "first.pt")
     # the continued run starts near the end of the first, far below a fresh start
     assert abs(cont[:5].mean() - end) < 0.35 * (fresh_start - end), (cont[:5], end, fresh_start)
     scratch = _train(run_cli, data, tmp_path / "scratch.pt", "--steps", "10", "--seed", "1")
@@ -146,13 +177,12 @@ def test_training_set_maps_classes_by_name_and_refuses_unknown_ones():
     from faket.picker.data import TrainingItem, training_set
 
     vol, cls, df = synthetic()
-    init = {"n_out": 4, "class_names": {1: "cube", 2: "ball", 3: "rod"}, "class_sizes": {3: 50.0},
-            "voxel_size_a": 10.0}
+    init = {"n_out": 4, "class_names": {1: "cube", 2: "ball", 3: "rod"}, "class_sizes": {3: 50.0}, "voxel_size_a": 10.0}
     ts = training_set([TrainingItem(vol, cls, 10.0, df)], patch=8, init=init)
     assert ts.n_out == 4
     assert np.array_equal(ts.masks[0], np.where(cls == 1, 2, np.where(cls == 2, 1, 0)))
     assert ts.class_names == {1: "cube", 2: "ball", 3: "rod"} and ts.class_sizes[3] == 50.0
-    assert ts.class_sizes[2] == pytest.approx((cls == 1).sum() / 3)     # balls: 3 particles
+    assert ts.class_sizes[2] == pytest.approx((cls == 1).sum() / 3)  # balls: 3 particles
     with pytest.raises(InputError, match="'ball' is not a class of the initial model"):
         training_set([TrainingItem(vol, cls, 10.0, df)], patch=8, init={**init, "class_names": {1: "cube"}})
     with pytest.raises(InputError, match="voxel size 20 A differs from the initial model's 10 A"):
@@ -162,8 +192,22 @@ def test_training_set_maps_classes_by_name_and_refuses_unknown_ones():
 def test_init_bad_model_is_one_line_exit_2(tmp_path, run_cli):
     data = _write_set(tmp_path / "a")
     (tmp_path / "bad.pt").write_text("not a model")
-    rc, _, err = run_cli("picker", "train", "--tomogram", data / "tomo.mrc", "--class-mask", data / "class_mask.mrc",
-                         "-o", tmp_path / "m.pt", "--init", tmp_path / "bad.pt", "--steps", "1", "--patch", "8")
+    rc, _, err = run_cli(
+        "picker",
+        "train",
+        "--tomogram",
+        data / "tomo.mrc",
+        "--class-mask",
+        data / "class_mask.mrc",
+        "-o",
+        tmp_path / "m.pt",
+        "--init",
+        tmp_path / "bad.pt",
+        "--steps",
+        "1",
+        "--patch",
+        "8",
+    )
     assert rc == 2 and "bad.pt: not a faket picker model" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m.pt").exists()
 
@@ -186,7 +230,7 @@ def test_bootstrap_interval_of_identical_inputs_is_zero():
     a, b = paired_bootstrap(y, x, seed=3), paired_bootstrap(y, x, seed=3)
     assert a == b and a.low < a.mean < a.high
     d = y - x
-    half = 1.96 * d.std(ddof=1) / np.sqrt(d.size)      # the normal approximation it should be close to
+    half = 1.96 * d.std(ddof=1) / np.sqrt(d.size)  # the normal approximation it should be close to
     assert a.high - a.low == pytest.approx(2 * half, rel=0.3)
     assert paired_bootstrap([0.5], [0.1]).separated is False  # one unit is never separated
 
@@ -196,16 +240,23 @@ def test_compare_pairs_units_and_labels_separated(tmp_path, run_cli):
     from faket.picker.stats import compare
 
     def met(f1):
-        return {"localisation": {"precision": f1, "recall": f1, "f1": f1, "n_particles": 10, "n_picks": 10},
-                "classification": {"macro_f1": f1 / 2, "per_class": {"ball": {"f1": f1}}}}
+        return {
+            "localisation": {"precision": f1, "recall": f1, "f1": f1, "n_particles": 10, "n_picks": 10},
+            "classification": {"macro_f1": f1 / 2, "per_class": {"ball": {"f1": f1}}},
+        }
 
     rng = np.random.default_rng(0)
     runs, paths = [], []
     for s in range(3):
         for t in ("t1", "t2"):
             base = 0.5 + 0.1 * rng.normal()
-            for mod, f1 in (("noisy", base), ("faket", base + 0.05), ("benchmark", base),
-                            ("faket_ft1", base + 0.2), ("alone_k1", base + 0.2 + 0.1 * rng.normal())):
+            for mod, f1 in (
+                ("noisy", base),
+                ("faket", base + 0.05),
+                ("benchmark", base),
+                ("faket_ft1", base + 0.2),
+                ("alone_k1", base + 0.2 + 0.1 * rng.normal()),
+            ):
                 runs.append((mod, s, t, met(f1)))
                 p = tmp_path / f"{mod}_{s}_{t}.json"
                 p.write_text(json.dumps(met(f1)))
@@ -215,11 +266,12 @@ def test_compare_pairs_units_and_labels_separated(tmp_path, run_cli):
     pairs = comparisons(list(dict.fromkeys(rows["modality"])))
     assert ("faket", "noisy") in pairs and ("faket_ft1", "alone_k1") in pairs and ("faket_ft1", "faket") in pairs
     comp = compare(rows, pairs).set_index(["a", "b", "metric"])
-    assert comp.loc[("faket", "noisy", "loc_f1"), "separated"]            # +0.05 on every unit
+    assert comp.loc[("faket", "noisy", "loc_f1"), "separated"]  # +0.05 on every unit
     assert comp.loc[("faket", "noisy", "loc_f1"), "n_units"] == 6
-    assert not comp.loc[("noisy", "benchmark", "loc_f1"), "separated"]    # identical: [0, 0]
-    rc, out, err = run_cli("picker", "summarize", *paths, "-o", tmp_path / "scores.csv", "--shifted",
-                           "--bootstrap-samples", "2000")
+    assert not comp.loc[("noisy", "benchmark", "loc_f1"), "separated"]  # identical: [0, 0]
+    rc, out, err = run_cli(
+        "picker", "summarize", *paths, "-o", tmp_path / "scores.csv", "--shifted", "--bootstrap-samples", "2000"
+    )
     assert rc == 0, err
     md = (tmp_path / "scores.md").read_text()
     line = next(x for x in md.splitlines() if x.startswith("| FAKET - NOISY |"))
@@ -240,7 +292,7 @@ def _bench_config(**bm):
     cfg = yaml.safe_load((ROOT / "config" / "benchmark.yaml").read_text())
     cfg["manifest"] = str(ROOT / "data_manifest.csv")
     cfg["benchmark"]["layout_spec"] = str(ROOT / "config" / "benchmark-layout.yaml")
-    cfg["layout"] = {"spec": str(ROOT / "config" / "layout.yaml")}    # the main workflow's own check
+    cfg["layout"] = {"spec": str(ROOT / "config" / "layout.yaml")}  # the main workflow's own check
     cfg["benchmark"].update(bm)
     return cfg
 
@@ -270,7 +322,7 @@ def test_test_domain_settings_reach_the_test_tilt_series(tmp_path, run_cli):
     assert train == "--defocus-um -3"
     assert test == "--defocus-um -5 --dose 60 --mtf none --ice-thickness-nm 250"
     assert plan.physics_opts("unlabelled_001") == test
-    assert plan.physics_opts("train_001", domain="test") == test                   # PHYSICS-MATCHED
+    assert plan.physics_opts("train_001", domain="test") == test  # PHYSICS-MATCHED
     assert plan.partner_tilts("train_000").startswith(f"{plan.DIR}/unlabelled_000/")
     assert plan.partner_tilts("train_002").startswith(f"{plan.DIR}/unlabelled_000/")
     # a range is drawn per layout, as the main workflow draws (faket.workflow.draw, one definition)
@@ -290,8 +342,20 @@ def test_test_domain_settings_reach_the_test_tilt_series(tmp_path, run_cli):
     write_mrc(tmp_path / "vol.mrc", np.pad(np.abs(vol), ((0, 0), (8, 8), (8, 8))), 10.0)
     out = {}
     for dom_name, opts in (("train", train), ("test", test)):
-        rc, _, err = run_cli("reference", tmp_path / "vol.mrc", "-o", tmp_path / f"{dom_name}.mrc", "--angles",
-                             "-30:30:15", *opts.split(), "--seed", "0", "--device", "cpu", "--quiet")
+        rc, _, err = run_cli(
+            "reference",
+            tmp_path / "vol.mrc",
+            "-o",
+            tmp_path / f"{dom_name}.mrc",
+            "--angles",
+            "-30:30:15",
+            *opts.split(),
+            "--seed",
+            "0",
+            "--device",
+            "cpu",
+            "--quiet",
+        )
         assert rc == 0, err
         out[dom_name] = read_volume(tmp_path / f"{dom_name}.mrc").data.astype(np.float64)
 
@@ -300,11 +364,11 @@ def test_test_domain_settings_reach_the_test_tilt_series(tmp_path, run_cli):
         ny, nx = ts.shape[1:]
         fy = np.abs(np.fft.fftfreq(ny))[:, None]
         fx = np.fft.rfftfreq(nx)[None, :]
-        r = np.sqrt(fy ** 2 + fx ** 2)
+        r = np.sqrt(fy**2 + fx**2)
         return float(f[:, (r > 0.3) & (r <= 0.5)].sum() / f[:, (r > 0) & (r <= 0.5)].sum())
 
     ratio = out["test"].mean() / out["train"].mean()
-    expect = 0.5 * np.exp(-100 / 350)                  # dose 60/120, 100 nm more ice at an inelastic MFP of 350 nm
+    expect = 0.5 * np.exp(-100 / 350)  # dose 60/120, 100 nm more ice at an inelastic MFP of 350 nm
     assert ratio == pytest.approx(expect, rel=0.15), (ratio, expect)
     # shot noise dominates these tilts: without the counting MTF (sinc(f/2) per axis, f in Nyquist units) white
     # noise puts 0.636 of its power above 0.3 cycles/pixel, with it 0.533 (a factor 1.19); measured here 1.27
@@ -321,13 +385,28 @@ def test_benchmark_dry_run_plans_every_modality_and_the_finetune_rows(tmp_path):
     p = tmp_path / "bench.yaml"
     p.write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "run"), "-n", "-p",
-           "--cores", "2", "--nocolor", f"--configfile={p}", "benchmark"]
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(tmp_path / "run"),
+        "-n",
+        "-p",
+        "--cores",
+        "2",
+        "--nocolor",
+        f"--configfile={p}",
+        "benchmark",
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout + r.stderr
-    counts = {x.split()[0]: int(x.split()[1]) for x in out.splitlines()
-              if len(x.split()) == 2 and x.split()[0].startswith("benchmark_") and x.split()[1].isdigit()}
+    counts = {
+        x.split()[0]: int(x.split()[1])
+        for x in out.splitlines()
+        if len(x.split()) == 2 and x.split()[0].startswith("benchmark_") and x.split()[1].isdigit()
+    }
     mods, seeds, ks = bm["modalities"], bm["seeds"], bm["finetune"]["k"]
     assert len(mods) == 7 and ks == [1, 2]
     n_scored = bm["test_tomograms"] - max(ks)
@@ -335,28 +414,49 @@ def test_benchmark_dry_run_plans_every_modality_and_the_finetune_rows(tmp_path):
     assert counts["benchmark_finetune"] == len(mods) * seeds * len(ks)
     assert counts["benchmark_alone"] == seeds * len(ks)
     assert counts["benchmark_score"] == (len(mods) * (1 + len(ks)) + len(ks)) * seeds * n_scored
-    assert counts["benchmark_matched"] == counts["benchmark_style"] == counts["benchmark_offline_style"] \
+    assert (
+        counts["benchmark_matched"]
+        == counts["benchmark_style"]
+        == counts["benchmark_offline_style"]
         == bm["train_tomograms"]
+    )
     assert counts["benchmark_physics"] == bm["train_tomograms"] + bm["test_tomograms"] + bm["unlabelled_tomograms"]
     for mod in mods:
         assert f"results/benchmark/runs/{mod}/seed0/test_002/metrics.json" in out
         for k in ks:
             assert f"results/benchmark/models/{mod}/seed1/finetune_k{k}/model.pt" in out
             assert f"results/benchmark/runs/{mod}_ft{k}/seed1/test_002/metrics.json" in out
-    assert "/test_000/metrics.json" not in out and "/test_001/metrics.json" not in out   # fine-tune tomograms
+    assert "/test_000/metrics.json" not in out and "/test_001/metrics.json" not in out  # fine-tune tomograms
     ref_lines = [x for x in out.splitlines() if "Shell command: faket reference " in x]
     test_refs = [x for x in ref_lines if "/test_" in x or "/unlabelled_" in x or "matched.mrc" in x]
     train_refs = [x for x in ref_lines if x not in test_refs]
     domain = ("--defocus-um -5 ", "--dose 60 ", "--mtf none ", "--ice-thickness-nm 250 ")
     assert len(test_refs) == 3 + 3 + 2 and all(all(f in x for f in domain) for x in test_refs)
-    assert len(train_refs) == 3 and all("--defocus-um -3 " in x and "--mtf" not in x and "--ice" not in x
-                                        and "--dose" not in x for x in train_refs)
+    assert len(train_refs) == 3 and all(
+        "--defocus-um -3 " in x and "--mtf" not in x and "--ice" not in x and "--dose" not in x for x in train_refs
+    )
     assert any("faket picker train --init" in x for x in out.splitlines())
     assert not (tmp_path / "run" / "results").exists()
     # faket benchmark runs the same plan
-    r2 = subprocess.run([str(BIN / "faket"), "benchmark", "--configfile", str(p), "--snakefile", str(ROOT / "Snakefile"),
-                         "-n", "--", "-d", str(tmp_path / "run2"), "--nocolor"], env=env, capture_output=True,
-                        text=True, timeout=300)
+    r2 = subprocess.run(
+        [
+            str(BIN / "faket"),
+            "benchmark",
+            "--configfile",
+            str(p),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "-n",
+            "--",
+            "-d",
+            str(tmp_path / "run2"),
+            "--nocolor",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r2.returncode == 0, r2.stdout[-3000:] + r2.stderr[-3000:]
     assert f"benchmark_finetune {len(mods) * seeds * len(ks)}" in " ".join((r2.stdout + r2.stderr).split())
     # too few annotated tomograms for the fine-tune is refused before any job, naming the key
@@ -378,13 +478,24 @@ def test_benchmark_dry_run_with_a_copick_project_as_test_set(tmp_path):
     p = tmp_path / "bench.yaml"
     p.write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "run"), "-n", "--cores", "2",
-           "--nocolor", f"--configfile={p}", "benchmark"]
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(tmp_path / "run"),
+        "-n",
+        "--cores",
+        "2",
+        "--nocolor",
+        f"--configfile={p}",
+        "benchmark",
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout + r.stderr
     lines = [x.split()[:2] for x in out.splitlines()]
-    n_rows = 7 * 2 + 1                                   # modalities, their fine-tunes (k = 1), alone k = 1
+    n_rows = 7 * 2 + 1  # modalities, their fine-tunes (k = 1), alone k = 1
     assert ["benchmark_copick_truth", "3"] in lines
     assert ["benchmark_score", str(n_rows * 2 * 2)] in lines
     assert "results/benchmark/user/cellA/class_mask.mrc" in out

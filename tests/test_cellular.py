@@ -44,8 +44,14 @@ def _cylindrical(vol: np.ndarray, p0, a, e1, e2):
 @pytest.fixture(scope="module")
 def microtubule():
     # 5 A voxels: the 13 protofilaments (5 nm apart on the wall) are well resolved
-    res = _make({"box": [72, 128, 160], "voxel_size": 5.0,
-                 "filaments": [{"type": "microtubule", "length_nm": 40, "persistence_length_nm": 1e12}]}, seed=3)
+    res = _make(
+        {
+            "box": [72, 128, 160],
+            "voxel_size": 5.0,
+            "filaments": [{"type": "microtubule", "length_nm": 40, "persistence_length_nm": 1e12}],
+        },
+        seed=3,
+    )
     return res
 
 
@@ -55,14 +61,14 @@ def test_microtubule_radial_profile_peaks_at_the_wall_and_has_13_fold_symmetry(m
     a, e1, e2 = _axis_frame(pts)
     h, rho, phi, w = _cylindrical(lay.density, pts[0], a, e1, e2)
     vs_nm = 0.5
-    inner = (h > 6 / vs_nm) & (h < (40 - 6) / vs_nm)             # away from the ends
+    inner = (h > 6 / vs_nm) & (h < (40 - 6) / vs_nm)  # away from the ends
     bins = np.arange(0, 16 / vs_nm + 1)
-    prof = np.bincount(np.digitize(rho[inner], bins), weights=w[inner], minlength=len(bins) + 1)[1:len(bins)]
-    area = np.bincount(np.digitize(rho[inner], bins), minlength=len(bins) + 1)[1:len(bins)] + 1e-9
+    prof = np.bincount(np.digitize(rho[inner], bins), weights=w[inner], minlength=len(bins) + 1)[1 : len(bins)]
+    area = np.bincount(np.digitize(rho[inner], bins), minlength=len(bins) + 1)[1 : len(bins)] + 1e-9
     mean = prof / np.maximum(area, 1)
     r_peak_nm = (np.argmax(mean) + 0.5) * vs_nm
-    assert 9.5 <= r_peak_nm <= 11.5                              # protofilament wall at 10.5 nm
-    assert mean[: int(5 / vs_nm)].max() < 0.05 * mean.max()      # hollow lumen
+    assert 9.5 <= r_peak_nm <= 11.5  # protofilament wall at 10.5 nm
+    assert mean[: int(5 / vs_nm)].max() < 0.05 * mean.max()  # hollow lumen
     # outer diameter ~25 nm: density falls to < 10 % of the wall's by 13.5 nm
     assert mean[int(13.5 / vs_nm)] < 0.1 * mean.max()
     # cross-section at the wall radius: the angular profile's strongest harmonic is 13
@@ -93,13 +99,19 @@ def test_microtubule_subunits_are_dimers_on_13_protofilaments(microtubule):
 
 
 def test_actin_repeats_with_its_helical_rise_and_twist():
-    res = _make({"box": [48, 128, 128], "voxel_size": 5.0,
-                 "filaments": [{"type": "actin", "length_nm": 60, "persistence_length_nm": 1e12}]}, seed=5)
+    res = _make(
+        {
+            "box": [48, 128, 128],
+            "voxel_size": 5.0,
+            "filaments": [{"type": "actin", "length_nm": 60, "persistence_length_nm": 1e12}],
+        },
+        seed=5,
+    )
     lay = res.layout
     su = lay.subunits.sort_values("subunit")
     pts = lay.filaments[["x", "y", "z"]].to_numpy()
     a, e1, e2 = _axis_frame(pts)
-    q = (su[["x", "y", "z"]].to_numpy() - pts[0]) * 0.5          # nm
+    q = (su[["x", "y", "z"]].to_numpy() - pts[0]) * 0.5  # nm
     h = q @ a
     phi = np.degrees(np.arctan2(q @ e2, q @ e1))
     assert np.allclose(np.diff(h), 2.75, atol=0.02)
@@ -119,7 +131,7 @@ def test_actin_repeats_with_its_helical_rise_and_twist():
         rel = p - pts[0]
         ax = (rel @ a)[:, None] * a
         perp = rel - ax
-        rot = (perp * np.cos(t) + np.cross(a, perp) * np.sin(t) + a * (a @ perp.T)[:, None] * (1 - np.cos(t)))
+        rot = perp * np.cos(t) + np.cross(a, perp) * np.sin(t) + a * (a @ perp.T)[:, None] * (1 - np.cos(t))
         moved = pts[0] + ax + rot + a * 2.75 / 0.5
         return map_coordinates(lay.density, moved[:, ::-1].T, order=1)
 
@@ -144,10 +156,18 @@ def test_random_path_has_the_persistence_length():
 
 
 def test_filaments_stay_in_the_slab_and_out_of_other_structures():
-    res = _make({"box": [48, 128, 128], "slab_thickness": 40,
-                 "membranes": [{"shape": "sphere", "size_nm": 26, "count": 2}],
-                 "filaments": [{"type": "actin", "count": 4, "length_nm": 80, "persistence_length_nm": 200},
-                               {"type": "microtubule", "count": 1, "length_nm": 60}]}, seed=2)
+    res = _make(
+        {
+            "box": [48, 128, 128],
+            "slab_thickness": 40,
+            "membranes": [{"shape": "sphere", "size_nm": 26, "count": 2}],
+            "filaments": [
+                {"type": "actin", "count": 4, "length_nm": 80, "persistence_length_nm": 200},
+                {"type": "microtubule", "count": 1, "length_nm": 60},
+            ],
+        },
+        seed=2,
+    )
     lay = res.layout
     assert res.slab_z == (4, 44)
     fil = lay.instances[lay.instances["kind"] == "filament"]
@@ -171,33 +191,59 @@ def test_filaments_stay_in_the_slab_and_out_of_other_structures():
 def test_bilayer_has_two_dense_leaflets_and_a_lighter_core():
     m = Membrane("plane", np.array([20.0, 20.0, 20.0]), np.eye(3), np.zeros(3), thickness=9.0)
     flat, vals, mask = render_membrane(m, (40, 40, 40), (0, 40), contrast=1.0)
-    vol = np.zeros(40 ** 3, np.float32)
+    vol = np.zeros(40**3, np.float32)
     vol[flat] = vals
     prof = vol.reshape(40, 40, 40)[:, 20, 20]
     peaks = [z for z in range(1, 39) if prof[z] >= prof[z - 1] and prof[z] >= prof[z + 1] and prof[z] > 0.5]
-    assert peaks == [17, 23]                                   # heads at +-0.35 * 9 = +-3.15 voxels
-    assert prof[20] < 0.6 * prof[17] and prof[20] > 0.2        # lighter (not empty) core
+    assert peaks == [17, 23]  # heads at +-0.35 * 9 = +-3.15 voxels
+    assert prof[20] < 0.6 * prof[17] and prof[20] > 0.2  # lighter (not empty) core
     assert prof.max() == pytest.approx(1.0, abs=0.02)
-    m_vol = np.zeros(40 ** 3, bool)
+    m_vol = np.zeros(40**3, bool)
     m_vol[flat[mask]] = True
     assert np.flatnonzero(m_vol.reshape(40, 40, 40)[:, 20, 20]).tolist() == list(range(16, 25))
 
 
 @pytest.fixture(scope="module")
 def cell():
-    spec = {"box": [64, 128, 128], "slab_thickness": 60,
-            "classes": [{"template": "globule", "count": 30},
-                        {"template": "barrel", "name": "channel", "membrane": "ves", "count": 5, "leaflet": "outer",
-                         "insertion_nm": 2.0},
-                        {"template": "rod", "name": "inside", "membrane": "ves", "count": 3, "leaflet": "inner",
-                         "axis": [1, 0, 0], "insertion_nm": 6.0},
-                        {"template": "tripod", "name": "onplane", "membrane": "pm", "count": 4, "leaflet": "both",
-                         "insertion_nm": 7.0}],
-            "membranes": [{"shape": "sphere", "name": "ves", "size_nm": 50},
-                          {"shape": "plane", "name": "pm", "normal": [0.2, 0.0, 1.0]},
-                          {"shape": "ellipsoid", "size_nm": [22, 16, 12]},
-                          {"shape": "tube", "size_nm": 18, "length_nm": 50}],
-            "filaments": [{"type": "actin", "count": 2, "length_nm": 60}]}
+    spec = {
+        "box": [64, 128, 128],
+        "slab_thickness": 60,
+        "classes": [
+            {"template": "globule", "count": 30},
+            {
+                "template": "barrel",
+                "name": "channel",
+                "membrane": "ves",
+                "count": 5,
+                "leaflet": "outer",
+                "insertion_nm": 2.0,
+            },
+            {
+                "template": "rod",
+                "name": "inside",
+                "membrane": "ves",
+                "count": 3,
+                "leaflet": "inner",
+                "axis": [1, 0, 0],
+                "insertion_nm": 6.0,
+            },
+            {
+                "template": "tripod",
+                "name": "onplane",
+                "membrane": "pm",
+                "count": 4,
+                "leaflet": "both",
+                "insertion_nm": 7.0,
+            },
+        ],
+        "membranes": [
+            {"shape": "sphere", "name": "ves", "size_nm": 50},
+            {"shape": "plane", "name": "pm", "normal": [0.2, 0.0, 1.0]},
+            {"shape": "ellipsoid", "size_nm": [22, 16, 12]},
+            {"shape": "tube", "size_nm": 18, "length_nm": 50},
+        ],
+        "filaments": [{"type": "actin", "count": 2, "length_nm": 60}],
+    }
     return spec, _make(spec, seed=7)
 
 
@@ -208,7 +254,7 @@ def test_membrane_proteins_point_along_the_local_normal(cell):
     mem = lay.membranes.set_index("class_name")
     ves = mem.loc["ves"]
     c = ves[["x", "y", "z"]].to_numpy(float)
-    r_mid = (ves["radius_x_nm"] - ves["thickness_nm"] / 2)        # nm = voxels at 10 A
+    r_mid = ves["radius_x_nm"] - ves["thickness_nm"] / 2  # nm = voxels at 10 A
     for name, axis, side, ins in (("channel", [0, 0, 1], 1, 2.0), ("inside", [1, 0, 0], -1, 6.0)):
         rows = df[df["class_name"] == name]
         assert len(rows) == {"channel": 5, "inside": 3}[name]
@@ -234,7 +280,7 @@ def test_no_two_structures_share_a_voxel_and_labels_agree(cell):
     inst = lay.instances.set_index("instance_id")
     occ = lay.occupancy
     ids = np.unique(occ[occ > 0])
-    assert set(ids) == set(inst.index)                          # every structure is in the mask, once
+    assert set(ids) == set(inst.index)  # every structure is in the mask, once
     assert list(inst.index) == list(range(1, len(inst) + 1))
     # the class mask is the class of the voxel's instance
     lut = np.zeros(len(inst) + 1, np.int64)
@@ -281,22 +327,24 @@ def test_membrane_mask_matches_the_geometry(cell):
     r = lay.membranes.set_index("class_name").loc["ves"]
     c = r[["x", "y", "z"]].to_numpy(float)
     r_mid = r["radius_x_nm"] - r["thickness_nm"] / 2
-    half = r["thickness_nm"] / 2                                 # nm = voxels at 10 A
+    half = r["thickness_nm"] / 2  # nm = voxels at 10 A
     z, y, x = np.nonzero(lay.occupancy == r["instance_id"])
     d = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
-    assert np.all(np.abs(d - r_mid) <= half + 1e-6)             # the membrane's voxels are its bilayer
+    assert np.all(np.abs(d - r_mid) <= half + 1e-6)  # the membrane's voxels are its bilayer
     zz, yy, xx = np.indices(lay.membrane_mask.shape)
     dd = np.sqrt((xx - c[0]) ** 2 + (yy - c[1]) ** 2 + (zz - c[2]) ** 2)
     shell = np.abs(dd - r_mid) <= half
-    assert np.all(lay.membrane_mask[shell] == 1)                  # the whole bilayer, proteins or not
-    assert shell.sum() == pytest.approx(4 * np.pi * r_mid ** 2 * 2 * half, rel=0.05)
+    assert np.all(lay.membrane_mask[shell] == 1)  # the whole bilayer, proteins or not
+    assert shell.sum() == pytest.approx(4 * np.pi * r_mid**2 * 2 * half, rel=0.05)
 
 
 def test_cellular_layout_is_seeded():
-    spec = {"box": [40, 80, 80], "classes": [{"template": "globule", "count": 10},
-                                            {"template": "blob3", "membrane": "m", "count": 3}],
-            "membranes": [{"shape": "sphere", "name": "m", "size_nm": 30}],
-            "filaments": [{"type": "actin", "length_nm": 40}]}
+    spec = {
+        "box": [40, 80, 80],
+        "classes": [{"template": "globule", "count": 10}, {"template": "blob3", "membrane": "m", "count": 3}],
+        "membranes": [{"shape": "sphere", "name": "m", "size_nm": 30}],
+        "filaments": [{"type": "actin", "length_nm": 40}],
+    }
     a, b, c = _make(spec, seed=1), _make(spec, seed=1), _make(spec, seed=2)
     np.testing.assert_array_equal(a.layout.density, b.layout.density)
     np.testing.assert_array_equal(a.layout.occupancy, b.layout.occupancy)
@@ -305,8 +353,11 @@ def test_cellular_layout_is_seeded():
 
 
 def test_impossible_structures_error_or_allow_fewer():
-    spec = {"box": [30, 64, 64], "membranes": [{"shape": "sphere", "size_nm": 40}],
-            "filaments": [{"type": "actin", "count": 2, "length_nm": 40}]}
+    spec = {
+        "box": [30, 64, 64],
+        "membranes": [{"shape": "sphere", "size_nm": 40}],
+        "filaments": [{"type": "actin", "count": 2, "length_nm": 40}],
+    }
     with pytest.raises(L.NotEnoughRoom, match=r"sphere_membrane 0/1"):
         _make(spec)
     res = _make(spec, allow_fewer=True)
@@ -315,21 +366,28 @@ def test_impossible_structures_error_or_allow_fewer():
 
 
 def test_spec_errors_name_the_key():
-    bad = [({"membranes": [{"shape": "torus"}]}, "membranes[0].shape: expected one of"),
-           ({"membranes": [{"shape": "sphere", "radius": 3}]}, "membranes[0]: unknown key 'radius'"),
-           ({"membranes": [{"shape": "sphere", "size_nm": "big"}]}, "size_nm: expected a number"),
-           ({"membranes": [{"shape": "ellipsoid", "size_nm": 30}]}, "three outer semi-axes"),
-           ({"membranes": [{"shape": "plane", "size_nm": 30}]}, "does not apply to a plane"),
-           ({"membranes": [{"shape": "plane", "normal": [0, 0]}]}, "normal: expected three numbers"),
-           ({"membranes": [{"count": 2}]}, "missing key 'shape'"),
-           ({"filaments": [{"type": "spaghetti"}]}, "filaments[0].type: expected one of"),
-           ({"filaments": [{"type": "actin", "twist_deg": 3}]}, "applies to custom filaments only"),
-           ({"filaments": [{"type": "custom", "template": "ring"}]}, "needs rise_nm"),
-           ({"filaments": [{"type": "actin", "length_nm": -4}]}, "length_nm: must be positive"),
-           ({"classes": [{"template": "ring", "membrane": "nope"}]}, "no membrane named 'nope'"),
-           ({"classes": [{"template": "ring", "insertion_nm": 2}]}, "needs membrane"),
-           ({"membranes": [{"shape": "sphere", "name": "m"}],
-             "classes": [{"template": "ring", "membrane": "m", "leaflet": "middle"}]}, "leaflet: expected one of")]
+    bad = [
+        ({"membranes": [{"shape": "torus"}]}, "membranes[0].shape: expected one of"),
+        ({"membranes": [{"shape": "sphere", "radius": 3}]}, "membranes[0]: unknown key 'radius'"),
+        ({"membranes": [{"shape": "sphere", "size_nm": "big"}]}, "size_nm: expected a number"),
+        ({"membranes": [{"shape": "ellipsoid", "size_nm": 30}]}, "three outer semi-axes"),
+        ({"membranes": [{"shape": "plane", "size_nm": 30}]}, "does not apply to a plane"),
+        ({"membranes": [{"shape": "plane", "normal": [0, 0]}]}, "normal: expected three numbers"),
+        ({"membranes": [{"count": 2}]}, "missing key 'shape'"),
+        ({"filaments": [{"type": "spaghetti"}]}, "filaments[0].type: expected one of"),
+        ({"filaments": [{"type": "actin", "twist_deg": 3}]}, "applies to custom filaments only"),
+        ({"filaments": [{"type": "custom", "template": "ring"}]}, "needs rise_nm"),
+        ({"filaments": [{"type": "actin", "length_nm": -4}]}, "length_nm: must be positive"),
+        ({"classes": [{"template": "ring", "membrane": "nope"}]}, "no membrane named 'nope'"),
+        ({"classes": [{"template": "ring", "insertion_nm": 2}]}, "needs membrane"),
+        (
+            {
+                "membranes": [{"shape": "sphere", "name": "m"}],
+                "classes": [{"template": "ring", "membrane": "m", "leaflet": "middle"}],
+            },
+            "leaflet: expected one of",
+        ),
+    ]
     for raw, msg in bad:
         with pytest.raises(InputError) as e:
             L.validate_spec(raw, "s.yaml")
@@ -337,16 +395,30 @@ def test_spec_errors_name_the_key():
 
 
 def test_custom_filament_from_a_template():
-    res = _make({"box": [40, 80, 80], "filaments": [{"type": "custom", "template": "blob3", "rise_nm": 6.0,
-                                                    "twist_deg": 90, "radius_nm": 1.0, "length_nm": 50,
-                                                    "persistence_length_nm": 1e9}]}, seed=4)
+    res = _make(
+        {
+            "box": [40, 80, 80],
+            "filaments": [
+                {
+                    "type": "custom",
+                    "template": "blob3",
+                    "rise_nm": 6.0,
+                    "twist_deg": 90,
+                    "radius_nm": 1.0,
+                    "length_nm": 50,
+                    "persistence_length_nm": 1e9,
+                }
+            ],
+        },
+        seed=4,
+    )
     su = res.layout.subunits
-    assert len(su) == 9                                        # 0, 6, ..., 48 nm
+    assert len(su) == 9  # 0, 6, ..., 48 nm
     p = su[["x", "y", "z"]].to_numpy()
     assert np.allclose(np.linalg.norm(np.diff(p, axis=0), axis=1), np.hypot(6.0, np.sqrt(2)), atol=0.05)
     R = relion_to_matrix(su[["rot", "tilt", "psi"]].to_numpy())
     cosang = np.einsum("ij,ij->i", R[:-1, :, 0], R[1:, :, 0])
-    assert np.allclose(cosang, 0.0, atol=1e-3)                 # 90 degrees of twist per subunit
+    assert np.allclose(cosang, 0.0, atol=1e-3)  # 90 degrees of twist per subunit
     assert res.layout.occupancy.max() == 1 and res.classes["1"]["kind"] == "filament"
 
 
@@ -371,8 +443,16 @@ filaments:
     out = tmp_path / "out"
     rc, _, err = run_cli("layout", "--spec", spec, "-o", out, "--seed", 3)
     assert rc == 0, err
-    for f in ("membrane_mask.mrc", "membrane_mask.json", "instances.csv", "membranes.csv", "filaments.csv",
-              "filaments.star", "filament_subunits.csv", "filament_subunits.star"):
+    for f in (
+        "membrane_mask.mrc",
+        "membrane_mask.json",
+        "instances.csv",
+        "membranes.csv",
+        "filaments.csv",
+        "filaments.star",
+        "filament_subunits.csv",
+        "filament_subunits.star",
+    ):
         assert (out / f).exists(), f
     classes = json.loads((out / "classes.json").read_text())
     assert [v["kind"] for v in classes.values()] == ["particle", "membrane_protein", "membrane", "filament"]
@@ -388,7 +468,7 @@ filaments:
     sub = starfile.read(out / "filament_subunits.star")
     assert len(sub) == len(pd.read_csv(out / "filament_subunits.csv")) and "rlnAngleRot" in sub
     mm = mrcfile.read(out / "membrane_mask.mrc")
-    assert set(np.unique(mm)) == {0.0, 1.0}                  # float32 like the other masks
+    assert set(np.unique(mm)) == {0.0, 1.0}  # float32 like the other masks
     # faket evaluate on a cellular layout: picks on a membrane or a filament are false positives (instances.csv
     # beside the occupancy mask says which ids are not particles), not "id not in the truth table"
     picks = parts[["x", "y", "z", "class_name"]].copy()
@@ -399,8 +479,19 @@ filaments:
         extra.append({"x": x, "y": y, "z": z, "class_name": "globule"})
     pd.concat([picks, pd.DataFrame(extra)]).to_csv(tmp_path / "picks.csv", index=False)
     for rules in ("shrec", "faket"):
-        rc, _, err = run_cli("evaluate", "--truth", out / "particles.csv", "--occupancy", out / "occupancy_mask.mrc",
-                             "--pred", tmp_path / "picks.csv", "--rules", rules, "-o", tmp_path / f"{rules}.json")
+        rc, _, err = run_cli(
+            "evaluate",
+            "--truth",
+            out / "particles.csv",
+            "--occupancy",
+            out / "occupancy_mask.mrc",
+            "--pred",
+            tmp_path / "picks.csv",
+            "--rules",
+            rules,
+            "-o",
+            tmp_path / f"{rules}.json",
+        )
         assert rc == 0, err
         loc = json.loads((tmp_path / f"{rules}.json").read_text())["localisation"]
         assert loc["recall"] == 1.0 and loc["precision"] == pytest.approx(13 / 15), rules
@@ -422,19 +513,28 @@ def test_help_documents_every_spec_key():
     block = cli.DESCRIPTION.split("::\n\n", 2)[2].split("\n\nClass ids")[0]
     raw = yaml.safe_load(block)
     raw["classes"][0].pop("fraction")
-    raw["membranes"][0] = {k: v for k, v in raw["membranes"][0].items() if k in ("shape", "name", "count",
-                                                                                "size_nm", "thickness_nm",
-                                                                                "contrast")}
-    raw["filaments"][0] = {k: v for k, v in raw["filaments"][0].items()
-                           if k not in ("template", "rise_nm", "twist_deg", "radius_nm")}
+    raw["membranes"][0] = {
+        k: v
+        for k, v in raw["membranes"][0].items()
+        if k in ("shape", "name", "count", "size_nm", "thickness_nm", "contrast")
+    }
+    raw["filaments"][0] = {
+        k: v for k, v in raw["filaments"][0].items() if k not in ("template", "rise_nm", "twist_deg", "radius_nm")
+    }
     spec = L.validate_spec(raw, "help")
     assert spec["filaments"][0]["persistence_length_nm"] == 5.0e6 and spec["classes"][0]["membrane"] == "pm"
 
 
 def test_curved_plane_follows_its_sphere_and_normal():
-    for k in (4.0, -4.0):                                   # 1/um: radius 250 nm = 250 voxels at 10 A
-        res = _make({"box": [60, 96, 96], "membranes": [{"shape": "plane", "name": "pm", "curvature": k}],
-                     "classes": [{"template": "globule", "membrane": "pm", "count": 4, "insertion_nm": 1}]}, seed=1)
+    for k in (4.0, -4.0):  # 1/um: radius 250 nm = 250 voxels at 10 A
+        res = _make(
+            {
+                "box": [60, 96, 96],
+                "membranes": [{"shape": "plane", "name": "pm", "curvature": k}],
+                "classes": [{"template": "globule", "membrane": "pm", "count": 4, "insertion_nm": 1}],
+            },
+            seed=1,
+        )
         lay = res.layout
         r = lay.membranes.iloc[0]
         R = relion_to_matrix([r.rot, r.tilt, r.psi])
@@ -442,10 +542,10 @@ def test_curved_plane_follows_its_sphere_and_normal():
         centre = np.array([r.x, r.y, r.z]) + nrm * 1000.0 / k  # centre of curvature
         z, y, x = np.nonzero(lay.occupancy == r.instance_id)
         d = np.linalg.norm(np.stack([x, y, z], 1) - centre, axis=1)
-        assert np.all(np.abs(d - 250.0) <= 4.5 / 2 + 1e-6)     # the bilayer lies on the sphere
+        assert np.all(np.abs(d - 250.0) <= 4.5 / 2 + 1e-6)  # the bilayer lies on the sphere
         p = lay.particles[["x", "y", "z"]].to_numpy()
         ax = relion_to_matrix(lay.particles[["rot", "tilt", "psi"]].to_numpy())[:, :, 2]
-        radial = (centre - p) * np.sign(k)                    # normal of the curved sheet (+normal side)
+        radial = (centre - p) * np.sign(k)  # normal of the curved sheet (+normal side)
         radial /= np.linalg.norm(radial, axis=1)[:, None]
         assert np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", ax, radial), -1, 1))).max() < 2.0
         assert np.allclose(np.linalg.norm(p - centre, axis=1), 250.0 - np.sign(k) * 1.0, atol=1e-6)
@@ -475,15 +575,15 @@ def test_binned_labels_keep_every_structure(cell, tmp_path, run_cli):
         idmap = {int(k): v for k, v in side["particle_id_map"].items()}
         for r in lay.instances[lay.instances["kind"].isin(["membrane", "filament"])].itertuples():
             vox = occ_b == idmap[r.instance_id]
-            assert vox.sum() >= 0.5 * (lay.occupancy == r.instance_id).sum() / b ** 3, (b, r)
+            assert vox.sum() >= 0.5 * (lay.occupancy == r.instance_id).sum() / b**3, (b, r)
             assert np.all(cls_b[vox] == r.class_id)
 
 
 def _write_cellular_layout(res, d):
     """A faket layout folder of a cellular layout made in-process (the files faket layout writes)."""
     from faket.formats.mrc import write_mrc
-    from faket.labels import CELLULAR_LAYOUT_FILES, LAYOUT_FILES
     from faket.formats.particles import write_particles_csv
+    from faket.labels import CELLULAR_LAYOUT_FILES, LAYOUT_FILES
 
     lay = res.layout
     d.mkdir()
@@ -491,8 +591,12 @@ def _write_cellular_layout(res, d):
     write_mrc(d / LAYOUT_FILES["occupancy_mask"], lay.occupancy.astype(np.float32), 10.0)
     write_mrc(d / CELLULAR_LAYOUT_FILES["membrane_mask"], lay.membrane_mask.astype(np.float32), 10.0)
     write_particles_csv(lay.particles, d / LAYOUT_FILES["particles"])
-    for k, t in (("instances", lay.instances), ("membranes", lay.membranes), ("filaments", lay.filaments),
-                 ("filament_subunits", lay.subunits)):
+    for k, t in (
+        ("instances", lay.instances),
+        ("membranes", lay.membranes),
+        ("filaments", lay.filaments),
+        ("filament_subunits", lay.subunits),
+    ):
         t.to_csv(d / CELLULAR_LAYOUT_FILES[k], index=False)
     (d / CELLULAR_LAYOUT_FILES["classes"]).write_text(json.dumps(res.classes))
 
@@ -635,8 +739,19 @@ def test_dataset_lists_the_cellular_label_files(cell, tmp_path, run_cli):
     assert rc == 0, err
     df = pd.read_csv(out, keep_default_na=False)
     new = [*cellular_label_files(4), *CELLULAR_FILES]
-    assert list(df.columns) == ["tomogram", "modality", "bin", "tomogram_path", *label_files(4), "shape_z",
-                                "shape_y", "shape_x", "voxel_size_a", "n_particles", *new]
+    assert list(df.columns) == [
+        "tomogram",
+        "modality",
+        "bin",
+        "tomogram_path",
+        *label_files(4),
+        "shape_z",
+        "shape_y",
+        "shape_x",
+        "voxel_size_a",
+        "n_particles",
+        *new,
+    ]
     c, p = df.set_index("tomogram").loc["cellt"], df.set_index("tomogram").loc["plain"]
     assert [c[k] for k in new] == [f"cellt/{n}" for n in cellular_label_files(4).values()] + ["cellt/classes.json"]
     assert all(p[k] == "" for k in new) and p["class_mask"] == "plain/class_mask_bin4.mrc"
@@ -649,12 +764,19 @@ def test_dataset_lists_the_cellular_label_files(cell, tmp_path, run_cli):
 # --------------------------------------------------------------------------------------------------
 # workflow (Snakemake subprocesses; helpers of tests/test_workflow.py)
 
-CELL_LAYOUT = {"box": [40, 64, 64], "voxel_size": 10.0, "slab_thickness": 36,
-               "classes": [{"template": "blob3", "count": 4},
-                           {"template": "barrel", "name": "channel", "membrane": "ves", "count": 2}],
-               "vesicles": {"count": 0}, "fiducials": {"count": 0},
-               "membranes": [{"shape": "sphere", "name": "ves", "size_nm": 28}],
-               "filaments": [{"type": "actin", "count": 2, "length_nm": 30}]}
+CELL_LAYOUT = {
+    "box": [40, 64, 64],
+    "voxel_size": 10.0,
+    "slab_thickness": 36,
+    "classes": [
+        {"template": "blob3", "count": 4},
+        {"template": "barrel", "name": "channel", "membrane": "ves", "count": 2},
+    ],
+    "vesicles": {"count": 0},
+    "fiducials": {"count": 0},
+    "membranes": [{"shape": "sphere", "name": "ves", "size_nm": 28}],
+    "filaments": [{"type": "actin", "count": 2, "length_nm": 30}],
+}
 
 
 def _cell_config(tmp, given=(), **over):
@@ -663,9 +785,15 @@ def _cell_config(tmp, given=(), **over):
 
     spec = tmp / "cell_layout.yaml"
     spec.write_text(yaml.safe_dump(CELL_LAYOUT))
-    return tiny_config(tmp, layout={"spec": str(spec)}, modalities=["noiseless"], qc=False,
-                       tomograms={"count": 1, "prefix": "cell", "given": list(given)},
-                       reconstruct={"binnings": [2], "z_range": [2, 38]}, **over)
+    return tiny_config(
+        tmp,
+        layout={"spec": str(spec)},
+        modalities=["noiseless"],
+        qc=False,
+        tomograms={"count": 1, "prefix": "cell", "given": list(given)},
+        reconstruct={"binnings": [2], "z_range": [2, 38]},
+        **over,
+    )
 
 
 @pytest.mark.slow
@@ -678,29 +806,41 @@ def test_workflow_plans_the_cellular_label_files(tmp_path):
     from faket.labels import CELLULAR_FILES, cellular_label_files, label_files
 
     plain = tmp_path / "plain_layout.yaml"
-    plain.write_text("box: [40, 64, 64]\nclasses:\n  - {template: blob3, count: 3}\nvesicles: {count: 0}\n"
-                     "fiducials: {count: 0}\n")
+    plain.write_text(
+        "box: [40, 64, 64]\nclasses:\n  - {template: blob3, count: 3}\nvesicles: {count: 0}\nfiducials: {count: 0}\n"
+    )
     folder = tmp_path / "model_0"
     assert main(["layout", "--spec", str(plain), "-o", str(folder), "--seed", "5", "--quiet"]) == 0
     cfg = _cell_config(tmp_path, given=[{"name": "model_0", "folder": str(folder), "volume": "volume.mrc"}])
     r = snakemake(tmp_path / "run", cfg, "-n", "-p", timeout=180)
     out = r.stdout + r.stderr
-    jobs = {ln.split()[0]: int(ln.split()[1]) for ln in out.splitlines()
-            if ln.split() and ln.split()[0] in ("labels", "labels_cellular") and len(ln.split()) == 2}
+    jobs = {
+        ln.split()[0]: int(ln.split()[1])
+        for ln in out.splitlines()
+        if ln.split() and ln.split()[0] in ("labels", "labels_cellular") and len(ln.split()) == 2
+    }
     assert jobs == {"labels": 1, "labels_cellular": 1}, out[-2000:]
     cmds = [ln for ln in out.splitlines() if "faket labels" in ln]
     cell_cmd = next(c for c in cmds if "results/cell_000/layout" in c)
-    for opt, n in (("--membrane-mask", "membrane_mask.mrc"), ("--instances", "instances.csv"),
-                   ("--filaments", "filaments.csv"), ("--filament-subunits", "filament_subunits.csv"),
-                   ("--membranes", "membranes.csv"), ("--classes", "classes.json")):
+    for opt, n in (
+        ("--membrane-mask", "membrane_mask.mrc"),
+        ("--instances", "instances.csv"),
+        ("--filaments", "filaments.csv"),
+        ("--filament-subunits", "filament_subunits.csv"),
+        ("--membranes", "membranes.csv"),
+        ("--classes", "classes.json"),
+    ):
         assert f"{opt} results/cell_000/layout/{n}" in cell_cmd, cell_cmd
     given_cmd = next(c for c in cmds if str(folder) in c)
     assert "--membrane-mask" not in given_cmd and "--classes" not in given_cmd
     # each labels job's outputs: the cellular files in results/cell_000/ only; dataset.csv needs them
-    blocks = {blk.split(":", 1)[0].strip(): blk for blk in out.split("\nrule ")[1:]
-              if blk.startswith(("labels", "dataset"))}
-    outputs = {k: [ln for ln in blocks[k].splitlines() if ln.strip().startswith("output:")][0]
-               for k in ("labels", "labels_cellular")}
+    blocks = {
+        blk.split(":", 1)[0].strip(): blk for blk in out.split("\nrule ")[1:] if blk.startswith(("labels", "dataset"))
+    }
+    outputs = {
+        k: [ln for ln in blocks[k].splitlines() if ln.strip().startswith("output:")][0]
+        for k in ("labels", "labels_cellular")
+    }
     dataset_inputs = [ln for ln in blocks["dataset"].splitlines() if ln.strip().startswith("input:")][0]
     for n in [*label_files(2, cellular=True).values(), *CELLULAR_FILES.values()]:
         assert f"results/cell_000/{n}" in outputs["labels_cellular"] and f"results/cell_000/{n}" in dataset_inputs

@@ -51,10 +51,10 @@ def _core_defaults():
     from faket.style.settings import PRESETS, StyleSettings
 
     return {
-        "noise.content_noise": 0.25,                          # the paper's CONTENT noise scale (no core default)
-        "noise.snr": None,                                    # fitted to the reference
+        "noise.content_noise": 0.25,  # the paper's CONTENT noise scale (no core default)
+        "noise.snr": None,  # fitted to the reference
         "style.precision": StyleSettings().precision,
-        "style.iterations": None,                             # the preset's
+        "style.iterations": None,  # the preset's
         "reconstruct.filter": _param(reconstruct, "filter"),
         "project.detector_width": _param(project, "detector_width"),
         "reference.physics.defocus_um": PhysicsParams().defocus_um,
@@ -75,18 +75,37 @@ SAME = {
 
 # deliberate differences: schema key -> (schema value, command, dest, command-line value, why)
 WORKFLOW_CHOICES = {
-    "style.weights": ("random", "style", "weights", "imagenet",
-                      "the embedded workflow runs offline (no ImageNet weights on the machines, README); faket "
-                      "style alone defaults to the paper's ImageNet weights"),
-    "noise.estimate": ("blind", "noise", "estimate", None,
-                       "the command line's None means paired with --reference-clean, else blind; the workflow "
-                       "never passes --reference-clean"),
-    "reconstruct.binnings": ([2], "reconstruct", "bin", 1,
-                             "the workflow's training tomograms are binned by 2; one faket reconstruct call bins "
-                             "only when asked"),
-    "reconstruct.z_range": ([8, 56], "reconstruct", "z_range", None,
-                            "the 48-voxel specimen slab of config/layout.yaml's 64-voxel box; faket reconstruct "
-                            "alone keeps the whole volume"),
+    "style.weights": (
+        "random",
+        "style",
+        "weights",
+        "imagenet",
+        "the embedded workflow runs offline (no ImageNet weights on the machines, README); faket "
+        "style alone defaults to the paper's ImageNet weights",
+    ),
+    "noise.estimate": (
+        "blind",
+        "noise",
+        "estimate",
+        None,
+        "the command line's None means paired with --reference-clean, else blind; the workflow "
+        "never passes --reference-clean",
+    ),
+    "reconstruct.binnings": (
+        [2],
+        "reconstruct",
+        "bin",
+        1,
+        "the workflow's training tomograms are binned by 2; one faket reconstruct call bins only when asked",
+    ),
+    "reconstruct.z_range": (
+        [8, 56],
+        "reconstruct",
+        "z_range",
+        None,
+        "the 48-voxel specimen slab of config/layout.yaml's 64-voxel box; faket reconstruct "
+        "alone keeps the whole volume",
+    ),
 }
 
 # schema null = "the command's default": the workflow leaves the option out
@@ -119,8 +138,19 @@ def test_physics_and_labels_defaults_follow_their_core(cli):
     from faket.imaging.physics import PhysicsParams
 
     p = PhysicsParams()
-    for dest in ("voltage_kv", "cs_mm", "amplitude_contrast", "defocus_um", "cc_mm", "energy_spread_ev",
-                 "ice_thickness_nm", "ice_mfp_nm", "ice_phase_std", "mtf", "dose_order"):
+    for dest in (
+        "voltage_kv",
+        "cs_mm",
+        "amplitude_contrast",
+        "defocus_um",
+        "cc_mm",
+        "energy_spread_ev",
+        "ice_thickness_nm",
+        "ice_mfp_nm",
+        "ice_phase_std",
+        "mtf",
+        "dose_order",
+    ):
         assert cli["reference"].get_default(dest) == getattr(p, dest), dest
     assert cli["reference"].get_default("dose") == p.dose_total
     # faket labels crops and bins like faket reconstruct: both keep the whole volume by default
@@ -135,7 +165,7 @@ def test_voxel_size_fallback_is_one_number(tmp_path, run_cli):
     assert _param(voxel_size_or_assume, "default") == voxel.DEFAULT_VOXEL_SIZE_A == DEFAULT_VOXEL_SIZE
     assert default_spec()["voxel_size"] == voxel.DEFAULT_VOXEL_SIZE_A
     vol = tmp_path / "v.mrc"
-    with mrcfile.new(vol) as m:                           # no voxel size in the header
+    with mrcfile.new(vol) as m:  # no voxel size in the header
         m.set_data(np.ones((8, 12, 12), np.float32))
     rc, _, err = run_cli("project", vol, "-o", tmp_path / "ts.mrc", "--angles", "-30:30:30", "-q")
     assert rc == 0, err
@@ -148,8 +178,8 @@ def test_voxel_size_fallback_is_one_number(tmp_path, run_cli):
 
 
 def test_same_sampling_is_one_tolerance():
-    from faket.picker.data import other_sampling as _other_sampling
     from faket.imaging.sampling import SAME_SAMPLING_RTOL, plan_resample
+    from faket.picker.data import other_sampling as _other_sampling
 
     assert SAME_SAMPLING_RTOL is voxel.SAME_SAMPLING_RTOL
     inside, outside = 10.0 * (1 + 0.8 * SAME_SAMPLING_RTOL), 10.0 * (1 + 1.5 * SAME_SAMPLING_RTOL)
@@ -177,8 +207,14 @@ def test_stack_refuses_chunks_on_another_grid(tmp_path, run_cli):
 # output names
 
 
-TINY = {"box": [24, 48, 48], "voxel_size": 10.0, "slab_thickness": 16,
-        "classes": [{"template": "blob3", "count": 3}], "vesicles": {"count": 0}, "fiducials": {"count": 0}}
+TINY = {
+    "box": [24, 48, 48],
+    "voxel_size": 10.0,
+    "slab_thickness": 16,
+    "classes": [{"template": "blob3", "count": 3}],
+    "vesicles": {"count": 0},
+    "fiducials": {"count": 0},
+}
 
 
 def test_faket_layout_writes_exactly_the_named_files(tmp_path, run_cli):
@@ -195,8 +231,10 @@ def test_faket_layout_writes_exactly_the_named_files(tmp_path, run_cli):
     # the readers' names are the writers' (faket.labels keeps its old names as the same objects)
     assert LAYOUT_FILES is names.LAYOUT_FILES and CELLULAR_LAYOUT_FILES is names.CELLULAR_LAYOUT_FILES
     assert CELLULAR_FILES is names.CELLULAR_LABEL_FILES
-    assert set(CELLULAR_LAYOUT_FILES.values()) <= {*names.LAYOUT_OUTPUTS.values(),
-                                                   *names.CELLULAR_LAYOUT_OUTPUTS.values()}
+    assert set(CELLULAR_LAYOUT_FILES.values()) <= {
+        *names.LAYOUT_OUTPUTS.values(),
+        *names.CELLULAR_LAYOUT_OUTPUTS.values(),
+    }
 
 
 @pytest.mark.parametrize("modality", ["faket", "noisy", "baseline", "noiseless", "benchmark"])
@@ -212,7 +250,7 @@ def test_rules_spell_no_output_name_of_their_own():
     """Tomogram and dataset names in the rules come from faket.formats.names (through common.smk)."""
     for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
         text = smk.read_text()
-        code = "\n".join(re.sub(r"(^|\s)#.*$", "", ln) for ln in text.splitlines())   # without comments
+        code = "\n".join(re.sub(r"(^|\s)#.*$", "", ln) for ln in text.splitlines())  # without comments
         assert not re.search(r"tomogram_(\{|bin)", code), f"{smk.name} spells a tomogram name"
         assert "dataset.csv" not in code, f"{smk.name} spells the dataset CSV's name"
 
@@ -227,8 +265,11 @@ def test_dataset_columns_are_defined_once(tmp_path, run_cli):
     d.mkdir()
     from faket.formats.mrc import write_mrc
 
-    for n in (names.tomogram_file("faket", 2), names.label_files(2)["class_mask"],
-              names.label_files(2)["occupancy_mask"]):
+    for n in (
+        names.tomogram_file("faket", 2),
+        names.label_files(2)["class_mask"],
+        names.label_files(2)["occupancy_mask"],
+    ):
         write_mrc(d / n, np.zeros((4, 8, 8), np.float32), 20.0)
     for k in ("particles_csv", "particles_star", "particle_locations", "particles_xml"):
         (d / names.label_files(2)[k]).write_text("x\n")
@@ -247,7 +288,7 @@ def test_weights_kind():
 
     assert weights_kind("random") == "random" and weights_kind("imagenet") == "imagenet"
     assert weights_kind("/w/mine.pth") == "file"
-    assert weights_kind("/w/copy.pth", "dcbb9e9d" + "0" * 56) == "imagenet"   # torchvision's file elsewhere
+    assert weights_kind("/w/copy.pth", "dcbb9e9d" + "0" * 56) == "imagenet"  # torchvision's file elsewhere
     assert weights_kind("/w/mine.pth", "0" * 64) == "file"
 
 
@@ -266,7 +307,7 @@ def test_benchmark_reads_the_weights_kind_from_provenance(tmp_path):
     assert paper_values("faket", styled_weights_kind([imagenet_copy], "/w/vgg.pth")) == PAPER["faket"]
     rnd = _sidecar(tmp_path / "b.json", kind="random", path=None, sha256="2" * 64)
     assert styled_weights_kind([rnd, tmp_path / "missing.json"], "imagenet") == "random"
-    assert styled_weights_kind([tmp_path / "missing.json"], "random") == "random"      # a dry run: the config
+    assert styled_weights_kind([tmp_path / "missing.json"], "random") == "random"  # a dry run: the config
     with pytest.raises(InputError, match="different VGG weights"):
         styled_weights_kind([imagenet_copy, rnd], "random")
 
@@ -283,15 +324,34 @@ def test_styled_tilt_series_report_their_weights_kind(tmp_path, run_cli):
 
     rng = np.random.default_rng(0)
     for name in ("content", "ref"):
-        write_mrc(tmp_path / f"{name}.mrc", rng.normal(size=(2, 32, 32)).astype(np.float32), 10.0,
-                  image_stack=True)
+        write_mrc(tmp_path / f"{name}.mrc", rng.normal(size=(2, 32, 32)).astype(np.float32), 10.0, image_stack=True)
         write_tlt(tmp_path / f"{name}.tlt", [-10, 10])
-    sd, _ = load_vgg19_state("random", depth=6, seed=3)       # a state dict of the first layers is enough
+    sd, _ = load_vgg19_state("random", depth=6, seed=3)  # a state dict of the first layers is enough
     torch.save(sd, tmp_path / "mine.pth")
     out = tmp_path / "styled.mrc"
-    rc, _, err = run_cli("style", tmp_path / "content.mrc", "--style", tmp_path / "ref.mrc", "-o", out,
-                         "--weights", tmp_path / "mine.pth", "--style-layers", "1,6", "--style-layer-weights", "1,1",
-                         "--content-layers", "1", "--content-layer-weights", "1", "--iterations", 1,
-                         "--threads", 1, "--invert-reference", "-q")
+    rc, _, err = run_cli(
+        "style",
+        tmp_path / "content.mrc",
+        "--style",
+        tmp_path / "ref.mrc",
+        "-o",
+        out,
+        "--weights",
+        tmp_path / "mine.pth",
+        "--style-layers",
+        "1,6",
+        "--style-layer-weights",
+        "1,1",
+        "--content-layers",
+        "1",
+        "--content-layer-weights",
+        "1",
+        "--iterations",
+        1,
+        "--threads",
+        1,
+        "--invert-reference",
+        "-q",
+    )
     assert rc == 0, err
-    assert styled_weights_kind([out.with_suffix(".json")], "imagenet") == "file"   # random weights in a .pth
+    assert styled_weights_kind([out.with_suffix(".json")], "imagenet") == "file"  # random weights in a .pth

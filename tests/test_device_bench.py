@@ -12,15 +12,37 @@ SCRIPT = ROOT / "bench" / "device.py"
 
 
 def test_device_bench_on_cpu_small(tmp_path):
-    r = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--small", "--out", str(tmp_path),
-                        "--threads", "1", "--budget", "1"], capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--device",
+            "cpu",
+            "--small",
+            "--out",
+            str(tmp_path),
+            "--threads",
+            "1",
+            "--budget",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rep = json.loads((tmp_path / "device.json").read_text())
     assert rep["format"] == 1 and rep["small"] is True and rep["passed"] is True
     assert rep["machine"]["device"] == "cpu" and rep["machine"]["torch"]
     checks = {c["check"]: c for c in rep["checks"]}
-    for key in ("projection", "back-projection", "style loss", "style loss gradient", "styled output",
-                "picker segment"):
+    for key in (
+        "projection",
+        "back-projection",
+        "style loss",
+        "style loss gradient",
+        "styled output",
+        "picker segment",
+    ):
         assert any(k.startswith(key) for k in checks), key
     for c in rep["checks"]:
         assert c["pass"] and 0 <= c["value"] <= c["tolerance"], c
@@ -28,8 +50,7 @@ def test_device_bench_on_cpu_small(tmp_path):
     assert 0 < checks["projection 40x48x56 -> 61 tilts"]["value"] < 1e-5
     times = rep["timings"]
     style = [t for t in times if t["timing"].startswith("style")]
-    assert {(t["timing"], t["precision"]) for t in style} == {
-        ("style 2 x 64^2", p) for p in ("fp32", "tf32", "bf16")}
+    assert {(t["timing"], t["precision"]) for t in style} == {("style 2 x 64^2", p) for p in ("fp32", "tf32", "bf16")}
     for t in style:
         if t["precision"] == "tf32":
             assert "CUDA" in t["skipped"]
@@ -50,8 +71,12 @@ def test_device_bench_without_cuda_says_so(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: this checks the message on machines without one")
-    r = subprocess.run([sys.executable, str(SCRIPT), "--device", "cuda", "--out", str(tmp_path)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cuda", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "CUDA is not available" in r.stderr
     assert not (tmp_path / "device.json").exists()

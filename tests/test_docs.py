@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted([ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "bench" / "RESULTS.md",
-                *(ROOT / "docs").glob("*.md")])
+PAGES = sorted(
+    [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "bench" / "RESULTS.md", *(ROOT / "docs").glob("*.md")]
+)
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.S | re.M)
 
@@ -35,10 +36,16 @@ def anchors(path: Path) -> set[str]:
 
 def test_slug_rules(tmp_path):
     p = tmp_path / "probe.md"
-    p.write_text("# The steps by hand\n## `faket qc`: figures and metrics\n```\n# not a heading\n```\n"
-                 "## Why (bench/realism.py)\n## Why (bench/realism.py)\n")
-    assert anchors(p) == {"the-steps-by-hand", "faket-qc-figures-and-metrics", "why-benchrealismpy",
-                          "why-benchrealismpy-1"}
+    p.write_text(
+        "# The steps by hand\n## `faket qc`: figures and metrics\n```\n# not a heading\n```\n"
+        "## Why (bench/realism.py)\n## Why (bench/realism.py)\n"
+    )
+    assert anchors(p) == {
+        "the-steps-by-hand",
+        "faket-qc-figures-and-metrics",
+        "why-benchrealismpy",
+        "why-benchrealismpy-1",
+    }
 
 
 def links(path: Path) -> list[str]:
@@ -54,7 +61,7 @@ def test_pages_exist_and_have_links():
 def test_relative_links_resolve(page):
     broken = []
     for target in links(page):
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):      # http:, https:, mailto:
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto:
             continue
         file_part, _, anchor = target.partition("#")
         dest = (page.parent / file_part).resolve() if file_part else page

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_mrc
+
 from faket.errors import InputError
 from faket.evaluation.evaluate import dilate_occupancy, evaluate_picks, unbin_coordinates
 
@@ -131,8 +131,15 @@ def test_dilation_by_one_voxel_like_shrec():
     assert evaluate_picks(occ, ids, just_out, dilate=False).localisation["true_positives"] == 0
     d = dilate_occupancy(occ)
     z, y, x = diag[0].astype(int)
-    expect = int(max(occ[z, y, x], *(occ[z + a, y + b, x + c] for a, b, c in
-                                     [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)])))
+    expect = int(
+        max(
+            occ[z, y, x],
+            *(
+                occ[z + a, y + b, x + c]
+                for a, b, c in [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
+            ),
+        )
+    )
     assert d[z, y, x] == expect
 
 
@@ -146,11 +153,11 @@ def test_rounding_and_bounds():
     ev = evaluate_picks(occ, ids, [[0, 0, 40.2]], clip=True, rules="faket")
     assert ev.localisation["n_picks_clipped"] == 1
     # SHREC rules always clamp (as the script does), and measure from the clamped pick
-    occ[12, 20, 38:] = 5                                                  # a particle at the X border
+    occ[12, 20, 38:] = 5  # a particle at the X border
     ids, zyx = np.append(ids, 5), np.vstack([zyx, [12, 20, 38.5]])
     ev = evaluate_picks(occ, ids, [[12, 20, 45.3]], truth_zyx=zyx)
     assert ev.localisation["n_picks_clipped"] == 1 and ev.localisation["true_positives"] == 1
-    assert ev.localisation["mean_distance_voxels"] == pytest.approx(0.5)    # from x = 39, not 45.3
+    assert ev.localisation["mean_distance_voxels"] == pytest.approx(0.5)  # from x = 39, not 45.3
     with pytest.raises(InputError, match="NaN"):
         evaluate_picks(occ, ids, [[np.nan, 0, 0]])
 
@@ -183,13 +190,13 @@ def test_shrec_first_pick_decides_and_4v94_label_is_background():
     occ = make_occupancy()
     ids, cls, zyx = truth()
     picks = np.concatenate([zyx, zyx[:1]])
-    labels = ["4V94", "3QM1", "3QM1", "5MRC", "1BXN"]      # particle 1: 4V94 then right; particle 3: wrong
+    labels = ["4V94", "3QM1", "3QM1", "5MRC", "1BXN"]  # particle 1: 4V94 then right; particle 3: wrong
     ev = evaluate_picks(occ, ids, picks, truth_classes=cls, pick_classes=labels)
     per = ev.classification["per_class"]
     assert per["1BXN"]["true_positives"] == 0 and per["1BXN"]["n_particles"] == 2
     assert per["background"]["n_predicted"] == 1 and per["3QM1"]["n_predicted"] == 2
     assert ev.localisation["n_duplicates"] == 1 and ev.localisation["precision"] == 4 / 5
-    assert ev.classification["macro_recall"] is None          # background has no true particle: recall None
+    assert ev.classification["macro_recall"] is None  # background has no true particle: recall None
 
 
 def test_unbin_coordinates_matches_geometry():
@@ -231,8 +238,7 @@ def labelled(tmp_path):
 def test_cli_perfect_picks_and_outputs(labelled, run_cli):
     d, tr, occ = labelled
     picks = d / "picks.csv"
-    picks.write_text("x,y,z,class_name\n" + "".join(f"{x},{y},{z},{c.lower()}\n"
-                                                     for _, c, (z, y, x), _ in PARTICLES))
+    picks.write_text("x,y,z,class_name\n" + "".join(f"{x},{y},{z},{c.lower()}\n" for _, c, (z, y, x), _ in PARTICLES))
     out = d / "res" / "metrics.json"
     rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "-o", out, "-q")
     assert rc == 0, err
@@ -241,10 +247,11 @@ def test_cli_perfect_picks_and_outputs(labelled, run_cli):
     assert m["classification"]["macro_f1"] == 1.0
     assert m["provenance"]["faket_step"] == "evaluate" and m["rules_name"] == "shrec"
     conf = (d / "res" / "metrics_confusion.csv").read_text().splitlines()
-    assert conf[0].split(",")[1:] == ["1BXN", "3QM1", "5MRC"]           # pycm's classes: no particle missed
+    assert conf[0].split(",")[1:] == ["1BXN", "3QM1", "5MRC"]  # pycm's classes: no particle missed
     assert conf[1].split(",") == ["1BXN", "2", "0", "0"]
-    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "-o", out, "-q",
-                         "--rules", "faket")
+    rc, _, err = run_cli(
+        "evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "-o", out, "-q", "--rules", "faket"
+    )
     assert rc == 0, err
     assert json.loads(out.read_text())["rules_name"] == "faket"
     conf = (d / "res" / "metrics_confusion.csv").read_text().splitlines()
@@ -263,8 +270,24 @@ def test_cli_binned_shrec_txt_and_class_ids(labelled, run_cli):
     picks = d / "picks.txt"
     picks.write_text("\n".join(lines) + "\n")
     out = d / "m.json"
-    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "--pred-bin", b,
-                         "--pred-z-offset", a, "-o", out, "--confusion", d / "c.csv", "-q")
+    rc, _, err = run_cli(
+        "evaluate",
+        "--truth",
+        tr,
+        "--occupancy",
+        occ,
+        "--pred",
+        picks,
+        "--pred-bin",
+        b,
+        "--pred-z-offset",
+        a,
+        "-o",
+        out,
+        "--confusion",
+        d / "c.csv",
+        "-q",
+    )
     assert rc == 0, err
     m = json.loads(out.read_text())
     assert m["localisation"]["f1"] == 1.0 and m["localisation"]["mean_distance_voxels"] == pytest.approx(0.0)
@@ -276,8 +299,10 @@ def test_cli_binned_shrec_txt_and_class_ids(labelled, run_cli):
 
     # CSV with class ids only (mapped through the truth's class_id -> class_name)
     p2 = d / "ids.csv"
-    p2.write_text("x,y,z,class_id\n" + "".join(f"{x},{y},{z},{cid}\n" for cid, (_, _, (z, y, x), _)
-                                               in zip([1, 2, 1, 1], PARTICLES)))
+    p2.write_text(
+        "x,y,z,class_id\n"
+        + "".join(f"{x},{y},{z},{cid}\n" for cid, (_, _, (z, y, x), _) in zip([1, 2, 1, 1], PARTICLES))
+    )
     rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", p2, "-o", d / "m3.json", "-q")
     assert rc == 0, err
     m3 = json.loads((d / "m3.json").read_text())
@@ -289,14 +314,18 @@ def test_cli_binned_shrec_txt_and_class_ids(labelled, run_cli):
 def _star_picks(d, cids):
     rows = "".join(f"{x} {y} {z} {cid}\n" for cid, (_, _, (z, y, x), _) in zip(cids, PARTICLES))
     star = d / "picks.star"
-    star.write_text("data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnCoordinateZ #3\n"
-                    "_rlnClassNumber #4\n" + rows)
+    star.write_text(
+        "data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnCoordinateZ #3\n"
+        "_rlnClassNumber #4\n" + rows
+    )
     return star
 
 
 def _deepfinder_picks(d, cids):
-    objs = "".join(f'<object tomo_idx="0" class_label="{cid}" x="{x}" y="{y}" z="{z}" cluster_size="30"/>'
-                   for cid, (_, _, (z, y, x), _) in zip(cids, PARTICLES))
+    objs = "".join(
+        f'<object tomo_idx="0" class_label="{cid}" x="{x}" y="{y}" z="{z}" cluster_size="30"/>'
+        for cid, (_, _, (z, y, x), _) in zip(cids, PARTICLES)
+    )
     picks = d / "picks.xml"
     picks.write_text(f"<objlist>{objs}</objlist>")
     return picks
@@ -328,23 +357,52 @@ def test_cli_relion5_centred_star_picks_binned(labelled, run_cli):
     for c in "xyz":
         binned[c] = (df[c] - (b - 1) / 2) / b
     star = d / "picks_bin2.star"
-    write_particles_star(binned, star, voxel_size_a=20.0, box_zyx=tuple(n // b for n in SHAPE), bin_factor=b,
-                         unbinned_box_zyx=SHAPE)      # RELION 5: centred on the bin-1 tomogram
-    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "--pred-bin", b,
-                         "-o", d / "r5.json", "-q")
+    write_particles_star(
+        binned, star, voxel_size_a=20.0, box_zyx=tuple(n // b for n in SHAPE), bin_factor=b, unbinned_box_zyx=SHAPE
+    )  # RELION 5: centred on the bin-1 tomogram
+    rc, _, err = run_cli(
+        "evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "--pred-bin", b, "-o", d / "r5.json", "-q"
+    )
     assert rc == 0, err
     m = json.loads((d / "r5.json").read_text())
     assert m["localisation"]["f1"] == 1.0 and m["classification"]["macro_f1"] == 1.0
     assert m["localisation"]["mean_distance_voxels"] == pytest.approx(0.0, abs=1e-6)
     # faket's rules measure from the unrounded pick: the same Angstrom position as the truth, to 1e-6 voxel
-    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "--pred-bin", b,
-                         "--rules", "faket", "-o", d / "r5f.json", "-q")
+    rc, _, err = run_cli(
+        "evaluate",
+        "--truth",
+        tr,
+        "--occupancy",
+        occ,
+        "--pred",
+        star,
+        "--pred-bin",
+        b,
+        "--rules",
+        "faket",
+        "-o",
+        d / "r5f.json",
+        "-q",
+    )
     assert rc == 0, err
     m = json.loads((d / "r5f.json").read_text())
     assert m["localisation"]["mean_distance_voxels"] == pytest.approx(0.0, abs=1e-6)
     # Z-cropped: the picked tomogram's size cannot be guessed
-    rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", star, "--pred-bin", b,
-                         "--pred-z-offset", 2, "-o", d / "r6.json")
+    rc, _, err = run_cli(
+        "evaluate",
+        "--truth",
+        tr,
+        "--occupancy",
+        occ,
+        "--pred",
+        star,
+        "--pred-bin",
+        b,
+        "--pred-z-offset",
+        2,
+        "-o",
+        d / "r6.json",
+    )
     assert rc == 2 and "--pred-box" in err and not (d / "r6.json").exists()
 
 
@@ -364,7 +422,7 @@ def test_cli_bad_input_exit_2_nothing_written(labelled, run_cli, case):
         picks.write_text("x,y,z\n8,8,6\n")
         tr = d / "no_particles.csv"
     out = d / "out" / "metrics.json"
-    rules = ["--rules", "faket"] if case == "outside" else []       # SHREC rules clamp picks outside
+    rules = ["--rules", "faket"] if case == "outside" else []  # SHREC rules clamp picks outside
     rc, _, err = run_cli("evaluate", "--truth", tr, "--occupancy", occ, "--pred", picks, "-o", out, *rules)
     assert rc == 2
     lines = err.strip().splitlines()
@@ -413,16 +471,30 @@ def test_evaluate_table_equals_evaluate_picks_on_unbinned_points():
     occ = make_occupancy()
     ids, cls, zyx = truth()
     cid = {"1BXN": 1, "3QM1": 2, "5MRC": 3}
-    df = pd.DataFrame({"particle_id": ids, "class_id": [cid[c] for c in cls], "class_name": cls,
-                       "x": zyx[:, 2], "y": zyx[:, 1], "z": zyx[:, 0]})
+    df = pd.DataFrame(
+        {
+            "particle_id": ids,
+            "class_id": [cid[c] for c in cls],
+            "class_name": cls,
+            "x": zyx[:, 2],
+            "y": zyx[:, 1],
+            "z": zyx[:, 0],
+        }
+    )
     b, a = 2, 4
     binned_xyz = (zyx[:, ::-1] - (b - 1) / 2) / b
     binned_xyz[:, 2] -= a / b
     np.testing.assert_allclose(unbin_points(binned_xyz, b, a), zyx[:, ::-1])
     picks = Picks(binned_xyz, None, [1, 2, 1, 3])
     ev = evaluate_table(occ, df, picks, bin_factor=b, z_offset=a)
-    ref = evaluate_picks(occ, ids, zyx, truth_classes=cls, truth_zyx=zyx,
-                         pick_classes=match_pick_classes(None, [1, 2, 1, 3], cls, {v: k for k, v in cid.items()}))
+    ref = evaluate_picks(
+        occ,
+        ids,
+        zyx,
+        truth_classes=cls,
+        truth_zyx=zyx,
+        pick_classes=match_pick_classes(None, [1, 2, 1, 3], cls, {v: k for k, v in cid.items()}),
+    )
     assert ev.to_dict() == ref.to_dict() and ev.localisation["f1"] == 1.0
     assert ev.classification["per_class"]["5MRC"]["recall"] == 1.0
     assert ev.classification["per_class"]["1BXN"]["recall"] == 1.0
@@ -440,14 +512,30 @@ def test_evaluate_table_equals_evaluate_picks_on_unbinned_points():
 
 SHREC_TOOLS = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / "shrec2021"
 #: the script's class list (its index = class number; background 0)
-SHREC_CLASSES = ["background", "4V94", "4CR2", "1QVR", "1BXN", "3CF3", "1U6G", "3D2F", "2CG9", "3H84", "3GL1", "3QM1",
-                 "1S3X", "5MRC", "vesicle", "fiducial"]
+SHREC_CLASSES = [
+    "background",
+    "4V94",
+    "4CR2",
+    "1QVR",
+    "1BXN",
+    "3CF3",
+    "1U6G",
+    "3D2F",
+    "2CG9",
+    "3H84",
+    "3GL1",
+    "3QM1",
+    "1S3X",
+    "5MRC",
+    "vesicle",
+    "fiducial",
+]
 SHREC_PDB = ["4CR2", "1QVR", "1BXN", "3CF3", "1U6G", "3D2F", "2CG9", "3H84", "3GL1", "3QM1", "1S3X", "5MRC"]
 PARITY_SHAPE = (12, 40, 512)  # Z, Y, X: X as long as SHREC's (the script clamps picks to 0..511)
 
 # run the script through its wrapper, unchanged; a print hook keeps the unrounded values of every figure the
 # script prints (its localisation numbers and pycm's SUMMARY_OVERALL / SUMMARY_CLASS statistics)
-_SHREC_DRIVER = r'''
+_SHREC_DRIVER = r"""
 import builtins, json, runpy, sys
 out_json, wrapper = sys.argv[1], sys.argv[2]
 LOC = ["n_predicted_particles", "n_gt_particles2", "n_unique_particles_found", "n_prediction_missed",
@@ -473,7 +561,7 @@ finally:
     builtins.print = _print
     with open(out_json, "w") as f:
         json.dump(captured, f, default=lambda o: o.item() if hasattr(o, "item") else str(o))
-'''
+"""
 
 
 def shrec_script_or_skip():
@@ -484,8 +572,9 @@ def shrec_script_or_skip():
         pytest.skip(f"official SHREC 2021 script not found at {SHREC_TOOLS} (../shared absent)")
     missing = [m for m in ("pycm", "skimage", "seaborn", "mrcfile", "scipy") if importlib.util.find_spec(m) is None]
     if missing:
-        pytest.skip(f"the SHREC 2021 script's imports are missing here: {', '.join(missing)} (pip install pycm==3.1 "
-                    "seaborn)")
+        pytest.skip(
+            f"the SHREC 2021 script's imports are missing here: {', '.join(missing)} (pip install pycm==3.1 seaborn)"
+        )
     return sys.executable, SHREC_TOOLS / "run_eval.py", SHREC_TOOLS / "eval.py"
 
 
@@ -541,28 +630,38 @@ def _shrec_submissions(parts, rng) -> dict[str, list[tuple]]:
     subs = {}
     missed = {scorable[0][0], scorable[5][0]}
     subs["exact"] = [on(p) for p in scorable if p[0] not in missed]
-    subs["shifted"] = [on(p, tuple(rng.uniform(-1.5, 1.5, 3).round(2)), _label(rng, p[1]))
-                       for p in scorable if p[0] not in missed]
-    subs["half_voxels"] = [on(p, (0.5, -0.5, 1.5)) for p in scorable[1:]]          # rounding half to even
+    subs["shifted"] = [
+        on(p, tuple(rng.uniform(-1.5, 1.5, 3).round(2)), _label(rng, p[1])) for p in scorable if p[0] not in missed
+    ]
+    subs["half_voxels"] = [on(p, (0.5, -0.5, 1.5)) for p in scorable[1:]]  # rounding half to even
     subs["wrong_class"] = [on(p, name=wrong(p[1]) if k % 3 == 0 else p[1]) for k, p in enumerate(scorable[1:])]
-    subs["duplicates"] = [t for k, p in enumerate(scorable[1:])
-                          for t in ([on(p, name=wrong(p[1])), on(p, (1, 0, 0))] if k % 2 else [on(p)])]
+    subs["duplicates"] = [
+        t
+        for k, p in enumerate(scorable[1:])
+        for t in ([on(p, name=wrong(p[1])), on(p, (1, 0, 0))] if k % 2 else [on(p)])
+    ]
     subs["false_positives"] = [on(p) for p in scorable[2:]] + [
-        (str(rng.choice(sorted(other))), int(rng.integers(0, 512)), 19, 1) for _ in range(9)]
+        (str(rng.choice(sorted(other))), int(rng.integers(0, 512)), 19, 1) for _ in range(9)
+    ]
     border = [p for p in scorable if p[2][0] in (2, 509)]
     outside = []
     for p in border:
         cx, cy, cz = p[2]
-        outside.append((p[1], 700 if cx == 509 else -5, cy, cz))                  # clamped onto the particle
-    outside += [(scorable[3][1], scorable[3][2][0], -4, scorable[3][2][2]),      # clamped to y = 0: background
-                (scorable[4][1], scorable[4][2][0], scorable[4][2][1], -3), ("1BXN", 600, -2, -7)]
+        outside.append((p[1], 700 if cx == 509 else -5, cy, cz))  # clamped onto the particle
+    outside += [
+        (scorable[3][1], scorable[3][2][0], -4, scorable[3][2][2]),  # clamped to y = 0: background
+        (scorable[4][1], scorable[4][2][0], scorable[4][2][1], -3),
+        ("1BXN", 600, -2, -7),
+    ]
     subs["outside"] = outside + [on(p) for p in scorable[6:]]
     excl = [p for p in parts if p[1] in ("4V94", "vesicle")]
-    subs["on_excluded"] = ([on(p, name="4V94" if p[1] == "4V94" else wrong("")) for p in excl]
-                           + [on(p) for p in scorable[1:]]
-                           + [on(scorable[7], name="4V94")] )                      # a 4V94 label on another class
+    subs["on_excluded"] = (
+        [on(p, name="4V94" if p[1] == "4V94" else wrong("")) for p in excl]
+        + [on(p) for p in scorable[1:]]
+        + [on(scorable[7], name="4V94")]
+    )  # a 4V94 label on another class
     subs["first_pick_4v94"] = [on(p, name="4V94") if k % 4 == 0 else on(p) for k, p in enumerate(scorable[1:])]
-    for seed in range(3):                                                         # mixtures
+    for seed in range(3):  # mixtures
         picks = []
         for p in parts:
             u = rng.random()
@@ -573,8 +672,15 @@ def _shrec_submissions(parts, rng) -> dict[str, list[tuple]]:
                 name = wrong(name)
             for _ in range(1 + int(rng.random() < 0.2)):
                 picks.append(on(p, tuple(rng.normal(0, 0.8, 3).round(1)), _label(rng, name)))
-        picks += [(_label(rng, str(rng.choice(sorted(other)))), float(rng.uniform(-20, 530)),
-                   float(rng.uniform(-5, 39)), float(rng.uniform(-3, 11.4))) for _ in range(5)]
+        picks += [
+            (
+                _label(rng, str(rng.choice(sorted(other)))),
+                float(rng.uniform(-20, 530)),
+                float(rng.uniform(-5, 39)),
+                float(rng.uniform(-3, 11.4)),
+            )
+            for _ in range(5)
+        ]
         picks = [picks[i] for i in rng.permutation(len(picks))]
         subs[f"mixture{seed}"] = [t for t in picks if abs(t[1] - scorable[1][2][0]) > 6]  # one particle missed
     return subs
@@ -605,36 +711,82 @@ def test_default_scores_equal_the_official_shrec_script(shrec_script, tmp_path, 
     python, wrapper, script = shrec_script
     out_json, res = tmp_path / "captured.json", tmp_path / "out" / "results.txt"
     res.parent.mkdir()
-    proc = subprocess.run([python, "-c", _SHREC_DRIVER, str(out_json), str(wrapper), str(script),
-                           "-s", str(sub_dir), "-t", str(model), "-o", str(res), "--confusion", "",
-                           "--skip_4v94", "1" if skip_4v94 else "", "--skip_vesicles", "1" if skip_vesicles else ""],
-                          check=False, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = subprocess.run(
+        [
+            python,
+            "-c",
+            _SHREC_DRIVER,
+            str(out_json),
+            str(wrapper),
+            str(script),
+            "-s",
+            str(sub_dir),
+            "-t",
+            str(model),
+            "-o",
+            str(res),
+            "--confusion",
+            "",
+            "--skip_4v94",
+            "1" if skip_4v94 else "",
+            "--skip_vesicles",
+            "1" if skip_vesicles else "",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     official = {c["submission"]: c for c in json.loads(out_json.read_text())}
     assert sorted(official) == sorted(f"{n}.txt" for n in subs)
 
-    excl = (["--exclude-class", "4V94"] if skip_4v94 else []) + (["--exclude-class", "vesicle"] if skip_vesicles else [])
-    loc_keys = {"n_predicted_particles": "n_picks", "n_gt_particles2": "n_particles",
-                "n_unique_particles_found": "true_positives", "n_prediction_missed": "false_positives",
-                "n_unique_particles_not_found": "false_negatives",
-                "n_unique_particle_with_multiple_hits": "n_particles_with_multiple_picks",
-                "n_clipped_predicted_particles": "n_picks_clipped",
-                "localization_avg_distance": "mean_distance_voxels", "localization_recall": "recall",
-                "localization_precision": "precision", "localization_miss_rate": "miss_rate",
-                "localization_f1": "f1"}
+    excl = (["--exclude-class", "4V94"] if skip_4v94 else []) + (
+        ["--exclude-class", "vesicle"] if skip_vesicles else []
+    )
+    loc_keys = {
+        "n_predicted_particles": "n_picks",
+        "n_gt_particles2": "n_particles",
+        "n_unique_particles_found": "true_positives",
+        "n_prediction_missed": "false_positives",
+        "n_unique_particles_not_found": "false_negatives",
+        "n_unique_particle_with_multiple_hits": "n_particles_with_multiple_picks",
+        "n_clipped_predicted_particles": "n_picks_clipped",
+        "localization_avg_distance": "mean_distance_voxels",
+        "localization_recall": "recall",
+        "localization_precision": "precision",
+        "localization_miss_rate": "miss_rate",
+        "localization_f1": "f1",
+    }
     for name in subs:
         off = official[f"{name}.txt"]
         out = tmp_path / f"{name}.json"
-        rc, _, err = run_cli("evaluate", "--truth", model / "particle_locations.txt", "--occupancy",
-                             model / "occupancy_mask.mrc", "--pred", sub_dir / f"{name}.txt", "-o", out, "-q", *excl)
+        rc, _, err = run_cli(
+            "evaluate",
+            "--truth",
+            model / "particle_locations.txt",
+            "--occupancy",
+            model / "occupancy_mask.mrc",
+            "--pred",
+            sub_dir / f"{name}.txt",
+            "-o",
+            out,
+            "-q",
+            *excl,
+        )
         assert rc == 0, err
         m = json.loads(out.read_text())
         loc, cls = m["localisation"], m["classification"]
         for k_off, k_us in loc_keys.items():
             assert loc[k_us] == pytest.approx(off[k_off], abs=1e-6), (name, k_us)
         # the printed report, as the script formats it
-        for label, key in (("Recall", "recall"), ("Precision", "precision"), ("Miss rate", "miss_rate"),
-                           ("F1 score", "f1")):
+        for label, key in (
+            ("Recall", "recall"),
+            ("Precision", "precision"),
+            ("Miss rate", "miss_rate"),
+            ("F1 score", "f1"),
+        ):
             assert f"\t{label}: {loc[key]:.5f}\n" in off["report"], (name, label)
         assert sorted(cls["shrec_overall"]) == sorted(off["overall"])
         for k, v in off["overall"].items():
@@ -656,5 +808,6 @@ def test_default_scores_equal_the_official_shrec_script(shrec_script, tmp_path, 
         table = {r[0]: dict(zip(rows[0][1:], map(int, r[1:]))) for r in rows[1:]}
         assert table == off["table"], name
         assert cls["macro_f1"] == pytest.approx(off["overall"]["F1 Macro"], abs=1e-6)
-        assert cls["macro_precision"] == (None if off["overall"]["PPV Macro"] == "None"
-                                          else pytest.approx(off["overall"]["PPV Macro"], abs=1e-6))
+        assert cls["macro_precision"] == (
+            None if off["overall"]["PPV Macro"] == "None" else pytest.approx(off["overall"]["PPV Macro"], abs=1e-6)
+        )

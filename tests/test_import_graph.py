@@ -85,15 +85,23 @@ def test_every_module_has_a_layer():
 
 
 def test_no_upward_imports():
-    bad = [f"{m} ({LAYERS[_layer(m)][0]}) imports {t} ({LAYERS[_layer(t)][0]})"
-           for m, ts in GRAPH.items() for t in ts
-           if _layer(t) > _layer(m) and m != "faket"]  # faket/__init__ only names moved modules in strings
+    bad = [
+        f"{m} ({LAYERS[_layer(m)][0]}) imports {t} ({LAYERS[_layer(t)][0]})"
+        for m, ts in GRAPH.items()
+        for t in ts
+        if _layer(t) > _layer(m) and m != "faket"
+    ]  # faket/__init__ only names moved modules in strings
     assert not bad, "upward imports:\n" + "\n".join(sorted(bad))
 
 
 def test_core_never_imports_the_cli():
-    bad = [f"{m} imports {t}" for m, ts in GRAPH.items() if not m.startswith("faket.cli")
-           and m != "faket.__main__" for t in ts if t.startswith("faket.cli")]
+    bad = [
+        f"{m} imports {t}"
+        for m, ts in GRAPH.items()
+        if not m.startswith("faket.cli") and m != "faket.__main__"
+        for t in ts
+        if t.startswith("faket.cli")
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -107,7 +115,7 @@ def test_no_cycles():
         stack.append(m)
         for t in sorted(GRAPH.get(m, ())):
             if colour.get(t) == 1:
-                cycles.append(stack[stack.index(t):] + [t])
+                cycles.append(stack[stack.index(t) :] + [t])
             elif t not in colour:
                 visit(t)
         stack.pop()
@@ -124,7 +132,7 @@ def test_the_checks_catch_a_violation(fixture, monkeypatch):
     """The checks are not vacuous: a made-up cycle / upward edge is found."""
     g = {k: set(v) for k, v in GRAPH.items()}
     if fixture == "cycle":
-        g["faket.formats.mrc"].add("faket.formats.tiltmeta")   # tiltmeta imports mrc
+        g["faket.formats.mrc"].add("faket.formats.tiltmeta")  # tiltmeta imports mrc
         monkeypatch.setattr(__import__(__name__), "GRAPH", g)
         with pytest.raises(AssertionError, match="import cycles"):
             test_no_cycles()
@@ -147,10 +155,12 @@ def test_old_module_names_still_import():
         public = [n for n in dir(new) if not n.startswith("_")][:5]
         for n in public:
             assert getattr(mod, n) is getattr(new, n), f"{old}.{n}"
-    from faket.io import read_tiltseries, read_volume  # split across formats.mrc and formats.tiltmeta
     from faket.formats.mrc import read_volume as rv
     from faket.formats.tiltmeta import read_tiltseries as rt
+    from faket.io import read_tiltseries, read_volume  # split across formats.mrc and formats.tiltmeta
+
     assert (read_tiltseries, read_volume) == (rt, rv)
     base = importlib.import_module("faket.templates.base")  # a submodule of a moved package
     from faket.layout.templates.base import Template
+
     assert base.Template is Template and Template.__module__ == "faket.layout.templates.base"

@@ -7,10 +7,11 @@ import json
 import mrcfile
 import numpy as np
 import pytest
-
 from conftest import ball_phantom, write_mrc
+
 from faket.errors import InputError
-from faket.formats.mrc import OutputTransaction, read_volume, write_mrc as                       io_write_mrc
+from faket.formats.mrc import OutputTransaction, read_volume
+from faket.formats.mrc import write_mrc as io_write_mrc
 from faket.formats.tiltmeta import parse_angles, read_tiltseries, read_tlt, write_tlt
 
 
@@ -89,6 +90,7 @@ def test_negative_angle_values_as_typed(volume, tmp_path, run_cli, form):
 
 def _bad_inputs(tmp_path):
     """(name, file maker) pairs of broken inputs."""
+
     def not_mrc():
         p = tmp_path / "junk.mrc"
         p.write_bytes(b"this is not an MRC file" * 100)
@@ -116,8 +118,14 @@ def _bad_inputs(tmp_path):
         d.mkdir()
         return d
 
-    return {"not_mrc": not_mrc, "truncated": truncated, "two_d": two_d, "nan": nan, "missing": missing,
-            "folder": folder}
+    return {
+        "not_mrc": not_mrc,
+        "truncated": truncated,
+        "two_d": two_d,
+        "nan": nan,
+        "missing": missing,
+        "folder": folder,
+    }
 
 
 @pytest.mark.parametrize("case", ["not_mrc", "truncated", "two_d", "nan", "missing", "folder"])
@@ -159,9 +167,16 @@ def test_help_lists_steps_without_heavy_imports():
     r = subprocess.run([sys.executable, "-m", "faket", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "project" in r.stdout and "reconstruct" in r.stdout
     # heavy libraries are not imported to print help
-    r = subprocess.run([sys.executable, "-c", "import sys; from faket.cli import build_parser; build_parser();"
-                        "print(sorted(m for m in ('torch','scipy','numba','matplotlib') if m in sys.modules))"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from faket.cli import build_parser; build_parser();"
+            "print(sorted(m for m in ('torch','scipy','numba','matplotlib') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
@@ -174,13 +189,16 @@ def test_a_step_that_fails_to_import_fails_loudly(monkeypatch):
         cli.build_parser()
 
 
-@pytest.mark.parametrize("header, expected", [
-    ((10.0, 10.0, 10.0), 10.0),
-    ((2.02, 2.02, 2.02), 2.02),
-    ((0.0, 0.0, 0.0), None),   # MRC's "unset"
-    ((1.0, 1.0, 1.0), None),   # what many tools write when they do not know it
-    ((0.0, 7.5, 7.5), 7.5),    # first positive value
-])
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        ((10.0, 10.0, 10.0), 10.0),
+        ((2.02, 2.02, 2.02), 2.02),
+        ((0.0, 0.0, 0.0), None),  # MRC's "unset"
+        ((1.0, 1.0, 1.0), None),  # what many tools write when they do not know it
+        ((0.0, 7.5, 7.5), 7.5),  # first positive value
+    ],
+)
 def test_voxel_size_unset_decided_once(tmp_path, header, expected):
     from faket.formats.mrc import read_mrc, read_mrc_header, voxel_size_or_none
 
@@ -214,17 +232,20 @@ def _modules_after(argv, tmp_path, extra_env=None):
     import subprocess
     import sys
 
-    code = ("import sys, runpy; sys.argv = ['faket', *sys.argv[1:]]\n"
-            "try:\n    runpy.run_module('faket', run_name='__main__')\n"
-            "except SystemExit as e:\n    rc = e.code\n"
-            "print('MODULES', sorted({m.split('.')[0] for m in sys.modules}))\n"
-            "sys.exit(rc)")
+    code = (
+        "import sys, runpy; sys.argv = ['faket', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('faket', run_name='__main__')\n"
+        "except SystemExit as e:\n    rc = e.code\n"
+        "print('MODULES', sorted({m.split('.')[0] for m in sys.modules}))\n"
+        "sys.exit(rc)"
+    )
     env = {**os.environ, **(extra_env or {})}
-    r = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, env=env,
-                       cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     line = [x for x in r.stdout.splitlines() if x.startswith("MODULES")][-1]
-    return set(eval(line[len("MODULES "):]))
+    return set(eval(line[len("MODULES ") :]))
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto"])
@@ -234,11 +255,15 @@ def test_project_and_reconstruct_on_cpu_do_not_import_torch(tmp_path, device):
     disabled progress bar does not import tqdm."""
     vol = write_mrc(tmp_path / "v.mrc", ball_phantom((8, 8, 8), [(0, 0, 0, 2)]))
     env = {"CUDA_VISIBLE_DEVICES": ""} if device == "auto" else {}
-    mods = _modules_after(["project", vol, "-o", tmp_path / "t.mrc", "--angles", "-30:30:30", "--device", device,
-                           "--threads", "1", "-q"], tmp_path, env)
+    mods = _modules_after(
+        ["project", vol, "-o", tmp_path / "t.mrc", "--angles", "-30:30:30", "--device", device, "--threads", "1", "-q"],
+        tmp_path,
+        env,
+    )
     assert "numba" not in mods and "torch" not in mods and "tqdm" not in mods, sorted(mods)
-    mods = _modules_after(["reconstruct", tmp_path / "t.mrc", "-o", tmp_path / "r.mrc", "--device", device, "-q"],
-                          tmp_path, env)
+    mods = _modules_after(
+        ["reconstruct", tmp_path / "t.mrc", "-o", tmp_path / "r.mrc", "--device", device, "-q"], tmp_path, env
+    )
     assert "torch" not in mods, sorted(mods)
     assert read_volume(tmp_path / "r.mrc").data.shape == (8, 8, 8)
 
@@ -281,10 +306,12 @@ def test_set_threads_without_importing_torch_or_numba(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, os; from faket.cli._common import set_threads; set_threads(1);"
-            "print(os.environ['OMP_NUM_THREADS'], os.environ['NUMBA_NUM_THREADS'],"
-            " 'torch' in sys.modules, 'numba' in sys.modules);"
-            "import numba; print(numba.get_num_threads())")
+    code = (
+        "import sys, os; from faket.cli._common import set_threads; set_threads(1);"
+        "print(os.environ['OMP_NUM_THREADS'], os.environ['NUMBA_NUM_THREADS'],"
+        " 'torch' in sys.modules, 'numba' in sys.modules);"
+        "import numba; print(numba.get_num_threads())"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1", "1", "False", "False", "1"]

@@ -17,13 +17,13 @@ def _block_mean(vol, b):
 
 def test_vote_on_hand_made_blocks():
     m = np.zeros((2, 4, 6), dtype=np.int32)
-    m[:, 0:2, 0:2] = 5                    # a full block of 5
-    m[0, 0:2, 2:4] = 7                    # half a block: tie with background -> 7
-    m[0, 0, 4] = 3                        # 1/8 of a block: background wins, then rescued
+    m[:, 0:2, 0:2] = 5  # a full block of 5
+    m[0, 0:2, 2:4] = 7  # half a block: tie with background -> 7
+    m[0, 0, 4] = 3  # 1/8 of a block: background wins, then rescued
     m[:, 2:4, 0:2] = 1
-    m[0, 2, 0] = 2                        # 7 x 1, 1 x 2 in one block
-    m[1, 3, 3] = 9                        # 1 voxel of 9 in an empty block
-    m[1, 2, 2] = 9                        # ... twice: still minority, rescued
+    m[0, 2, 0] = 2  # 7 x 1, 1 x 2 in one block
+    m[1, 3, 3] = 9  # 1 voxel of 9 in an empty block
+    m[1, 2, 2] = 9  # ... twice: still minority, rescued
     info = BinInfo()
     out = bin_label_mask(m, 2, info=info)
     assert out.shape == (1, 2, 3)
@@ -148,9 +148,19 @@ def _write_layout(folder, cls, occ, centres, voxel=10.0):
     write_mrc(folder / "occupancy_mask.mrc", occ.astype(np.float32), voxel)
     ids = np.arange(1, len(centres) + 1)
     cids = 1 + ids % 3
-    df = pd.DataFrame({"particle_id": ids, "class_id": cids, "class_name": [f"c{c}" for c in cids],
-                       "x": centres[:, 2], "y": centres[:, 1], "z": centres[:, 0],
-                       "rot": 10.0, "tilt": 20.0, "psi": 30.0})
+    df = pd.DataFrame(
+        {
+            "particle_id": ids,
+            "class_id": cids,
+            "class_name": [f"c{c}" for c in cids],
+            "x": centres[:, 2],
+            "y": centres[:, 1],
+            "z": centres[:, 0],
+            "rot": 10.0,
+            "tilt": 20.0,
+            "psi": 30.0,
+        }
+    )
     write_particles_csv(df, folder / "particles.csv")
     return df
 
@@ -168,8 +178,10 @@ def test_cli_writes_consistent_masks_and_lists(tmp_path):
     df = _write_layout(tmp_path / "layout", cls, occ, centres)
     out = tmp_path / "out"
     a, b_ = 5, 30
-    assert main(["labels", str(tmp_path / "layout"), "-o", str(out), "--bin", "2,3",
-                 "--z-range", f"{a}:{b_}", "--quiet"]) == 0
+    assert (
+        main(["labels", str(tmp_path / "layout"), "-o", str(out), "--bin", "2,3", "--z-range", f"{a}:{b_}", "--quiet"])
+        == 0
+    )
     for b in (2, 3):
         cm = read_mrc(out / f"class_mask_bin{b}.mrc")
         om = read_mrc(out / f"occupancy_mask_bin{b}.mrc")
@@ -196,19 +208,28 @@ def test_cli_writes_consistent_masks_and_lists(tmp_path):
         for old in side["dropped_particle_ids"]:
             z = orig.loc[old, "z"]
             zb = (z - a - (b - 1) / 2) / b
-            assert not (-0.5 <= zb < (b_ - a) // b - 0.5) or orig.loc[old, "x"] >= 44 // b * b - 0.5 \
+            assert (
+                not (-0.5 <= zb < (b_ - a) // b - 0.5)
+                or orig.loc[old, "x"] >= 44 // b * b - 0.5
                 or orig.loc[old, "y"] >= 40 // b * b - 0.5
+            )
         # SHREC list: line number = occupancy id, centres rounded to integers (SHREC's script reads int(x));
         # STAR reads back to the same coordinates
         shrec = read_particles(out / f"particle_locations_bin{b}.txt")
         np.testing.assert_array_equal(shrec[["x", "y", "z"]].to_numpy(), np.rint(lst[["x", "y", "z"]].to_numpy()))
-        star = read_particles(out / f"particles_bin{b}.star", voxel_size_a=10.0 * b, box_zyx=om.data.shape,
-                              bin_factor=b, unbinned_box_zyx=(b_ - a, 40, 44))   # centred on the bin-1 slab
-        np.testing.assert_allclose(star[["x", "y", "z"]].to_numpy(), lst[["x", "y", "z"]].to_numpy(),
-                                   atol=1e-6)
-        xml = read_particles(out / f"particles_bin{b}.xml")      # DeepFinder object list: the same rows
-        np.testing.assert_array_equal(xml[["particle_id", "class_id", "x", "y", "z"]].to_numpy(),
-                                      lst[["particle_id", "class_id", "x", "y", "z"]].to_numpy())
+        star = read_particles(
+            out / f"particles_bin{b}.star",
+            voxel_size_a=10.0 * b,
+            box_zyx=om.data.shape,
+            bin_factor=b,
+            unbinned_box_zyx=(b_ - a, 40, 44),
+        )  # centred on the bin-1 slab
+        np.testing.assert_allclose(star[["x", "y", "z"]].to_numpy(), lst[["x", "y", "z"]].to_numpy(), atol=1e-6)
+        xml = read_particles(out / f"particles_bin{b}.xml")  # DeepFinder object list: the same rows
+        np.testing.assert_array_equal(
+            xml[["particle_id", "class_id", "x", "y", "z"]].to_numpy(),
+            lst[["particle_id", "class_id", "x", "y", "z"]].to_numpy(),
+        )
         # class and occupancy agree voxel by voxel
         sel = occ_b > 0
         assert (cm.data[~sel] == 0).all() and (cm.data[sel] > 0).all()
@@ -238,12 +259,27 @@ def test_cli_shrec_list_takes_class_ids_from_the_mask(tmp_path):
     df = _write_layout(tmp_path / "layout", cls, occ, centres)
     write_shrec_locations(df, tmp_path / "layout" / "particle_locations.txt")
     raw = read_particles(tmp_path / "layout" / "particle_locations.txt")
-    assert (raw.class_id != df.class_id).any()      # SHREC ids follow first appearance, not the mask
+    assert (raw.class_id != df.class_id).any()  # SHREC ids follow first appearance, not the mask
     out = tmp_path / "out"
-    assert main(["labels", "--class-mask", str(tmp_path / "layout" / "class_mask.mrc"),
-                 "--occupancy", str(tmp_path / "layout" / "occupancy_mask.mrc"),
-                 "--particles", str(tmp_path / "layout" / "particle_locations.txt"),
-                 "-o", str(out), "--bin", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "labels",
+                "--class-mask",
+                str(tmp_path / "layout" / "class_mask.mrc"),
+                "--occupancy",
+                str(tmp_path / "layout" / "occupancy_mask.mrc"),
+                "--particles",
+                str(tmp_path / "layout" / "particle_locations.txt"),
+                "-o",
+                str(out),
+                "--bin",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     got = read_particles(out / "particles_bin1.csv")
     assert got.class_id.tolist() == df.class_id.tolist()
     np.testing.assert_allclose(got[["x", "y", "z"]].to_numpy(), df[["x", "y", "z"]].to_numpy())
@@ -253,16 +289,16 @@ def test_claim_centres_rules():
     from faket.labels import claim_centres
 
     occ = np.zeros((2, 2, 4), np.int64)
-    occ[0, 0, :2] = 1          # particle 1: two blocks
-    occ[1, 1, 3] = 2           # particle 2: one block
+    occ[0, 0, :2] = 1  # particle 1: two blocks
+    occ[1, 1, 3] = 2  # particle 2: one block
     info = BinInfo()
     out = claim_centres(occ, {3: (0, 0, 0), 4: (1, 1, 3), 5: (0, 0, 0), 6: (1, 0, 0), 1: (0, 0, 1)}, info)
-    assert out[0, 0, 1] == 1          # already its own
-    assert out[0, 0, 0] == 3          # taken from particle 1, which keeps a block
-    assert out[1, 1, 3] == 2          # particle 2's only block stays
-    assert out[1, 0, 0] == 6          # background block
-    assert info.centres_claimed == [3, 6] and info.centre_conflicts == [4, 5]   # 5: particle 3's centre
-    assert occ[0, 0, 0] == 1          # input untouched
+    assert out[0, 0, 1] == 1  # already its own
+    assert out[0, 0, 0] == 3  # taken from particle 1, which keeps a block
+    assert out[1, 1, 3] == 2  # particle 2's only block stays
+    assert out[1, 0, 0] == 6  # background block
+    assert info.centres_claimed == [3, 6] and info.centre_conflicts == [4, 5]  # 5: particle 3's centre
+    assert occ[0, 0, 0] == 1  # input untouched
 
 
 def test_binned_labels_hold_every_listed_centre_so_perfect_picks_score_1(tmp_path):
@@ -273,18 +309,48 @@ def test_binned_labels_hold_every_listed_centre_so_perfect_picks_score_1(tmp_pat
     from faket.cli import main
 
     spec = tmp_path / "spec.yaml"
-    spec.write_text("box: [40, 64, 64]\nvoxel_size: 10.0\nslab_thickness: 36\nclasses:\n"
-                    "  - {template: ring, count: 6}\n  - {template: barrel, count: 3}\n"
-                    "  - {template: blob3, count: 12}\n  - {template: globule, count: 12}\n"
-                    "vesicles: {count: 1, diameter_nm: 30}\n")
+    spec.write_text(
+        "box: [40, 64, 64]\nvoxel_size: 10.0\nslab_thickness: 36\nclasses:\n"
+        "  - {template: ring, count: 6}\n  - {template: barrel, count: 3}\n"
+        "  - {template: blob3, count: 12}\n  - {template: globule, count: 12}\n"
+        "vesicles: {count: 1, diameter_nm: 30}\n"
+    )
     assert main(["layout", "-o", str(tmp_path / "lay"), "--spec", str(spec), "--seed", "3", "--quiet"]) == 0
-    assert main(["labels", str(tmp_path / "lay"), "-o", str(tmp_path / "lab"), "--bin", "2,3",
-                 "--z-range", "2:38", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "labels",
+                str(tmp_path / "lay"),
+                "-o",
+                str(tmp_path / "lab"),
+                "--bin",
+                "2,3",
+                "--z-range",
+                "2:38",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     for b in (2, 3):
         out = tmp_path / f"eval{b}.json"
-        assert main(["evaluate", "--truth", str(tmp_path / "lab" / f"particles_bin{b}.csv"),
-                     "--occupancy", str(tmp_path / "lab" / f"occupancy_mask_bin{b}.mrc"),
-                     "--pred", str(tmp_path / "lab" / f"particles_bin{b}.csv"), "-o", str(out), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--truth",
+                    str(tmp_path / "lab" / f"particles_bin{b}.csv"),
+                    "--occupancy",
+                    str(tmp_path / "lab" / f"occupancy_mask_bin{b}.mrc"),
+                    "--pred",
+                    str(tmp_path / "lab" / f"particles_bin{b}.csv"),
+                    "-o",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         m = json.loads(out.read_text())
         assert m["localisation"]["f1"] == 1.0 and m["classification"]["macro_f1"] == 1.0, (b, m["localisation"])
         side = json.loads((tmp_path / "lab" / f"occupancy_mask_bin{b}.json").read_text())
@@ -297,10 +363,10 @@ def test_renumber_listed_first_then_unlisted():
     occ = np.zeros((1, 2, 4), np.int32)
     occ[0, 0] = [5, 5, 9, 0]
     occ[0, 1] = [2, 7, 0, 7]
-    new, id_map, extra = renumber(occ, [9, 2, 4])          # 4 is listed but has no voxel
+    new, id_map, extra = renumber(occ, [9, 2, 4])  # 4 is listed but has no voxel
     assert id_map == {9: 1, 2: 2, 4: 3, 5: 4, 7: 5} and extra == [5, 7]
     np.testing.assert_array_equal(new, [[[4, 4, 1, 0], [2, 5, 0, 5]]])
-    assert occ[0, 0, 0] == 5                                # input untouched
+    assert occ[0, 0, 0] == 5  # input untouched
     empty, m, e = renumber(np.zeros((2, 2, 2), np.int32), [])
     assert not empty.any() and m == {} and e == []
 
@@ -315,7 +381,7 @@ def test_bin_labels_crops_bins_drops_and_renumbers():
     shape, za, zb, b = (30, 32, 36), 6, 24, 2
     cls, occ, centres = _cubes_layout(shape, 3, 40, rng)
     ids = np.arange(1, len(centres) + 1)
-    order = rng.permutation(len(ids))[:-3]                    # 3 particles left out of the list
+    order = rng.permutation(len(ids))[:-3]  # 3 particles left out of the list
     r = bin_labels(cls, occ, centres[order], ids[order], b, z_range=(za, zb))
     nb = ((zb - za) // b, shape[1] // b, shape[2] // b)
     assert r.class_mask.shape == r.occupancy_mask.shape == nb
@@ -324,14 +390,15 @@ def test_bin_labels_crops_bins_drops_and_renumbers():
     inside = (zb_all >= -0.5) & (zb_all < nb[0] - 0.5)
     assert sorted(r.dropped_ids) == sorted(listed[~inside].tolist()) and len(r.dropped_ids) > 0
     kept_old = listed[r.rows]
-    assert kept_old.tolist() == sorted(listed[inside].tolist())        # ascending original id
+    assert kept_old.tolist() == sorted(listed[inside].tolist())  # ascending original id
     assert r.particle_ids.tolist() == list(range(1, len(kept_old) + 1))
     assert all(r.id_map[int(o)] == n for o, n in zip(kept_old, r.particle_ids))
     np.testing.assert_allclose(r.coordinates_zyx, to_binned_coordinates(centres[order][r.rows], b, za))
     for n, c in zip(r.particle_ids, r.coordinates_zyx):
         assert r.occupancy_mask[tuple(np.rint(c).astype(int))] == n
-    unlisted_present = sorted(set(np.unique(occ[za:zb][: nb[0] * b, : nb[1] * b, : nb[2] * b]).tolist())
-                              - {0} - set(kept_old.tolist()))
+    unlisted_present = sorted(
+        set(np.unique(occ[za:zb][: nb[0] * b, : nb[1] * b, : nb[2] * b]).tolist()) - {0} - set(kept_old.tolist())
+    )
     assert r.unlisted_ids == list(range(len(kept_old) + 1, len(kept_old) + 1 + len(unlisted_present)))
     assert set(np.unique(r.occupancy_mask).tolist()) - {0} <= set(range(1, len(kept_old) + len(r.unlisted_ids) + 1))
     # classes follow the (renumbered) particles
@@ -363,7 +430,7 @@ def test_class_ids_from_mask_and_one_to_one():
     cls = np.zeros_like(occ)
     cls[0, 0] = [4, 4, 7, 4, 0, 9]
     np.testing.assert_array_equal(class_ids_from_mask([3, 1, 2], cls, occ), [4, 4, 7])
-    assert class_ids_from_mask([1, 5], cls, occ) is None          # particle 5 has no voxel
+    assert class_ids_from_mask([1, 5], cls, occ) is None  # particle 5 has no voxel
     assert one_to_one(["a", "a", "b"], [4, 4, 7])
     assert not one_to_one(["a", "b"], [4, 4]) and not one_to_one(["a", "a"], [4, 7])
 
@@ -404,13 +471,13 @@ def test_binned_membrane_mask_stays_a_connected_closed_shell(b):
     nb = (92 // b, 96 // b, 96 // b)
     assert out.dtype == np.float32 and out.shape == nb
     assert set(np.unique(out)) == {0.0, 1.0}
-    assert ndimage.label(out > 0)[1] == 1                # one 6-connected shell
+    assert ndimage.label(out > 0)[1] == 1  # one 6-connected shell
     bg, n_bg = ndimage.label(out == 0)
-    assert n_bg == 2                                     # lumen and outside, not connected
+    assert n_bg == 2  # lumen and outside, not connected
     cb = np.rint(to_binned_coordinates(np.array([c]), b, z_offset=2)[0]).astype(int)
     assert bg[tuple(cb)] != bg[0, 0, 0]
     # every binned block that holds a bilayer voxel is in it, no other
-    cut = shell[2:2 + nb[0] * b, : nb[1] * b, : nb[2] * b]
+    cut = shell[2 : 2 + nb[0] * b, : nb[1] * b, : nb[2] * b]
     blocks = cut.reshape(nb[0], b, nb[1], b, nb[2], b).any(axis=(1, 3, 5))
     np.testing.assert_array_equal(out > 0, blocks)
     if b == 8:
@@ -423,15 +490,23 @@ def test_bin_points_moves_like_particles_and_drops_outside_points():
 
     from faket.labels import bin_points
 
-    t = pd.DataFrame({"filament_id": [1, 1, 1, 2], "instance_id": [7, 7, 7, 8], "point": [0, 1, 2, 0],
-                      "x": [0.0, 5.0, 15.4, 3.0], "y": [1.5, 2.0, 3.0, 4.0], "z": [2.0, 5.5, 9.0, 0.0]})
+    t = pd.DataFrame(
+        {
+            "filament_id": [1, 1, 1, 2],
+            "instance_id": [7, 7, 7, 8],
+            "point": [0, 1, 2, 0],
+            "x": [0.0, 5.0, 15.4, 3.0],
+            "y": [1.5, 2.0, 3.0, 4.0],
+            "z": [2.0, 5.5, 9.0, 0.0],
+        }
+    )
     out = bin_points(t, {7: 3}, 2, (4, 8, 8), z_offset=2)
     # z 0 lies before the crop: filament 2's only point goes; filament 1 keeps its ids and point indices
     assert out["filament_id"].tolist() == [1, 1, 1] and out["point"].tolist() == [0, 1, 2]
     expect = to_binned_coordinates(t[["z", "y", "x"]].to_numpy()[:3], 2, z_offset=2)
     np.testing.assert_allclose(out[["z", "y", "x"]].to_numpy(), expect)
     assert out["instance_id"].tolist() == [3, 3, 3]
-    out8 = bin_points(t, {}, 2, (3, 8, 8), z_offset=2)   # z_b of the point at z=9 is 3.25: outside 3 slices
+    out8 = bin_points(t, {}, 2, (3, 8, 8), z_offset=2)  # z_b of the point at z=9 is 3.25: outside 3 slices
     assert out8["point"].tolist() == [0, 1] and out8["instance_id"].isna().all()
 
 
@@ -440,9 +515,15 @@ def test_bin_instances_renumbers_and_points_particles_to_the_binned_list():
 
     from faket.labels import bin_instances
 
-    inst = pd.DataFrame({"instance_id": [1, 2, 3, 4], "kind": ["particle", "membrane_protein", "membrane",
-                                                               "filament"],
-                         "class_id": [1, 2, 3, 4], "class_name": list("abcd"), "item_id": [1, 2, 1, 1]})
+    inst = pd.DataFrame(
+        {
+            "instance_id": [1, 2, 3, 4],
+            "kind": ["particle", "membrane_protein", "membrane", "filament"],
+            "class_id": [1, 2, 3, 4],
+            "class_name": list("abcd"),
+            "item_id": [1, 2, 1, 1],
+        }
+    )
     # particle 1's centre is outside (unlisted, voxels kept as id 3), membrane 3 is gone
     out = bin_instances(inst, {2: 1, 4: 2, 1: 3}, {2: 1})
     assert out["instance_id"].tolist() == [1, 2, 3]
@@ -469,16 +550,33 @@ def test_official_shrec_script_scores_a_binned_shrec_file(tmp_path):
 
     parts = _shrec_model(tmp_path / "full", np.random.default_rng(7))
     lab = tmp_path / "lab"
-    assert main(["labels", "--class-mask", str(tmp_path / "full" / "class_mask.mrc"),
-                 "--occupancy", str(tmp_path / "full" / "occupancy_mask.mrc"),
-                 "--particles", str(tmp_path / "full" / "particle_locations.txt"), "-o", str(lab),
-                 "--bin", "2", "--z-range", "1:11", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "labels",
+                "--class-mask",
+                str(tmp_path / "full" / "class_mask.mrc"),
+                "--occupancy",
+                str(tmp_path / "full" / "occupancy_mask.mrc"),
+                "--particles",
+                str(tmp_path / "full" / "particle_locations.txt"),
+                "-o",
+                str(lab),
+                "--bin",
+                "2",
+                "--z-range",
+                "1:11",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     exact = read_particles(lab / "particles_bin2.csv")
     lines = (lab / "particle_locations_bin2.txt").read_text().splitlines()
     assert len(lines) == len(exact) == len(parts)
-    xyz = np.array([[int(v) for v in ln.split()[1:4]] for ln in lines])       # integers, as int(x) reads them
+    xyz = np.array([[int(v) for v in ln.split()[1:4]] for ln in lines])  # integers, as int(x) reads them
     frac = exact[["x", "y", "z"]].to_numpy()
-    assert (frac % 1 != 0).any()                                               # the CSV keeps exact centres
+    assert (frac % 1 != 0).any()  # the CSV keeps exact centres
     np.testing.assert_array_equal(xyz, np.rint(frac))
     model = tmp_path / "model"
     model.mkdir()
@@ -489,12 +587,35 @@ def test_official_shrec_script_scores_a_binned_shrec_file(tmp_path):
     skip = next(i for i, ln in enumerate(lines) if ln.split()[0] not in ("4V94", "vesicle"))
     sub = tmp_path / "sub" / "picks.txt"
     sub.parent.mkdir()
-    sub.write_text("".join(ln.split(maxsplit=4)[0] + " " + " ".join(ln.split()[1:4]) + "\n"
-                           for i, ln in enumerate(lines) if i != skip))
+    sub.write_text(
+        "".join(
+            ln.split(maxsplit=4)[0] + " " + " ".join(ln.split()[1:4]) + "\n" for i, ln in enumerate(lines) if i != skip
+        )
+    )
     python, wrapper, script = shrec_script_or_skip()
-    proc = subprocess.run([python, "-c", _SHREC_DRIVER, str(tmp_path / "cap.json"), str(wrapper), str(script),
-                           "-s", str(sub), "-t", str(model), "-o", str(tmp_path / "results.txt"), "--confusion", ""],
-                          check=False, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = subprocess.run(
+        [
+            python,
+            "-c",
+            _SHREC_DRIVER,
+            str(tmp_path / "cap.json"),
+            str(wrapper),
+            str(script),
+            "-s",
+            str(sub),
+            "-t",
+            str(model),
+            "-o",
+            str(tmp_path / "results.txt"),
+            "--confusion",
+            "",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (off,) = json.loads((tmp_path / "cap.json").read_text())
     names = [ln.split()[0] for ln in lines]
@@ -503,9 +624,27 @@ def test_official_shrec_script_scores_a_binned_shrec_file(tmp_path):
     assert off["n_gt_particles2"] == len(names) - names.count("4V94")
     assert off["n_clipped_predicted_particles"] == 0
     out = tmp_path / "m.json"
-    assert main(["evaluate", "--truth", str(model / "particle_locations.txt"), "--occupancy",
-                 str(model / "occupancy_mask.mrc"), "--pred", str(sub), "-o", str(out), "--exclude-class", "4V94",
-                 "--exclude-class", "vesicle", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--truth",
+                str(model / "particle_locations.txt"),
+                "--occupancy",
+                str(model / "occupancy_mask.mrc"),
+                "--pred",
+                str(sub),
+                "-o",
+                str(out),
+                "--exclude-class",
+                "4V94",
+                "--exclude-class",
+                "vesicle",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     m = json.loads(out.read_text())
     assert m["localisation"]["f1"] == pytest.approx(off["localization_f1"], abs=1e-6)
     assert m["classification"]["macro_f1"] == pytest.approx(off["overall"]["F1 Macro"], abs=1e-6)
@@ -520,16 +659,60 @@ def test_binned_masks_and_tomogram_carry_their_origin_in_the_full_volume(tmp_pat
     from faket.formats.particles import read_particles
 
     spec = tmp_path / "spec.yaml"
-    spec.write_text("box: [32, 48, 48]\nvoxel_size: 10.0\nslab_thickness: 24\nclasses:\n"
-                    "  - {template: globule, count: 6}\n  - {template: ring, count: 3}\n")
+    spec.write_text(
+        "box: [32, 48, 48]\nvoxel_size: 10.0\nslab_thickness: 24\nclasses:\n"
+        "  - {template: globule, count: 6}\n  - {template: ring, count: 3}\n"
+    )
     assert main(["layout", "-o", str(tmp_path / "lay"), "--spec", str(spec), "--seed", "2", "--quiet"]) == 0
     a, b, v = 5, 2, 10.0
-    assert main(["labels", str(tmp_path / "lay"), "-o", str(tmp_path / "lab"), "--bin", f"1,{b},3",
-                 "--z-range", f"{a}:29", "--quiet"]) == 0
-    assert main(["project", str(tmp_path / "lay" / "volume.mrc"), "-o", str(tmp_path / "ts.mrc"),
-                 "--angles", "-60:60:30", "--quiet"]) == 0
-    assert main(["reconstruct", str(tmp_path / "ts.mrc"), "-o", str(tmp_path / "tomo.mrc"), "--bin", str(b),
-                 "--z-range", f"{a}:29", "--volume-z", "32", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "labels",
+                str(tmp_path / "lay"),
+                "-o",
+                str(tmp_path / "lab"),
+                "--bin",
+                f"1,{b},3",
+                "--z-range",
+                f"{a}:29",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "project",
+                str(tmp_path / "lay" / "volume.mrc"),
+                "-o",
+                str(tmp_path / "ts.mrc"),
+                "--angles",
+                "-60:60:30",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(tmp_path / "ts.mrc"),
+                "-o",
+                str(tmp_path / "tomo.mrc"),
+                "--bin",
+                str(b),
+                "--z-range",
+                f"{a}:29",
+                "--volume-z",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     full = read_particles(tmp_path / "lab" / "particles.csv").set_index("particle_id")
     origins = {}
     for k in (1, b, 3):
@@ -547,8 +730,9 @@ def test_binned_masks_and_tomogram_carry_their_origin_in_the_full_volume(tmp_pat
         old_of = {n: int(o) for o, n in side["particle_id_map"].items()}
         for _, r in binned.iterrows():
             f = full.loc[old_of[int(r.particle_id)]]
-            np.testing.assert_allclose([ox + r.x * v * k, oy + r.y * v * k, oz + r.z * v * k],
-                                       [f.x * v, f.y * v, f.z * v], atol=1e-6)
+            np.testing.assert_allclose(
+                [ox + r.x * v * k, oy + r.y * v * k, oz + r.z * v * k], [f.x * v, f.y * v, f.z * v], atol=1e-6
+            )
     with mrcfile.open(tmp_path / "tomo.mrc", header_only=True) as m:
         o = m.header.origin
         assert (float(o.x), float(o.y), float(o.z)) == pytest.approx(origins[f"class_mask_bin{b}.mrc"])

@@ -24,7 +24,7 @@ def test_chunked_binning_equals_whole_volume(monkeypatch, seed):
     shape = tuple(int(v) for v in rng.integers(9, 27, 3))
     cls, occ = _layout(rng, shape, int(rng.integers(3, 40)))
     results = {}
-    for name, chunk in (("whole", 1 << 40), ("chunked", 300)):   # 300 voxels: a chunk per binned plane or so
+    for name, chunk in (("whole", 1 << 40), ("chunked", 300)):  # 300 voxels: a chunk per binned plane or so
         monkeypatch.setattr(M, "CHUNK_VOXELS", chunk)
         out = {}
         for b in (2, 3):
@@ -51,10 +51,10 @@ def test_rescue_across_chunks(monkeypatch):
     """A particle that wins no block is rescued into its best block also when that block is in another chunk
     than the blocks it lost."""
     occ = np.zeros((8, 4, 4), np.int32)
-    occ[0:8, 0:2, 0:2] = 1              # a big particle: 4 blocks
-    occ[1, 0, 0] = 2                    # a one-voxel particle inside block (0, 0, 0): loses the vote
-    occ[2, 0, 0] = 2                    # and one voxel in block (1, 0, 0): two candidate blocks, 1 voxel each
-    monkeypatch.setattr(M, "CHUNK_VOXELS", 16)       # one binned plane per chunk
+    occ[0:8, 0:2, 0:2] = 1  # a big particle: 4 blocks
+    occ[1, 0, 0] = 2  # a one-voxel particle inside block (0, 0, 0): loses the vote
+    occ[2, 0, 0] = 2  # and one voxel in block (1, 0, 0): two candidate blocks, 1 voxel each
+    monkeypatch.setattr(M, "CHUNK_VOXELS", 16)  # one binned plane per chunk
     info = M.BinInfo()
     got = M.bin_label_mask(occ, 2, info=info)
     monkeypatch.setattr(M, "CHUNK_VOXELS", 1 << 40)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import mrcfile
 import numpy as np
 import pandas as pd
@@ -18,27 +19,30 @@ def _blobs(n, pts_xyz, sigma=1.5):
     z, y, x = np.meshgrid(*[np.arange(n) - c] * 3, indexing="ij")
     v = np.zeros((n,) * 3, np.float32)
     for px, py, pz in pts_xyz:
-        v += np.exp(-((x - px) ** 2 + (y - py) ** 2 + (z - pz) ** 2) / (2 * sigma ** 2))
+        v += np.exp(-((x - px) ** 2 + (y - py) ** 2 + (z - pz) ** 2) / (2 * sigma**2))
     return v
 
 
 @pytest.fixture(scope="module")
 def templates():
     return {
-        "arm": _blobs(21, [(0, 0, 0), (3, 0, 0), (6, 0, 0), (6, 3, 0)]),       # elongated, asymmetric
+        "arm": _blobs(21, [(0, 0, 0), (3, 0, 0), (6, 0, 0), (6, 3, 0)]),  # elongated, asymmetric
         "pair": _blobs(15, [(0, 0, 0), (2, 2, 2)], sigma=1.8),
-        "ring": np.clip(_blobs(19, [(5 * np.cos(a), 5 * np.sin(a), 0) for a in np.linspace(0, 2 * np.pi, 12,
-                                                                                          endpoint=False)]), 0, 1),
+        "ring": np.clip(
+            _blobs(19, [(5 * np.cos(a), 5 * np.sin(a), 0) for a in np.linspace(0, 2 * np.pi, 12, endpoint=False)]), 0, 1
+        ),
     }
 
 
 @pytest.fixture(scope="module")
 def small_layout(templates):
-    classes = [L.LayoutClass(1, "arm", templates["arm"], count=25),
-               L.LayoutClass(2, "pair", templates["pair"], count=40),
-               L.LayoutClass(3, "ring", templates["ring"], count=10),
-               L.LayoutClass(4, "vesicle", L.vesicle_template(24, 10), count=1, isotropic=True),
-               L.LayoutClass(5, "gold", L.fiducial_template(4, 10, value=5), count=4, isotropic=True)]
+    classes = [
+        L.LayoutClass(1, "arm", templates["arm"], count=25),
+        L.LayoutClass(2, "pair", templates["pair"], count=40),
+        L.LayoutClass(3, "ring", templates["ring"], count=10),
+        L.LayoutClass(4, "vesicle", L.vesicle_template(24, 10), count=1, isotropic=True),
+        L.LayoutClass(5, "gold", L.fiducial_template(4, 10, value=5), count=4, isotropic=True),
+    ]
     return classes, L.random_layout(classes, (40, 80, 80), seed=3, slab_z=(6, 34))
 
 
@@ -69,7 +73,7 @@ def test_random_layout_masks_centres_and_no_shared_voxels(small_layout):
         assert vox[:, 0].min() >= 6 and vox[:, 0].max() < 34
         assert vox[:, 1:].min() >= 0 and vox[:, 1].max() < 80 and vox[:, 2].max() < 80
         got = lay.occupancy[vox[:, 0], vox[:, 1], vox[:, 2]]
-        assert (got == row.particle_id).all()             # whole mask is this particle's
+        assert (got == row.particle_id).all()  # whole mask is this particle's
         total += len(vox)
     # the independently recomputed masks tile the occupancy exactly: no voxel belongs to two particles
     assert total == np.count_nonzero(lay.occupancy)
@@ -118,7 +122,7 @@ def test_round_trip_list_layout_list(small_layout, tmp_path, templates):
     p = tmp_path / "particles.csv"
     write_particles_csv(lay.particles, p)
     df = read_particles(p)
-    pd.testing.assert_frame_equal(df, lay.particles)          # exact: ids, classes, positions, angles
+    pd.testing.assert_frame_equal(df, lay.particles)  # exact: ids, classes, positions, angles
     tmpl = {c.name: c.template for c in classes}
     again = L.place_particles(tmpl, df, (40, 80, 80), isotropic=["vesicle", "gold"])
     pd.testing.assert_frame_equal(again.particles, lay.particles)
@@ -140,17 +144,27 @@ def test_not_enough_room_says_how_many(templates):
 
 def test_place_particles_subvoxel_and_overlap(templates):
     ball = L.fiducial_template(3, 10)
-    df = pd.DataFrame({"particle_id": [7, 9], "class_id": [2, 2], "class_name": ["b", "b"],
-                       "x": [10.3, 12.0], "y": [15.0, 15.0], "z": [8.0, 8.0], "rot": [0.0, 0.0],
-                       "tilt": [0.0, 0.0], "psi": [0.0, 0.0]})
+    df = pd.DataFrame(
+        {
+            "particle_id": [7, 9],
+            "class_id": [2, 2],
+            "class_name": ["b", "b"],
+            "x": [10.3, 12.0],
+            "y": [15.0, 15.0],
+            "z": [8.0, 8.0],
+            "rot": [0.0, 0.0],
+            "tilt": [0.0, 0.0],
+            "psi": [0.0, 0.0],
+        }
+    )
     lay = L.place_particles({"b": ball}, df.iloc[:1], (16, 30, 30))
     d = lay.density
     xs = np.arange(d.shape[2])
     assert abs((d.sum(axis=(0, 1)) * xs).sum() / d.sum() - 10.3) < 0.02
     assert lay.occupancy[8, 15, 10] == 7 and lay.class_mask[8, 15, 10] == 2
     both = L.place_particles({"b": ball}, df, (16, 30, 30))
-    assert both.overlap_voxels > 0                   # 1.7 voxels apart with radius 1.5: masks overlap
-    assert both.occupancy[8, 15, 12] == 9 and both.occupancy[8, 15, 10] == 7   # centres still labelled
+    assert both.overlap_voxels > 0  # 1.7 voxels apart with radius 1.5: masks overlap
+    assert both.occupancy[8, 15, 12] == 9 and both.occupancy[8, 15, 10] == 7  # centres still labelled
     assert both.centres_taken == []
     same = L.place_particles({"b": ball}, df.assign(x=[12.0, 12.2]), (16, 30, 30))
     assert same.centres_taken == [9]
@@ -164,12 +178,12 @@ def test_vesicle_and_fiducial_templates():
     v = L.vesicle_template(40, 10, membrane_thickness_nm=4)
     n = v.shape[0]
     c = (n - 1) // 2
-    assert v[c, c, c] < 1e-3                          # hollow
+    assert v[c, c, c] < 1e-3  # hollow
     prof = v[c, c, c:]
     r_peaks = [i for i in range(1, len(prof) - 1) if prof[i] >= prof[i - 1] and prof[i] > prof[i + 1]]
     assert all(16 <= r <= 20 for r in r_peaks) and v.max() == pytest.approx(1.0, abs=1e-6)
     g = L.fiducial_template(10, 10, value=3.0)
-    assert g.sum() == pytest.approx(3.0 * 4 / 3 * np.pi * 5 ** 3, rel=0.03)
+    assert g.sum() == pytest.approx(3.0 * 4 / 3 * np.pi * 5**3, rel=0.03)
     assert g.max() == pytest.approx(3.0)
 
 
@@ -192,32 +206,42 @@ def test_validate_spec_defaults_and_errors():
         assert s["box"] == [128, 256, 256] and s["voxel_size"] == 10.0 and s["classes"] == []
         assert s["vesicles"]["count"] == 0 and s["fiducials"]["count"] == 0
     s = L.validate_spec({"classes": [{"template": "ring"}], "vesicles": None}, "x.yaml")
-    assert s["box"] == list(L.DEFAULT_BOX)                          # no box -> faket layout's default
+    assert s["box"] == list(L.DEFAULT_BOX)  # no box -> faket layout's default
     assert s["classes"] == [{"template": "ring", "count": L.DEFAULT_COUNT_PER_CLASS}]
-    assert s["vesicles"] == L.DEFAULT_VESICLES                       # empty section = its defaults
+    assert s["vesicles"] == L.DEFAULT_VESICLES  # empty section = its defaults
     d = L.default_spec()
     assert [c["template"] for c in d["classes"]] == list(BUILTIN_NAMES)
     assert d["slab_thickness"] == L.DEFAULT_SLAB and d["fiducials"]["count"] == 5
-    for bad, msg in (({"box": [8, 8]}, "x.yaml.box: expected three"), ({"bx": 1}, "unknown key 'bx'"),
-                     ({"voxel_size": "big"}, "voxel_size: expected a number"),
-                     ({"classes": [{"count": 3}]}, "missing key 'template'"), ([1], "mapping")):
+    for bad, msg in (
+        ({"box": [8, 8]}, "x.yaml.box: expected three"),
+        ({"bx": 1}, "unknown key 'bx'"),
+        ({"voxel_size": "big"}, "voxel_size: expected a number"),
+        ({"classes": [{"count": 3}]}, "missing key 'template'"),
+        ([1], "mapping"),
+    ):
         with pytest.raises(InputError, match=msg.replace("[", r"\[")):
             L.validate_spec(bad, "x.yaml")
 
 
 def test_class_table_built_once_for_random_and_listed_layouts():
-    spec = L.validate_spec({"box": [24, 48, 48], "slab_thickness": 20,
-                            "classes": [{"template": "globule", "name": "g", "count": 3}],
-                            "vesicles": {"diameter_nm": 16, "membrane_thickness_nm": 3, "contrast": 0.5},
-                            "fiducials": {"count": 2, "diameter_nm": 4}})
+    spec = L.validate_spec(
+        {
+            "box": [24, 48, 48],
+            "slab_thickness": 20,
+            "classes": [{"template": "globule", "name": "g", "count": 3}],
+            "vesicles": {"diameter_nm": 16, "membrane_thickness_nm": 3, "contrast": 0.5},
+            "fiducials": {"count": 2, "diameter_nm": 4},
+        }
+    )
     rand = {e["name"]: e for e in L.class_table(spec, 10.0)}
     assert list(rand) == ["g", "vesicle", "fiducial"]
     listed = {e["name"]: e for e in L.class_table(spec, 10.0, names=["fiducial", "vesicle", "g", "ring"])}
-    for n in rand:   # a listed class is the same class as in a random layout (spec parameters kept)
+    for n in rand:  # a listed class is the same class as in a random layout (spec parameters kept)
         np.testing.assert_array_equal(listed[n]["density"], rand[n]["density"])
         assert listed[n]["isotropic"] == rand[n]["isotropic"]
     assert rand["vesicle"]["density"].max() == pytest.approx(0.5)
     from faket.errors import InputError
+
     with pytest.raises(InputError, match="l.csv: unknown class 'martian'"):
         L.class_table(spec, 10.0, names=["martian"], source="l.csv")
     res = L.make_layout(spec, seed=4)
@@ -269,8 +293,7 @@ def test_cli_layout_writes_everything(tmp_path, run_cli):
     occ = mrcfile.read(out / "occupancy_mask.mrc").astype(np.int64)
     cls = mrcfile.read(out / "class_mask.mrc").astype(np.int64)
     classes = json.loads((out / "classes.json").read_text())
-    assert {k: v["name"] for k, v in classes.items()} == {"1": "globule", "2": "three", "3": "vesicle",
-                                                          "4": "fiducial"}
+    assert {k: v["name"] for k, v in classes.items()} == {"1": "globule", "2": "three", "3": "vesicle", "4": "fiducial"}
     df = read_particles(out / "particles.csv")
     assert df["class_name"].value_counts().to_dict() == {"globule": 8, "three": 6, "vesicle": 1, "fiducial": 2}
     for r in df.itertuples(index=False):
@@ -301,11 +324,12 @@ def test_cli_particles_round_trip(tmp_path, run_cli):
         out2 = tmp_path / ("b_" + lst)
         rc, _, err = run_cli("layout", "--spec", _spec(tmp_path), "--particles", out / lst, "-o", out2)
         assert rc == 0, err
-        np.testing.assert_array_equal(mrcfile.read(out2 / "occupancy_mask.mrc"),
-                                      mrcfile.read(out / "occupancy_mask.mrc"))
+        np.testing.assert_array_equal(
+            mrcfile.read(out2 / "occupancy_mask.mrc"), mrcfile.read(out / "occupancy_mask.mrc")
+        )
         np.testing.assert_allclose(mrcfile.read(out2 / "volume.mrc"), mrcfile.read(out / "volume.mrc"), atol=1e-4)
     a = (out / "particles.csv").read_text()
-    assert (tmp_path / "b_particles.csv" / "particles.csv").read_text() == a   # list -> layout -> list exact
+    assert (tmp_path / "b_particles.csv" / "particles.csv").read_text() == a  # list -> layout -> list exact
 
 
 def _fails(run_cli, tmp_path, *argv, match):
@@ -321,26 +345,49 @@ def _fails(run_cli, tmp_path, *argv, match):
 def test_cli_bad_spec(tmp_path, run_cli):
     _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "box: [8, 8]\n"), match="box: expected three")
     _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "bx: [8, 8, 8]\n"), match="unknown key 'bx'")
-    _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "classes:\n  - template: ring\n    cont: 3\n"),
-           match="classes[0]: unknown key 'cont'")
-    _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "classes:\n  - template: ring\n    count: many\n"),
-           match="classes[0].count: expected an integer")
-    _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "classes:\n  - template: nosuchclass\n"),
-           match="nosuchclass")
+    _fails(
+        run_cli,
+        tmp_path,
+        "--spec",
+        _spec(tmp_path, "classes:\n  - template: ring\n    cont: 3\n"),
+        match="classes[0]: unknown key 'cont'",
+    )
+    _fails(
+        run_cli,
+        tmp_path,
+        "--spec",
+        _spec(tmp_path, "classes:\n  - template: ring\n    count: many\n"),
+        match="classes[0].count: expected an integer",
+    )
+    _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "classes:\n  - template: nosuchclass\n"), match="nosuchclass")
     _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "box: [8, 8\n"), match="not valid YAML")
-    _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "vesicles:\n  diameter_nm: -3\n"),
-           match="vesicles.diameter_nm: must be positive")
-    _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, "box: [8, 8, 8]\nslab_thickness: 9\n"),
-           match="slab_thickness 9 is larger than the box Z size 8")
+    _fails(
+        run_cli,
+        tmp_path,
+        "--spec",
+        _spec(tmp_path, "vesicles:\n  diameter_nm: -3\n"),
+        match="vesicles.diameter_nm: must be positive",
+    )
+    _fails(
+        run_cli,
+        tmp_path,
+        "--spec",
+        _spec(tmp_path, "box: [8, 8, 8]\nslab_thickness: 9\n"),
+        match="slab_thickness 9 is larger than the box Z size 8",
+    )
 
 
 def test_cli_bad_templates(tmp_path, run_cli):
     bad_mrc = tmp_path / "broken.mrc"
     bad_mrc.write_bytes(b"not an mrc file at all" * 10)
-    _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, f"classes:\n  - template: {bad_mrc}\n"),
-           match="broken.mrc")
-    _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, f"classes:\n  - template: {tmp_path}/missing.mrc\n"),
-           match="missing.mrc")
+    _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, f"classes:\n  - template: {bad_mrc}\n"), match="broken.mrc")
+    _fails(
+        run_cli,
+        tmp_path,
+        "--spec",
+        _spec(tmp_path, f"classes:\n  - template: {tmp_path}/missing.mrc\n"),
+        match="missing.mrc",
+    )
     pdb = tmp_path / "empty.pdb"
     pdb.write_text("HEADER    EMPTY\nEND\n")
     _fails(run_cli, tmp_path, "--spec", _spec(tmp_path, f"classes:\n  - template: {pdb}\n"), match="empty.pdb")
@@ -376,8 +423,11 @@ def test_cli_bad_particle_lists(tmp_path, run_cli):
 def test_cli_real_templates_and_fraction(shared_data, tmp_path, run_cli):
     pdb = shared_data / "pdb" / "1bxn.pdb"
     mrc = shared_data / "maps" / "polnet_templates_10A" / "4v94.mrc"
-    spec = _spec(tmp_path, f"box: [40, 96, 96]\nslab_thickness: 36\nclasses:\n  - template: {pdb}\n    count: 4\n"
-                           f"  - template: {mrc}\n    name: 4V94\n    fraction: 0.04\n")
+    spec = _spec(
+        tmp_path,
+        f"box: [40, 96, 96]\nslab_thickness: 36\nclasses:\n  - template: {pdb}\n    count: 4\n"
+        f"  - template: {mrc}\n    name: 4V94\n    fraction: 0.04\n",
+    )
     out = tmp_path / "real"
     rc, _, err = run_cli("layout", "--spec", spec, "-o", out, "--cache-dir", tmp_path / "cache", "--shape", "48,96,96")
     assert rc == 0, err
@@ -391,4 +441,4 @@ def test_cli_real_templates_and_fraction(shared_data, tmp_path, run_cli):
     assert (df["class_name"] == "1bxn").sum() == 4
     occ = mrcfile.read(out / "occupancy_mask.mrc")
     assert all(occ[int(r.z), int(r.y), int(r.x)] == r.particle_id for r in df.itertuples())
-    assert 6 <= df["z"].min() and df["z"].max() < 42          # slab 6..42 of the 48-voxel --box
+    assert 6 <= df["z"].min() and df["z"].max() < 42  # slab 6..42 of the 48-voxel --box

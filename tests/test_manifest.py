@@ -11,9 +11,9 @@ import pytest
 
 from faket.cli import main
 from faket.errors import InputError
+from faket.formats.manifest import COLUMNS, check_entry, parse_manifest, read_manifest
 from faket.formats.mrc import read_mrc, write_mrc
 from faket.formats.tiltmeta import read_tlt, write_tlt
-from faket.formats.manifest import COLUMNS, check_entry, parse_manifest, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -71,14 +71,17 @@ def test_missing_altered_and_not_downloaded_fail_naming_the_entry(man, capsys):
     assert "no entry named 'nosuch'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("row, msg", [
-    ("a,tiltseries,x.mrc,,,,,\n", "needs its sha256"),
-    ("a,tiltsries,x.mrc," + "0" * 64 + ",,,,\n", "kind 'tiltsries'"),
-    ("a,tiltseries,x.mrc,abc,,,,\n", "64 hex"),
-    ("a,tiltseries,x.mrc," + "0" * 64 + ",-3,,,\n", "positive"),
-    ("a b,tiltseries,x.mrc," + "0" * 64 + ",,,,\n", "bad name"),
-    ("a,tiltseries,x.mrc\n", "3 fields"),
-])
+@pytest.mark.parametrize(
+    "row, msg",
+    [
+        ("a,tiltseries,x.mrc,,,,,\n", "needs its sha256"),
+        ("a,tiltsries,x.mrc," + "0" * 64 + ",,,,\n", "kind 'tiltsries'"),
+        ("a,tiltseries,x.mrc,abc,,,,\n", "64 hex"),
+        ("a,tiltseries,x.mrc," + "0" * 64 + ",-3,,,\n", "positive"),
+        ("a b,tiltseries,x.mrc," + "0" * 64 + ",,,,\n", "bad name"),
+        ("a,tiltseries,x.mrc\n", "3 fields"),
+    ],
+)
 def test_malformed_rows_name_the_line(row, msg):
     with pytest.raises(InputError, match=msg) as ei:
         parse_manifest(HEADER + row, source="m.csv")
@@ -90,16 +93,47 @@ def test_malformed_rows_name_the_line(row, msg):
 def test_add_computes_checksum_and_refuses_duplicates(man, capsys):
     p, ts = man
     write_mrc(p.parent / "new.mrc", ts[:1] * 2, 5.0)
-    assert main(["manifest", "add", str(p), "new", str(p.parent / "new.mrc"), "--kind", "micrograph",
-                 "--voxel-size-a", "5", "--licence", "CC0"]) == 0
+    assert (
+        main(
+            [
+                "manifest",
+                "add",
+                str(p),
+                "new",
+                str(p.parent / "new.mrc"),
+                "--kind",
+                "micrograph",
+                "--voxel-size-a",
+                "5",
+                "--licence",
+                "CC0",
+            ]
+        )
+        == 0
+    )
     e = read_manifest(p)[-1]
     assert (e.name, e.path_or_url, e.sha256, e.voxel_size_a) == ("new", "new.mrc", _sha(p.parent / "new.mrc"), 5.0)
     assert main(["manifest", "check", str(p), "--names", "new"]) == 0
     before = p.read_text()
     assert main(["manifest", "add", str(p), "new", str(p.parent / "new.mrc"), "--kind", "micrograph"]) == 2
     assert p.read_text() == before
-    assert main(["manifest", "add", str(p), "new", str(p.parent / "ts.mrc"), "--kind", "tiltseries",
-                 "--angles-file", str(p.parent / "angles.tlt"), "--replace"]) == 0
+    assert (
+        main(
+            [
+                "manifest",
+                "add",
+                str(p),
+                "new",
+                str(p.parent / "ts.mrc"),
+                "--kind",
+                "tiltseries",
+                "--angles-file",
+                str(p.parent / "angles.tlt"),
+                "--replace",
+            ]
+        )
+        == 0
+    )
     e = read_manifest(p)[-1]
     assert e.kind == "tiltseries" and e.angles_file == "angles.tlt" and e.sha256 == _sha(p.parent / "ts.mrc")
 
@@ -117,8 +151,8 @@ def test_stage_tiltseries_and_micrograph(man, tmp_path):
     out2 = tmp_path / "staged" / "mic.mrc"
     assert main(["manifest", "stage", str(p), "mic", "-o", str(out2)]) == 0
     m2 = read_mrc(out2)
-    np.testing.assert_array_equal(m2.data, ts[1])       # middle image of the 3-image stack
-    assert m2.voxel_size_a == pytest.approx(12.5)       # from the manifest (header had none)
+    np.testing.assert_array_equal(m2.data, ts[1])  # middle image of the 3-image stack
+    assert m2.voxel_size_a == pytest.approx(12.5)  # from the manifest (header had none)
     # an altered file is refused and nothing is written
     (p.parent / "ts.mrc").write_bytes((p.parent / "ts.mrc").read_bytes()[:-4] + b"\1\1\1\1")
     out3 = tmp_path / "staged" / "bad.mrc"

@@ -24,7 +24,7 @@ def test_radial_spectrum_of_a_cosine_peaks_at_its_frequency():
     assert freq[8] == pytest.approx(8 / n)
     # Parseval: sum of |F|^2/(HW) = sum of squares; the cosine's energy sits in 2 samples of bin 8
     counts = np.bincount(np.rint(n * np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))).astype(int).ravel())
-    assert p[8] * counts[8] == pytest.approx((img ** 2).sum(), rel=1e-9)
+    assert p[8] * counts[8] == pytest.approx((img**2).sum(), rel=1e-9)
 
 
 def test_white_noise_spectrum_is_flat_and_smooth_image_falls():

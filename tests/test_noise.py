@@ -11,9 +11,9 @@ import pytest
 import scipy.fft as sfft
 from scipy.ndimage import gaussian_filter
 
-from faket.imaging import noise as nz
 from faket.cli import main
 from faket.errors import InputError
+from faket.imaging import noise as nz
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -83,7 +83,7 @@ def test_add_noise_seeded_and_independent_of_chunking():
 
 def test_snr_definition():
     c = nz.snr_curves([0.01, 0.25, 1.0, 4.0], np.zeros(4), np.ones(4))
-    np.testing.assert_allclose(c.r ** 2 + c.sigma ** 2, 1.0)
+    np.testing.assert_allclose(c.r**2 + c.sigma**2, 1.0)
     np.testing.assert_allclose(c.snr, [0.01, 0.25, 1.0, 4.0])
     with pytest.raises(InputError):
         nz.snr_curves(-1.0, np.zeros(2), np.ones(2))
@@ -102,7 +102,7 @@ def test_paired_fit_recovers_r_and_sigma():
     c = nz.paired_fit(noisy, clean)
     np.testing.assert_allclose(c.r, np.sqrt(snr / (1 + snr)), atol=0.03)
     np.testing.assert_allclose(c.sigma, np.sqrt(1 / (1 + snr)), atol=0.03)
-    np.testing.assert_allclose(c.r ** 2 + c.sigma ** 2, 1.0, atol=1e-6)
+    np.testing.assert_allclose(c.r**2 + c.sigma**2, 1.0, atol=1e-6)
     with pytest.raises(InputError, match="shape"):
         nz.paired_fit(noisy, clean[:3])
 
@@ -164,7 +164,7 @@ def test_blind_noise_variance_additive_on_real_tilts():
     c = nz.blind_fit(d, info=info)
     assert info["roll_off"]
     assert np.all((c.sigma > 0.95) & (c.sigma <= 1.0))
-    np.testing.assert_allclose(c.r ** 2 + c.sigma ** 2, 1.0)
+    np.testing.assert_allclose(c.r**2 + c.sigma**2, 1.0)
     # the blank tilts of real data (excluded tilts stored as rounding residue) are refused
     blank = d.copy()
     blank[2] = 1e-5 * rng.standard_normal(blank.shape[1:])
@@ -175,12 +175,12 @@ def test_blind_noise_variance_additive_on_real_tilts():
 def test_smoothing_and_global():
     x = np.arange(21.0)
     r = 0.8 - 0.0005 * (x - 10) ** 2
-    s = np.sqrt(1 - r ** 2)
+    s = np.sqrt(1 - r**2)
     rng = np.random.default_rng(0)
     raw = nz.NoiseCurves(r + rng.normal(0, 0.02, 21), s, 5 + 0.01 * x, 2 + 0 * x)
     sm = nz.smooth_curves(raw, 2)
     assert np.abs(sm.r - r).max() < np.abs(raw.r - r).max()
-    np.testing.assert_allclose(sm.r ** 2 + sm.sigma ** 2, 1.0)
+    np.testing.assert_allclose(sm.r**2 + sm.sigma**2, 1.0)
     np.testing.assert_allclose(sm.mean, raw.mean, atol=1e-9)
     g = nz.global_curves(sm)
     assert np.ptp(g.r) == 0 and np.ptp(g.sigma) == 0
@@ -212,8 +212,20 @@ def test_cli_paired_and_blind(series, capsys):
     d, ang, snr, ref = series
     for est, extra in (("paired", ["--reference-clean", str(d / "ref_clean.mrc")]), ("blind", [])):
         out = d / f"noisy_{est}.mrc"
-        rc = main(["noise", str(d / "clean.mrc"), "--reference", str(d / "ref.mrc"), *extra,
-                   "-o", str(out), "--content-out", str(d / f"content_{est}.mrc"), "--quiet"])
+        rc = main(
+            [
+                "noise",
+                str(d / "clean.mrc"),
+                "--reference",
+                str(d / "ref.mrc"),
+                *extra,
+                "-o",
+                str(out),
+                "--content-out",
+                str(d / f"content_{est}.mrc"),
+                "--quiet",
+            ]
+        )
         assert rc == 0, capsys.readouterr().err
         noisy = read(out)
         assert noisy.shape == (21, 64, 64)
@@ -236,14 +248,23 @@ def test_cli_paired_and_blind(series, capsys):
 def test_cli_single_image_reference_global_and_snr(series, capsys):
     d, ang, snr, ref = series
     write(d / "micro.mrc", ref[10])
-    rc = main(["noise", str(d / "clean.mrc"), "--reference", str(d / "micro.mrc"), "--global",
-               "-o", str(d / "g.mrc"), "--quiet"])
+    rc = main(
+        [
+            "noise",
+            str(d / "clean.mrc"),
+            "--reference",
+            str(d / "micro.mrc"),
+            "--global",
+            "-o",
+            str(d / "g.mrc"),
+            "--quiet",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     c = json.loads((d / "g.json").read_text())["noise_model"]["curves"]
     assert np.ptp(c["r"]) < 1e-12 and len(c["r"]) == 21
     assert np.ptp(c["mean"]) < 1e-9  # one image: one mean for all tilts
-    rc = main(["noise", str(d / "clean.mrc"), "--snr", "0.1", "-o", str(d / "s.mrc"), "--seed", "4",
-               "--quiet"])
+    rc = main(["noise", str(d / "clean.mrc"), "--snr", "0.1", "-o", str(d / "s.mrc"), "--seed", "4", "--quiet"])
     assert rc == 0
     c = json.loads((d / "s.json").read_text())["noise_model"]["curves"]
     np.testing.assert_allclose(c["snr"], 0.1)
@@ -256,8 +277,7 @@ def test_cli_single_image_reference_global_and_snr(series, capsys):
 def test_cli_several_references_are_averaged(series, capsys):
     d, ang, snr, ref = series
     rng = np.random.default_rng(9)
-    ref2 = np.stack([phantom(64, 20, seed=200 + s) for s in range(21)]) * np.sqrt(2.0) \
-        + rng.standard_normal(ref.shape)
+    ref2 = np.stack([phantom(64, 20, seed=200 + s) for s in range(21)]) * np.sqrt(2.0) + rng.standard_normal(ref.shape)
     write(d / "ref2.mrc", ref2 * 2, ang)
     runs = {}
     for name, refs in (("a", ["ref.mrc"]), ("b", ["ref2.mrc"]), ("ab", ["ref.mrc", "ref2.mrc"])):
@@ -266,8 +286,9 @@ def test_cli_several_references_are_averaged(series, capsys):
             argv += ["--reference", str(d / r)]
         assert main(argv) == 0, capsys.readouterr().err
         runs[name] = json.loads((d / f"{name}.json").read_text())["noise_model"]["curves"]
-    r_avg, s_avg = nz.normalise_r_sigma((np.array(runs["a"]["r"]) + runs["b"]["r"]) / 2,
-                                        (np.array(runs["a"]["sigma"]) + runs["b"]["sigma"]) / 2)
+    r_avg, s_avg = nz.normalise_r_sigma(
+        (np.array(runs["a"]["r"]) + runs["b"]["r"]) / 2, (np.array(runs["a"]["sigma"]) + runs["b"]["sigma"]) / 2
+    )
     np.testing.assert_allclose(runs["ab"]["r"], r_avg, rtol=1e-9)
     np.testing.assert_allclose(runs["ab"]["sigma"], s_avg, rtol=1e-9)
     np.testing.assert_allclose(runs["ab"]["std"], (np.array(runs["a"]["std"]) + runs["b"]["std"]) / 2)
@@ -280,22 +301,72 @@ def test_cli_matches_reference_by_angle(series, capsys):
     d, ang, snr, ref = series
     # a reference whose tilts are in reverse order with their angles: matching by angle undoes it
     write(d / "rev.mrc", ref[::-1], (ang + 0.3)[::-1])
-    assert main(["noise", str(d / "clean.mrc"), "--reference", str(d / "rev.mrc"), "--smooth-order", "-1",
-                 "-o", str(d / "a.mrc"), "--quiet"]) == 0
-    assert main(["noise", str(d / "clean.mrc"), "--reference", str(d / "ref.mrc"), "--smooth-order", "-1",
-                 "-o", str(d / "b.mrc"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "noise",
+                str(d / "clean.mrc"),
+                "--reference",
+                str(d / "rev.mrc"),
+                "--smooth-order",
+                "-1",
+                "-o",
+                str(d / "a.mrc"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "noise",
+                str(d / "clean.mrc"),
+                "--reference",
+                str(d / "ref.mrc"),
+                "--smooth-order",
+                "-1",
+                "-o",
+                str(d / "b.mrc"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     np.testing.assert_allclose(read(d / "a.mrc"), read(d / "b.mrc"), rtol=1e-5, atol=1e-4)
     recs = json.loads((d / "a.json").read_text())["noise_model"]["references"]
     assert recs[0]["matched_index"] == list(range(20, -1, -1))
     # a reference covering only -30..30: warned nearest within the gap, failure beyond
     keep = np.abs(ang) <= 30
     write(d / "narrow.mrc", ref[keep], ang[keep])
-    rc = main(["noise", str(d / "clean.mrc"), "--reference", str(d / "narrow.mrc"), "--max-angle-gap", "10",
-               "-o", str(d / "n.mrc"), "--quiet"])
+    rc = main(
+        [
+            "noise",
+            str(d / "clean.mrc"),
+            "--reference",
+            str(d / "narrow.mrc"),
+            "--max-angle-gap",
+            "10",
+            "-o",
+            str(d / "n.mrc"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "no tilt within 10 deg" in err and not (d / "n.mrc").exists()
-    rc = main(["noise", str(d / "clean.mrc"), "--reference", str(d / "narrow.mrc"), "--max-angle-gap", "40",
-               "-o", str(d / "n.mrc"), "--quiet"])
+    rc = main(
+        [
+            "noise",
+            str(d / "clean.mrc"),
+            "--reference",
+            str(d / "narrow.mrc"),
+            "--max-angle-gap",
+            "40",
+            "-o",
+            str(d / "n.mrc"),
+            "--quiet",
+        ]
+    )
     assert rc == 0 and "nearest reference tilt" in capsys.readouterr().err
 
 
@@ -313,7 +384,7 @@ def _bad(d, argv, capsys, expect):
 
 def test_cli_bad_input(series, capsys):
     d, ang, snr, ref = series
-    clean, refp, rcp = str(d / "clean.mrc"), str(d / "ref.mrc"), str(d / "ref_clean.mrc")
+    clean, refp = str(d / "clean.mrc"), str(d / "ref.mrc")
     bad = read(d / "clean.mrc")
     bad[3, 5, 5] = np.nan
     write(d / "nan.mrc", bad, ang)
@@ -322,15 +393,30 @@ def test_cli_bad_input(series, capsys):
     flat[4] = 7.0
     write(d / "flat.mrc", flat, ang)
     # a blank tilt is excluded with a warning naming it (1-based); kept by hand, it is refused
-    assert main(["noise", clean, "--reference", str(d / "flat.mrc"), "--max-angle-gap", "7", "-o", str(d / "ok.mrc"),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "noise",
+                clean,
+                "--reference",
+                str(d / "flat.mrc"),
+                "--max-angle-gap",
+                "7",
+                "-o",
+                str(d / "ok.mrc"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "excluding 1 tilt(s)" in err and "5 blank" in err
     rec = json.loads((d / "ok.json").read_text())["noise_model"]["references"][0]
     assert rec["excluded_tilts_1based"] == {"5": rec["detected_bad_tilts_1based"]["5"]}
     assert 4 not in rec["matched_index"]
-    rc = main(["noise", clean, "--reference", str(d / "flat.mrc"), "--keep-bad-tilts", "-o", str(d / "kb.mrc"),
-               "--quiet"])
+    rc = main(
+        ["noise", clean, "--reference", str(d / "flat.mrc"), "--keep-bad-tilts", "-o", str(d / "kb.mrc"), "--quiet"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "kept suspicious tilts" in err and "zero variance" in err.strip().splitlines()[-1]
     assert not (d / "kb.mrc").exists()
@@ -342,6 +428,8 @@ def test_cli_bad_input(series, capsys):
     _bad(d, [clean, "--reference", refp, "--content-noise", "-1"], capsys, "--content-noise")
     rc = main(["noise", clean, "--reference", refp, "-o", refp, "--quiet"])
     assert rc == 2 and "also an input" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------------------------------
 # coloured noise (--noise-spectrum), signal transfer, distribution matching
 
@@ -350,13 +438,13 @@ def _aniso_spectrum(n=64):
     """A known anisotropic spectrum on an (n, n//2+1) grid: a ridge along fy (power at low |fx|)."""
     fy = np.fft.fftfreq(n)[:, None] * 2.0
     fx = np.fft.rfftfreq(n)[None, :] * 2.0
-    return 0.3 + 3.0 * np.exp(-(fx / 0.3) ** 2) * np.exp(-(fy / 0.8) ** 2) + 0 * fy
+    return 0.3 + 3.0 * np.exp(-((fx / 0.3) ** 2)) * np.exp(-((fy / 0.8) ** 2)) + 0 * fy
 
 
 def _mid_band(n):
     fy = np.fft.fftfreq(n)[:, None] * 2.0
     fx = np.fft.rfftfreq(n)[None, :] * 2.0
-    f = np.sqrt(fy ** 2 + fx ** 2)
+    f = np.sqrt(fy**2 + fx**2)
     return (f >= 0.2) & (f <= 0.8)
 
 
@@ -438,8 +526,8 @@ def test_add_noise_white_and_2d_differ_and_are_seeded():
     np.testing.assert_allclose(sd, 1.0, rtol=1e-4)
     # the residual after removing the signal has the given anisotropy; white's is isotropic
     z = (clean - clean.mean(axis=(1, 2), keepdims=True)) / clean.std(axis=(1, 2), keepdims=True)
-    res_c = (col - c.r[:, None, None] * z)
-    res_w = (white - c.r[:, None, None] * z)
+    res_c = col - c.r[:, None, None] * z
+    res_w = white - c.r[:, None, None] * z
     a_c = np.median(nz.spectra_summary(nz.smoothed_psd(res_c, 32))["anisotropy_x_over_y"])
     a_w = np.median(nz.spectra_summary(nz.smoothed_psd(res_w, 32))["anisotropy_x_over_y"])
     assert a_c < 0.5 and 0.8 < a_w < 1.25
@@ -503,11 +591,27 @@ def test_cli_noise_spectrum_transfer_match_and_provenance(series, capsys):
     d, ang, snr, ref = series
     clean = str(d / "clean.mrc")
     runs = {}
-    for name, extra in (("default", []), ("white", ["--noise-spectrum", "white", "--signal-transfer", "none"]),
-                        ("again", []), ("radial", ["--noise-spectrum", "radial"]),
-                        ("dist", ["--match", "distribution"])):
-        rc = main(["noise", clean, "--reference", str(d / "ref.mrc"), "-o", str(d / f"{name}.mrc"), "--seed", "3",
-                   "--quiet", *extra])
+    for name, extra in (
+        ("default", []),
+        ("white", ["--noise-spectrum", "white", "--signal-transfer", "none"]),
+        ("again", []),
+        ("radial", ["--noise-spectrum", "radial"]),
+        ("dist", ["--match", "distribution"]),
+    ):
+        rc = main(
+            [
+                "noise",
+                clean,
+                "--reference",
+                str(d / "ref.mrc"),
+                "-o",
+                str(d / f"{name}.mrc"),
+                "--seed",
+                "3",
+                "--quiet",
+                *extra,
+            ]
+        )
         assert rc == 0, capsys.readouterr().err
         runs[name] = read(d / f"{name}.mrc")
     model = json.loads((d / "default.json").read_text())["noise_model"]
@@ -535,14 +639,39 @@ def test_cli_physics_reference_as_noise_reference(tmp_path, capsys):
 
     vol = ball_phantom((24, 48, 48), [(0, 5, -6, 6), (2, -8, 8, 5), (-3, 10, 10, 4)]) * 1.0
     write_mrc(tmp_path / "vol.mrc", vol)
-    assert main(["reference", str(tmp_path / "vol.mrc"), "-o", str(tmp_path / "ref.mrc"), "--angles=-30:30:30",
-                 "--clean-out", str(tmp_path / "ref_clean.mrc"), "--quiet"]) == 0
-    assert main(["project", str(tmp_path / "vol.mrc"), "-o", str(tmp_path / "clean.mrc"), "--angles=-30:30:30",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "reference",
+                str(tmp_path / "vol.mrc"),
+                "-o",
+                str(tmp_path / "ref.mrc"),
+                "--angles=-30:30:30",
+                "--clean-out",
+                str(tmp_path / "ref_clean.mrc"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["project", str(tmp_path / "vol.mrc"), "-o", str(tmp_path / "clean.mrc"), "--angles=-30:30:30", "--quiet"])
+        == 0
+    )
     for est, extra in (("blind", []), ("paired", ["--reference-clean", str(tmp_path / "ref_clean.mrc")])):
         out = tmp_path / f"n_{est}.mrc"
-        rc = main(["noise", str(tmp_path / "clean.mrc"), "--reference", str(tmp_path / "ref.mrc"), *extra,
-                   "-o", str(out), "--quiet"])
+        rc = main(
+            [
+                "noise",
+                str(tmp_path / "clean.mrc"),
+                "--reference",
+                str(tmp_path / "ref.mrc"),
+                *extra,
+                "-o",
+                str(out),
+                "--quiet",
+            ]
+        )
         assert rc == 0, capsys.readouterr().err
         m = json.loads(out.with_suffix(".json").read_text())["noise_model"]
         assert m["estimate"] == est and m["noise_spectrum"]["kind"] == "2d"
@@ -556,19 +685,42 @@ def test_one_tilt_series_are_accepted_everywhere(tmp_path, capsys):
 
     vol = ball_phantom((16, 40, 40), [(0, 4, -5, 6), (1, -6, 6, 5)])
     write_mrc(tmp_path / "vol.mrc", vol)
-    assert main(["project", str(tmp_path / "vol.mrc"), "-o", str(tmp_path / "one.mrc"), "--angles", "0",
-                 "--quiet"]) == 0
-    assert main(["reference", str(tmp_path / "vol.mrc"), "-o", str(tmp_path / "ref1.mrc"), "--angles", "0",
-                 "--quiet"]) == 0
-    rc = main(["noise", str(tmp_path / "one.mrc"), "--reference", str(tmp_path / "ref1.mrc"),
-               "-o", str(tmp_path / "noisy1.mrc"), "--content-out", str(tmp_path / "content1.mrc"), "--quiet"])
+    assert (
+        main(["project", str(tmp_path / "vol.mrc"), "-o", str(tmp_path / "one.mrc"), "--angles", "0", "--quiet"]) == 0
+    )
+    assert (
+        main(["reference", str(tmp_path / "vol.mrc"), "-o", str(tmp_path / "ref1.mrc"), "--angles", "0", "--quiet"])
+        == 0
+    )
+    rc = main(
+        [
+            "noise",
+            str(tmp_path / "one.mrc"),
+            "--reference",
+            str(tmp_path / "ref1.mrc"),
+            "-o",
+            str(tmp_path / "noisy1.mrc"),
+            "--content-out",
+            str(tmp_path / "content1.mrc"),
+            "--quiet",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     meta = json.loads((tmp_path / "noisy1.json").read_text())
     assert meta["output"]["shape"] == [1, 40, 40]
     # a micrograph without angles as the clean input
     write(tmp_path / "micro.mrc", read(tmp_path / "one.mrc"))
-    rc = main(["noise", str(tmp_path / "micro.mrc"), "--reference", str(tmp_path / "ref1.mrc"),
-               "-o", str(tmp_path / "noisy2.mrc"), "--quiet"])
+    rc = main(
+        [
+            "noise",
+            str(tmp_path / "micro.mrc"),
+            "--reference",
+            str(tmp_path / "ref1.mrc"),
+            "-o",
+            str(tmp_path / "noisy2.mrc"),
+            "--quiet",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
 
 
@@ -578,8 +730,7 @@ def test_warns_where_the_blind_fit_cannot_tell_signal_from_noise(series, capsys)
     pure = rng.standard_normal(ref.shape).astype(np.float32) * 3 + 40
     pure[:5] += 2.0 * np.stack([phantom(64, 20, seed=300 + s) for s in range(5)])  # tilts 1-5 hold signal
     write(d / "pure.mrc", pure, ang)
-    rc = main(["noise", str(d / "clean.mrc"), "--reference", str(d / "pure.mrc"), "-o", str(d / "p.mrc"),
-               "--quiet"])
+    rc = main(["noise", str(d / "clean.mrc"), "--reference", str(d / "pure.mrc"), "-o", str(d / "p.mrc"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 0
     line = [ln for ln in err.splitlines() if "cannot tell signal from noise" in ln]
@@ -597,9 +748,20 @@ def test_pytom_reference_warns_noise_dominated(shared_data, tmp_path, capsys):
     ang = np.loadtxt(shared_data / "tiltseries" / "pytom_p1_subtilt.tlt")
     clean = np.stack([phantom(100, 30, seed=s) for s in range(41)])
     write(tmp_path / "clean.mrc", clean, ang)
-    rc = main(["noise", str(tmp_path / "clean.mrc"), "--reference", str(src), "--reference-angles-file",
-               str(shared_data / "tiltseries" / "pytom_p1_subtilt.tlt"), "--assume-same-sampling",
-               "-o", str(tmp_path / "n.mrc"), "--quiet"])
+    rc = main(
+        [
+            "noise",
+            str(tmp_path / "clean.mrc"),
+            "--reference",
+            str(src),
+            "--reference-angles-file",
+            str(shared_data / "tiltseries" / "pytom_p1_subtilt.tlt"),
+            "--assume-same-sampling",
+            "-o",
+            str(tmp_path / "n.mrc"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0 and "cannot tell signal from noise on" in err and "pytom_p1_subtilt" in err
 
@@ -616,8 +778,9 @@ def test_wall_time_covers_the_whole_step(series, capsys, monkeypatch):
         return orig(*a, **k)
 
     monkeypatch.setattr(nz, "add_noise", slow)
-    assert main(["noise", str(d / "clean.mrc"), "--reference", str(d / "ref.mrc"), "-o", str(d / "w.mrc"),
-                 "--quiet"]) == 0
+    assert (
+        main(["noise", str(d / "clean.mrc"), "--reference", str(d / "ref.mrc"), "-o", str(d / "w.mrc"), "--quiet"]) == 0
+    )
     assert json.loads((d / "w.json").read_text())["wall_time_s"] >= 0.6
 
 
@@ -634,8 +797,26 @@ def style_files(tmp_path):
 
 
 def _style(d, out, *extra):
-    return main(["style", str(d / "content.mrc"), "--style", str(d / "ref.mrc"), "--init", str(d / "noisy.mrc"),
-                 "-o", str(out), "--weights", "random", "--threads", "2", "--iterations", "1", "-q", *extra])
+    return main(
+        [
+            "style",
+            str(d / "content.mrc"),
+            "--style",
+            str(d / "ref.mrc"),
+            "--init",
+            str(d / "noisy.mrc"),
+            "-o",
+            str(out),
+            "--weights",
+            "random",
+            "--threads",
+            "2",
+            "--iterations",
+            "1",
+            "-q",
+            *extra,
+        ]
+    )
 
 
 def test_style_match_distribution(style_files, capsys):
@@ -660,13 +841,43 @@ def test_one_tilt_style_chunk_is_a_series_for_noise_and_style(style_files, capsy
     assert _style(d, d / "one.mrc", "--tilts", "1:2") == 0, capsys.readouterr().err
     with mrcfile.open(d / "one.mrc") as m:
         assert m.data.ndim == 2  # MRC stores one image as 2-D
-    assert main(["noise", str(d / "one.mrc"), "--reference", str(d / "ref.mrc"), "-o", str(d / "n1.mrc"),
-                 "--quiet"]) == 0, capsys.readouterr().err
+    assert (
+        main(["noise", str(d / "one.mrc"), "--reference", str(d / "ref.mrc"), "-o", str(d / "n1.mrc"), "--quiet"]) == 0
+    ), capsys.readouterr().err
     assert json.loads((d / "n1.json").read_text())["output"]["shape"][0] == 1
-    assert main(["noise", str(d / "content.mrc"), "--reference", str(d / "one.mrc"), "-o", str(d / "n2.mrc"),
-                 "--max-angle-gap", "30", "--quiet"]) == 0, capsys.readouterr().err
-    rc = main(["style", str(d / "one.mrc"), "--style", str(d / "ref.mrc"), "--init", str(d / "one.mrc"),
-               "-o", str(d / "s1.mrc"), "--weights", "random", "--iterations", "1", "-q"])
+    assert (
+        main(
+            [
+                "noise",
+                str(d / "content.mrc"),
+                "--reference",
+                str(d / "one.mrc"),
+                "-o",
+                str(d / "n2.mrc"),
+                "--max-angle-gap",
+                "30",
+                "--quiet",
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
+    rc = main(
+        [
+            "style",
+            str(d / "one.mrc"),
+            "--style",
+            str(d / "ref.mrc"),
+            "--init",
+            str(d / "one.mrc"),
+            "-o",
+            str(d / "s1.mrc"),
+            "--weights",
+            "random",
+            "--iterations",
+            "1",
+            "-q",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
 
 

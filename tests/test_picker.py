@@ -38,16 +38,25 @@ def synthetic(radius=3, noise=0.0, seed=0):
     vol = np.zeros(SHAPE, np.float32)
     for pid, (c, pz, py, px) in enumerate(PARTICLES, 1):
         if c == 1:
-            m = (z - pz) ** 2 + (y - py) ** 2 + (x - px) ** 2 <= radius ** 2
+            m = (z - pz) ** 2 + (y - py) ** 2 + (x - px) ** 2 <= radius**2
         else:
             m = (abs(z - pz) <= radius - 1) & (abs(y - py) <= radius - 1) & (abs(x - px) <= radius - 1)
         cls[m], occ[m] = c, pid
         vol[m] = 1.0 if c == 1 else -1.0
     vol += noise * np.random.default_rng(seed).normal(size=SHAPE).astype(np.float32)
-    df = pd.DataFrame({"particle_id": range(1, len(PARTICLES) + 1), "class_id": [p[0] for p in PARTICLES],
-                       "class_name": [NAMES[p[0]] for p in PARTICLES], "x": [float(p[3]) for p in PARTICLES],
-                       "y": [float(p[2]) for p in PARTICLES], "z": [float(p[1]) for p in PARTICLES],
-                       "rot": 0.0, "tilt": 0.0, "psi": 0.0})
+    df = pd.DataFrame(
+        {
+            "particle_id": range(1, len(PARTICLES) + 1),
+            "class_id": [p[0] for p in PARTICLES],
+            "class_name": [NAMES[p[0]] for p in PARTICLES],
+            "x": [float(p[3]) for p in PARTICLES],
+            "y": [float(p[2]) for p in PARTICLES],
+            "z": [float(p[1]) for p in PARTICLES],
+            "rot": 0.0,
+            "tilt": 0.0,
+            "psi": 0.0,
+        }
+    )
     return vol, cls, occ, df
 
 
@@ -63,12 +72,33 @@ def _write_truth(tmp_path):
 def _score(run_cli, tmp_path, labels, name, rules="faket"):
     """faket evaluate of the picks localised from ``labels`` (faket's rules: those of faket picker score)."""
     write_mrc(tmp_path / f"{name}.mrc", labels.astype(np.float32), 10.0)
-    rc, _, err = run_cli("picker", "localize", tmp_path / f"{name}.mrc", "--classes", tmp_path / "particles.csv",
-                         "-o", tmp_path / f"{name}_picks.csv", "--min-size", "5", "--quiet")
+    rc, _, err = run_cli(
+        "picker",
+        "localize",
+        tmp_path / f"{name}.mrc",
+        "--classes",
+        tmp_path / "particles.csv",
+        "-o",
+        tmp_path / f"{name}_picks.csv",
+        "--min-size",
+        "5",
+        "--quiet",
+    )
     assert rc == 0, err
-    rc, _, err = run_cli("evaluate", "--truth", tmp_path / "particles.csv", "--occupancy", tmp_path / "occ.mrc",
-                         "--pred", tmp_path / f"{name}_picks.csv", "-o", tmp_path / f"{name}.json", "--rules", rules,
-                         "--quiet")
+    rc, _, err = run_cli(
+        "evaluate",
+        "--truth",
+        tmp_path / "particles.csv",
+        "--occupancy",
+        tmp_path / "occ.mrc",
+        "--pred",
+        tmp_path / f"{name}_picks.csv",
+        "-o",
+        tmp_path / f"{name}.json",
+        "--rules",
+        rules,
+        "--quiet",
+    )
     assert rc == 0, err
     return json.loads((tmp_path / f"{name}.json").read_text())
 
@@ -95,14 +125,14 @@ def test_localize_majority_label_and_min_sizes():
     _, cls, _, _ = synthetic()
     lab = cls.copy()
     z, y, x = PARTICLES[0][1:]
-    lab[z, y, x - 1] = 2                      # one stray voxel of the other class inside a ball
+    lab[z, y, x - 1] = 2  # one stray voxel of the other class inside a ball
     df = localize(lab, bandwidth=5, min_size=5, class_names=NAMES)
     assert len(df) == len(PARTICLES)
     first = df.loc[(df["x"] - x).abs().lt(1.5) & (df["y"] - y).abs().lt(1.5)]
-    assert list(first["class_name"]) == ["ball"]            # majority label
+    assert list(first["class_name"]) == ["ball"]  # majority label
     cube_size = int((cls == 2).sum() // 2)
     df = localize(lab, bandwidth=5, min_size={2: cube_size + 1}, class_names=NAMES)
-    assert set(df["class_name"]) == {"ball"}                # cubes dropped by their class's minimum size
+    assert set(df["class_name"]) == {"ball"}  # cubes dropped by their class's minimum size
     assert len(localize(np.zeros(SHAPE, np.int64))) == 0
 
 
@@ -138,17 +168,17 @@ def test_tversky_plus_ce_keeps_logits_bounded_where_tversky_alone_saturates():
         res = train_picker([vol], [cls], 3, steps=30, batch=4, patch=16, lr=1e-3, shift=2, seed=0, loss=loss)
         with torch.no_grad():
             spread[loss] = float(res.model(x).std())
-    assert spread["tversky+ce"] < 1000 < spread["tversky"], spread      # measured: 7-19 vs 3e7-2e8
+    assert spread["tversky+ce"] < 1000 < spread["tversky"], spread  # measured: 7-19 vs 3e7-2e8
 
 
 def test_model_starts_as_keras_initialises_deepfinder():
     from faket.picker.net import build_model
 
     net = build_model(3, seed=0)
-    conv = net.enc2[0][0]                        # 32 -> 48 channels, 3^3 kernels
+    conv = net.enc2[0][0]  # 32 -> 48 channels, 3^3 kernels
     fan_in, fan_out = 32 * 27, 48 * 27
     assert float(conv.bias.abs().max()) == 0.0
-    assert abs(float(conv.weight.var()) / (2 / (fan_in + fan_out)) - 1) < 0.05      # Glorot uniform
+    assert abs(float(conv.weight.var()) / (2 / (fan_in + fan_out)) - 1) < 0.05  # Glorot uniform
     assert torch.equal(build_model(3, seed=0).head.weight, net.head.weight)
     assert not torch.equal(build_model(3, seed=1).head.weight, net.head.weight)
 
@@ -166,9 +196,9 @@ def test_segment_equals_network_on_windows_stitched():
     with torch.no_grad():
         for yy in (0, 8, 16):
             for xx in (0, 8, 16):
-                p = torch.from_numpy(np.ascontiguousarray(vol[:, yy:yy + 16, xx:xx + 16]))[None, None]
-                acc[:, :, yy:yy + 16, xx:xx + 16] += patch_scores(model, p)[0].numpy()
-                cnt[:, yy:yy + 16, xx:xx + 16] += 1
+                p = torch.from_numpy(np.ascontiguousarray(vol[:, yy : yy + 16, xx : xx + 16]))[None, None]
+                acc[:, :, yy : yy + 16, xx : xx + 16] += patch_scores(model, p)[0].numpy()
+                cnt[:, yy : yy + 16, xx : xx + 16] += 1
     stitched = acc / cnt
     np.testing.assert_allclose(scores, stitched, atol=2e-5)
     np.testing.assert_allclose(scores.sum(0), 1.0, atol=1e-5)
@@ -202,19 +232,57 @@ def test_two_cpu_runs_give_identical_picks():
 def test_cli_train_segment_localize_round_trip(tmp_path, run_cli):
     _write_truth(tmp_path)
     model = tmp_path / "m" / "model.pt"
-    rc, _, err = run_cli("picker", "train", "--tomogram", tmp_path / "tomo.mrc", "--class-mask",
-                         tmp_path / "class_mask.mrc", "--particles", tmp_path / "particles.csv", "-o", model,
-                         "--steps", 2, "--batch", 2, "--patch", 16, "--threads", 1, "--quiet")
+    rc, _, err = run_cli(
+        "picker",
+        "train",
+        "--tomogram",
+        tmp_path / "tomo.mrc",
+        "--class-mask",
+        tmp_path / "class_mask.mrc",
+        "--particles",
+        tmp_path / "particles.csv",
+        "-o",
+        model,
+        "--steps",
+        2,
+        "--batch",
+        2,
+        "--patch",
+        16,
+        "--threads",
+        1,
+        "--quiet",
+    )
     assert rc == 0, err
     side = json.loads(model.with_suffix(".json").read_text())
     assert side["faket_step"] == "picker train" and side["output"]["class_names"] == {"1": "ball", "2": "cube"}
     assert len((tmp_path / "m" / "model_loss.csv").read_text().splitlines()) == 3
-    rc, _, err = run_cli("picker", "segment", tmp_path / "tomo.mrc", "--model", model, "-o", tmp_path / "lab.mrc",
-                         "--scores", tmp_path / "scores.npy", "--quiet")
+    rc, _, err = run_cli(
+        "picker",
+        "segment",
+        tmp_path / "tomo.mrc",
+        "--model",
+        model,
+        "-o",
+        tmp_path / "lab.mrc",
+        "--scores",
+        tmp_path / "scores.npy",
+        "--quiet",
+    )
     assert rc == 0, err
     assert np.load(tmp_path / "scores.npy").shape == (3,) + SHAPE
-    rc, _, err = run_cli("picker", "localize", tmp_path / "lab.mrc", "--model", model, "--scores",
-                         tmp_path / "scores.npy", "-o", tmp_path / "picks.csv", "--quiet")
+    rc, _, err = run_cli(
+        "picker",
+        "localize",
+        tmp_path / "lab.mrc",
+        "--model",
+        model,
+        "--scores",
+        tmp_path / "scores.npy",
+        "-o",
+        tmp_path / "picks.csv",
+        "--quiet",
+    )
     assert rc == 0, err
     assert {"x", "y", "z", "class_name", "size", "score"} <= set(pd.read_csv(tmp_path / "picks.csv").columns)
     # without --model, the class names and sizes come with the class map (segment's sidecar)
@@ -231,17 +299,37 @@ def test_cli_bad_inputs_one_line_exit_2(tmp_path, run_cli):
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     t, c = tmp_path / "tomo.mrc", tmp_path / "class_mask.mrc"
     cases = [
-        (("picker", "train", "--tomogram", tmp_path / "nope.mrc", "--class-mask", c, "-o", tmp_path / "o.pt"),
-         "nope.mrc: tomogram not found"),
+        (
+            ("picker", "train", "--tomogram", tmp_path / "nope.mrc", "--class-mask", c, "-o", tmp_path / "o.pt"),
+            "nope.mrc: tomogram not found",
+        ),
         (("picker", "train", "--tomogram", t, "-o", tmp_path / "o.pt"), "give one class mask per tomogram"),
-        (("picker", "train", "--tomogram", t, "--class-mask", tmp_path / "small.mrc", "-o", tmp_path / "o.pt"),
-         "differs from its tomogram"),
-        (("picker", "train", "--tomogram", t, "--class-mask", c, "-o", tmp_path / "o.pt", "--patch", 18),
-         "multiple of 4"),
-        (("picker", "segment", t, "--model", tmp_path / "junk.pt", "-o", tmp_path / "l.mrc"),
-         "junk.pt: not a faket picker model"),
-        (("picker", "localize", c, "-o", tmp_path / "p.csv", "--min-size", "x=3", "--classes",
-          tmp_path / "particles.csv"), "unknown class 'x'"),
+        (
+            ("picker", "train", "--tomogram", t, "--class-mask", tmp_path / "small.mrc", "-o", tmp_path / "o.pt"),
+            "differs from its tomogram",
+        ),
+        (
+            ("picker", "train", "--tomogram", t, "--class-mask", c, "-o", tmp_path / "o.pt", "--patch", 18),
+            "multiple of 4",
+        ),
+        (
+            ("picker", "segment", t, "--model", tmp_path / "junk.pt", "-o", tmp_path / "l.mrc"),
+            "junk.pt: not a faket picker model",
+        ),
+        (
+            (
+                "picker",
+                "localize",
+                c,
+                "-o",
+                tmp_path / "p.csv",
+                "--min-size",
+                "x=3",
+                "--classes",
+                tmp_path / "particles.csv",
+            ),
+            "unknown class 'x'",
+        ),
         (("picker", "localize", c, "-o", tmp_path / "p.txt"), "expected a .csv"),
         (("picker",), "a command is needed"),
     ]
@@ -255,14 +343,25 @@ def test_cli_bad_inputs_one_line_exit_2(tmp_path, run_cli):
 
 def test_truth_from_user_picks_builds_occupancy_balls(tmp_path, run_cli):
     vol, _, _, df = _write_truth(tmp_path)
-    rc, _, err = run_cli("picker", "truth", "--tomogram", tmp_path / "tomo.mrc", "--picks",
-                         tmp_path / "particles.csv", "--radius", 2, "-o", tmp_path / "truth", "--quiet")
+    rc, _, err = run_cli(
+        "picker",
+        "truth",
+        "--tomogram",
+        tmp_path / "tomo.mrc",
+        "--picks",
+        tmp_path / "particles.csv",
+        "--radius",
+        2,
+        "-o",
+        tmp_path / "truth",
+        "--quiet",
+    )
     assert rc == 0, err
     from faket.formats.mrc import read_mrc
 
     occ = read_mrc(tmp_path / "truth" / "occupancy_mask.mrc").data
     assert set(np.unique(occ)) == set(range(len(PARTICLES) + 1))
-    assert (occ > 0).sum() == len(PARTICLES) * 33                      # balls of radius 2: 33 voxels
+    assert (occ > 0).sum() == len(PARTICLES) * 33  # balls of radius 2: 33 voxels
     assert occ[PARTICLES[1][1], PARTICLES[1][2], PARTICLES[1][3]] == 2
 
 
@@ -270,11 +369,14 @@ def test_summary_table_and_figure(tmp_path):
     from faket.picker.benchmark import figure, markdown_table, score_rows, summary
 
     def met(f1, cf1):
-        return {"localisation": {"precision": f1, "recall": f1, "f1": f1, "n_particles": 10, "n_picks": 10},
-                "classification": {"macro_f1": cf1, "per_class": {"ball": {"f1": cf1}}}}
+        return {
+            "localisation": {"precision": f1, "recall": f1, "f1": f1, "n_particles": 10, "n_picks": 10},
+            "classification": {"macro_f1": cf1, "per_class": {"ball": {"f1": cf1}}},
+        }
 
-    rows = score_rows([("faket", 0, "t", met(0.5, 0.2)), ("faket", 1, "t", met(0.7, 0.4)),
-                       ("benchmark", 0, "t", met(0.9, 0.6))])
+    rows = score_rows(
+        [("faket", 0, "t", met(0.5, 0.2)), ("faket", 1, "t", met(0.7, 0.4)), ("benchmark", 0, "t", met(0.9, 0.6))]
+    )
     assert list(rows["modality"]) == ["benchmark", "faket", "faket"]
     s = summary(rows).set_index("modality")
     assert s.loc["faket", "loc_f1_mean"] == pytest.approx(0.6)
@@ -289,15 +391,37 @@ def test_score_gives_zero_for_no_picks_and_evaluate_otherwise(tmp_path, run_cli)
     _, cls, _, _ = _write_truth(tmp_path)
     empty = tmp_path / "empty.csv"
     empty.write_text("particle_id,class_id,class_name,x,y,z,rot,tilt,psi\n")
-    rc, _, err = run_cli("picker", "score", "--truth", tmp_path / "particles.csv", "--occupancy", tmp_path / "occ.mrc",
-                         "--pred", empty, "-o", tmp_path / "zero.json", "--quiet")
+    rc, _, err = run_cli(
+        "picker",
+        "score",
+        "--truth",
+        tmp_path / "particles.csv",
+        "--occupancy",
+        tmp_path / "occ.mrc",
+        "--pred",
+        empty,
+        "-o",
+        tmp_path / "zero.json",
+        "--quiet",
+    )
     assert rc == 0, err
     m = json.loads((tmp_path / "zero.json").read_text())
     assert m["localisation"]["f1"] == 0.0 and m["localisation"]["n_picks"] == 0
     assert m["localisation"]["n_particles"] == len(PARTICLES) and m["classification"]["macro_f1"] == 0.0
     perfect = _score(run_cli, tmp_path, cls, "perfect")
-    rc, _, err = run_cli("picker", "score", "--truth", tmp_path / "particles.csv", "--occupancy", tmp_path / "occ.mrc",
-                         "--pred", tmp_path / "perfect_picks.csv", "-o", tmp_path / "p2.json", "--quiet")
+    rc, _, err = run_cli(
+        "picker",
+        "score",
+        "--truth",
+        tmp_path / "particles.csv",
+        "--occupancy",
+        tmp_path / "occ.mrc",
+        "--pred",
+        tmp_path / "perfect_picks.csv",
+        "-o",
+        tmp_path / "p2.json",
+        "--quiet",
+    )
     assert rc == 0, err
     assert json.loads((tmp_path / "p2.json").read_text())["localisation"] == perfect["localisation"]
 
@@ -313,11 +437,14 @@ def _copick_project(folder, runs=("cellA",), user="annotator"):
 
     vol, _, _, df = synthetic()
     folder.mkdir(parents=True, exist_ok=True)
-    objs = [PickableObject(name="ball", is_particle=True, label=1, radius=30.0),
-            PickableObject(name="cube", is_particle=True, label=2, radius=20.0),
-            PickableObject(name="membrane", is_particle=False, label=3)]
-    root = copick.new_config(str(folder / "copick_config.json"), overlay_root=str(folder.resolve()),
-                             pickable_objects=objs)
+    objs = [
+        PickableObject(name="ball", is_particle=True, label=1, radius=30.0),
+        PickableObject(name="cube", is_particle=True, label=2, radius=20.0),
+        PickableObject(name="membrane", is_particle=False, label=3),
+    ]
+    root = copick.new_config(
+        str(folder / "copick_config.json"), overlay_root=str(folder.resolve()), pickable_objects=objs
+    )
     for name in runs:
         run = root.new_run(name)
         run.new_voxel_spacing(10.0).new_tomogram("denoised").from_numpy(vol)
@@ -338,65 +465,127 @@ def test_truth_from_a_copick_run_and_picks_back_into_copick(tmp_path, run_cli):
     t = read_mrc(tmp_path / "truth" / "tomogram.mrc")
     assert np.array_equal(t.data, vol) and t.voxel_size_a == pytest.approx(10.0)
     truth = read_particles(tmp_path / "truth" / "particles.csv")
-    assert sorted(zip(truth["class_name"], truth["x"].round(3), truth["y"].round(3))) == \
-        sorted(zip(df["class_name"], df["x"], df["y"]))
+    assert sorted(zip(truth["class_name"], truth["x"].round(3), truth["y"].round(3))) == sorted(
+        zip(df["class_name"], df["x"], df["y"])
+    )
     occ = read_mrc(tmp_path / "truth" / "occupancy_mask.mrc").data
     # balls of each object's radius (30 A / 10 A = 3 voxels for ball, 2 for cube)
     sizes = {n: int((occ == pid).sum()) for pid, n in zip(truth["particle_id"], truth["class_name"])}
-    assert sizes["ball"] == sum(1 for dz in range(-3, 4) for dy in range(-3, 4) for dx in range(-3, 4)
-                                if dz * dz + dy * dy + dx * dx <= 9)
+    assert sizes["ball"] == sum(
+        1 for dz in range(-3, 4) for dy in range(-3, 4) for dx in range(-3, 4) if dz * dz + dy * dy + dx * dx <= 9
+    )
     # the perfect class map's picks, written into the project as user faket-picker, score F1 = 1 from there
     write_mrc(tmp_path / "labels.mrc", cls.astype(np.float32), 10.0)
     write_particles_csv(df, tmp_path / "classes.csv")
-    rc, _, err = run_cli("picker", "localize", tmp_path / "labels.mrc", "--classes", tmp_path / "classes.csv",
-                         "-o", tmp_path / "picks.csv", "--min-size", "5", "--copick", proj, "--run", "cellA",
-                         "--quiet")
+    rc, _, err = run_cli(
+        "picker",
+        "localize",
+        tmp_path / "labels.mrc",
+        "--classes",
+        tmp_path / "classes.csv",
+        "-o",
+        tmp_path / "picks.csv",
+        "--min-size",
+        "5",
+        "--copick",
+        proj,
+        "--run",
+        "cellA",
+        "--quiet",
+    )
     assert rc == 0, err
-    rc, _, err = run_cli("evaluate", "--truth", tmp_path / "truth" / "particles.csv", "--occupancy",
-                         tmp_path / "truth" / "occupancy_mask.mrc", "--pred",
-                         f"copick://{proj}/cellA/*?user=faket-picker", "-o", tmp_path / "m.json", "--quiet")
+    rc, _, err = run_cli(
+        "evaluate",
+        "--truth",
+        tmp_path / "truth" / "particles.csv",
+        "--occupancy",
+        tmp_path / "truth" / "occupancy_mask.mrc",
+        "--pred",
+        f"copick://{proj}/cellA/*?user=faket-picker",
+        "-o",
+        tmp_path / "m.json",
+        "--quiet",
+    )
     assert rc == 0, err
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["localisation"]["f1"] == 1.0 and m["classification"]["macro_f1"] == 1.0
     # two users now have picks: truth must be told which
     rc, _, err = run_cli("picker", "truth", "--copick", proj, "--run", "cellA", "-o", tmp_path / "t2", "--quiet")
     assert rc == 2 and "several users/sessions" in err and not (tmp_path / "t2").exists()
-    rc, _, err = run_cli("picker", "truth", "--copick", proj, "--run", "cellA", "--user", "annotator",
-                         "-o", tmp_path / "t2", "--quiet")
+    rc, _, err = run_cli(
+        "picker", "truth", "--copick", proj, "--run", "cellA", "--user", "annotator", "-o", tmp_path / "t2", "--quiet"
+    )
     assert rc == 0, err
 
 
 def test_copick_bad_inputs_exit_2_and_write_nothing(tmp_path, run_cli):
     _, cls, _, df = synthetic()
     proj = _copick_project(tmp_path / "proj")
-    for argv, msg in ((["--run", "nope"], "no run 'nope'"), (["--run", "cellA", "--tomo-type", "wbp"],
-                                                              "no tomogram 'wbp'"),
-                      (["--run", "cellA", "--voxel-spacing", "7"], "no voxel spacing 7"), ([], "--run is needed")):
+    for argv, msg in (
+        (["--run", "nope"], "no run 'nope'"),
+        (["--run", "cellA", "--tomo-type", "wbp"], "no tomogram 'wbp'"),
+        (["--run", "cellA", "--voxel-spacing", "7"], "no voxel spacing 7"),
+        ([], "--run is needed"),
+    ):
         rc, _, err = run_cli("picker", "truth", "--copick", proj, *argv, "-o", tmp_path / "t", "--quiet")
         assert rc == 2 and msg in err and err.count("\n") == 1, err
         assert not (tmp_path / "t").exists()
     df2 = df.assign(class_name=df["class_name"].replace({"cube": "sphere"}))
     write_mrc(tmp_path / "labels.mrc", cls.astype(np.float32), 10.0)
     write_particles_csv(df2, tmp_path / "classes.csv")
-    rc, _, err = run_cli("picker", "localize", tmp_path / "labels.mrc", "--classes", tmp_path / "classes.csv",
-                         "-o", tmp_path / "picks.csv", "--copick", proj, "--quiet")
+    rc, _, err = run_cli(
+        "picker",
+        "localize",
+        tmp_path / "labels.mrc",
+        "--classes",
+        tmp_path / "classes.csv",
+        "-o",
+        tmp_path / "picks.csv",
+        "--copick",
+        proj,
+        "--quiet",
+    )
     assert rc == 2 and "'sphere' is not a pickable object" in err
     assert not (tmp_path / "picks.csv").exists()
 
 
 def test_segment_refuses_a_tomogram_of_another_voxel_size(tmp_path, run_cli):
     vol, cls, _, df = _write_truth(tmp_path)
-    rc, _, err = run_cli("picker", "train", "--tomogram", tmp_path / "tomo.mrc", "--class-mask",
-                         tmp_path / "class_mask.mrc", "--particles", tmp_path / "particles.csv", "-o",
-                         tmp_path / "m.pt", "--steps", 1, "--batch", 1, "--quiet")
+    rc, _, err = run_cli(
+        "picker",
+        "train",
+        "--tomogram",
+        tmp_path / "tomo.mrc",
+        "--class-mask",
+        tmp_path / "class_mask.mrc",
+        "--particles",
+        tmp_path / "particles.csv",
+        "-o",
+        tmp_path / "m.pt",
+        "--steps",
+        1,
+        "--batch",
+        1,
+        "--quiet",
+    )
     assert rc == 0, err
     write_mrc(tmp_path / "fine.mrc", vol, 5.0)
-    rc, _, err = run_cli("picker", "segment", tmp_path / "fine.mrc", "--model", tmp_path / "m.pt", "-o",
-                         tmp_path / "lab.mrc", "--quiet")
+    rc, _, err = run_cli(
+        "picker", "segment", tmp_path / "fine.mrc", "--model", tmp_path / "m.pt", "-o", tmp_path / "lab.mrc", "--quiet"
+    )
     assert rc == 2 and "voxel size 5 A, but the picker was trained at 10 A" in err
     assert not (tmp_path / "lab.mrc").exists()
-    rc, _, err = run_cli("picker", "segment", tmp_path / "fine.mrc", "--model", tmp_path / "m.pt", "-o",
-                         tmp_path / "lab.mrc", "--any-voxel-size", "--quiet")
+    rc, _, err = run_cli(
+        "picker",
+        "segment",
+        tmp_path / "fine.mrc",
+        "--model",
+        tmp_path / "m.pt",
+        "-o",
+        tmp_path / "lab.mrc",
+        "--any-voxel-size",
+        "--quiet",
+    )
     assert rc == 0 and (tmp_path / "lab.mrc").exists()
 
 
@@ -461,15 +650,21 @@ def _perfect_scores(run_cli, folder, suffix, tmp_path, *extra):
     p = pd.read_csv(picks)
     truth = read_particles(folder / f"particles{suffix}.csv")
     occ = read_volume(folder / f"occupancy_mask{suffix}.mrc").data
-    ev = evaluate_picks(occ, truth["particle_id"], p[["z", "y", "x"]].to_numpy(),
-                        truth_classes=truth["class_name"], pick_classes=p["class_name"], dilate=False)
+    ev = evaluate_picks(
+        occ,
+        truth["particle_id"],
+        p[["z", "y", "x"]].to_numpy(),
+        truth_classes=truth["class_name"],
+        pick_classes=p["class_name"],
+        dilate=False,
+    )
     return ev, p
 
 
 @pytest.mark.parametrize("kind", ["builtin", "cellular"])
 def test_perfect_class_map_localises_at_full_and_binned_sampling(perfect_maps, run_cli, tmp_path, kind):
     lay, lab = perfect_maps[kind]
-    for folder, suffix in ((lay, ""), (lab, "_bin2")):         # 10 A and bin 2 (20 A)
+    for folder, suffix in ((lay, ""), (lab, "_bin2")):  # 10 A and bin 2 (20 A)
         ev, picks = _perfect_scores(run_cli, folder, suffix, tmp_path)
         loc = ev.localisation
         assert loc["f1"] >= 0.95, (folder, suffix, loc)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ball_phantom, write_mrc
 from scipy import ndimage
 
-from conftest import ball_phantom, write_mrc
 from faket.imaging.projection import angle_weights, backproject, bin_stack, project, ramp_filter, reconstruct
 
 BALLS = [(0, 0, 0, 8), (10, -12, 15, 5), (-12, 14, -10, 6), (5, 20, -20, 4)]
@@ -19,7 +19,7 @@ def test_ball_projects_to_analytic_chord():
     p = project(vol, angles, contrast="bright")
     c = np.arange(n) - (n - 1) / 2
     rho2 = c[None, :] ** 2 + c[:, None] ** 2  # (Y, U)
-    chord = 2 * np.sqrt(np.clip(r ** 2 - rho2, 0, None))
+    chord = 2 * np.sqrt(np.clip(r**2 - rho2, 0, None))
     interior = rho2 < (0.85 * r) ** 2  # away from the rim, where voxelisation dominates
     rel = np.abs(p[:, interior] - chord[interior]) / chord[interior]
     assert rel.max() < 0.02, rel.max(axis=1)
@@ -32,7 +32,7 @@ def test_geometry_point_lands_at_u():
     nz, nx = 33, 41
     x0, z0 = 7.0, -5.0
     z, x = np.mgrid[:nz, :nx]
-    blob = np.exp(-((x - (nx - 1) / 2 - x0) ** 2 + (z - (nz - 1) / 2 - z0) ** 2) / (2 * 1.5 ** 2))
+    blob = np.exp(-((x - (nx - 1) / 2 - x0) ** 2 + (z - (nz - 1) / 2 - z0) ** 2) / (2 * 1.5**2))
     vol = np.repeat(blob[:, None, :], 3, axis=1).astype(np.float32)
     for th in (-60.0, -20.0, 0.0, 35.0, 60.0, 75.0):
         p = project(vol, [th], contrast="bright")[0, 1]
@@ -48,7 +48,7 @@ def test_agrees_with_skimage_radon_per_slice():
     rng = np.random.default_rng(3)
     vol = ndimage.gaussian_filter(rng.random((n, 4, n)).astype(np.float32), (2, 0, 2))
     z, x = np.mgrid[:n, :n] - (n - 1) / 2
-    vol *= ((x ** 2 + z ** 2) < (n / 2 - 1) ** 2)[:, None, :]
+    vol *= ((x**2 + z**2) < (n / 2 - 1) ** 2)[:, None, :]
     angles = np.arange(-60, 61, 4.0)
     p = project(vol, angles, contrast="bright")
     for y in range(vol.shape[1]):
@@ -151,8 +151,21 @@ def test_cli_project_reconstruct_roundtrip(tmp_path, run_cli):
     src = write_mrc(tmp_path / "vol.mrc", vol, 8.0)
     rc, _, err = run_cli("project", src, "-o", tmp_path / "ts.mrc", "--angles", "-60:60:2", "-q")
     assert rc == 0, err
-    rc, _, err = run_cli("reconstruct", tmp_path / "ts.mrc", "-o", tmp_path / "tomo.mrc", "--bin", "2",
-                         "--z-range", "4:28", "--volume-z", n, "--filter", "shepp-logan", "-q")
+    rc, _, err = run_cli(
+        "reconstruct",
+        tmp_path / "ts.mrc",
+        "-o",
+        tmp_path / "tomo.mrc",
+        "--bin",
+        "2",
+        "--z-range",
+        "4:28",
+        "--volume-z",
+        n,
+        "--filter",
+        "shepp-logan",
+        "-q",
+    )
     assert rc == 0, err
     with mrcfile.open(tmp_path / "tomo.mrc") as m:
         assert m.data.shape == (12, 16, 16)

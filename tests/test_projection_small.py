@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ball_phantom, write_mrc
+
 from faket.imaging import projection as P
 
 ANGLES = np.arange(-60, 61, 2.0)
@@ -27,7 +27,7 @@ def _close(a, b, rtol=RTOL):
 def test_small_projection_equals_numba(shape, width):
     rng = np.random.default_rng(1)
     vol = rng.random(shape, dtype=np.float32)
-    angles = np.concatenate([ANGLES, [-90.0, -75.0, 50.5, 89.0, 90.0]])   # both driving axes, edges
+    angles = np.concatenate([ANGLES, [-90.0, -75.0, 50.5, 89.0, 90.0]])  # both driving axes, edges
     ref = P.project(vol, angles, detector_width=width, backend="numba")
     got = P.project(vol, angles, detector_width=width, backend="numpy")
     assert got.dtype == np.float32 and got.shape == ref.shape
@@ -39,8 +39,10 @@ def test_small_backprojection_and_reconstruction_equal_numba():
     tilts = P.project(vol, ANGLES, backend="numba")
     z = np.arange(11) - 4.7
     w = P.angle_weights(ANGLES)
-    _close(P.backproject(tilts, ANGLES, z, n_x=31, weights=w, center_u=13.2, backend="numpy"),
-           P.backproject(tilts, ANGLES, z, n_x=31, weights=w, center_u=13.2, backend="numba"))
+    _close(
+        P.backproject(tilts, ANGLES, z, n_x=31, weights=w, center_u=13.2, backend="numpy"),
+        P.backproject(tilts, ANGLES, z, n_x=31, weights=w, center_u=13.2, backend="numba"),
+    )
     for kw in ({"bin": 1}, {"bin": 2, "z_range": (4, 20), "volume_z": 24}, {"bin": 3, "thickness": 5}):
         ref = P.reconstruct(tilts, ANGLES, backend="numba", **kw)
         got = P.reconstruct(tilts, ANGLES, backend="numpy", **kw)
@@ -56,7 +58,7 @@ def test_auto_takes_the_small_path_only_for_small_inputs(monkeypatch):
     vol = np.random.default_rng(2).random((16, 16, 16), dtype=np.float32)
     small = P.project(vol, ANGLES)
     assert calls == []
-    monkeypatch.setattr(P, "SMALL_WORK", 10)          # everything is "large" now
+    monkeypatch.setattr(P, "SMALL_WORK", 10)  # everything is "large" now
     large = P.project(vol, ANGLES)
     assert calls
     np.testing.assert_array_equal(small, large)
@@ -73,12 +75,14 @@ def test_small_project_and_reconstruct_do_not_import_numba(tmp_path):
     """A small `faket project` / `reconstruct` on the CPU never imports numba (its import is most of their
     start-up, docs/performance.md#start-up)."""
     vol = write_mrc(tmp_path / "v.mrc", np.random.default_rng(3).random((16, 16, 16), dtype=np.float32))
-    code = ("import sys; from faket.cli import main; "
-            f"rc = main(['project', r'{vol}', '-o', r'{tmp_path / 't.mrc'}', '--angles', '-60:60:2', '-q', "
-            "'--device', 'cpu']); "
-            f"rc |= main(['reconstruct', r'{tmp_path / 't.mrc'}', '-o', r'{tmp_path / 'r.mrc'}', '-q', "
-            "'--device', 'cpu']); "
-            "print(rc, 'numba' in sys.modules, 'scipy.fft' in sys.modules, 'torch' in sys.modules)")
+    code = (
+        "import sys; from faket.cli import main; "
+        f"rc = main(['project', r'{vol}', '-o', r'{tmp_path / 't.mrc'}', '--angles', '-60:60:2', '-q', "
+        "'--device', 'cpu']); "
+        f"rc |= main(['reconstruct', r'{tmp_path / 't.mrc'}', '-o', r'{tmp_path / 'r.mrc'}', '-q', "
+        "'--device', 'cpu']); "
+        "print(rc, 'numba' in sys.modules, 'scipy.fft' in sys.modules, 'torch' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["0", "False", "False", "False"], r.stdout + r.stderr
     import mrcfile

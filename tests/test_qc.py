@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import write_mrc
 from scipy.ndimage import gaussian_filter
 
-from conftest import write_mrc
 from faket.evaluation import qc
 from faket.formats.tiltmeta import write_tlt
 
@@ -78,8 +78,9 @@ def test_reference_matched_by_angle(stacks):
     # a reference with a different tilt scheme: each stage tilt is compared with the nearest-angle tilt
     ref_angles = np.array([61.0, 29.0, 1.0, -31.0, -59.0])
     ref = stacks["styled"][::-1]  # reversed order, so angle matching pairs identical images
-    m = qc.compute_metrics({"styled": qc.TiltSeries(stacks["styled"], ANGLES),
-                            "reference": qc.TiltSeries(ref, ref_angles)})
+    m = qc.compute_metrics(
+        {"styled": qc.TiltSeries(stacks["styled"], ANGLES), "reference": qc.TiltSeries(ref, ref_angles)}
+    )
     spec = m["spectral_distance_to_reference"]["styled"]
     assert spec["max_angle_gap_deg"] == pytest.approx(1.0)
     np.testing.assert_allclose(spec["per_tilt"], 0.0, atol=1e-12)
@@ -129,8 +130,16 @@ def test_cli_all_stages(tmp_path, stacks, run_cli):
     for f in ("montage.png", "spectra.png", "tilt_stats.png", "slices.png"):
         _png_ok(out / f)
     m = json.loads((out / "metrics.json").read_text())
-    for key in ("spectral_distance_to_reference", "ssim_to_content", "psnr_to_content_db", "tilt_statistics",
-                "gram_distance_to_reference", "tomogram", "provenance", "figures"):
+    for key in (
+        "spectral_distance_to_reference",
+        "ssim_to_content",
+        "psnr_to_content_db",
+        "tilt_statistics",
+        "gram_distance_to_reference",
+        "tomogram",
+        "provenance",
+        "figures",
+    ):
         assert key in m
     assert m["gram_note"] == "skipped (--no-gram)"
     assert m["spectral_distance_to_reference"]["styled"]["mean"] < m["spectral_distance_to_reference"]["noisy"]["mean"]
@@ -144,8 +153,7 @@ def test_cli_partial_inputs(tmp_path, stacks, run_cli):
     out = tmp_path / "qc"
     rc, _, err = run_cli("qc", "--noisy", p, "-o", out, "-q")
     assert rc == 0, err
-    assert sorted(f.name for f in out.iterdir()) == ["metrics.json", "montage.png", "spectra.png",
-                                                     "tilt_stats.png"]
+    assert sorted(f.name for f in out.iterdir()) == ["metrics.json", "montage.png", "spectra.png", "tilt_stats.png"]
     w, h = _png_ok(out / "montage.png")
     assert h > 3 * w  # one stage column, five tilt rows
     m = json.loads((out / "metrics.json").read_text())
@@ -218,8 +226,9 @@ def test_snakemake_report_holds_every_figure_and_renders(tmp_path, stacks):
     (tmp_path / "Snakefile").write_text(REPORT_SNAKEFILE.format(rep=str(rep)))
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
     for cmd in (["snakemake", "--cores", "1", "--quiet"], ["snakemake", "--report", "report.html"]):
-        res = subprocess.run([str(bindir / cmd[0]), *cmd[1:]], cwd=tmp_path, env=env, capture_output=True,
-                             text=True, timeout=120)
+        res = subprocess.run(
+            [str(bindir / cmd[0]), *cmd[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
         assert res.returncode == 0, res.stderr[-2000:]
     html = (tmp_path / "report.html").read_text()
     for t in ("model_0", "model_1"):
@@ -240,8 +249,9 @@ def test_snakemake_report_holds_every_figure_and_renders(tmp_path, stacks):
     # the report is a JavaScript app: its navigation exists only once it has rendered
     assert "<nav" in dom.stdout and "<nav" not in html
     shot = tmp_path / "report.png"
-    subprocess.run([chromium, *flags, "--window-size=1200,800", f"--screenshot={shot}", url],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [chromium, *flags, "--window-size=1200,800", f"--screenshot={shot}", url], capture_output=True, timeout=120
+    )
     from PIL import Image
 
     with Image.open(shot) as im:
@@ -257,8 +267,24 @@ def test_cli_gram_distance_with_vgg(tmp_path, stacks, run_cli):
     same = write_stage(tmp_path, "styled", stacks["reference"])
     noisy = write_stage(tmp_path, "noisy", stacks["noisy"])
     out = tmp_path / "qc"
-    rc, _, err = run_cli("qc", "--reference", ref, "--styled", same, "--noisy", noisy, "-o", out,
-                         "--vgg-weights", "random", "--gram-crop", "48", "--montage-angles", "0,60", "-q")
+    rc, _, err = run_cli(
+        "qc",
+        "--reference",
+        ref,
+        "--styled",
+        same,
+        "--noisy",
+        noisy,
+        "-o",
+        out,
+        "--vgg-weights",
+        "random",
+        "--gram-crop",
+        "48",
+        "--montage-angles",
+        "0,60",
+        "-q",
+    )
     assert rc == 0, err
     m = json.loads((out / "metrics.json").read_text())
     g = m["gram_distance_to_reference"]

@@ -64,12 +64,15 @@ def test_steps_by_hand_run(tmp_path):
     script = script.replace("source .venv/bin/activate", "")
     script = script.replace("--pred my_picks.csv", "--pred tomo/particles_bin2.csv")
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="2")
-    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    with mrcfile.open(tmp_path / "tomo" / "tomogram_bin2.mrc") as t, \
-            mrcfile.open(tmp_path / "tomo" / "class_mask_bin2.mrc") as c:
-        assert t.data.shape == c.data.shape == (24, 64, 64)          # z 8:56 of 64, binned by 2
+    with (
+        mrcfile.open(tmp_path / "tomo" / "tomogram_bin2.mrc") as t,
+        mrcfile.open(tmp_path / "tomo" / "class_mask_bin2.mrc") as c,
+    ):
+        assert t.data.shape == c.data.shape == (24, 64, 64)  # z 8:56 of 64, binned by 2
         assert float(t.voxel_size.x) == pytest.approx(20.0)
     qc = json.loads((tmp_path / "tomo" / "qc" / "metrics.json").read_text())
     assert set(qc["figures"]) == {"montage.png", "spectra.png", "tilt_stats.png", "slices.png"}

@@ -22,7 +22,7 @@ def coloured(n, shape, seed, slope=-1.0):
     fx = np.fft.rfftfreq(shape[1])[None]
     f = np.hypot(fx, fy)
     f[0, 0] = 1.0
-    return np.fft.irfft2(np.fft.rfft2(w) * f ** slope, s=shape).astype(np.float32)
+    return np.fft.irfft2(np.fft.rfft2(w) * f**slope, s=shape).astype(np.float32)
 
 
 def patches(stack):
@@ -170,9 +170,26 @@ def test_cli_end_to_end_on_real_tilts(tmp_path, shared_data, run_cli):
     tlt = tmp_path / "real.tlt"
     write_tlt(tlt, [-30, -10, 10, 30])
     out = tmp_path / "report"
-    rc, _, err = run_cli("realism", gen, "--name", "WHITE", "--real", shared_data / CRYOCAT, "--real-angles-file", tlt,
-                         "--assume-same-sampling", "--holdout", "odd", "--folds", "3", "--max-patches", "200",
-                         "-o", out, "--quiet")
+    rc, _, err = run_cli(
+        "realism",
+        gen,
+        "--name",
+        "WHITE",
+        "--real",
+        shared_data / CRYOCAT,
+        "--real-angles-file",
+        tlt,
+        "--assume-same-sampling",
+        "--holdout",
+        "odd",
+        "--folds",
+        "3",
+        "--max-patches",
+        "200",
+        "-o",
+        out,
+        "--quiet",
+    )
     assert rc == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["realism.json", "realism.md", "realism.png"]
     rep = json.loads((out / "realism.json").read_text())
@@ -193,18 +210,20 @@ def test_cli_end_to_end_on_real_tilts(tmp_path, shared_data, run_cli):
     assert img.ndim == 3 and img.shape[0] > 300 and img[..., :3].std() > 0.05
 
 
-@pytest.mark.parametrize("extra, msg", [
-    (["--holdout", "1-4"], "none is left to fit on"),
-    (["--holdout", "7"], "outside 1..4"),
-    (["--name", "a", "--name", "b"], "--name given 2 times"),
-    (["--folds", "1"], "--folds 1: must be >= 2"),
-    (["--patch", "200"], "smaller than a 200x200 patch"),
-])
+@pytest.mark.parametrize(
+    "extra, msg",
+    [
+        (["--holdout", "1-4"], "none is left to fit on"),
+        (["--holdout", "7"], "outside 1..4"),
+        (["--name", "a", "--name", "b"], "--name given 2 times"),
+        (["--folds", "1"], "--folds 1: must be >= 2"),
+        (["--patch", "200"], "smaller than a 200x200 patch"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, shared_data, run_cli, extra, msg):
     gen = _generated(tmp_path)
     out = tmp_path / "report"
-    rc, _, err = run_cli("realism", gen, "--real", shared_data / CRYOCAT, "--assume-same-sampling", "-o", out,
-                         *extra)
+    rc, _, err = run_cli("realism", gen, "--real", shared_data / CRYOCAT, "--assume-same-sampling", "-o", out, *extra)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("faket realism: error:"), err
     assert msg in lines[0], lines[0]
@@ -213,7 +232,9 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, shared_data, run_cli, ext
 
 def test_cli_refuses_a_missing_real_file(tmp_path, run_cli):
     gen = _generated(tmp_path)
-    rc, _, err = run_cli("realism", gen, "--real", tmp_path / "nope.mrc", "--assume-same-sampling", "-o", tmp_path / "r")
+    rc, _, err = run_cli(
+        "realism", gen, "--real", tmp_path / "nope.mrc", "--assume-same-sampling", "-o", tmp_path / "r"
+    )
     assert rc == 2 and err.count("\n") == 1 and "nope.mrc" in err and "not found" in err
     assert not (tmp_path / "r").exists()
 
@@ -231,8 +252,11 @@ def test_qc_settings_and_realism_series():
     with pytest.raises(ValueError):
         qc_settings({"realsim": True})
     assert realism_series(["faket", "noisy"], "tiltseries") == [("NOISY", "noisy"), ("FAKET", "faket")]
-    assert realism_series(["faket", "baseline"], "micrograph") == [("NOISY", "noisy"), ("BASELINE", "baseline"),
-                                                                   ("FAKET", "faket")]
+    assert realism_series(["faket", "baseline"], "micrograph") == [
+        ("NOISY", "noisy"),
+        ("BASELINE", "baseline"),
+        ("FAKET", "faket"),
+    ]
     assert realism_series(["faket", "noisy"], "physics") == []
     assert realism_series(["faket", "noisy"], "tomogram") == []
 
@@ -245,9 +269,16 @@ def test_workflow_runs_realism_per_tomogram_with_a_real_reference(tmp_path, shar
 
     man = tmp_path / "manifest.csv"
     man.write_text((ROOT / "data_manifest.csv").read_text().replace("../shared/", str(ROOT.parent / "shared") + "/"))
-    cfg = tiny_config(tmp_path, manifest=str(man), seed=1, angles="-60:60:6", modalities=["noisy"],
-                      tomograms={"count": 1, "prefix": "tiny", "given": []},
-                      reference={"names": ["pytom_p1_subtilt"]}, qc={"enabled": False, "realism": True})
+    cfg = tiny_config(
+        tmp_path,
+        manifest=str(man),
+        seed=1,
+        angles="-60:60:6",
+        modalities=["noisy"],
+        tomograms={"count": 1, "prefix": "tiny", "given": []},
+        reference={"names": ["pytom_p1_subtilt"]},
+        qc={"enabled": False, "realism": True},
+    )
     work = tmp_path / "run"
     r = snakemake(work, cfg, "-n")
     assert "rule realism:" in r.stdout + r.stderr and "rule qc:" not in r.stdout + r.stderr
@@ -273,8 +304,9 @@ def test_cli_warns_when_a_generated_file_was_fitted_on_scored_tilts(tmp_path, ru
     for name, kept in (("all.mrc", [1, 2, 3, 4]), ("even.mrc", [2, 4])):
         g = write_mrc(tmp_path / name, white(4, (72, 72), 1))
         write_tlt(g.with_suffix(".tlt"), np.linspace(-30, 30, 4))
-        g.with_suffix(".json").write_text(json.dumps(
-            {"noise_model": {"references": [{"path": str(real), "kept_tilts_1based": kept}]}}))
+        g.with_suffix(".json").write_text(
+            json.dumps({"noise_model": {"references": [{"path": str(real), "kept_tilts_1based": kept}]}})
+        )
         gens.append(g)
     rc, _, err = run_cli("realism", *gens, "--real", real, "--holdout", "odd", "--folds", "2", "-o", tmp_path / "r")
     assert rc == 0

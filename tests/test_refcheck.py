@@ -39,8 +39,14 @@ def test_tomodrgn_blank_tilts_are_exactly_the_invisible_frames(shared_data):
     assert n_blank == 50
 
 
-@pytest.mark.parametrize("name", ["tiltseries/pytom_p1_subtilt_41x100x100.mrc",
-                                  "tiltseries/cryocat_tilt_stack_HIV-VLP_4tilts.mrc", "non_cryo/HAADF.mrc"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tiltseries/pytom_p1_subtilt_41x100x100.mrc",
+        "tiltseries/cryocat_tilt_stack_HIV-VLP_4tilts.mrc",
+        "non_cryo/HAADF.mrc",
+    ],
+)
 def test_real_series_have_no_false_alarms(shared_data, name):
     """Normalised (PyTom), quantised (cryoCAT) and int16 (HAADF) real series: nothing flagged."""
     with mrcfile.mmap(shared_data / name, permissive=True) as m:
@@ -59,9 +65,14 @@ def test_dark_and_saturated_tilts(shared_data):
     assert sorted(bad) == [4, 5] and bad[4].startswith("dark") and bad[5].startswith("saturated")
 
 
-@pytest.mark.parametrize("name,expect", [("tiltseries/cryocat_tilt_stack_HIV-VLP_4tilts.mrc", "dark"),
-                                         ("tiltseries/pytom_p1_subtilt_41x100x100.mrc", "dark"),
-                                         ("non_cryo/HAADF.mrc", "bright")])
+@pytest.mark.parametrize(
+    "name,expect",
+    [
+        ("tiltseries/cryocat_tilt_stack_HIV-VLP_4tilts.mrc", "dark"),
+        ("tiltseries/pytom_p1_subtilt_41x100x100.mrc", "dark"),
+        ("non_cryo/HAADF.mrc", "bright"),
+    ],
+)
 def test_polarity_on_real_and_flipped_data(shared_data, name, expect):
     """Bright-field cryo data (gold beads, particles) read dark; HAADF STEM (dark-field: dense = bright) reads
     bright; every flipped series reads the opposite, with the statistic's sign reversed exactly."""
@@ -107,12 +118,22 @@ def test_unknown_pixel_sizes_stop_with_one_line(series, run_cli):
     _write(d / "clean_nopix.mrc", np.zeros((7, 40, 40), np.float32) + np.arange(40), None, ang)
     rc, _, err = run_cli("noise", d / "clean_nopix.mrc", "--reference", d / "ref.mrc", "-o", d / "o.mrc")
     assert rc == 2 and "clean_nopix.mrc: no pixel size" in err and "--content-pixel-size" in err
-    rc, _, err = run_cli("style", d / "clean.mrc", "--style", d / "ref_nopix.mrc", "-o", d / "o.mrc",
-                         "--weights", "random")
+    rc, _, err = run_cli(
+        "style", d / "clean.mrc", "--style", d / "ref_nopix.mrc", "-o", d / "o.mrc", "--weights", "random"
+    )
     assert rc == 2 and "--style-pixel-size" in err.strip().splitlines()[-1]
     # stated by option: used, and recorded with the factor
-    rc, _, err = run_cli("noise", d / "clean.mrc", "--reference", d / "ref_nopix.mrc", "--reference-pixel-size", "5",
-                         "-o", d / "o.mrc", "--quiet")
+    rc, _, err = run_cli(
+        "noise",
+        d / "clean.mrc",
+        "--reference",
+        d / "ref_nopix.mrc",
+        "--reference-pixel-size",
+        "5",
+        "-o",
+        d / "o.mrc",
+        "--quiet",
+    )
     assert rc == 0, err
     s = json.loads((d / "o.json").read_text())["noise_model"]["references"][0]["sampling"]
     assert s["pixel_used_a"] == 5 and s["pixel_source"] == "--reference-pixel-size" and s["factor"] == 0.5
@@ -123,14 +144,27 @@ def test_unknown_pixel_sizes_stop_with_one_line(series, run_cli):
 
 def test_exclude_and_invert_by_hand(series, run_cli):
     d, ang, ref = series
-    rc, _, err = run_cli("noise", d / "clean.mrc", "--reference", d / "ref.mrc", "--exclude-tilts", "1,6-7",
-                         "--max-angle-gap", "25", "--invert-reference", "-o", d / "o.mrc", "--quiet")
+    rc, _, err = run_cli(
+        "noise",
+        d / "clean.mrc",
+        "--reference",
+        d / "ref.mrc",
+        "--exclude-tilts",
+        "1,6-7",
+        "--max-angle-gap",
+        "25",
+        "--invert-reference",
+        "-o",
+        d / "o.mrc",
+        "--quiet",
+    )
     assert rc == 0, err
     r = json.loads((d / "o.json").read_text())["noise_model"]["references"][0]
     assert r["kept_tilts_1based"] == [2, 3, 4, 5] and list(r["excluded_tilts_1based"]) == ["1", "6", "7"]
     assert set(r["matched_index"]) <= {1, 2, 3, 4} and r["inverted"] is True
-    rc, _, err = run_cli("noise", d / "clean.mrc", "--reference", d / "ref.mrc", "--exclude-tilts", "0",
-                         "-o", d / "o2.mrc")
+    rc, _, err = run_cli(
+        "noise", d / "clean.mrc", "--reference", d / "ref.mrc", "--exclude-tilts", "0", "-o", d / "o2.mrc"
+    )
     assert rc == 2 and "--exclude-tilts 0" in err
 
 
@@ -141,11 +175,20 @@ def test_invert_reference_flips_the_polarity_verdict(shared_data, tmp_path, run_
     ang = [-30, -10, 10, 30]
     _write(tmp_path / "flip.mrc", 2 * st.mean() - st, 10.0, ang)
     _write(tmp_path / "clean.mrc", np.random.default_rng(0).random((4, 64, 64)).astype(np.float32), 10.0, ang)
-    rc, _, err = run_cli("noise", tmp_path / "clean.mrc", "--reference", tmp_path / "flip.mrc", "-o",
-                         tmp_path / "a.mrc", "--quiet")
+    rc, _, err = run_cli(
+        "noise", tmp_path / "clean.mrc", "--reference", tmp_path / "flip.mrc", "-o", tmp_path / "a.mrc", "--quiet"
+    )
     assert rc == 0 and "appear BRIGHT" in err and "--invert-reference" in err
-    rc, _, err = run_cli("noise", tmp_path / "clean.mrc", "--reference", tmp_path / "flip.mrc", "--invert-reference",
-                         "-o", tmp_path / "b.mrc", "--quiet")
+    rc, _, err = run_cli(
+        "noise",
+        tmp_path / "clean.mrc",
+        "--reference",
+        tmp_path / "flip.mrc",
+        "--invert-reference",
+        "-o",
+        tmp_path / "b.mrc",
+        "--quiet",
+    )
     assert rc == 0 and "BRIGHT" not in err
     pol = json.loads((tmp_path / "b.json").read_text())["noise_model"]["references"][0]["polarity"]
     assert pol["verdict"] == "dark"
@@ -159,8 +202,19 @@ def test_tomodrgn_reference_through_the_cli(shared_data, tmp_path, run_cli):
     star = d / "warptools_test_4-tomos_10-ptcls_box-32_angpix-12_tomograms.star"
     ang = np.linspace(-54, 54, 19)
     _write(tmp_path / "clean.mrc", np.random.default_rng(0).random((19, 36, 36)).astype(np.float32), 10.0, ang)
-    rc, _, err = run_cli("noise", tmp_path / "clean.mrc", "--reference", ref, "--reference-angles-file", star,
-                         "--max-angle-gap", "8", "-o", tmp_path / "n.mrc", "--quiet")
+    rc, _, err = run_cli(
+        "noise",
+        tmp_path / "clean.mrc",
+        "--reference",
+        ref,
+        "--reference-angles-file",
+        star,
+        "--max-angle-gap",
+        "8",
+        "-o",
+        tmp_path / "n.mrc",
+        "--quiet",
+    )
     assert rc == 0, err
     assert "excluding 3 tilt(s)" in err and "1 blank" in err and "6 blank" in err and "36 blank" in err
     r = json.loads((tmp_path / "n.json").read_text())["noise_model"]["references"][0]
@@ -205,8 +259,14 @@ def test_dark_region_found_and_the_fit_made_robust(shared_data):
     assert dark_regions(st) == {}
 
 
-@pytest.mark.parametrize("name", ["tiltseries/pytom_p1_subtilt_41x100x100.mrc",
-                                  "tiltseries/cryocat_tilt_stack_HIV-VLP_4tilts.mrc", "non_cryo/HAADF.mrc"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tiltseries/pytom_p1_subtilt_41x100x100.mrc",
+        "tiltseries/cryocat_tilt_stack_HIV-VLP_4tilts.mrc",
+        "non_cryo/HAADF.mrc",
+    ],
+)
 def test_no_dark_region_false_alarms_on_real_series(shared_data, name):
     from faket.imaging.refcheck import dark_regions
 
@@ -222,10 +282,23 @@ def test_noise_cli_names_contaminated_tilts(shared_data, tmp_path, capsys):
     bad, _ = _contaminate(st[:2], 0.3, 0.35)
     ref = np.concatenate([st[:1], bad[1:2]])  # tilt 2 contaminated
     _write(tmp_path / "ref.mrc", ref, voxel=10.0, angles=[-10, 10])
-    _write(tmp_path / "clean.mrc", st[:2] * 0 + np.random.default_rng(0).standard_normal(st[:2].shape),
-           voxel=10.0, angles=[-10, 10])
-    rc = main(["noise", str(tmp_path / "clean.mrc"), "--reference", str(tmp_path / "ref.mrc"),
-               "-o", str(tmp_path / "n.mrc"), "--quiet"])
+    _write(
+        tmp_path / "clean.mrc",
+        st[:2] * 0 + np.random.default_rng(0).standard_normal(st[:2].shape),
+        voxel=10.0,
+        angles=[-10, 10],
+    )
+    rc = main(
+        [
+            "noise",
+            str(tmp_path / "clean.mrc"),
+            "--reference",
+            str(tmp_path / "ref.mrc"),
+            "-o",
+            str(tmp_path / "n.mrc"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0
     line = [ln for ln in err.splitlines() if "large dark region" in ln]

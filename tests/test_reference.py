@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from faket.imaging import physics as ph
 from faket.cli import main
+from faket.imaging import physics as ph
 
 
 def radial_profile(img_stack, pixel_a):
@@ -65,7 +65,7 @@ def test_psd_minima_at_ctf_zeros(defocus_um):
 def test_contrast_sign_under_and_overfocus():
     n, a = 128, 4.0
     y, x = np.mgrid[:n, :n]
-    blob = np.exp(-((y - 64) ** 2 + (x - 64) ** 2) / (2 * 6.0 ** 2)).astype(np.float32)[None] * 20
+    blob = np.exp(-((y - 64) ** 2 + (x - 64) ** 2) / (2 * 6.0**2)).astype(np.float32)[None] * 20
     base = dict(dose_total=None, ice_phase_std=0.0, mtf="none", potential_scale_v=3.0)
     under = ph.simulate_tiltseries(blob, [0.0], a, ph.PhysicsParams(defocus_um=-3.0, **base))[0]
     over = ph.simulate_tiltseries(blob, [0.0], a, ph.PhysicsParams(defocus_um=+3.0, **base))[0]
@@ -91,8 +91,9 @@ def test_dose_weighting_damps_high_frequencies():
     rng = np.random.default_rng(2)
     proj = np.repeat(rng.random((1, n, n)).astype(np.float32), 7, axis=0)
     ang = np.array([-6.0, -4, -2, 0, 2, 4, 6])
-    p = ph.PhysicsParams(defocus_um=-1.0, dose_total=140.0, ice_thickness_nm=0.0, ice_phase_std=0.0,
-                         mtf="none", dose_order="sequential")
+    p = ph.PhysicsParams(
+        defocus_um=-1.0, dose_total=140.0, ice_thickness_nm=0.0, ice_phase_std=0.0, mtf="none", dose_order="sequential"
+    )
     img = ph.simulate_tiltseries(proj, ang, a, p, noise=False)
     F = np.abs(np.fft.fft2(img - img.mean(axis=(1, 2), keepdims=True))) ** 2
     k1 = np.fft.fftfreq(n, d=a)
@@ -117,8 +118,7 @@ def test_shot_noise_ice_and_mtf_on_blank_specimen():
     n, a = 128, 5.0
     proj = np.zeros((3, n, n), np.float32)
     ang = np.array([0.0, 45.0, 60.0])
-    p = ph.PhysicsParams(dose_total=30.0, ice_thickness_nm=200.0, ice_mfp_nm=350.0, ice_phase_std=0.0,
-                         mtf="none")
+    p = ph.PhysicsParams(dose_total=30.0, ice_thickness_nm=200.0, ice_mfp_nm=350.0, ice_phase_std=0.0, mtf="none")
     img, info = ph.simulate_tiltseries(proj, ang, a, p, seed=3, return_info=True)
     expect = 10.0 * a * a * np.exp(-200.0 / np.cos(np.deg2rad(ang)) / 350.0)
     np.testing.assert_allclose(info["counted_e_per_pixel"], expect)
@@ -131,8 +131,7 @@ def test_shot_noise_ice_and_mtf_on_blank_specimen():
     m2 = (np.sinc(np.fft.fftfreq(n) * 2 / 2) ** 2).mean() ** 2
     np.testing.assert_allclose(img2.var(axis=(1, 2)), expect * m2, rtol=0.05)
     # ice phase noise adds variance growing with the path length (1/cos)
-    p3 = ph.PhysicsParams(dose_total=None, ice_thickness_nm=200.0, ice_phase_std=0.05, mtf="none",
-                          defocus_um=-2.0)
+    p3 = ph.PhysicsParams(dose_total=None, ice_thickness_nm=200.0, ice_phase_std=0.05, mtf="none", defocus_um=-2.0)
     img3 = ph.simulate_tiltseries(proj, ang, a, p3, seed=3)
     v = img3.var(axis=(1, 2))
     assert v[0] > 0 and v[2] / v[0] == pytest.approx(2.0, rel=0.1)
@@ -146,8 +145,7 @@ def test_seeded_chunk_independent_and_defocus_gradient():
     p = ph.PhysicsParams()
     one = ph.simulate_tiltseries(proj, ang, a, p, seed=5)
     np.testing.assert_array_equal(one, ph.simulate_tiltseries(proj, ang, a, p, seed=5))
-    part = ph.simulate_tiltseries(proj[2:], ang[2:], a, p, seed=5, tilt_indices=[2, 3],
-                                  series_angles_deg=ang)
+    part = ph.simulate_tiltseries(proj[2:], ang[2:], a, p, seed=5, tilt_indices=[2, 3], series_angles_deg=ang)
     np.testing.assert_array_equal(part, one[2:])
     assert not np.array_equal(one, ph.simulate_tiltseries(proj, ang, a, p, seed=6))
     g = ph.PhysicsParams(defocus_gradient=1.0, dose_total=None, ice_phase_std=0.0)
@@ -183,8 +181,23 @@ def volume(tmp_path):
 
 def test_cli_reference(volume, tmp_path, capsys):
     out = tmp_path / "ref.mrc"
-    rc = main(["reference", str(volume), "-o", str(out), "--angles", "-30:30:15", "--dose", "60",
-               "--clean-out", str(tmp_path / "ref_clean.mrc"), "--device", "cpu", "--quiet"])
+    rc = main(
+        [
+            "reference",
+            str(volume),
+            "-o",
+            str(out),
+            "--angles",
+            "-30:30:15",
+            "--dose",
+            "60",
+            "--clean-out",
+            str(tmp_path / "ref_clean.mrc"),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     with mrcfile.open(out) as m:
         ref = np.array(m.data)
@@ -204,21 +217,35 @@ def test_cli_reference(volume, tmp_path, capsys):
     np.testing.assert_allclose(clean.mean(axis=(1, 2)), expect, rtol=0.01)
     assert np.all(ref.std(axis=(1, 2)) > clean.std(axis=(1, 2)))
     # the paired noise fit on the pair sees a low SNR (shot noise dominates at 12 e-/A^2 per tilt)
-    rc = main(["noise", str(tmp_path / "ref_clean.mrc"), "--reference", str(out), "--reference-clean",
-               str(tmp_path / "ref_clean.mrc"), "-o", str(tmp_path / "n.mrc"), "--quiet"])
+    rc = main(
+        [
+            "noise",
+            str(tmp_path / "ref_clean.mrc"),
+            "--reference",
+            str(out),
+            "--reference-clean",
+            str(tmp_path / "ref_clean.mrc"),
+            "-o",
+            str(tmp_path / "n.mrc"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     snr = json.loads((tmp_path / "n.json").read_text())["noise_model"]["curves"]["snr"]
     assert all(0 < s < 1 for s in snr)
 
 
-@pytest.mark.parametrize("argv,expect", [
-    (["--dose", "-5"], "--dose"),
-    (["--dose", "0"], "--dose"),
-    (["--amplitude-contrast", "1.5"], "--amplitude-contrast"),
-    (["--voltage-kv", "0"], "--voltage-kv"),
-    (["--angles", "-95:95:5"], "out of range"),
-    (["--ice-thickness-nm", "-10"], "--ice-thickness-nm"),
-])
+@pytest.mark.parametrize(
+    "argv,expect",
+    [
+        (["--dose", "-5"], "--dose"),
+        (["--dose", "0"], "--dose"),
+        (["--amplitude-contrast", "1.5"], "--amplitude-contrast"),
+        (["--voltage-kv", "0"], "--voltage-kv"),
+        (["--angles", "-95:95:5"], "out of range"),
+        (["--ice-thickness-nm", "-10"], "--ice-thickness-nm"),
+    ],
+)
 def test_cli_reference_bad_input(volume, tmp_path, capsys, argv, expect):
     out = tmp_path / "bad.mrc"
     rc = main(["reference", str(volume), "-o", str(out), "--device", "cpu", "--quiet", *argv])
@@ -249,17 +276,41 @@ def test_cli_reference_potential_scale(volume, tmp_path, capsys):
     contrast = {}
     for name, extra in (("default", []), ("max", ["--max-potential-v", "6"])):
         out = tmp_path / f"{name}.mrc"
-        rc = main(["reference", str(volume), "-o", str(out), "--angles", "0:0:1", "--no-noise", "--quiet",
-                   "--device", "cpu", *extra])
+        rc = main(
+            [
+                "reference",
+                str(volume),
+                "-o",
+                str(out),
+                "--angles",
+                "0:0:1",
+                "--no-noise",
+                "--quiet",
+                "--device",
+                "cpu",
+                *extra,
+            ]
+        )
         assert rc == 0, capsys.readouterr().err
         meta = json.loads(out.with_suffix(".json").read_text())
         contrast[name] = (meta["physics"]["potential_scale_v"], float(mrcfile.read(out).std()))
     assert contrast["default"][0] == 3.0
     assert contrast["max"][0] == pytest.approx(6.0 / vmax, rel=1e-6)
     ratio = contrast["max"][1] / contrast["default"][1]
-    assert ratio == pytest.approx(contrast["max"][0] / 3.0, rel=0.1)   # weak phase: contrast ~ potential
-    with pytest.raises(SystemExit) as exc:   # argparse: not allowed together
-        main(["reference", str(volume), "-o", str(tmp_path / "x.mrc"), "--max-potential-v", "1",
-              "--potential-scale-v", "2", "--quiet"])
+    assert ratio == pytest.approx(contrast["max"][0] / 3.0, rel=0.1)  # weak phase: contrast ~ potential
+    with pytest.raises(SystemExit) as exc:  # argparse: not allowed together
+        main(
+            [
+                "reference",
+                str(volume),
+                "-o",
+                str(tmp_path / "x.mrc"),
+                "--max-potential-v",
+                "1",
+                "--potential-scale-v",
+                "2",
+                "--quiet",
+            ]
+        )
     assert exc.value.code == 2 and not (tmp_path / "x.mrc").exists()
     assert "not allowed with" in capsys.readouterr().err

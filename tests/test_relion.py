@@ -24,8 +24,19 @@ import starfile
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = Path(__file__).with_name("relion_check.cpp")
 #: RELION 5 sources the harness compiles: MetaDataTable and what it needs to link
-RELION_SOURCES = ("metadata_table", "metadata_label", "metadata_container", "filename", "error", "strings",
-                  "funcs", "numerical_recipes", "CPlot2D", "args", "pipeline_control")
+RELION_SOURCES = (
+    "metadata_table",
+    "metadata_label",
+    "metadata_container",
+    "filename",
+    "error",
+    "strings",
+    "funcs",
+    "numerical_recipes",
+    "CPlot2D",
+    "args",
+    "pipeline_control",
+)
 ANGLES = "-60:60:30"
 SPEC = """box: [40, 96, 96]
 voxel_size: 10.0
@@ -41,8 +52,11 @@ filaments:
 def relion_sources() -> Path | None:
     """RELION 5 source tree: $RELION_SRC, else ../relion-src beside the repository."""
     for c in (os.environ.get("RELION_SRC"), ROOT.parent / "relion-src"):
-        if c and (Path(c) / "src" / "metadata_table.cpp").is_file() and \
-                (Path(c) / "src" / "jaz" / "tomography" / "tomogram_set.cpp").is_file():
+        if (
+            c
+            and (Path(c) / "src" / "metadata_table.cpp").is_file()
+            and (Path(c) / "src" / "jaz" / "tomography" / "tomogram_set.cpp").is_file()
+        ):
             return Path(c)
     return None
 
@@ -57,11 +71,21 @@ def relion_check(tmp_path_factory):
     if gxx is None:
         pytest.skip("no C++ compiler (g++)")
     d = tmp_path_factory.mktemp("relion_check")
-    macros = d / "macros.cpp"   # RELION's CMake makes it from macros.cpp.in
+    macros = d / "macros.cpp"  # RELION's CMake makes it from macros.cpp.in
     macros.write_text((src / "src" / "macros.cpp.in").read_text().replace("@RELION_VERSION_SUFFIX@", "-faket-test"))
     exe = d / "relion_check"
-    cmd = [gxx, "-std=c++14", "-O0", "-w", f"-I{src}", str(HARNESS), str(macros),
-           *(str(src / "src" / f"{f}.cpp") for f in RELION_SOURCES), "-o", str(exe)]
+    cmd = [
+        gxx,
+        "-std=c++14",
+        "-O0",
+        "-w",
+        f"-I{src}",
+        str(HARNESS),
+        str(macros),
+        *(str(src / "src" / f"{f}.cpp") for f in RELION_SOURCES),
+        "-o",
+        str(exe),
+    ]
     r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     return exe
@@ -86,11 +110,33 @@ def results(tmp_path_factory):
     t = res / "tomo_a"
     _run("layout", "-o", t / "layout", "--spec", spec, "--seed", 3, "--tomo-name", "tomo_a", "-q")
     _run("project", t / "layout" / "volume.mrc", "-o", t / "tiltseries" / "noiseless.mrc", "--angles", ANGLES, "-q")
-    _run("reference", t / "layout" / "volume.mrc", "-o", t / "tiltseries" / "physics.mrc", "--angles", ANGLES,
-         "--defocus-um", "-2.5", "--dose", "50", "-q")
+    _run(
+        "reference",
+        t / "layout" / "volume.mrc",
+        "-o",
+        t / "tiltseries" / "physics.mrc",
+        "--angles",
+        ANGLES,
+        "--defocus-um",
+        "-2.5",
+        "--dose",
+        "50",
+        "-q",
+    )
     for mod in ("noiseless", "physics"):
-        _run("reconstruct", t / "tiltseries" / f"{mod}.mrc", "-o", t / tomogram_file(mod, 2), "--bin", 2,
-             "--z-range", "4:36", "--volume-z", 40, "-q")
+        _run(
+            "reconstruct",
+            t / "tiltseries" / f"{mod}.mrc",
+            "-o",
+            t / tomogram_file(mod, 2),
+            "--bin",
+            2,
+            "--z-range",
+            "4:36",
+            "--volume-z",
+            40,
+            "-q",
+        )
     _run("labels", t / "layout", "-o", t, "--bin", "1,2,3", "--z-range", "4:36", "-q")
     _run("dataset", res, "-o", res / "dataset.csv", "-q")
     return res
@@ -116,7 +162,7 @@ def test_binned_and_unbinned_star_agree_in_angstrom(results):
     cols = [f"rlnCenteredCoordinate{a}Angst" for a in "XYZ"]
     ref = _star_by_layout_id(t, 1)
     worst = 0.0
-    for b in (2, 3):       # bin 3 drops the slab's last 2 planes (32 = 3 x 10 + 2): its centre stays the slab's
+    for b in (2, 3):  # bin 3 drops the slab's last 2 planes (32 = 3 x 10 + 2): its centre stays the slab's
         s = _star_by_layout_id(t, b)
         common = ref.index.intersection(s.index)
         assert len(common) >= 0.8 * len(ref)
@@ -124,8 +170,13 @@ def test_binned_and_unbinned_star_agree_in_angstrom(results):
         worst = max(worst, float(d.max()))
         # read back into the binned tomogram's voxels: the CSV's coordinates
         csv = read_particles(t / f"particles_bin{b}.csv")
-        back = read_particles(t / f"particles_bin{b}.star", voxel_size_a=10.0 * b,
-                              box_zyx=(32 // b, 96 // b, 96 // b), bin_factor=b, unbinned_box_zyx=(32, 96, 96))
+        back = read_particles(
+            t / f"particles_bin{b}.star",
+            voxel_size_a=10.0 * b,
+            box_zyx=(32 // b, 96 // b, 96 // b),
+            bin_factor=b,
+            unbinned_box_zyx=(32, 96, 96),
+        )
         np.testing.assert_allclose(back[["x", "y", "z"]].to_numpy(), csv[["x", "y", "z"]].to_numpy(), atol=1e-6)
     assert worst < 0.01, worst
     # the slab 4:36 is centred in the 40-voxel volume: its centre is the layout's, so the layout's own
@@ -168,28 +219,30 @@ def test_export_writes_the_tomogram_set(results, exported):
         assert (row["rlnTomoSizeX"], row["rlnTomoSizeY"], row["rlnTomoSizeZ"]) == (96, 96, 32)
         assert row["rlnTomoTomogramBinning"] == 2 and row["rlnTomoTiltSeriesPixelSize"] == 10.0
         rec = folder / row["rlnTomoReconstructedTomogram"]
-        assert rec.resolve() == (t / ("tomogram_noiseless_bin2.mrc" if mod == "noiseless"
-                                      else "tomogram_physics_bin2.mrc")).resolve()
+        assert (
+            rec.resolve()
+            == (t / ("tomogram_noiseless_bin2.mrc" if mod == "noiseless" else "tomogram_physics_bin2.mrc")).resolve()
+        )
         assert read_mrc_header(rec)[0] == (16, 48, 48)
         ts = starfile.read(folder / row["rlnTomoTiltSeriesStarFile"], always_dict=True)
-        assert list(ts) == ["tomo_a"]          # RELION reads the block data_<rlnTomoName>
+        assert list(ts) == ["tomo_a"]  # RELION reads the block data_<rlnTomoName>
         ts = ts["tomo_a"]
         np.testing.assert_allclose(ts["rlnTomoYTilt"], angles)
         np.testing.assert_allclose(ts["rlnTomoNominalStageTiltAngle"], angles)
-        name = ts["rlnMicrographName"].iloc[2]           # the third image of the stack, as RELION reads it
+        name = ts["rlnMicrographName"].iloc[2]  # the third image of the stack, as RELION reads it
         assert name.endswith(":mrcs")
         index, stack = name[: -len(":mrcs")].split("@", 1)
         assert index == "3" and (folder / stack).resolve() == (t / "tiltseries" / f"{mod}.mrc").resolve()
-        if mod == "physics":     # the defined CTF of faket reference: its provenance
+        if mod == "physics":  # the defined CTF of faket reference: its provenance
             assert row["rlnVoltage"] == 300 and row["rlnSphericalAberration"] == 2.7
             assert row["rlnAmplitudeContrast"] == 0.07
             np.testing.assert_allclose(ts["rlnDefocusU"], 25000.0)
             np.testing.assert_allclose(ts["rlnDefocusV"], 25000.0)
-            per = 50.0 / len(angles)        # dose-symmetric: 0 first, then +30, -30, +60, -60
+            per = 50.0 / len(angles)  # dose-symmetric: 0 first, then +30, -30, +60, -60
             rank = np.array(ref["derived"]["acquisition_rank"])
             np.testing.assert_allclose(ts["rlnMicrographPreExposure"], rank * per)
             np.testing.assert_allclose(sorted(ts["rlnMicrographPreExposure"]), np.arange(len(angles)) * per)
-        else:                     # no CTF: a flat one (RELION's CTF is 1) and no dose
+        else:  # no CTF: a flat one (RELION's CTF is 1) and no dose
             assert row["rlnAmplitudeContrast"] == 1.0 and row["rlnSphericalAberration"] == 0.0
             assert (ts["rlnDefocusU"] == 0).all() and (ts["rlnMicrographPreExposure"] == 0).all()
         parts = starfile.read(folder / "particles.star", always_dict=True)
@@ -214,21 +267,38 @@ def _parse(out: str) -> dict:
     for ln in lines:
         w = ln.split()
         if w[0] == "tilt":
-            got["tilts"].append({"name": w[3], "ytilt": float(w[w.index("ytilt") + 1]),
-                                 "dose": float(w[w.index("dose") + 1]), "defocus": float(w[w.index("defocus") + 1])})
+            got["tilts"].append(
+                {
+                    "name": w[3],
+                    "ytilt": float(w[w.index("ytilt") + 1]),
+                    "dose": float(w[w.index("dose") + 1]),
+                    "defocus": float(w[w.index("defocus") + 1]),
+                }
+            )
         elif w[0] == "particle":
             d = {"tomo": w[1], "name": w[2], "xyz": [float(v) for v in w[3:6]]}
             if "tube" in w:
                 i = w.index("tube")
-                d.update(tube=int(w[i + 1]), track=float(w[i + 3]), tilt_prior=float(w[i + 5]),
-                         psi_prior=float(w[i + 7]), flip=float(w[i + 9]))
+                d.update(
+                    tube=int(w[i + 1]),
+                    track=float(w[i + 3]),
+                    tilt_prior=float(w[i + 5]),
+                    psi_prior=float(w[i + 7]),
+                    flip=float(w[i + 9]),
+                )
             got["particles"].append(d)
         elif w[0] == "tomo" and w[2] == "size":
             got["size"] = [int(v) for v in w[3:6]]
             got["centre"] = [float(v) for v in w[7:10]]
         elif w[0] == "tomo" and w[2] == "hand":
-            got.update(hand=float(w[3]), voltage=float(w[5]), cs=float(w[7]), q0=float(w[9]), pixel=float(w[11]),
-                       binning=float(w[13]))
+            got.update(
+                hand=float(w[3]),
+                voltage=float(w[5]),
+                cs=float(w[7]),
+                q0=float(w[9]),
+                pixel=float(w[11]),
+                binning=float(w[13]),
+            )
     return got
 
 
@@ -241,8 +311,14 @@ def test_relion_reads_the_tomogram_set(exported, results, relion_check):
     t = results / "tomo_a"
     angles = read_tlt(t / "tiltseries" / "physics.tlt")
     folder = exported["physics"]
-    r = subprocess.run([str(relion_check), "tomograms.star", "particles.star", "filament_subunits.star"],
-                       cwd=folder, check=False, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(relion_check), "tomograms.star", "particles.star", "filament_subunits.star"],
+        cwd=folder,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     got = _parse(r.stdout)
     unknown = {ln.split()[-1] for ln in r.stderr.splitlines() if "unknown label" in ln}
@@ -263,8 +339,14 @@ def test_relion_reads_the_tomogram_set(exported, results, relion_check):
     np.testing.assert_allclose([p["tilt_prior"] for p in fil], sub["tilt"], atol=1e-5)
     np.testing.assert_allclose([p["psi_prior"] for p in fil], sub["psi"], atol=1e-5)
     # the noiseless set (flat CTF) reads as well
-    r = subprocess.run([str(relion_check), "tomograms.star", "particles.star"], cwd=exported["noiseless"],
-                       check=False, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(relion_check), "tomograms.star", "particles.star"],
+        cwd=exported["noiseless"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and _parse(r.stdout)["q0"] == 1.0, r.stdout[-2000:]
 
 
@@ -290,8 +372,13 @@ def test_filament_subunits_carry_helical_priors(results):
     t = results / "tomo_a"
     star = starfile.read(t / "layout" / "filament_subunits.star")
     sub = pd.read_csv(t / "layout" / "filament_subunits.csv")
-    for c in ("rlnHelicalTubeID", "rlnHelicalTrackLengthAngst", "rlnAngleTiltPrior", "rlnAnglePsiPrior",
-              "rlnAnglePsiFlipRatio"):
+    for c in (
+        "rlnHelicalTubeID",
+        "rlnHelicalTrackLengthAngst",
+        "rlnAngleTiltPrior",
+        "rlnAnglePsiPrior",
+        "rlnAnglePsiFlipRatio",
+    ):
         assert c in star.columns, c
     assert (star["rlnHelicalTubeID"] == sub["filament_id"]).all()
     # actin: one subunit every 2.75 nm along the axis
@@ -299,7 +386,9 @@ def test_filament_subunits_carry_helical_priors(results):
     assert track[0] == 0.0
     np.testing.assert_allclose(np.diff(track), 27.5, atol=0.5)
     # the priors point the template's z axis along the filament: the polyline's direction there
-    d = relion_to_matrix(np.stack([np.zeros(len(star)), star["rlnAngleTiltPrior"], star["rlnAnglePsiPrior"]], 1))[:, :, 2]
+    d = relion_to_matrix(np.stack([np.zeros(len(star)), star["rlnAngleTiltPrior"], star["rlnAnglePsiPrior"]], 1))[
+        :, :, 2
+    ]
     poly = pd.read_csv(t / "layout" / "filaments.csv")
     p = poly[["x", "y", "z"]].to_numpy()
     seg = np.diff(p, axis=0)
@@ -346,9 +435,25 @@ def test_workflow_exports_relion_and_names_each_tomogram(tmp_path):
     p = tmp_path / "config.yaml"
     p.write_text(yaml.safe_dump(cfg))
     snakemake = Path(sys.executable).parent / "snakemake"
-    r = subprocess.run([str(snakemake), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "run"),
-                        "--configfile", str(p), "-n", "-p", "--nocolor"], check=False, capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "PATH": f"{snakemake.parent}{os.pathsep}{os.environ['PATH']}"})
+    r = subprocess.run(
+        [
+            str(snakemake),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(tmp_path / "run"),
+            "--configfile",
+            str(p),
+            "-n",
+            "-p",
+            "--nocolor",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": f"{snakemake.parent}{os.pathsep}{os.environ['PATH']}"},
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     assert "faket export relion results -o results/relion" in out

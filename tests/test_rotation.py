@@ -15,11 +15,13 @@ def _relion_A(rot_deg, tilt_deg, psi_deg):
     ca, cb, cg = np.cos([a, b, g])
     sa, sb, sg = np.sin([a, b, g])
     cc, cs, sc, ss = cb * ca, cb * sa, sb * ca, sb * sa
-    return np.array([
-        [cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb],
-        [-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb],
-        [sc, ss, cb],
-    ])
+    return np.array(
+        [
+            [cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb],
+            [-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb],
+            [sc, ss, cb],
+        ]
+    )
 
 
 def _rz(a):
@@ -58,8 +60,11 @@ def test_shrec_matches_voltools_szxz_construction(angles):
         m = _rz(-np.deg2rad(c)) @ _rx(-np.deg2rad(b)) @ _rz(-np.deg2rad(a))
         np.testing.assert_allclose(rot.shrec_to_rotation([a, b, c]).as_matrix(), m.T, atol=1e-12)
         # the same as scipy's extrinsic zxz with reversed angles
-        np.testing.assert_allclose(rot.shrec_to_rotation([a, b, c]).as_matrix(),
-                                   Rotation.from_euler("zxz", [c, b, a], degrees=True).as_matrix(), atol=1e-12)
+        np.testing.assert_allclose(
+            rot.shrec_to_rotation([a, b, c]).as_matrix(),
+            Rotation.from_euler("zxz", [c, b, a], degrees=True).as_matrix(),
+            atol=1e-12,
+        )
 
 
 def test_relion_shrec_round_trip_agrees_with_scipy(angles):
@@ -72,8 +77,7 @@ def test_relion_shrec_round_trip_agrees_with_scipy(angles):
     np.testing.assert_allclose(back, angles, atol=1e-8)
     # and scipy alone, from the RELION side: A = ZYZ(rot, tilt, psi)^-1
     r = Rotation.from_euler("ZYZ", angles, degrees=True).inv()
-    np.testing.assert_allclose(Rotation.from_euler("ZXZ", shrec, degrees=True).as_matrix(), r.as_matrix(),
-                               atol=1e-10)
+    np.testing.assert_allclose(Rotation.from_euler("ZXZ", shrec, degrees=True).as_matrix(), r.as_matrix(), atol=1e-10)
 
 
 def test_random_angles_uniform_on_so3():
@@ -90,13 +94,13 @@ def test_random_angles_uniform_on_so3():
 def _blob(shape, centre_zyx, sigma):
     z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
     d2 = (z - centre_zyx[0]) ** 2 + (y - centre_zyx[1]) ** 2 + (x - centre_zyx[2]) ** 2
-    return np.exp(-d2 / (2 * sigma ** 2)).astype(np.float32)
+    return np.exp(-d2 / (2 * sigma**2)).astype(np.float32)
 
 
 def _com_near(vol, point_zyx, radius):
     z, y, x = np.meshgrid(*[np.arange(n) for n in vol.shape], indexing="ij")
     d2 = (z - point_zyx[0]) ** 2 + (y - point_zyx[1]) ** 2 + (x - point_zyx[2]) ** 2
-    w = np.where(d2 <= radius ** 2, vol, 0)
+    w = np.where(d2 <= radius**2, vol, 0)
     s = w.sum()
     return np.array([(w * z).sum(), (w * y).sum(), (w * x).sum()]) / s, s
 

@@ -11,7 +11,7 @@ import pytest
 from scipy.ndimage import gaussian_filter, zoom
 
 from faket.cli import main
-from faket.evaluation.metrics import radial_power_spectrum, log_spectrum_distance
+from faket.evaluation.metrics import log_spectrum_distance, radial_power_spectrum
 from faket.imaging.sampling import fourier_resize, plan_resample, resample_image, resample_stack, resample_volume
 
 
@@ -25,8 +25,9 @@ def _write(path, data, voxel=None, angles=None):
     return Path(path)
 
 
-@pytest.mark.parametrize("shape,up", [((32, 32), (64, 64)), ((33, 47), (50, 71)), ((100, 64), (150, 96)),
-                                      ((31, 20), (62, 40))])
+@pytest.mark.parametrize(
+    "shape,up", [((32, 32), (64, 64)), ((33, 47), (50, 71)), ((100, 64), (150, 96)), ((31, 20), (62, 40))]
+)
 def test_down_of_up_is_identity_and_mean_is_kept(shape, up):
     """Odd, even and non-square sizes: Fourier padding then cropping returns the image (the Nyquist bin is split
     on the way up and united on the way down), and every resize keeps the mean exactly (DC bin)."""
@@ -98,8 +99,9 @@ def test_stack_from_memory_map_tilt_by_tilt(tmp_path, dtype):
     ref = resample_stack(st, plan)
     np.testing.assert_allclose(inv.mean(axis=(1, 2)), ref.mean(axis=(1, 2)), rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(inv.std(axis=(1, 2)), ref.std(axis=(1, 2)), rtol=1e-5)
-    np.testing.assert_allclose(inv - inv.mean(axis=(1, 2), keepdims=True),
-                               -(ref - ref.mean(axis=(1, 2), keepdims=True)), atol=1e-3)
+    np.testing.assert_allclose(
+        inv - inv.mean(axis=(1, 2), keepdims=True), -(ref - ref.mean(axis=(1, 2), keepdims=True)), atol=1e-3
+    )
 
 
 def test_volume_same_rule():
@@ -149,13 +151,52 @@ def test_two_samplings_same_noise_fit(shared_data, tmp_path):
     clean = np.stack([-gaussian_filter(rng.random((64, 64)).astype(np.float32), 3) for _ in ang])
     _write(tmp_path / "clean.mrc", clean, 10.0, ang)
     common = ["--noise-mtf", "none", "--quiet", "--seed", "3"]
-    assert main(["noise", str(tmp_path / "clean.mrc"), "--reference", str(tmp_path / "A.mrc"),
-                 "--reference-pixel-size", "10", "-o", str(tmp_path / "nA.mrc"), *common]) == 0
+    assert (
+        main(
+            [
+                "noise",
+                str(tmp_path / "clean.mrc"),
+                "--reference",
+                str(tmp_path / "A.mrc"),
+                "--reference-pixel-size",
+                "10",
+                "-o",
+                str(tmp_path / "nA.mrc"),
+                *common,
+            ]
+        )
+        == 0
+    )
     for k in ("B", "C"):
-        assert main(["noise", str(tmp_path / "clean.mrc"), "--reference", str(tmp_path / f"{k}.mrc"),
-                     "-o", str(tmp_path / f"n{k}.mrc"), *common]) == 0
-    assert main(["noise", str(tmp_path / "clean.mrc"), "--reference", str(tmp_path / "B.mrc"),
-                 "--assume-same-sampling", "-o", str(tmp_path / "n0.mrc"), *common]) == 0
+        assert (
+            main(
+                [
+                    "noise",
+                    str(tmp_path / "clean.mrc"),
+                    "--reference",
+                    str(tmp_path / f"{k}.mrc"),
+                    "-o",
+                    str(tmp_path / f"n{k}.mrc"),
+                    *common,
+                ]
+            )
+            == 0
+        )
+    assert (
+        main(
+            [
+                "noise",
+                str(tmp_path / "clean.mrc"),
+                "--reference",
+                str(tmp_path / "B.mrc"),
+                "--assume-same-sampling",
+                "-o",
+                str(tmp_path / "n0.mrc"),
+                *common,
+            ]
+        )
+        == 0
+    )
     a, b, c, z = (_curves(tmp_path / f"n{k}.mrc") for k in ("A", "B", "C", "0"))
     snr_a = np.array(a["raw"]["snr"], float)
     assert np.median(snr_a) > 0.005  # a real fit, not a degenerate one
@@ -187,14 +228,62 @@ def test_two_samplings_same_styled_output(shared_data, tmp_path):
     init = content + 0.02 * rng.standard_normal(content.shape).astype(np.float32)
     _write(tmp_path / "c.mrc", content, 10.0)
     _write(tmp_path / "i.mrc", init, 10.0)
-    common = ["--init", str(tmp_path / "i.mrc"), "--weights", "random", "--iterations", "5", "--step-size", "0.05",
-              "--quiet"]
-    assert main(["style", str(tmp_path / "c.mrc"), "--style", str(tmp_path / "A.mrc"), "--style-pixel-size", "10",
-                 "-o", str(tmp_path / "sA.mrc"), *common]) == 0
-    assert main(["style", str(tmp_path / "c.mrc"), "--style", str(tmp_path / "B.mrc"),
-                 "-o", str(tmp_path / "sB.mrc"), *common]) == 0
-    assert main(["style", str(tmp_path / "c.mrc"), "--style", str(tmp_path / "B.mrc"), "--assume-same-sampling",
-                 "-o", str(tmp_path / "s0.mrc"), *common]) == 0
+    common = [
+        "--init",
+        str(tmp_path / "i.mrc"),
+        "--weights",
+        "random",
+        "--iterations",
+        "5",
+        "--step-size",
+        "0.05",
+        "--quiet",
+    ]
+    assert (
+        main(
+            [
+                "style",
+                str(tmp_path / "c.mrc"),
+                "--style",
+                str(tmp_path / "A.mrc"),
+                "--style-pixel-size",
+                "10",
+                "-o",
+                str(tmp_path / "sA.mrc"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "style",
+                str(tmp_path / "c.mrc"),
+                "--style",
+                str(tmp_path / "B.mrc"),
+                "-o",
+                str(tmp_path / "sB.mrc"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "style",
+                str(tmp_path / "c.mrc"),
+                "--style",
+                str(tmp_path / "B.mrc"),
+                "--assume-same-sampling",
+                "-o",
+                str(tmp_path / "s0.mrc"),
+                *common,
+            ]
+        )
+        == 0
+    )
     sA, sB, s0 = (mrcfile.read(tmp_path / f"s{k}.mrc").reshape(64, 64) for k in ("A", "B", "0"))
 
     def dist(x, y):

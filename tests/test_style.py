@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import torch
 
 from faket import style as st
@@ -121,7 +120,7 @@ def test_gram_style_loss_value_and_gradient_equal_autograd(dtype):
     np.testing.assert_allclose(lb.detach().numpy(), la.detach().numpy(), rtol=1e-6)
     assert b.grad.dtype == dtype and b.grad.is_contiguous(memory_format=torch.channels_last)
     ga, gb = a.grad.float().numpy(), b.grad.float().numpy()
-    tol = 1e-5 if dtype == torch.float32 else 2 ** -7     # one bf16 rounding step
+    tol = 1e-5 if dtype == torch.float32 else 2**-7  # one bf16 rounding step
     assert np.abs(ga - gb).max() <= tol * np.abs(ga).max()
 
 
@@ -184,7 +183,7 @@ def test_state_dict_file_and_fake_imagenet_cache(tmp_path, monkeypatch, model):
     with torch.no_grad():
         assert torch.equal(m3(x, [29])[29], a)
     assert info3.kind == "imagenet" and info3.sha256 == sha256sum(cp)
-    assert "does not match" in info3.note   # not the real file: the hash prefix in its name disagrees
+    assert "does not match" in info3.note  # not the real file: the hash prefix in its name disagrees
     # a file that is not a state dict
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
@@ -207,23 +206,39 @@ def test_presets_are_the_settings_defaults_except_their_stated_differences():
 
     default = StyleSettings()
     assert PRESETS["paper"] == default
-    diff = {f.name: getattr(PRESETS["offline"], f.name) for f in dataclasses.fields(StyleSettings)
-            if getattr(PRESETS["offline"], f.name) != getattr(default, f.name)}
+    diff = {
+        f.name: getattr(PRESETS["offline"], f.name)
+        for f in dataclasses.fields(StyleSettings)
+        if getattr(PRESETS["offline"], f.name) != getattr(default, f.name)
+    }
     assert diff == {"iterations": 3, "initial_iterations": 3, "step_size": 0.005, "content_weight": 0.0}
     # the CLI with no algorithm options gives the preset unchanged, whichever way it is chosen
     p = argparse.ArgumentParser()
     cli_style.add_arguments(p)
     base = ["c.mrc", "-o", "o.mrc", "--style", "r.mrc"]
-    for argv, kind, want in ((["--preset", "paper"], "random", "paper"), ([], "imagenet", "paper"),
-                             ([], "random", "offline"), (["--preset", "offline"], "file", "offline")):
+    for argv, kind, want in (
+        (["--preset", "paper"], "random", "paper"),
+        ([], "imagenet", "paper"),
+        ([], "random", "offline"),
+        (["--preset", "offline"], "file", "offline"),
+    ):
         s, name = cli_style.resolve_settings(p.parse_args(base + argv), kind)
         assert name == want and s == PRESETS[want]
     # explicit options override, and --iterations alone sets the first scale's count too
-    s, _ = cli_style.resolve_settings(p.parse_args(base + ["--iterations", "5", "--style-layers", "1,6",
-                                                           "--style-layer-weights", "2,1"]), "imagenet")
+    s, _ = cli_style.resolve_settings(
+        p.parse_args(base + ["--iterations", "5", "--style-layers", "1,6", "--style-layer-weights", "2,1"]), "imagenet"
+    )
     assert (s.iterations, s.initial_iterations, s.style_layers, s.style_layer_weights) == (5, 5, (1, 6), (2.0, 1.0))
-    assert dataclasses.replace(s, iterations=1, initial_iterations=1, style_layers=default.style_layers,
-                               style_layer_weights=default.style_layer_weights) == default
+    assert (
+        dataclasses.replace(
+            s,
+            iterations=1,
+            initial_iterations=1,
+            style_layers=default.style_layers,
+            style_layer_weights=default.style_layer_weights,
+        )
+        == default
+    )
     # the help text shows the defaults it reads
     assert f"paper: {default.step_size:g}" in p.format_help()
     assert cli_qc.STYLE_LAYERS == default.style_layers
@@ -231,11 +246,24 @@ def test_presets_are_the_settings_defaults_except_their_stated_differences():
 
 
 BAD_SETTINGS = [
-    ("iterations", 0), ("initial_iterations", 0), ("min_scale", 8), ("end_scale", 8), ("step_size", 0.0),
-    ("step_size", float("nan")), ("avg_decay", 1.0), ("content_weight", -1.0), ("tv_weight", float("inf")),
-    ("pooling", "mean"), ("precision", "fp16"), ("max_tile", 32), ("tile_halo", -1),
-    ("style_layers", (1, 99)), ("style_layers", (1, 1)), ("style_layer_weights", (1.0,)),
-    ("content_layer_weights", (-1.0,)), ("style_layer_weights", (0.0,) * 5),
+    ("iterations", 0),
+    ("initial_iterations", 0),
+    ("min_scale", 8),
+    ("end_scale", 8),
+    ("step_size", 0.0),
+    ("step_size", float("nan")),
+    ("avg_decay", 1.0),
+    ("content_weight", -1.0),
+    ("tv_weight", float("inf")),
+    ("pooling", "mean"),
+    ("precision", "fp16"),
+    ("max_tile", 32),
+    ("tile_halo", -1),
+    ("style_layers", (1, 99)),
+    ("style_layers", (1, 1)),
+    ("style_layer_weights", (1.0,)),
+    ("content_layer_weights", (-1.0,)),
+    ("style_layer_weights", (0.0,) * 5),
 ]
 
 
@@ -266,9 +294,8 @@ def test_core_errors_outside_settings_have_no_cli_flags(tmp_path, model, monkeyp
         msgs.append(str(e.value))
 
     grab(lambda: st.Reference(style_ref(T=1), weight=0.0))
-    grab(lambda: st.stylize_series(_engine(model), blobs(T=2), None, [st.Reference(style_ref(T=1))],
-                                   tilt_range=(1, 5)))
-    grab(lambda: st.StyleTransfer(model, StyleSettings(max_tile=128)))   # < 2 x halo 160 + 64
+    grab(lambda: st.stylize_series(_engine(model), blobs(T=2), None, [st.Reference(style_ref(T=1))], tilt_range=(1, 5)))
+    grab(lambda: st.StyleTransfer(model, StyleSettings(max_tile=128)))  # < 2 x halo 160 + 64
     grab(lambda: st.configure_backends(torch.device("cpu"), "tf32"))
     grab(lambda: st.StyleSettings(style_layers=(), content_layers=()).validate())
     grab(lambda: build_vgg(str(tmp_path / "missing.pth")))
@@ -283,10 +310,13 @@ def test_core_errors_outside_settings_have_no_cli_flags(tmp_path, model, monkeyp
 
 def test_cli_words_core_errors_with_its_options(files, run_cli, monkeypatch):
     d = files
-    monkeypatch.setenv("TORCH_HOME", str(d / "th"))     # no ImageNet weights there
-    for extra, want in ((["--step-size", "0"], "--step-size 0"), (["--max-tile", "100"], "--max-tile 100"),
-                        (["--weights", str(d / "missing.pth")], f"--weights {d / 'missing.pth'}"),
-                        (["--style-layers", "1,1", "--style-layer-weights", "1,1"], "--style-layers")):
+    monkeypatch.setenv("TORCH_HOME", str(d / "th"))  # no ImageNet weights there
+    for extra, want in (
+        (["--step-size", "0"], "--step-size 0"),
+        (["--max-tile", "100"], "--max-tile 100"),
+        (["--weights", str(d / "missing.pth")], f"--weights {d / 'missing.pth'}"),
+        (["--style-layers", "1,1", "--style-layer-weights", "1,1"], "--style-layers"),
+    ):
         rc, _, err = _style(run_cli, d, d / "out.mrc", *extra)
         assert rc == 2 and want in err, err
         assert not (d / "out.mrc").exists()
@@ -316,13 +346,22 @@ def test_batched_equals_single(model):
     tg = {l: torch.stack([eng.reference_grams(ref, j, 1.0)[l] for j in range(3)]) for l in eng.style_layers}
     cf = eng.content_features(cc)
     _, _, g3 = eng.loss_and_grad(x, cc, cf, tg)
-    g1 = torch.cat([eng.loss_and_grad(x[i:i + 1], cc[i:i + 1], {k: v[i:i + 1] for k, v in cf.items()},
-                                      {k: v[i:i + 1] for k, v in tg.items()})[2] for i in range(3)])
+    g1 = torch.cat(
+        [
+            eng.loss_and_grad(
+                x[i : i + 1],
+                cc[i : i + 1],
+                {k: v[i : i + 1] for k, v in cf.items()},
+                {k: v[i : i + 1] for k, v in tg.items()},
+            )[2]
+            for i in range(3)
+        ]
+    )
     assert float((g1 - g3).abs().max()) <= 1e-4 * float(g1.abs().max())
     # outputs ([0, 1] units): equal within 1e-4 except where Adam's first step lr*g/(|g|+eps) amplifies
     # rounding on pixels whose gradient is ~eps (a handful of pixels)
     d = np.abs(o1 - o3)
-    assert np.sqrt(np.mean(d ** 2)) < 1e-5
+    assert np.sqrt(np.mean(d**2)) < 1e-5
     assert np.mean(d > 1e-4) < 1e-3
     np.testing.assert_allclose(r1["per_tilt"]["loss_initial"], r3["per_tilt"]["loss_initial"], rtol=1e-5)
 
@@ -360,7 +399,7 @@ def test_multi_scale_and_weighted_references(model):
     # from G by float rounding, which Adam's normalised steps can amplify on a few pixels, so compare the RMS
     # (a wrong normalisation, e.g. a weighted sum, moves every pixel by orders of magnitude more)
     d = o_ab - o_a
-    rms = lambda x: float(np.sqrt(np.mean(x ** 2)))  # noqa: E731
+    rms = lambda x: float(np.sqrt(np.mean(x**2)))  # noqa: E731
     assert rms(d) < 1e-3 * o_a.std()
     assert np.abs(d).max() < 1e-2 * o_a.std()
     # and it moves with a different reference (here by ~20 std, four orders of magnitude more)
@@ -404,7 +443,7 @@ def test_gram_cache(tmp_path, model):
     o2, _ = st.stylize_series(eng, c, None, [ref], cache=cache2, weights_key="random:x")
     assert cache2.hits == 2 and cache2.misses == 0
     np.testing.assert_array_equal(o1, o2)
-    cache3 = GramCache(tmp_path / "cache")      # other weights: other key
+    cache3 = GramCache(tmp_path / "cache")  # other weights: other key
     st.stylize_series(eng, c, None, [ref], cache=cache3, weights_key="random:y")
     assert cache3.hits == 0
 
@@ -466,7 +505,7 @@ def test_gram_store_is_any_get_put_object(model):
     cm = CountingModel(model)
     eng = st.StyleTransfer(cm, StyleSettings(), device=torch.device("cpu"))
     o2, _ = st.stylize_series(eng, c, None, [ref], cache=store, weights_key="k")
-    assert cm.calls == 2 * 2            # content + image forward per tilt: no style forward
+    assert cm.calls == 2 * 2  # content + image forward per tilt: no style forward
     np.testing.assert_array_equal(o1, o2)
 
 
@@ -482,7 +521,7 @@ def test_gram_cache_files_round_trip_and_recover_from_corrupt_files(tmp_path, mo
     assert GramCache(tmp_path / "c").get("another key") is None
     cache.path(key).write_bytes(b"garbage")
     c2 = GramCache(tmp_path / "c")
-    g2 = eng.reference_grams(ref, 0, 1.0, cache=c2, weights_key="w")     # recomputed and rewritten
+    g2 = eng.reference_grams(ref, 0, 1.0, cache=c2, weights_key="w")  # recomputed and rewritten
     assert c2.misses == 1 and c2.hits == 0 and all(torch.equal(g2[l], g[l]) for l in g)
     assert GramCache(tmp_path / "c").get(key) is not None
     assert c2.record() == {"folder": str(tmp_path / "c"), "hits": 0, "misses": 1}
@@ -496,15 +535,29 @@ def test_gram_cache_files_round_trip_and_recover_from_corrupt_files(tmp_path, mo
 
 
 def _style(run_cli, d, out, *extra):
-    return run_cli("style", d / "content.mrc", "--style", d / "ref.mrc", "--init", d / "noisy.mrc",
-                   "-o", out, "--weights", "random", "--threads", "2", "-q", *extra)
+    return run_cli(
+        "style",
+        d / "content.mrc",
+        "--style",
+        d / "ref.mrc",
+        "--init",
+        d / "noisy.mrc",
+        "-o",
+        out,
+        "--weights",
+        "random",
+        "--threads",
+        "2",
+        "-q",
+        *extra,
+    )
 
 
 def test_cli_runs_deterministic_and_records_losses(files, run_cli):
     d = files
     rc, _, err = _style(run_cli, d, d / "a.mrc", "--tilt-batch", "2")
     assert rc == 0, err
-    assert "RANDOM" in err                         # loud about the weights
+    assert "RANDOM" in err  # loud about the weights
     rc, _, err = _style(run_cli, d, d / "b.mrc", "--tilt-batch", "2")
     assert rc == 0, err
     a, b = read(d / "a.mrc"), read(d / "b.mrc")
@@ -517,7 +570,7 @@ def test_cli_runs_deterministic_and_records_losses(files, run_cli):
     assert pt["index"] == [0, 1, 2, 3]
     for k in ("loss_initial", "loss_final", "style_loss_initial", "style_loss_final"):
         assert len(pt[k]) == 4 and all(np.isfinite(pt[k]))
-    assert s["final_loss_of"] == "last_iterate"     # the default runs no extra forward for the sidecar
+    assert s["final_loss_of"] == "last_iterate"  # the default runs no extra forward for the sidecar
     assert s["preset"] == "offline" and s["settings"]["initial_iterations"] == 3
     # angle matching: -30 -> -32 (index 0), -10 -> -11 (2), 10 -> 9 (3), 30 -> 27 (4)
     assert s["references"][0]["matched_index"] == [0, 2, 3, 4]

@@ -15,9 +15,12 @@ from faket.style import Reference, StyleTransfer, stylize_series
 from faket.style.settings import PRESETS, StyleSettings
 from faket.style.vgg import build_model
 
-VARIANTS = {"layer-norm": {"layer_norm": True}, "softmax": {"feature_transform": "softmax"},
-            "multiscale": {"network": "multiscale"},
-            "multiscale+layer-norm": {"network": "multiscale", "layer_norm": True}}
+VARIANTS = {
+    "layer-norm": {"layer_norm": True},
+    "softmax": {"feature_transform": "softmax"},
+    "multiscale": {"network": "multiscale"},
+    "multiscale+layer-norm": {"network": "multiscale", "layer_norm": True},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +36,9 @@ def _case(n=48, T=2, seed=0):
     yy, xx = np.mgrid[:n, :n]
     content = np.stack([np.sin(xx / (3 + t)) + 0.5 * np.cos(yy / 5) for t in range(T)]).astype(np.float32)
     init = (content + 0.8 * rng.standard_normal(content.shape)).astype(np.float32)
-    ref = np.abs(np.fft.ifft2(np.fft.fft2(rng.standard_normal((T, n, n))) / (1 + np.hypot(yy - n / 2, xx - n / 2)
-                                                                             [None] / 4))).astype(np.float32)
+    ref = np.abs(
+        np.fft.ifft2(np.fft.fft2(rng.standard_normal((T, n, n))) / (1 + np.hypot(yy - n / 2, xx - n / 2)[None] / 4))
+    ).astype(np.float32)
     return content, init, ref
 
 
@@ -51,10 +55,10 @@ def test_each_variant_changes_the_output_deterministically(name):
     assert s.variant is not None and base.variant is None
     a = _run(s, content, init, ref)
     b = _run(dataclasses.replace(s), content, init, ref)
-    assert np.array_equal(a, b)                               # same seed, same array
+    assert np.array_equal(a, b)  # same seed, same array
     plain = _run(base, content, init, ref)
-    assert np.abs(a - plain).mean() > 1e-3 * plain.std()      # the variant does something
-    c = _run(s, content, init, ref, seed=1)                   # the random features follow the seed
+    assert np.abs(a - plain).mean() > 1e-3 * plain.std()  # the variant does something
+    c = _run(s, content, init, ref, seed=1)  # the random features follow the seed
     assert not np.array_equal(a, c)
 
 
@@ -87,20 +91,46 @@ def test_layer_norm_divides_each_layer_by_its_target_magnitude():
 def test_variant_settings_errors_and_cli_options():
     from faket.cli import style as cli_style
 
-    for k, v in (("feature_transform", "tanh"), ("softmax_temperature", 0.0), ("network", "resnet"),
-                 ("multiscale_sizes", (4,)), ("multiscale_maps", 0)):
+    for k, v in (
+        ("feature_transform", "tanh"),
+        ("softmax_temperature", 0.0),
+        ("network", "resnet"),
+        ("multiscale_sizes", (4,)),
+        ("multiscale_maps", 0),
+    ):
         with pytest.raises(ParameterError) as e:
             dataclasses.replace(StyleSettings(), **{k: v}).validate()
         assert e.value.param == k
     p = argparse.ArgumentParser()
     cli_style.add_arguments(p)
     base = ["c.mrc", "-o", "o.mrc", "--style", "r.mrc"]
-    s, _ = cli_style.resolve_settings(p.parse_args(base + ["--layer-norm", "--feature-transform", "softmax",
-                                                             "--softmax-temperature", "2", "--network",
-                                                             "multiscale", "--multiscale-sizes", "3,7",
-                                                             "--multiscale-maps", "4"]), "random")
-    assert (s.layer_norm, s.feature_transform, s.softmax_temperature, s.network, s.multiscale_sizes,
-            s.multiscale_maps) == (True, "softmax", 2.0, "multiscale", (3, 7), 4)
+    s, _ = cli_style.resolve_settings(
+        p.parse_args(
+            base
+            + [
+                "--layer-norm",
+                "--feature-transform",
+                "softmax",
+                "--softmax-temperature",
+                "2",
+                "--network",
+                "multiscale",
+                "--multiscale-sizes",
+                "3,7",
+                "--multiscale-maps",
+                "4",
+            ]
+        ),
+        "random",
+    )
+    assert (
+        s.layer_norm,
+        s.feature_transform,
+        s.softmax_temperature,
+        s.network,
+        s.multiscale_sizes,
+        s.multiscale_maps,
+    ) == (True, "softmax", 2.0, "multiscale", (3, 7), 4)
     s, _ = cli_style.resolve_settings(p.parse_args(base + ["--preset", "offline", "--no-layer-norm"]), "random")
     assert not s.layer_norm
     # the paper preset has every variant off; the multi-scale net exists with random filters only
@@ -111,8 +141,14 @@ def test_variant_settings_errors_and_cli_options():
 
 def test_variants_refuse_tiles():
     content, init, ref = _case(n=160, T=1)
-    s = dataclasses.replace(PRESETS["offline"], layer_norm=True, max_tile=64, tile_halo=8,
-                            style_layers=(1, 6), style_layer_weights=(1.0, 1.0))
+    s = dataclasses.replace(
+        PRESETS["offline"],
+        layer_norm=True,
+        max_tile=64,
+        tile_halo=8,
+        style_layers=(1, 6),
+        style_layer_weights=(1.0, 1.0),
+    )
     with pytest.raises(ParameterError) as e:
         _run(s, content, init, ref)
     assert e.value.param == "max_tile"
@@ -144,8 +180,21 @@ def test_paper_preset_through_the_imagenet_and_file_paths_ignores_the_variants(t
         write_mrc(tmp_path / f"{name}.mrc", a)
     outs = {}
     for kind, w in (("imagenet", "imagenet"), ("file", str(cp))):
-        rc, _, err = run_cli("style", tmp_path / "c.mrc", "--init", tmp_path / "i.mrc", "--style", tmp_path / "r.mrc",
-                             "--weights", w, "--threads", "1", "--quiet", "-o", tmp_path / f"{kind}.mrc")
+        rc, _, err = run_cli(
+            "style",
+            tmp_path / "c.mrc",
+            "--init",
+            tmp_path / "i.mrc",
+            "--style",
+            tmp_path / "r.mrc",
+            "--weights",
+            w,
+            "--threads",
+            "1",
+            "--quiet",
+            "-o",
+            tmp_path / f"{kind}.mrc",
+        )
         assert rc == 0, err
         side = json.loads((tmp_path / f"{kind}.json").read_text())["style"]
         assert side["preset"] == "paper" and side["variant"] is None and "realism_note" not in side
@@ -167,8 +216,9 @@ def test_paper_preset_through_the_imagenet_and_file_paths_ignores_the_variants(t
 
     def feats(img, want):
         h = (img.repeat(1, 3, 1, 1) - mean) / std
-        h = torch.nn.functional.conv2d(torch.nn.functional.pad(h, (1, 1, 1, 1), mode="replicate"),
-                                       tv.features[0].weight, tv.features[0].bias)
+        h = torch.nn.functional.conv2d(
+            torch.nn.functional.pad(h, (1, 1, 1, 1), mode="replicate"), tv.features[0].weight, tv.features[0].bias
+        )
         out = {}
         for i in range(1, max(want) + 1):
             h = tv.features[i](h)
@@ -224,12 +274,33 @@ def test_offline_preset_output_is_not_less_real_than_its_init(shared_data, tmp_p
     write_mrc(tmp_path / "clean.mrc", clean, voxel_size=None)
     write_tlt(tmp_path / "clean.tlt", ang[score])
     common = ["--assume-same-sampling", "--max-angle-gap", "30", "--quiet"]
-    rc, _, err = run_cli("noise", tmp_path / "clean.mrc", "--reference", tmp_path / "fit.mrc", *common,
-                         "--content-out", tmp_path / "content.mrc", "-o", tmp_path / "noisy.mrc")
+    rc, _, err = run_cli(
+        "noise",
+        tmp_path / "clean.mrc",
+        "--reference",
+        tmp_path / "fit.mrc",
+        *common,
+        "--content-out",
+        tmp_path / "content.mrc",
+        "-o",
+        tmp_path / "noisy.mrc",
+    )
     assert rc == 0, err
-    rc, _, err = run_cli("style", tmp_path / "content.mrc", "--init", tmp_path / "noisy.mrc", "--style",
-                         tmp_path / "fit.mrc", *common, "--weights", "random", "--threads", "1",
-                         "-o", tmp_path / "styled.mrc")
+    rc, _, err = run_cli(
+        "style",
+        tmp_path / "content.mrc",
+        "--init",
+        tmp_path / "noisy.mrc",
+        "--style",
+        tmp_path / "fit.mrc",
+        *common,
+        "--weights",
+        "random",
+        "--threads",
+        "1",
+        "-o",
+        tmp_path / "styled.mrc",
+    )
     assert rc == 0, err
     gen = {k: (mrcfile.read(tmp_path / f"{k}.mrc"), ang[score]) for k in ("noisy", "styled")}
     assert not np.array_equal(gen["noisy"][0], gen["styled"][0])

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faket.layout import templates as T
 from faket.errors import InputError
+from faket.layout import templates as T
 from faket.layout.templates import centre_of_mass
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -156,7 +156,7 @@ def test_map_resampled_centred_background_removed():
     fine = T.builtin_template("dumbbell", 5.0).density
     n = fine.shape[0]
     box = np.zeros((n + 20, n + 14, n + 30), np.float32)
-    box[3:3 + n, 11:11 + n, 25:25 + n] = fine
+    box[3 : 3 + n, 11 : 11 + n, 25 : 25 + n] = fine
     rng = np.random.default_rng(1)
     noisy = box + 0.3 + rng.normal(0, 0.01, box.shape).astype(np.float32)
     t = T.template_from_map(noisy, 5.0, 10.0, "dumbbell_map", normalize=False)
@@ -334,7 +334,7 @@ def test_second_load_served_from_cache(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("converter called although the template is cached")
 
-    monkeypatch.setattr(T.atoms, "template_from_atoms", boom)   # what load_template calls
+    monkeypatch.setattr(T.atoms, "template_from_atoms", boom)  # what load_template calls
     monkeypatch.setattr(T.maps, "template_from_map", boom)
     second = T.load_template(str(path), 10.0, cache_dir=cache)
     assert np.array_equal(first.density, second.density)
@@ -372,17 +372,20 @@ def test_cache_key_is_the_files_sha256(tmp_path):
     assert entry.name.startswith(sha256sum(src)[:16] + "-10A-v")
     assert T.cache._sha256(src) == sha256sum(src)
     with pytest.raises(InputError, match="cannot read template file"):
-        T.cache._sha256(tmp_path)          # a folder: one clear error
+        T.cache._sha256(tmp_path)  # a folder: one clear error
 
 
 def test_split_modules_keep_the_public_paths():
     import importlib
 
-    homes = {"base": ["Template", "fit_box", "diameter_nm", "centre_of_mass"],
-             "shapes": ["BUILTIN_NAMES", "BUILTIN_INFO", "builtin_template"],
-             "maps": ["template_from_map", "resample_volume", "subtract_background", "MAP_INTERIOR_LEVEL"],
-             "atoms": ["template_from_atoms", "PROTEIN_FE0_PER_A3"],
-             "cache": ["CACHE_VERSION", "default_cache_dir"], "load": ["load_template"]}
+    homes = {
+        "base": ["Template", "fit_box", "diameter_nm", "centre_of_mass"],
+        "shapes": ["BUILTIN_NAMES", "BUILTIN_INFO", "builtin_template"],
+        "maps": ["template_from_map", "resample_volume", "subtract_background", "MAP_INTERIOR_LEVEL"],
+        "atoms": ["template_from_atoms", "PROTEIN_FE0_PER_A3"],
+        "cache": ["CACHE_VERSION", "default_cache_dir"],
+        "load": ["load_template"],
+    }
     assert sorted(n for v in homes.values() for n in v) == sorted(T.__all__)
     for mod, names in homes.items():
         m = importlib.import_module(f"faket.layout.templates.{mod}")

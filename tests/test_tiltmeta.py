@@ -12,8 +12,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from faket.errors import InputError
-from faket.formats.tiltmeta import read_tiltseries
-from faket.formats.tiltmeta import find_tilt_metadata, parse_exclude, read_tilt_metadata
+from faket.formats.tiltmeta import find_tilt_metadata, parse_exclude, read_tilt_metadata, read_tiltseries
 
 DATA = Path(__file__).resolve().parent / "data"
 DOSE_SYM = [0.0, 3.0, -3.0, -6.0, 6.0, 9.0, -9.0]  # TS_demo: SerialEM dose-symmetric, stack in acquisition order
@@ -147,8 +146,10 @@ def test_projection_matrix_star_roundtrip(tmp_path):
     for i, M in enumerate(R):
         v = ["[" + ",".join(f"{c:.8f}" for c in [*M[r], 0.0]) + "]" for r in range(3)]
         rows.append(f"  {v[0]}  {v[1]}  {v[2]}  [0,0,0,1]  {3.0 * i:.3f}")
-    text = ("data_TS_9\n\nloop_\n_rlnTomoProjX #1\n_rlnTomoProjY #2\n_rlnTomoProjZ #3\n_rlnTomoProjW #4\n"
-            "_rlnMicrographPreExposure #5\n" + "\n".join(rows) + "\n")
+    text = (
+        "data_TS_9\n\nloop_\n_rlnTomoProjX #1\n_rlnTomoProjY #2\n_rlnTomoProjZ #3\n_rlnTomoProjW #4\n"
+        "_rlnMicrographPreExposure #5\n" + "\n".join(rows) + "\n"
+    )
     (tmp_path / "t.star").write_text(text)
     m = read_tilt_metadata(tmp_path / "t.star")
     assert m.format == "relion-tomograms-star"

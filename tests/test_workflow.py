@@ -47,11 +47,10 @@ def test_stack_gathers_chunks_exactly(tmp_path):
     full = rng.normal(size=(7, 12, 10)).astype(np.float32)
     ang = np.arange(-30, 40, 10.0)
     write_tlt(tmp_path / "content.tlt", ang)
-    parts = [(0, 3), (3, 6), (6, 7)]   # the last chunk holds one tilt (an MRC that reads back as 2-D)
+    parts = [(0, 3), (3, 6), (6, 7)]  # the last chunk holds one tilt (an MRC that reads back as 2-D)
     chunks = [_chunk(tmp_path / f"c{a}.mrc", full[a:b], ang[a:b], f"{a}:{b}") for a, b in parts]
     out = tmp_path / "out" / "styled.mrc"
-    assert main(["stack", *chunks, "-o", str(out), "--expect-angles", str(tmp_path / "content.tlt"),
-                 "--quiet"]) == 0
+    assert main(["stack", *chunks, "-o", str(out), "--expect-angles", str(tmp_path / "content.tlt"), "--quiet"]) == 0
     m = read_mrc(out)
     np.testing.assert_array_equal(m.data, full)
     np.testing.assert_allclose(read_tlt(out.with_suffix(".tlt")), ang)
@@ -123,13 +122,25 @@ def test_dataset_indexes_every_tomogram(tmp_path):
     assert main(["dataset", str(res), "-o", str(out), "--quiet"]) == 0
     df = pd.read_csv(out)
     assert list(zip(df.tomogram, df.modality, df["bin"])) == [
-        ("t0", "faket", 1), ("t0", "faket", 2), ("t0", "noisy", 1), ("t0", "noisy", 2), ("t1", "faket", 2)]
+        ("t0", "faket", 1),
+        ("t0", "faket", 2),
+        ("t0", "noisy", 1),
+        ("t0", "noisy", 2),
+        ("t1", "faket", 2),
+    ]
     r = df.iloc[1]
     assert r.tomogram_path == "t0/tomogram_bin2.mrc" and r.occupancy_mask == "t0/occupancy_mask_bin2.mrc"
     assert (r.shape_z, r.shape_y, r.shape_x, r.voxel_size_a) == (4, 8, 8, 20.0)
     assert df.iloc[4].n_particles == 5
-    for col in ("tomogram_path", "class_mask", "occupancy_mask", "particles_csv", "particles_star",
-                "particle_locations", "particles_xml"):
+    for col in (
+        "tomogram_path",
+        "class_mask",
+        "occupancy_mask",
+        "particles_csv",
+        "particles_star",
+        "particle_locations",
+        "particles_xml",
+    ):
         assert all((res / p).is_file() for p in df[col])
 
 
@@ -156,10 +167,14 @@ def test_config_problem_names_the_key():
     schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     assert config_problem(cfg, schema) is None
-    for over, msg in (({"seed": "abc"}, "config key 'seed': 'abc' is not of type 'integer'"),
-                      ({"style": {**cfg["style"], "tilts_per_jobs": 2}},
-                       "config key 'style.tilts_per_jobs': unknown key (allowed here: iterations, precision"),
-                      ({"layout": {**cfg["layout"], "shape_zyx": [8, 8]}}, "config key 'layout.shape_zyx'")):
+    for over, msg in (
+        ({"seed": "abc"}, "config key 'seed': 'abc' is not of type 'integer'"),
+        (
+            {"style": {**cfg["style"], "tilts_per_jobs": 2}},
+            "config key 'style.tilts_per_jobs': unknown key (allowed here: iterations, precision",
+        ),
+        ({"layout": {**cfg["layout"], "shape_zyx": [8, 8]}}, "config key 'layout.shape_zyx'"),
+    ):
         assert msg in config_problem({**cfg, **over}, schema)
 
 
@@ -176,7 +191,7 @@ def test_tilt_angles_are_faket_io_angles_inside_90():
 
 
 def test_layout_box_is_the_box_faket_layout_makes(tmp_path):
-    """"" = the built-in default, a spec without box = the default box, the config's shape_zyx wins, and
+    """ "" = the built-in default, a spec without box = the default box, the config's shape_zyx wins, and
     the layout's own volume has that shape."""
     from faket.layout import DEFAULT_BOX
     from faket.workflow import layout_box
@@ -210,7 +225,7 @@ def test_draws_are_per_seed_and_key():
 
     assert draw(3, "noise.snr", 0.1) == 0.1 and draw(3, "noise.snr", None) is None
     a = [draw(s, "noise.snr", [0.05, 0.2]) for s in range(20)]
-    assert a == [draw(s, "noise.snr", [0.05, 0.2]) for s in range(20)]      # same seed, same value
+    assert a == [draw(s, "noise.snr", [0.05, 0.2]) for s in range(20)]  # same seed, same value
     assert all(0.05 <= v <= 0.2 for v in a) and len(set(a)) > 10
     assert draw(3, "noise.snr", [0.05, 0.2]) != draw(3, "other.key", [0.05, 0.2])
     names = {draw(s, "reference.names", ["a", "b", "c"]) for s in range(30)}
@@ -248,11 +263,12 @@ def test_reference_entries_checked_like_faket_manifest(tmp_path):
     write_mrc(tmp_path / "ts.mrc", np.ones((3, 8, 8), np.float32), 10.0, image_stack=True)
     write_tlt(tmp_path / "ts.tlt", [-50, 0, 50])
     man = tmp_path / "m.csv"
-    man.write_text(",".join(COLUMNS) + "\n" + "phys,physics,,,,,,\n"
-                   "ds,dataset,https://example.org/x.zip,,,,,\n"
-                   "web,tiltseries,https://example.org/t.mrc,,,,,\n")
-    assert main(["manifest", "add", str(man), "ts", str(tmp_path / "ts.mrc"), "--kind", "tiltseries",
-                 "--quiet"]) == 0
+    man.write_text(
+        ",".join(COLUMNS) + "\n" + "phys,physics,,,,,,\n"
+        "ds,dataset,https://example.org/x.zip,,,,,\n"
+        "web,tiltseries,https://example.org/t.mrc,,,,,\n"
+    )
+    assert main(["manifest", "add", str(man), "ts", str(tmp_path / "ts.mrc"), "--kind", "tiltseries", "--quiet"]) == 0
     entries = load_manifest(man)
     sha = Sha256Cache(tmp_path / "cache" / "sha.json")
     assert reference_entry(entries, "phys", tmp_path).kind == "physics"
@@ -277,8 +293,11 @@ TINY_LAYOUT = {
     "box": [32, 64, 64],
     "voxel_size": 10.0,
     "slab_thickness": 24,
-    "classes": [{"template": "blob3", "count": 6}, {"template": "ring", "count": 3},
-                {"template": "dumbbell", "count": 3}],
+    "classes": [
+        {"template": "blob3", "count": 6},
+        {"template": "ring", "count": 3},
+        {"template": "dumbbell", "count": 3},
+    ],
     "vesicles": {"count": 0},
     "fiducials": {"count": 1, "diameter_nm": 6},
 }
@@ -297,8 +316,13 @@ def tiny_config(tmp, **over):
         "layout": {"spec": str(spec), "shape_zyx": None, "voxel_size_a": None},
         "reference": {"names": ["physics_default"], "physics": {"seed": 7, "defocus_um": -2.5}},
         "noise": {"snr": [0.05, 0.2]},
-        "style": {"tilts_per_job": 4, "weights": "random", "precision": "fp32", "iterations": None,
-                  "style_cache": True},
+        "style": {
+            "tilts_per_job": 4,
+            "weights": "random",
+            "precision": "fp32",
+            "iterations": None,
+            "style_cache": True,
+        },
         "reconstruct": {"binnings": [2], "z_range": [4, 28], "filter": "ramp"},
         "qc": True,
     }
@@ -321,11 +345,23 @@ def _env():
 
 
 def snakemake(workdir, config, *extra, check=True, timeout=900, popen=False):
-    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", str(config),
-           "--cores", "2", "--nocolor", *extra]
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(config),
+        "--cores",
+        "2",
+        "--nocolor",
+        *extra,
+    ]
     if popen:
-        return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
     r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
         raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}")
@@ -343,23 +379,28 @@ def expected_tree(cfg_path):
         for b in cfg["reconstruct"]["binnings"]:
             for m in cfg["modalities"]:
                 files.append(f"{d}/tomogram_bin{b}.mrc" if m == "faket" else f"{d}/tomogram_{m}_bin{b}.mrc")
-            files += [f"{d}/class_mask_bin{b}.mrc", f"{d}/occupancy_mask_bin{b}.mrc", f"{d}/particles_bin{b}.csv",
-                      f"{d}/particles_bin{b}.star", f"{d}/particle_locations_bin{b}.txt",
-                      f"{d}/particles_bin{b}.json", f"{d}/particles_bin{b}.xml"]
-        files += [f"{d}/particles.csv", f"{d}/particles.star", f"{d}/particle_locations.txt",
-                  f"{d}/particles.xml"]
+            files += [
+                f"{d}/class_mask_bin{b}.mrc",
+                f"{d}/occupancy_mask_bin{b}.mrc",
+                f"{d}/particles_bin{b}.csv",
+                f"{d}/particles_bin{b}.star",
+                f"{d}/particle_locations_bin{b}.txt",
+                f"{d}/particles_bin{b}.json",
+                f"{d}/particles_bin{b}.xml",
+            ]
+        files += [f"{d}/particles.csv", f"{d}/particles.star", f"{d}/particle_locations.txt", f"{d}/particles.xml"]
         for s in ("noiseless", "content", "noisy", "baseline", "faket"):
             files += [f"{d}/tiltseries/{s}.mrc", f"{d}/tiltseries/{s}.tlt", f"{d}/tiltseries/{s}.json"]
-        files += [f"{d}/qc/{f}" for f in ("montage.png", "spectra.png", "tilt_stats.png", "slices.png",
-                                          "metrics.json")]
+        files += [f"{d}/qc/{f}" for f in ("montage.png", "spectra.png", "tilt_stats.png", "slices.png", "metrics.json")]
     return tomos, files
 
 
 def outputs(workdir):
     """Every result file (relative path -> Path), without QC pictures and provenance timestamps."""
     res = Path(workdir) / "results"
-    return {str(p.relative_to(workdir)): p for p in sorted(res.rglob("*")) if p.is_file()
-            and "style_cache" not in p.parts}
+    return {
+        str(p.relative_to(workdir)): p for p in sorted(res.rglob("*")) if p.is_file() and "style_cache" not in p.parts
+    }
 
 
 def assert_same_outputs(wa, wb, names=None):
@@ -370,9 +411,11 @@ def assert_same_outputs(wa, wb, names=None):
         assert n in b, f"{n} missing in the second run"
         if n.endswith(".mrc"):
             np.testing.assert_array_equal(read_mrc(a[n]).data, read_mrc(b[n]).data, err_msg=n)
-        elif n.endswith(".star"):   # starfile writes a creation-time comment: compare the data lines
+        elif n.endswith(".star"):  # starfile writes a creation-time comment: compare the data lines
+
             def data(p):
                 return [ln for ln in p.read_text().splitlines() if not ln.startswith("#")]
+
             assert data(a[n]) == data(b[n]), n
         else:
             assert a[n].read_text() == b[n].read_text(), n
@@ -380,8 +423,13 @@ def assert_same_outputs(wa, wb, names=None):
 
 @pytest.mark.slow
 def test_lint_and_format_clean():
-    r = subprocess.run([str(SNAKEMAKE), "--lint", "-s", str(ROOT / "Snakefile"), "-d", str(ROOT), "--nocolor"],
-                       env=_env(), capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [str(SNAKEMAKE), "--lint", "-s", str(ROOT / "Snakefile"), "-d", str(ROOT), "--nocolor"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Congratulations" in r.stdout + r.stderr and "Lints for" not in r.stdout + r.stderr
     files = [str(ROOT / "Snakefile"), *map(str, sorted((ROOT / "workflow" / "rules").glob("*.smk")))]
@@ -390,18 +438,21 @@ def test_lint_and_format_clean():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("over, key", [
-    ({"seed": "abc"}, "config key 'seed'"),
-    ({"style": {"tilts_per_job": 2.5}}, "config key 'style.tilts_per_job'"),
-    ({"style": {"tilts_per_jobs": 2}}, "config key 'style.tilts_per_jobs': unknown key"),
-    ({"colour": "blue"}, "config key 'colour': unknown key"),
-    ({"modalities": ["faket", "gauss"]}, "config key 'modalities[1]'"),
-    ({"reference": {"names": ["no_such_ref"]}}, "config key 'reference.names[0]': 'no_such_ref' is not an entry"),
-    ({"reference": {"names": ["shrec2021"]}}, "config key 'reference.names[0]': 'shrec2021' is a dataset"),
-    ({"reference": {"names": ["empiar_10045"]}}, "'empiar_10045': not downloaded"),
-    ({"reconstruct": {"z_range": [10, 99]}}, "config key 'reconstruct.z_range'"),
-    ({"tomograms": {"given": [{"name": "x", "folder": "/nonexistent"}]}}, "config key 'tomograms.given[0].folder'"),
-])
+@pytest.mark.parametrize(
+    "over, key",
+    [
+        ({"seed": "abc"}, "config key 'seed'"),
+        ({"style": {"tilts_per_job": 2.5}}, "config key 'style.tilts_per_job'"),
+        ({"style": {"tilts_per_jobs": 2}}, "config key 'style.tilts_per_jobs': unknown key"),
+        ({"colour": "blue"}, "config key 'colour': unknown key"),
+        ({"modalities": ["faket", "gauss"]}, "config key 'modalities[1]'"),
+        ({"reference": {"names": ["no_such_ref"]}}, "config key 'reference.names[0]': 'no_such_ref' is not an entry"),
+        ({"reference": {"names": ["shrec2021"]}}, "config key 'reference.names[0]': 'shrec2021' is a dataset"),
+        ({"reference": {"names": ["empiar_10045"]}}, "'empiar_10045': not downloaded"),
+        ({"reconstruct": {"z_range": [10, 99]}}, "config key 'reconstruct.z_range'"),
+        ({"tomograms": {"given": [{"name": "x", "folder": "/nonexistent"}]}}, "config key 'tomograms.given[0].folder'"),
+    ],
+)
 def test_broken_config_fails_before_any_job_naming_the_key(tmp_path, over, key):
     cfg = tiny_config(tmp_path, **over)
     r = snakemake(tmp_path / "run", cfg, check=False, timeout=120)
@@ -419,10 +470,24 @@ def test_altered_reference_fails_before_any_job(tmp_path):
     write_tlt(tmp_path / "ref.tlt", [-50, 0, 50])
     man = tmp_path / "manifest.csv"
     man.write_text((ROOT / "data_manifest.csv").read_text())
-    assert main(["manifest", "add", str(man), "myref", str(data), "--kind", "tiltseries",
-                 "--angles-file", str(tmp_path / "ref.tlt")]) == 0
+    assert (
+        main(
+            [
+                "manifest",
+                "add",
+                str(man),
+                "myref",
+                str(data),
+                "--kind",
+                "tiltseries",
+                "--angles-file",
+                str(tmp_path / "ref.tlt"),
+            ]
+        )
+        == 0
+    )
     cfg = tiny_config(tmp_path, manifest=str(man), reference={"names": ["myref"]})
-    r = snakemake(tmp_path / "run", cfg, "-n", check=True, timeout=120)   # intact: the DAG builds
+    r = snakemake(tmp_path / "run", cfg, "-n", check=True, timeout=120)  # intact: the DAG builds
     data.write_bytes(data.read_bytes()[:-4] + b"\0\0\0\1")
     r = snakemake(tmp_path / "run", cfg, check=False, timeout=120)
     assert r.returncode != 0
@@ -431,11 +496,14 @@ def test_altered_reference_fails_before_any_job(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("row, msg", [
-    ("physics_default,physics\n", "line 9: 2 fields, expected 9"),                        # a short row
-    ("physics_default,physics,,,,,,again\n", "name 'physics_default' already used on line 2"),
-    ("mine,tiltseries,ref.mrc,,,ref.tlt,,\n", "mine: a local entry needs its sha256"),
-])
+@pytest.mark.parametrize(
+    "row, msg",
+    [
+        ("physics_default,physics\n", "line 9: 2 fields, expected 9"),  # a short row
+        ("physics_default,physics,,,,,,again\n", "name 'physics_default' already used on line 2"),
+        ("mine,tiltseries,ref.mrc,,,ref.tlt,,\n", "mine: a local entry needs its sha256"),
+    ],
+)
 def test_bad_manifest_fails_before_any_job(tmp_path, row, msg):
     """The workflow reads the manifest with faket.manifest: a short row, a duplicate name or a local entry
     without sha256 stop the run at planning, naming the line (the old own reader let them through)."""
@@ -456,8 +524,7 @@ def test_misspelt_box_in_the_layout_spec_fails_at_planning(tmp_path):
     """`shape_zyx` in a layout spec (faket layout's key is `box`) stops the run before any job, naming the
     key, instead of passing planning and failing in the layout job."""
     spec = tmp_path / "typo.yaml"
-    spec.write_text(yaml.safe_dump({**{k: v for k, v in TINY_LAYOUT.items() if k != "box"},
-                                    "shape_zyx": [32, 64, 64]}))
+    spec.write_text(yaml.safe_dump({**{k: v for k, v in TINY_LAYOUT.items() if k != "box"}, "shape_zyx": [32, 64, 64]}))
     cfg = tiny_config(tmp_path, layout={"spec": str(spec)})
     r = snakemake(tmp_path / "run", cfg, check=False, timeout=120)
     out = r.stdout + r.stderr
@@ -486,11 +553,19 @@ def test_spec_without_box_runs_in_the_default_box(tmp_path):
     import pandas as pd
 
     spec = tmp_path / "nobox.yaml"
-    spec.write_text(yaml.safe_dump({"classes": [{"template": "blob3", "count": 4}],
-                                    "vesicles": {"count": 0}, "fiducials": {"count": 0}}))
-    cfg = tiny_config(tmp_path, layout={"spec": str(spec)}, modalities=["noiseless"], qc=False,
-                      tomograms={"count": 1, "prefix": "tiny", "given": []},
-                      reconstruct={"binnings": [4], "z_range": [56, 72]})
+    spec.write_text(
+        yaml.safe_dump(
+            {"classes": [{"template": "blob3", "count": 4}], "vesicles": {"count": 0}, "fiducials": {"count": 0}}
+        )
+    )
+    cfg = tiny_config(
+        tmp_path,
+        layout={"spec": str(spec)},
+        modalities=["noiseless"],
+        qc=False,
+        tomograms={"count": 1, "prefix": "tiny", "given": []},
+        reconstruct={"binnings": [4], "z_range": [56, 72]},
+    )
     work = tmp_path / "run"
     snakemake(work, cfg)
     d = work / "results" / "tiny_000"
@@ -515,7 +590,7 @@ def tiny_run(tmp_path_factory):
     while not noisy.exists() and time.time() - t0 < 600 and p.poll() is None:
         time.sleep(0.5)
     assert p.poll() is None, "the run ended before it could be killed:\n" + p.stdout.read()[-3000:]
-    os.killpg(p.pid, signal.SIGINT)   # as Ctrl-C in a terminal
+    os.killpg(p.pid, signal.SIGINT)  # as Ctrl-C in a terminal
     p.wait(timeout=120)
     killed = {n: q.stat().st_mtime_ns for n, q in outputs(work).items()}
     t0 = time.perf_counter()
@@ -525,8 +600,15 @@ def tiny_run(tmp_path_factory):
     cfg_one = tiny_config(tmp / "one", style={"tilts_per_job": 0})
     ref = tmp / "one" / "run"
     snakemake(ref, cfg_one)
-    return {"tmp": tmp, "cfg": cfg, "work": work, "ref": ref, "killed": killed, "resume_seconds": seconds,
-            "resume_log": resumed.stdout + resumed.stderr}
+    return {
+        "tmp": tmp,
+        "cfg": cfg,
+        "work": work,
+        "ref": ref,
+        "killed": killed,
+        "resume_seconds": seconds,
+        "resume_log": resumed.stdout + resumed.stderr,
+    }
 
 
 @pytest.mark.slow
@@ -560,9 +642,8 @@ def test_end_to_end_tree_and_contents(tiny_run):
         # the drawn SNR is recorded in the provenance, inside the range
         snr = json.loads((d / "tiltseries" / "noisy.json").read_text())["parameters"]["snr"]
         assert 0.05 <= snr <= 0.2
-    snrs = {json.loads((work / f"results/{t}/tiltseries/noisy.json").read_text())["parameters"]["snr"]
-            for t in tomos}
-    assert len(snrs) == len(tomos)      # drawn per tomogram
+    snrs = {json.loads((work / f"results/{t}/tiltseries/noisy.json").read_text())["parameters"]["snr"] for t in tomos}
+    assert len(snrs) == len(tomos)  # drawn per tomogram
     df = pd.read_csv(work / "results" / "dataset.csv")
     assert len(df) == len(tomos) * 4
     assert set(df.modality) == {"noiseless", "baseline", "noisy", "faket"}
@@ -643,18 +724,27 @@ def test_report_holds_every_qc_figure_grouped_per_tomogram(tiny_run, tmp_path):
         pytest.skip("headless chromium not installed: the HTML was checked, not rendered")
     # open the report on the first tomogram's QC folder, showing its montage, as a user would by clicking
     path = f"results/{tomos[0]}/qc/montage.png"
-    view = ("<script>setTimeout(function () { app.setView({navbarMode: 'subcategory', category: 'QC', "
-            f"subcategory: '{tomos[0]}', content: 'img', contentPath: results['{path}'].data_uri, "
-            f"resultPath: '{path}'}}); }}, 200);</script></body>")
+    view = (
+        "<script>setTimeout(function () { app.setView({navbarMode: 'subcategory', category: 'QC', "
+        f"subcategory: '{tomos[0]}', content: 'img', contentPath: results['{path}'].data_uri, "
+        f"resultPath: '{path}'}}); }}, 200);</script></body>"
+    )
     i = html.rindex("</body>")
     page = tmp_path / "report_view.html"
-    page.write_text(html[:i] + view + html[i + len("</body>"):])
-    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            "--window-size=1400,1000", "--virtual-time-budget=8000"]
+    page.write_text(html[:i] + view + html[i + len("</body>") :])
+    args = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--window-size=1400,1000",
+        "--virtual-time-budget=8000",
+    ]
     dom = subprocess.run([*args, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     for label in ("tilt montage", "power spectra", "tilt statistics", "tomogram slices", "metrics"):
         assert label in dom
-    assert results[path]["data_uri"][:200] in dom        # the montage is displayed
+    assert results[path]["data_uri"][:200] in dom  # the montage is displayed
     shot = tmp_path / "report.png"
     subprocess.run([*args, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
     import matplotlib.image as mpimg
@@ -670,24 +760,45 @@ def test_real_references_from_the_manifest(tmp_path, shared_data):
     and a real map listed as a tomogram (projected at the content's angles)."""
     man = tmp_path / "manifest.csv"
     man.write_text((ROOT / "data_manifest.csv").read_text().replace("../shared/", str(ROOT.parent / "shared") + "/"))
-    assert main(["manifest", "add", str(man), "emd3197", str(shared_data / "maps" / "EMD-3197.map"),
-                 "--kind", "tomogram", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "manifest",
+                "add",
+                str(man),
+                "emd3197",
+                str(shared_data / "maps" / "EMD-3197.map"),
+                "--kind",
+                "tomogram",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     names = ["pytom_p1_subtilt", "cryocat_hiv_vlp", "emd3197"]
-    cfg = tiny_config(tmp_path, manifest=str(man), seed=1, tomograms={"count": 3, "prefix": "tiny", "given": []},
-                      reference={"names": names}, modalities=["noisy"], qc=False)
+    cfg = tiny_config(
+        tmp_path,
+        manifest=str(man),
+        seed=1,
+        tomograms={"count": 3, "prefix": "tiny", "given": []},
+        reference={"names": names},
+        modalities=["noisy"],
+        qc=False,
+    )
     work = tmp_path / "run"
     drawn = {}
     for t in [f"tiny_{i:03d}" for i in range(3)]:
         r = snakemake(work, cfg, "-n", f"results/{t}/tiltseries/noisy.mrc")
         drawn[t] = next(n for n in names if f"results/references/{n}/" in r.stdout + r.stderr)
-    assert set(drawn.values()) == set(names), drawn          # this seed draws every kind
+    assert set(drawn.values()) == set(names), drawn  # this seed draws every kind
     targets = [f"results/{t}/tiltseries/noisy.mrc" for t in drawn]
     snakemake(work, cfg, *targets)
     ref = work / "results/references"
     staged = read_mrc(ref / "pytom_p1_subtilt/staged.mrc")
     assert staged.data.shape == (41, 100, 100)
-    np.testing.assert_allclose(read_tlt(ref / "pytom_p1_subtilt/staged.tlt"),
-                               read_tlt(shared_data / "tiltseries/pytom_p1_subtilt.tlt"))
+    np.testing.assert_allclose(
+        read_tlt(ref / "pytom_p1_subtilt/staged.tlt"), read_tlt(shared_data / "tiltseries/pytom_p1_subtilt.tlt")
+    )
     assert read_mrc(ref / "cryocat_hiv_vlp/staged.mrc").data.ndim == 2
     proj = read_mrc(ref / "emd3197/projected.mrc")
     assert proj.data.shape == (11, 20, 20)
@@ -710,9 +821,16 @@ def test_given_shrec_style_folder(tmp_path):
     (folder / "volume.mrc").rename(folder / "grandmodel.mrc")
     for f in ("particles.csv", "particles.star"):
         (folder / f).unlink()
-    cfg = tiny_config(tmp_path, tomograms={"count": 0, "prefix": "tiny", "given": [
-        {"name": "model_0", "folder": str(folder), "volume": "grandmodel.mrc"}]},
-        modalities=["noiseless"], qc=False)
+    cfg = tiny_config(
+        tmp_path,
+        tomograms={
+            "count": 0,
+            "prefix": "tiny",
+            "given": [{"name": "model_0", "folder": str(folder), "volume": "grandmodel.mrc"}],
+        },
+        modalities=["noiseless"],
+        qc=False,
+    )
     work = tmp_path / "run"
     snakemake(work, cfg)
     d = work / "results" / "model_0"
@@ -721,11 +839,11 @@ def test_given_shrec_style_folder(tmp_path):
     assert tomo.shape == occ.shape == (12, 32, 32)
     assert tomo[occ > 0].mean() < tomo[occ == 0].mean() - 0.5 * tomo.std()
     lst = pd.read_csv(d / "particles_bin2.csv")
-    for _, r in lst.iterrows():   # every listed particle's voxels in the occupancy mask are centred on it
+    for _, r in lst.iterrows():  # every listed particle's voxels in the occupancy mask are centred on it
         zyx = np.argwhere(occ == r.particle_id)
         assert len(zyx), r.particle_id
         assert np.abs(zyx.mean(axis=0) - [r.z, r.y, r.x]).max() < 1.5, r.particle_id
-    assert not (work / "results" / "references").exists()     # noiseless only: no reference needed
+    assert not (work / "results" / "references").exists()  # noiseless only: no reference needed
     df = pd.read_csv(work / "results" / "dataset.csv")
     assert df[["tomogram", "modality", "bin"]].values.tolist() == [["model_0", "noiseless", 2]]
 
@@ -743,8 +861,8 @@ def test_embedded_default_plans_the_documented_run(tmp_path):
     p.write_text(yaml.safe_dump(cfg))
     r = snakemake(tmp_path / "run", p, "-n", "-p")
     out = r.stdout + r.stderr
-    assert out.count("faket layout") == 3            # 2 tomograms + the physics reference's layout
-    assert out.count("--angles -60:60:2") >= 3       # project x 2 + reference: 61 tilts
+    assert out.count("faket layout") == 3  # 2 tomograms + the physics reference's layout
+    assert out.count("--angles -60:60:2") >= 3  # project x 2 + reference: 61 tilts
     assert out.count("faket style") == 2 and "--tilts 0:61" in out and "--weights random" in out
     assert not (tmp_path / "run" / "results").exists()
 

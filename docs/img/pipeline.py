@@ -29,7 +29,7 @@ def read(path: Path) -> np.ndarray:
 def stretch(a: np.ndarray) -> np.ndarray:
     """1st..99th percentile of the central 80 % (reconstruction edges carry streaks) -> 0..1."""
     h, w = a.shape
-    lo, hi = np.percentile(a[h // 10: h - h // 10, w // 10: w - w // 10], [1, 99])
+    lo, hi = np.percentile(a[h // 10 : h - h // 10, w // 10 : w - w // 10], [1, 99])
     return np.clip((a - lo) / max(hi - lo, 1e-12), 0, 1)
 
 
@@ -59,8 +59,15 @@ def main() -> None:
     for ax, (title, sub, img, labels) in zip(axes, panels):
         ax.imshow(stretch(img), cmap="gray", origin="lower", interpolation="nearest")
         if labels is not None:
-            ax.imshow(np.ma.masked_equal(labels, 0), cmap="tab10", alpha=0.55, origin="lower",
-                      interpolation="nearest", vmin=1, vmax=10)
+            ax.imshow(
+                np.ma.masked_equal(labels, 0),
+                cmap="tab10",
+                alpha=0.55,
+                origin="lower",
+                interpolation="nearest",
+                vmin=1,
+                vmax=10,
+            )
         ax.set_title(title, fontsize=10, family="monospace")
         ax.set_xlabel(sub, fontsize=8)
         ax.set_xticks([])

@@ -16,8 +16,24 @@ from faket import __version__
 from faket.errors import InputError
 
 # Order = pipeline order (shown in --help).
-COMMANDS = ["layout", "project", "reference", "noise", "style", "stack", "reconstruct", "labels",
-            "qc", "realism", "evaluate", "manifest", "dataset", "export", "picker", "benchmark"]
+COMMANDS = [
+    "layout",
+    "project",
+    "reference",
+    "noise",
+    "style",
+    "stack",
+    "reconstruct",
+    "labels",
+    "qc",
+    "realism",
+    "evaluate",
+    "manifest",
+    "dataset",
+    "export",
+    "picker",
+    "benchmark",
+]
 
 _NEG_VALUE = re.compile(r"^-(\d|\.\d)")
 
@@ -26,14 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faket",
         description="Fast labelled, realistic-looking cryo-ET tomograms (FakET): layout -> project -> "
-                    "noise -> style transfer -> weighted back-projection, with labels.",
+        "noise -> style transfer -> weighted back-projection, with labels.",
     )
     parser.add_argument("--version", action="version", version=f"faket {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<step>")
     for name in COMMANDS:
         mod = importlib.import_module(f"faket.cli.{name}")  # a step that fails to import is a bug: raise
-        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=mod.HELP,
+            description=getattr(mod, "DESCRIPTION", mod.HELP),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         mod.add_arguments(p)
         p.set_defaults(func=mod.run, _step=name)
     return parser
@@ -64,8 +84,7 @@ def normalise_argv(argv: list[str], parser: argparse.ArgumentParser) -> list[str
     i = 0
     while i < len(argv):
         tok = argv[i]
-        if (tok in value_opts and tok.startswith("--") and i + 1 < len(argv)
-                and _NEG_VALUE.match(argv[i + 1])):
+        if tok in value_opts and tok.startswith("--") and i + 1 < len(argv) and _NEG_VALUE.match(argv[i + 1]):
             out.append(f"{tok}={argv[i + 1]}")
             i += 2
             continue
@@ -92,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"faket {args._step}: interrupted", file=sys.stderr)
         return 130
     except MemoryError:
-        print(f"faket {args._step}: error: out of memory (try smaller --chunk-y / --tilt-batch)",
-              file=sys.stderr)
+        print(f"faket {args._step}: error: out of memory (try smaller --chunk-y / --tilt-batch)", file=sys.stderr)
         return 1
     return int(rc or 0)
 

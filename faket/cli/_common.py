@@ -13,45 +13,52 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from faket.errors import InputError
 from faket.formats.voxel import DEFAULT_VOXEL_SIZE_A
-
 
 # --------------------------------------------------------------------------------------------------
 # argument helpers
 
 
-def add_common_args(p: argparse.ArgumentParser, *, seed: bool = True, device: bool = False,
-                    threads: bool = True) -> None:
+def add_common_args(
+    p: argparse.ArgumentParser, *, seed: bool = True, device: bool = False, threads: bool = True
+) -> None:
     g = p.add_argument_group("run options")
     if seed:
         g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     if device:
-        g.add_argument("--device", default="auto",
-                       help="auto | cpu | cuda | cuda:I (default: auto = cuda when available)")
+        g.add_argument(
+            "--device", default="auto", help="auto | cpu | cuda | cuda:I (default: auto = cuda when available)"
+        )
     if threads:
-        g.add_argument("--threads", type=int, default=None,
-                       help="CPU threads (default: all cores the process may use)")
+        g.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores the process may use)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info messages")
 
 
 def add_angle_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     g = p.add_argument_group("tilt angles")
-    g.add_argument("--angles", metavar="SPEC",
-                   help="start:stop:step in degrees, both ends included (e.g. -60:60:2), or a comma list")
-    g.add_argument("--angles-file", metavar="F",
-                   help="angles file: IMOD .tlt/.rawtlt, SerialEM .mdoc, RELION 5 / Warp tilt-series STAR "
-                        "(F.star:NAME picks one of several tilt-series)")
+    g.add_argument(
+        "--angles",
+        metavar="SPEC",
+        help="start:stop:step in degrees, both ends included (e.g. -60:60:2), or a comma list",
+    )
+    g.add_argument(
+        "--angles-file",
+        metavar="F",
+        help="angles file: IMOD .tlt/.rawtlt, SerialEM .mdoc, RELION 5 / Warp tilt-series STAR "
+        "(F.star:NAME picks one of several tilt-series)",
+    )
     g.set_defaults(_angles_required=required)
 
 
 def angles_from_args(args, *, default: str | None = None):
     """Angles (degrees, numpy) from ``--angles`` / ``--angles-file`` (exactly one) or ``default``."""
-    from faket.formats.tiltmeta import parse_angles, check_angles
-    from faket.formats.tiltmeta import read_angles
+    # lazy: numpy (faket's start-up imports every command module)
+    from faket.formats.tiltmeta import check_angles, parse_angles, read_angles
 
     if args.angles and args.angles_file:
         raise InputError("give either --angles or --angles-file, not both")
@@ -94,6 +101,7 @@ def cuda_may_be_available() -> bool:
         return False
     if not any(os.path.exists(n) for n in _GPU_NODES):
         return False
+    # lazy: torch (faket's start-up imports every command module)
     import torch
 
     _apply_torch_threads(torch)
@@ -103,6 +111,7 @@ def cuda_may_be_available() -> bool:
 def resolve_device(spec: str | None):
     """``auto`` -> cuda when available, else cpu; validates ``cuda[:i]``. Returns a ``torch.device``."""
     spec = _check_device_spec(spec)
+    # lazy: torch (faket's start-up imports every command module)
     import torch
 
     _apply_torch_threads(torch)
@@ -214,6 +223,7 @@ def progress(iterable=None, *, args=None, total=None, desc=None, unit="it", enab
     """A tqdm bar, or a do-nothing stand-in (tqdm not imported) when bars are off."""
     if not (show_progress(args) if enable is None else enable):
         return _NoBar(iterable, total)
+    # lazy: tqdm (faket's start-up imports every command module)
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
@@ -252,8 +262,7 @@ def voxel_size_or_assume(args, m, what: str = "input", default: float = DEFAULT_
         return float(vs)
     if m.voxel_size_a is not None:
         return float(m.voxel_size_a)
-    warn(f"{m.path}: no voxel size in the {what} header (0 or 1); assuming {default:g} A "
-         "(pass --voxel-size to set it)")
+    warn(f"{m.path}: no voxel size in the {what} header (0 or 1); assuming {default:g} A (pass --voxel-size to set it)")
     return float(default)
 
 
@@ -269,6 +278,7 @@ class Step:
     """
 
     def __init__(self, name: str, args, *, inputs: Iterable = (), seed: int | None = None):
+        # lazy: numpy (faket's start-up imports every command module)
         from faket.formats.mrc import OutputTransaction
 
         self.name = name
@@ -281,7 +291,7 @@ class Step:
         self.tx = OutputTransaction()
         self._records: list[tuple[Path, dict]] = []
 
-    def __enter__(self) -> "Step":
+    def __enter__(self) -> Step:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -306,11 +316,22 @@ class Step:
         """A temporary path for ``target`` (renamed to ``target`` on success)."""
         return self.tx.path(target)
 
-    def write_mrc(self, target, data, voxel_size_a, *, angles=None, image_stack: bool | None = None,
-                  params: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
-                  sidecar: bool = True, origin_a=None) -> None:
+    def write_mrc(
+        self,
+        target,
+        data,
+        voxel_size_a,
+        *,
+        angles=None,
+        image_stack: bool | None = None,
+        params: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        sidecar: bool = True,
+        origin_a=None,
+    ) -> None:
         """Stage ``target`` (MRC), ``target.tlt`` when ``angles`` given, and the JSON sidecar; ``origin_a``:
         the header origin (x, y, z, Angstrom) of a cropped / binned grid in the full volume."""
+        # lazy: numpy (faket's start-up imports every command module)
         from faket.formats.mrc import sidecar_path, write_mrc
         from faket.formats.tiltmeta import tlt_path, write_tlt
 
@@ -320,8 +341,7 @@ class Step:
         if angles is not None:
             write_tlt(self.path(tlt_path(target)), angles)
         if sidecar:
-            rec_extra = {"output": {"path": str(target), "shape": list(data.shape),
-                                    "voxel_size_a": voxel_size_a}}
+            rec_extra = {"output": {"path": str(target), "shape": list(data.shape), "voxel_size_a": voxel_size_a}}
             if origin_a is not None:
                 rec_extra["output"]["origin_a_xyz"] = [float(v) for v in origin_a]
             if angles is not None:
@@ -335,9 +355,16 @@ class Step:
         self._records.append((Path(target_json), {"params": params, "extra": extra or {}}))
 
     def _write_sidecars(self) -> None:
+        # lazy: numpy (faket's start-up imports every command module)
         from faket.provenance import build_record, write_json
 
         for target, r in self._records:
-            rec = build_record(step=self.name, parameters=self.params(r["params"]), inputs=self.inputs,
-                               seed=self.seed, started=self.t0, extra=r["extra"])
+            rec = build_record(
+                step=self.name,
+                parameters=self.params(r["params"]),
+                inputs=self.inputs,
+                seed=self.seed,
+                started=self.t0,
+                extra=r["extra"],
+            )
             write_json(self.path(target), rec)

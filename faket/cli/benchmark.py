@@ -9,37 +9,50 @@ the target too, as another config file).
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from faket.errors import InputError
 
 HELP = "run the picker benchmark: snakemake --cores N --configfile=CONFIG benchmark (docs/picker.md)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Run the picker benchmark through the Snakemake workflow, in the current folder "
-                     "(results/benchmark/): pickers trained on every modality (physics at the training domain's "
-                     "settings, physics matched to the test domain, NOISY / BASELINE / FAKET / the offline default "
-                     "fitted to the test domain's unlabelled tilt-series, NOISELESS), fine-tuned on k annotated "
-                     "test-domain tomograms, against pickers trained on those k alone; scored on the other "
-                     "annotated tomograms (or your own, benchmark.test), with paired bootstrap intervals. "
-                     "Options after -- go to snakemake unchanged.")
-    p.add_argument("--configfile", default="config/benchmark.yaml", metavar="YAML",
-                   help="benchmark configuration (default config/benchmark.yaml; config/benchmark-gpu.yaml for the "
-                        "paper's scale; config/benchmark-smoke.yaml runs every rule on tiny data in minutes)")
+    p.description = (
+        "Run the picker benchmark through the Snakemake workflow, in the current folder "
+        "(results/benchmark/): pickers trained on every modality (physics at the training domain's "
+        "settings, physics matched to the test domain, NOISY / BASELINE / FAKET / the offline default "
+        "fitted to the test domain's unlabelled tilt-series, NOISELESS), fine-tuned on k annotated "
+        "test-domain tomograms, against pickers trained on those k alone; scored on the other "
+        "annotated tomograms (or your own, benchmark.test), with paired bootstrap intervals. "
+        "Options after -- go to snakemake unchanged."
+    )
+    p.add_argument(
+        "--configfile",
+        default="config/benchmark.yaml",
+        metavar="YAML",
+        help="benchmark configuration (default config/benchmark.yaml; config/benchmark-gpu.yaml for the "
+        "paper's scale; config/benchmark-smoke.yaml runs every rule on tiny data in minutes)",
+    )
     p.add_argument("--cores", default="2", help="snakemake --cores (default 2)")
-    p.add_argument("--snakefile", metavar="PATH",
-                   help="the workflow (default: ./Snakefile, else the one beside the installed faket package)")
+    p.add_argument(
+        "--snakefile",
+        metavar="PATH",
+        help="the workflow (default: ./Snakefile, else the one beside the installed faket package)",
+    )
     p.add_argument("-n", "--dry-run", action="store_true", help="plan only (snakemake -n)")
-    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, metavar="-- ...",
-                   help="further snakemake options, e.g. -- --keep-going --workflow-profile workflow/profiles/slurm")
+    p.add_argument(
+        "snakemake_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- ...",
+        help="further snakemake options, e.g. -- --keep-going --workflow-profile workflow/profiles/slurm",
+    )
 
 
 def command(args) -> list[str]:
     """The snakemake command line ``faket benchmark`` runs."""
-    import shutil
-    import sys
-    from pathlib import Path
-
-    from faket.errors import InputError
-
     cfg = Path(args.configfile)
     if not cfg.is_file():
         raise InputError(f"--configfile {cfg}: not found")
@@ -58,11 +71,18 @@ def command(args) -> list[str]:
     extra = list(args.snakemake_args or [])
     if extra[:1] == ["--"]:
         extra = extra[1:]
-    return [exe, "-s", str(snakefile), "--cores", str(args.cores), f"--configfile={cfg}", "benchmark",
-            *(["-n"] if args.dry_run else []), *extra]
+    return [
+        exe,
+        "-s",
+        str(snakefile),
+        "--cores",
+        str(args.cores),
+        f"--configfile={cfg}",
+        "benchmark",
+        *(["-n"] if args.dry_run else []),
+        *extra,
+    ]
 
 
 def run(args) -> int:
-    import subprocess
-
     return subprocess.call(command(args))

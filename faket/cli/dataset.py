@@ -30,8 +30,7 @@ in shape from it, is an error (nothing written).
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folders", nargs="+",
-                   help="tomogram folders, or one results folder whose sub-folders are tomograms")
+    p.add_argument("folders", nargs="+", help="tomogram folders, or one results folder whose sub-folders are tomograms")
     p.add_argument("-o", "--output", required=True, help="dataset CSV")
     add_common_args(p, seed=False, threads=False)
 
@@ -44,7 +43,8 @@ def run(args) -> int:
     rows = dataset.index(folders, out.resolve().parent)
     with Step("dataset", args, inputs=[]) as st:
         st.path(out).write_text(dataset.to_csv(rows))
-        st.write_sidecar(out.with_suffix(".json"),
-                         extra={"rows": len(rows), "tomograms": sorted({r["tomogram"] for r in rows})})
+        st.write_sidecar(
+            out.with_suffix(".json"), extra={"rows": len(rows), "tomograms": sorted({r["tomogram"] for r in rows})}
+        )
     info(args, f"{len(rows)} tomograms of {len(folders)} folders indexed in {out}")
     return 0

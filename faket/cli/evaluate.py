@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-HELP = "score particle picks against the truth (the official SHREC 2021 numbers): F1, per-class scores, confusion matrix"
+from faket.cli._common import Step, check_not_same, info
+from faket.errors import InputError, MissingGeometry
+
+HELP = (
+    "score particle picks against the truth (the official SHREC 2021 numbers): F1, per-class scores, confusion matrix"
+)
 
 DESCRIPTION = """\
 Score particle picks against a labelled tomogram: by default exactly as the SHREC 2021 cryo-ET
@@ -41,52 +47,97 @@ RULE_NAMES = ("shrec", "faket")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inputs")
-    g.add_argument("--truth", required=True, metavar="TABLE",
-                   help="true particles: CSV, STAR or SHREC particle_locations.txt (voxels of the mask grid)")
-    g.add_argument("--occupancy", required=True, metavar="MRC",
-                   help="occupancy (instance) mask: particle_id per voxel, 0 = background")
+    g.add_argument(
+        "--truth",
+        required=True,
+        metavar="TABLE",
+        help="true particles: CSV, STAR or SHREC particle_locations.txt (voxels of the mask grid)",
+    )
+    g.add_argument(
+        "--occupancy",
+        required=True,
+        metavar="MRC",
+        help="occupancy (instance) mask: particle_id per voxel, 0 = background",
+    )
     g.add_argument("--pred", required=True, metavar="PICKS", help="picks: CSV, STAR or SHREC txt")
-    g.add_argument("--instances", metavar="CSV",
-                   help="instance table of a cellular layout (instance_id, kind, ...): occupancy ids whose kind is "
-                        "membrane or filament count as background (default: instances[_bin<B>].csv beside the "
-                        "occupancy mask, when there is one)")
-    g.add_argument("--pred-format", choices=["auto", "csv", "star", "shrec", "deepfinder"], default="auto",
-                   help="format of --pred (default: from the extension; .txt = SHREC, .xml = DeepFinder "
-                        "object list)")
-    g.add_argument("--pred-bin", type=float, default=1, metavar="B",
-                   help="picks are in a tomogram binned by B relative to the mask (default: 1)")
-    g.add_argument("--pred-z-offset", type=float, default=0.0, metavar="A",
-                   help="picked tomogram starts at mask z index A (Z-cropped), before binning (default: 0)")
-    g.add_argument("--pred-voxel-size", type=float, metavar="A",
-                   help="voxel size (A) of the picked tomogram, for RELION 5 centred STAR picks "
-                        "(default: the mask's voxel size x --pred-bin)")
-    g.add_argument("--pred-box", metavar="Z,Y,X",
-                   help="size (voxels) of the picked tomogram, for RELION 5 centred STAR picks "
-                        "(default without --pred-z-offset: the mask's size // --pred-bin)")
-    g.add_argument("--voxel-size", type=float, metavar="A",
-                   help="voxel size (A) of the mask grid, for a RELION 5 STAR truth table "
-                        "(default: the occupancy mask header)")
-    g.add_argument("--exclude-class", action="append", default=[], metavar="NAME",
-                   help="leave this class out of the scores (repeatable; SHREC 2021 left out 4V94 and vesicle: "
-                        "the script's --skip_4v94 / --skip_vesicles)")
-    g.add_argument("--rules", choices=RULE_NAMES, default=None,
-                   help="shrec (default): the official SHREC 2021 script's numbers; faket: faket's cleaner "
-                        "definitions (docs/qc-evaluate.md)")
-    g.add_argument("--clip", action="store_true",
-                   help="--rules faket: clamp picks outside the volume to its border (SHREC rules always do); "
-                        "default: error")
-    g.add_argument("--no-dilation", action="store_true",
-                   help="do not dilate the occupancy mask by one voxel (SHREC dilates)")
+    g.add_argument(
+        "--instances",
+        metavar="CSV",
+        help="instance table of a cellular layout (instance_id, kind, ...): occupancy ids whose kind is "
+        "membrane or filament count as background (default: instances[_bin<B>].csv beside the "
+        "occupancy mask, when there is one)",
+    )
+    g.add_argument(
+        "--pred-format",
+        choices=["auto", "csv", "star", "shrec", "deepfinder"],
+        default="auto",
+        help="format of --pred (default: from the extension; .txt = SHREC, .xml = DeepFinder object list)",
+    )
+    g.add_argument(
+        "--pred-bin",
+        type=float,
+        default=1,
+        metavar="B",
+        help="picks are in a tomogram binned by B relative to the mask (default: 1)",
+    )
+    g.add_argument(
+        "--pred-z-offset",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="picked tomogram starts at mask z index A (Z-cropped), before binning (default: 0)",
+    )
+    g.add_argument(
+        "--pred-voxel-size",
+        type=float,
+        metavar="A",
+        help="voxel size (A) of the picked tomogram, for RELION 5 centred STAR picks "
+        "(default: the mask's voxel size x --pred-bin)",
+    )
+    g.add_argument(
+        "--pred-box",
+        metavar="Z,Y,X",
+        help="size (voxels) of the picked tomogram, for RELION 5 centred STAR picks "
+        "(default without --pred-z-offset: the mask's size // --pred-bin)",
+    )
+    g.add_argument(
+        "--voxel-size",
+        type=float,
+        metavar="A",
+        help="voxel size (A) of the mask grid, for a RELION 5 STAR truth table (default: the occupancy mask header)",
+    )
+    g.add_argument(
+        "--exclude-class",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave this class out of the scores (repeatable; SHREC 2021 left out 4V94 and vesicle: "
+        "the script's --skip_4v94 / --skip_vesicles)",
+    )
+    g.add_argument(
+        "--rules",
+        choices=RULE_NAMES,
+        default=None,
+        help="shrec (default): the official SHREC 2021 script's numbers; faket: faket's cleaner "
+        "definitions (docs/qc-evaluate.md)",
+    )
+    g.add_argument(
+        "--clip",
+        action="store_true",
+        help="--rules faket: clamp picks outside the volume to its border (SHREC rules always do); default: error",
+    )
+    g.add_argument(
+        "--no-dilation", action="store_true", help="do not dilate the occupancy mask by one voxel (SHREC dilates)"
+    )
     o = p.add_argument_group("outputs")
     o.add_argument("-o", "--output", required=True, metavar="JSON", help="metrics JSON")
-    o.add_argument("--confusion", metavar="CSV",
-                   help="confusion matrix CSV (default: beside the JSON, <name>_confusion.csv)")
+    o.add_argument(
+        "--confusion", metavar="CSV", help="confusion matrix CSV (default: beside the JSON, <name>_confusion.csv)"
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no info messages")
 
 
 def _pred_box(spec: str | None):
-    from faket.errors import InputError
-
     if not spec:
         return None
     try:
@@ -101,14 +152,15 @@ def _pred_box(spec: str | None):
 def _structure_ids(instances, occupancy) -> list[int]:
     """Occupancy ids of membranes and filaments (not scored particles), from ``--instances`` or the
     ``instances*.csv`` that faket layout / labels write beside ``occupancy_mask*.mrc``."""
-    from pathlib import Path
-
+    # lazy: pandas (faket's start-up imports every command module)
     import pandas as pd
 
-    from faket.errors import InputError
-
     occ = Path(occupancy)
-    path = Path(instances) if instances else occ.with_name(occ.name.replace("occupancy_mask", "instances")).with_suffix(".csv")
+    path = (
+        Path(instances)
+        if instances
+        else occ.with_name(occ.name.replace("occupancy_mask", "instances")).with_suffix(".csv")
+    )
     if not instances and (path == occ.with_suffix(".csv") or not path.is_file()):
         return []
     if not path.is_file():
@@ -122,19 +174,18 @@ def _structure_ids(instances, occupancy) -> list[int]:
     return [int(i) for i in df.loc[df["kind"].isin(["membrane", "filament"]), "instance_id"]]
 
 
-_PICK_GEOMETRY_FLAGS = {"box_zyx": "pass --pred-box Z,Y,X (voxels; Z-cropped with --pred-z-offset)",
-                        "voxel_size_a": "pass --pred-voxel-size A"}
+_PICK_GEOMETRY_FLAGS = {
+    "box_zyx": "pass --pred-box Z,Y,X (voxels; Z-cropped with --pred-z-offset)",
+    "voxel_size_a": "pass --pred-voxel-size A",
+}
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from faket.errors import InputError, MissingGeometry
+    # lazy: numpy, pandas (faket's start-up imports every command module)
     from faket.evaluation.evaluate import DEFAULT_RULES, RULES, evaluate_table, picked_geometry
     from faket.formats.mrc import read_volume
     from faket.formats.particles import read_particles, read_picks
     from faket.provenance import build_record, write_json
-    from faket.cli._common import Step, check_not_same, info
 
     rules = args.rules or DEFAULT_RULES
     out = Path(args.output)
@@ -154,22 +205,38 @@ def run(args) -> int:
     truth = read_particles(args.truth, voxel_size_a=vs, box_zyx=occ_m.data.shape)
     if len(truth) == 0:
         raise InputError(f"{args.truth}: truth table has no particles")
-    pred_vs, pred_box = picked_geometry(occ_m.data.shape, vs, args.pred_bin, args.pred_z_offset,
-                                        args.pred_voxel_size, pred_box)
+    pred_vs, pred_box = picked_geometry(
+        occ_m.data.shape, vs, args.pred_bin, args.pred_z_offset, args.pred_voxel_size, pred_box
+    )
     try:
         # a binned RELION 5 STAR is centred on its bin-1 tomogram: the mask's grid unless Z-cropped
         whole = float(args.pred_bin).is_integer() and args.pred_z_offset == 0 and args.pred_box is None
-        picks = read_picks(args.pred, args.pred_format, voxel_size_a=pred_vs, box_zyx=pred_box,
-                           bin_factor=int(args.pred_bin) if float(args.pred_bin).is_integer() else 1,
-                           unbinned_box_zyx=occ_m.data.shape if whole else None)
+        picks = read_picks(
+            args.pred,
+            args.pred_format,
+            voxel_size_a=pred_vs,
+            box_zyx=pred_box,
+            bin_factor=int(args.pred_bin) if float(args.pred_bin).is_integer() else 1,
+            unbinned_box_zyx=occ_m.data.shape if whole else None,
+        )
     except MissingGeometry as exc:
         raise InputError(f"{exc}: {_PICK_GEOMETRY_FLAGS[exc.needs]}") from None
     if len(picks) == 0:
         raise InputError(f"{args.pred}: no picks")
     try:
-        ev = evaluate_table(occ_m.data, truth, picks, bin_factor=args.pred_bin, z_offset=args.pred_z_offset,
-                            exclude_classes=args.exclude_class, dilate=not args.no_dilation, clip=args.clip,
-                            source=str(args.pred), rules=rules, other_ids=other_ids)
+        ev = evaluate_table(
+            occ_m.data,
+            truth,
+            picks,
+            bin_factor=args.pred_bin,
+            z_offset=args.pred_z_offset,
+            exclude_classes=args.exclude_class,
+            dilate=not args.no_dilation,
+            clip=args.clip,
+            source=str(args.pred),
+            rules=rules,
+            other_ids=other_ids,
+        )
     except InputError as exc:
         if str(exc).startswith(str(args.pred)):
             raise
@@ -185,15 +252,18 @@ def run(args) -> int:
             **ev.to_dict(),
             "confusion_csv": str(conf) if ev.confusion is not None else None,
         }
-        body["provenance"] = build_record(step="evaluate", parameters=st.params(), inputs=st.inputs,
-                                          seed=None, started=st.t0)
+        body["provenance"] = build_record(
+            step="evaluate", parameters=st.params(), inputs=st.inputs, seed=None, started=st.t0
+        )
         write_json(st.path(out), body)
         if ev.confusion is not None:
             st.path(conf).write_text(ev.confusion_csv())
     loc = ev.localisation
-    msg = (f"localisation P={loc['precision']:.3f} R={loc['recall']:.3f} F1={loc['f1']:.3f} "
-           f"({loc['true_positives']}/{loc['n_particles']} found, {loc['n_picks']} picks, "
-           f"{loc['n_duplicates']} duplicates)")
+    msg = (
+        f"localisation P={loc['precision']:.3f} R={loc['recall']:.3f} F1={loc['f1']:.3f} "
+        f"({loc['true_positives']}/{loc['n_particles']} found, {loc['n_picks']} picks, "
+        f"{loc['n_duplicates']} duplicates)"
+    )
     if ev.classification is not None:
         mf1 = ev.classification["macro_f1"]
         msg += f"; classification macro F1={'None' if mf1 is None else format(mf1, '.3f')}"

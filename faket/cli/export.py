@@ -4,6 +4,16 @@ tomogram set (docs/relion.md)."""
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from faket.cli._common import Step, info, progress
+from faket.errors import InputError
 
 HELP = "export a results folder to the formats other tools read (copick projects, RELION 5 tomogram sets)"
 DESCRIPTION = """\
@@ -50,45 +60,79 @@ its voltage, Cs, amplitude contrast, defocus and dose; the other modalities have
 Everything is written, or nothing (an existing tomograms.star is only replaced with --overwrite).
 """
 
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="export_format", metavar="<format>")
-    c = sub.add_parser("copick", help="a copick filesystem project (OME-Zarr tomograms, picks, segmentations)",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c = sub.add_parser(
+        "copick",
+        help="a copick filesystem project (OME-Zarr tomograms, picks, segmentations)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     c.add_argument("results", metavar="RESULTS", help="results folder holding dataset.csv (or the CSV itself)")
     c.add_argument("-o", "--output", required=True, metavar="PROJECT", help="project folder to write")
     c.add_argument("--overwrite", action="store_true", help="replace an existing non-empty PROJECT")
-    c.add_argument("--user-id", default="faket", metavar="U", help="copick user id of picks and segmentations "
-                   "(default: faket)")
-    c.add_argument("--session-id", metavar="S", help="copick session id of every pick and segmentation "
-                   "(default: 0, copick's session of a tool's picks, which copick-torch's datasets read)")
-    c.add_argument("--tomo-type", action="append", default=[], metavar="MODALITY=TYPE",
-                   help="copick tomogram type of a modality (repeatable; default faket=wbp, noisy=wbp-noisy, "
-                        "baseline=wbp-baseline, noiseless=wbp-noiseless)")
-    c.add_argument("--levels", type=int, default=3, metavar="N",
-                   help="OME-Zarr pyramid levels of each tomogram (copick's default: 3)")
-    c.add_argument("--allow-empty", action="store_true",
-                   help="a particle class with no particle in a tomogram writes no picks (default: error)")
+    c.add_argument(
+        "--user-id", default="faket", metavar="U", help="copick user id of picks and segmentations (default: faket)"
+    )
+    c.add_argument(
+        "--session-id",
+        metavar="S",
+        help="copick session id of every pick and segmentation "
+        "(default: 0, copick's session of a tool's picks, which copick-torch's datasets read)",
+    )
+    c.add_argument(
+        "--tomo-type",
+        action="append",
+        default=[],
+        metavar="MODALITY=TYPE",
+        help="copick tomogram type of a modality (repeatable; default faket=wbp, noisy=wbp-noisy, "
+        "baseline=wbp-baseline, noiseless=wbp-noiseless)",
+    )
+    c.add_argument(
+        "--levels",
+        type=int,
+        default=3,
+        metavar="N",
+        help="OME-Zarr pyramid levels of each tomogram (copick's default: 3)",
+    )
+    c.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a particle class with no particle in a tomogram writes no picks (default: error)",
+    )
     c.add_argument("--name", default=None, help="project name (default: faket <RESULTS folder name>)")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info messages")
     c.set_defaults(_export_run=run_copick)
-    r = sub.add_parser("relion", help="a RELION 5 tomogram set (tomograms.star, tilt-series STAR, particles.star)",
-                       description=RELION_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r = sub.add_parser(
+        "relion",
+        help="a RELION 5 tomogram set (tomograms.star, tilt-series STAR, particles.star)",
+        description=RELION_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     r.add_argument("results", metavar="RESULTS", help="results folder holding dataset.csv (or the CSV itself)")
     r.add_argument("-o", "--output", required=True, metavar="FOLDER", help="folder to write (RELION's project folder)")
-    r.add_argument("--modality", default="faket", help="the tomograms and tilt-series of this modality (default: faket)")
-    r.add_argument("--bin", type=int, default=None, metavar="B",
-                   help="the tomograms of this binning (default: the smallest in dataset.csv)")
+    r.add_argument(
+        "--modality", default="faket", help="the tomograms and tilt-series of this modality (default: faket)"
+    )
+    r.add_argument(
+        "--bin",
+        type=int,
+        default=None,
+        metavar="B",
+        help="the tomograms of this binning (default: the smallest in dataset.csv)",
+    )
     r.add_argument("--overwrite", action="store_true", help="replace an existing tomograms.star in FOLDER")
     r.add_argument("--quiet", "-q", action="store_true", help="no info messages")
     r.set_defaults(_export_run=run_relion)
 
 
 def run(args) -> int:
-    from faket.errors import InputError
-
     fn = getattr(args, "_export_run", None)
     if fn is None:
-        raise InputError("name a format: faket export copick RESULTS -o PROJECT, or faket export relion RESULTS -o FOLDER")
+        raise InputError(
+            "name a format: faket export copick RESULTS -o PROJECT, or faket export relion RESULTS -o FOLDER"
+        )
     return fn(args)
 
 
@@ -97,19 +141,14 @@ def _nonempty(p) -> bool:
 
 
 def run_copick(args) -> int:
-    import os
-    import shutil
-    import time
-    from pathlib import Path
-
-    from faket.errors import InputError
-    from faket.cli._common import info, progress
-
     try:
+        # lazy: copick (faket's start-up imports every command module)
         import copick  # noqa: F401
     except ImportError:
         raise InputError("copick is not installed: pip install copick==1.31.0 (or faket[copick])") from None
-    from faket.formats import copick as cn, copick_export as ce
+    # lazy: mrcfile, numpy, pandas (faket's start-up imports every command module)
+    from faket.formats import copick as cn
+    from faket.formats import copick_export as ce
     from faket.provenance import build_record, write_json
 
     t0 = time.perf_counter()
@@ -134,8 +173,9 @@ def run_copick(args) -> int:
     plan = ce.plan_export(res, allow_empty=args.allow_empty)
     unknown = sorted(set(overrides) - set(plan.modalities))
     if unknown:
-        raise InputError(f"--tomo-type {unknown[0]}=...: no such modality in {plan.dataset_csv} "
-                         f"(has {', '.join(plan.modalities)})")
+        raise InputError(
+            f"--tomo-type {unknown[0]}=...: no such modality in {plan.dataset_csv} (has {', '.join(plan.modalities)})"
+        )
     ro.parent.mkdir(parents=True, exist_ok=True)
     for stale in cn.stale_staging_folders(ro):  # left by an export killed mid-way (its process is gone)
         shutil.rmtree(stale, ignore_errors=True)
@@ -146,14 +186,26 @@ def run_copick(args) -> int:
     n_tomos = sum(len(b.tomograms) for r in plan.runs for b in r.bins.values())
     bar = progress(total=n_tomos, args=args, desc="copick export", unit="tomogram")
     try:
-        summary = ce.write_project(plan, staging, ro, user_id=args.user_id, session_id=args.session_id,
-                                   tomo_types=overrides, levels=args.levels,
-                                   name=args.name or f"faket {rr.name}",
-                                   description=f"faket training set exported from {rr}", progress=bar.update)
-        rec = build_record(step="export copick", parameters={k: v for k, v in vars(args).items()
-                                                             if not k.startswith("_") and k != "func"},
-                           inputs=plan.inputs(), seed=None, started=t0,
-                           extra={"copick": summary, "output": str(ro)})
+        summary = ce.write_project(
+            plan,
+            staging,
+            ro,
+            user_id=args.user_id,
+            session_id=args.session_id,
+            tomo_types=overrides,
+            levels=args.levels,
+            name=args.name or f"faket {rr.name}",
+            description=f"faket training set exported from {rr}",
+            progress=bar.update,
+        )
+        rec = build_record(
+            step="export copick",
+            parameters={k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"},
+            inputs=plan.inputs(),
+            seed=None,
+            started=t0,
+            extra={"copick": summary, "output": str(ro)},
+        )
         write_json(staging / "faket_export.json", rec)
         if ro.exists():
             ro.rename(old)
@@ -167,15 +219,17 @@ def run_copick(args) -> int:
     bar.close()
     shutil.rmtree(old, ignore_errors=True)
     n_picks = sum(sum(r["picks"].values()) for r in summary["runs"])
-    info(args, f"{len(plan.runs)} runs, {n_tomos} tomograms, {n_picks} picks of {len(plan.classes)} objects "
-               f"-> {out}/copick_config.json ({time.perf_counter() - t0:.1f} s)")
+    info(
+        args,
+        f"{len(plan.runs)} runs, {n_tomos} tomograms, {n_picks} picks of {len(plan.classes)} objects "
+        f"-> {out}/copick_config.json ({time.perf_counter() - t0:.1f} s)",
+    )
     return 0
+
 
 def _relion_tilt_series(res_base, tomo_dir, tomogram, modality, record):
     """The tilt-series a tomogram was reconstructed from: RESULTS/<tomo>/tiltseries/<modality>.mrc, else the
     path in the tomogram's provenance (absolute, or relative to the folder above RESULTS or to the cwd)."""
-    from pathlib import Path
-
     cands = [tomo_dir / "tiltseries" / f"{modality}.mrc"]
     given = (record.get("parameters") or {}).get("tilts")
     if given:
@@ -184,14 +238,11 @@ def _relion_tilt_series(res_base, tomo_dir, tomogram, modality, record):
     for c in cands:
         if c.is_file():
             return c
-    from faket.errors import InputError
 
     raise InputError(f"{tomogram}: its tilt-series is not found (looked for {', '.join(map(str, cands))})")
 
 
 def _read_json(path):
-    import json
-
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -205,6 +256,7 @@ def _read_json(path):
 def _bin1_size(record, ts_shape, tomo_shape, b):
     """(X, Y, Z) of the bin-1 tomogram: the detector width and height; Z from the reconstruction's
     --z-range a:b (b - a), --thickness NZ (NZ x B), --volume-z, else the tomogram's depth x B."""
+    # lazy: numpy (faket's start-up imports every command module)
     from faket.formats.mrc import parse_range
 
     p = record.get("parameters") or {}
@@ -222,20 +274,12 @@ def _bin1_size(record, ts_shape, tomo_shape, b):
 
 
 def run_relion(args) -> int:
-    import csv
-    import os
-    import time
-    from pathlib import Path
-
-    from dataclasses import asdict
-
-    from faket.errors import InputError
+    # lazy: numpy, pandas (faket's start-up imports every command module)
     from faket.formats import relion as rl
     from faket.formats.mrc import read_mrc_header
     from faket.formats.particles import read_particles
     from faket.formats.tiltmeta import read_tlt, tlt_path
     from faket.layout.filaments import helical_priors
-    from faket.cli._common import Step, info
 
     t0 = time.perf_counter()
     res = Path(args.results)
@@ -299,15 +343,26 @@ def run_relion(args) -> int:
         ctf = rl.ctf_from_provenance(_read_json(ts.with_suffix(".json")), len(angles))
         size = _bin1_size(rec, ts_shape, tomo_shape, b)
         series[name] = rl.tilt_series_table(angles, rel(ts), ctf)
-        entries.append({"name": name, "tilt_series_star": f"{rl.TILT_SERIES_DIR}/{name}.star", "optics": ctf.optics,
-                        "pixel_size_a": float(px), "size_xyz": size, "binning": b, "tomogram": rel(tomo),
-                        "defocus_slope": ctf.defocus_slope, "ctf": "defined" if ctf.defined else "flat"})
+        entries.append(
+            {
+                "name": name,
+                "tilt_series_star": f"{rl.TILT_SERIES_DIR}/{name}.star",
+                "optics": ctf.optics,
+                "pixel_size_a": float(px),
+                "size_xyz": size,
+                "binning": b,
+                "tomogram": rel(tomo),
+                "defocus_slope": ctf.defocus_slope,
+                "ctf": "defined" if ctf.defined else "flat",
+            }
+        )
         pcsv = base / r["particles_csv"]
         df = read_particles(pcsv)
         parts.append((name, df, float(px), size))
         inputs += [tomo, ts, tlt_path(ts), pcsv]
         fcsv = tomo.parent / f"filament_subunits_bin{b}.csv"
         if fcsv.is_file():
+            # lazy: pandas (faket's start-up imports every command module)
             import pandas as pd
 
             try:
@@ -319,24 +374,52 @@ def run_relion(args) -> int:
     for e, g in zip(entries, groups):
         e["optics_group"] = g
     group_of = {e["name"]: e["optics_group"] for e in entries}
+    # lazy: pandas (faket's start-up imports every command module)
     import pandas as pd
 
-    ptab = pd.concat([rl.particles_table(df, tomo_name=n, pixel_size_a=px, size_xyz=s, bin_factor=b,
-                                         optics_group=group_of[n]) for n, df, px, s in parts], ignore_index=True)
+    ptab = pd.concat(
+        [
+            rl.particles_table(df, tomo_name=n, pixel_size_a=px, size_xyz=s, bin_factor=b, optics_group=group_of[n])
+            for n, df, px, s in parts
+        ],
+        ignore_index=True,
+    )
     with Step("export relion", args, inputs=inputs) as st:
         rl.write_star({"global": rl.tomograms_table(entries)}, st.path(out / rl.TOMOGRAMS_STAR))
         for name, t in series.items():
             rl.write_star({name: t}, st.path(out / rl.TILT_SERIES_DIR / f"{name}.star"))
         rl.write_star({"optics": optics, "particles": ptab}, st.path(out / rl.PARTICLES_STAR))
         if fils:
-            ftab = pd.concat([rl.filament_table(t, helical_priors(t, voxel_size_a=px * b), tomo_name=n,
-                                                pixel_size_a=px, size_xyz=s, bin_factor=b, optics_group=group_of[n])
-                              for n, t, px, s in fils], ignore_index=True)
+            ftab = pd.concat(
+                [
+                    rl.filament_table(
+                        t,
+                        helical_priors(t, voxel_size_a=px * b),
+                        tomo_name=n,
+                        pixel_size_a=px,
+                        size_xyz=s,
+                        bin_factor=b,
+                        optics_group=group_of[n],
+                    )
+                    for n, t, px, s in fils
+                ],
+                ignore_index=True,
+            )
             rl.write_star({"optics": optics, "particles": ftab}, st.path(out / rl.FILAMENTS_STAR))
-        st.write_sidecar(out / "faket_export.json", extra={
-            "relion": {"modality": args.modality, "bin": b, "tomograms": [
-                {k: (v if k != "optics" else asdict(v)) for k, v in e.items()} for e in entries],
-                "n_particles": len(ptab)}})
-    info(args, f"{len(entries)} tomograms ({args.modality}, bin {b}), {len(ptab)} particles -> "
-               f"{out / rl.TOMOGRAMS_STAR} ({time.perf_counter() - t0:.1f} s)")
+        st.write_sidecar(
+            out / "faket_export.json",
+            extra={
+                "relion": {
+                    "modality": args.modality,
+                    "bin": b,
+                    "tomograms": [{k: (v if k != "optics" else asdict(v)) for k, v in e.items()} for e in entries],
+                    "n_particles": len(ptab),
+                }
+            },
+        )
+    info(
+        args,
+        f"{len(entries)} tomograms ({args.modality}, bin {b}), {len(ptab)} particles -> "
+        f"{out / rl.TOMOGRAMS_STAR} ({time.perf_counter() - t0:.1f} s)",
+    )
     return 0

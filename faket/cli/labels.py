@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from faket.cli._common import add_common_args
+from faket.cli._common import Step, add_common_args, check_not_same, voxel_size_or_assume, warn
+from faket.errors import InputError
 from faket.formats.names import (
     CELLULAR_LABEL_FILES,
     CELLULAR_LAYOUT_FILES,
@@ -61,36 +63,45 @@ them (or the options name them), also
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("layout", nargs="?", metavar="LAYOUTDIR",
-                   help="folder of faket layout (class_mask.mrc, occupancy_mask.mrc, particles.csv)")
+    p.add_argument(
+        "layout",
+        nargs="?",
+        metavar="LAYOUTDIR",
+        help="folder of faket layout (class_mask.mrc, occupancy_mask.mrc, particles.csv)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    p.add_argument("--bin", action="append", required=True, metavar="B",
-                   help="bin factor(s): 2, or 2,4, or repeat the option")
+    p.add_argument(
+        "--bin", action="append", required=True, metavar="B", help="bin factor(s): 2, or 2,4, or repeat the option"
+    )
     p.add_argument("--z-range", metavar="a:b", help="original volume Z indices [a, b) kept (default: all)")
     p.add_argument("--class-mask", metavar="MRC", help="class mask (default: LAYOUTDIR/class_mask.mrc)")
     p.add_argument("--occupancy", metavar="MRC", help="occupancy mask (default: LAYOUTDIR/occupancy_mask.mrc)")
-    p.add_argument("--particles", metavar="LIST",
-                   help="particle list: CSV, STAR or SHREC particle_locations.txt (default: LAYOUTDIR/particles.csv)")
+    p.add_argument(
+        "--particles",
+        metavar="LIST",
+        help="particle list: CSV, STAR or SHREC particle_locations.txt (default: LAYOUTDIR/particles.csv)",
+    )
     p.add_argument("--classes", metavar="JSON", help="class table to copy (default: LAYOUTDIR/classes.json if any)")
-    p.add_argument("--membrane-mask", metavar="MRC",
-                   help="0/1 membrane mask (default: LAYOUTDIR/membrane_mask.mrc if any)")
+    p.add_argument(
+        "--membrane-mask", metavar="MRC", help="0/1 membrane mask (default: LAYOUTDIR/membrane_mask.mrc if any)"
+    )
     p.add_argument("--instances", metavar="CSV", help="instance table (default: LAYOUTDIR/instances.csv if any)")
     p.add_argument("--membranes", metavar="CSV", help="membrane table (default: LAYOUTDIR/membranes.csv if any)")
-    p.add_argument("--filaments", metavar="CSV",
-                   help="filament polylines (default: LAYOUTDIR/filaments.csv if any)")
-    p.add_argument("--filament-subunits", metavar="CSV",
-                   help="filament subunits (default: LAYOUTDIR/filament_subunits.csv if any)")
-    p.add_argument("--voxel-size", type=float, metavar="A",
-                   help="voxel size in Angstrom when the mask header has none")
+    p.add_argument("--filaments", metavar="CSV", help="filament polylines (default: LAYOUTDIR/filaments.csv if any)")
+    p.add_argument(
+        "--filament-subunits", metavar="CSV", help="filament subunits (default: LAYOUTDIR/filament_subunits.csv if any)"
+    )
+    p.add_argument("--voxel-size", type=float, metavar="A", help="voxel size in Angstrom when the mask header has none")
     p.add_argument("--tomo-name", help="rlnTomoName in the STAR files (default: OUTDIR's name)")
-    p.add_argument("--no-full-lists", action="store_true",
-                   help="do not write particles.csv/.star/particle_locations.txt (layout coordinates)")
+    p.add_argument(
+        "--no-full-lists",
+        action="store_true",
+        help="do not write particles.csv/.star/particle_locations.txt (layout coordinates)",
+    )
     add_common_args(p, seed=False, threads=False)
 
 
 def _bins(specs) -> list[int]:
-    from faket.errors import InputError
-
     out = []
     for s in specs:
         for part in str(s).split(","):
@@ -113,19 +124,18 @@ def _bins(specs) -> list[int]:
 def _as_labels(m, what):
     """The mask as int32 labels, converted in chunks of Z planes (no float temporaries of the whole volume:
     4 GB each at 1024^3); the float data of ``m`` is dropped afterwards (only the labels are used)."""
+    # lazy: numpy (faket's start-up imports every command module)
     import numpy as np
-
-    from faket.errors import InputError
 
     d = m.data
     out = np.empty(d.shape, np.int32)
     step = max(1, (1 << 24) // max(1, d[0].size))
     for z0 in range(0, d.shape[0], step):
-        s = d[z0:z0 + step]
+        s = d[z0 : z0 + step]
         r = np.rint(s)
         if np.any(r != s) or r.min() < 0:
             raise InputError(f"{m.path}: {what} must hold non-negative integer labels")
-        out[z0:z0 + step] = r
+        out[z0 : z0 + step] = r
     m.data = None
     return out
 
@@ -133,8 +143,8 @@ def _as_labels(m, what):
 def _class_ids_from_mask(df, cls, occ, source):
     """SHREC lists carry class names only (ids follow first appearance): take the class mask's ids when
     they map one to one to the names."""
+    # lazy: numpy (faket's start-up imports every command module)
     from faket.labels import class_ids_from_mask, one_to_one
-    from faket.cli._common import warn
 
     new = class_ids_from_mask(df["particle_id"], cls, occ)
     if new is None:
@@ -146,16 +156,17 @@ def _class_ids_from_mask(df, cls, occ, source):
 
 
 # columns faket labels needs in each cellular table
-_TABLE_COLUMNS = {"instances": ("instance_id", "kind", "item_id"),
-                  "membranes": ("instance_id", "x", "y", "z", "n_voxels"),
-                  "filaments": ("filament_id", "instance_id", "x", "y", "z"),
-                  "filament_subunits": ("filament_id", "instance_id", "x", "y", "z")}
+_TABLE_COLUMNS = {
+    "instances": ("instance_id", "kind", "item_id"),
+    "membranes": ("instance_id", "x", "y", "z", "n_voxels"),
+    "filaments": ("filament_id", "instance_id", "x", "y", "z"),
+    "filament_subunits": ("filament_id", "instance_id", "x", "y", "z"),
+}
 
 
 def _read_table(path, key):
+    # lazy: pandas (faket's start-up imports every command module)
     import pandas as pd
-
-    from faket.errors import InputError
 
     try:
         df = pd.read_csv(path)
@@ -168,17 +179,28 @@ def _read_table(path, key):
 
 
 def run(args) -> int:
-    from pathlib import Path
-
+    # lazy: numpy, pandas (faket's start-up imports every command module)
     import numpy as np
 
-    from faket.errors import InputError
     from faket.formats.mrc import parse_range, read_volume
+    from faket.formats.particles import (
+        read_particles,
+        write_deepfinder_xml,
+        write_particles_csv,
+        write_particles_star,
+        write_shrec_locations,
+    )
+    from faket.labels import (
+        bin_binary_mask,
+        bin_instances,
+        bin_labels,
+        bin_membranes,
+        bin_points,
+        binned_origin,
+        binned_shape,
+        crop_z,
+    )
     from faket.layout.filaments import write_filaments_star
-    from faket.labels import (bin_binary_mask, bin_instances, bin_labels, bin_membranes, bin_points, binned_origin,
-                              binned_shape, crop_z)
-    from faket.formats.particles import (read_particles, write_deepfinder_xml, write_particles_csv, write_particles_star, write_shrec_locations)
-    from faket.cli._common import Step, check_not_same, voxel_size_or_assume, warn
 
     lay = Path(args.layout) if args.layout else None
     if lay is not None and not lay.is_dir():
@@ -212,7 +234,7 @@ def run(args) -> int:
     tomo_name = args.tomo_name or out.resolve().name
 
     cm = read_volume(cm_path, what="class mask")
-    cls = _as_labels(cm, "class mask")          # each mask to int32 as soon as it is read (memory at 1024^3)
+    cls = _as_labels(cm, "class mask")  # each mask to int32 as soon as it is read (memory at 1024^3)
     om = read_volume(om_path, what="occupancy mask")
     occ = _as_labels(om, "occupancy mask")
     if cls.shape != occ.shape:
@@ -222,12 +244,11 @@ def run(args) -> int:
     df = read_particles(pl_path, voxel_size_a=voxel, box_zyx=shape)
     if pl_path.suffix.lower() == ".txt" and len(df):
         df = _class_ids_from_mask(df, cls, occ, pl_path)
-    step = max(1, (1 << 24) // max(1, occ[0].size))   # np.unique of the whole mask sorts a copy of it
-    ids_in_mask = set().union(*(np.unique(occ[z:z + step]).tolist() for z in range(0, occ.shape[0], step))) - {0}
+    step = max(1, (1 << 24) // max(1, occ[0].size))  # np.unique of the whole mask sorts a copy of it
+    ids_in_mask = set().union(*(np.unique(occ[z : z + step]).tolist() for z in range(0, occ.shape[0], step))) - {0}
     not_in_mask = sorted(set(df["particle_id"].tolist()) - ids_in_mask)
     if not_in_mask:
-        warn(f"{pl_path}: {len(not_in_mask)} particle(s) have no voxel in {om_path} "
-             f"(e.g. id {not_in_mask[0]})")
+        warn(f"{pl_path}: {len(not_in_mask)} particle(s) have no voxel in {om_path} (e.g. id {not_in_mask[0]})")
     za, zb = parse_range(args.z_range) if args.z_range else (0, shape[0])
     cropped_shape = crop_z(cls, (za, zb)).shape
     mm = None
@@ -247,9 +268,15 @@ def run(args) -> int:
             raise InputError(f"{cell['classes']}: not a readable JSON class table ({exc})") from None
 
     # cellular outputs present only for the cellular inputs given
-    made = {"membrane_mask": "membrane_mask", "instances": "instances", "membranes": "membranes",
-            "filaments": "filaments", "filaments_star": "filaments", "filament_subunits": "filament_subunits",
-            "filament_subunits_star": "filament_subunits"}
+    made = {
+        "membrane_mask": "membrane_mask",
+        "instances": "instances",
+        "membranes": "membranes",
+        "filaments": "filaments",
+        "filaments_star": "filaments",
+        "filament_subunits": "filament_subunits",
+        "filament_subunits_star": "filament_subunits",
+    }
     names = {b: {k: out / n for k, n in label_files(b).items()} for b in bins}
     for b in bins:
         names[b].update({k: out / n for k, n in cellular_label_files(b).items() if made[k] in cell})
@@ -270,37 +297,67 @@ def run(args) -> int:
             st.path(out / CELLULAR_LABEL_FILES["classes"]).write_text(classes_text)
         for b in bins:
             f = names[b]
-            r = bin_labels(cls, occ, pts, df["particle_id"].to_numpy(), b, z_range=(za, zb),
-                           ids_in_mask=ids_in_mask)
+            r = bin_labels(cls, occ, pts, df["particle_id"].to_numpy(), b, z_range=(za, zb), ids_in_mask=ids_in_mask)
             kept = df.iloc[r.rows].copy()
             kept["particle_id"] = r.particle_ids
             kept["z"], kept["y"], kept["x"] = r.coordinates_zyx.T
             vb = voxel * b
             origin = binned_origin(b, za, voxel)  # MRC header origin: the grid's place in the full volume
-            common = {"bin": b, "z_range": [za, zb], "volume_shape_zyx": list(shape),
-                      "tomogram_shape_zyx": list(r.occupancy_mask.shape), "voxel_size_a": vb,
-                      "rule": "vote per block (background included), every particle kept, centres owned",
-                      "origin_a_xyz": list(origin)}
+            common = {
+                "bin": b,
+                "z_range": [za, zb],
+                "volume_shape_zyx": list(shape),
+                "tomogram_shape_zyx": list(r.occupancy_mask.shape),
+                "voxel_size_a": vb,
+                "rule": "vote per block (background included), every particle kept, centres owned",
+                "origin_a_xyz": list(origin),
+            }
             id_map = {str(o): n for o, n in r.id_map.items()}
             st.write_mrc(f["class_mask"], r.class_mask.astype(np.float32), vb, extra=common, origin_a=origin)
-            st.write_mrc(f["occupancy_mask"], r.occupancy_mask.astype(np.float32), vb, origin_a=origin,
-                         extra={**common, "particle_id_map": id_map,
-                                "rescued_particle_ids": sorted(r.info.rescued),
-                                "lost_particle_ids": r.info.lost,
-                                "centre_conflict_particle_ids": r.info.centre_conflicts})
+            st.write_mrc(
+                f["occupancy_mask"],
+                r.occupancy_mask.astype(np.float32),
+                vb,
+                origin_a=origin,
+                extra={
+                    **common,
+                    "particle_id_map": id_map,
+                    "rescued_particle_ids": sorted(r.info.rescued),
+                    "lost_particle_ids": r.info.lost,
+                    "centre_conflict_particle_ids": r.info.centre_conflicts,
+                },
+            )
             write_particles_csv(kept, st.path(f["particles_csv"]))
-            write_particles_star(kept, st.path(f["particles_star"]), voxel_size_a=vb,
-                                 box_zyx=r.occupancy_mask.shape, tomo_name=tomo_name, bin_factor=b,
-                                 unbinned_box_zyx=cropped_shape)
+            write_particles_star(
+                kept,
+                st.path(f["particles_star"]),
+                voxel_size_a=vb,
+                box_zyx=r.occupancy_mask.shape,
+                tomo_name=tomo_name,
+                bin_factor=b,
+                unbinned_box_zyx=cropped_shape,
+            )
             write_shrec_locations(kept, st.path(f["particle_locations"]))
             write_deepfinder_xml(kept, st.path(f["particles_xml"]))
-            st.write_sidecar(f["particles_csv"].with_suffix(".json"),
-                             extra={**common, "n_particles": len(kept), "dropped_particle_ids": r.dropped_ids,
-                                    "unlisted_particle_ids_in_mask": r.unlisted_ids, "particle_id_map": id_map})
+            st.write_sidecar(
+                f["particles_csv"].with_suffix(".json"),
+                extra={
+                    **common,
+                    "n_particles": len(kept),
+                    "dropped_particle_ids": r.dropped_ids,
+                    "unlisted_particle_ids_in_mask": r.unlisted_ids,
+                    "particle_id_map": id_map,
+                },
+            )
             shape_b = r.occupancy_mask.shape
             if mm is not None:
-                st.write_mrc(f["membrane_mask"], bin_binary_mask(mm, b, (za, zb)), vb, origin_a=origin,
-                             extra={**common, "rule": "max-pooling: 1 where any voxel of the block is membrane"})
+                st.write_mrc(
+                    f["membrane_mask"],
+                    bin_binary_mask(mm, b, (za, zb)),
+                    vb,
+                    origin_a=origin,
+                    extra={**common, "rule": "max-pooling: 1 where any voxel of the block is membrane"},
+                )
             if "instances" in tables:
                 listed = {int(o): int(n) for o, n in zip(df["particle_id"].to_numpy()[r.rows], r.particle_ids)}
                 inst = bin_instances(tables["instances"], r.id_map, listed)
@@ -312,17 +369,30 @@ def run(args) -> int:
                 if k in tables:
                     t = bin_points(tables[k], r.id_map, b, shape_b, za)
                     st.path(f[k]).write_text(t.to_csv(index=False))
-                    write_filaments_star(t, st.path(f[f"{k}_star"]), voxel_size_a=vb, box_zyx=shape_b,
-                                         tomo_name=tomo_name, bin_factor=b, unbinned_box_zyx=cropped_shape)
+                    write_filaments_star(
+                        t,
+                        st.path(f[f"{k}_star"]),
+                        voxel_size_a=vb,
+                        box_zyx=shape_b,
+                        tomo_name=tomo_name,
+                        bin_factor=b,
+                        unbinned_box_zyx=cropped_shape,
+                    )
         if not args.no_full_lists:
             lst = df.sort_values("particle_id")
             write_particles_csv(lst, st.path(full["particles_csv"]))
-            write_particles_star(lst, st.path(full["particles_star"]), voxel_size_a=voxel, box_zyx=shape,
-                                 tomo_name=tomo_name)
+            write_particles_star(
+                lst, st.path(full["particles_star"]), voxel_size_a=voxel, box_zyx=shape, tomo_name=tomo_name
+            )
             write_shrec_locations(lst, st.path(full["particle_locations"]))
             write_deepfinder_xml(lst, st.path(full["particles_xml"]))
-            st.write_sidecar(full["particles_csv"].with_suffix(".json"),
-                             extra={"coordinates": "voxels of the layout volume (unbinned, uncropped)",
-                                    "volume_shape_zyx": list(shape), "voxel_size_a": voxel,
-                                    "n_particles": len(lst)})
+            st.write_sidecar(
+                full["particles_csv"].with_suffix(".json"),
+                extra={
+                    "coordinates": "voxels of the layout volume (unbinned, uncropped)",
+                    "volume_shape_zyx": list(shape),
+                    "voxel_size_a": voxel,
+                    "n_particles": len(lst),
+                },
+            )
     return 0

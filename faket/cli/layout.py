@@ -89,8 +89,11 @@ See docs/cellular-layouts.md.
 from __future__ import annotations
 
 import argparse
+import json
+import time
+from pathlib import Path
 
-from faket.cli._common import add_common_args
+from faket.cli._common import Step, add_common_args, check_not_same, info, progress, warn
 from faket.errors import InputError
 from faket.formats.names import CELLULAR_LAYOUT_OUTPUTS, LAYOUT_OUTPUTS
 
@@ -99,12 +102,21 @@ DESCRIPTION = __doc__
 
 # The spec schema lives in faket.layout (validate_spec, default_spec, DEFAULT_*); it is re-exported here
 # lazily so that building the CLI parser does not import numpy/pandas.
-_FROM_LAYOUT = ("validate_spec", "default_spec", "DEFAULT_BOX", "DEFAULT_VOXEL_SIZE", "DEFAULT_SLAB",
-                "DEFAULT_COUNT_PER_CLASS", "DEFAULT_VESICLES", "DEFAULT_FIDUCIALS")
+_FROM_LAYOUT = (
+    "validate_spec",
+    "default_spec",
+    "DEFAULT_BOX",
+    "DEFAULT_VOXEL_SIZE",
+    "DEFAULT_SLAB",
+    "DEFAULT_COUNT_PER_CLASS",
+    "DEFAULT_VESICLES",
+    "DEFAULT_FIDUCIALS",
+)
 
 
 def __getattr__(name):
     if name in _FROM_LAYOUT:
+        # lazy: numpy, pandas (faket's start-up imports every command module)
         from faket import layout
 
         return getattr(layout, name)
@@ -120,17 +132,26 @@ CELLULAR_FILES = tuple(CELLULAR_LAYOUT_OUTPUTS.values())
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     p.add_argument("--spec", metavar="YAML", help="layout spec (default: built-in crowded mixed layout)")
-    p.add_argument("--particles", metavar="LIST",
-                   help="place this list (.csv, .star, SHREC .txt) instead of a random layout")
-    p.add_argument("--allow-fewer", action="store_true",
-                   help="keep a random layout even when not every requested particle fits")
-    p.add_argument("--box", "--shape", dest="box", metavar="Z,Y,X",
-                   help="box size in voxels (overrides the spec; --shape is the same option)")
+    p.add_argument(
+        "--particles", metavar="LIST", help="place this list (.csv, .star, SHREC .txt) instead of a random layout"
+    )
+    p.add_argument(
+        "--allow-fewer", action="store_true", help="keep a random layout even when not every requested particle fits"
+    )
+    p.add_argument(
+        "--box",
+        "--shape",
+        dest="box",
+        metavar="Z,Y,X",
+        help="box size in voxels (overrides the spec; --shape is the same option)",
+    )
     p.add_argument("--voxel-size", type=float, metavar="A", help="voxel size in Angstrom (overrides the spec)")
     p.add_argument("--cache-dir", metavar="DIR", help="template cache (default: $FAKET_CACHE or ~/.cache/faket)")
-    p.add_argument("--tomo-name", metavar="NAME",
-                   help="rlnTomoName of the STAR files (overrides the spec's tomo_name; the workflow passes "
-                        "each tomogram's name)")
+    p.add_argument(
+        "--tomo-name",
+        metavar="NAME",
+        help="rlnTomoName of the STAR files (overrides the spec's tomo_name; the workflow passes each tomogram's name)",
+    )
     add_common_args(p, seed=True, device=False, threads=False)
 
 
@@ -154,28 +175,30 @@ def _parse_box(text: str):
 
 
 def _write_cellular(st, lay, outdir, vs, box, tomo_name, params, extra) -> None:
+    # lazy: numpy, pandas (faket's start-up imports every command module)
     from faket.layout.filaments import write_filaments_star
 
     f = {k: outdir / n for k, n in CELLULAR_LAYOUT_OUTPUTS.items()}
-    st.write_mrc(f["membrane_mask"], lay.membrane_mask, vs, params=params,
-                 extra={**extra, "meaning": "1 on membrane bilayer voxels (|d| <= thickness/2), else 0"})
+    st.write_mrc(
+        f["membrane_mask"],
+        lay.membrane_mask,
+        vs,
+        params=params,
+        extra={**extra, "meaning": "1 on membrane bilayer voxels (|d| <= thickness/2), else 0"},
+    )
     st.path(f["instances"]).write_text(lay.instances.to_csv(index=False))
     st.path(f["membranes"]).write_text(lay.membranes.to_csv(index=False))
     st.path(f["filaments"]).write_text(lay.filaments.to_csv(index=False))
     st.path(f["filament_subunits"]).write_text(lay.subunits.to_csv(index=False))
-    write_filaments_star(lay.filaments, st.path(f["filaments_star"]), voxel_size_a=vs, box_zyx=box,
-                         tomo_name=tomo_name)
-    write_filaments_star(lay.subunits, st.path(f["filament_subunits_star"]), voxel_size_a=vs, box_zyx=box,
-                         tomo_name=tomo_name)
+    write_filaments_star(lay.filaments, st.path(f["filaments_star"]), voxel_size_a=vs, box_zyx=box, tomo_name=tomo_name)
+    write_filaments_star(
+        lay.subunits, st.path(f["filament_subunits_star"]), voxel_size_a=vs, box_zyx=box, tomo_name=tomo_name
+    )
 
 
 def run(args) -> int:
-    import json
-    import time
-    from pathlib import Path
-
+    # lazy: numpy, pandas (faket's start-up imports every command module)
     from faket import layout as L
-    from faket.cli._common import Step, check_not_same, info, progress, warn
     from faket.formats.particles import (
         read_particles,
         write_particles_csv,
@@ -206,14 +229,23 @@ def run(args) -> int:
     df = read_particles(args.particles, voxel_size_a=vs, box_zyx=box) if args.particles else None
 
     with progress(desc="placing", unit="particle", args=args) as bar:
+
         def total(n):
             bar.total = n
             bar.refresh()
 
         try:
-            res = L.make_layout(spec, seed=args.seed, particles=df, allow_fewer=args.allow_fewer,
-                                cache_dir=args.cache_dir, source=str(args.spec),
-                                particles_source=str(args.particles), progress=bar.update, progress_total=total)
+            res = L.make_layout(
+                spec,
+                seed=args.seed,
+                particles=df,
+                allow_fewer=args.allow_fewer,
+                cache_dir=args.cache_dir,
+                source=str(args.spec),
+                particles_source=str(args.particles),
+                progress=bar.update,
+                progress_total=total,
+            )
         except L.NotEnoughRoom as exc:
             raise InputError(str(exc)) from None
     for w in res.warnings:
@@ -226,16 +258,31 @@ def run(args) -> int:
     extra = {"layout": res.summary}
     with Step("layout", args, inputs=[args.spec, args.particles]) as st:
         st.write_mrc(targets["volume"], lay.density, vs, params=params, extra=extra)
-        st.write_mrc(targets["class_mask"], lay.class_mask, vs, params=params,
-                     extra={**extra, "meaning": "0 background, else class_id (classes.json)"})
-        st.write_mrc(targets["occupancy_mask"], lay.occupancy, vs, params=params,
-                     extra={**extra, "meaning": "0 background, else particle_id (particles.csv)"
-                                      + ("; membranes and filaments after the particles (instances.csv)"
-                                         if lay.instances is not None else "")})
+        st.write_mrc(
+            targets["class_mask"],
+            lay.class_mask,
+            vs,
+            params=params,
+            extra={**extra, "meaning": "0 background, else class_id (classes.json)"},
+        )
+        st.write_mrc(
+            targets["occupancy_mask"],
+            lay.occupancy,
+            vs,
+            params=params,
+            extra={
+                **extra,
+                "meaning": "0 background, else particle_id (particles.csv)"
+                + (
+                    "; membranes and filaments after the particles (instances.csv)" if lay.instances is not None else ""
+                ),
+            },
+        )
         st.path(targets["classes"]).write_text(json.dumps(res.classes, indent=2) + "\n")
         write_particles_csv(lay.particles, st.path(targets["particles"]))
-        write_particles_star(lay.particles, st.path(targets["particles_star"]), voxel_size_a=vs, box_zyx=box,
-                             tomo_name=spec["tomo_name"])
+        write_particles_star(
+            lay.particles, st.path(targets["particles_star"]), voxel_size_a=vs, box_zyx=box, tomo_name=spec["tomo_name"]
+        )
         write_shrec_locations(lay.particles, st.path(targets["particle_locations"]))
         if lay.instances is not None:  # cellular layouts: membranes, filaments
             _write_cellular(st, lay, outdir, vs, box, spec["tomo_name"], params, extra)
@@ -244,9 +291,15 @@ def run(args) -> int:
         info(args, f"class {cid} {c['name']} ({c.get('kind', 'particle')}): {c['source']}{size}")
     frac = res.summary["occupied_fraction"]
     if lay.instances is not None:
-        info(args, f"{len(lay.membranes)} membrane(s), {lay.filaments['filament_id'].nunique()} filament(s) "
-                   f"({len(lay.subunits)} subunits)")
-    info(args, f"{len(lay.particles)} particles ({', '.join(f'{k} {v}' for k, v in lay.placed.items())}) in a "
-               f"{box[0]}x{box[1]}x{box[2]} box at {vs:g} A, {100 * frac:.1f}% of the "
-               f"{'slab' if res.slab_z else 'box'} occupied, {time.perf_counter() - t0:.1f} s -> {outdir}")
+        info(
+            args,
+            f"{len(lay.membranes)} membrane(s), {lay.filaments['filament_id'].nunique()} filament(s) "
+            f"({len(lay.subunits)} subunits)",
+        )
+    info(
+        args,
+        f"{len(lay.particles)} particles ({', '.join(f'{k} {v}' for k, v in lay.placed.items())}) in a "
+        f"{box[0]}x{box[1]}x{box[2]} box at {vs:g} A, {100 * frac:.1f}% of the "
+        f"{'slab' if res.slab_z else 'box'} occupied, {time.perf_counter() - t0:.1f} s -> {outdir}",
+    )
     return 0

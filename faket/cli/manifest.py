@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
-from faket.cli._common import add_common_args
+from faket.cli._common import Step, add_common_args, check_not_same, info
+from faket.errors import InputError
+from faket.formats.manifest import (
+    KINDS,
+    STAGED_KINDS,
+    Entry,
+    check_entry,
+    format_manifest,
+    parse_manifest,
+    read_manifest,
+    select,
+)
 
 HELP = "check the data manifest's files and checksums, add entries, stage a reference for a run"
 DESCRIPTION = """\
@@ -48,22 +61,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("name", help="entry name")
     s.add_argument("-o", "--output", required=True, help="output MRC")
     s.add_argument("--root", help="folder that relative paths start from (default: the manifest's folder)")
-    s.add_argument("--image", type=int, default=None,
-                   help="micrograph stacks: index of the image to use (default: the middle one)")
+    s.add_argument(
+        "--image", type=int, default=None, help="micrograph stacks: index of the image to use (default: the middle one)"
+    )
     add_common_args(s, seed=False, threads=False)
 
 
 def _root(args):
-    from pathlib import Path
-
     return Path(args.root) if getattr(args, "root", None) else Path(args.manifest).resolve().parent
 
 
 def _check(args) -> int:
-    from faket.errors import InputError
-    from faket.formats.manifest import check_entry, read_manifest, select
-    from faket.cli._common import Step, info
-
     entries = read_manifest(args.manifest)
     names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else None
     chosen = select(entries, names, source=args.manifest)
@@ -76,8 +84,14 @@ def _check(args) -> int:
         prob = check_entry(e, root, source=args.manifest)
         if prob is not None:
             raise InputError(f"{args.manifest}: entry {prob}")
-        checked.append({"name": e.name, "kind": e.kind, "path": str(e.resolve(root)) if e.is_local else None,
-                        "sha256": e.sha256 or None})
+        checked.append(
+            {
+                "name": e.name,
+                "kind": e.kind,
+                "path": str(e.resolve(root)) if e.is_local else None,
+                "sha256": e.sha256 or None,
+            }
+        )
         info(args, f"{e.name}: ok")
     if args.output:
         with Step("manifest", args, inputs=[args.manifest]) as st:
@@ -86,12 +100,8 @@ def _check(args) -> int:
 
 
 def _add(args) -> int:
-    import os
-    from pathlib import Path
-
-    from faket.errors import InputError
+    # lazy: numpy (faket's start-up imports every command module)
     from faket.formats.mrc import OutputTransaction, sha256sum
-    from faket.formats.manifest import KINDS, Entry, format_manifest, parse_manifest, read_manifest
 
     man = Path(args.manifest)
     entries = read_manifest(man) if man.exists() else []
@@ -112,9 +122,16 @@ def _add(args) -> int:
         angles_stored = os.path.relpath(ang.resolve(), root)
     else:
         angles_stored = ""
-    e = Entry(name=args.name, kind=args.kind, path_or_url=stored, sha256=sha256sum(src),
-              voxel_size_a=args.voxel_size_a, angles_file=angles_stored, licence=args.licence,
-              notes=args.notes)
+    e = Entry(
+        name=args.name,
+        kind=args.kind,
+        path_or_url=stored,
+        sha256=sha256sum(src),
+        voxel_size_a=args.voxel_size_a,
+        angles_file=angles_stored,
+        licence=args.licence,
+        notes=args.notes,
+    )
     names = [x.name for x in entries]
     if e.name in names:
         if not args.replace:
@@ -131,20 +148,20 @@ def _add(args) -> int:
 
 
 def _stage(args) -> int:
+    # lazy: numpy (faket's start-up imports every command module)
     import numpy as np
 
-    from faket.errors import InputError
     from faket.formats.mrc import read_mrc, read_volume
     from faket.formats.tiltmeta import read_tiltseries
-    from faket.formats.manifest import STAGED_KINDS, check_entry, read_manifest, select
-    from faket.cli._common import Step, check_not_same
 
     entries = read_manifest(args.manifest)
     (e,) = select(entries, [args.name], source=args.manifest)
     root = _root(args)
     if e.kind not in STAGED_KINDS:
-        raise InputError(f"{args.manifest}: entry {e.name} is a {e.kind}; a reference must be a "
-                         f"{', '.join(STAGED_KINDS[:-1])} or {STAGED_KINDS[-1]}")
+        raise InputError(
+            f"{args.manifest}: entry {e.name} is a {e.kind}; a reference must be a "
+            f"{', '.join(STAGED_KINDS[:-1])} or {STAGED_KINDS[-1]}"
+        )
     prob = check_entry(e, root, source=args.manifest)
     if prob is not None:
         raise InputError(f"{args.manifest}: entry {prob}")
@@ -169,17 +186,27 @@ def _stage(args) -> int:
     voxel = m.voxel_size_a if m.voxel_size_a is not None else e.voxel_size_a
     inputs = [src] + ([ang_file] if ang_file else [])
     with Step("manifest", args, inputs=inputs) as st:
-        st.write_mrc(args.output, np.asarray(data, dtype=np.float32), voxel, angles=angles,
-                     image_stack=angles is not None,
-                     extra={"manifest_entry": {"name": e.name, "kind": e.kind, "path_or_url": e.path_or_url,
-                                               "sha256": e.sha256, "voxel_size_a": e.voxel_size_a,
-                                               "licence": e.licence}})
+        st.write_mrc(
+            args.output,
+            np.asarray(data, dtype=np.float32),
+            voxel,
+            angles=angles,
+            image_stack=angles is not None,
+            extra={
+                "manifest_entry": {
+                    "name": e.name,
+                    "kind": e.kind,
+                    "path_or_url": e.path_or_url,
+                    "sha256": e.sha256,
+                    "voxel_size_a": e.voxel_size_a,
+                    "licence": e.licence,
+                }
+            },
+        )
     return 0
 
 
 def run(args) -> int:
-    from faket.errors import InputError
-
     action = getattr(args, "action", None)
     if action == "check":
         return _check(args)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
+from faket.cli._common import Step, check_not_same, info, resolve_device
+from faket.errors import InputError
 from faket.style.settings import StyleSettings
 
 HELP = "QC figures (PNG) and metrics (JSON) of one tomogram's tilt-series stages and reconstruction"
@@ -31,25 +35,44 @@ FIGURES = ("montage.png", "spectra.png", "tilt_stats.png", "slices.png")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inputs (at least one)")
-    for stage, what in (("noiseless", "noiseless projections"), ("content", "content projections"),
-                        ("noisy", "noisy projections"), ("styled", "styled (FakET) projections"),
-                        ("reference", "reference (real / benchmark) tilt-series")):
+    for stage, what in (
+        ("noiseless", "noiseless projections"),
+        ("content", "content projections"),
+        ("noisy", "noisy projections"),
+        ("styled", "styled (FakET) projections"),
+        ("reference", "reference (real / benchmark) tilt-series"),
+    ):
         g.add_argument(f"--{stage}", metavar="MRC", help=f"{what} (angles from the .tlt beside it)")
     g.add_argument("--tomogram", metavar="MRC", help="reconstructed tomogram (Z, Y, X)")
     g.add_argument("--class-mask", metavar="MRC", help="class mask on the tomogram's grid (contours on slices)")
-    g.add_argument("--particles", metavar="TABLE",
-                   help="particle table (CSV / STAR / SHREC txt) to name the classes in the slices legend")
+    g.add_argument(
+        "--particles",
+        metavar="TABLE",
+        help="particle table (CSV / STAR / SHREC txt) to name the classes in the slices legend",
+    )
     o = p.add_argument_group("options")
     o.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     o.add_argument("--name", help="title for the figures (default: the output folder's name)")
-    o.add_argument("--montage-angles", default="-60,-30,0,30,60", metavar="LIST",
-                   help="target angles of the montage rows and Gram tilts (default: -60,-30,0,30,60)")
+    o.add_argument(
+        "--montage-angles",
+        default="-60,-30,0,30,60",
+        metavar="LIST",
+        help="target angles of the montage rows and Gram tilts (default: -60,-30,0,30,60)",
+    )
     o.add_argument("--no-gram", action="store_true", help="skip the Gram (VGG style) distance")
-    o.add_argument("--gram-crop", type=int, default=256, metavar="PX",
-                   help="Gram distance on the central PX x PX crop of each tilt (default: 256; 0 = whole tilt)")
-    o.add_argument("--vgg-weights", metavar="W",
-                   help="VGG-19 weights for the Gram distance: imagenet, random or a .pth state dict "
-                        "(default: imagenet when in the torch hub cache, else the metric is skipped)")
+    o.add_argument(
+        "--gram-crop",
+        type=int,
+        default=256,
+        metavar="PX",
+        help="Gram distance on the central PX x PX crop of each tilt (default: 256; 0 = whole tilt)",
+    )
+    o.add_argument(
+        "--vgg-weights",
+        metavar="W",
+        help="VGG-19 weights for the Gram distance: imagenet, random or a .pth state dict "
+        "(default: imagenet when in the torch hub cache, else the metric is skipped)",
+    )
     o.add_argument("--device", default="cpu", help="torch device for the Gram distance (default: cpu)")
     p.add_argument("--quiet", "-q", action="store_true", help="no info messages")
 
@@ -65,18 +88,24 @@ def gram_features(args):
 
     Each image is mapped to [0, 1] by its own 0.1..99.9 percentiles (clipped), the VGG input range.
     """
+    # lazy: numpy (faket's start-up imports every command module)
     from faket.style import vgg
 
     weights = args.vgg_weights
     if weights is None:
         if not vgg.imagenet_cache_path().exists():
-            return None, None, (f"skipped: no ImageNet VGG-19 weights at {vgg.imagenet_cache_path()} "
-                                "(pass --vgg-weights PATH.pth, or --vgg-weights random for random weights)")
+            return (
+                None,
+                None,
+                (
+                    f"skipped: no ImageNet VGG-19 weights at {vgg.imagenet_cache_path()} "
+                    "(pass --vgg-weights PATH.pth, or --vgg-weights random for random weights)"
+                ),
+            )
         weights = "imagenet"
+    # lazy: numpy, torch (faket's start-up imports every command module)
     import numpy as np
     import torch
-
-    from faket.cli._common import resolve_device
 
     device = resolve_device(args.device)
     model, winfo = vgg.build_vgg(weights, depth=max(STYLE_LAYERS), device=device)
@@ -90,31 +119,33 @@ def gram_features(args):
             out = model(x, STYLE_LAYERS)
         return [out[i][0] for i in STYLE_LAYERS]
 
-    note = (f"VGG-19 weights: {winfo.kind}" + (f" ({winfo.note})" if winfo.note else "")
-            + f"; layers {list(STYLE_LAYERS)}, weights {list(STYLE_LAYER_WEIGHTS)}")
+    note = (
+        f"VGG-19 weights: {winfo.kind}"
+        + (f" ({winfo.note})" if winfo.note else "")
+        + f"; layers {list(STYLE_LAYERS)}, weights {list(STYLE_LAYER_WEIGHTS)}"
+    )
     return features, STYLE_LAYER_WEIGHTS, note
 
 
 def run(args) -> int:
-    import json
-    from pathlib import Path
-
+    # lazy: matplotlib (faket's start-up imports every command module)
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: numpy (faket's start-up imports every command module)
     import numpy as np
 
     from faket.evaluation import qc
-    from faket.errors import InputError
-    from faket.formats.tiltmeta import parse_angles, read_tiltseries
     from faket.formats.mrc import read_volume
+    from faket.formats.tiltmeta import parse_angles, read_tiltseries
     from faket.provenance import _jsonable, build_record
-    from faket.cli._common import Step, check_not_same, info
 
     stage_paths = {s: getattr(args, s) for s in qc.STAGES if getattr(args, s, None)}
     if not stage_paths and not args.tomogram:
-        raise InputError("nothing to check: give at least one of --noiseless, --content, --noisy, --styled, "
-                         "--reference or --tomogram")
+        raise InputError(
+            "nothing to check: give at least one of --noiseless, --content, --noisy, --styled, "
+            "--reference or --tomogram"
+        )
     if args.class_mask and not args.tomogram:
         raise InputError("--class-mask needs --tomogram (its contours are drawn on the tomogram slices)")
     if args.gram_crop < 0:
@@ -139,9 +170,12 @@ def run(args) -> int:
     if args.class_mask:
         mask = read_volume(args.class_mask, what="class mask").data
         if mask.shape != tomo.shape:
-            raise InputError(f"{args.class_mask}: class mask shape {mask.shape} differs from the tomogram's "
-                             f"{tomo.shape} (Z, Y, X); give the mask binned and cropped like the tomogram")
+            raise InputError(
+                f"{args.class_mask}: class mask shape {mask.shape} differs from the tomogram's "
+                f"{tomo.shape} (Z, Y, X); give the mask binned and cropped like the tomogram"
+            )
     if args.particles:
+        # lazy: numpy, pandas (faket's start-up imports every command module)
         from faket.formats.particles import read_particles
 
         df = read_particles(args.particles, box_zyx=tomo.shape if tomo is not None else None)
@@ -155,23 +189,35 @@ def run(args) -> int:
         else:
             gram_fn, gram_w, gram_note = gram_features(args)
 
-    metrics = qc.compute_metrics(stages, gram_features=gram_fn, gram_weights=gram_w, gram_targets_deg=targets,
-                                 gram_crop=args.gram_crop or None, gram_note=gram_note) if stages else {}
+    metrics = (
+        qc.compute_metrics(
+            stages,
+            gram_features=gram_fn,
+            gram_weights=gram_w,
+            gram_targets_deg=targets,
+            gram_crop=args.gram_crop or None,
+            gram_note=gram_note,
+        )
+        if stages
+        else {}
+    )
     if tomo is not None:
-        metrics["tomogram"] = {"shape_zyx": list(tomo.shape), "mean": float(tomo.mean()),
-                               "std": float(tomo.std())}
+        metrics["tomogram"] = {"shape_zyx": list(tomo.shape), "mean": float(tomo.mean()), "std": float(tomo.std())}
         if mask is not None:
             vals, counts = np.unique(np.rint(mask).astype(np.int64), return_counts=True)
             metrics["tomogram"]["class_voxels"] = {
                 (class_names or {}).get(int(v), str(int(v))) if v else "background": int(c)
-                for v, c in zip(vals, counts)}
+                for v, c in zip(vals, counts)
+            }
 
     written = []
     with Step("qc", args, inputs=inputs) as st:
         if stages:
-            figs = {"montage.png": qc.montage_figure(stages, targets, title=name),
-                    "spectra.png": qc.spectra_figure(stages, title=name),
-                    "tilt_stats.png": qc.tilt_stats_figure(stages, title=name)}
+            figs = {
+                "montage.png": qc.montage_figure(stages, targets, title=name),
+                "spectra.png": qc.spectra_figure(stages, title=name),
+                "tilt_stats.png": qc.tilt_stats_figure(stages, title=name),
+            }
         else:
             figs = {}
         if tomo is not None:
@@ -180,8 +226,7 @@ def run(args) -> int:
             fig.savefig(st.path(outdir / fname), format="png")
             written.append(fname)
         body = {"name": name, "figures": written, **metrics}
-        body["provenance"] = build_record(step="qc", parameters=st.params(), inputs=st.inputs, seed=None,
-                                          started=st.t0)
+        body["provenance"] = build_record(step="qc", parameters=st.params(), inputs=st.inputs, seed=None, started=st.t0)
         st.path(outdir / "metrics.json").write_text(json.dumps(_jsonable(body), indent=2) + "\n")
     msg = f"wrote {', '.join(written + ['metrics.json'])} to {outdir}"
     spec = metrics.get("spectral_distance_to_reference")

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from faket.cli._common import add_common_args
+from faket.cli._common import (
+    Step,
+    add_common_args,
+    check_not_same,
+    device_name,
+    progress,
+    resolve_cuda_device,
+    set_threads,
+    voxel_size_or_assume,
+)
+from faket.errors import InputError
 
 HELP = "weighted (filtered) back-projection of a tilt-series into a tomogram"
 DESCRIPTION = """\
@@ -23,28 +33,41 @@ def add_arguments(p) -> None:
     p.add_argument("tilts", metavar="TILTS.mrc", help="tilt-series (tilt, Y, X) with TILTS.tlt beside it")
     p.add_argument("-o", "--output", required=True, metavar="TOMO.mrc", help="output tomogram (Z, Y, X)")
     p.add_argument("--angles-file", metavar="F", help="tilt angles (default: TILTS.tlt)")
-    p.add_argument("--filter", default="ramp", choices=("ramp", "shepp-logan", "cosine", "hann", "none"),
-                   help="reconstruction filter (default: ramp)")
+    p.add_argument(
+        "--filter",
+        default="ramp",
+        choices=("ramp", "shepp-logan", "cosine", "hann", "none"),
+        help="reconstruction filter (default: ramp)",
+    )
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--thickness", type=int, default=None, metavar="NZ",
-                   help="output Z size in output voxels, centred on the tilt axis")
-    g.add_argument("--z-range", default=None, metavar="a:b",
-                   help="slab [a, b) in original (unbinned) volume Z indices")
-    p.add_argument("--volume-z", type=int, default=None, metavar="NZ0",
-                   help="Z size of the original volume for --z-range (default: detector width)")
+    g.add_argument(
+        "--thickness",
+        type=int,
+        default=None,
+        metavar="NZ",
+        help="output Z size in output voxels, centred on the tilt axis",
+    )
+    g.add_argument("--z-range", default=None, metavar="a:b", help="slab [a, b) in original (unbinned) volume Z indices")
+    p.add_argument(
+        "--volume-z",
+        type=int,
+        default=None,
+        metavar="NZ0",
+        help="Z size of the original volume for --z-range (default: detector width)",
+    )
     p.add_argument("--bin", type=int, default=1, metavar="B", help="bin the tilts by B first (default 1)")
     p.add_argument("--chunk-y", type=int, default=None, metavar="N", help="Y rows per block")
-    p.add_argument("--voxel-size", type=float, default=None, metavar="A",
-                   help="pixel size in Angstrom when the header has none")
+    p.add_argument(
+        "--voxel-size", type=float, default=None, metavar="A", help="pixel size in Angstrom when the header has none"
+    )
     add_common_args(p, seed=False, device=True)
 
 
 def run(args) -> int:
-    from faket.errors import InputError
+    # lazy: numpy (faket's start-up imports every command module)
     from faket.formats.mrc import parse_range
     from faket.formats.tiltmeta import read_tiltseries
     from faket.imaging.projection import reconstruct, reconstruction_origin
-    from faket.cli._common import (Step, check_not_same, device_name, progress, resolve_cuda_device, set_threads, voxel_size_or_assume)
 
     set_threads(args.threads)
     check_not_same([args.tilts, args.angles_file], [args.output])
@@ -63,13 +86,34 @@ def run(args) -> int:
     inputs = [args.tilts, args.angles_file or str(m.path.with_suffix(".tlt"))]
     with Step("reconstruct", args, inputs=inputs) as st:
         with progress(total=m.data.shape[1] // args.bin, args=args, desc="reconstruct", unit="row") as bar:
-            vol = reconstruct(m.data, angles, filter=args.filter, bin=args.bin, thickness=args.thickness,
-                              z_range=z_range, volume_z=args.volume_z,
-                              device=device, chunk_y=args.chunk_y,
-                              progress=bar.update)
-        origin = [c * voxel for c in reconstruction_origin(m.data.shape[2], args.bin, thickness=args.thickness,
-                                                           z_range=z_range, volume_z=args.volume_z)]
-        st.write_mrc(args.output, vol, voxel * args.bin, origin_a=origin,
-                     params={"angles_deg": angles, "input_pixel_size_a": voxel,
-                             "output_voxel_size_a": voxel * args.bin, "device": device_name(device)})
+            vol = reconstruct(
+                m.data,
+                angles,
+                filter=args.filter,
+                bin=args.bin,
+                thickness=args.thickness,
+                z_range=z_range,
+                volume_z=args.volume_z,
+                device=device,
+                chunk_y=args.chunk_y,
+                progress=bar.update,
+            )
+        origin = [
+            c * voxel
+            for c in reconstruction_origin(
+                m.data.shape[2], args.bin, thickness=args.thickness, z_range=z_range, volume_z=args.volume_z
+            )
+        ]
+        st.write_mrc(
+            args.output,
+            vol,
+            voxel * args.bin,
+            origin_a=origin,
+            params={
+                "angles_deg": angles,
+                "input_pixel_size_a": voxel,
+                "output_voxel_size_a": voxel * args.bin,
+                "device": device_name(device),
+            },
+        )
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 
-from faket.cli._common import add_common_args
+from faket.cli._common import Step, add_common_args, check_not_same
+from faket.errors import InputError
 from faket.formats.voxel import SAME_GRID_RTOL
 
 HELP = "gather tilt chunks into one tilt-series (concatenate along tilt, angles from each .tlt)"
@@ -21,15 +23,15 @@ or overlap, starting at 0; with --expect-angles the gathered angles must equal t
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("chunks", nargs="+", help="tilt-series chunks (MRC with .tlt beside each), in tilt order")
     p.add_argument("-o", "--output", required=True, help="gathered tilt-series (MRC; .tlt and .json beside)")
-    p.add_argument("--expect-angles", metavar="TLT",
-                   help="angles the gathered series must have (e.g. the content's .tlt)")
+    p.add_argument(
+        "--expect-angles", metavar="TLT", help="angles the gathered series must have (e.g. the content's .tlt)"
+    )
     add_common_args(p, seed=False, threads=False)
 
 
 def _chunk_range(path):
     """The ``--tilts a:b`` a chunk's sidecar records, or ``None``."""
-    import json
-
+    # lazy: numpy (faket's start-up imports every command module)
     from faket.formats.mrc import parse_range, sidecar_path
 
     sp = sidecar_path(path)
@@ -49,11 +51,10 @@ def _chunk_range(path):
 
 
 def run(args) -> int:
+    # lazy: numpy (faket's start-up imports every command module)
     import numpy as np
 
-    from faket.errors import InputError
     from faket.formats.tiltmeta import read_tiltseries, read_tlt, tlt_path
-    from faket.cli._common import Step, check_not_same
 
     check_not_same(args.chunks, [args.output])
     if len(set(map(str, args.chunks))) != len(args.chunks):
@@ -65,10 +66,12 @@ def run(args) -> int:
         if a is None:
             raise InputError(f"{c}: no tilt angles: expected {tlt_path(c)} beside it")
         if datas and m.data.shape[1:] != datas[0].shape[1:]:
-            raise InputError(f"{c}: tilt size {m.data.shape[1:]} differs from {args.chunks[0]}'s "
-                             f"{datas[0].shape[1:]}")
-        if voxels and (m.voxel_size_a is None) != (voxels[0] is None) or (
-                voxels and m.voxel_size_a is not None and abs(m.voxel_size_a - voxels[0]) > SAME_GRID_RTOL * voxels[0]):
+            raise InputError(f"{c}: tilt size {m.data.shape[1:]} differs from {args.chunks[0]}'s {datas[0].shape[1:]}")
+        if (
+            voxels
+            and (m.voxel_size_a is None) != (voxels[0] is None)
+            or (voxels and m.voxel_size_a is not None and abs(m.voxel_size_a - voxels[0]) > SAME_GRID_RTOL * voxels[0])
+        ):
             raise InputError(f"{c}: voxel size {m.voxel_size_a} A differs from {args.chunks[0]}'s {voxels[0]} A")
         datas.append(m.data)
         angles.append(a)
@@ -79,8 +82,10 @@ def run(args) -> int:
         for c, (a, b), d in zip(args.chunks, ranges, datas):
             if a != end:
                 what = "overlaps" if a < end else "leaves a gap after"
-                raise InputError(f"{c}: covers tilts {a}:{b}, which {what} the previous chunks (0:{end}); "
-                                 "give the chunks in tilt order, each once")
+                raise InputError(
+                    f"{c}: covers tilts {a}:{b}, which {what} the previous chunks (0:{end}); "
+                    "give the chunks in tilt order, each once"
+                )
             if b - a != d.shape[0]:
                 raise InputError(f"{c}: records tilts {a}:{b} but holds {d.shape[0]} tilts")
             end = b
@@ -89,12 +94,22 @@ def run(args) -> int:
     if args.expect_angles:
         want = read_tlt(args.expect_angles)
         if want.size != ang.size or np.max(np.abs(want - ang)) > 1e-3:
-            raise InputError(f"--expect-angles {args.expect_angles}: the chunks give {ang.size} angles "
-                             f"that differ from its {want.size} (missing, extra or out-of-order chunk?)")
+            raise InputError(
+                f"--expect-angles {args.expect_angles}: the chunks give {ang.size} angles "
+                f"that differ from its {want.size} (missing, extra or out-of-order chunk?)"
+            )
     inputs = list(args.chunks) + ([args.expect_angles] if args.expect_angles else [])
     with Step("stack", args, inputs=inputs) as st:
-        st.write_mrc(args.output, out, voxels[0], angles=ang,
-                     extra={"chunks": [{"path": str(c), "tilts": None if r is None else f"{r[0]}:{r[1]}",
-                                        "n_tilts": int(d.shape[0])}
-                                       for c, r, d in zip(args.chunks, ranges, datas)]})
+        st.write_mrc(
+            args.output,
+            out,
+            voxels[0],
+            angles=ang,
+            extra={
+                "chunks": [
+                    {"path": str(c), "tilts": None if r is None else f"{r[0]}:{r[1]}", "n_tilts": int(d.shape[0])}
+                    for c, r, d in zip(args.chunks, ranges, datas)
+                ]
+            },
+        )
     return 0

@@ -44,28 +44,48 @@ digit (parity test: ``tests/test_evaluate.py`` runs the script):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from faket.errors import InputError
 
-__all__ = ["BACKGROUND", "RULES", "DEFAULT_RULES", "SHREC_OVERALL_STATS", "SHREC_CLASS_STATS", "confusion_statistics", "dilate_occupancy", "picks_to_voxels", "unbin_coordinates", "unbin_points",
-           "picked_geometry", "match_pick_classes", "evaluate_picks", "evaluate_table", "Evaluation"]
+__all__ = [
+    "BACKGROUND",
+    "RULES",
+    "DEFAULT_RULES",
+    "SHREC_OVERALL_STATS",
+    "SHREC_CLASS_STATS",
+    "confusion_statistics",
+    "dilate_occupancy",
+    "picks_to_voxels",
+    "unbin_coordinates",
+    "unbin_points",
+    "picked_geometry",
+    "match_pick_classes",
+    "evaluate_picks",
+    "evaluate_table",
+    "Evaluation",
+]
 
 BACKGROUND = "background"
 
 #: the scoring rules, one sentence each (written into the metrics JSON); ``--rules`` of faket evaluate
 RULES = {
-    "shrec": ("SHREC 2021 (the challenge's eval.py, reproduced): hit = rounded, clamped pick inside a particle's "
-              "occupancy region dilated by one voxel; precision = particles found / all picks (picks on excluded "
-              "particles included); recall = particles found / particles (excluded vesicles stay counted); class "
-              "of a particle = class of its first pick; pycm statistics, background class included"),
-    "faket": ("faket: hit = rounded pick inside a particle's occupancy region dilated by one voxel; excluded "
-              "classes leave the truth and picks on them are dropped; precision = particles found / picks; "
-              "recall = particles found / particles; class of a particle = class of its first pick; macro "
-              "averages over the true classes"),
+    "shrec": (
+        "SHREC 2021 (the challenge's eval.py, reproduced): hit = rounded, clamped pick inside a particle's "
+        "occupancy region dilated by one voxel; precision = particles found / all picks (picks on excluded "
+        "particles included); recall = particles found / particles (excluded vesicles stay counted); class "
+        "of a particle = class of its first pick; pycm statistics, background class included"
+    ),
+    "faket": (
+        "faket: hit = rounded pick inside a particle's occupancy region dilated by one voxel; excluded "
+        "classes leave the truth and picks on them are dropped; precision = particles found / picks; "
+        "recall = particles found / particles; class of a particle = class of its first pick; macro "
+        "averages over the true classes"
+    ),
 }
 #: the rules faket evaluate applies unless told otherwise
 DEFAULT_RULES = "shrec"
@@ -86,9 +106,14 @@ def unbin_points(points_xyz, bin_factor: float = 1, z_offset: float = 0.0) -> np
     return out
 
 
-def picked_geometry(mask_shape: Sequence[int], mask_voxel_size_a: float | None, bin_factor: float = 1,
-                    z_offset: float = 0.0, voxel_size_a: float | None = None,
-                    box_zyx: Sequence[int] | None = None) -> tuple[float | None, tuple[int, ...] | None]:
+def picked_geometry(
+    mask_shape: Sequence[int],
+    mask_voxel_size_a: float | None,
+    bin_factor: float = 1,
+    z_offset: float = 0.0,
+    voxel_size_a: float | None = None,
+    box_zyx: Sequence[int] | None = None,
+) -> tuple[float | None, tuple[int, ...] | None]:
     """Voxel size and size (Z, Y, X) of the picked tomogram, given or derived from the mask's grid.
 
     Defaults: the mask's voxel size x B; the mask's size // B when the tomogram is not Z-cropped and B is
@@ -101,8 +126,12 @@ def picked_geometry(mask_shape: Sequence[int], mask_voxel_size_a: float | None, 
     return voxel_size_a, (None if box_zyx is None else tuple(int(v) for v in box_zyx))
 
 
-def match_pick_classes(names: Sequence[str] | None, ids: Sequence[int] | None,
-                       truth_labels: Sequence[str] | None, id_to_label: dict[int, str]) -> list[str] | None:
+def match_pick_classes(
+    names: Sequence[str] | None,
+    ids: Sequence[int] | None,
+    truth_labels: Sequence[str] | None,
+    id_to_label: dict[int, str],
+) -> list[str] | None:
     """Pick classes in the truth's spelling: names case-insensitively, ids through the truth's id -> name
     (``None`` when the picks or the truth carry no class)."""
     if truth_labels is None:
@@ -117,6 +146,7 @@ def match_pick_classes(names: Sequence[str] | None, ids: Sequence[int] | None,
 
 def dilate_occupancy(occupancy) -> np.ndarray:
     """Grey dilation (max) by the 6-connected 3-D cross, as ``skimage.morphology.dilation`` by default."""
+    # lazy: scipy
     from scipy import ndimage
 
     occ = np.asarray(occupancy)
@@ -124,8 +154,9 @@ def dilate_occupancy(occupancy) -> np.ndarray:
     return ndimage.grey_dilation(occ, footprint=fp, mode="constant", cval=0)
 
 
-def picks_to_voxels(points_zyx, shape: Sequence[int], *, clip: bool = False,
-                    source: str = "picks") -> tuple[np.ndarray, int]:
+def picks_to_voxels(
+    points_zyx, shape: Sequence[int], *, clip: bool = False, source: str = "picks"
+) -> tuple[np.ndarray, int]:
     """Round ``(P, 3)`` z, y, x coordinates to voxel indices inside ``shape``.
 
     Picks outside the volume raise :class:`InputError` (naming ``source``), or with ``clip`` are clamped
@@ -143,7 +174,8 @@ def picks_to_voxels(points_zyx, shape: Sequence[int], *, clip: bool = False,
         raise InputError(
             f"{source}: {int(outside.sum())} pick(s) outside the {shape[2]}x{shape[1]}x{shape[0]} (XxYxZ) "
             f"volume, first #{i + 1} at x={x:g} y={y:g} z={z:g} voxels (check --pred-bin / "
-            f"--pred-z-offset, or pass --clip to clamp them as SHREC does)")
+            f"--pred-z-offset, or pass --clip to clamp them as SHREC does)"
+        )
     v = np.clip(v, 0, hi)
     return v, int(outside.sum())
 
@@ -163,9 +195,9 @@ class Evaluation:
     classification: dict[str, Any] | None
     confusion_labels_true: list[str] = field(default_factory=list)
     confusion_labels_pred: list[str] = field(default_factory=list)
-    confusion: np.ndarray | None = None          # (true classes + background row, pred classes + background)
-    particle_hits: np.ndarray | None = None      # per truth particle: number of picks that hit it
-    pick_particle: np.ndarray | None = None      # per pick: particle id hit (0 none, -1 dropped/excluded)
+    confusion: np.ndarray | None = None  # (true classes + background row, pred classes + background)
+    particle_hits: np.ndarray | None = None  # per truth particle: number of picks that hit it
+    pick_particle: np.ndarray | None = None  # per pick: particle id hit (0 none, -1 dropped/excluded)
 
     def to_dict(self) -> dict[str, Any]:
         return {"localisation": self.localisation, "classification": self.classification}
@@ -185,10 +217,21 @@ def _csv(s: str) -> str:
     return '"' + s.replace('"', '""') + '"' if any(ch in s for ch in ',"\n') else s
 
 
-def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequence | None = None,
-                   truth_zyx=None, pick_classes: Sequence | None = None,
-                   exclude_classes: Sequence[str] = (), dilate: bool = True, clip: bool = False,
-                   source: str = "picks", rules: str = DEFAULT_RULES, other_ids: Sequence[int] = ()) -> Evaluation:
+def evaluate_picks(
+    occupancy,
+    particle_ids,
+    points_zyx,
+    *,
+    truth_classes: Sequence | None = None,
+    truth_zyx=None,
+    pick_classes: Sequence | None = None,
+    exclude_classes: Sequence[str] = (),
+    dilate: bool = True,
+    clip: bool = False,
+    source: str = "picks",
+    rules: str = DEFAULT_RULES,
+    other_ids: Sequence[int] = (),
+) -> Evaluation:
     """Score picks against the occupancy mask (``rules``: "shrec", the SHREC 2021 script's, or "faket"; module doc).
 
     Parameters
@@ -210,7 +253,7 @@ def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequen
     if occ.ndim != 3:
         raise InputError(f"occupancy mask must be 3-D, got shape {occ.shape}")
     if np.issubdtype(occ.dtype, np.floating):
-        if occ.size and float(occ.max()) >= 2 ** 31:
+        if occ.size and float(occ.max()) >= 2**31:
             raise InputError("occupancy mask holds ids >= 2^31; expected particle ids")
         occ_i = np.rint(occ).astype(np.int32)  # int32: 4 bytes a voxel, like the float32 mask
         if not np.array_equal(occ_i, occ):
@@ -246,8 +289,10 @@ def evaluate_picks(occupancy, particle_ids, points_zyx, *, truth_classes: Sequen
 def _check_known(hit_id, id_to_row) -> None:
     unknown = sorted({int(h) for h in hit_id if h != 0 and int(h) not in id_to_row})
     if unknown:
-        raise InputError(f"occupancy mask holds particle id {unknown[0]} (hit by a pick) that is not in the "
-                         f"truth table ({len(unknown)} such id(s)); mask and table do not belong together")
+        raise InputError(
+            f"occupancy mask holds particle id {unknown[0]} (hit by a pick) that is not in the "
+            f"truth table ({len(unknown)} such id(s)); mask and table do not belong together"
+        )
 
 
 def _n_without_voxels(occ, ids, keep) -> int:
@@ -317,8 +362,7 @@ def _evaluate_faket(occ, ids, tcls, pts, pcls, truth_zyx, excluded, dilate, clip
         "mean_distance_voxels": dist,
     }
 
-    result = Evaluation(localisation=loc, classification=None, particle_hits=hits_per_row,
-                        pick_particle=pick_particle)
+    result = Evaluation(localisation=loc, classification=None, particle_hits=hits_per_row, pick_particle=pick_particle)
     if tcls is None or pcls is None:
         return result
 
@@ -338,16 +382,24 @@ def _evaluate_faket(occ, ids, tcls, pts, pcls, truth_zyx, excluded, dilate, clip
             m[len(true_order), col[pcls[p]] if pcls[p] in col else col[BACKGROUND]] += 1
 
     per_class = {}
-    core = m[:len(true_order)]
+    core = m[: len(true_order)]
     for c in true_order:
         i, j = rowi[c], col[c]
         tp_c = int(core[i, j])
         pr, rc, f = _prf(tp_c, int(core[:, j].sum()), int(core[i].sum()))
-        per_class[c] = {"n_particles": int(core[i].sum()), "true_positives": tp_c,
-                        "n_predicted": int(core[:, j].sum()), "precision": pr, "recall": rc, "f1": f}
+        per_class[c] = {
+            "n_particles": int(core[i].sum()),
+            "true_positives": tp_c,
+            "n_predicted": int(core[:, j].sum()),
+            "precision": pr,
+            "recall": rc,
+            "f1": f,
+        }
     n_correct = int(sum(core[rowi[c], col[c]] for c in true_order))
-    macro = {k: float(np.mean([v[k] for v in per_class.values()])) if per_class else 0.0
-             for k in ("precision", "recall", "f1")}
+    macro = {
+        k: float(np.mean([v[k] for v in per_class.values()])) if per_class else 0.0
+        for k in ("precision", "recall", "f1")
+    }
     result.classification = {
         "per_class": per_class,
         "macro_precision": macro["precision"],
@@ -367,10 +419,35 @@ def _evaluate_faket(occ, ids, tcls, pts, pcls, truth_zyx, excluded, dilate, clip
 # the official SHREC 2021 rules (the challenge's eval.py, reproduced; parity-tested against the script)
 
 #: the statistics the SHREC 2021 script prints (pycm 3.1's SUMMARY_OVERALL and SUMMARY_CLASS)
-SHREC_OVERALL_STATS = ("ACC Macro", "Kappa", "Overall ACC", "SOA1(Landis & Koch)", "Zero-one Loss", "F1 Macro",
-                       "TPR Macro", "PPV Macro", "FPR Macro")
-SHREC_CLASS_STATS = ("ACC", "AUC", "AUCI", "F1", "TPR", "FPR", "PPV", "TP", "FP", "FN", "TN", "N", "P", "POP", "TOP",
-                     "TON")
+SHREC_OVERALL_STATS = (
+    "ACC Macro",
+    "Kappa",
+    "Overall ACC",
+    "SOA1(Landis & Koch)",
+    "Zero-one Loss",
+    "F1 Macro",
+    "TPR Macro",
+    "PPV Macro",
+    "FPR Macro",
+)
+SHREC_CLASS_STATS = (
+    "ACC",
+    "AUC",
+    "AUCI",
+    "F1",
+    "TPR",
+    "FPR",
+    "PPV",
+    "TP",
+    "FP",
+    "FN",
+    "TN",
+    "N",
+    "P",
+    "POP",
+    "TOP",
+    "TON",
+)
 
 #: SHREC 2021's 4V94 label: the script scores a particle whose first pick says 4V94 as predicted background
 SHREC_4V94 = "4V94"
@@ -440,20 +517,39 @@ def confusion_statistics(actual: Sequence[str], predicted: Sequence[str]) -> dic
         tpr = _ratio(tp, tp + fn)
         tnr[c] = _ratio(tn, tn + fp)
         auc = None if tpr is None or tnr[c] is None else (tnr[c] + tpr) / 2
-        per[c] = {"ACC": _ratio(tp + tn, pop), "AUC": auc, "AUCI": _auc_interpretation(auc),
-                  "F1": _ratio(2 * tp, 2 * tp + fp + fn), "TPR": tpr, "FPR": _one_minus(tnr[c]),
-                  "PPV": _ratio(tp, tp + fp), "TP": tp, "FP": fp, "FN": fn, "TN": tn, "N": tn + fp, "P": tp + fn,
-                  "POP": pop, "TOP": tp + fp, "TON": tn + fn}
-        racc += ((tp + fp) * (tp + fn)) / pop ** 2 if pop else 0.0
+        per[c] = {
+            "ACC": _ratio(tp + tn, pop),
+            "AUC": auc,
+            "AUCI": _auc_interpretation(auc),
+            "F1": _ratio(2 * tp, 2 * tp + fp + fn),
+            "TPR": tpr,
+            "FPR": _one_minus(tnr[c]),
+            "PPV": _ratio(tp, tp + fp),
+            "TP": tp,
+            "FP": fp,
+            "FN": fn,
+            "TN": tn,
+            "N": tn + fp,
+            "P": tp + fn,
+            "POP": pop,
+            "TOP": tp + fp,
+            "TON": tn + fn,
+        }
+        racc += ((tp + fp) * (tp + fn)) / pop**2 if pop else 0.0
     correct = int(np.trace(m))
     acc = _ratio(correct, pop)
     kappa = None if acc is None or racc == 1 else (acc - racc) / (1 - racc)
-    overall = {"ACC Macro": _macro(v["ACC"] for v in per.values()), "Kappa": kappa, "Overall ACC": acc,
-               "SOA1(Landis & Koch)": _kappa_landis_koch(kappa), "Zero-one Loss": pop - correct,
-               "F1 Macro": _macro(v["F1"] for v in per.values()),
-               "TPR Macro": _macro(v["TPR"] for v in per.values()),
-               "PPV Macro": _macro(v["PPV"] for v in per.values()),
-               "FPR Macro": _one_minus(_macro(tnr.values()))}
+    overall = {
+        "ACC Macro": _macro(v["ACC"] for v in per.values()),
+        "Kappa": kappa,
+        "Overall ACC": acc,
+        "SOA1(Landis & Koch)": _kappa_landis_koch(kappa),
+        "Zero-one Loss": pop - correct,
+        "F1 Macro": _macro(v["F1"] for v in per.values()),
+        "TPR Macro": _macro(v["TPR"] for v in per.values()),
+        "PPV Macro": _macro(v["PPV"] for v in per.values()),
+        "FPR Macro": _one_minus(_macro(tnr.values())),
+    }
     return {"classes": classes, "matrix": m, "per_class": per, "overall": overall}
 
 
@@ -515,9 +611,12 @@ def _evaluate_shrec(occ, ids, tcls, pts, pcls, truth_zyx, excluded, dilate, sour
         "f1": f1,
         "mean_distance_voxels": dist,
     }
-    result = Evaluation(localisation=loc, classification=None,
-                        particle_hits=np.array([len(h) for h in hits], dtype=np.int64),
-                        pick_particle=np.where(row_of_pick >= 0, hit_id, 0))
+    result = Evaluation(
+        localisation=loc,
+        classification=None,
+        particle_hits=np.array([len(h) for h in hits], dtype=np.int64),
+        pick_particle=np.where(row_of_pick >= 0, hit_id, 0),
+    )
     if tcls is None or pcls is None:
         return result
 
@@ -534,8 +633,14 @@ def _evaluate_shrec(occ, ids, tcls, pts, pcls, truth_zyx, excluded, dilate, sour
     st = confusion_statistics(actual, predicted)
     per_class = {}
     for c, s in st["per_class"].items():
-        per_class[c] = {"n_particles": s["P"], "true_positives": s["TP"], "n_predicted": s["TOP"],
-                        "precision": s["PPV"], "recall": s["TPR"], "f1": s["F1"]}
+        per_class[c] = {
+            "n_particles": s["P"],
+            "true_positives": s["TP"],
+            "n_predicted": s["TOP"],
+            "precision": s["PPV"],
+            "recall": s["TPR"],
+            "f1": s["F1"],
+        }
     n_correct = int(np.trace(st["matrix"]))
     ov = st["overall"]
     result.classification = {
@@ -555,9 +660,20 @@ def _evaluate_shrec(occ, ids, tcls, pts, pcls, truth_zyx, excluded, dilate, sour
     return result
 
 
-def evaluate_table(occupancy, truth, picks, *, bin_factor: float = 1, z_offset: float = 0.0,
-                   exclude_classes: Sequence[str] = (), dilate: bool = True, clip: bool = False,
-                   source: str = "picks", rules: str = DEFAULT_RULES, other_ids: Sequence[int] = ()) -> Evaluation:
+def evaluate_table(
+    occupancy,
+    truth,
+    picks,
+    *,
+    bin_factor: float = 1,
+    z_offset: float = 0.0,
+    exclude_classes: Sequence[str] = (),
+    dilate: bool = True,
+    clip: bool = False,
+    source: str = "picks",
+    rules: str = DEFAULT_RULES,
+    other_ids: Sequence[int] = (),
+) -> Evaluation:
     """:func:`evaluate_picks` for a truth particle table and :class:`faket.formats.particles.Picks`.
 
     ``truth``: a :func:`faket.formats.particles.read_particles` table whose ``particle_id`` is the occupancy id and
@@ -572,6 +688,17 @@ def evaluate_table(occupancy, truth, picks, *, bin_factor: float = 1, z_offset: 
     id_to_label = {int(c): str(n) for c, n in zip(truth["class_id"], truth["class_name"])}
     xyz = unbin_points(picks.points_xyz, bin_factor, z_offset)
     pick_labels = match_pick_classes(picks.class_names, picks.class_ids, labels, id_to_label)
-    return evaluate_picks(occupancy, ids, xyz[:, ::-1], truth_classes=labels, truth_zyx=truth_xyz[:, ::-1],
-                          pick_classes=pick_labels, exclude_classes=exclude_classes, dilate=dilate,
-                          clip=clip, source=source, rules=rules, other_ids=other_ids)
+    return evaluate_picks(
+        occupancy,
+        ids,
+        xyz[:, ::-1],
+        truth_classes=labels,
+        truth_zyx=truth_xyz[:, ::-1],
+        pick_classes=pick_labels,
+        exclude_classes=exclude_classes,
+        dilate=dilate,
+        clip=clip,
+        source=source,
+        rules=rules,
+        other_ids=other_ids,
+    )

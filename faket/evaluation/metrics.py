@@ -33,7 +33,7 @@ SSIM / PSNR against the content (:func:`ssim_psnr`)
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -172,8 +172,9 @@ def gram_matrices(features: Iterable) -> list[np.ndarray]:
     return out
 
 
-def gram_distance(image_a, image_b, features_fn: Callable[[np.ndarray], Sequence],
-                  weights: Sequence[float] | None = None) -> float:
+def gram_distance(
+    image_a, image_b, features_fn: Callable[[np.ndarray], Sequence], weights: Sequence[float] | None = None
+) -> float:
     """Weighted relative Frobenius distance of Gram matrices of two images' features (``b`` = target).
 
     ``features_fn(image)`` returns a list of feature maps (one per layer, ``(C, H, W)`` or ``(1, C, H, W)``).
@@ -212,6 +213,7 @@ def ssim(image, reference, *, data_range: float, win_size: int = 7) -> float:
     ``K2 = 0.03``, sample (N-1) covariances, the mean taken over pixels at least ``(win_size-1)/2`` from
     the border. Implemented here with scipy so that scikit-image is not a dependency.
     """
+    # lazy: scipy
     from scipy.ndimage import uniform_filter
 
     a = np.asarray(image, dtype=np.float64)
@@ -220,7 +222,7 @@ def ssim(image, reference, *, data_range: float, win_size: int = 7) -> float:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     if win_size % 2 != 1 or win_size > min(a.shape):
         raise ValueError(f"win_size {win_size} must be odd and at most the image size {a.shape}")
-    npix = win_size ** a.ndim
+    npix = win_size**a.ndim
     cov_norm = npix / (npix - 1)
     f = lambda x: uniform_filter(x, size=win_size)  # noqa: E731
     ux, uy = f(a), f(b)
@@ -231,7 +233,7 @@ def ssim(image, reference, *, data_range: float, win_size: int = 7) -> float:
     c2 = (0.03 * data_range) ** 2
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     pad = (win_size - 1) // 2
-    return float(s[pad:-pad or None, pad:-pad or None].mean())
+    return float(s[pad : -pad or None, pad : -pad or None].mean())
 
 
 def ssim_psnr(image, content) -> tuple[float, float]:
@@ -257,5 +259,4 @@ def tilt_statistics(stack) -> dict[str, np.ndarray]:
     if s.ndim == 2:
         s = s[None]
     flat = s.reshape(s.shape[0], -1).astype(np.float64)
-    return {"mean": flat.mean(axis=1), "std": flat.std(axis=1), "min": flat.min(axis=1),
-            "max": flat.max(axis=1)}
+    return {"mean": flat.mean(axis=1), "std": flat.std(axis=1), "min": flat.min(axis=1), "max": flat.max(axis=1)}

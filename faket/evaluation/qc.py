@@ -12,13 +12,13 @@ Metric definitions are in :mod:`faket.evaluation.metrics` and ``docs/qc-evaluate
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from faket.evaluation import metrics as M
 from faket.errors import InputError
+from faket.evaluation import metrics as M
 from faket.imaging.tilts import match_by_angle
 
 __all__ = [
@@ -36,8 +36,13 @@ __all__ = [
 ]
 
 STAGES = ("noiseless", "content", "noisy", "styled", "reference")
-STAGE_COLOURS = {"noiseless": "0.6", "content": "tab:green", "noisy": "tab:orange", "styled": "tab:blue",
-                 "reference": "black"}
+STAGE_COLOURS = {
+    "noiseless": "0.6",
+    "content": "tab:green",
+    "noisy": "tab:orange",
+    "styled": "tab:blue",
+    "reference": "black",
+}
 DEFAULT_MONTAGE_ANGLES = (-60.0, -30.0, 0.0, 30.0, 60.0)
 
 
@@ -83,17 +88,23 @@ def percentile_stretch(image, lo: float = 1.0, hi: float = 99.0) -> np.ndarray:
 def _summary(values) -> dict:
     v = np.asarray(values, dtype=np.float64)
     fin = v[np.isfinite(v)]
-    return {"mean": float(fin.mean()) if fin.size else None,
-            "median": float(np.median(fin)) if fin.size else None,
-            "per_tilt": [float(x) if np.isfinite(x) else None for x in v]}
+    return {
+        "mean": float(fin.mean()) if fin.size else None,
+        "median": float(np.median(fin)) if fin.size else None,
+        "per_tilt": [float(x) if np.isfinite(x) else None for x in v],
+    }
 
 
-def compute_metrics(stages: Mapping[str, TiltSeries], *,
-                    gram_features: Callable[[np.ndarray], Sequence] | None = None,
-                    gram_weights: Sequence[float] | None = None,
-                    gram_targets_deg: Sequence[float] = DEFAULT_MONTAGE_ANGLES,
-                    gram_crop: int | None = 256, gram_note: str | None = None,
-                    content_max_gap_deg: float = 0.5) -> dict:
+def compute_metrics(
+    stages: Mapping[str, TiltSeries],
+    *,
+    gram_features: Callable[[np.ndarray], Sequence] | None = None,
+    gram_weights: Sequence[float] | None = None,
+    gram_targets_deg: Sequence[float] = DEFAULT_MONTAGE_ANGLES,
+    gram_crop: int | None = 256,
+    gram_note: str | None = None,
+    content_max_gap_deg: float = 0.5,
+) -> dict:
     """Metrics of the stages (keys of ``stages`` from :data:`STAGES`); see ``docs/qc-evaluate.md``.
 
     - ``tilt_statistics[stage]``: angles, per-tilt mean and std.
@@ -109,8 +120,12 @@ def compute_metrics(stages: Mapping[str, TiltSeries], *,
     for s in names:
         ts = stages[s]
         st = M.tilt_statistics(ts.data)
-        out["tilt_statistics"][s] = {"angles_deg": ts.angles_deg.tolist(), "shape": list(ts.data.shape),
-                                     "mean": st["mean"].tolist(), "std": st["std"].tolist()}
+        out["tilt_statistics"][s] = {
+            "angles_deg": ts.angles_deg.tolist(),
+            "shape": list(ts.data.shape),
+            "mean": st["mean"].tolist(),
+            "std": st["std"].tolist(),
+        }
 
     ref = stages.get("reference")
     if ref is not None:
@@ -136,8 +151,12 @@ def compute_metrics(stages: Mapping[str, TiltSeries], *,
                 ts = stages[s]
                 tilts = nearest_tilts(ts.angles_deg, gram_targets_deg)
                 ridx, _ = match_by_angle(ts.angles_deg[tilts], ref.angles_deg)
-                d = [M.gram_distance(_crop(ts.data[i], gram_crop), _crop(ref.data[j], gram_crop),
-                                     gram_features, gram_weights) for i, j in zip(tilts, ridx)]
+                d = [
+                    M.gram_distance(
+                        _crop(ts.data[i], gram_crop), _crop(ref.data[j], gram_crop), gram_features, gram_weights
+                    )
+                    for i, j in zip(tilts, ridx)
+                ]
                 gram[s] = {**_summary(d), "angles_deg": ts.angles_deg[tilts].tolist()}
             out["gram_distance_to_reference"] = gram
             if "styled" in gram and "noisy" in gram:
@@ -155,10 +174,13 @@ def compute_metrics(stages: Mapping[str, TiltSeries], *,
                 continue
             ts = stages[s]
             if ts.data.shape[1:] != content.data.shape[1:]:
-                raise InputError(f"{s} tilts are {ts.data.shape[2]}x{ts.data.shape[1]} but content tilts are "
-                                 f"{content.data.shape[2]}x{content.data.shape[1]}; cannot compare to content")
-            idx, _ = match_by_angle(ts.angles_deg, content.angles_deg, max_gap_deg=content_max_gap_deg,
-                                    source="content")
+                raise InputError(
+                    f"{s} tilts are {ts.data.shape[2]}x{ts.data.shape[1]} but content tilts are "
+                    f"{content.data.shape[2]}x{content.data.shape[1]}; cannot compare to content"
+                )
+            idx, _ = match_by_angle(
+                ts.angles_deg, content.angles_deg, max_gap_deg=content_max_gap_deg, source="content"
+            )
             vals = [M.ssim_psnr(ts.data[i], content.data[j]) for i, j in enumerate(idx)]
             ssim[s] = _summary([v[0] for v in vals])
             psnr[s] = _summary([v[1] for v in vals])
@@ -173,7 +195,7 @@ def _crop(img: np.ndarray, size: int | None) -> np.ndarray:
     h, w = img.shape
     sh, sw = min(size, h), min(size, w)
     y0, x0 = (h - sh) // 2, (w - sw) // 2
-    return img[y0:y0 + sh, x0:x0 + sw]
+    return img[y0 : y0 + sh, x0 : x0 + sw]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -181,13 +203,15 @@ def _crop(img: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def _figure(w_in: float, h_in: float):
+    # lazy: matplotlib
     from matplotlib.figure import Figure
 
     return Figure(figsize=(w_in, h_in), dpi=100, layout="constrained")
 
 
-def montage_figure(stages: Mapping[str, TiltSeries], targets_deg: Sequence[float] = DEFAULT_MONTAGE_ANGLES,
-                   *, title: str | None = None):
+def montage_figure(
+    stages: Mapping[str, TiltSeries], targets_deg: Sequence[float] = DEFAULT_MONTAGE_ANGLES, *, title: str | None = None
+):
     """Rows: tilts nearest ``targets_deg`` (angles of the first stage); columns: stages, each at its tilt
     nearest that angle. Each image is 1-99 percentile stretched on its own; y points up (origin lower)."""
     names = _ordered(stages)
@@ -203,8 +227,9 @@ def montage_figure(stages: Mapping[str, TiltSeries], targets_deg: Sequence[float
         idx, _ = match_by_angle(np.asarray(rows), ts.angles_deg)
         for r, i in enumerate(idx):
             ax = axes[r, c]
-            ax.imshow(percentile_stretch(ts.data[i]), cmap="gray", vmin=0, vmax=1, origin="lower",
-                      interpolation="antialiased")
+            ax.imshow(
+                percentile_stretch(ts.data[i]), cmap="gray", vmin=0, vmax=1, origin="lower", interpolation="antialiased"
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{s} {ts.angles_deg[i]:+.0f}\N{DEGREE SIGN}", fontsize=9)
@@ -218,8 +243,16 @@ def _stage_style(s: str, **extra) -> dict:
     return dict(color=STAGE_COLOURS.get(s), label=s, ls="--" if s == "reference" else "-", **extra)
 
 
-def _two_panels(stages: Mapping[str, TiltSeries], title: str | None, plot, panel_titles, xlabel: str,
-                *, xlim=None, ylabel0: str | None = None):
+def _two_panels(
+    stages: Mapping[str, TiltSeries],
+    title: str | None,
+    plot,
+    panel_titles,
+    xlabel: str,
+    *,
+    xlim=None,
+    ylabel0: str | None = None,
+):
     """A 1 x 2 figure: ``plot(name, ts, ax0, ax1)`` per stage, then titles, labels, grid and legend."""
     fig = _figure(10, 4 + (0.3 if title else 0))
     ax0, ax1 = fig.subplots(1, 2)
@@ -241,6 +274,7 @@ def _two_panels(stages: Mapping[str, TiltSeries], title: str | None, plot, panel
 
 def spectra_figure(stages: Mapping[str, TiltSeries], *, title: str | None = None):
     """Radially averaged power spectra (log10, mean over tilts): raw and mean-removed (the compared shape)."""
+
     def plot(s, ts, ax0, ax1):
         f, p = M.radial_power_spectra(ts.data)
         lg = np.log10(np.maximum(p[:, 1:], np.finfo(np.float64).tiny)).mean(axis=0)
@@ -248,13 +282,20 @@ def spectra_figure(stages: Mapping[str, TiltSeries], *, title: str | None = None
         ax0.plot(f[1:], lg, **style)
         ax1.plot(f[1:], lg - lg.mean(), **style)
 
-    return _two_panels(stages, title, plot, ("log10 power (mean over tilts)",
-                                             "log10 power, mean removed (spectral shape)"),
-                       "spatial frequency (cycles/pixel)", xlim=(0, 0.5), ylabel0="log10 P")
+    return _two_panels(
+        stages,
+        title,
+        plot,
+        ("log10 power (mean over tilts)", "log10 power, mean removed (spectral shape)"),
+        "spatial frequency (cycles/pixel)",
+        xlim=(0, 0.5),
+        ylabel0="log10 P",
+    )
 
 
 def tilt_stats_figure(stages: Mapping[str, TiltSeries], *, title: str | None = None):
     """Per-tilt mean and std of every stage against the tilt angle."""
+
     def plot(s, ts, ax0, ax1):
         st = M.tilt_statistics(ts.data)
         order = np.argsort(ts.angles_deg)
@@ -262,8 +303,7 @@ def tilt_stats_figure(stages: Mapping[str, TiltSeries], *, title: str | None = N
         ax0.plot(ts.angles_deg[order], st["mean"][order], **style)
         ax1.plot(ts.angles_deg[order], st["std"][order], **style)
 
-    return _two_panels(stages, title, plot, ("per-tilt mean", "per-tilt standard deviation"),
-                       "tilt angle (degrees)")
+    return _two_panels(stages, title, plot, ("per-tilt mean", "per-tilt standard deviation"), "tilt angle (degrees)")
 
 
 def central_slices(volume) -> tuple[np.ndarray, np.ndarray]:
@@ -272,9 +312,9 @@ def central_slices(volume) -> tuple[np.ndarray, np.ndarray]:
     return v[v.shape[0] // 2], v[:, v.shape[1] // 2]
 
 
-def slices_figure(tomogram, class_mask=None, *, class_names: Mapping[int, str] | None = None,
-                  title: str | None = None):
+def slices_figure(tomogram, class_mask=None, *, class_names: Mapping[int, str] | None = None, title: str | None = None):
     """Central XY and XZ slices of the tomogram (1-99 percentile stretch) with class-mask contours."""
+    # lazy: matplotlib
     from matplotlib.lines import Line2D
 
     tomo = np.asarray(tomogram)
@@ -290,6 +330,7 @@ def slices_figure(tomogram, class_mask=None, *, class_names: Mapping[int, str] |
     h_xy, h_xz = wr * ny / nx, wr * nz / nx
     fig = _figure(wr + 2.2, h_xy + h_xz + 1.0 + (0.3 if title else 0))
     axes = fig.subplots(2, 1, height_ratios=[ny, max(nz, 1)])
+    # lazy: matplotlib
     import matplotlib
 
     # bright, distinct colours that stand out on grey (tab10 without its grey)
@@ -300,10 +341,11 @@ def slices_figure(tomogram, class_mask=None, *, class_names: Mapping[int, str] |
         cxy, cxz = central_slices(cm)
         classes = sorted(int(c) for c in np.union1d(np.unique(cxy), np.unique(cxz)) if c != 0)
     colour = {c: palette[k % len(palette)] for k, c in enumerate(classes)}
-    for ax, img, lab, mask in ((axes[0], xy, f"XY slice z={nz // 2}", None if class_mask is None else cxy),
-                               (axes[1], xz, f"XZ slice y={ny // 2}", None if class_mask is None else cxz)):
-        ax.imshow(percentile_stretch(img), cmap="gray", vmin=0, vmax=1, origin="lower",
-                  interpolation="antialiased")
+    for ax, img, lab, mask in (
+        (axes[0], xy, f"XY slice z={nz // 2}", None if class_mask is None else cxy),
+        (axes[1], xz, f"XZ slice y={ny // 2}", None if class_mask is None else cxz),
+    ):
+        ax.imshow(percentile_stretch(img), cmap="gray", vmin=0, vmax=1, origin="lower", interpolation="antialiased")
         if mask is not None:
             for c in classes:
                 m = (mask == c).astype(np.float32)
@@ -313,8 +355,9 @@ def slices_figure(tomogram, class_mask=None, *, class_names: Mapping[int, str] |
         ax.set_xlabel("x (voxels)")
         ax.set_ylabel("y (voxels)" if ax is axes[0] else "z (voxels)")
     if classes:
-        handles = [Line2D([0], [0], color=colour[c], lw=2,
-                          label=(class_names or {}).get(c, f"class {c}")) for c in classes]
+        handles = [
+            Line2D([0], [0], color=colour[c], lw=2, label=(class_names or {}).get(c, f"class {c}")) for c in classes
+        ]
         fig.legend(handles=handles, loc="outside right upper", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -57,12 +57,12 @@ __all__ = [
     "w1_standardised",
 ]
 
-PATCH = 24            # patch side in pixels
-FOLDS = 5             # cross-validation folds of the C2ST
-MAX_PATCHES = 2000    # per class and comparison: bounds the CNN's cost (61 x 512^2 series: < 2 min)
+PATCH = 24  # patch side in pixels
+FOLDS = 5  # cross-validation folds of the C2ST
+MAX_PATCHES = 2000  # per class and comparison: bounds the CNN's cost (61 x 512^2 series: < 2 min)
 CNN_EPOCHS = 6
-CNN_MIN_STEPS = 150   # small sets train for more epochs: at least this many optimiser steps
-MAX_ANGLE_GAP = 5.0   # generated tilts further than this outside the scored real angle range are not scored
+CNN_MIN_STEPS = 150  # small sets train for more epochs: at least this many optimiser steps
+MAX_ANGLE_GAP = 5.0  # generated tilts further than this outside the scored real angle range are not scored
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -93,12 +93,13 @@ def tilt_patches(tilt, patch: int = PATCH) -> np.ndarray:
     ny, nx, oy, ox = _grid(t.shape, patch)
     if ny == 0 or nx == 0:
         return np.zeros((0, patch, patch), np.float32)
-    c = t[oy:oy + ny * patch, ox:ox + nx * patch]
+    c = t[oy : oy + ny * patch, ox : ox + nx * patch]
     return c.reshape(ny, patch, nx, patch).swapaxes(1, 2).reshape(ny * nx, patch, patch).astype(np.float32)
 
 
-def sample_patches(tilts: np.ndarray, rows: Sequence[int], n: int, rng: np.random.Generator, *,
-                   patch: int = PATCH, grid_mask=None) -> tuple[np.ndarray, np.ndarray]:
+def sample_patches(
+    tilts: np.ndarray, rows: Sequence[int], n: int, rng: np.random.Generator, *, patch: int = PATCH, grid_mask=None
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` distinct patches drawn from the tilts ``rows`` of a standardised stack, spread as evenly as the
     tilts allow (each tilt gives ``n // len(rows)`` or one more, shortfalls taken from the others).
 
@@ -131,10 +132,12 @@ def sample_patches(tilts: np.ndarray, rows: Sequence[int], n: int, rng: np.rando
 
 def checkerboard(half: int):
     """Grid mask selecting the patches with ``(row + col) % 2 == half`` (two disjoint halves of one image)."""
+
     def mask(n, shape, _half=half):
         ny, nx, _, _ = _grid(shape, PATCH)
         g = np.add.outer(np.arange(ny), np.arange(nx)) % 2 == _half
         return g.ravel()[:n]
+
     return mask
 
 
@@ -143,6 +146,7 @@ def checkerboard(half: int):
 
 
 def _folds(n_real: int, n_gen: int, folds: int, seed: int):
+    # lazy: sklearn
     from sklearn.model_selection import StratifiedKFold
 
     y = np.r_[np.ones(n_real, np.int64), np.zeros(n_gen, np.int64)]
@@ -155,8 +159,14 @@ def _folds(n_real: int, n_gen: int, folds: int, seed: int):
 
 def _summary(correct: np.ndarray, splits) -> dict:
     accs = np.array([correct[te].mean() for _, te in splits])
-    return {"accuracy": float(correct.mean()), "std": float(accs.std()), "fold_accuracies": accs.tolist(),
-            "n_per_class": int(correct.size // 2), "folds": len(splits), "correct": correct}
+    return {
+        "accuracy": float(correct.mean()),
+        "std": float(accs.std()),
+        "fold_accuracies": accs.tolist(),
+        "n_per_class": int(correct.size // 2),
+        "folds": len(splits),
+        "correct": correct,
+    }
 
 
 class _TorchState:
@@ -166,6 +176,7 @@ class _TorchState:
         self.seed, self.threads = seed, threads
 
     def __enter__(self):
+        # lazy: torch
         import torch
 
         self.prev = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
@@ -176,6 +187,7 @@ class _TorchState:
         return self
 
     def __exit__(self, *exc):
+        # lazy: torch
         import torch
 
         torch.set_num_threads(self.prev[0])
@@ -184,23 +196,40 @@ class _TorchState:
 
 
 def _cnn(patch: int):
+    # lazy: torch
     from torch import nn
 
     return nn.Sequential(
-        nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 1))
+        nn.Conv2d(1, 16, 5, stride=2, padding=2),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 1),
+    )
 
 
-def c2st_cnn(real_patches, gen_patches, seed: int = 0, folds: int = FOLDS, *, epochs: int = CNN_EPOCHS,
-             batch: int = 128, lr: float = 3e-3, threads: int | None = 1) -> dict:
+def c2st_cnn(
+    real_patches,
+    gen_patches,
+    seed: int = 0,
+    folds: int = FOLDS,
+    *,
+    epochs: int = CNN_EPOCHS,
+    batch: int = 128,
+    lr: float = 3e-3,
+    threads: int | None = 1,
+) -> dict:
     """C2ST with a small CNN: accuracy on held-out folds of telling ``real_patches`` from ``gen_patches``
     (``(n, p, p)`` each, standardised per tilt). Per fold a fresh CNN (3 convolutions, seeded) is trained with
     Adam for ``epochs`` epochs of ``batch`` patches, or more epochs on small sets (at least
     ``CNN_MIN_STEPS`` steps), on ``threads`` torch threads (1 by default: deterministic and fast for a net
     this small). Returns ``{"accuracy", "std" (over folds),
     "fold_accuracies", "n_per_class", "folds", "correct" (per patch, real first then generated)}``."""
+    # lazy: torch
     import torch
 
     xr = np.asarray(real_patches, np.float32)
@@ -221,7 +250,7 @@ def c2st_cnn(real_patches, gen_patches, seed: int = 0, folds: int = FOLDS, *, ep
             for _ in range(max(int(epochs), -(-CNN_MIN_STEPS // per_epoch))):
                 perm = tr_t[torch.randperm(tr_t.numel(), generator=g)]
                 for b in range(0, perm.numel(), batch):
-                    idx = perm[b:b + batch]
+                    idx = perm[b : b + batch]
                     opt.zero_grad(set_to_none=True)
                     loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x[idx])[:, 0], yt[idx])
                     loss.backward()
@@ -247,6 +276,7 @@ def patch_log_spectra(patches) -> np.ndarray:
 def c2st_logreg(real_patches, gen_patches, seed: int = 0, folds: int = FOLDS, *, C: float = 0.1) -> dict:
     """C2ST with a logistic regression on the patches' 2-D log power spectra (:func:`patch_log_spectra`,
     standardised per feature on the training folds). Same return as :func:`c2st_cnn`."""
+    # lazy: sklearn
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -298,8 +328,8 @@ def intensity_stats(stack) -> dict[str, np.ndarray]:
         m2 = float(np.dot(x, x)) / x.size
         if m2 > 0:
             x2 = x * x
-            sk[i] = float(np.dot(x2, x)) / x.size / m2 ** 1.5
-            ku[i] = float(np.dot(x2, x2)) / x.size / m2 ** 2 - 3.0
+            sk[i] = float(np.dot(x2, x)) / x.size / m2**1.5
+            ku[i] = float(np.dot(x2, x2)) / x.size / m2**2 - 3.0
     return {"skewness": sk, "kurtosis": ku}
 
 
@@ -342,8 +372,9 @@ def holdout_rows(holdout, n_real: int) -> np.ndarray:
     return rows
 
 
-def pair_tilts(gen_angles, n_gen: int, real_angles, real_rows: Sequence[int], *,
-               max_gap: float = MAX_ANGLE_GAP) -> tuple[np.ndarray, np.ndarray, str]:
+def pair_tilts(
+    gen_angles, n_gen: int, real_angles, real_rows: Sequence[int], *, max_gap: float = MAX_ANGLE_GAP
+) -> tuple[np.ndarray, np.ndarray, str]:
     """For each generated tilt, the real row (among ``real_rows``) it is scored against.
 
     With angles on both sides: the nearest in angle; tilts more than ``max_gap`` degrees outside the angle
@@ -383,9 +414,21 @@ def _nanmean(a) -> float | None:
     return _fin(np.nanmean(a)) if np.isfinite(a).any() else None
 
 
-def compare(real_std: np.ndarray, gen_std: np.ndarray, pair: np.ndarray, *, seed: int,
-            folds: int, max_patches: int, patch: int, threads: int | None, epochs: int,
-            real_mask=None, gen_mask=None, real_q=None) -> dict:
+def compare(
+    real_std: np.ndarray,
+    gen_std: np.ndarray,
+    pair: np.ndarray,
+    *,
+    seed: int,
+    folds: int,
+    max_patches: int,
+    patch: int,
+    threads: int | None,
+    epochs: int,
+    real_mask=None,
+    gen_mask=None,
+    real_q=None,
+) -> dict:
     """One comparison: generated tilts (``gen_std``, standardised) against the real tilts they are paired
     with (``pair[t]`` = real row or -1). Patches: for every scored real tilt, as many generated patches
     (from the generated tilts paired with it) as real ones."""
@@ -398,7 +441,10 @@ def compare(real_std: np.ndarray, gen_std: np.ndarray, pair: np.ndarray, *, seed
         pr, sr = sample_patches(real_std, [j], quota, rng, patch=patch, grid_mask=real_mask)
         pg, sg = sample_patches(gen_std, ts, len(pr), rng, patch=patch, grid_mask=gen_mask)
         k = len(pg)  # <= len(pr); the real ones are in random order
-        xr.append(pr[:k]); src_r.append(sr[:k]); xg.append(pg[:k]); src_g.append(sg[:k])
+        xr.append(pr[:k])
+        src_r.append(sr[:k])
+        xg.append(pg[:k])
+        src_g.append(sg[:k])
     xr, xg = np.concatenate(xr), np.concatenate(xg)
     src_r, src_g = np.concatenate(src_r), np.concatenate(src_g)
     if len(xr) > max_patches:  # more groups than the budget: a seeded subset, still balanced
@@ -416,8 +462,12 @@ def compare(real_std: np.ndarray, gen_std: np.ndarray, pair: np.ndarray, *, seed
     n = len(xr)
     for t in range(len(gen_std)):
         j = int(pair[t])
-        row = {"tilt": t, "real_row": j if j >= 0 else None,
-               "skewness": _fin(ist_g["skewness"][t]), "kurtosis": _fin(ist_g["kurtosis"][t])}
+        row = {
+            "tilt": t,
+            "real_row": j if j >= 0 else None,
+            "skewness": _fin(ist_g["skewness"][t]),
+            "kurtosis": _fin(ist_g["kurtosis"][t]),
+        }
         if j >= 0:
             if j not in q_r:
                 q_r[j] = _quantiles(real_std[j])
@@ -426,33 +476,56 @@ def compare(real_std: np.ndarray, gen_std: np.ndarray, pair: np.ndarray, *, seed
             mg, mr = src_g == t, src_r == j
             for key, res in (("c2st_cnn", cnn), ("c2st_logreg", lr)):
                 c = res["correct"]
-                row[key] = (_fin(0.5 * (c[n:][mg].mean() + c[:n][mr].mean())) if mg.any() and mr.any() else None)
+                row[key] = _fin(0.5 * (c[n:][mg].mean() + c[:n][mr].mean())) if mg.any() and mr.any() else None
             row["n_patches"] = int(mg.sum())
         per.append(row)
     rows_used = sorted(groups)
     ist_r = intensity_stats(real_std[rows_used])
     sc = [r for r in per if r["real_row"] is not None]
     summary = {
-        "c2st_cnn": cnn["accuracy"], "c2st_cnn_std": cnn["std"], "c2st_cnn_folds": cnn["fold_accuracies"],
-        "c2st_logreg": lr["accuracy"], "c2st_logreg_std": lr["std"], "c2st_logreg_folds": lr["fold_accuracies"],
+        "c2st_cnn": cnn["accuracy"],
+        "c2st_cnn_std": cnn["std"],
+        "c2st_cnn_folds": cnn["fold_accuracies"],
+        "c2st_logreg": lr["accuracy"],
+        "c2st_logreg_std": lr["std"],
+        "c2st_logreg_folds": lr["fold_accuracies"],
         "n_patches_per_class": int(n),
         "raps_distance": float(np.mean([r["raps_distance"] for r in sc])),
         "raps_distance_mean_spectra": M.log_spectrum_distance(
-            f_g, _logmean(p_g[scored]), f_r, _logmean(p_r[rows_used])),
+            f_g, _logmean(p_g[scored]), f_r, _logmean(p_r[rows_used])
+        ),
         "w1": float(np.mean([r["w1"] for r in sc])),
-        "skewness": _nanmean(ist_g["skewness"][scored]), "kurtosis": _nanmean(ist_g["kurtosis"][scored]),
-        "real_skewness": _nanmean(ist_r["skewness"]), "real_kurtosis": _nanmean(ist_r["kurtosis"]),
-        "n_tilts_scored": int(scored.size), "n_tilts_unscored": int(len(gen_std) - scored.size),
+        "skewness": _nanmean(ist_g["skewness"][scored]),
+        "kurtosis": _nanmean(ist_g["kurtosis"][scored]),
+        "real_skewness": _nanmean(ist_r["skewness"]),
+        "real_kurtosis": _nanmean(ist_r["kurtosis"]),
+        "n_tilts_scored": int(scored.size),
+        "n_tilts_unscored": int(len(gen_std) - scored.size),
         "real_tilts_scored": [int(j) for j in rows_used],
     }
-    return {"summary": summary, "per_tilt": per,
-            "spectrum": {"freq": f_g.tolist(), "log10_power": np.log10(_logmean(p_g[scored])).tolist()}}
+    return {
+        "summary": summary,
+        "per_tilt": per,
+        "spectrum": {"freq": f_g.tolist(), "log10_power": np.log10(_logmean(p_g[scored])).tolist()},
+    }
 
 
-def realism_report(real_stack, real_angles, generated: Mapping[str, tuple], *, holdout=None, seed: int = 0,
-                   folds: int = FOLDS, max_patches: int = MAX_PATCHES, patch: int = PATCH,
-                   max_angle_gap: float = MAX_ANGLE_GAP, epochs: int = CNN_EPOCHS, threads: int | None = 1,
-                   real_ids: Sequence | None = None, progress: Callable | None = None) -> dict:
+def realism_report(
+    real_stack,
+    real_angles,
+    generated: Mapping[str, tuple],
+    *,
+    holdout=None,
+    seed: int = 0,
+    folds: int = FOLDS,
+    max_patches: int = MAX_PATCHES,
+    patch: int = PATCH,
+    max_angle_gap: float = MAX_ANGLE_GAP,
+    epochs: int = CNN_EPOCHS,
+    threads: int | None = 1,
+    real_ids: Sequence | None = None,
+    progress: Callable | None = None,
+) -> dict:
     """Realism of every generated stack against a real one, and the real-vs-real floor.
 
     Parameters
@@ -483,17 +556,36 @@ def realism_report(real_stack, real_angles, generated: Mapping[str, tuple], *, h
         raise InputError(f"real tilts of {real.shape[1]}x{real.shape[2]} are smaller than a {patch}x{patch} patch")
     score = holdout_rows(holdout, R)
     fit = np.setdiff1d(np.arange(R), score)
-    kw = {"seed": seed, "folds": folds, "max_patches": max_patches, "patch": patch, "threads": threads,
-          "epochs": epochs}
+    kw = {
+        "seed": seed,
+        "folds": folds,
+        "max_patches": max_patches,
+        "patch": patch,
+        "threads": threads,
+        "epochs": epochs,
+    }
     # angle order of the real rows (halves of the floor alternate in angle)
     order = np.arange(R) if ra is None else np.argsort(ra, kind="stable")
-    out = {"settings": {"patch": patch, "folds": folds, "max_patches_per_class": max_patches, "seed": seed,
-                        "cnn_epochs": epochs, "max_angle_gap_deg": max_angle_gap,
-                        "holdout": holdout if holdout is None or isinstance(holdout, str) else "list"},
-           "real": {"n_tilts": R, "shape": list(real.shape[1:]), "ids": ids,
-                    "angles_deg": None if ra is None else ra.tolist(),
-                    "scored": [ids[i] for i in score], "fit": [ids[i] for i in fit]},
-           "modalities": {}}
+    out = {
+        "settings": {
+            "patch": patch,
+            "folds": folds,
+            "max_patches_per_class": max_patches,
+            "seed": seed,
+            "cnn_epochs": epochs,
+            "max_angle_gap_deg": max_angle_gap,
+            "holdout": holdout if holdout is None or isinstance(holdout, str) else "list",
+        },
+        "real": {
+            "n_tilts": R,
+            "shape": list(real.shape[1:]),
+            "ids": ids,
+            "angles_deg": None if ra is None else ra.tolist(),
+            "scored": [ids[i] for i in score],
+            "fit": [ids[i] for i in fit],
+        },
+        "modalities": {},
+    }
     jobs = list(generated.items())
     steps = len(jobs) + 1
     real_q: dict = {}
@@ -520,17 +612,21 @@ def realism_report(real_stack, real_angles, generated: Mapping[str, tuple], *, h
         a_rows, b_rows = np.sort(order[1::2]), np.sort(order[0::2])
         masks = {}
         how = "alternate tilts in angle order: even positions (as generated) against odd positions (as real)"
-    pair_f, _, how_f = pair_tilts(None if ra is None else ra[a_rows], a_rows.size, ra, b_rows,
-                                      max_gap=np.inf)
-    fl = compare(floor_real, floor_gen if floor_real is not real else real[a_rows], pair_f, real_q=floor_q,
-                 **masks, **kw)
+    pair_f, _, how_f = pair_tilts(None if ra is None else ra[a_rows], a_rows.size, ra, b_rows, max_gap=np.inf)
+    fl = compare(
+        floor_real, floor_gen if floor_real is not real else real[a_rows], pair_f, real_q=floor_q, **masks, **kw
+    )
     for r in fl["per_tilt"]:
         r["tilt"] = ids[int(a_rows[r["tilt"]])]
         r["real_tilt"] = None if r["real_row"] is None else ids[r.pop("real_row")]
         r.pop("real_row", None)
     fl["summary"]["real_tilts_scored"] = [ids[j] for j in fl["summary"]["real_tilts_scored"]]
-    fl["halves"] = {"as_generated": [ids[i] for i in a_rows], "as_real": [ids[i] for i in b_rows], "how": how,
-                    "pairing": how_f}
+    fl["halves"] = {
+        "as_generated": [ids[i] for i in a_rows],
+        "as_real": [ids[i] for i in b_rows],
+        "how": how,
+        "pairing": how_f,
+    }
     out["floor"] = fl
     if progress:
         progress(1, steps, "floor")
@@ -575,44 +671,64 @@ def _pm(x, s=None, nd=2) -> str:
 
 def report_markdown(report: dict, *, title: str | None = None, per_tilt: bool = True) -> str:
     """The report as Markdown: one summary row per modality and the floor, then per-tilt tables."""
+
     def row(name, s):
-        return (f"| {name} | {_pm(s['c2st_cnn'], s['c2st_cnn_std'])} | {_pm(s['c2st_logreg'], s['c2st_logreg_std'])} "
-                f"| {_pm(s['raps_distance'])} | {_pm(s['w1'])} | {_pm(s['skewness'])} | {_pm(s['kurtosis'])} "
-                f"| {s['n_tilts_scored']} | {s['n_patches_per_class']} |")
+        return (
+            f"| {name} | {_pm(s['c2st_cnn'], s['c2st_cnn_std'])} | {_pm(s['c2st_logreg'], s['c2st_logreg_std'])} "
+            f"| {_pm(s['raps_distance'])} | {_pm(s['w1'])} | {_pm(s['skewness'])} | {_pm(s['kurtosis'])} "
+            f"| {s['n_tilts_scored']} | {s['n_patches_per_class']} |"
+        )
 
     real = report["real"]
     lines = [f"## {title}" if title else "## Realism", ""]
     scored = ", ".join(str(i) for i in sorted(real["scored"]))
-    lines.append(f"Real: {real.get('path', 'real stack')}, {real['n_tilts']} usable tilts of "
-                 f"{real['shape'][0]}x{real['shape'][1]}; scored on tilt(s) {scored}"
-                 + (f" (fit on the others: `{real['fit_recipe']}`)" if real.get("fit_recipe") else "")
-                 + f". C2ST: mean accuracy ± sd over {report['settings']['folds']} folds, "
-                   "0.5 = indistinguishable; RAPS: log10 decades; W1: standardised intensities.")
-    lines += ["", ("| data | C2ST (CNN) | C2ST (log-spectra) | RAPS log-distance | W1 (std.) | skewness | "
-                   "kurtosis | tilts scored | patches per class |"),
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines.append(
+        f"Real: {real.get('path', 'real stack')}, {real['n_tilts']} usable tilts of "
+        f"{real['shape'][0]}x{real['shape'][1]}; scored on tilt(s) {scored}"
+        + (f" (fit on the others: `{real['fit_recipe']}`)" if real.get("fit_recipe") else "")
+        + f". C2ST: mean accuracy ± sd over {report['settings']['folds']} folds, "
+        "0.5 = indistinguishable; RAPS: log10 decades; W1: standardised intensities."
+    )
+    lines += [
+        "",
+        (
+            "| data | C2ST (CNN) | C2ST (log-spectra) | RAPS log-distance | W1 (std.) | skewness | "
+            "kurtosis | tilts scored | patches per class |"
+        ),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     fl = report["floor"]["summary"]
     lines.append(row("real vs real (floor)", fl))
     for name, m in report["modalities"].items():
         lines.append(row(name, m["summary"]))
     any_s = next(iter(report["modalities"].values()))["summary"] if report["modalities"] else fl
-    lines.append(f"| real (scored tilts) | | | | | {_pm(any_s['real_skewness'])} | {_pm(any_s['real_kurtosis'])} "
-                 f"| {len(real['scored'])} | |")
+    lines.append(
+        f"| real (scored tilts) | | | | | {_pm(any_s['real_skewness'])} | {_pm(any_s['real_kurtosis'])} "
+        f"| {len(real['scored'])} | |"
+    )
     lines.append("")
     lines.append(f"Floor: {report['floor']['halves']['how']}.")
     if per_tilt:
         for name, m in report["modalities"].items():
-            lines += ["", f"### {name}: per tilt ({m['pairing']})", "",
-                      ("| tilt | angle | real tilt | real angle | C2ST (CNN) | C2ST (log-spectra) | RAPS | W1 | "
-                       "kurtosis | patches |"),
-                      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            lines += [
+                "",
+                f"### {name}: per tilt ({m['pairing']})",
+                "",
+                (
+                    "| tilt | angle | real tilt | real angle | C2ST (CNN) | C2ST (log-spectra) | RAPS | W1 | "
+                    "kurtosis | patches |"
+                ),
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            ]
             for r in m["per_tilt"]:
                 ang = "-" if r.get("angle_deg") is None else f"{r['angle_deg']:+.1f}"
                 if r["real_tilt"] is None:
                     lines.append(f"| {r['tilt'] + 1} | {ang} | not scored | | | | | | {_pm(r['kurtosis'])} | |")
                     continue
                 ra = "-" if r.get("real_angle_deg") is None else f"{r['real_angle_deg']:+.1f}"
-                lines.append(f"| {r['tilt'] + 1} | {ang} | {r['real_tilt']} | {ra} | {_pm(r['c2st_cnn'])} | "
-                             f"{_pm(r['c2st_logreg'])} | {_pm(r['raps_distance'])} | {_pm(r['w1'])} | "
-                             f"{_pm(r['kurtosis'])} | {r['n_patches']} |")
+                lines.append(
+                    f"| {r['tilt'] + 1} | {ang} | {r['real_tilt']} | {ra} | {_pm(r['c2st_cnn'])} | "
+                    f"{_pm(r['c2st_logreg'])} | {_pm(r['raps_distance'])} | {_pm(r['w1'])} | "
+                    f"{_pm(r['kurtosis'])} | {r['n_patches']} |"
+                )
     return "\n".join(lines) + "\n"

@@ -14,8 +14,8 @@ from faket.evaluation.realism import PATCH, sample_patches, standardise_tilts
 
 __all__ = ["mosaic", "realism_figure"]
 
-_GRID = 6          # a mosaic is _GRID x _GRID patches
-_RANGE = 3.0       # standardised intensities shown from -3 to 3 (black to white)
+_GRID = 6  # a mosaic is _GRID x _GRID patches
+_RANGE = 3.0  # standardised intensities shown from -3 to 3 (black to white)
 
 
 def mosaic(patches: np.ndarray, grid: int = _GRID, gap: int = 2) -> np.ndarray:
@@ -24,7 +24,7 @@ def mosaic(patches: np.ndarray, grid: int = _GRID, gap: int = 2) -> np.ndarray:
     out = np.full((grid * (p + gap) - gap, grid * (p + gap) - gap), np.nan, np.float32)
     for k, img in enumerate(patches[: grid * grid]):
         r, c = divmod(k, grid)
-        out[r * (p + gap): r * (p + gap) + p, c * (p + gap): c * (p + gap) + p] = img
+        out[r * (p + gap) : r * (p + gap) + p, c * (p + gap) : c * (p + gap) + p] = img
     return out
 
 
@@ -32,6 +32,7 @@ def realism_figure(real_stack, generated: Mapping[str, tuple], report: dict, *, 
     """One column per data set (real scored tilts, then each modality): a mosaic of random patches (the
     classifiers' input, standardised per tilt, -3..3 std black..white); below, the mean log10 radial spectra
     and the histograms of standardised intensities (log density) of all of them."""
+    # lazy: matplotlib
     from matplotlib.figure import Figure
 
     patch = int(report["settings"].get("patch", PATCH))

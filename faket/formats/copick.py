@@ -6,8 +6,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from urllib.parse import parse_qs
 
 import numpy as np
 import pandas as pd
@@ -48,8 +49,7 @@ MULTILABEL_NAME = "classes"
 
 #: tomogram type per modality: the faket tomogram is the weighted back-projection copick users train on
 #: (``wbp``, octopi's and the portal's default type); the comparison modalities get ``wbp-<modality>``.
-DEFAULT_TOMO_TYPES = {"faket": "wbp", "noisy": "wbp-noisy", "baseline": "wbp-baseline",
-                      "noiseless": "wbp-noiseless"}
+DEFAULT_TOMO_TYPES = {"faket": "wbp", "noisy": "wbp-noisy", "baseline": "wbp-baseline", "noiseless": "wbp-noiseless"}
 
 
 # copick.util.escape.sanitize_name: these characters are replaced, and leading/trailing '-' stripped
@@ -81,8 +81,8 @@ def faket_name(name: str) -> str:
     i = 0
     while i < len(name):
         ch = name[i]
-        if ch == "~" and _HEX.fullmatch(name[i + 1:i + 3] or ""):
-            out.append(int(name[i + 1:i + 3], 16))
+        if ch == "~" and _HEX.fullmatch(name[i + 1 : i + 3] or ""):
+            out.append(int(name[i + 1 : i + 3], 16))
             i += 3
             continue
         out += b"_" if ch == "-" else ch.encode("utf-8")
@@ -95,8 +95,10 @@ def check_copick_id(value: str, what: str) -> str:
     v = str(value)
     stripped = _REFUSED.sub("-", v).strip("-")
     if not v or stripped != v:
-        raise InputError(f"{what} {v!r}: copick refuses it (no underscores, whitespace, <>:\"/\\|?* or "
-                         "leading/trailing '-'); e.g. " + (repr(stripped) if stripped else "'faket'"))
+        raise InputError(
+            f'{what} {v!r}: copick refuses it (no underscores, whitespace, <>:"/\\|?* or '
+            "leading/trailing '-'); e.g. " + (repr(stripped) if stripped else "'faket'")
+        )
     return v
 
 
@@ -124,19 +126,24 @@ def particles_to_picks(df: pd.DataFrame, voxel_size_a: float) -> tuple[np.ndarra
     return pos, t
 
 
-def picks_to_particles(positions_a, transforms, voxel_size_a: float, *, class_name: str, class_id: int,
-                       instance_ids=None) -> pd.DataFrame:
+def picks_to_particles(
+    positions_a, transforms, voxel_size_a: float, *, class_name: str, class_id: int, instance_ids=None
+) -> pd.DataFrame:
     """copick points of one object -> faket particle rows (voxels of a grid of ``voxel_size_a``).
 
     The centre is ``location + transform[:3, 3]`` (copick's ``full_positions``); angles from the rotation
     part (RELION ZYZ). ``particle_id`` = the points' ``instance_id`` (0 when absent; the caller renumbers).
     """
+    # lazy: scipy
     from scipy.spatial.transform import Rotation
 
     pos = np.asarray(positions_a, dtype=np.float64).reshape(-1, 3)
     n = len(pos)
-    t = np.asarray(transforms, dtype=np.float64).reshape(n, 4, 4) if transforms is not None else \
-        np.tile(np.eye(4), (n, 1, 1))
+    t = (
+        np.asarray(transforms, dtype=np.float64).reshape(n, 4, 4)
+        if transforms is not None
+        else np.tile(np.eye(4), (n, 1, 1))
+    )
     centres = pos + t[:, :3, 3]
     if n:
         rot = t[:, :3, :3]
@@ -149,11 +156,19 @@ def picks_to_particles(positions_a, transforms, voxel_size_a: float, *, class_na
         angles = np.zeros((0, 3))
     ids = np.zeros(n, dtype=np.int64) if instance_ids is None else np.asarray(instance_ids, dtype=np.int64)
     xyz = centres / float(voxel_size_a)
-    return pd.DataFrame({
-        "particle_id": ids, "class_id": np.full(n, int(class_id), dtype=np.int64),
-        "class_name": [str(class_name)] * n, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
-        "rot": angles[:, 0], "tilt": angles[:, 1], "psi": angles[:, 2],
-    })
+    return pd.DataFrame(
+        {
+            "particle_id": ids,
+            "class_id": np.full(n, int(class_id), dtype=np.int64),
+            "class_name": [str(class_name)] * n,
+            "x": xyz[:, 0],
+            "y": xyz[:, 1],
+            "z": xyz[:, 2],
+            "rot": angles[:, 0],
+            "tilt": angles[:, 1],
+            "psi": angles[:, 2],
+        }
+    )
 
 
 _NON_PARTICLE = re.compile(r"vesicle|membrane", re.IGNORECASE)
@@ -166,10 +181,28 @@ _EMDB = re.compile(r"emd[-_]?(\d{4,5})", re.IGNORECASE)
 
 
 # tab20-like, distinct; index = (class_id - 1) mod 20
-_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (174, 199, 232), (255, 187, 120),
-            (152, 223, 138), (255, 152, 150), (197, 176, 213), (196, 156, 148), (247, 182, 210),
-            (199, 199, 199), (219, 219, 141), (158, 218, 229)]
+_PALETTE = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (174, 199, 232),
+    (255, 187, 120),
+    (152, 223, 138),
+    (255, 152, 150),
+    (197, 176, 213),
+    (196, 156, 148),
+    (247, 182, 210),
+    (199, 199, 199),
+    (219, 219, 141),
+    (158, 218, 229),
+]
 
 
 def is_non_particle(name: str, source: str = "") -> bool:
@@ -183,7 +216,7 @@ def template_ids(source: str, name: str, *, name_is_id: bool = False) -> tuple[s
     src = str(source or "")
     base = os.path.basename(src).lower()
     for suf in (".gz",):
-        base = base[:-len(suf)] if base.endswith(suf) else base
+        base = base[: -len(suf)] if base.endswith(suf) else base
     stem, ext = os.path.splitext(base)
     m = _EMDB.search(base)
     if m:
@@ -219,7 +252,7 @@ def instance_volumes(occupancy: np.ndarray, pid_to_class: Mapping[int, int], sou
     """Occupancy mask -> ``(class_id, instance volume)`` pairs, one class at a time (the volume holds the
     particle_id where that class's particles are, 0 elsewhere; int32)."""
     occ = np.asarray(occupancy)
-    if occ.size and (occ.min() < 0 or occ.max() > 2 ** 31 - 1 or not np.array_equal(occ, np.round(occ))):
+    if occ.size and (occ.min() < 0 or occ.max() > 2**31 - 1 or not np.array_equal(occ, np.round(occ))):
         raise InputError(f"{source}: values must be non-negative integers (particle ids)")
     occ = occ.astype(np.int32)
     mx = int(occ.max()) if occ.size else 0
@@ -243,12 +276,10 @@ def parse_copick_source(source: str) -> dict:
     relative or absolute path (``copick:///abs/project/RUN/OBJECT``). OBJECT is a copick object name, a
     faket class name (mapped by :func:`copick_name`) or ``*`` (every object of the run).
     """
-    from urllib.parse import parse_qs
-
     s = str(source)
     if not s.startswith("copick://"):
         return {"kind": "json", "path": s}
-    rest = s[len("copick://"):]
+    rest = s[len("copick://") :]
     query = {}
     if "?" in rest:
         rest, q = rest.split("?", 1)
@@ -267,10 +298,18 @@ def parse_copick_source(source: str) -> dict:
             vs = float(vs)
             assert vs > 0
         except (ValueError, AssertionError):
-            raise InputError(f"{s}: voxel_spacing={query.get('voxel_spacing', query.get('voxel_size'))!r} "
-                             "is not a positive number") from None
-    return {"kind": "uri", "project": project, "run": parts[-2], "object": parts[-1],
-            "user": query.get("user") or None, "session": query.get("session") or None, "voxel_spacing": vs}
+            raise InputError(
+                f"{s}: voxel_spacing={query.get('voxel_spacing', query.get('voxel_size'))!r} is not a positive number"
+            ) from None
+    return {
+        "kind": "uri",
+        "project": project,
+        "run": parts[-2],
+        "object": parts[-1],
+        "user": query.get("user") or None,
+        "session": query.get("session") or None,
+        "voxel_spacing": vs,
+    }
 
 
 def copick_config_path(project: str | os.PathLike) -> Path:
@@ -280,6 +319,7 @@ def copick_config_path(project: str | os.PathLike) -> Path:
 
 
 def _open_project(project: str, source: str):
+    # lazy: copick
     import copick
 
     cfg = copick_config_path(project)
@@ -288,8 +328,10 @@ def _open_project(project: str, source: str):
     try:
         return copick.from_file(str(cfg))
     except Exception as exc:  # pydantic / json errors
-        raise InputError(f"{source}: {cfg} is not a readable copick config "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise InputError(
+            f"{source}: {cfg} is not a readable copick config "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
 
 
 def get_run(root, run: str, source: str):
@@ -302,6 +344,7 @@ def get_run(root, run: str, source: str):
 
 
 def _finish_table(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    # lazy: pandas
     from faket.formats.table import COLUMNS, empty_particles
 
     if not frames:
@@ -309,7 +352,7 @@ def _finish_table(frames: list[pd.DataFrame]) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True)[list(COLUMNS)]
     ids = df["particle_id"].to_numpy()
     if len(df) and ((ids < 1).any() or len(np.unique(ids)) != len(ids)):
-        df["particle_id"] = np.arange(1, len(df) + 1)   # picker output: instance ids 0 or repeated
+        df["particle_id"] = np.arange(1, len(df) + 1)  # picker output: instance ids 0 or repeated
     return df
 
 
@@ -342,9 +385,11 @@ def read_copick_particles(source: str, *, voxel_size_a: float | None = None) -> 
     picks = [p for p in picks if p.pickable_object_name in objects]
     pairs = sorted({(p.user_id, p.session_id) for p in picks})
     if not picks:
-        raise InputError(f"{source}: no picks of {obj} in run {src['run']}"
-                         + (f" by user {src['user']}" if src["user"] else "")
-                         + (f" in session {src['session']}" if src["session"] else ""))
+        raise InputError(
+            f"{source}: no picks of {obj} in run {src['run']}"
+            + (f" by user {src['user']}" if src["user"] else "")
+            + (f" in session {src['session']}" if src["session"] else "")
+        )
     if len(pairs) > 1:
         listed = ", ".join(f"user={u}&session={s}" for u, s in pairs[:6])
         raise InputError(f"{source}: picks of several users/sessions ({listed}): add ?user=..&session=..")
@@ -358,17 +403,21 @@ def read_copick_particles(source: str, *, voxel_size_a: float | None = None) -> 
             raise InputError(f"{source}: no voxel size to turn Angstrom into voxels: add ?voxel_spacing=V")
         o = objects[p.pickable_object_name]
         try:
-            pos, tr = p.numpy()          # loads the points from storage
+            pos, tr = p.numpy()  # loads the points from storage
             ids = p.instance_ids()
-        except Exception as exc:         # a corrupt picks file
-            raise InputError(f"{source}: cannot read the picks of {o.name} ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-        frames.append(picks_to_particles(pos, tr, v, class_name=faket_name(o.name), class_id=o.label or 1,
-                                         instance_ids=ids))
+        except Exception as exc:  # a corrupt picks file
+            raise InputError(
+                f"{source}: cannot read the picks of {o.name} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+        frames.append(
+            picks_to_particles(pos, tr, v, class_name=faket_name(o.name), class_id=o.label or 1, instance_ids=ids)
+        )
     return _finish_table(frames)
 
 
 def _read_picks_json(path: Path, voxel_size_a: float | None) -> pd.DataFrame:
+    # lazy: copick
     from copick.models import CopickPicksFile
 
     if not path.is_file():
@@ -376,14 +425,18 @@ def _read_picks_json(path: Path, voxel_size_a: float | None) -> pd.DataFrame:
     try:
         meta = CopickPicksFile(**json.loads(path.read_text()))
     except Exception as exc:
-        raise InputError(f"{path}: unknown particle list format (a .json list must be copick picks; "
-                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise InputError(
+            f"{path}: unknown particle list format (a .json list must be copick picks; "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     if meta.unit.lower() not in ("angstrom", "a", "å"):
         raise InputError(f"{path}: unit {meta.unit!r}; copick picks are read in angstrom")
     vs = voxel_size_a or meta.voxel_spacing
     if not vs:
-        raise InputError(f"{path}: no voxel size to turn Angstrom into voxels (the file has none; pass one, "
-                         "e.g. --voxel-size, or read it as copick://PROJECT/RUN/OBJECT)")
+        raise InputError(
+            f"{path}: no voxel size to turn Angstrom into voxels (the file has none; pass one, "
+            "e.g. --voxel-size, or read it as copick://PROJECT/RUN/OBJECT)"
+        )
     label = None
     # .../ExperimentRuns/<run>/Picks/<file>.json: the config beside ExperimentRuns gives the label
     if path.parent.name == "Picks" and len(path.parents) > 3:
@@ -398,8 +451,9 @@ def _read_picks_json(path: Path, voxel_size_a: float | None) -> pd.DataFrame:
     pos = np.array([[p.location.x, p.location.y, p.location.z] for p in pts], dtype=np.float64).reshape(-1, 3)
     tr = np.array([p.transformation for p in pts], dtype=np.float64).reshape(-1, 4, 4)
     ids = np.array([p.instance_id or 0 for p in pts], dtype=np.int64)
-    df = picks_to_particles(pos, tr, vs, class_name=faket_name(meta.pickable_object_name),
-                            class_id=label or 1, instance_ids=ids)
+    df = picks_to_particles(
+        pos, tr, vs, class_name=faket_name(meta.pickable_object_name), class_id=label or 1, instance_ids=ids
+    )
     return _finish_table([df])
 
 
@@ -429,5 +483,6 @@ def stale_staging_folders(project: str | os.PathLike) -> list[Path]:
     pat = re.compile(r"\." + re.escape(p.name) + r"\.(?:tmp|old)-(\d+)")
     if not p.parent.is_dir():
         return []
-    return sorted(q for q in p.parent.iterdir()
-                  if (m := pat.fullmatch(q.name)) and q.is_dir() and not _pid_alive(int(m.group(1))))
+    return sorted(
+        q for q in p.parent.iterdir() if (m := pat.fullmatch(q.name)) and q.is_dir() and not _pid_alive(int(m.group(1)))
+    )

@@ -78,8 +78,20 @@ __all__ = ["plan_export", "write_project"]
 # --------------------------------------------------------------------------------------------------
 # planning an export from a results folder (reads dataset.csv and headers; validates; no big arrays)
 
-_NEEDED = ("tomogram", "modality", "bin", "tomogram_path", "class_mask", "occupancy_mask", "particles_csv",
-           "shape_z", "shape_y", "shape_x", "voxel_size_a", "n_particles")
+_NEEDED = (
+    "tomogram",
+    "modality",
+    "bin",
+    "tomogram_path",
+    "class_mask",
+    "occupancy_mask",
+    "particles_csv",
+    "shape_z",
+    "shape_y",
+    "shape_x",
+    "voxel_size_a",
+    "n_particles",
+)
 
 
 @dataclass
@@ -102,7 +114,7 @@ class BinEntry:
     bin: int
     voxel_size_a: float
     shape_zyx: tuple[int, int, int]
-    tomograms: dict[str, Path]            # modality -> MRC
+    tomograms: dict[str, Path]  # modality -> MRC
     class_mask: Path
     occupancy_mask: Path
     particles_csv: Path
@@ -114,8 +126,8 @@ class RunPlan:
     folder: Path
     seed: int | None
     bins: dict[int, BinEntry] = field(default_factory=dict)
-    class_ids: set[int] = field(default_factory=set)       # classes this tomogram was made with
-    n_particles: dict[int, list] = field(default_factory=dict)   # bin -> [(csv line, count listed)]
+    class_ids: set[int] = field(default_factory=set)  # classes this tomogram was made with
+    n_particles: dict[int, list] = field(default_factory=dict)  # bin -> [(csv line, count listed)]
 
 
 @dataclass
@@ -124,7 +136,7 @@ class ExportPlan:
     runs: list[RunPlan]
     classes: dict[int, ClassInfo]
     modalities: list[str]
-    tables: dict = field(default_factory=dict)      # (run, bin) -> particle table
+    tables: dict = field(default_factory=dict)  # (run, bin) -> particle table
 
     def inputs(self) -> list[Path]:
         out = [self.dataset_csv]
@@ -142,13 +154,15 @@ def _header(path: Path, what: str):
             vs = float(m.voxel_size.x)
         expected = 1024 + int(h.nsymbt) + int(np.prod(shape)) * {0: 1, 1: 2, 2: 4, 6: 2, 12: 2}.get(int(h.mode), 4)
         if path.stat().st_size < expected:
-            raise InputError(f"{path}: {what} is truncated ({path.stat().st_size} of {expected} bytes; "
-                             "an interrupted run?)")
+            raise InputError(
+                f"{path}: {what} is truncated ({path.stat().st_size} of {expected} bytes; an interrupted run?)"
+            )
     except InputError:
         raise
     except (ValueError, OSError) as exc:
-        raise InputError(f"{path}: {what} is not a valid MRC file ({str(exc).splitlines()[0] if str(exc) else exc})"
-                         ) from None
+        raise InputError(
+            f"{path}: {what} is not a valid MRC file ({str(exc).splitlines()[0] if str(exc) else exc})"
+        ) from None
     return shape, vs
 
 
@@ -160,8 +174,11 @@ def _json(path: Path):
 
 
 def _layout_seed(folder: Path) -> int | None:
-    for f in (folder / "layout" / "volume.json", folder / "tiltseries" / "noiseless.json",
-              folder / "tiltseries" / "noisy.json"):
+    for f in (
+        folder / "layout" / "volume.json",
+        folder / "tiltseries" / "noiseless.json",
+        folder / "tiltseries" / "noisy.json",
+    ):
         rec = _json(f) if f.is_file() else None
         if isinstance(rec, dict) and isinstance(rec.get("seed"), int):
             return int(rec["seed"])
@@ -185,8 +202,10 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
         if res.is_dir() or res.suffix.lower() != ".csv":
             if not res.exists():
                 raise InputError(f"{res}: results folder not found")
-            raise InputError(f"{res}: no dataset.csv (the workflow writes it last: an interrupted run? "
-                             "finish it, or index the tomograms with faket dataset)")
+            raise InputError(
+                f"{res}: no dataset.csv (the workflow writes it last: an interrupted run? "
+                "finish it, or index the tomograms with faket dataset)"
+            )
         raise InputError(f"{csv_path}: not found")
     base = csv_path.resolve().parent
     try:
@@ -216,8 +235,10 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
             vs = float(r["voxel_size_a"])
             assert vs > 0
         except (TypeError, ValueError, AssertionError):
-            raise InputError(f"{where}: voxel_size_a {r['voxel_size_a']!r}: copick needs the voxel size "
-                             "(set it in the tomogram headers)") from None
+            raise InputError(
+                f"{where}: voxel_size_a {r['voxel_size_a']!r}: copick needs the voxel size "
+                "(set it in the tomogram headers)"
+            ) from None
         t, mod = r["tomogram"].strip(), r["modality"].strip()
         if not t or "/" in t or t in (".", ".."):
             raise InputError(f"{where}: tomogram name {t!r} cannot be a copick run name")
@@ -232,8 +253,11 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
             if not p.is_file():
                 raise InputError(f"{p}: listed in {csv_path} ({k}) but missing (an interrupted or moved run?)")
             paths[k] = p
-        for k, what in (("tomogram_path", "tomogram"), ("class_mask", "class mask"),
-                        ("occupancy_mask", "occupancy mask")):
+        for k, what in (
+            ("tomogram_path", "tomogram"),
+            ("class_mask", "class mask"),
+            ("occupancy_mask", "occupancy mask"),
+        ):
             s, v = _header(paths[k], what)
             if s != shape:
                 raise InputError(f"{paths[k]}: shape {s} differs from {csv_path} ({shape})")
@@ -243,13 +267,23 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
         run = runs.setdefault(t, RunPlan(name=t, folder=folder, seed=_layout_seed(folder)))
         entry = run.bins.get(b)
         if entry is None:
-            run.bins[b] = BinEntry(b, vs, shape, {mod: paths["tomogram_path"]}, paths["class_mask"],
-                                   paths["occupancy_mask"], paths["particles_csv"])
+            run.bins[b] = BinEntry(
+                b,
+                vs,
+                shape,
+                {mod: paths["tomogram_path"]},
+                paths["class_mask"],
+                paths["occupancy_mask"],
+                paths["particles_csv"],
+            )
         else:
             if (entry.shape_zyx, round(entry.voxel_size_a, 3)) != (shape, round(vs, 3)):
                 raise InputError(f"{where}: {t} bin {b}: shape/voxel size differ between modalities")
-            if (entry.class_mask, entry.occupancy_mask, entry.particles_csv) != \
-                    (paths["class_mask"], paths["occupancy_mask"], paths["particles_csv"]):
+            if (entry.class_mask, entry.occupancy_mask, entry.particles_csv) != (
+                paths["class_mask"],
+                paths["occupancy_mask"],
+                paths["particles_csv"],
+            ):
                 raise InputError(f"{where}: {t} bin {b}: label files differ between modalities")
             entry.tomograms[mod] = paths["tomogram_path"]
         run.n_particles.setdefault(b, []).append((i, n_particles))
@@ -261,8 +295,10 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
         if c is None:
             classes[cid] = ClassInfo(cid, name, **kw)
         elif c.name != name:
-            raise InputError(f"{where}: class id {cid} is {name!r} here but {c.name!r} elsewhere "
-                             "(copick labels must mean one object in the whole project)")
+            raise InputError(
+                f"{where}: class id {cid} is {name!r} here but {c.name!r} elsewhere "
+                "(copick labels must mean one object in the whole project)"
+            )
         else:
             for k, v in kw.items():
                 if getattr(c, k) in (None, "") and v not in (None, ""):
@@ -273,14 +309,18 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
         vss = {}
         for b, e in sorted(run.bins.items()):
             if round(e.voxel_size_a, 3) in vss:
-                raise InputError(f"{csv_path}: {run.name} bins {vss[round(e.voxel_size_a, 3)]} and {b} have the "
-                                 f"same voxel size {e.voxel_size_a:g} A (copick: one voxel spacing per binning)")
+                raise InputError(
+                    f"{csv_path}: {run.name} bins {vss[round(e.voxel_size_a, 3)]} and {b} have the "
+                    f"same voxel size {e.voxel_size_a:g} A (copick: one voxel spacing per binning)"
+                )
             vss[round(e.voxel_size_a, 3)] = b
             df = read_particles(e.particles_csv)
             for line, n in run.n_particles[b]:
                 if len(df) != n:
-                    raise InputError(f"{e.particles_csv}: {len(df)} particles, {csv_path} line {line} says {n} "
-                                     "(re-run faket dataset)")
+                    raise InputError(
+                        f"{e.particles_csv}: {len(df)} particles, {csv_path} line {line} says {n} "
+                        "(re-run faket dataset)"
+                    )
             tables[(run.name, b)] = df
             for cid, name in df.groupby("class_id")["class_name"].first().items():
                 add_class(int(cid), str(name), e.particles_csv)
@@ -294,8 +334,13 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
                 except (ValueError, KeyError, TypeError):
                     raise InputError(f"{cj}: expected {{class_id: {{name, source, diameter_nm}}}}") from None
                 d = v.get("diameter_nm")
-                add_class(cid, name, cj, source=str(v.get("source", "")),
-                          radius_a=float(d) * 5.0 if isinstance(d, (int, float)) and d > 0 else None)
+                add_class(
+                    cid,
+                    name,
+                    cj,
+                    source=str(v.get("source", "")),
+                    radius_a=float(d) * 5.0 if isinstance(d, (int, float)) and d > 0 else None,
+                )
                 run.class_ids.add(cid)
         else:
             run.class_ids.update(int(c) for b in run.bins for c in tables[(run.name, b)]["class_id"].unique())
@@ -319,8 +364,10 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
             for cid in sorted(run.class_ids):
                 c = classes[cid]
                 if not c.non_particle and cid not in have:
-                    raise InputError(f"{run.bins[b0].particles_csv}: class {c.name} has no particle in {run.name} "
-                                     "(its copick picks would be empty; pass --allow-empty to write none)")
+                    raise InputError(
+                        f"{run.bins[b0].particles_csv}: class {c.name} has no particle in {run.name} "
+                        "(its copick picks would be empty; pass --allow-empty to write none)"
+                    )
     # radius from the occupancy masks where classes.json gave none
     need = [c for c in classes.values() if c.radius_a is None]
     if need:
@@ -338,9 +385,10 @@ def plan_export(results: str | os.PathLike, *, allow_empty: bool = False) -> Exp
                 c.radius_a = radii.get(c.class_id)
         for c in need:
             if c.radius_a is None:
-                c.radius_a = 10.0 * run.bins[min(run.bins)].voxel_size_a / 2   # no voxel anywhere: a 10-voxel ball
-    return ExportPlan(csv_path, sorted(runs.values(), key=lambda r: r.name), dict(sorted(classes.items())),
-                      modalities, tables)
+                c.radius_a = 10.0 * run.bins[min(run.bins)].voxel_size_a / 2  # no voxel anywhere: a 10-voxel ball
+    return ExportPlan(
+        csv_path, sorted(runs.values(), key=lambda r: r.name), dict(sorted(classes.items())), modalities, tables
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -353,17 +401,34 @@ def _pickable_objects(plan: ExportPlan):
 
     out = []
     for c in plan.classes.values():
-        out.append(PickableObject(
-            name=c.copick, is_particle=not c.non_particle, label=c.class_id, color=object_colour(c.class_id),
-            radius=round(float(c.radius_a), 3) if c.radius_a else None, pdb_id=c.pdb_id, emdb_id=c.emdb_id,
-            metadata={"faket": {"class_name": c.name, "class_id": c.class_id, "source": c.source}}))
+        out.append(
+            PickableObject(
+                name=c.copick,
+                is_particle=not c.non_particle,
+                label=c.class_id,
+                color=object_colour(c.class_id),
+                radius=round(float(c.radius_a), 3) if c.radius_a else None,
+                pdb_id=c.pdb_id,
+                emdb_id=c.emdb_id,
+                metadata={"faket": {"class_name": c.name, "class_id": c.class_id, "source": c.source}},
+            )
+        )
     return out
 
 
-def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.PathLike, *,
-                  user_id: str = DEFAULT_USER, session_id: str | None = None,
-                  tomo_types: Mapping[str, str] | None = None, levels: int = 3,
-                  name: str = "faket", description: str = "", progress=None) -> dict:
+def write_project(
+    plan: ExportPlan,
+    staging: str | os.PathLike,
+    final: str | os.PathLike,
+    *,
+    user_id: str = DEFAULT_USER,
+    session_id: str | None = None,
+    tomo_types: Mapping[str, str] | None = None,
+    levels: int = 3,
+    name: str = "faket",
+    description: str = "",
+    progress=None,
+) -> dict:
     """Write the copick project of ``plan`` into the folder ``staging`` whose config names ``final`` as its
     overlay root (the caller renames ``staging`` to ``final``). Returns a summary dict.
 
@@ -375,8 +440,9 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
     """
     # lazy: copick
     import copick
-    from copick.impl.filesystem import CopickRootFSSpec
 
+    # lazy: copick
+    from copick.impl.filesystem import CopickRootFSSpec
 
     user_id = check_copick_id(user_id, "--user-id")
     if session_id is not None:
@@ -389,8 +455,13 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
     staging = Path(staging)
     cfg_path = staging / "copick_config.json"
     objects = _pickable_objects(plan)
-    final_root = copick.new_config(str(cfg_path), overlay_root=str(Path(final).resolve()), proj_name=name,
-                                   proj_description=description, pickable_objects=objects)
+    final_root = copick.new_config(
+        str(cfg_path),
+        overlay_root=str(Path(final).resolve()),
+        proj_name=name,
+        proj_description=description,
+        pickable_objects=objects,
+    )
     # the same config, but writing into the staging folder
     root = CopickRootFSSpec(final_root.config.model_copy(update={"overlay_root": "local://" + str(staging.resolve())}))
     by_label = {c.class_id: c for c in plan.classes.values()}
@@ -416,17 +487,22 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
             labels = [int(v) for v in np.unique(cm) if v > 0]
             unknown = [v for v in labels if v not in by_label]
             if unknown:
-                raise InputError(f"{e.class_mask}: class id {unknown[0]} has no name (not in classes.json nor the "
-                                 "particle table)")
+                raise InputError(
+                    f"{e.class_mask}: class id {unknown[0]} has no name (not in classes.json nor the particle table)"
+                )
             seg = run.new_segmentation(vs.voxel_size, MULTILABEL_NAME, session, is_multilabel=True, user_id=user_id)
             seg.from_numpy(cm)
             occ = read_volume(e.occupancy_mask, what="occupancy mask").data
             dfb = plan.tables[(rp.name, b)]
-            inst = instance_volumes(occ, dict(zip((int(v) for v in dfb["particle_id"]),
-                                                  (int(v) for v in dfb["class_id"]))), str(e.occupancy_mask))
+            inst = instance_volumes(
+                occ,
+                dict(zip((int(v) for v in dfb["particle_id"]), (int(v) for v in dfb["class_id"]))),
+                str(e.occupancy_mask),
+            )
             for cid, vol in inst:
-                s = run.new_segmentation(vs.voxel_size, by_label[cid].copick, session, user_id=user_id,
-                                         is_instance=True)
+                s = run.new_segmentation(
+                    vs.voxel_size, by_label[cid].copick, session, user_id=user_id, is_instance=True
+                )
                 s.from_numpy(vol)
                 del vol
             del occ
@@ -444,6 +520,13 @@ def write_project(plan: ExportPlan, staging: str | os.PathLike, final: str | os.
             picks.meta.voxel_spacing = round(e0.voxel_size_a, 3)
             picks.from_numpy(pos, tr, instance_ids=rows["particle_id"].to_numpy(dtype=np.int64))
             n_picks[c.copick] = len(rows)
-        summary["runs"].append({"run": rp.name, "session_id": session, "layout_seed": rp.seed, "voxel_spacings": [
-            round(e.voxel_size_a, 3) for _, e in sorted(rp.bins.items())], "picks": n_picks})
+        summary["runs"].append(
+            {
+                "run": rp.name,
+                "session_id": session,
+                "layout_seed": rp.seed,
+                "voxel_spacings": [round(e.voxel_size_a, 3) for _, e in sorted(rp.bins.items())],
+                "picks": n_picks,
+            }
+        )
     return summary

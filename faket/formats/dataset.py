@@ -28,8 +28,19 @@ from faket.formats.names import (
     parse_tomogram_file,
 )
 
-__all__ = ["DATASET_CSV", "COLUMNS", "LABEL_COLUMNS", "CELLULAR_COLUMNS", "SHAPE_COLUMNS", "TRAINING_COLUMNS",
-           "tomogram_folders", "index_folder", "index", "to_csv", "read_dataset"]
+__all__ = [
+    "DATASET_CSV",
+    "COLUMNS",
+    "LABEL_COLUMNS",
+    "CELLULAR_COLUMNS",
+    "SHAPE_COLUMNS",
+    "TRAINING_COLUMNS",
+    "tomogram_folders",
+    "index_folder",
+    "index",
+    "to_csv",
+    "read_dataset",
+]
 
 #: every column, in order (defined with the file names in :mod:`faket.formats.names`)
 COLUMNS = DATASET_COLUMNS
@@ -92,8 +103,9 @@ def index_folder(folder, out_dir) -> list[dict]:
         row = {"tomogram": folder.name, "modality": mod, "bin": b, "tomogram_path": os.path.relpath(t, out_dir)}
         row.update({k: os.path.relpath(f, out_dir) for k, f in files.items()})
         row.update(dict(zip(SHAPE_COLUMNS, shape)))
-        row.update({"voxel_size_a": "" if vs is None else f"{vs:g}",
-                    "n_particles": _count_rows(files["particles_csv"])})
+        row.update(
+            {"voxel_size_a": "" if vs is None else f"{vs:g}", "n_particles": _count_rows(files["particles_csv"])}
+        )
         row.update({k: os.path.relpath(optional[k], out_dir) if k in optional else "" for k in CELLULAR_COLUMNS})
         rows.append(row)
     return rows

@@ -25,9 +25,9 @@ import csv
 import io
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from faket.errors import InputError
 
@@ -39,8 +39,18 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(r"^(https?|ftp)://", re.IGNORECASE)
 
-__all__ = ["COLUMNS", "KINDS", "STAGED_KINDS", "Entry", "parse_manifest", "format_manifest", "read_manifest",
-           "check_entry", "select", "ManifestProblem"]
+__all__ = [
+    "COLUMNS",
+    "KINDS",
+    "STAGED_KINDS",
+    "Entry",
+    "parse_manifest",
+    "format_manifest",
+    "read_manifest",
+    "check_entry",
+    "select",
+    "ManifestProblem",
+]
 
 
 @dataclass
@@ -80,16 +90,16 @@ class Entry:
     def row(self) -> list[str]:
         vs = "" if self.voxel_size_a is None else f"{self.voxel_size_a:g}"
         ps = "" if self.pixel_size_a is None else f"{self.pixel_size_a:g}"
-        return [self.name, self.kind, self.path_or_url, self.sha256, vs, self.angles_file, self.licence,
-                self.notes, ps]
+        return [self.name, self.kind, self.path_or_url, self.sha256, vs, self.angles_file, self.licence, self.notes, ps]
 
 
 def parse_manifest(text: str, source: str = "data_manifest.csv") -> list[Entry]:
     """Parse manifest CSV text; every problem raises :class:`InputError` naming the line."""
     reader = csv.reader(io.StringIO(text))
     rows = [(i, r) for i, r in enumerate(reader, start=1)]
-    rows = [(i, r) for i, r in rows if r and not (len(r) == 1 and not r[0].strip())
-            and not r[0].lstrip().startswith("#")]
+    rows = [
+        (i, r) for i, r in rows if r and not (len(r) == 1 and not r[0].strip()) and not r[0].lstrip().startswith("#")
+    ]
     if not rows:
         raise InputError(f"{source}: empty manifest (expected a header {','.join(COLUMNS)})")
     hline, header = rows[0]
@@ -115,13 +125,24 @@ def parse_manifest(text: str, source: str = "data_manifest.csv") -> list[Entry]:
         if sha and not _SHA.match(sha):
             raise InputError(f"{source}: line {i}: {name}: sha256 must be 64 hex digits")
         vs, ps = (_positive(d[k], f"{source}: line {i}: {name}: {k}") for k in ("voxel_size_a", "pixel_size_a"))
-        e = Entry(name=name, kind=d["kind"], path_or_url=d["path_or_url"], sha256=sha, voxel_size_a=vs,
-                  angles_file=d["angles_file"], licence=d["licence"], notes=d["notes"], pixel_size_a=ps, line=i)
+        e = Entry(
+            name=name,
+            kind=d["kind"],
+            path_or_url=d["path_or_url"],
+            sha256=sha,
+            voxel_size_a=vs,
+            angles_file=d["angles_file"],
+            licence=d["licence"],
+            notes=d["notes"],
+            pixel_size_a=ps,
+            line=i,
+        )
         if e.kind != "physics" and not e.path_or_url:
             raise InputError(f"{source}: line {i}: {name}: path_or_url is empty")
         if e.is_local and e.kind != "physics" and not sha:
-            raise InputError(f"{source}: line {i}: {name}: a local entry needs its sha256 "
-                             "(faket manifest add computes it)")
+            raise InputError(
+                f"{source}: line {i}: {name}: a local entry needs its sha256 (faket manifest add computes it)"
+            )
         out.append(e)
     return out
 
@@ -181,8 +202,14 @@ class ManifestProblem:
         return f"{self.name}: {self.problem}"
 
 
-def check_entry(e: Entry, root: str | os.PathLike, *, sha_fn: Callable[[Path], str] | None = None,
-                source: str = "data_manifest.csv", require_local: bool = True) -> ManifestProblem | None:
+def check_entry(
+    e: Entry,
+    root: str | os.PathLike,
+    *,
+    sha_fn: Callable[[Path], str] | None = None,
+    source: str = "data_manifest.csv",
+    require_local: bool = True,
+) -> ManifestProblem | None:
     """``None`` when the entry's file exists and its sha256 matches, else the problem.
 
     URL entries are "not downloaded" (a problem only with ``require_local``); physics entries have no file.
@@ -194,18 +221,21 @@ def check_entry(e: Entry, root: str | os.PathLike, *, sha_fn: Callable[[Path], s
     if e.is_url:
         if not require_local:
             return None
-        return ManifestProblem(e.name, f"not downloaded ({e.path_or_url}); download it and add a local "
-                                       f"entry with `faket manifest add` ({source} line {e.line})")
+        return ManifestProblem(
+            e.name,
+            f"not downloaded ({e.path_or_url}); download it and add a local "
+            f"entry with `faket manifest add` ({source} line {e.line})",
+        )
     p = e.resolve(root)
     if not p.exists():
         return ManifestProblem(e.name, f"file {p} is missing ({source} line {e.line})")
     if p.is_dir():
-        return ManifestProblem(e.name, f"{p} is a folder; the manifest checksums files "
-                                       f"(list an archive, or one entry per file)")
+        return ManifestProblem(
+            e.name, f"{p} is a folder; the manifest checksums files (list an archive, or one entry per file)"
+        )
     got = sha_fn(p)
     if got != e.sha256:
-        return ManifestProblem(e.name, f"file {p} was altered: sha256 {got} != {e.sha256} "
-                                       f"({source} line {e.line})")
+        return ManifestProblem(e.name, f"file {p} was altered: sha256 {got} != {e.sha256} ({source} line {e.line})")
     a = e.resolve_angles(root)
     if a is not None and not a.is_file():
         return ManifestProblem(e.name, f"angles file {a} is missing ({source} line {e.line})")

@@ -17,10 +17,11 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
+import mrcfile
 import numpy as np
 
 from faket.errors import InputError
@@ -69,8 +70,6 @@ def read_mrc_header(path: str | os.PathLike, what: str = "MRC file") -> tuple[tu
 
     ``shape`` is ``(nz, ny, nx)`` (for a tilt-series: tilts, Y, X).
     """
-    import mrcfile
-
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: {what} not found" if not p.exists() else f"{p}: is a folder, expected a {what}")
@@ -106,15 +105,18 @@ def mrc_open_error(path: Path, what: str, exc: BaseException) -> InputError:
     return InputError(f"{path}: not a valid {what} ({msg})")
 
 
-def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None,
-             what: str = "MRC file", allow_nonfinite: bool = False) -> MrcData:
+def read_mrc(
+    path: str | os.PathLike,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    what: str = "MRC file",
+    allow_nonfinite: bool = False,
+) -> MrcData:
     """Read an MRC file fully into memory as float32 with validation.
 
     Raises :class:`InputError` (naming the file) when the file is missing, unreadable, not MRC,
     truncated, has an unexpected number of dimensions, an empty axis, or NaN/Inf values.
     """
-    import mrcfile
-
     p = readable_file(path, what)
     try:
         with mrcfile.open(p, mode="r", permissive=False) as mrc:
@@ -135,7 +137,7 @@ def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None
         raise InputError(f"{p}: {what} has an empty axis (shape {data.shape})")
     if np.iscomplexobj(data):
         raise InputError(f"{p}: {what} holds complex values; expected real densities")
-    try:   # native float32: keep mrcfile's own read buffer (no second copy: 4 GB for a 1024^3 volume)
+    try:  # native float32: keep mrcfile's own read buffer (no second copy: 4 GB for a 1024^3 volume)
         if data.dtype != np.float32 or not data.dtype.isnative or not data.flags.c_contiguous:
             raise ValueError
         data.flags.writeable = True
@@ -143,8 +145,8 @@ def read_mrc(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None
         data = data.astype(np.float32, copy=True)
     if not allow_nonfinite:
         flat = data.reshape(-1)
-        step = 1 << 24   # in chunks: no boolean array of the whole volume
-        n = sum(int(np.count_nonzero(~np.isfinite(flat[i:i + step]))) for i in range(0, flat.size, step))
+        step = 1 << 24  # in chunks: no boolean array of the whole volume
+        n = sum(int(np.count_nonzero(~np.isfinite(flat[i : i + step]))) for i in range(0, flat.size, step))
         if n:
             raise InputError(f"{p}: {what} contains {n} NaN/Inf values")
     return MrcData(data=data, voxel_size_a=voxel, path=p)
@@ -184,12 +186,11 @@ def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size_a: float | None,
-              *, image_stack: bool = False, origin_a=None) -> None:
+def write_mrc(
+    path: str | os.PathLike, data: np.ndarray, voxel_size_a: float | None, *, image_stack: bool = False, origin_a=None
+) -> None:
     """Write ``data`` as float32 MRC (overwriting). ``image_stack`` marks a tilt-series (ispg 0);
     ``origin_a`` = (x, y, z) header origin in Angstrom: where voxel (0, 0, 0) sits in the full volume."""
-    import mrcfile
-
     arr = np.ascontiguousarray(data, dtype=np.float32)
     with mrcfile.new(path, overwrite=True) as mrc:
         mrc.set_data(arr)
@@ -212,14 +213,14 @@ def _set_header_stats(header, arr: np.ndarray) -> None:
     lo, hi, s1 = np.inf, -np.inf, 0.0
     step = max(1, (16 << 20) // max(1, flat.shape[1] * 4))
     for i in range(0, flat.shape[0], step):
-        blk = flat[i:i + step]
+        blk = flat[i : i + step]
         lo = min(lo, float(blk.min()))
         hi = max(hi, float(blk.max()))
         s1 += float(blk.sum(dtype=np.float64))
     mean = s1 / n
     s2 = 0.0
     for i in range(0, flat.shape[0], step):
-        d = flat[i:i + step] - np.float32(mean)
+        d = flat[i : i + step] - np.float32(mean)
         s2 += float(np.einsum("ij,ij->", d, d, dtype=np.float64))
     header.dmin, header.dmax, header.dmean = lo, hi, mean
     header.rms = float(np.sqrt(s2 / n))
@@ -265,7 +266,7 @@ class OutputTransaction:
                     tmp.unlink()
         self._pairs.clear()
 
-    def __enter__(self) -> "OutputTransaction":
+    def __enter__(self) -> OutputTransaction:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

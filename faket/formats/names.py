@@ -9,32 +9,62 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["LAYOUT_OUTPUTS", "CELLULAR_LAYOUT_OUTPUTS", "LAYOUT_FILES", "CELLULAR_LAYOUT_FILES",
-           "label_files", "cellular_label_files", "FULL_LIST_FILES", "CELLULAR_LABEL_FILES",
-           "tomogram_file", "parse_tomogram_file", "TOMOGRAM_GLOB", "FAKET_MODALITY", "DATASET_CSV",
-           "DATASET_COLUMNS", "DATASET_LABEL_COLUMNS", "DATASET_CELLULAR_COLUMNS", "DATASET_TRAINING_COLUMNS"]
+__all__ = [
+    "LAYOUT_OUTPUTS",
+    "CELLULAR_LAYOUT_OUTPUTS",
+    "LAYOUT_FILES",
+    "CELLULAR_LAYOUT_FILES",
+    "label_files",
+    "cellular_label_files",
+    "FULL_LIST_FILES",
+    "CELLULAR_LABEL_FILES",
+    "tomogram_file",
+    "parse_tomogram_file",
+    "TOMOGRAM_GLOB",
+    "FAKET_MODALITY",
+    "DATASET_CSV",
+    "DATASET_COLUMNS",
+    "DATASET_LABEL_COLUMNS",
+    "DATASET_CELLULAR_COLUMNS",
+    "DATASET_TRAINING_COLUMNS",
+]
 
 # --------------------------------------------------------------------------------------------------
 # faket layout OUTDIR
 
 #: every file ``faket layout`` writes (key -> name)
-LAYOUT_OUTPUTS = {"volume": "volume.mrc", "class_mask": "class_mask.mrc", "occupancy_mask": "occupancy_mask.mrc",
-                  "classes": "classes.json", "particles": "particles.csv", "particles_star": "particles.star",
-                  "particle_locations": "particle_locations.txt"}
+LAYOUT_OUTPUTS = {
+    "volume": "volume.mrc",
+    "class_mask": "class_mask.mrc",
+    "occupancy_mask": "occupancy_mask.mrc",
+    "classes": "classes.json",
+    "particles": "particles.csv",
+    "particles_star": "particles.star",
+    "particle_locations": "particle_locations.txt",
+}
 
 #: written too from a cellular spec (membranes or filaments; docs/cellular-layouts.md)
-CELLULAR_LAYOUT_OUTPUTS = {"membrane_mask": "membrane_mask.mrc", "instances": "instances.csv",
-                           "membranes": "membranes.csv", "filaments": "filaments.csv",
-                           "filaments_star": "filaments.star", "filament_subunits": "filament_subunits.csv",
-                           "filament_subunits_star": "filament_subunits.star"}
+CELLULAR_LAYOUT_OUTPUTS = {
+    "membrane_mask": "membrane_mask.mrc",
+    "instances": "instances.csv",
+    "membranes": "membranes.csv",
+    "filaments": "filaments.csv",
+    "filaments_star": "filaments.star",
+    "filament_subunits": "filament_subunits.csv",
+    "filament_subunits_star": "filament_subunits.star",
+}
 
 #: the files of a layout folder that ``faket labels LAYOUTDIR`` and the workflow read
 LAYOUT_FILES = {k: LAYOUT_OUTPUTS[k] for k in ("volume", "class_mask", "occupancy_mask", "particles")}
 
 #: the files of a cellular layout folder that ``faket labels`` reads too
-CELLULAR_LAYOUT_FILES = {"classes": LAYOUT_OUTPUTS["classes"],
-                         **{k: CELLULAR_LAYOUT_OUTPUTS[k] for k in ("membrane_mask", "instances", "membranes",
-                                                                   "filaments", "filament_subunits")}}
+CELLULAR_LAYOUT_FILES = {
+    "classes": LAYOUT_OUTPUTS["classes"],
+    **{
+        k: CELLULAR_LAYOUT_OUTPUTS[k]
+        for k in ("membrane_mask", "instances", "membranes", "filaments", "filament_subunits")
+    },
+}
 
 # --------------------------------------------------------------------------------------------------
 # faket labels OUTDIR (beside the tomograms)
@@ -44,9 +74,14 @@ def label_files(bin_factor: int, *, cellular: bool = False) -> dict[str, str]:
     """Names of the files ``faket labels`` writes for bin factor B (keys: ``faket dataset``'s columns);
     with ``cellular`` also those of a cellular layout (:func:`cellular_label_files`)."""
     b = int(bin_factor)
-    out = {"class_mask": f"class_mask_bin{b}.mrc", "occupancy_mask": f"occupancy_mask_bin{b}.mrc",
-           "particles_csv": f"particles_bin{b}.csv", "particles_star": f"particles_bin{b}.star",
-           "particle_locations": f"particle_locations_bin{b}.txt", "particles_xml": f"particles_bin{b}.xml"}
+    out = {
+        "class_mask": f"class_mask_bin{b}.mrc",
+        "occupancy_mask": f"occupancy_mask_bin{b}.mrc",
+        "particles_csv": f"particles_bin{b}.csv",
+        "particles_star": f"particles_bin{b}.star",
+        "particle_locations": f"particle_locations_bin{b}.txt",
+        "particles_xml": f"particles_bin{b}.xml",
+    }
     if cellular:
         out.update(cellular_label_files(b))
     return out
@@ -56,15 +91,24 @@ def cellular_label_files(bin_factor: int) -> dict[str, str]:
     """Names of the files ``faket labels`` writes for bin factor B from a cellular layout (membranes,
     filaments); keys are ``faket dataset``'s columns (empty for other layouts)."""
     b = int(bin_factor)
-    return {"membrane_mask": f"membrane_mask_bin{b}.mrc", "instances": f"instances_bin{b}.csv",
-            "membranes": f"membranes_bin{b}.csv", "filaments": f"filaments_bin{b}.csv",
-            "filaments_star": f"filaments_bin{b}.star", "filament_subunits": f"filament_subunits_bin{b}.csv",
-            "filament_subunits_star": f"filament_subunits_bin{b}.star"}
+    return {
+        "membrane_mask": f"membrane_mask_bin{b}.mrc",
+        "instances": f"instances_bin{b}.csv",
+        "membranes": f"membranes_bin{b}.csv",
+        "filaments": f"filaments_bin{b}.csv",
+        "filaments_star": f"filaments_bin{b}.star",
+        "filament_subunits": f"filament_subunits_bin{b}.csv",
+        "filament_subunits_star": f"filament_subunits_bin{b}.star",
+    }
 
 
 #: the whole particle list in the layout volume's voxels (faket labels without --no-full-lists)
-FULL_LIST_FILES = {"particles_csv": "particles.csv", "particles_star": "particles.star",
-                   "particle_locations": "particle_locations.txt", "particles_xml": "particles.xml"}
+FULL_LIST_FILES = {
+    "particles_csv": "particles.csv",
+    "particles_star": "particles.star",
+    "particle_locations": "particle_locations.txt",
+    "particles_xml": "particles.xml",
+}
 
 #: bin-independent files ``faket labels`` writes from a cellular layout (a copy of the class table)
 CELLULAR_LABEL_FILES = {"classes": LAYOUT_OUTPUTS["classes"]}
@@ -113,5 +157,16 @@ DATASET_CELLULAR_COLUMNS = (*cellular_label_files(1), *CELLULAR_LABEL_FILES)
 DATASET_TRAINING_COLUMNS = ("tomogram", "modality", "bin", "tomogram_path", "class_mask", "particles_csv")
 
 #: every column, in order
-DATASET_COLUMNS = ("tomogram", "modality", "bin", "tomogram_path", *DATASET_LABEL_COLUMNS, "shape_z", "shape_y",
-                   "shape_x", "voxel_size_a", "n_particles", *DATASET_CELLULAR_COLUMNS)
+DATASET_COLUMNS = (
+    "tomogram",
+    "modality",
+    "bin",
+    "tomogram_path",
+    *DATASET_LABEL_COLUMNS,
+    "shape_z",
+    "shape_y",
+    "shape_x",
+    "voxel_size_a",
+    "n_particles",
+    *DATASET_CELLULAR_COLUMNS,
+)

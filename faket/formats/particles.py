@@ -49,9 +49,10 @@ import csv
 import math
 import os
 import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -103,10 +104,16 @@ def _is_copick(path) -> bool:
     return str(path).startswith("copick://") or str(path).lower().endswith(".json")
 
 
-def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None,
-                   box_zyx: Sequence[int] | None = None, fmt: str | None = None,
-                   what: str = "particle list", bin_factor: int = 1,
-                   unbinned_box_zyx: Sequence[int] | None = None) -> pd.DataFrame:
+def read_particles(
+    path: str | os.PathLike,
+    *,
+    voxel_size_a: float | None = None,
+    box_zyx: Sequence[int] | None = None,
+    fmt: str | None = None,
+    what: str = "particle list",
+    bin_factor: int = 1,
+    unbinned_box_zyx: Sequence[int] | None = None,
+) -> pd.DataFrame:
     """Read a particle table (``.csv``, ``.star``, SHREC ``.txt`` or DeepFinder ``.xml``) into the
     standard columns.
 
@@ -117,6 +124,7 @@ def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None
     (``unbinned_box_zyx``, default ``box_zyx * bin_factor``): :func:`relion_centre`.
     """
     if _is_copick(path):
+        # lazy: pandas
         from faket.formats.copick import read_copick_particles
 
         return check_particles(read_copick_particles(str(path), voxel_size_a=voxel_size_a), str(path))
@@ -125,8 +133,7 @@ def read_particles(path: str | os.PathLike, *, voxel_size_a: float | None = None
     if fmt is None:
         fmt = FORMATS.get(p.suffix.lower())
         if fmt is None:
-            raise InputError(f"{p}: unknown {what} format {p.suffix.lower()!r} "
-                             "(expected .csv, .star, .txt or .xml)")
+            raise InputError(f"{p}: unknown {what} format {p.suffix.lower()!r} (expected .csv, .star, .txt or .xml)")
     if fmt == "csv":
         df = _read_csv(p, text)
     elif fmt == "star":
@@ -168,8 +175,9 @@ def _read_csv(p: Path, text: str) -> pd.DataFrame:
             header = [f.strip() for f in fields]
             missing = [c for c in COLUMNS if c not in header]
             if missing:
-                raise InputError(f"{p}: line {lineno}: header lacks column(s) {', '.join(missing)} "
-                                 f"(expected {','.join(COLUMNS)})")
+                raise InputError(
+                    f"{p}: line {lineno}: header lacks column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})"
+                )
             idx = {c: header.index(c) for c in COLUMNS}
             continue
         if len(fields) != len(header):
@@ -196,8 +204,10 @@ def _read_shrec(p: Path, text: str) -> pd.DataFrame:
             continue
         parts = s.split()
         if len(parts) not in SHREC_FIELDS:
-            raise InputError(f"{p}: line {lineno}: expected 'class x y z' or 'class x y z Z1 X Z2' "
-                             f"(4 or 7 fields), got {len(parts)}: {line.strip()!r}")
+            raise InputError(
+                f"{p}: line {lineno}: expected 'class x y z' or 'class x y z Z1 X Z2' "
+                f"(4 or 7 fields), got {len(parts)}: {line.strip()!r}"
+            )
         name = parts[0]
         xyz = [_num(p, lineno, n, v) for n, v in zip("xyz", parts[1:4])]
         if len(parts) == 7:
@@ -227,8 +237,6 @@ def _read_shrec(p: Path, text: str) -> pd.DataFrame:
 
 
 def _read_deepfinder_xml(p: Path, text: str) -> pd.DataFrame:
-    import xml.etree.ElementTree as ET
-
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
@@ -245,18 +253,25 @@ def _read_deepfinder_xml(p: Path, text: str) -> pd.DataFrame:
             return _num(p, n, key, a[key], integer=integer, unit="object")
 
         cid = num("class_label", True)
-        rows.append({
-            "particle_id": num("obj_id", True) if "obj_id" in a else n,
-            "class_id": cid,
-            "class_name": a.get("class_name", f"class{cid}"),
-            "x": num("x"), "y": num("y"), "z": num("z"),
-            "rot": 0.0, "tilt": 0.0, "psi": 0.0,
-        })
+        rows.append(
+            {
+                "particle_id": num("obj_id", True) if "obj_id" in a else n,
+                "class_id": cid,
+                "class_name": a.get("class_name", f"class{cid}"),
+                "x": num("x"),
+                "y": num("y"),
+                "z": num("z"),
+                "rot": 0.0,
+                "tilt": 0.0,
+                "psi": 0.0,
+            }
+        )
     return pd.DataFrame(rows, columns=list(COLUMNS)) if rows else empty_particles()
 
 
-def relion_centre(box_zyx: Sequence[int], bin_factor: int = 1,
-                  unbinned_box_zyx: Sequence[int] | None = None) -> np.ndarray:
+def relion_centre(
+    box_zyx: Sequence[int], bin_factor: int = 1, unbinned_box_zyx: Sequence[int] | None = None
+) -> np.ndarray:
     """RELION 5's tomogram centre, as ``(x, y, z)`` in voxels of a tomogram of ``box_zyx`` voxels binned by
     ``bin_factor``.
 
@@ -269,8 +284,9 @@ def relion_centre(box_zyx: Sequence[int], bin_factor: int = 1,
     b = int(bin_factor)
     if b < 1:
         raise ValueError(f"bin factor {bin_factor}: must be >= 1")
-    full = np.asarray(unbinned_box_zyx if unbinned_box_zyx is not None else [int(v) * b for v in box_zyx],
-                      dtype=np.float64)
+    full = np.asarray(
+        unbinned_box_zyx if unbinned_box_zyx is not None else [int(v) * b for v in box_zyx], dtype=np.float64
+    )
     nz, ny, nx = full
     return (np.array([nx, ny, nz], dtype=np.float64) / 2 - (b - 1) / 2) / b
 
@@ -294,6 +310,7 @@ def _star_loop_first_data_line(text: str) -> int | None:
 
 
 def _read_star(p: Path, text: str, voxel_size_a, box_zyx, bin_factor=1, unbinned_box_zyx=None) -> pd.DataFrame:
+    # lazy: starfile
     import starfile
 
     try:
@@ -301,13 +318,14 @@ def _read_star(p: Path, text: str, voxel_size_a, box_zyx, bin_factor=1, unbinned
     except Exception as exc:  # starfile raises several types on bad input
         raise InputError(f"{p}: not a readable STAR file ({type(exc).__name__}: {exc})") from None
     table = None
-    for key, blk in data.items():
+    for blk in data.values():
         if isinstance(blk, pd.DataFrame) and ({"rlnCenteredCoordinateXAngst", "rlnCoordinateX"} & set(blk.columns)):
             table = blk
             break
     if table is None:
-        raise InputError(f"{p}: no particle block with rlnCenteredCoordinate{{X,Y,Z}}Angst or "
-                         "rlnCoordinate{X,Y,Z} columns")
+        raise InputError(
+            f"{p}: no particle block with rlnCenteredCoordinate{{X,Y,Z}}Angst or rlnCoordinate{{X,Y,Z}} columns"
+        )
     first = _star_loop_first_data_line(text) or 0
     n = len(table)
 
@@ -326,11 +344,13 @@ def _read_star(p: Path, text: str, voxel_size_a, box_zyx, bin_factor=1, unbinned
         if vs is None and "rlnTomoTiltSeriesPixelSize" in table.columns:
             vs = float(table["rlnTomoTiltSeriesPixelSize"].iloc[0])
         if vs is None or not vs > 0:
-            raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the voxel size (pass --voxel-size)",
-                                  needs="voxel_size_a")
+            raise MissingGeometry(
+                f"{p}: RELION 5 centred coordinates need the voxel size (pass --voxel-size)", needs="voxel_size_a"
+            )
         if box_zyx is None and unbinned_box_zyx is None:
-            raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the volume size (pass --box Z,Y,X)",
-                                  needs="box_zyx")
+            raise MissingGeometry(
+                f"{p}: RELION 5 centred coordinates need the volume size (pass --box Z,Y,X)", needs="box_zyx"
+            )
         cx, cy, cz = relion_centre(box_zyx, bin_factor, unbinned_box_zyx)
         x = np.asarray(col("rlnCenteredCoordinateXAngst")) / vs + cx
         y = np.asarray(col("rlnCenteredCoordinateYAngst")) / vs + cy
@@ -351,7 +371,7 @@ def _read_star(p: Path, text: str, voxel_size_a, box_zyx, bin_factor=1, unbinned
     pids = None
     if "rlnTomoParticleName" in table.columns:
         pids = []
-        for i, v in enumerate(table["rlnTomoParticleName"].tolist()):
+        for v in table["rlnTomoParticleName"].tolist():
             m = re.search(r"(\d+)\s*$", str(v))
             if not m:
                 pids = None
@@ -361,18 +381,31 @@ def _read_star(p: Path, text: str, voxel_size_a, box_zyx, bin_factor=1, unbinned
             pids = None
     if pids is None:
         pids = list(range(1, n + 1))
-    return pd.DataFrame({
-        "particle_id": pids, "class_id": cids, "class_name": names, "x": x, "y": y, "z": z,
-        "rot": col("rlnAngleRot", 0.0), "tilt": col("rlnAngleTilt", 0.0), "psi": col("rlnAnglePsi", 0.0),
-    })
+    return pd.DataFrame(
+        {
+            "particle_id": pids,
+            "class_id": cids,
+            "class_name": names,
+            "x": x,
+            "y": y,
+            "z": z,
+            "rot": col("rlnAngleRot", 0.0),
+            "tilt": col("rlnAngleTilt", 0.0),
+            "psi": col("rlnAnglePsi", 0.0),
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # picks (a picker's output: positions, a class or not)
 
 #: ``--pred-format`` values of ``faket evaluate`` and the suffixes ``auto`` maps to them
-PICK_FORMATS = {"csv": (".csv", ".tsv"), "star": (".star",), "shrec": (".txt", ".coords", ".dat"),
-                "deepfinder": (".xml",)}
+PICK_FORMATS = {
+    "csv": (".csv", ".tsv"),
+    "star": (".star",),
+    "shrec": (".txt", ".coords", ".dat"),
+    "deepfinder": (".xml",),
+}
 
 _COORD_ALIASES = {
     "x": ("x", "rlncoordinatex", "coord_x", "x_voxel", "x_vox"),
@@ -387,7 +420,7 @@ _ID_ALIASES = ("class_id", "rlnclassnumber", "class_number")
 class Picks:
     """Picked positions (voxels of the picked tomogram) in file order, with a class name or id each, or neither."""
 
-    points_xyz: np.ndarray                 # (P, 3) float64: x, y, z
+    points_xyz: np.ndarray  # (P, 3) float64: x, y, z
     class_names: list[str] | None = None
     class_ids: list[int] | None = None
 
@@ -405,8 +438,9 @@ def pick_format(path: str | os.PathLike, fmt: str = "auto") -> str:
     for name, sufs in PICK_FORMATS.items():
         if suf in sufs:
             return name
-    raise InputError(f"{path}: cannot tell the picks format from the extension {suf!r} "
-                     f"(expected one of {', '.join(PICK_FORMATS)})")
+    raise InputError(
+        f"{path}: cannot tell the picks format from the extension {suf!r} (expected one of {', '.join(PICK_FORMATS)})"
+    )
 
 
 def _picks_from_frame(df: pd.DataFrame, source: str) -> Picks:
@@ -444,15 +478,21 @@ def _picks_from_particles(df: pd.DataFrame, *, has_class: bool) -> Picks:
     names = [str(v) for v in df["class_name"]]
     ids = [int(v) for v in df["class_id"]]
     if has_class and names and all(n == f"class{i}" for n, i in zip(names, ids)):
-        return Picks(pts, None, ids)   # only class numbers (rlnClassNumber, class_label): compare ids
+        return Picks(pts, None, ids)  # only class numbers (rlnClassNumber, class_label): compare ids
     if not has_class:
         return Picks(pts, None, None)  # no class at all
     return Picks(pts, names, None)
 
 
-def read_picks(path: str | os.PathLike, fmt: str = "auto", *, voxel_size_a: float | None = None,
-               box_zyx: Sequence[int] | None = None, bin_factor: int = 1,
-               unbinned_box_zyx: Sequence[int] | None = None) -> Picks:
+def read_picks(
+    path: str | os.PathLike,
+    fmt: str = "auto",
+    *,
+    voxel_size_a: float | None = None,
+    box_zyx: Sequence[int] | None = None,
+    bin_factor: int = 1,
+    unbinned_box_zyx: Sequence[int] | None = None,
+) -> Picks:
     """Read picks: a CSV with x, y, z (and optionally class_name / class_id), RELION STAR, SHREC
     ``class x y z [Z1 X Z2]`` text (the one SHREC reader, :func:`read_particles`'s) or a DeepFinder
     object list.
@@ -477,24 +517,33 @@ def read_picks(path: str | os.PathLike, fmt: str = "auto", *, voxel_size_a: floa
         return _picks_from_frame(df, str(p))
     if fmt == "shrec":
         df = read_particles(p, fmt="shrec", what="picks file")
-        return Picks(df[["x", "y", "z"]].to_numpy(dtype=np.float64).reshape(-1, 3),
-                     [str(v) for v in df["class_name"]], None)
+        return Picks(
+            df[["x", "y", "z"]].to_numpy(dtype=np.float64).reshape(-1, 3), [str(v) for v in df["class_name"]], None
+        )
     if fmt == "deepfinder":
         if p.suffix.lower() != ".xml":
             raise InputError(f"{p}: a DeepFinder object list must end in .xml")
-        return _picks_from_particles(read_particles(p, fmt="deepfinder", what="picks file"),
-                                     has_class=True)   # class_label is required
+        return _picks_from_particles(
+            read_particles(p, fmt="deepfinder", what="picks file"), has_class=True
+        )  # class_label is required
     # STAR
     text = _read_text(p, "picks file")
     if "rlnCenteredCoordinateXAngst" in text:
         if box_zyx is None:
-            raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the picked tomogram's size",
-                                  needs="box_zyx")
+            raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the picked tomogram's size", needs="box_zyx")
         if voxel_size_a is None and "rlnTomoTiltSeriesPixelSize" not in text:
-            raise MissingGeometry(f"{p}: RELION 5 centred coordinates need the picked tomogram's voxel size",
-                                  needs="voxel_size_a")
-    df = read_particles(p, voxel_size_a=voxel_size_a, box_zyx=box_zyx, fmt="star", what="picks file",
-                        bin_factor=bin_factor, unbinned_box_zyx=unbinned_box_zyx)
+            raise MissingGeometry(
+                f"{p}: RELION 5 centred coordinates need the picked tomogram's voxel size", needs="voxel_size_a"
+            )
+    df = read_particles(
+        p,
+        voxel_size_a=voxel_size_a,
+        box_zyx=box_zyx,
+        fmt="star",
+        what="picks file",
+        bin_factor=bin_factor,
+        unbinned_box_zyx=unbinned_box_zyx,
+    )
     return _picks_from_particles(df, has_class="rlnClassNumber" in text or "fakClassName" in text)
 
 
@@ -508,33 +557,43 @@ def write_particles_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
     out.to_csv(path, index=False, float_format=None)
 
 
-def write_particles_star(df: pd.DataFrame, path: str | os.PathLike, *, voxel_size_a: float,
-                         box_zyx: Sequence[int], tomo_name: str = "faket", bin_factor: int = 1,
-                         unbinned_box_zyx: Sequence[int] | None = None) -> None:
+def write_particles_star(
+    df: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    voxel_size_a: float,
+    box_zyx: Sequence[int],
+    tomo_name: str = "faket",
+    bin_factor: int = 1,
+    unbinned_box_zyx: Sequence[int] | None = None,
+) -> None:
     """Write a RELION 5 tomography particles STAR file (one ``particles`` block, starfile-readable).
 
     ``df`` in voxels of a tomogram of ``box_zyx`` voxels of ``voxel_size_a`` binned by ``bin_factor`` from a
     bin-1 tomogram of ``unbinned_box_zyx`` (default ``box_zyx * bin_factor``): the centred coordinates are
     Angstrom from the bin-1 tomogram's centre (:func:`relion_centre`), the same in every binning.
     """
+    # lazy: starfile
     import starfile
 
     out = check_particles(df, str(path))
     if not voxel_size_a or voxel_size_a <= 0:
         raise InputError(f"{path}: STAR output needs a positive voxel size")
     cx, cy, cz = relion_centre(box_zyx, bin_factor, unbinned_box_zyx)
-    star = pd.DataFrame({
-        "rlnTomoName": [tomo_name] * len(out),
-        "rlnTomoParticleName": [f"{tomo_name}/{int(i)}" for i in out["particle_id"]],
-        "rlnCenteredCoordinateXAngst": (out["x"] - cx) * voxel_size_a,
-        "rlnCenteredCoordinateYAngst": (out["y"] - cy) * voxel_size_a,
-        "rlnCenteredCoordinateZAngst": (out["z"] - cz) * voxel_size_a,
-        "rlnAngleRot": out["rot"],
-        "rlnAngleTilt": out["tilt"],
-        "rlnAnglePsi": out["psi"],
-        "rlnClassNumber": out["class_id"].astype(int),
-        "fakClassName": out["class_name"],
-    })
+    star = pd.DataFrame(
+        {
+            "rlnTomoName": [tomo_name] * len(out),
+            "rlnTomoParticleName": [f"{tomo_name}/{int(i)}" for i in out["particle_id"]],
+            "rlnCenteredCoordinateXAngst": (out["x"] - cx) * voxel_size_a,
+            "rlnCenteredCoordinateYAngst": (out["y"] - cy) * voxel_size_a,
+            "rlnCenteredCoordinateZAngst": (out["z"] - cz) * voxel_size_a,
+            "rlnAngleRot": out["rot"],
+            "rlnAngleTilt": out["tilt"],
+            "rlnAnglePsi": out["psi"],
+            "rlnClassNumber": out["class_id"].astype(int),
+            "fakClassName": out["class_name"],
+        }
+    )
     starfile.write({"particles": star}, path, float_format="%.12g")
 
 
@@ -562,22 +621,28 @@ def write_shrec_locations(df: pd.DataFrame, path: str | os.PathLike) -> None:
     xyz = np.rint(out[["x", "y", "z"]].to_numpy(dtype=np.float64)).astype(np.int64) if len(out) else np.zeros((0, 3))
     lines = []
     for (_, r), a, c in zip(out.iterrows(), ang, xyz):
-        lines.append(" ".join([r["class_name"], *(str(int(v)) for v in c),
-                               *(repr(float(v) + 0.0) for v in a)]))
+        lines.append(" ".join([r["class_name"], *(str(int(v)) for v in c), *(repr(float(v) + 0.0) for v in a)]))
     Path(path).write_text("".join(line + "\n" for line in lines))
 
 
 def write_deepfinder_xml(df: pd.DataFrame, path: str | os.PathLike, *, tomo_idx: int = 0) -> None:
     """Write a DeepFinder object list (``objlist`` XML): tomo_idx, obj_id (= particle_id), class_label
     (= class_id), class_name, x, y, z (voxels, full precision), rows in particle_id order."""
-    import xml.etree.ElementTree as ET
-
     out = check_particles(df, str(path)).sort_values("particle_id")
     root = ET.Element("objlist")
     for _, r in out.iterrows():
-        ET.SubElement(root, "object", {
-            "tomo_idx": str(int(tomo_idx)), "obj_id": str(int(r["particle_id"])),
-            "class_label": str(int(r["class_id"])), "class_name": str(r["class_name"]),
-            "x": _fmt(r["x"]), "y": _fmt(r["y"]), "z": _fmt(r["z"])})
+        ET.SubElement(
+            root,
+            "object",
+            {
+                "tomo_idx": str(int(tomo_idx)),
+                "obj_id": str(int(r["particle_id"])),
+                "class_label": str(int(r["class_id"])),
+                "class_name": str(r["class_name"]),
+                "x": _fmt(r["x"]),
+                "y": _fmt(r["y"]),
+                "z": _fmt(r["z"]),
+            },
+        )
     ET.indent(root)
     Path(path).write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")

@@ -29,16 +29,31 @@ contrast, defocus and dose come from its provenance (:func:`ctf_from_provenance`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["TOMOGRAMS_STAR", "PARTICLES_STAR", "TILT_SERIES_DIR", "Optics", "FLAT_CTF", "TiltSeriesCtf",
-           "ctf_from_provenance", "flat_ctf", "tilt_series_table", "tomograms_table", "optics_groups",
-           "particles_table", "filament_table", "write_star", "centred_angstrom", "HAND",
-           "FILAMENTS_STAR"]
+__all__ = [
+    "TOMOGRAMS_STAR",
+    "PARTICLES_STAR",
+    "TILT_SERIES_DIR",
+    "Optics",
+    "FLAT_CTF",
+    "TiltSeriesCtf",
+    "ctf_from_provenance",
+    "flat_ctf",
+    "tilt_series_table",
+    "tomograms_table",
+    "optics_groups",
+    "particles_table",
+    "filament_table",
+    "write_star",
+    "centred_angstrom",
+    "HAND",
+    "FILAMENTS_STAR",
+]
 
 #: file and folder names of a RELION tomogram set written by ``faket export relion``
 TOMOGRAMS_STAR = "tomograms.star"
@@ -69,10 +84,10 @@ class TiltSeriesCtf:
     """Per-tilt CTF and dose of one tilt-series (arrays in the tilt-series' order)."""
 
     optics: Optics
-    defocus_a: np.ndarray          # (T,) underfocus positive, Angstrom
-    pre_exposure: np.ndarray       # (T,) e-/A^2 received before each tilt image
-    defocus_slope: float = 0.0     # rlnTomoDefocusSlope
-    defined: bool = True           # False: FLAT_CTF stands in for "no CTF"
+    defocus_a: np.ndarray  # (T,) underfocus positive, Angstrom
+    pre_exposure: np.ndarray  # (T,) e-/A^2 received before each tilt image
+    defocus_slope: float = 0.0  # rlnTomoDefocusSlope
+    defined: bool = True  # False: FLAT_CTF stands in for "no CTF"
 
 
 def flat_ctf(n_tilts: int) -> TiltSeriesCtf:
@@ -92,7 +107,7 @@ def ctf_from_provenance(record: dict, n_tilts: int) -> TiltSeriesCtf:
     if ph.get("dose_total") is not None and "dose_per_tilt" in der and "accumulated_dose" in der:
         per = np.asarray(der["dose_per_tilt"], dtype=np.float64)
         acc = np.asarray(der["accumulated_dose"], dtype=np.float64)
-        pre = acc - 0.5 * per      # faket's accumulated dose is at mid-exposure; RELION's is before it
+        pre = acc - 0.5 * per  # faket's accumulated dose is at mid-exposure; RELION's is before it
     else:
         pre = np.zeros(n_tilts)
     if len(pre) != n_tilts:
@@ -107,21 +122,23 @@ def tilt_series_table(angles_deg: Sequence[float], stack: str, ctf: TiltSeriesCt
     if len(ctf.defocus_a) != n or len(ctf.pre_exposure) != n:
         raise ValueError(f"CTF for {len(ctf.defocus_a)} tilts, {n} angles")
     zeros = np.zeros(n)
-    return pd.DataFrame({
-        "rlnMicrographName": [f"{i}@{stack}:mrcs" for i in range(1, n + 1)],
-        "rlnTomoNominalStageTiltAngle": a,
-        "rlnTomoNominalTiltAxisAngle": zeros,
-        "rlnMicrographPreExposure": np.asarray(ctf.pre_exposure, dtype=np.float64),
-        "rlnDefocusU": np.asarray(ctf.defocus_a, dtype=np.float64),
-        "rlnDefocusV": np.asarray(ctf.defocus_a, dtype=np.float64),
-        "rlnDefocusAngle": zeros,
-        "rlnCtfScalefactor": np.ones(n),
-        "rlnTomoXTilt": zeros,
-        "rlnTomoYTilt": a,
-        "rlnTomoZRot": zeros,
-        "rlnTomoXShiftAngst": zeros,
-        "rlnTomoYShiftAngst": zeros,
-    })
+    return pd.DataFrame(
+        {
+            "rlnMicrographName": [f"{i}@{stack}:mrcs" for i in range(1, n + 1)],
+            "rlnTomoNominalStageTiltAngle": a,
+            "rlnTomoNominalTiltAxisAngle": zeros,
+            "rlnMicrographPreExposure": np.asarray(ctf.pre_exposure, dtype=np.float64),
+            "rlnDefocusU": np.asarray(ctf.defocus_a, dtype=np.float64),
+            "rlnDefocusV": np.asarray(ctf.defocus_a, dtype=np.float64),
+            "rlnDefocusAngle": zeros,
+            "rlnCtfScalefactor": np.ones(n),
+            "rlnTomoXTilt": zeros,
+            "rlnTomoYTilt": a,
+            "rlnTomoZRot": zeros,
+            "rlnTomoXShiftAngst": zeros,
+            "rlnTomoYShiftAngst": zeros,
+        }
+    )
 
 
 def optics_groups(optics: Sequence[Optics], pixel_sizes_a: Sequence[float]) -> tuple[list[int], pd.DataFrame]:
@@ -137,14 +154,16 @@ def optics_groups(optics: Sequence[Optics], pixel_sizes_a: Sequence[float]) -> t
         k = (o.voltage_kv, o.cs_mm, o.amplitude_contrast, round(float(px), 6))
         groups.append(keys.setdefault(k, len(keys) + 1))
     rows = sorted(keys.items(), key=lambda kv: kv[1])
-    table = pd.DataFrame({
-        "rlnOpticsGroup": [g for _, g in rows],
-        "rlnOpticsGroupName": [f"opticsGroup{g}" for _, g in rows],
-        "rlnSphericalAberration": [k[1] for k, _ in rows],
-        "rlnVoltage": [k[0] for k, _ in rows],
-        "rlnAmplitudeContrast": [k[2] for k, _ in rows],
-        "rlnTomoTiltSeriesPixelSize": [k[3] for k, _ in rows],
-    })
+    table = pd.DataFrame(
+        {
+            "rlnOpticsGroup": [g for _, g in rows],
+            "rlnOpticsGroupName": [f"opticsGroup{g}" for _, g in rows],
+            "rlnSphericalAberration": [k[1] for k, _ in rows],
+            "rlnVoltage": [k[0] for k, _ in rows],
+            "rlnAmplitudeContrast": [k[2] for k, _ in rows],
+            "rlnTomoTiltSeriesPixelSize": [k[3] for k, _ in rows],
+        }
+    )
     return groups, table
 
 
@@ -152,17 +171,46 @@ def tomograms_table(entries: Sequence[dict]) -> pd.DataFrame:
     """``tomograms.star``'s global table from one dict per tomogram with keys ``name``, ``tilt_series_star``,
     ``optics`` (:class:`Optics`), ``pixel_size_a`` (tilt-series), ``size_xyz`` (bin-1 tomogram, pixels),
     ``binning``, ``tomogram`` (the reconstructed tomogram's path), ``defocus_slope``, ``optics_group``."""
-    cols: dict[str, list] = {k: [] for k in (
-        "rlnTomoName", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast",
-        "rlnMicrographOriginalPixelSize", "rlnTomoHand", "rlnTomoDefocusSlope", "rlnOpticsGroupName",
-        "rlnTomoTiltSeriesPixelSize", "rlnTomoTiltSeriesStarFile", "rlnTomoSizeX", "rlnTomoSizeY",
-        "rlnTomoSizeZ", "rlnTomoTomogramBinning", "rlnTomoReconstructedTomogram")}
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "rlnTomoName",
+            "rlnVoltage",
+            "rlnSphericalAberration",
+            "rlnAmplitudeContrast",
+            "rlnMicrographOriginalPixelSize",
+            "rlnTomoHand",
+            "rlnTomoDefocusSlope",
+            "rlnOpticsGroupName",
+            "rlnTomoTiltSeriesPixelSize",
+            "rlnTomoTiltSeriesStarFile",
+            "rlnTomoSizeX",
+            "rlnTomoSizeY",
+            "rlnTomoSizeZ",
+            "rlnTomoTomogramBinning",
+            "rlnTomoReconstructedTomogram",
+        )
+    }
     for e in entries:
         o: Optics = e["optics"]
         sx, sy, sz = (int(v) for v in e["size_xyz"])
-        vals = [e["name"], o.voltage_kv, o.cs_mm, o.amplitude_contrast, float(e["pixel_size_a"]), HAND,
-                float(e.get("defocus_slope", 0.0)), f"opticsGroup{int(e['optics_group'])}",
-                float(e["pixel_size_a"]), e["tilt_series_star"], sx, sy, sz, float(e["binning"]), e["tomogram"]]
+        vals = [
+            e["name"],
+            o.voltage_kv,
+            o.cs_mm,
+            o.amplitude_contrast,
+            float(e["pixel_size_a"]),
+            HAND,
+            float(e.get("defocus_slope", 0.0)),
+            f"opticsGroup{int(e['optics_group'])}",
+            float(e["pixel_size_a"]),
+            e["tilt_series_star"],
+            sx,
+            sy,
+            sz,
+            float(e["binning"]),
+            e["tomogram"],
+        ]
         for k, v in zip(cols, vals):
             cols[k].append(v)
     return pd.DataFrame(cols)
@@ -179,46 +227,65 @@ def centred_angstrom(points_xyz, pixel_size_a: float, size_xyz: Sequence[int], *
     return (unbinned - np.asarray(size_xyz, dtype=np.float64) / 2.0) * float(pixel_size_a)
 
 
-def particles_table(df: pd.DataFrame, *, tomo_name: str, pixel_size_a: float, size_xyz: Sequence[int],
-                    bin_factor: int = 1, optics_group: int = 1) -> pd.DataFrame:
+def particles_table(
+    df: pd.DataFrame,
+    *,
+    tomo_name: str,
+    pixel_size_a: float,
+    size_xyz: Sequence[int],
+    bin_factor: int = 1,
+    optics_group: int = 1,
+) -> pd.DataFrame:
     """Particles of one tomogram (a faket particle table in voxels of a tomogram binned by ``bin_factor``)
     as RELION 5 ``particles`` rows: names, centred coordinates, angles, class, optics group."""
     xyz = centred_angstrom(df[["x", "y", "z"]].to_numpy(), pixel_size_a, size_xyz, bin_factor=bin_factor)
-    return pd.DataFrame({
-        "rlnTomoName": [tomo_name] * len(df),
-        "rlnTomoParticleName": [f"{tomo_name}/{int(i)}" for i in df["particle_id"]],
-        "rlnCenteredCoordinateXAngst": xyz[:, 0],
-        "rlnCenteredCoordinateYAngst": xyz[:, 1],
-        "rlnCenteredCoordinateZAngst": xyz[:, 2],
-        "rlnAngleRot": np.asarray(df["rot"], dtype=np.float64),
-        "rlnAngleTilt": np.asarray(df["tilt"], dtype=np.float64),
-        "rlnAnglePsi": np.asarray(df["psi"], dtype=np.float64),
-        "rlnClassNumber": np.asarray(df["class_id"], dtype=np.int64),
-        "rlnOpticsGroup": np.full(len(df), int(optics_group), dtype=np.int64),
-        "fakClassName": [str(v) for v in df["class_name"]],
-    })
+    return pd.DataFrame(
+        {
+            "rlnTomoName": [tomo_name] * len(df),
+            "rlnTomoParticleName": [f"{tomo_name}/{int(i)}" for i in df["particle_id"]],
+            "rlnCenteredCoordinateXAngst": xyz[:, 0],
+            "rlnCenteredCoordinateYAngst": xyz[:, 1],
+            "rlnCenteredCoordinateZAngst": xyz[:, 2],
+            "rlnAngleRot": np.asarray(df["rot"], dtype=np.float64),
+            "rlnAngleTilt": np.asarray(df["tilt"], dtype=np.float64),
+            "rlnAnglePsi": np.asarray(df["psi"], dtype=np.float64),
+            "rlnClassNumber": np.asarray(df["class_id"], dtype=np.int64),
+            "rlnOpticsGroup": np.full(len(df), int(optics_group), dtype=np.int64),
+            "fakClassName": [str(v) for v in df["class_name"]],
+        }
+    )
 
 
-def filament_table(df: pd.DataFrame, priors: pd.DataFrame, *, tomo_name: str, pixel_size_a: float,
-                   size_xyz: Sequence[int], bin_factor: int = 1, optics_group: int = 1) -> pd.DataFrame:
+def filament_table(
+    df: pd.DataFrame,
+    priors: pd.DataFrame,
+    *,
+    tomo_name: str,
+    pixel_size_a: float,
+    size_xyz: Sequence[int],
+    bin_factor: int = 1,
+    optics_group: int = 1,
+) -> pd.DataFrame:
     """Filament subunits of one tomogram (``filament_subunits*.csv`` rows, voxels of a tomogram binned by
     ``bin_factor``) as RELION 5 ``particles`` rows with the helical priors ``priors``
     (:func:`faket.layout.filaments.helical_priors`): RELION's helical refinement reads
     ``rlnHelicalTubeID``, ``rlnHelicalTrackLengthAngst``, ``rlnAngleTiltPrior``, ``rlnAnglePsiPrior`` and
     ``rlnAnglePsiFlipRatio``."""
     xyz = centred_angstrom(df[["x", "y", "z"]].to_numpy(), pixel_size_a, size_xyz, bin_factor=bin_factor)
-    out = pd.DataFrame({
-        "rlnTomoName": [tomo_name] * len(df),
-        "rlnTomoParticleName": [f"{tomo_name}/{i}" for i in range(1, len(df) + 1)],
-        "rlnCenteredCoordinateXAngst": xyz[:, 0],
-        "rlnCenteredCoordinateYAngst": xyz[:, 1],
-        "rlnCenteredCoordinateZAngst": xyz[:, 2],
-        "rlnAngleRot": np.asarray(df["rot"], dtype=np.float64),
-        "rlnAngleTilt": np.asarray(df["tilt"], dtype=np.float64),
-        "rlnAnglePsi": np.asarray(df["psi"], dtype=np.float64),
-        "rlnClassNumber": np.asarray(df["class_id"], dtype=np.int64),
-        "rlnOpticsGroup": np.full(len(df), int(optics_group), dtype=np.int64),
-    })
+    out = pd.DataFrame(
+        {
+            "rlnTomoName": [tomo_name] * len(df),
+            "rlnTomoParticleName": [f"{tomo_name}/{i}" for i in range(1, len(df) + 1)],
+            "rlnCenteredCoordinateXAngst": xyz[:, 0],
+            "rlnCenteredCoordinateYAngst": xyz[:, 1],
+            "rlnCenteredCoordinateZAngst": xyz[:, 2],
+            "rlnAngleRot": np.asarray(df["rot"], dtype=np.float64),
+            "rlnAngleTilt": np.asarray(df["tilt"], dtype=np.float64),
+            "rlnAnglePsi": np.asarray(df["psi"], dtype=np.float64),
+            "rlnClassNumber": np.asarray(df["class_id"], dtype=np.int64),
+            "rlnOpticsGroup": np.full(len(df), int(optics_group), dtype=np.int64),
+        }
+    )
     for c in priors.columns:
         out[c] = priors[c].to_numpy()
     out["fakClassName"] = [str(v) for v in df["class_name"]]
@@ -227,6 +294,7 @@ def filament_table(df: pd.DataFrame, priors: pd.DataFrame, *, tomo_name: str, pi
 
 def write_star(blocks: dict[str, pd.DataFrame], path: str | os.PathLike) -> None:
     """Write named blocks with ``starfile`` (full precision; loops even for one row, as RELION writes)."""
+    # lazy: starfile
     import starfile
 
     starfile.write(blocks, path, float_format="%.12g")

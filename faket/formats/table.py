@@ -22,13 +22,16 @@ def empty_particles() -> pd.DataFrame:
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame({
-        "particle_id": np.asarray(df["particle_id"], dtype=np.int64),
-        "class_id": np.asarray(df["class_id"], dtype=np.int64),
-        "class_name": np.asarray(df["class_name"], dtype=object).astype(str) if len(df) else
-        np.asarray([], dtype=object),
-        **{c: np.asarray(df[c], dtype=np.float64) for c in _FLOAT_COLS},
-    })
+    out = pd.DataFrame(
+        {
+            "particle_id": np.asarray(df["particle_id"], dtype=np.int64),
+            "class_id": np.asarray(df["class_id"], dtype=np.int64),
+            "class_name": np.asarray(df["class_name"], dtype=object).astype(str)
+            if len(df)
+            else np.asarray([], dtype=object),
+            **{c: np.asarray(df[c], dtype=np.float64) for c in _FLOAT_COLS},
+        }
+    )
     return out[list(COLUMNS)].reset_index(drop=True)
 
 
@@ -49,7 +52,7 @@ def check_particles(df: pd.DataFrame, source: str = "particles") -> pd.DataFrame
     if len(out):
         if (out["particle_id"] < 1).any():
             raise InputError(f"{source}: particle_id must be >= 1")
-        if out["particle_id"].max() > 2 ** 31 - 1:
+        if out["particle_id"].max() > 2**31 - 1:
             raise InputError(f"{source}: particle_id must fit in int32")
         if (out["class_id"] < 1).any():
             raise InputError(f"{source}: class_id must be >= 1 (0 is background)")

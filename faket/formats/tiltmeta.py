@@ -23,22 +23,35 @@ Found automatically beside ``X.mrc`` (:func:`find_tilt_metadata`): ``X.tlt``, ``
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from faket.errors import InputError
 from faket.formats.mrc import MrcData, read_mrc
 
-__all__ = ["TiltMeta", "read_tilt_metadata", "read_angles", "find_tilt_metadata", "METADATA_SUFFIXES",
-           "parse_exclude", "angle_order", "read_tiltseries", "check_angles", "read_tlt",
-           "write_tlt", "tlt_path", "parse_angles"]
+__all__ = [
+    "TiltMeta",
+    "read_tilt_metadata",
+    "read_angles",
+    "find_tilt_metadata",
+    "METADATA_SUFFIXES",
+    "parse_exclude",
+    "angle_order",
+    "read_tiltseries",
+    "check_angles",
+    "read_tlt",
+    "write_tlt",
+    "tlt_path",
+    "parse_angles",
+]
 
 #: suffixes looked for beside X.mrc, in this order (".mrc.mdoc" means X.mrc.mdoc)
 METADATA_SUFFIXES = (".tlt", ".rawtlt", ".mrc.mdoc", ".mdoc", ".star", ".tomostar")
@@ -59,17 +72,27 @@ class TiltMeta:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"source": str(self.source), "format": self.format,
-                "angles_deg": [round(float(a), 4) for a in self.angles],
-                "acquisition_order": None if self.order is None else [int(o) for o in self.order],
-                "pre_exposure_e_per_a2": None if self.dose is None else [round(float(d), 4) for d in self.dose],
-                "pixel_size_a": self.pixel_size_a, "notes": list(self.notes)}
+        return {
+            "source": str(self.source),
+            "format": self.format,
+            "angles_deg": [round(float(a), 4) for a in self.angles],
+            "acquisition_order": None if self.order is None else [int(o) for o in self.order],
+            "pre_exposure_e_per_a2": None if self.dose is None else [round(float(d), 4) for d in self.dose],
+            "pixel_size_a": self.pixel_size_a,
+            "notes": list(self.notes),
+        }
 
-    def take(self, idx) -> "TiltMeta":
+    def take(self, idx) -> TiltMeta:
         idx = np.asarray(idx, dtype=np.int64)
-        return TiltMeta(self.angles[idx], self.source, self.format,
-                        None if self.order is None else self.order[idx],
-                        None if self.dose is None else self.dose[idx], self.pixel_size_a, list(self.notes))
+        return TiltMeta(
+            self.angles[idx],
+            self.source,
+            self.format,
+            None if self.order is None else self.order[idx],
+            None if self.dose is None else self.dose[idx],
+            self.pixel_size_a,
+            list(self.notes),
+        )
 
 
 def find_tilt_metadata(mrc_path: str | os.PathLike) -> Path | None:
@@ -96,8 +119,9 @@ def read_angles(path: str | os.PathLike, *, stack: str | os.PathLike | None = No
     return read_tilt_metadata(path, stack=stack).angles
 
 
-def read_tilt_metadata(path: str | os.PathLike, *, stack: str | os.PathLike | None = None,
-                       stack_shape: tuple[int, ...] | None = None) -> TiltMeta:
+def read_tilt_metadata(
+    path: str | os.PathLike, *, stack: str | os.PathLike | None = None, stack_shape: tuple[int, ...] | None = None
+) -> TiltMeta:
     """Read tilt metadata; ``stack`` (the tilt-series file) selects a tilt-series inside a multi-series STAR
     file; ``stack_shape`` ``(T, Y, X)`` validates an mdoc's ``ImageSize`` before its pixel size is used."""
     spec = str(path)
@@ -113,7 +137,6 @@ def read_tilt_metadata(path: str | os.PathLike, *, stack: str | os.PathLike | No
         raise InputError(f"{p}: is a folder, expected an angles file (.tlt, .rawtlt, .mdoc or .star)")
     kind = _kind(p)
     if kind == "tlt":
-
         a = read_tlt(p)
         return TiltMeta(a, p, "rawtlt" if p.suffix.lower() == ".rawtlt" else "tlt")
     if kind == "mdoc":
@@ -149,8 +172,7 @@ def _column(df, name):
 
 
 def _read_mdoc(p: Path, stack_shape) -> TiltMeta:
-    import logging
-
+    # lazy: mdocfile
     import mdocfile
 
     log = logging.getLogger("mdocfile")  # it warns about every aliased / unknown key of real files
@@ -244,6 +266,7 @@ _TILT_COLS = ("rlnTomoYTilt", "rlnTomoNominalStageTiltAngle", "rlnTomoProjZ", "w
 
 
 def _read_star(p: Path, stack, name: str | None) -> TiltMeta:
+    # lazy: starfile
     import starfile
 
     try:
@@ -265,8 +288,10 @@ def _read_star(p: Path, stack, name: str | None) -> TiltMeta:
                     if cand.is_file():
                         return _read_star(cand, stack, names[k])
                 raise InputError(f"{p}: tilt-series STAR file {target} of {names[k]} not found")
-        raise InputError(f"{p}: no per-tilt table (rlnTomoNominalStageTiltAngle, rlnTomoYTilt, rlnTomoProjX..Z "
-                         "or wrpAngleTilt) in this STAR file")
+        raise InputError(
+            f"{p}: no per-tilt table (rlnTomoNominalStageTiltAngle, rlnTomoYTilt, rlnTomoProjX..Z "
+            "or wrpAngleTilt) in this STAR file"
+        )
     keys = list(tilt_blocks)
     k = _select([_block_name(x) for x in keys], stack, name, p)
     key = keys[k]
@@ -284,11 +309,22 @@ def _read_star(p: Path, stack, name: str | None) -> TiltMeta:
         ang = df["wrpAngleTilt"].to_numpy(np.float64)
         fmt = "warp-tomostar"
     else:
+        # lazy: scipy
         from scipy.spatial.transform import Rotation
 
         try:
-            M = np.stack([np.stack([_vec(df["rlnTomoProjX"].iloc[i])[:3], _vec(df["rlnTomoProjY"].iloc[i])[:3],
-                                    _vec(df["rlnTomoProjZ"].iloc[i])[:3]]) for i in range(len(df))])
+            M = np.stack(
+                [
+                    np.stack(
+                        [
+                            _vec(df["rlnTomoProjX"].iloc[i])[:3],
+                            _vec(df["rlnTomoProjY"].iloc[i])[:3],
+                            _vec(df["rlnTomoProjZ"].iloc[i])[:3],
+                        ]
+                    )
+                    for i in range(len(df))
+                ]
+            )
         except (KeyError, ValueError) as exc:
             raise InputError(f"{p}: block {key}: unreadable rlnTomoProjX/Y/Z matrices ({exc})") from None
         ang = Rotation.from_matrix(M).as_euler("ZYX", degrees=True)[:, 1]
@@ -320,12 +356,16 @@ def _select(names: list[str], stack, name: str | None, p: Path) -> int:
     if stack is not None:
         sp = Path(stack)
         stem = sp.name
-        hits = [i for i, n in enumerate(names)
-                if n and (stem == n or stem.startswith(n + "_") or stem.startswith(n + ".") or sp.parent.name == n)]
+        hits = [
+            i
+            for i, n in enumerate(names)
+            if n and (stem == n or stem.startswith(n + "_") or stem.startswith(n + ".") or sp.parent.name == n)
+        ]
         if len(hits) == 1:
             return hits[0]
-    raise InputError(f"{p}: holds {len(names)} tilt-series ({', '.join(names[:8])}); name one as "
-                     f"--angles-file {p}:NAME")
+    raise InputError(
+        f"{p}: holds {len(names)} tilt-series ({', '.join(names[:8])}); name one as --angles-file {p}:NAME"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -358,8 +398,10 @@ def parse_exclude(spec: str | None, n_tilts: int, *, option: str = "--exclude-ti
         if lo > hi:
             raise InputError(f"{option} {spec}: range {part} runs backwards")
         if lo < 1 or hi > n_tilts:
-            raise InputError(f"{option} {spec}: tilt {lo if lo < 1 else hi} outside 1..{n_tilts} "
-                             "(tilt numbers start at 1, in stack order)")
+            raise InputError(
+                f"{option} {spec}: tilt {lo if lo < 1 else hi} outside 1..{n_tilts} "
+                "(tilt numbers start at 1, in stack order)"
+            )
         out.update(range(lo - 1, hi))
     return np.asarray(sorted(out), dtype=np.int64)
 
@@ -368,9 +410,14 @@ def parse_exclude(spec: str | None, n_tilts: int, *, option: str = "--exclude-ti
 # IMOD .tlt files, angle specs, and a tilt-series with its angles
 
 
-def read_tiltseries(path: str | os.PathLike, angles_file: str | os.PathLike | None = None,
-                    *, require_angles: bool = True, allow_single: bool = False,
-                    what: str = "tilt-series") -> tuple[MrcData, np.ndarray | None]:
+def read_tiltseries(
+    path: str | os.PathLike,
+    angles_file: str | os.PathLike | None = None,
+    *,
+    require_angles: bool = True,
+    allow_single: bool = False,
+    what: str = "tilt-series",
+) -> tuple[MrcData, np.ndarray | None]:
     """Read a ``(tilt, Y, X)`` stack and its angles (from ``angles_file`` or ``X.tlt`` beside it; any format of
     :mod:`faket.formats.tiltmeta`: ``.tlt``, ``.rawtlt``, SerialEM ``.mdoc``, RELION 5 / Warp STAR).
 

@@ -53,20 +53,53 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from faket.errors import InputError
 
-__all__ = ["NoiseCurves", "tilt_stats", "check_tilts", "standardise", "paired_fit", "blind_fit",
-           "blind_noise_variance", "snr_curves", "smooth_curves", "global_curves", "average_curves",
-           "normalise_r_sigma", "add_noise", "BLIND_SNR_RESOLVED", "unresolved_tilts", "noise_psd_shape", "NOISE_MTFS", "NOISE_SPECTRA",
-           "DEFAULT_NOISE_SPECTRUM", "spectrum_grid", "smoothed_psd", "residual_psd", "radial_average", "grid_mean",
-           "regrid", "noise_spectra", "colour_noise", "spectra_summary", "SIGNAL_TRANSFERS", "RadialTransfer", "tilt_spectra", "ring_frequencies",
-           "transferred_psd",
-           "DEFAULT_SIGNAL_TRANSFER", "signal_transfer", "MATCHES", "DEFAULT_MATCH", "match_distribution"]
+__all__ = [
+    "NoiseCurves",
+    "tilt_stats",
+    "check_tilts",
+    "standardise",
+    "paired_fit",
+    "blind_fit",
+    "blind_noise_variance",
+    "snr_curves",
+    "smooth_curves",
+    "global_curves",
+    "average_curves",
+    "normalise_r_sigma",
+    "add_noise",
+    "BLIND_SNR_RESOLVED",
+    "unresolved_tilts",
+    "noise_psd_shape",
+    "NOISE_MTFS",
+    "NOISE_SPECTRA",
+    "DEFAULT_NOISE_SPECTRUM",
+    "spectrum_grid",
+    "smoothed_psd",
+    "residual_psd",
+    "radial_average",
+    "grid_mean",
+    "regrid",
+    "noise_spectra",
+    "colour_noise",
+    "spectra_summary",
+    "SIGNAL_TRANSFERS",
+    "RadialTransfer",
+    "tilt_spectra",
+    "ring_frequencies",
+    "transferred_psd",
+    "DEFAULT_SIGNAL_TRANSFER",
+    "signal_transfer",
+    "MATCHES",
+    "DEFAULT_MATCH",
+    "match_distribution",
+]
 
 NOISE_MTFS = ("measured", "none", "counting")
 
@@ -97,17 +130,21 @@ class NoiseCurves:
     def snr(self) -> np.ndarray:
         """``r**2 / sigma**2`` per tilt (inf where sigma is 0)."""
         with np.errstate(divide="ignore"):
-            return self.r ** 2 / self.sigma ** 2
+            return self.r**2 / self.sigma**2
 
-    def take(self, idx) -> "NoiseCurves":
+    def take(self, idx) -> NoiseCurves:
         idx = np.asarray(idx, dtype=np.int64)
         return NoiseCurves(self.r[idx], self.sigma[idx], self.mean[idx], self.std[idx])
 
     def to_dict(self) -> dict:
         snr = self.snr
-        return {"r": self.r.tolist(), "sigma": self.sigma.tolist(), "mean": self.mean.tolist(),
-                "std": self.std.tolist(),
-                "snr": [float(s) if np.isfinite(s) else None for s in snr]}
+        return {
+            "r": self.r.tolist(),
+            "sigma": self.sigma.tolist(),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "snr": [float(s) if np.isfinite(s) else None for s in snr],
+        }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -156,8 +193,10 @@ def check_tilts(tilts: np.ndarray, what: str = "tilt-series") -> tuple[np.ndarra
     # constant tilts, and blank ones (excluded tilts stored as rounding residue, std < 1e-3 x the median)
     bad = np.nonzero(~(std > 1e-6 * scale) | (std < 1e-3 * np.median(std)))[0]
     if bad.size:
-        raise InputError(f"{what}: tilt {int(bad[0])} has zero variance (constant or blank image; "
-                         f"std {std[bad[0]]:.3g} vs median {np.median(std):.3g}); {bad.size} such tilt(s)")
+        raise InputError(
+            f"{what}: tilt {int(bad[0])} has zero variance (constant or blank image; "
+            f"std {std[bad[0]]:.3g} vs median {np.median(std):.3g}); {bad.size} such tilt(s)"
+        )
     return mean, std
 
 
@@ -166,15 +205,16 @@ def standardise(tilts: np.ndarray, mean=None, std=None) -> np.ndarray:
     t = np.asarray(tilts, dtype=np.float32)
     if mean is None or std is None:
         mean, std = tilt_stats(t)
-    return ((t - np.asarray(mean, np.float32)[:, None, None])
-            / np.asarray(std, np.float32)[:, None, None]).astype(np.float32, copy=False)
+    return ((t - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]).astype(
+        np.float32, copy=False
+    )
 
 
 def normalise_r_sigma(r, sigma) -> tuple[np.ndarray, np.ndarray]:
     """Scale ``(r, sigma)`` so that ``r**2 + sigma**2 = 1`` (clip ``r`` to [0, 1], ``sigma`` >= 0)."""
     r = np.clip(np.asarray(r, dtype=np.float64), 0.0, None)
     s = np.clip(np.asarray(sigma, dtype=np.float64), 0.0, None)
-    n = np.sqrt(r ** 2 + s ** 2)
+    n = np.sqrt(r**2 + s**2)
     with np.errstate(invalid="ignore", divide="ignore"):
         rr = np.where(n > 0, r / n, 0.0)
         ss = np.where(n > 0, s / n, 1.0)
@@ -262,9 +302,15 @@ def _ring_floor(P: np.ndarray, mask: np.ndarray, f: np.ndarray, width: float = 0
     return np.average(np.stack(vals, axis=1), axis=1, weights=np.asarray(wts, float))
 
 
-def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7, 0.95),
-                         noise_mtf: str = "measured", plateau: tuple[float, float] = (0.35, 0.6),
-                         axis_exclude: int = 1, info: dict | None = None) -> np.ndarray:
+def blind_noise_variance(
+    tilts: np.ndarray,
+    *,
+    band: tuple[float, float] = (0.7, 0.95),
+    noise_mtf: str = "measured",
+    plateau: tuple[float, float] = (0.35, 0.6),
+    axis_exclude: int = 1,
+    info: dict | None = None,
+) -> np.ndarray:
     """Noise variance per tilt (per pixel), from the high-frequency floor of the power spectrum.
 
     The periodogram ``|FFT(x - mean)|**2 / N`` of white noise of variance ``v`` has mean ``v`` in every
@@ -282,6 +328,7 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
       Nyquist >= 0.9: a white floor is reached), else the level in ``plateau`` (the spectrum rolls off at
       the top, so the floor is read below the roll-off). ``info`` (a dict) receives that decision.
     """
+    # lazy: scipy
     import scipy.fft as sfft
 
     if noise_mtf not in NOISE_MTFS:
@@ -297,14 +344,14 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
     fy = np.fft.fftfreq(Y) * 2.0
     fx = np.fft.rfftfreq(X) * 2.0
     f = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-    chunk = max(1, int(2 ** 24 // max(1, Y * X)))
+    chunk = max(1, int(2**24 // max(1, Y * X)))
 
     def spectra():
         for a in range(0, T, chunk):
-            x = t[a:a + chunk]
+            x = t[a : a + chunk]
             x = x - x.mean(axis=(1, 2), keepdims=True)
             F = sfft.rfft2(x, workers=-1)
-            yield a, (F.real ** 2 + F.imag ** 2) / (Y * X)
+            yield a, (F.real**2 + F.imag**2) / (Y * X)
 
     if noise_mtf != "measured":
         mask = _band_mask(Y, X, band, axis_exclude)
@@ -313,7 +360,7 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
         correction = full_mean / float(shape[mask].mean())
         out = np.empty(T)
         for a, P in spectra():
-            out[a:a + P.shape[0]] = _ring_floor(P, mask, f) * correction
+            out[a : a + P.shape[0]] = _ring_floor(P, mask, f) * correction
         return out
 
     offaxis = _band_mask(Y, X, (0.0, 10.0), axis_exclude)
@@ -355,8 +402,7 @@ def blind_noise_variance(tilts: np.ndarray, *, band: tuple[float, float] = (0.7,
     noise_ring = np.where(levels < tol[None, :] * L[:, None], levels, L[:, None])
     total = noise_ring @ ring_w + L * (Y * X - ring_w.sum())  # sparse rings count at L
     if info is not None:
-        info.update({"top_ratio": ratio, "floor_band": list(band if flat else plateau),
-                     "roll_off": not flat})
+        info.update({"top_ratio": ratio, "floor_band": list(band if flat else plateau), "roll_off": not flat})
     return total / (Y * X)
 
 
@@ -369,9 +415,15 @@ def unresolved_tilts(c: NoiseCurves, threshold: float = BLIND_SNR_RESOLVED) -> n
     return np.nonzero(~(c.snr >= threshold))[0]
 
 
-def blind_fit(noisy: np.ndarray, *, band: tuple[float, float] = (0.7, 0.95), noise_mtf: str = "measured",
-              what: str = "reference", info: dict | None = None,
-              exclude: dict[int, np.ndarray] | None = None) -> NoiseCurves:
+def blind_fit(
+    noisy: np.ndarray,
+    *,
+    band: tuple[float, float] = (0.7, 0.95),
+    noise_mtf: str = "measured",
+    what: str = "reference",
+    info: dict | None = None,
+    exclude: dict[int, np.ndarray] | None = None,
+) -> NoiseCurves:
     """Per-tilt ``r`` and ``sigma`` from a noisy reference alone (see the module docstring).
 
     ``exclude`` (tilt index -> boolean mask of pixels, e.g. :func:`faket.imaging.refcheck.dark_regions`): the
@@ -384,7 +436,7 @@ def blind_fit(noisy: np.ndarray, *, band: tuple[float, float] = (0.7, 0.95), noi
             v = np.asarray(noisy[i], dtype=np.float64)[keep]
             mean[i], std[i] = float(v.mean()), float(v.std())
     nv = blind_noise_variance(noisy, band=band, noise_mtf=noise_mtf, info=info)
-    s2 = np.clip(nv / std ** 2, 0.0, 1.0)
+    s2 = np.clip(nv / std**2, 0.0, 1.0)
     return NoiseCurves(np.sqrt(1.0 - s2), np.sqrt(s2), mean, std)
 
 
@@ -471,8 +523,9 @@ def _grid_labels(Y: int, X: int, n: int) -> np.ndarray:
     return (ky[:, None] * (n // 2 + 1) + kx[None, :]).ravel()
 
 
-def smoothed_psd(tilts: np.ndarray, n: int, *, smooth: float = 1.0, standardise_tilts: bool = True,
-                 workers: int = -1) -> np.ndarray:
+def smoothed_psd(
+    tilts: np.ndarray, n: int, *, smooth: float = 1.0, standardise_tilts: bool = True, workers: int = -1
+) -> np.ndarray:
     """Smoothed 2-D power spectra of a ``(T, Y, X)`` stack on an ``(n, n//2+1)`` grid (see :func:`tilt_spectra`)."""
     return tilt_spectra(tilts, n, smooth=smooth, standardise_tilts=standardise_tilts, workers=workers)[0]
 
@@ -482,8 +535,15 @@ def ring_frequencies(ring_n: int) -> np.ndarray:
     return np.arange(int(np.rint(ring_n * math.sqrt(0.5))) + 2) / float(ring_n)
 
 
-def tilt_spectra(tilts: np.ndarray, n: int, *, ring_n: int | None = None, smooth: float = 1.0,
-                 standardise_tilts: bool = True, workers: int = -1):
+def tilt_spectra(
+    tilts: np.ndarray,
+    n: int,
+    *,
+    ring_n: int | None = None,
+    smooth: float = 1.0,
+    standardise_tilts: bool = True,
+    workers: int = -1,
+):
     """Smoothed 2-D power spectra of a ``(T, Y, X)`` stack on an ``(n, n//2+1)`` rfft grid: ``(T, n, n//2+1)``.
 
     Per tilt: (standardised,) Hann-windowed (no edge cross), periodogram ``|FFT|**2 / sum(window**2)``, averaged
@@ -494,6 +554,7 @@ def tilt_spectra(tilts: np.ndarray, n: int, *, ring_n: int | None = None, smooth
 
     With ``ring_n``, also the rotationally averaged spectra ``(T, K)`` from the same periodograms, unsmoothed,
     in rings ``1 / ring_n`` cycles per pixel wide (:func:`ring_frequencies`). Returns ``(grid, rings or None)``."""
+    # lazy: scipy
     import scipy.fft as sfft
     from scipy.ndimage import gaussian_filter
 
@@ -522,7 +583,7 @@ def tilt_spectra(tilts: np.ndarray, n: int, *, ring_n: int | None = None, smooth
         if standardise_tilts and s > 0:
             x *= np.float32(1.0 / s)
         F = sfft.rfft2(x, workers=workers)
-        P = (F.real ** 2 + F.imag ** 2).ravel()
+        P = (F.real**2 + F.imag**2).ravel()
         sums = np.bincount(lab, weights=P, minlength=G)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[i] = (sums / counts).reshape(n, n // 2 + 1) / norm
@@ -541,7 +602,7 @@ def tilt_spectra(tilts: np.ndarray, n: int, *, ring_n: int | None = None, smooth
         # periodic in fy; along fx the rfft half plane is mirrored at 0 (P(fy, -fx) = P(-fy, fx))
         ext = np.concatenate([np.roll(out[:, ::-1, 1:][:, :, ::-1], 1, axis=1), out], axis=2)
         ext = gaussian_filter(ext, (0, smooth, smooth), mode=("wrap", "wrap", "nearest"))
-        out = ext[:, :, n // 2:]
+        out = ext[:, :, n // 2 :]
     if rings is not None:
         rings = np.nan_to_num(rings)
     return out, rings
@@ -596,7 +657,7 @@ def grid_mean(S: np.ndarray, X: int | None = None) -> np.ndarray:
     return (S * w).sum(axis=(-2, -1)) / (ny * X)
 
 
-def transferred_psd(clean_psd: np.ndarray, transfer: "RadialTransfer") -> np.ndarray:
+def transferred_psd(clean_psd: np.ndarray, transfer: RadialTransfer) -> np.ndarray:
     """Grid spectra ``(T, n, n//2+1)`` of clean tilts after :func:`signal_transfer` (and re-standardisation)."""
     P = np.array(clean_psd, dtype=np.float64)
     n = P.shape[-2]
@@ -609,8 +670,9 @@ def transferred_psd(clean_psd: np.ndarray, transfer: "RadialTransfer") -> np.nda
     return P
 
 
-def noise_spectra(ref_psd: np.ndarray, r: np.ndarray, kind: str, *, clean_psd: np.ndarray | None = None,
-                  floor: float = SPECTRUM_FLOOR) -> np.ndarray:
+def noise_spectra(
+    ref_psd: np.ndarray, r: np.ndarray, kind: str, *, clean_psd: np.ndarray | None = None, floor: float = SPECTRUM_FLOOR
+) -> np.ndarray:
     """Noise power spectrum shapes ``(T, n, n//2+1)``, each of mean 1 over the full grid.
 
     ``ref_psd``: smoothed spectra of the standardised reference tilts matched to each content tilt;
@@ -685,11 +747,11 @@ class _Colourer:
         linear interpolation: rows first on the small grid, then columns)."""
         S = np.asarray(S, dtype=np.float32)
         lo, hi, a = self.iy
-        R = S[lo] * (1.0 - a)[:, None] + S[hi] * a[:, None]               # (Y, n//2+1)
+        R = S[lo] * (1.0 - a)[:, None] + S[hi] * a[:, None]  # (Y, n//2+1)
         lo, hi, a = self.ix
         G = R[:, lo]
         G *= (1.0 - a)[None, :]
-        G += R[:, hi] * a[None, :]                                        # (Y, X//2+1)
+        G += R[:, hi] * a[None, :]  # (Y, X//2+1)
         np.maximum(G, 0.0, out=G)
         G[0, 0] = 0.0
         m = float(G.sum(axis=0, dtype=np.float64) @ self.w) / (self.Y * self.X)
@@ -698,6 +760,7 @@ class _Colourer:
         return np.sqrt(G, out=G)
 
     def __call__(self, e: np.ndarray, S: np.ndarray) -> np.ndarray:
+        # lazy: scipy
         import scipy.fft as sfft
 
         F = sfft.rfft2(e, workers=self.workers)
@@ -707,6 +770,7 @@ class _Colourer:
 
 def _filter(x: np.ndarray, gain: np.ndarray, workers: int = -1) -> np.ndarray:
     """``x`` filtered with amplitude ``gain`` on its rfft2 grid (zero phase)."""
+    # lazy: scipy
     import scipy.fft as sfft
 
     F = sfft.rfft2(x, workers=workers)
@@ -729,7 +793,7 @@ def spectra_summary(S: np.ndarray, bands=(0.0, 0.1, 0.25, 0.5, 0.75, 1.0)) -> di
     n = S.shape[-2]
     fy = np.fft.fftfreq(n)[:, None] * 2.0
     fx = np.fft.rfftfreq(n)[None, :] * 2.0
-    f = np.sqrt(fy ** 2 + fx ** 2)
+    f = np.sqrt(fy**2 + fx**2)
     W = np.broadcast_to(_rfft_weights(n, n // 2 + 1)[None, :], f.shape)
     prof = []
     for lo, hi in zip(bands[:-1], bands[1:]):
@@ -742,10 +806,15 @@ def spectra_summary(S: np.ndarray, bands=(0.0, 0.1, 0.25, 0.5, 0.75, 1.0)) -> di
     along_y = mid & (ang >= 60)
     aniso = None
     if along_x.any() and along_y.any():
-        aniso = [round(float(a), 3) for a in (S[:, along_x].mean(axis=1) / np.maximum(S[:, along_y].mean(axis=1), 1e-300))]
-    return {"grid": [int(n), int(n // 2 + 1)], "bands_nyquist": list(bands),
-            "band_power_median": [None if p is None else round(p, 4) for p in prof],
-            "anisotropy_x_over_y": aniso}
+        aniso = [
+            round(float(a), 3) for a in (S[:, along_x].mean(axis=1) / np.maximum(S[:, along_y].mean(axis=1), 1e-300))
+        ]
+    return {
+        "grid": [int(n), int(n // 2 + 1)],
+        "bands_nyquist": list(bands),
+        "band_power_median": [None if p is None else round(p, 4) for p in prof],
+        "anisotropy_x_over_y": aniso,
+    }
 
 
 SIGNAL_TRANSFERS = ("none", "measured")
@@ -763,7 +832,7 @@ class RadialTransfer:
     def __len__(self) -> int:
         return self.gain.shape[0]
 
-    def take(self, idx) -> "RadialTransfer":
+    def take(self, idx) -> RadialTransfer:
         return RadialTransfer(self.freq, self.gain[np.asarray(idx, dtype=np.int64)])
 
     def on_grid(self, i: int, shape_yx) -> np.ndarray:
@@ -781,8 +850,9 @@ class RadialTransfer:
         return {"bands_cycles_per_px": list(bands), "power_gain_median": out}
 
 
-def signal_transfer(ref_rings: np.ndarray, clean_rings: np.ndarray, freq: np.ndarray, r, sigma, *,
-                    max_gain: float = MAX_TRANSFER_GAIN) -> RadialTransfer:
+def signal_transfer(
+    ref_rings: np.ndarray, clean_rings: np.ndarray, freq: np.ndarray, r, sigma, *, max_gain: float = MAX_TRANSFER_GAIN
+) -> RadialTransfer:
     """The reference's measured signal transfer relative to the clean tilts (rotational averages, per tilt).
 
     ``ref_rings`` / ``clean_rings``: ring spectra (:func:`tilt_spectra`, standardised tilts) of the reference
@@ -800,7 +870,7 @@ def signal_transfer(ref_rings: np.ndarray, clean_rings: np.ndarray, freq: np.nda
     den = r2 * C
     with np.errstate(invalid="ignore", divide="ignore"):
         H = np.where(den > 0, sig / den, 0.0)
-    H = np.clip(H, 0.0, max_gain ** 2)
+    H = np.clip(H, 0.0, max_gain**2)
     H[:, 0] = 1.0
     H[(r2[:, 0] <= 1e-6) | ~(H[:, 1:] > 0).any(axis=1)] = 1.0
     return RadialTransfer(np.asarray(freq, dtype=np.float64), H)
@@ -813,9 +883,15 @@ MATCHES = ("meanstd", "distribution")
 DEFAULT_MATCH = "meanstd"
 
 
-def match_distribution(tilts: np.ndarray, targets: Sequence[np.ndarray], *, seed: int = 0,
-                       tilt_indices: Sequence[int] | None = None, bins: int | None = None,
-                       progress=None) -> np.ndarray:
+def match_distribution(
+    tilts: np.ndarray,
+    targets: Sequence[np.ndarray],
+    *,
+    seed: int = 0,
+    tilt_indices: Sequence[int] | None = None,
+    bins: int | None = None,
+    progress=None,
+) -> np.ndarray:
     """Map each tilt's intensities onto a target distribution (``redistributor``, Harar et al.).
 
     ``targets[i]`` holds the values whose distribution tilt ``i`` should follow (e.g. the angle-matched real
@@ -823,6 +899,7 @@ def match_distribution(tilts: np.ndarray, targets: Sequence[np.ndarray], *, seed
     CDFs learned on a lattice of ``bins`` quantiles (redistributor's default: min(size, 5000)), piecewise linear
     and monotone: the order of the pixels (the image) is kept, their values take the target's quantiles. Ties in
     quantised targets are broken by redistributor's seeded jitter (``default_rng([seed, tilt index])``)."""
+    # lazy: redistributor
     from redistributor import LearnedDistribution, Redistributor
 
     t = np.asarray(tilts, dtype=np.float32)
@@ -834,8 +911,11 @@ def match_distribution(tilts: np.ndarray, targets: Sequence[np.ndarray], *, seed
     it = range(T) if progress is None else progress(range(T))
     for i in it:
         tg = targets[i]
-        tg = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in tg]) if isinstance(tg, (list, tuple)) \
+        tg = (
+            np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in tg])
+            if isinstance(tg, (list, tuple))
             else np.asarray(tg, dtype=np.float64).ravel()
+        )
         src = t[i].astype(np.float64).ravel()
         rng_s = np.random.default_rng([int(seed), int(idx[i]), 0])
         rng_t = np.random.default_rng([int(seed), int(idx[i]), 1])
@@ -863,11 +943,19 @@ def _match(y: np.ndarray, mean: float, std: float) -> np.ndarray:
     return y
 
 
-def add_noise(clean: np.ndarray, curves: NoiseCurves, *, seed: int = 0,
-              tilt_indices: Sequence[int] | None = None, content_noise: float | None = None,
-              clean_stats: tuple[np.ndarray, np.ndarray] | None = None, progress=None,
-              what: str = "clean tilt-series", spectra: np.ndarray | None = None,
-              transfer: np.ndarray | None = None):
+def add_noise(
+    clean: np.ndarray,
+    curves: NoiseCurves,
+    *,
+    seed: int = 0,
+    tilt_indices: Sequence[int] | None = None,
+    content_noise: float | None = None,
+    clean_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    progress=None,
+    what: str = "clean tilt-series",
+    spectra: np.ndarray | None = None,
+    transfer: np.ndarray | None = None,
+):
     """Apply the per-tilt model to a clean ``(T, Y, X)`` stack.
 
     Returns the NOISY stack (float32), or ``(noisy, content)`` when ``content_noise`` is given (the CONTENT

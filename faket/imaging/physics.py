@@ -38,16 +38,29 @@ Output: electrons per pixel (float32). Without ``dose_total`` (``None``), the no
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
 from faket.errors import InputError
 
-__all__ = ["PhysicsParams", "wavelength_a", "interaction_constant", "ctf", "ctf_chi", "ctf_zeros",
-           "spatial_envelope", "temporal_envelope", "critical_exposure", "dose_schedule", "detector_mtf",
-           "simulate_tiltseries", "DOSE_ORDERS", "MTFS"]
+__all__ = [
+    "PhysicsParams",
+    "wavelength_a",
+    "interaction_constant",
+    "ctf",
+    "ctf_chi",
+    "ctf_zeros",
+    "spatial_envelope",
+    "temporal_envelope",
+    "critical_exposure",
+    "dose_schedule",
+    "detector_mtf",
+    "simulate_tiltseries",
+    "DOSE_ORDERS",
+    "MTFS",
+]
 
 DOSE_ORDERS = ("dose-symmetric", "sequential")
 MTFS = ("counting", "none")
@@ -61,20 +74,20 @@ class PhysicsParams:
     voltage_kv: float = 300.0
     cs_mm: float = 2.7
     amplitude_contrast: float = 0.07
-    defocus_um: float = -3.0          # < 0: underfocus
-    defocus_gradient: float = 0.0     # 1 = geometric tan(theta) height change across x
+    defocus_um: float = -3.0  # < 0: underfocus
+    defocus_gradient: float = 0.0  # 1 = geometric tan(theta) height change across x
     gradient_strips: int = 8
-    illumination_mrad: float = 0.02   # illumination semi-angle (spatial coherence)
-    cc_mm: float = 2.7                # chromatic aberration (temporal coherence)
+    illumination_mrad: float = 0.02  # illumination semi-angle (spatial coherence)
+    cc_mm: float = 2.7  # chromatic aberration (temporal coherence)
     energy_spread_ev: float = 0.7
     dose_total: float | None = 120.0  # e-/A^2 over the whole tilt-series; None: noise-free
     dose_order: str = "dose-symmetric"
     dose_weighting: bool = True
     ice_thickness_nm: float = 150.0
-    ice_mfp_nm: float = 350.0         # inelastic mean free path (energy-filtered imaging)
-    ice_phase_std: float = 0.02       # rad per pixel for 100 nm of ice
+    ice_mfp_nm: float = 350.0  # inelastic mean free path (energy-filtered imaging)
+    ice_phase_std: float = 0.02  # rad per pixel for 100 nm of ice
     mtf: str = "counting"
-    potential_scale_v: float = 1.0    # volts per unit of volume value
+    potential_scale_v: float = 1.0  # volts per unit of volume value
 
     def validate(self) -> None:
         def pos(name, v, strict=True):
@@ -132,18 +145,19 @@ def ctf_chi(k, *, defocus_um: float, voltage_kv: float = 300.0, cs_mm: float = 2
     dz = -defocus_um * 1e4
     cs = cs_mm * 1e7
     k2 = np.asarray(k, dtype=np.float64) ** 2
-    return np.pi * lam * dz * k2 - 0.5 * np.pi * cs * lam ** 3 * k2 ** 2
+    return np.pi * lam * dz * k2 - 0.5 * np.pi * cs * lam**3 * k2**2
 
 
-def ctf(k, *, defocus_um: float, voltage_kv: float = 300.0, cs_mm: float = 2.7,
-        amplitude_contrast: float = 0.07):
+def ctf(k, *, defocus_um: float, voltage_kv: float = 300.0, cs_mm: float = 2.7, amplitude_contrast: float = 0.07):
     """``-sin(chi + arcsin(A))`` (no envelopes)."""
-    return -np.sin(ctf_chi(k, defocus_um=defocus_um, voltage_kv=voltage_kv, cs_mm=cs_mm)
-                   + math.asin(amplitude_contrast))
+    return -np.sin(
+        ctf_chi(k, defocus_um=defocus_um, voltage_kv=voltage_kv, cs_mm=cs_mm) + math.asin(amplitude_contrast)
+    )
 
 
-def ctf_zeros(k_max: float, *, defocus_um: float, voltage_kv: float = 300.0, cs_mm: float = 2.7,
-              amplitude_contrast: float = 0.07) -> np.ndarray:
+def ctf_zeros(
+    k_max: float, *, defocus_um: float, voltage_kv: float = 300.0, cs_mm: float = 2.7, amplitude_contrast: float = 0.07
+) -> np.ndarray:
     """Frequencies (1/A) in ``(0, k_max]`` where the CTF is zero: ``chi(k) + arcsin(A) = n pi``."""
     lam = wavelength_a(voltage_kv)
     dz = -defocus_um * 1e4
@@ -151,10 +165,9 @@ def ctf_zeros(k_max: float, *, defocus_um: float, voltage_kv: float = 300.0, cs_
     w = math.asin(amplitude_contrast)
     # chi(u = k^2) = a u - b u^2 with a = pi lam dz, b = pi/2 cs lam^3; chi + w = n pi
     a = np.pi * lam * dz
-    b = 0.5 * np.pi * cs * lam ** 3
-    umax = k_max ** 2
-    chis = ctf_chi(np.sqrt(np.linspace(0, umax, 20001)), defocus_um=defocus_um, voltage_kv=voltage_kv,
-                   cs_mm=cs_mm) + w
+    b = 0.5 * np.pi * cs * lam**3
+    umax = k_max**2
+    chis = ctf_chi(np.sqrt(np.linspace(0, umax, 20001)), defocus_um=defocus_um, voltage_kv=voltage_kv, cs_mm=cs_mm) + w
     lo, hi = float(chis.min()), float(chis.max())
     out = []
     for n in range(int(math.floor(lo / math.pi)) - 1, int(math.ceil(hi / math.pi)) + 2):
@@ -171,27 +184,28 @@ def ctf_zeros(k_max: float, *, defocus_um: float, voltage_kv: float = 300.0, cs_
     return np.sqrt(np.unique(np.round(out, 15)))
 
 
-def spatial_envelope(k, *, defocus_um: float, voltage_kv: float = 300.0, cs_mm: float = 2.7,
-                     illumination_mrad: float = 0.02):
+def spatial_envelope(
+    k, *, defocus_um: float, voltage_kv: float = 300.0, cs_mm: float = 2.7, illumination_mrad: float = 0.02
+):
     lam = wavelength_a(voltage_kv)
     dz = -defocus_um * 1e4
     cs = cs_mm * 1e7
     k = np.asarray(k, dtype=np.float64)
     q0 = illumination_mrad * 1e-3 / lam
-    return np.exp(-(np.pi * q0) ** 2 * (cs * lam ** 3 * k ** 3 - dz * lam * k) ** 2)
+    return np.exp(-((np.pi * q0) ** 2) * (cs * lam**3 * k**3 - dz * lam * k) ** 2)
 
 
 def temporal_envelope(k, *, voltage_kv: float = 300.0, cc_mm: float = 2.7, energy_spread_ev: float = 0.7):
     lam = wavelength_a(voltage_kv)
     delta = cc_mm * 1e7 * energy_spread_ev / (voltage_kv * 1e3)
     k = np.asarray(k, dtype=np.float64)
-    return np.exp(-0.5 * (np.pi * lam * delta * k ** 2) ** 2)
+    return np.exp(-0.5 * (np.pi * lam * delta * k**2) ** 2)
 
 
 def critical_exposure(k):
     """Grant & Grigorieff (2015) critical exposure in e-/A^2 at spatial frequency ``k`` (1/A)."""
     k = np.maximum(np.asarray(k, dtype=np.float64), 1e-6)
-    return 0.245 * k ** -1.665 + 2.81
+    return 0.245 * k**-1.665 + 2.81
 
 
 def dose_schedule(angles_deg, dose_total: float, order: str = "dose-symmetric"):
@@ -229,11 +243,19 @@ def detector_mtf(shape_yx, mtf: str = "counting") -> np.ndarray:
 # simulation
 
 
-def simulate_tiltseries(projected: np.ndarray, angles_deg: Sequence[float], pixel_size_a: float,
-                        params: PhysicsParams | None = None, *, seed: int = 0,
-                        tilt_indices: Sequence[int] | None = None,
-                        series_angles_deg: Sequence[float] | None = None, noise: bool = True,
-                        progress=None, return_info: bool = False):
+def simulate_tiltseries(
+    projected: np.ndarray,
+    angles_deg: Sequence[float],
+    pixel_size_a: float,
+    params: PhysicsParams | None = None,
+    *,
+    seed: int = 0,
+    tilt_indices: Sequence[int] | None = None,
+    series_angles_deg: Sequence[float] | None = None,
+    noise: bool = True,
+    progress=None,
+    return_info: bool = False,
+):
     """Image a projected-potential stack ``(T, Y, W)`` (voxel-unit line integrals) as described above.
 
     Returns float32 electrons per pixel ``(T, Y, W)`` (and, with ``return_info``, a dict of the derived
@@ -243,6 +265,7 @@ def simulate_tiltseries(projected: np.ndarray, angles_deg: Sequence[float], pixe
     ``noise=False`` gives the noise-free twin (no ice phase noise, no shot noise; same dose, attenuation,
     CTF, envelopes and MTF): the expected counts.
     """
+    # lazy: scipy
     import scipy.fft as sfft
 
     p = params or PhysicsParams()
@@ -284,7 +307,7 @@ def simulate_tiltseries(projected: np.ndarray, angles_deg: Sequence[float], pixe
     cosv = np.cos(np.deg2rad(angles))
     ice_path_nm = p.ice_thickness_nm / cosv
     transmission = np.exp(-ice_path_nm / p.ice_mfp_nm)
-    counted = dose_tilt * pixel_size_a ** 2 * transmission if p.dose_total is not None else np.ones(T)
+    counted = dose_tilt * pixel_size_a**2 * transmission if p.dose_total is not None else np.ones(T)
 
     u = np.arange(W) - (W - 1) / 2.0
     n_strips = p.gradient_strips if p.defocus_gradient != 0 else 1
@@ -313,10 +336,10 @@ def simulate_tiltseries(projected: np.ndarray, angles_deg: Sequence[float], pixe
         defocus_edges[i] = [dzs[0], dzs[-1]]
         img = np.zeros((Y, W), dtype=np.float64)
         for j, dz in enumerate(dzs):
-            H = ctf(k, defocus_um=dz, voltage_kv=p.voltage_kv, cs_mm=p.cs_mm,
-                    amplitude_contrast=p.amplitude_contrast)
-            H *= spatial_envelope(k, defocus_um=dz, voltage_kv=p.voltage_kv, cs_mm=p.cs_mm,
-                                  illumination_mrad=p.illumination_mrad)
+            H = ctf(k, defocus_um=dz, voltage_kv=p.voltage_kv, cs_mm=p.cs_mm, amplitude_contrast=p.amplitude_contrast)
+            H *= spatial_envelope(
+                k, defocus_um=dz, voltage_kv=p.voltage_kv, cs_mm=p.cs_mm, illumination_mrad=p.illumination_mrad
+            )
             part = sfft.irfft2(F * (H * common), s=(Y, W), workers=-1)
             if n_strips > 1:
                 wgt = np.clip(1.0 - np.abs(u - centres[j]) / (centres[1] - centres[0]), 0.0, 1.0)
@@ -335,9 +358,15 @@ def simulate_tiltseries(projected: np.ndarray, angles_deg: Sequence[float], pixe
         out[i] = rec
     if not return_info:
         return out
-    info = {"wavelength_a": lam, "interaction_constant_rad_per_v_a": sig_e,
-            "phase_rad_per_unit": phase_per_unit, "dose_per_tilt": dose_tilt.tolist(),
-            "accumulated_dose": dose_acc.tolist(), "acquisition_rank": rank.tolist(),
-            "ice_path_nm": ice_path_nm.tolist(), "counted_e_per_pixel": np.asarray(counted).tolist(),
-            "defocus_um_at_edges": defocus_edges.tolist()}
+    info = {
+        "wavelength_a": lam,
+        "interaction_constant_rad_per_v_a": sig_e,
+        "phase_rad_per_unit": phase_per_unit,
+        "dose_per_tilt": dose_tilt.tolist(),
+        "accumulated_dose": dose_acc.tolist(),
+        "acquisition_rank": rank.tolist(),
+        "ice_path_nm": ice_path_nm.tolist(),
+        "counted_e_per_pixel": np.asarray(counted).tolist(),
+        "defocus_um_at_edges": defocus_edges.tolist(),
+    }
     return out, info

@@ -28,14 +28,22 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from faket.errors import InputError
 
-__all__ = ["project", "backproject", "reconstruct", "ramp_filter", "filter_projections", "bin_stack",
-           "angle_weights", "FILTERS"]
+__all__ = [
+    "project",
+    "backproject",
+    "reconstruct",
+    "ramp_filter",
+    "filter_projections",
+    "bin_stack",
+    "angle_weights",
+    "FILTERS",
+]
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hann", "none")
 
@@ -61,6 +69,7 @@ _KERNELS: dict[str, Callable] = {}
 def _numba_kernels():
     if _KERNELS:
         return _KERNELS
+    # lazy: numba
     import numba
     from numba import njit, prange
 
@@ -186,16 +195,16 @@ def _project_numpy(vol, cos_t, sin_t, n_u, cu, cx, cz) -> np.ndarray:
     detector columns and Y, looping over tilts and the driving axis in the kernel's order)."""
     n_z, n_y, n_x = vol.shape
     v_zx = np.ascontiguousarray(np.asarray(vol, dtype=np.float32).transpose(0, 2, 1))  # (Z, X, Y)
-    v_xz = np.ascontiguousarray(v_zx.transpose(1, 0, 2))                                # (X, Z, Y)
+    v_xz = np.ascontiguousarray(v_zx.transpose(1, 0, 2))  # (X, Z, Y)
     out = np.zeros((cos_t.size, n_u, n_y), np.float32)
     j = np.arange(n_u, dtype=np.float64) - cu
     for t in range(cos_t.size):
         ct, st = float(cos_t[t]), float(sin_t[t])
-        if abs(ct) >= abs(st):   # one step per Z plane, interpolate along X
+        if abs(ct) >= abs(st):  # one step per Z plane, interpolate along X
             src, n_s = v_zx, n_x
             f = (j[None, :] - (np.arange(n_z)[:, None] - cz) * st) / ct + cx
             w = 1.0 / abs(ct)
-        else:                    # one step per X column, interpolate along Z
+        else:  # one step per X column, interpolate along Z
             src, n_s = v_xz, n_z
             f = (j[None, :] - (np.arange(n_x)[:, None] - cx) * ct) / st + cz
             w = 1.0 / abs(st)
@@ -284,9 +293,17 @@ def _default_rows(n_other: int, lanes: int, budget_bytes: int = 128 << 20) -> in
 # projection
 
 
-def project(volume: np.ndarray, angles_deg: Sequence[float], *, detector_width: int | None = None,
-            contrast: str = "dark", device=None, chunk_y: int | None = None,
-            progress: Callable[[int], None] | None = None, backend: str = "auto") -> np.ndarray:
+def project(
+    volume: np.ndarray,
+    angles_deg: Sequence[float],
+    *,
+    detector_width: int | None = None,
+    contrast: str = "dark",
+    device=None,
+    chunk_y: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    backend: str = "auto",
+) -> np.ndarray:
     """Line-integral projections of a volume tilted about Y.
 
     Parameters
@@ -345,6 +362,7 @@ def project(volume: np.ndarray, angles_deg: Sequence[float], *, detector_width: 
 
 
 def _project_torch(vol, cos_t, sin_t, n_u, cu, cx, cz, out, device, rows, progress):
+    # lazy: torch
     import torch
 
     dev = torch.device(device)
@@ -370,6 +388,7 @@ def _project_torch(vol, cos_t, sin_t, n_u, cu, cx, cz, out, device, rows, progre
 
 def _interp_sum(v, pos, n_s, w, *, along_x: bool):
     """Sum over the driving axis of linear interpolation of ``v`` at ``pos``; returns (U, Yb)."""
+    # lazy: torch
     import torch
 
     fl = torch.floor(pos)
@@ -450,6 +469,7 @@ def filter_projections(tilts: np.ndarray, kind: str = "ramp", *, small: bool = F
     if small:
         rfft, irfft = np.fft.rfft, np.fft.irfft
     else:
+        # lazy: scipy
         import scipy.fft as sfft
 
         rfft = functools.partial(sfft.rfft, workers=-1)
@@ -474,10 +494,20 @@ def bin_stack(tilts: np.ndarray, b: int) -> np.ndarray:
     return a.reshape(t, ny_b, b, nu_b, b).mean(axis=(2, 4), dtype=np.float64).astype(np.float32)
 
 
-def backproject(tilts: np.ndarray, angles_deg: Sequence[float], z_offsets: np.ndarray, *,
-                n_x: int | None = None, weights: np.ndarray | None = None, center_u: float | None = None,
-                center_x: float | None = None, device=None, chunk_y: int | None = None,
-                progress: Callable[[int], None] | None = None, backend: str = "auto") -> np.ndarray:
+def backproject(
+    tilts: np.ndarray,
+    angles_deg: Sequence[float],
+    z_offsets: np.ndarray,
+    *,
+    n_x: int | None = None,
+    weights: np.ndarray | None = None,
+    center_u: float | None = None,
+    center_x: float | None = None,
+    device=None,
+    chunk_y: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    backend: str = "auto",
+) -> np.ndarray:
     """Back-project a ``(T, Y, U)`` stack into a ``(len(z_offsets), Y, n_x)`` volume.
 
     ``z_offsets`` are the output planes' z offsets from the rotation axis, in voxels; ``center_u`` and
@@ -513,12 +543,12 @@ def backproject(tilts: np.ndarray, angles_deg: Sequence[float], z_offsets: np.nd
             if progress:
                 progress(y1 - y0)
     else:
-        _backproject_torch(tilts, cos_t, sin_t, w, n_x, z_off, cu, cx, out, device or "cpu", rows,
-                           progress)
+        _backproject_torch(tilts, cos_t, sin_t, w, n_x, z_off, cu, cx, out, device or "cpu", rows, progress)
     return out
 
 
 def _backproject_torch(tilts, cos_t, sin_t, w, n_x, z_off, cu, cx, out, device, rows, progress):
+    # lazy: torch
     import torch
 
     dev = torch.device(device)
@@ -543,8 +573,14 @@ def _backproject_torch(tilts, cos_t, sin_t, w, n_x, z_off, cu, cx, out, device, 
             progress(y1 - y0)
 
 
-def reconstruction_origin(n_u0: int, bin: int = 1, *, thickness: int | None = None,
-                          z_range: tuple[int, int] | None = None, volume_z: int | None = None) -> tuple[float, float, float]:
+def reconstruction_origin(
+    n_u0: int,
+    bin: int = 1,
+    *,
+    thickness: int | None = None,
+    z_range: tuple[int, int] | None = None,
+    volume_z: int | None = None,
+) -> tuple[float, float, float]:
     """``(x, y, z)`` original (unbinned) voxel coordinates of the centre of :func:`reconstruct`'s output voxel
     ``(0, 0, 0)``, for a tilt-series ``n_u0`` pixels wide: binned voxel ``i`` covers original indices
     ``[i*bin, i*bin + bin)`` (X, Y: ``(bin-1)/2``); Z: ``a + (bin-1)/2`` with ``z_range=(a, b)``, else the
@@ -560,10 +596,20 @@ def reconstruction_origin(n_u0: int, bin: int = 1, *, thickness: int | None = No
     return (h, h, (nz0 - 1) / 2.0 - (nz - 1) / 2.0 * b)
 
 
-def reconstruct(tilts: np.ndarray, angles_deg: Sequence[float], *, filter: str = "ramp", bin: int = 1,
-                thickness: int | None = None, z_range: tuple[int, int] | None = None,
-                volume_z: int | None = None, device=None, chunk_y: int | None = None,
-                progress: Callable[[int], None] | None = None, backend: str = "auto") -> np.ndarray:
+def reconstruct(
+    tilts: np.ndarray,
+    angles_deg: Sequence[float],
+    *,
+    filter: str = "ramp",
+    bin: int = 1,
+    thickness: int | None = None,
+    z_range: tuple[int, int] | None = None,
+    volume_z: int | None = None,
+    device=None,
+    chunk_y: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    backend: str = "auto",
+) -> np.ndarray:
     """Weighted (filtered) back-projection of a ``(T, Y, U)`` tilt-series into a ``(Z, Y', X')`` volume.
 
     Steps: (1) bin the tilts by ``bin`` (block mean, see :func:`bin_stack`); (2) filter every row along
@@ -608,5 +654,16 @@ def reconstruct(tilts: np.ndarray, angles_deg: Sequence[float], *, filter: str =
     w = w * 0.5
     small = _use_numba(device, backend) and _small(backend, a.size * z_off.size * n_ub * binned.shape[1])
     filt = filter_projections(binned, filter, small=small)
-    return backproject(filt, a, z_off, n_x=n_ub, weights=w, center_u=c_b, center_x=c_b, device=device,
-                       chunk_y=chunk_y, progress=progress, backend=backend)
+    return backproject(
+        filt,
+        a,
+        z_off,
+        n_x=n_ub,
+        weights=w,
+        center_u=c_b,
+        center_x=c_b,
+        device=device,
+        chunk_y=chunk_y,
+        progress=progress,
+        backend=backend,
+    )

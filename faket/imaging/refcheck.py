@@ -34,8 +34,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TiltStats", "tilt_stats_raw", "bad_tilts", "polarity", "POLARITY_THRESHOLD", "dark_regions",
-           "DARK_REGION_MIN_FRACTION"]
+__all__ = [
+    "TiltStats",
+    "tilt_stats_raw",
+    "bad_tilts",
+    "polarity",
+    "POLARITY_THRESHOLD",
+    "dark_regions",
+    "DARK_REGION_MIN_FRACTION",
+]
 
 POLARITY_THRESHOLD = 0.03
 
@@ -67,8 +74,9 @@ class TiltStats:
             f = f.astype(np.float32)
         m = float(f.mean(dtype=np.float64))
         self.mean[i] = m
-        self.std[i] = float(np.sqrt(max(float(np.mean(np.square(f - np.float32(m), dtype=np.float32),
-                                                      dtype=np.float64)), 0.0)))
+        self.std[i] = float(
+            np.sqrt(max(float(np.mean(np.square(f - np.float32(m), dtype=np.float32), dtype=np.float64)), 0.0))
+        )
         lo, hi = f.min(), f.max()
         n = f.size
         self.frac_max[i] = np.count_nonzero(f == hi) / n
@@ -115,6 +123,7 @@ def polarity(tilts: np.ndarray, *, sigma_px: float = 2.0, max_tilts: int = 16) -
 
     ``verdict``: ``"dark"`` (dense objects dark, faket's convention), ``"bright"`` (inverted) or
     ``"undetermined"``. Evaluated on up to ``max_tilts`` tilts spread over the series."""
+    # lazy: scipy
     from scipy.ndimage import gaussian_filter
 
     t = np.asarray(tilts)
@@ -132,18 +141,23 @@ def polarity(tilts: np.ndarray, *, sigma_px: float = 2.0, max_tilts: int = 16) -
         verdict = "dark"
     elif stat >= POLARITY_THRESHOLD:
         verdict = "bright"
-    return {"statistic": round(stat, 4), "verdict": verdict, "per_tilt": [round(v, 4) for v in vals],
-            "definition": "median over tilts of (q99 + q01 - 2 q50) / (q99 - q01) after a Gaussian low-pass "
-                          f"(sigma {sigma_px:g} px at the content's sampling); < -{POLARITY_THRESHOLD}: dense "
-                          f"objects dark; > {POLARITY_THRESHOLD}: dense objects bright (inverted)"}
+    return {
+        "statistic": round(stat, 4),
+        "verdict": verdict,
+        "per_tilt": [round(v, 4) for v in vals],
+        "definition": "median over tilts of (q99 + q01 - 2 q50) / (q99 - q01) after a Gaussian low-pass "
+        f"(sigma {sigma_px:g} px at the content's sampling); < -{POLARITY_THRESHOLD}: dense "
+        f"objects dark; > {POLARITY_THRESHOLD}: dense objects bright (inverted)",
+    }
 
 
-DARK_REGION_MIN_FRACTION = 0.05   # a dark region this large (fraction of the tilt's area) is reported
-DARK_REGION_K = 5.0               # block means this many robust spreads below the median are dark
+DARK_REGION_MIN_FRACTION = 0.05  # a dark region this large (fraction of the tilt's area) is reported
+DARK_REGION_K = 5.0  # block means this many robust spreads below the median are dark
 
 
-def dark_regions(tilts: np.ndarray, *, min_fraction: float = DARK_REGION_MIN_FRACTION, k: float = DARK_REGION_K,
-                 blocks: int = 32) -> dict[int, dict]:
+def dark_regions(
+    tilts: np.ndarray, *, min_fraction: float = DARK_REGION_MIN_FRACTION, k: float = DARK_REGION_K, blocks: int = 32
+) -> dict[int, dict]:
     """Large dark regions (contamination: ice crystals, carbon, a grid bar's edge, thick ice) in a ``(T, Y, X)``
     stack: ``{tilt index: {"fraction", "depth_std", "mask"}}``.
 
@@ -153,6 +167,7 @@ def dark_regions(tilts: np.ndarray, *, min_fraction: float = DARK_REGION_MIN_FRA
     ``mask`` (bool, the tilt's shape) marks the region's blocks; ``depth_std`` is the region's mean below the
     rest, in pixel standard deviations of the rest. Such a region dominates a tilt's variance: a blind noise fit
     then reads the step as signal (a contaminated micrograph read SNR 31 where its clean part reads 0.37)."""
+    # lazy: scipy
     from scipy.ndimage import label
 
     t = np.asarray(tilts)
@@ -165,7 +180,7 @@ def dark_regions(tilts: np.ndarray, *, min_fraction: float = DARK_REGION_MIN_FRA
     oy, ox = (Y - ny * b) // 2, (X - nx * b) // 2
     for i in range(T):
         x = np.asarray(t[i], dtype=np.float32)
-        M = x[oy:oy + ny * b, ox:ox + nx * b].reshape(ny, b, nx, b).mean(axis=(1, 3), dtype=np.float64)
+        M = x[oy : oy + ny * b, ox : ox + nx * b].reshape(ny, b, nx, b).mean(axis=(1, 3), dtype=np.float64)
         med = float(np.median(M))
         spread = 1.4826 * float(np.median(np.abs(M - med)))
         sd = float(x.std(dtype=np.float64))
@@ -180,7 +195,7 @@ def dark_regions(tilts: np.ndarray, *, min_fraction: float = DARK_REGION_MIN_FRA
             continue
         mb = lab == j
         mask = np.zeros((Y, X), dtype=bool)
-        mask[oy:oy + ny * b, ox:ox + nx * b] = np.repeat(np.repeat(mb, b, axis=0), b, axis=1)
+        mask[oy : oy + ny * b, ox : ox + nx * b] = np.repeat(np.repeat(mb, b, axis=0), b, axis=1)
         rest = x[~mask]
         depth = (float(rest.mean()) - float(x[mask].mean())) / max(float(rest.std()), 1e-30)
         out[i] = {"fraction": round(frac, 4), "depth_std": round(depth, 3), "mask": mask}

@@ -33,15 +33,22 @@ the process once read. Pure functions: arrays in, arrays out.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
 from faket.formats.voxel import SAME_SAMPLING_RTOL  # pixel sizes within it: the same sampling (no resampling)
 
-__all__ = ["ResamplePlan", "plan_resample", "resample_image", "resample_stack", "resample_volume",
-           "fourier_resize", "SAME_SAMPLING_RTOL"]
+__all__ = [
+    "ResamplePlan",
+    "plan_resample",
+    "resample_image",
+    "resample_stack",
+    "resample_volume",
+    "fourier_resize",
+    "SAME_SAMPLING_RTOL",
+]
 
 _SIZE_RTOL = 1e-3
 
@@ -70,10 +77,16 @@ class ResamplePlan:
         return self.shape_out == self.shape_in and self.crop == (0, self.shape_in[0], 0, self.shape_in[1])
 
     def to_dict(self) -> dict:
-        return {"pixel_in_a": self.pixel_in, "pixel_target_a": self.pixel_target,
-                "pixel_out_a_yx": [round(v, 6) for v in self.pixel_out_yx], "factor": round(self.factor, 6),
-                "shape_in_yx": list(self.shape_in), "crop_yx": list(self.crop), "shape_out_yx": list(self.shape_out),
-                "method": "fourier crop/pad (scipy.signal.resample per axis)"}
+        return {
+            "pixel_in_a": self.pixel_in,
+            "pixel_target_a": self.pixel_target,
+            "pixel_out_a_yx": [round(v, 6) for v in self.pixel_out_yx],
+            "factor": round(self.factor, 6),
+            "shape_in_yx": list(self.shape_in),
+            "crop_yx": list(self.crop),
+            "shape_out_yx": list(self.shape_out),
+            "method": "fourier crop/pad (scipy.signal.resample per axis)",
+        }
 
 
 def _axis_plan(n: int, f: float) -> tuple[int, int]:
@@ -103,13 +116,19 @@ def plan_resample(shape_yx: Sequence[int], pixel_in: float, pixel_out: float) ->
     f = pixel_in / pixel_out
     (nny, my), (nnx, mx) = _axis_plan(ny, f), _axis_plan(nx, f)
     y0, x0 = (ny - nny) // 2, (nx - nnx) // 2
-    return ResamplePlan(shape_in=(ny, nx), crop=(y0, y0 + nny, x0, x0 + nnx), shape_out=(my, mx),
-                        pixel_in=float(pixel_in), pixel_target=float(pixel_out),
-                        pixel_out_yx=(pixel_in * nny / my, pixel_in * nnx / mx))
+    return ResamplePlan(
+        shape_in=(ny, nx),
+        crop=(y0, y0 + nny, x0, x0 + nnx),
+        shape_out=(my, mx),
+        pixel_in=float(pixel_in),
+        pixel_target=float(pixel_out),
+        pixel_out_yx=(pixel_in * nny / my, pixel_in * nnx / mx),
+    )
 
 
 def fourier_resize(img: np.ndarray, shape_out: Sequence[int], *, workers: int | None = None) -> np.ndarray:
     """Fourier crop / pad a 2-D image to ``shape_out`` (float32 out; mean preserved; see the module doc)."""
+    # lazy: scipy
     import scipy.fft as sfft
     from scipy.signal import resample
 
@@ -161,9 +180,16 @@ def _release_pages(view: np.ndarray) -> None:
         pass
 
 
-def resample_stack(stack, plan: ResamplePlan, *, indices: Sequence[int] | None = None,
-                   invert: bool = False, workers: int | None = None,
-                   progress: Callable | None = None, tilt_fn: Callable | None = None) -> np.ndarray:
+def resample_stack(
+    stack,
+    plan: ResamplePlan,
+    *,
+    indices: Sequence[int] | None = None,
+    invert: bool = False,
+    workers: int | None = None,
+    progress: Callable | None = None,
+    tilt_fn: Callable | None = None,
+) -> np.ndarray:
     """Resample the tilts ``indices`` (default: all, in order) of a ``(T, Y, X)`` stack, one tilt at a time.
 
     ``stack`` may be a read-only memory map of any real dtype (int16, float16, ...): only one tilt is converted
@@ -188,15 +214,16 @@ def resample_stack(stack, plan: ResamplePlan, *, indices: Sequence[int] | None =
     return out
 
 
-def resample_volume(vol, pixel_in: float, pixel_out: float, *, workers: int | None = None,
-                    progress: Callable | None = None) -> tuple[np.ndarray, dict]:
+def resample_volume(
+    vol, pixel_in: float, pixel_out: float, *, workers: int | None = None, progress: Callable | None = None
+) -> tuple[np.ndarray, dict]:
     """Resample a ``(Z, Y, X)`` volume (e.g. a real tomogram given as a reference) to ``pixel_out``.
 
     Y and X slice by slice, then Z in blocks of Y rows (peak memory: the output-sized intermediate plus one
     input slice). Returns the float32 volume and a record of the sizes (as :meth:`ResamplePlan.to_dict`)."""
-    from scipy.signal import resample
-
+    # lazy: scipy
     import scipy.fft as sfft
+    from scipy.signal import resample
 
     vol_shape = tuple(int(s) for s in vol.shape)
     plan = plan_resample(vol_shape[1:], pixel_in, pixel_out)
@@ -209,9 +236,14 @@ def resample_volume(vol, pixel_in: float, pixel_out: float, *, workers: int | No
         step = max(1, (32 << 20) // max(1, 8 * mid.shape[0] * mid.shape[2]))
         with sfft.set_workers(workers or 1):
             for y in range(0, mid.shape[1], step):
-                out[:, y:y + step] = resample(mid[:, y:y + step], zplan[1], axis=0)
+                out[:, y : y + step] = resample(mid[:, y : y + step], zplan[1], axis=0)
         mid = out
     rec = plan.to_dict()
-    rec.update({"shape_in_zyx": list(vol_shape), "shape_out_zyx": list(mid.shape),
-                "pixel_out_a_z": pixel_in * zplan[0] / zplan[1]})
+    rec.update(
+        {
+            "shape_in_zyx": list(vol_shape),
+            "shape_out_zyx": list(mid.shape),
+            "pixel_out_a_z": pixel_in * zplan[0] / zplan[1],
+        }
+    )
     return mid, rec

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from faket.errors import InputError
+from faket.formats.mrc import parse_range
 
 
-def match_by_angle(content_angles_deg, reference_angles_deg, *, max_gap_deg: float | None = None,
-                   source: str = "reference") -> tuple[np.ndarray, np.ndarray]:
+def match_by_angle(
+    content_angles_deg, reference_angles_deg, *, max_gap_deg: float | None = None, source: str = "reference"
+) -> tuple[np.ndarray, np.ndarray]:
     """For each content tilt, the index of the reference tilt nearest in angle.
 
     Parameters
@@ -35,14 +37,23 @@ def match_by_angle(content_angles_deg, reference_angles_deg, *, max_gap_deg: flo
         i = int(np.argmax(gap))
         raise InputError(
             f"{source}: no tilt within {max_gap_deg:g} deg of content tilt {c[i]:g} deg "
-            f"(nearest {r[idx[i]]:g} deg); reference covers {r.min():g}..{r.max():g} deg")
+            f"(nearest {r[idx[i]]:g} deg); reference covers {r.min():g}..{r.max():g} deg"
+        )
     return idx.astype(np.int64), gap
 
 
-
-def match_stack(content_angles_deg, n_content: int, reference_angles_deg, n_reference: int, *,
-                reference_path, content_path, max_gap_deg: float | None, kind: str = "reference",
-                warn=None) -> tuple[np.ndarray, np.ndarray]:
+def match_stack(
+    content_angles_deg,
+    n_content: int,
+    reference_angles_deg,
+    n_reference: int,
+    *,
+    reference_path,
+    content_path,
+    max_gap_deg: float | None,
+    kind: str = "reference",
+    warn=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Match the tilts of a reference stack (``n_reference`` tilts, angles or ``None``) to content tilts.
 
     One image serves every tilt. Without angles on either side, tilts are matched by index when the counts
@@ -58,21 +69,26 @@ def match_stack(content_angles_deg, n_content: int, reference_angles_deg, n_refe
             if warn:
                 warn(f"{missing}: no .tlt angles; matching {kind} tilts to content tilts by index")
             return np.arange(n_content), np.zeros(n_content)
-        raise InputError(f"{missing}: no tilt angles (.tlt beside it) to match {n_reference} {kind} tilts to "
-                         f"{n_content} content tilts")
-    idx, gap = match_by_angle(content_angles_deg, reference_angles_deg, max_gap_deg=max_gap_deg,
-                              source=str(reference_path))
+        raise InputError(
+            f"{missing}: no tilt angles (.tlt beside it) to match {n_reference} {kind} tilts to "
+            f"{n_content} content tilts"
+        )
+    idx, gap = match_by_angle(
+        content_angles_deg, reference_angles_deg, max_gap_deg=max_gap_deg, source=str(reference_path)
+    )
     if gap.max() > 1.0 and warn:
         i = int(np.argmax(gap))
-        warn(f"{reference_path}: content tilt {content_angles_deg[i]:g} deg uses the nearest {kind} tilt "
-             f"{reference_angles_deg[idx[i]]:g} deg ({gap.max():.3g} deg away)")
+        warn(
+            f"{reference_path}: content tilt {content_angles_deg[i]:g} deg uses the nearest {kind} tilt "
+            f"{reference_angles_deg[idx[i]]:g} deg ({gap.max():.3g} deg away)"
+        )
     return idx, gap
+
 
 def parse_tilt_chunk(spec: str | None, n_tilts: int) -> tuple[int, int]:
     """``"a:b"`` -> half-open tilt index range inside ``[0, n_tilts)``; ``None`` -> all tilts."""
     if spec is None:
         return 0, n_tilts
-    from faket.formats.mrc import parse_range
 
     a, b = parse_range(spec, "--tilts")
     if a < 0 or b > n_tilts:

@@ -8,39 +8,40 @@
 The names of ``build`` and ``canvas`` are importable from here (``from faket import layout; layout.make_layout``).
 """
 
-from faket.layout.canvas import (  # noqa: F401 - the package's public names
-    NotEnoughRoom,
-    LayoutClass,
-    Layout,
-    vesicle_template,
-    fiducial_template,
-    prepare_template,
-    counts_from_fractions,
-    random_layout,
-    place_particles,
-)
+import importlib
+
 from faket.layout.build import (  # noqa: F401 - the package's public names
     DEFAULT_BOX,
-    DEFAULT_VOXEL_SIZE,
-    DEFAULT_SLAB,
     DEFAULT_COUNT_PER_CLASS,
-    DEFAULT_VESICLES,
     DEFAULT_FIDUCIALS,
+    DEFAULT_FILAMENT,
     DEFAULT_MEMBRANE,
     DEFAULT_MEMBRANE_SIZE_NM,
-    DEFAULT_FILAMENT,
+    DEFAULT_SLAB,
+    DEFAULT_VESICLES,
+    DEFAULT_VOXEL_SIZE,
     LEAFLETS,
-    validate_spec,
-    default_spec,
     LayoutResult,
     class_table,
-    make_layout,
+    default_spec,
     load_spec,
+    make_layout,
+    validate_spec,
+)
+from faket.layout.canvas import (  # noqa: F401 - the package's public names
+    Layout,
+    LayoutClass,
+    NotEnoughRoom,
+    counts_from_fractions,
+    fiducial_template,
+    place_particles,
+    prepare_template,
+    random_layout,
+    vesicle_template,
 )
 
 
 def __getattr__(name):  # the modules' other (private) names, as before the package existed
-    import importlib
 
     for mod in ("faket.layout.build", "faket.layout.canvas"):
         m = importlib.import_module(mod)

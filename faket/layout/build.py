@@ -36,11 +36,13 @@ earlier particle keeps the voxel, except that every particle keeps its own centr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from faket.errors import InputError
 from faket.formats.voxel import DEFAULT_VOXEL_SIZE_A
@@ -82,24 +84,64 @@ DEFAULT_BOX = (128, 256, 256)
 DEFAULT_VOXEL_SIZE = DEFAULT_VOXEL_SIZE_A
 DEFAULT_SLAB = 100
 DEFAULT_COUNT_PER_CLASS = 120
-DEFAULT_VESICLES = {"count": 1, "diameter_nm": 60.0, "membrane_thickness_nm": 4.0, "contrast": 1.0,
-                    "name": "vesicle"}
+DEFAULT_VESICLES = {"count": 1, "diameter_nm": 60.0, "membrane_thickness_nm": 4.0, "contrast": 1.0, "name": "vesicle"}
 DEFAULT_FIDUCIALS = {"count": 5, "diameter_nm": 10.0, "contrast": 10.0, "name": "fiducial"}
 
 
-_CLASS_KEYS = {"template": str, "name": str, "count": int, "fraction": float, "map_voxel_size": float,
-               "resolution": float, "membrane": str, "insertion_nm": float, "axis": "vec3", "leaflet": str}
-_VESICLE_KEYS = {"count": int, "diameter_nm": float, "membrane_thickness_nm": float, "contrast": float,
-                 "name": str}
+_CLASS_KEYS = {
+    "template": str,
+    "name": str,
+    "count": int,
+    "fraction": float,
+    "map_voxel_size": float,
+    "resolution": float,
+    "membrane": str,
+    "insertion_nm": float,
+    "axis": "vec3",
+    "leaflet": str,
+}
+_VESICLE_KEYS = {"count": int, "diameter_nm": float, "membrane_thickness_nm": float, "contrast": float, "name": str}
 _FIDUCIAL_KEYS = {"count": int, "diameter_nm": float, "contrast": float, "name": str}
-_TOP_KEYS = {"box": list, "voxel_size": float, "slab_thickness": int, "mask_threshold": float,
-             "interpolation": str, "max_tries": int, "tomo_name": str, "classes": list, "vesicles": dict,
-             "fiducials": dict, "membranes": list, "filaments": list}
-_MEMBRANE_KEYS = {"shape": str, "count": int, "size_nm": "size", "thickness_nm": float, "length_nm": float,
-                  "normal": "vec3", "axis": "vec3", "curvature": float, "contrast": float, "name": str}
-_FILAMENT_KEYS = {"type": str, "count": int, "length_nm": float, "persistence_length_nm": float, "name": str,
-                  "contrast": float, "template": str, "rise_nm": float, "twist_deg": float, "radius_nm": float,
-                  "map_voxel_size": float, "resolution": float}
+_TOP_KEYS = {
+    "box": list,
+    "voxel_size": float,
+    "slab_thickness": int,
+    "mask_threshold": float,
+    "interpolation": str,
+    "max_tries": int,
+    "tomo_name": str,
+    "classes": list,
+    "vesicles": dict,
+    "fiducials": dict,
+    "membranes": list,
+    "filaments": list,
+}
+_MEMBRANE_KEYS = {
+    "shape": str,
+    "count": int,
+    "size_nm": "size",
+    "thickness_nm": float,
+    "length_nm": float,
+    "normal": "vec3",
+    "axis": "vec3",
+    "curvature": float,
+    "contrast": float,
+    "name": str,
+}
+_FILAMENT_KEYS = {
+    "type": str,
+    "count": int,
+    "length_nm": float,
+    "persistence_length_nm": float,
+    "name": str,
+    "contrast": float,
+    "template": str,
+    "rise_nm": float,
+    "twist_deg": float,
+    "radius_nm": float,
+    "map_voxel_size": float,
+    "resolution": float,
+}
 #: defaults of a ``membranes`` entry; ``size_nm`` by shape (outer diameter; ellipsoid: outer semi-axes)
 DEFAULT_MEMBRANE = {"count": 1, "thickness_nm": 4.5, "contrast": 1.0}
 DEFAULT_MEMBRANE_SIZE_NM = {"sphere": 100.0, "ellipsoid": [60.0, 45.0, 35.0], "tube": 40.0}
@@ -110,8 +152,11 @@ LEAFLETS = ("outer", "inner", "both")
 
 def _typed(value, typ, where: str):
     if typ == "vec3":
-        if (not isinstance(value, list) or len(value) != 3
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        if (
+            not isinstance(value, list)
+            or len(value) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
             raise InputError(f"{where}: expected three numbers [x, y, z], got {value!r}")
         if not any(value):
             raise InputError(f"{where}: must not be the zero vector")
@@ -159,8 +204,10 @@ def validate_spec(raw, source: str = "spec") -> dict:
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a mapping of keys at the top level")
     # an empty section (``vesicles:`` with nothing under it) means "with its defaults"
-    raw = {k: ({} if v is None and k in ("vesicles", "fiducials") else [] if v is None and k == "classes" else v)
-           for k, v in raw.items()}
+    raw = {
+        k: ({} if v is None and k in ("vesicles", "fiducials") else [] if v is None and k == "classes" else v)
+        for k, v in raw.items()
+    }
     spec = _section(raw, _TOP_KEYS, source)
     box = spec.get("box", list(DEFAULT_BOX))
     if len(box) != 3 or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in box):
@@ -210,8 +257,10 @@ def validate_spec(raw, source: str = "spec") -> dict:
             raise InputError(f"{where}: {mp_keys[0]} needs membrane: <membrane name>")
         classes.append(c)
     spec["classes"] = classes
-    for key, keys, default in (("vesicles", _VESICLE_KEYS, DEFAULT_VESICLES),
-                               ("fiducials", _FIDUCIAL_KEYS, DEFAULT_FIDUCIALS)):
+    for key, keys, default in (
+        ("vesicles", _VESICLE_KEYS, DEFAULT_VESICLES),
+        ("fiducials", _FIDUCIAL_KEYS, DEFAULT_FIDUCIALS),
+    ):
         sec = _section(spec.get(key, {"count": 0}), keys, f"{source}.{key}")
         merged = dict(default)
         merged["count"] = 0 if key not in spec else merged["count"]
@@ -223,13 +272,19 @@ def validate_spec(raw, source: str = "spec") -> dict:
             if k in merged and merged[k] <= 0:
                 raise InputError(f"{source}.{key}.{k}: must be positive")
         spec[key] = merged
-    spec["membranes"] = [_membrane_entry(m, f"{source}.membranes[{i}]") for i, m in enumerate(spec.get("membranes", []))]
-    spec["filaments"] = [_filament_entry(f, f"{source}.filaments[{i}]") for i, f in enumerate(spec.get("filaments", []))]
+    spec["membranes"] = [
+        _membrane_entry(m, f"{source}.membranes[{i}]") for i, m in enumerate(spec.get("membranes", []))
+    ]
+    spec["filaments"] = [
+        _filament_entry(f, f"{source}.filaments[{i}]") for i, f in enumerate(spec.get("filaments", []))
+    ]
     mnames = [m["name"] for m in spec["membranes"]]
     for i, c in enumerate(classes):
         if "membrane" in c and c["membrane"] not in mnames:
-            raise InputError(f"{source}.classes[{i}].membrane: no membrane named {c['membrane']!r} "
-                             f"(membranes: {', '.join(mnames) or 'none'})")
+            raise InputError(
+                f"{source}.classes[{i}].membrane: no membrane named {c['membrane']!r} "
+                f"(membranes: {', '.join(mnames) or 'none'})"
+            )
     return spec
 
 
@@ -241,6 +296,7 @@ def _positive(sec: dict, keys, where: str) -> None:
 
 
 def _membrane_entry(m, where: str) -> dict:
+    # lazy: pandas
     from faket.layout.membranes import SHAPES
 
     if not isinstance(m, dict):
@@ -283,6 +339,7 @@ def _membrane_entry(m, where: str) -> dict:
 
 
 def _filament_entry(f, where: str) -> dict:
+    # lazy: pandas
     from faket.layout.filaments import FILAMENT_TYPES
 
     if not isinstance(f, dict):
@@ -303,8 +360,7 @@ def _filament_entry(f, where: str) -> dict:
         bad = [k for k in custom_keys if k in f]
         if bad:
             raise InputError(f"{where}.{bad[0]}: applies to custom filaments only")
-    out = {**DEFAULT_FILAMENT, "name": kind,
-           "persistence_length_nm": FILAMENT_TYPES[kind].persistence_length_nm, **f}
+    out = {**DEFAULT_FILAMENT, "name": kind, "persistence_length_nm": FILAMENT_TYPES[kind].persistence_length_nm, **f}
     if kind == "custom":
         out.setdefault("twist_deg", 0.0)
         out.setdefault("radius_nm", 0.0)
@@ -318,13 +374,20 @@ def _filament_entry(f, where: str) -> dict:
 
 def default_spec() -> dict:
     """The built-in default layout (crowded, every built-in class, one vesicle, five fiducials)."""
+    # lazy: pandas
     from faket.layout.templates import BUILTIN_NAMES
 
-    return validate_spec({
-        "box": list(DEFAULT_BOX), "voxel_size": DEFAULT_VOXEL_SIZE, "slab_thickness": DEFAULT_SLAB,
-        "classes": [{"template": n, "count": DEFAULT_COUNT_PER_CLASS} for n in BUILTIN_NAMES],
-        "vesicles": dict(DEFAULT_VESICLES), "fiducials": dict(DEFAULT_FIDUCIALS),
-    }, "default spec")
+    return validate_spec(
+        {
+            "box": list(DEFAULT_BOX),
+            "voxel_size": DEFAULT_VOXEL_SIZE,
+            "slab_thickness": DEFAULT_SLAB,
+            "classes": [{"template": n, "count": DEFAULT_COUNT_PER_CLASS} for n in BUILTIN_NAMES],
+            "vesicles": dict(DEFAULT_VESICLES),
+            "fiducials": dict(DEFAULT_FIDUCIALS),
+        },
+        "default spec",
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -337,7 +400,7 @@ class LayoutResult:
 
     layout: Layout
     spec: dict
-    classes: dict[str, dict]          # classes.json: str(class_id) -> {name, kind, source, diameter_nm}
+    classes: dict[str, dict]  # classes.json: str(class_id) -> {name, kind, source, diameter_nm}
     slab_z: tuple[int, int] | None
     summary: dict
     warnings: list[str] = field(default_factory=list)
@@ -345,21 +408,41 @@ class LayoutResult:
 
 
 def _vesicle_entry(v: dict, voxel_size_a: float, name: str | None = None) -> dict:
-    return dict(name=name or v["name"], kind="vesicle", density=vesicle_template(
-        v["diameter_nm"], voxel_size_a, membrane_thickness_nm=v["membrane_thickness_nm"], value=v["contrast"]),
-        source=f"vesicle: bilayer {v['membrane_thickness_nm']:g} nm", diameter_nm=float(v["diameter_nm"]),
-        count=v["count"], fraction=None, isotropic=True)
+    return dict(
+        name=name or v["name"],
+        kind="vesicle",
+        density=vesicle_template(
+            v["diameter_nm"], voxel_size_a, membrane_thickness_nm=v["membrane_thickness_nm"], value=v["contrast"]
+        ),
+        source=f"vesicle: bilayer {v['membrane_thickness_nm']:g} nm",
+        diameter_nm=float(v["diameter_nm"]),
+        count=v["count"],
+        fraction=None,
+        isotropic=True,
+    )
 
 
 def _fiducial_entry(f: dict, voxel_size_a: float, name: str | None = None) -> dict:
-    return dict(name=name or f["name"], kind="fiducial",
-                density=fiducial_template(f["diameter_nm"], voxel_size_a, value=f["contrast"]),
-                source="gold bead", diameter_nm=float(f["diameter_nm"]), count=f["count"], fraction=None,
-                isotropic=True)
+    return dict(
+        name=name or f["name"],
+        kind="fiducial",
+        density=fiducial_template(f["diameter_nm"], voxel_size_a, value=f["contrast"]),
+        source="gold bead",
+        diameter_nm=float(f["diameter_nm"]),
+        count=f["count"],
+        fraction=None,
+        isotropic=True,
+    )
 
 
-def class_table(spec: dict, voxel_size_a: float, *, cache_dir=None, names: Sequence[str] | None = None,
-                source: str = "particle list") -> list[dict]:
+def class_table(
+    spec: dict,
+    voxel_size_a: float,
+    *,
+    cache_dir=None,
+    names: Sequence[str] | None = None,
+    source: str = "particle list",
+) -> list[dict]:
     """The particle classes of a (validated) spec, built once: a list of dicts with ``name, kind,
     density, source, diameter_nm, count, fraction, isotropic``.
 
@@ -368,8 +451,6 @@ def class_table(spec: dict, voxel_size_a: float, *, cache_dir=None, names: Seque
     one entry per name, looked up among the spec's classes (by name, else template file stem), the
     vesicle and fiducial sections (their name, or "vesicle"/"fiducial") and the built-in templates.
     """
-    from pathlib import Path
-
     if names is None:
         out = [_template_entry(c, voxel_size_a, cache_dir) for c in spec["classes"]]
         if spec["vesicles"]["count"] > 0:
@@ -381,6 +462,7 @@ def class_table(spec: dict, voxel_size_a: float, *, cache_dir=None, names: Seque
         if dup:
             raise InputError(f"class name {sorted(dup)[0]!r} is used twice (give the classes distinct names)")
         return out
+    # lazy: pandas
     from faket.layout.templates import BUILTIN_NAMES
 
     by_name = {(c.get("name") or Path(c["template"]).name.split(".")[0]): c for c in spec["classes"]}
@@ -395,14 +477,20 @@ def class_table(spec: dict, voxel_size_a: float, *, cache_dir=None, names: Seque
         elif name in BUILTIN_NAMES:
             out.append(_template_entry({"template": name}, voxel_size_a, cache_dir, name=name))
         else:
-            raise InputError(f"{source}: unknown class {name!r}: not in the spec's classes "
-                             f"and not a built-in ({', '.join(BUILTIN_NAMES)})")
+            raise InputError(
+                f"{source}: unknown class {name!r}: not in the spec's classes "
+                f"and not a built-in ({', '.join(BUILTIN_NAMES)})"
+            )
     return out
 
 
 def _class_json(entry: dict) -> dict:
-    return {"name": entry["name"], "kind": entry["kind"], "source": str(entry["source"]),
-            "diameter_nm": float(entry["diameter_nm"])}
+    return {
+        "name": entry["name"],
+        "kind": entry["kind"],
+        "source": str(entry["source"]),
+        "diameter_nm": float(entry["diameter_nm"]),
+    }
 
 
 def _structure_classes(spec: dict, first_id: int) -> dict[str, dict]:
@@ -411,28 +499,45 @@ def _structure_classes(spec: dict, first_id: int) -> dict[str, dict]:
     i = first_id
     for m in spec["membranes"]:
         size = m.get("size_nm")
-        out[str(i)] = {"name": m["name"], "kind": "membrane", "source": f"membrane: {m['shape']}, bilayer "
-                       f"{m['thickness_nm']:g} nm", "diameter_nm": float(max(size) * 2 if isinstance(size, list)
-                                                                         else size) if size else None,
-                       "shape": m["shape"], "thickness_nm": m["thickness_nm"]}
+        out[str(i)] = {
+            "name": m["name"],
+            "kind": "membrane",
+            "source": f"membrane: {m['shape']}, bilayer {m['thickness_nm']:g} nm",
+            "diameter_nm": float(max(size) * 2 if isinstance(size, list) else size) if size else None,
+            "shape": m["shape"],
+            "thickness_nm": m["thickness_nm"],
+        }
         i += 1
     for f in spec["filaments"]:
+        # lazy: pandas
         from faket.layout.filaments import FILAMENT_TYPES
 
         kind = FILAMENT_TYPES[f["type"]]
-        out[str(i)] = {"name": f["name"], "kind": "filament",
-                       "source": f"filament: {f['type']}" + (f" of {f['template']}" if f["type"] == "custom" else ""),
-                       "diameter_nm": 2 * kind.outer_radius_nm() if f["type"] != "custom" else None,
-                       "type": f["type"], "length_nm": f["length_nm"],
-                       "persistence_length_nm": f["persistence_length_nm"]}
+        out[str(i)] = {
+            "name": f["name"],
+            "kind": "filament",
+            "source": f"filament: {f['type']}" + (f" of {f['template']}" if f["type"] == "custom" else ""),
+            "diameter_nm": 2 * kind.outer_radius_nm() if f["type"] != "custom" else None,
+            "type": f["type"],
+            "length_nm": f["length_nm"],
+            "persistence_length_nm": f["persistence_length_nm"],
+        }
         i += 1
     return out
 
 
-def make_layout(spec: dict, *, seed: int = 0, particles: pd.DataFrame | None = None, allow_fewer: bool = False,
-                cache_dir=None, source: str = "spec", particles_source: str = "particle list",
-                progress: Callable[[int], None] | None = None,
-                progress_total: Callable[[int], None] | None = None) -> LayoutResult:
+def make_layout(
+    spec: dict,
+    *,
+    seed: int = 0,
+    particles: pd.DataFrame | None = None,
+    allow_fewer: bool = False,
+    cache_dir=None,
+    source: str = "spec",
+    particles_source: str = "particle list",
+    progress: Callable[[int], None] | None = None,
+    progress_total: Callable[[int], None] | None = None,
+) -> LayoutResult:
     """Build the layout of a validated spec: random (the default) or the given ``particles`` table.
 
     ``progress_total(n)`` is called once with the number of particles, ``progress(k)`` as they are placed.
@@ -449,25 +554,36 @@ def make_layout(spec: dict, *, seed: int = 0, particles: pd.DataFrame | None = N
         if len(df) == 0:
             raise InputError(f"{particles_source}: no particles")
         names = list(dict.fromkeys(df["class_name"]))
-        table = {e["name"]: e for e in class_table(spec, vs, cache_dir=cache_dir, names=names,
-                                                    source=particles_source)}
+        table = {e["name"]: e for e in class_table(spec, vs, cache_dir=cache_dir, names=names, source=particles_source)}
         if progress_total:
             progress_total(len(df))
-        lay = place_particles({k: v["density"] for k, v in table.items()}, df, box,
-                              mask_threshold=spec["mask_threshold"], order=order,
-                              isotropic=[k for k, v in table.items() if v["isotropic"]],
-                              source=particles_source, progress=progress)
+        lay = place_particles(
+            {k: v["density"] for k, v in table.items()},
+            df,
+            box,
+            mask_threshold=spec["mask_threshold"],
+            order=order,
+            isotropic=[k for k, v in table.items() if v["isotropic"]],
+            source=particles_source,
+            progress=progress,
+        )
         if lay.overlap_voxels:
-            warnings.append(f"{particles_source}: particle masks overlap on {lay.overlap_voxels} voxels "
-                            "(the earlier particle keeps them)")
+            warnings.append(
+                f"{particles_source}: particle masks overlap on {lay.overlap_voxels} voxels "
+                "(the earlier particle keeps them)"
+            )
         if lay.centres_taken:
-            warnings.append(f"{particles_source}: {len(lay.centres_taken)} particle centre(s) lie in another "
-                            f"particle's mask (e.g. particle {lay.centres_taken[0]})")
+            warnings.append(
+                f"{particles_source}: {len(lay.centres_taken)} particle centre(s) lie in another "
+                f"particle's mask (e.g. particle {lay.centres_taken[0]})"
+            )
         if lay.clipped:
             notes.append(f"{len(lay.clipped)} particle(s) clipped at the box edge")
         if spec["membranes"] or spec["filaments"]:
-            warnings.append(f"{particles_source}: the spec's membranes and filaments are not placed with a "
-                            "particle list (only the listed particles are)")
+            warnings.append(
+                f"{particles_source}: the spec's membranes and filaments are not placed with a "
+                "particle list (only the listed particles are)"
+            )
         ids = lay.particles.groupby("class_name")["class_id"].first().to_dict()
         classes_json = {str(int(ids[n])): _class_json(table[n]) for n in sorted(table, key=lambda k: ids[k])}
         slab = None
@@ -487,38 +603,75 @@ def make_layout(spec: dict, *, seed: int = 0, particles: pd.DataFrame | None = N
             count = c["count"]
             if count is None:  # fraction -> count from the unrotated mask volume
                 cube, thr = prepare_template(c["density"], mask_threshold=spec["mask_threshold"], name=c["name"])
-                count = counts_from_fractions({c["name"]: c["fraction"]}, {c["name"]: int((cube > thr).sum())},
-                                              slab_voxels)[c["name"]]
-            classes.append(LayoutClass(class_id=i, name=c["name"], template=c["density"], count=int(count),
-                                       isotropic=c["isotropic"]))
+                count = counts_from_fractions(
+                    {c["name"]: c["fraction"]}, {c["name"]: int((cube > thr).sum())}, slab_voxels
+                )[c["name"]]
+            classes.append(
+                LayoutClass(
+                    class_id=i, name=c["name"], template=c["density"], count=int(count), isotropic=c["isotropic"]
+                )
+            )
         total = sum(c.count for c in classes)
         if progress_total:
             progress_total(total)
         if spec["membranes"] or spec["filaments"]:
+            # lazy: pandas
             from faket.layout.cellular import cellular_layout
 
-            lay = cellular_layout(spec, table, classes, box, slab, seed=seed, order=order,
-                                  allow_fewer=allow_fewer, cache_dir=cache_dir, progress=progress)
+            lay = cellular_layout(
+                spec,
+                table,
+                classes,
+                box,
+                slab,
+                seed=seed,
+                order=order,
+                allow_fewer=allow_fewer,
+                cache_dir=cache_dir,
+                progress=progress,
+            )
             what = "structures"
         else:
-            lay = random_layout(classes, box, seed=seed, slab_z=slab, mask_threshold=spec["mask_threshold"],
-                                order=order, max_tries=spec["max_tries"], allow_fewer=allow_fewer,
-                                progress=progress)
+            lay = random_layout(
+                classes,
+                box,
+                seed=seed,
+                slab_z=slab,
+                mask_threshold=spec["mask_threshold"],
+                order=order,
+                max_tries=spec["max_tries"],
+                allow_fewer=allow_fewer,
+                progress=progress,
+            )
             what = "particles"
         if sum(lay.placed.values()) < sum(lay.requested.values()):
-            warnings.append("only {} of {} requested {} fit ({})".format(
-                sum(lay.placed.values()), sum(lay.requested.values()), what,
-                ", ".join(f"{k} {lay.placed[k]}/{lay.requested[k]}" for k in lay.requested
-                          if lay.placed[k] < lay.requested[k])))
+            warnings.append(
+                "only {} of {} requested {} fit ({})".format(
+                    sum(lay.placed.values()),
+                    sum(lay.requested.values()),
+                    what,
+                    ", ".join(
+                        f"{k} {lay.placed[k]}/{lay.requested[k]}"
+                        for k in lay.requested
+                        if lay.placed[k] < lay.requested[k]
+                    ),
+                )
+            )
         classes_json = {str(c.class_id): _class_json(t) for c, t in zip(classes, table)}
         classes_json.update(_structure_classes(spec, len(classes) + 1))
     occupied = float(np.count_nonzero(lay.occupancy))
     frac_den = (slab[1] - slab[0]) * box[1] * box[2] if slab else int(np.prod(box))
-    summary = {"n_particles": int(len(lay.particles)), "requested": lay.requested, "placed": lay.placed,
-               "slab_z": list(slab) if slab else None, "occupied_fraction": occupied / frac_den,
-               "classes": classes_json}
-    return LayoutResult(layout=lay, spec=spec, classes=classes_json, slab_z=slab, summary=summary,
-                        warnings=warnings, notes=notes)
+    summary = {
+        "n_particles": int(len(lay.particles)),
+        "requested": lay.requested,
+        "placed": lay.placed,
+        "slab_z": list(slab) if slab else None,
+        "occupied_fraction": occupied / frac_den,
+        "classes": classes_json,
+    }
+    return LayoutResult(
+        layout=lay, spec=spec, classes=classes_json, slab_z=slab, summary=summary, warnings=warnings, notes=notes
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -542,10 +695,6 @@ def make_layout(spec: dict, *, seed: int = 0, particles: pd.DataFrame | None = N
 
 
 def load_spec(path) -> dict:
-    from pathlib import Path
-
-    import yaml
-
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: spec file not found")

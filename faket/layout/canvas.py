@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ from faket.rotation import random_relion_angles, rotate_volume
 class NotEnoughRoom(InputError):
     """Raised when a random layout could not place every requested particle (see ``layout``)."""
 
-    def __init__(self, message: str, layout: "Layout"):
+    def __init__(self, message: str, layout: Layout):
         super().__init__(message)
         self.layout = layout
 
@@ -44,14 +44,15 @@ class Layout:
     centres_taken: list[int] = field(default_factory=list)
     clipped: list[int] = field(default_factory=list)
     # cellular layouts (membranes, filaments): None without them
-    membrane_mask: np.ndarray | None = None          # uint8: 1 on membrane bilayer voxels
-    membranes: pd.DataFrame | None = None            # one row per membrane
-    filaments: pd.DataFrame | None = None            # polylines: one row per point
-    subunits: pd.DataFrame | None = None             # one row per filament subunit
-    instances: pd.DataFrame | None = None            # occupancy id -> kind, class, item id
+    membrane_mask: np.ndarray | None = None  # uint8: 1 on membrane bilayer voxels
+    membranes: pd.DataFrame | None = None  # one row per membrane
+    filaments: pd.DataFrame | None = None  # polylines: one row per point
+    subunits: pd.DataFrame | None = None  # one row per filament subunit
+    instances: pd.DataFrame | None = None  # occupancy id -> kind, class, item id
 
 
 def _template_entry(c: dict, voxel_size_a: float, cache_dir, name: str | None = None) -> dict:
+    # lazy: pandas
     from faket.layout.templates import load_template
 
     kw = {}
@@ -61,9 +62,16 @@ def _template_entry(c: dict, voxel_size_a: float, cache_dir, name: str | None = 
         kw["resolution_a"] = c["resolution"]
     t = load_template(c["template"], voxel_size_a, name=name or c.get("name"), cache_dir=cache_dir, **kw)
     kind = "membrane_protein" if "membrane" in c else "particle"
-    out = dict(name=name or c.get("name") or t.name, kind=kind, density=t.density, source=t.source,
-               diameter_nm=float(t.diameter_nm), count=c.get("count"), fraction=c.get("fraction"),
-               isotropic=False)
+    out = dict(
+        name=name or c.get("name") or t.name,
+        kind=kind,
+        density=t.density,
+        source=t.source,
+        diameter_nm=float(t.diameter_nm),
+        count=c.get("count"),
+        fraction=c.get("fraction"),
+        isotropic=False,
+    )
     if kind == "membrane_protein":
         out.update({k: c[k] for k in ("membrane", "insertion_nm", "axis", "leaflet")})
     return out
@@ -80,8 +88,9 @@ def _radius_grid(n: int) -> np.ndarray:
     return np.sqrt(a[:, None, None] ** 2 + a[None, :, None] ** 2 + a[None, None, :] ** 2)
 
 
-def vesicle_template(diameter_nm: float, voxel_size_a: float, *, membrane_thickness_nm: float = 4.0,
-                     value: float = 1.0) -> np.ndarray:
+def vesicle_template(
+    diameter_nm: float, voxel_size_a: float, *, membrane_thickness_nm: float = 4.0, value: float = 1.0
+) -> np.ndarray:
     """A hollow sphere with a lipid-bilayer radial profile (outer diameter ``diameter_nm``).
 
     Profile across the membrane: two head-group Gaussians (peak ``value``) at +-0.35 thickness from the
@@ -92,14 +101,18 @@ def vesicle_template(diameter_nm: float, voxel_size_a: float, *, membrane_thickn
     t = membrane_thickness_nm / vs_nm
     r_mid = diameter_nm / vs_nm / 2 - t / 2
     if r_mid <= t:
-        raise InputError(f"vesicle diameter {diameter_nm:g} nm is too small for a "
-                         f"{membrane_thickness_nm:g} nm membrane")
+        raise InputError(
+            f"vesicle diameter {diameter_nm:g} nm is too small for a {membrane_thickness_nm:g} nm membrane"
+        )
     n = _odd_box(r_mid + t)
     d = _radius_grid(n) - r_mid
     s_head = max(0.15 * t, 0.6)
     s_core = max(0.25 * t, 0.6)
-    prof = (np.exp(-((d - 0.35 * t) ** 2) / (2 * s_head ** 2)) + np.exp(-((d + 0.35 * t) ** 2) / (2 * s_head ** 2))
-            + 0.35 * np.exp(-(d ** 2) / (2 * s_core ** 2)))
+    prof = (
+        np.exp(-((d - 0.35 * t) ** 2) / (2 * s_head**2))
+        + np.exp(-((d + 0.35 * t) ** 2) / (2 * s_head**2))
+        + 0.35 * np.exp(-(d**2) / (2 * s_core**2))
+    )
     prof /= prof.max()
     return (value * prof).astype(np.float32)
 
@@ -117,18 +130,18 @@ def fiducial_template(diameter_nm: float, voxel_size_a: float, *, value: float =
 @dataclass
 class _Prepared:
     cls: LayoutClass
-    template: np.ndarray      # odd cube big enough for any rotation, centre at (m - 1) / 2
-    threshold: float          # absolute
-    mask_voxels: int          # unrotated mask size (for fractions and ordering)
+    template: np.ndarray  # odd cube big enough for any rotation, centre at (m - 1) / 2
+    threshold: float  # absolute
+    mask_voxels: int  # unrotated mask size (for fractions and ordering)
 
 
 @dataclass
 class _Instance:
-    mask_off: np.ndarray      # (n, 3) int offsets (dz, dy, dx) of mask voxels from the centre voxel
-    dens: np.ndarray          # density crop
-    dens_lo: np.ndarray       # (3,) offset of dens[0, 0, 0] from the centre voxel
-    lo: np.ndarray            # (3,) min mask offset
-    hi: np.ndarray            # (3,) max mask offset
+    mask_off: np.ndarray  # (n, 3) int offsets (dz, dy, dx) of mask voxels from the centre voxel
+    dens: np.ndarray  # density crop
+    dens_lo: np.ndarray  # (3,) offset of dens[0, 0, 0] from the centre voxel
+    lo: np.ndarray  # (3,) min mask offset
+    hi: np.ndarray  # (3,) max mask offset
 
 
 def prepare_template(template: np.ndarray, *, mask_threshold: float = 0.1, name: str = "template"):
@@ -182,13 +195,15 @@ def _instance(p: _Prepared, angles, order: int, shift_zyx=(0.0, 0.0, 0.0)) -> _I
     support = np.argwhere(vol > 0)
     lo_d = support.min(axis=0)
     hi_d = support.max(axis=0) + 1
-    dens = vol[lo_d[0]:hi_d[0], lo_d[1]:hi_d[1], lo_d[2]:hi_d[2]]
-    return _Instance(mask_off=off, dens=dens, dens_lo=(lo_d - c).astype(np.int64),
-                     lo=off.min(axis=0), hi=off.max(axis=0))
+    dens = vol[lo_d[0] : hi_d[0], lo_d[1] : hi_d[1], lo_d[2] : hi_d[2]]
+    return _Instance(
+        mask_off=off, dens=dens, dens_lo=(lo_d - c).astype(np.int64), lo=off.min(axis=0), hi=off.max(axis=0)
+    )
 
 
-def counts_from_fractions(fractions: Mapping[str, float], mask_voxels: Mapping[str, int],
-                          slab_voxels: int) -> dict[str, int]:
+def counts_from_fractions(
+    fractions: Mapping[str, float], mask_voxels: Mapping[str, int], slab_voxels: int
+) -> dict[str, int]:
     """Volume fraction of the slab per class -> particle counts (rounded)."""
     return {k: int(round(f * slab_voxels / max(1, mask_voxels[k]))) for k, f in fractions.items()}
 
@@ -235,12 +250,22 @@ def _check_classes(classes: Sequence[LayoutClass]) -> None:
         seen_names.add(c.name)
 
 
-def random_layout(classes: Sequence[LayoutClass], box_zyx: Sequence[int], *, seed: int = 0,
-                  slab_z: tuple[int, int] | None = None, mask_threshold: float = 0.1, order: int = 1,
-                  max_tries: int = 2000, tries_per_orientation: int = 250, give_up_after: int = 3,
-                  allow_fewer: bool = False,
-                  progress: Callable[[int], None] | None = None, canvas: "_Canvas | None" = None,
-                  first_id: int = 1) -> Layout:
+def random_layout(
+    classes: Sequence[LayoutClass],
+    box_zyx: Sequence[int],
+    *,
+    seed: int = 0,
+    slab_z: tuple[int, int] | None = None,
+    mask_threshold: float = 0.1,
+    order: int = 1,
+    max_tries: int = 2000,
+    tries_per_orientation: int = 250,
+    give_up_after: int = 3,
+    allow_fewer: bool = False,
+    progress: Callable[[int], None] | None = None,
+    canvas: _Canvas | None = None,
+    first_id: int = 1,
+) -> Layout:
     """Place ``cls.count`` copies of every class at random, without mask overlaps.
 
     ``slab_z = (z0, z1)`` confines whole particle masks to Z indices ``[z0, z1)`` (default: the box).
@@ -272,8 +297,16 @@ def random_layout(classes: Sequence[LayoutClass], box_zyx: Sequence[int], *, see
                 if progress:
                     progress(1)
                 continue
-            res = _place_random(canvas, p, rng, bounds_lo, bounds_hi, order=order, max_tries=max_tries,
-                                tries_per_orientation=tries_per_orientation)
+            res = _place_random(
+                canvas,
+                p,
+                rng,
+                bounds_lo,
+                bounds_hi,
+                order=order,
+                max_tries=max_tries,
+                tries_per_orientation=tries_per_orientation,
+            )
             if res is None:
                 fails += 1
             else:
@@ -284,27 +317,56 @@ def random_layout(classes: Sequence[LayoutClass], box_zyx: Sequence[int], *, see
                 canvas.occ_flat[flat] = pid
                 canvas.cls_flat[flat] = p.cls.class_id
                 canvas.add_density(inst, centre)
-                rows.append((pid, p.cls.class_id, p.cls.name, float(centre[2]), float(centre[1]),
-                             float(centre[0]), *(float(a) for a in angles)))
+                rows.append(
+                    (
+                        pid,
+                        p.cls.class_id,
+                        p.cls.name,
+                        float(centre[2]),
+                        float(centre[1]),
+                        float(centre[0]),
+                        *(float(a) for a in angles),
+                    )
+                )
                 placed[p.cls.name] += 1
             if progress:
                 progress(1)
-    df = check_particles(pd.DataFrame(rows, columns=list(COLUMNS)) if rows else
-                         pd.DataFrame({c: [] for c in COLUMNS}), "layout")
-    layout = Layout(density=canvas.density, class_mask=canvas.class_mask, occupancy=canvas.occupancy,
-                    particles=df, requested=requested, placed=placed)
+    df = check_particles(
+        pd.DataFrame(rows, columns=list(COLUMNS)) if rows else pd.DataFrame({c: [] for c in COLUMNS}), "layout"
+    )
+    layout = Layout(
+        density=canvas.density,
+        class_mask=canvas.class_mask,
+        occupancy=canvas.occupancy,
+        particles=df,
+        requested=requested,
+        placed=placed,
+    )
     short = {k: (placed[k], requested[k]) for k in requested if placed[k] < requested[k]}
     if short and not allow_fewer:
         total_p = sum(placed.values())
         total_r = sum(requested.values())
         detail = ", ".join(f"{k} {a}/{b}" for k, (a, b) in short.items())
-        raise NotEnoughRoom(f"only {total_p} of {total_r} requested particles fit ({detail}); lower the "
-                            "counts/fractions, enlarge the box or slab, or pass --allow-fewer", layout)
+        raise NotEnoughRoom(
+            f"only {total_p} of {total_r} requested particles fit ({detail}); lower the "
+            "counts/fractions, enlarge the box or slab, or pass --allow-fewer",
+            layout,
+        )
     return layout
 
 
-def _place_random(canvas: _Canvas, p: _Prepared, rng: np.random.Generator, bounds_lo, bounds_hi, *,
-                  order: int, max_tries: int, tries_per_orientation: int, batch: int = 64):
+def _place_random(
+    canvas: _Canvas,
+    p: _Prepared,
+    rng: np.random.Generator,
+    bounds_lo,
+    bounds_hi,
+    *,
+    order: int,
+    max_tries: int,
+    tries_per_orientation: int,
+    batch: int = 64,
+):
     tries = 0
     while tries < max_tries:
         if p.cls.isotropic:
@@ -312,8 +374,8 @@ def _place_random(canvas: _Canvas, p: _Prepared, rng: np.random.Generator, bound
         else:
             angles = random_relion_angles(1, rng)[0]
         inst = _instance(p, angles, order)
-        lo_c = bounds_lo - inst.lo            # centre range so the whole mask is inside
-        hi_c = bounds_hi - inst.hi            # exclusive
+        lo_c = bounds_lo - inst.lo  # centre range so the whole mask is inside
+        hi_c = bounds_hi - inst.hi  # exclusive
         if np.any(hi_c <= lo_c):
             return None
         offs = inst.mask_off @ canvas.strides
@@ -338,10 +400,17 @@ def _place_random(canvas: _Canvas, p: _Prepared, rng: np.random.Generator, bound
     return None
 
 
-def place_particles(templates: Mapping[str, np.ndarray], particles: pd.DataFrame, box_zyx: Sequence[int],
-                    *, mask_threshold: float = 0.1, order: int = 1, isotropic: Sequence[str] = (),
-                    source: str = "particle list",
-                    progress: Callable[[int], None] | None = None) -> Layout:
+def place_particles(
+    templates: Mapping[str, np.ndarray],
+    particles: pd.DataFrame,
+    box_zyx: Sequence[int],
+    *,
+    mask_threshold: float = 0.1,
+    order: int = 1,
+    isotropic: Sequence[str] = (),
+    source: str = "particle list",
+    progress: Callable[[int], None] | None = None,
+) -> Layout:
     """Put every particle of the table at its centre and orientation (table order; ids and classes kept).
 
     ``templates`` maps each ``class_name`` of the table to its density; a missing one is an error. Classes
@@ -353,23 +422,25 @@ def place_particles(templates: Mapping[str, np.ndarray], particles: pd.DataFrame
     if unknown:
         raise InputError(f"{source}: unknown class {unknown[0]!r} (known: {', '.join(sorted(templates)) or 'none'})")
     xyz = df[["x", "y", "z"]].to_numpy()
-    centre = np.floor(xyz[:, ::-1] + 0.5).astype(np.int64)          # (z, y, x) voxel
+    centre = np.floor(xyz[:, ::-1] + 0.5).astype(np.int64)  # (z, y, x) voxel
     outside = np.any((centre < 0) | (centre >= np.asarray(box)), axis=1)
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
         r = df.iloc[i]
-        raise InputError(f"{source}: particle {int(r['particle_id'])} at x={r['x']:g} y={r['y']:g} "
-                         f"z={r['z']:g} is outside the box (X {box[2]}, Y {box[1]}, Z {box[0]}); "
-                         f"{int(outside.sum())} particle(s) outside")
+        raise InputError(
+            f"{source}: particle {int(r['particle_id'])} at x={r['x']:g} y={r['y']:g} "
+            f"z={r['z']:g} is outside the box (X {box[2]}, Y {box[1]}, Z {box[0]}); "
+            f"{int(outside.sum())} particle(s) outside"
+        )
     class_ids = df.groupby("class_name")["class_id"].first().to_dict()
     canvas = _Canvas(box, int(df["class_id"].max()) if len(df) else 1)
     prepared = {}
     for name in sorted(set(df["class_name"])):
-        cls = LayoutClass(class_id=int(class_ids[name]), name=name, template=templates[name],
-                          isotropic=name in set(isotropic))
+        cls = LayoutClass(
+            class_id=int(class_ids[name]), name=name, template=templates[name], isotropic=name in set(isotropic)
+        )
         prepared[name] = _prepare(cls, mask_threshold)
-    layout = Layout(density=canvas.density, class_mask=canvas.class_mask, occupancy=canvas.occupancy,
-                    particles=df)
+    layout = Layout(density=canvas.density, class_mask=canvas.class_mask, occupancy=canvas.occupancy, particles=df)
     shape = np.asarray(box)
     centres: set[int] = set()
     for i, r in enumerate(df.itertuples(index=False)):

@@ -29,36 +29,58 @@ that the filament's maximum density is ``contrast`` (protein-density units).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FilamentType", "FILAMENT_TYPES", "random_path", "path_frames", "subunits", "render_blobs",
-           "helical_priors", "write_filaments_star", "PSI_FLIP_RATIO"]
+from faket.rotation import relion_to_matrix
+
+__all__ = [
+    "FilamentType",
+    "FILAMENT_TYPES",
+    "random_path",
+    "path_frames",
+    "subunits",
+    "render_blobs",
+    "helical_priors",
+    "write_filaments_star",
+    "PSI_FLIP_RATIO",
+]
 
 
 @dataclass(frozen=True)
 class FilamentType:
     name: str
-    radius_nm: float            # subunit centres from the axis
-    rise_nm: float              # along the axis per subunit (per monomer for microtubules)
-    twist_deg: float            # about the axis per subunit (actin, custom)
-    sigma_nm: float             # blob size (microtubule, actin)
+    radius_nm: float  # subunit centres from the axis
+    rise_nm: float  # along the axis per subunit (per monomer for microtubules)
+    twist_deg: float  # about the axis per subunit (actin, custom)
+    sigma_nm: float  # blob size (microtubule, actin)
     persistence_length_nm: float
     protofilaments: int = 1
-    start: int = 0              # microtubule lattice start number (monomers of axial shift per turn)
+    start: int = 0  # microtubule lattice start number (monomers of axial shift per turn)
 
     def outer_radius_nm(self, template_radius_nm: float = 0.0) -> float:
         return self.radius_nm + (2.5 * self.sigma_nm if self.sigma_nm else template_radius_nm)
 
 
 FILAMENT_TYPES = {
-    "microtubule": FilamentType("microtubule", radius_nm=10.5, rise_nm=4.0, twist_deg=0.0, sigma_nm=1.4,
-                                persistence_length_nm=5.0e6, protofilaments=13, start=3),
-    "actin": FilamentType("actin", radius_nm=2.2, rise_nm=2.75, twist_deg=-166.7, sigma_nm=1.2,
-                          persistence_length_nm=1.7e4),
-    "custom": FilamentType("custom", radius_nm=0.0, rise_nm=5.0, twist_deg=0.0, sigma_nm=0.0,
-                           persistence_length_nm=1.0e3),
+    "microtubule": FilamentType(
+        "microtubule",
+        radius_nm=10.5,
+        rise_nm=4.0,
+        twist_deg=0.0,
+        sigma_nm=1.4,
+        persistence_length_nm=5.0e6,
+        protofilaments=13,
+        start=3,
+    ),
+    "actin": FilamentType(
+        "actin", radius_nm=2.2, rise_nm=2.75, twist_deg=-166.7, sigma_nm=1.2, persistence_length_nm=1.7e4
+    ),
+    "custom": FilamentType(
+        "custom", radius_nm=0.0, rise_nm=5.0, twist_deg=0.0, sigma_nm=0.0, persistence_length_nm=1.0e3
+    ),
 }
 
 
@@ -75,10 +97,9 @@ def _kick_sigma(x: float) -> float:
     For a kick ``g`` (2-D Gaussian, sigma ``s`` per component) the step's ``<cos> = <(1 + |g|^2)^-1/2>
     = sqrt(pi / a) erfcx(1 / sqrt(a))`` with ``a = 2 s^2``; solved by bisection (~``sqrt(x)`` when small).
     """
-    import math
-
     if x < 1e-8:
         return math.sqrt(x)
+    # lazy: scipy
     from scipy.special import erfcx
 
     target = math.exp(-x)
@@ -91,13 +112,22 @@ def _kick_sigma(x: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def random_path(rng: np.random.Generator, length: float, persistence_length: float, lo, hi, *, step: float = 1.0,
-                margin: float = 0.0, start=None, direction=None, max_kicks: int = 40):
+def random_path(
+    rng: np.random.Generator,
+    length: float,
+    persistence_length: float,
+    lo,
+    hi,
+    *,
+    step: float = 1.0,
+    margin: float = 0.0,
+    start=None,
+    direction=None,
+    max_kicks: int = 40,
+):
     """A worm-like chain of ``length`` (voxels) inside ``[lo + margin, hi - 1 - margin]`` (``(x, y, z)``
     bounds, voxels): points ``(n, 3)`` every ``step`` voxels (the last step shorter), or None when it ran
     into the walls."""
-    import math
-
     lo = np.asarray(lo, float) + margin
     hi = np.asarray(hi, float) - 1 - margin
     if np.any(hi < lo):
@@ -136,7 +166,7 @@ def random_path(rng: np.random.Generator, length: float, persistence_length: flo
             qx, qy, qz = x + h * ux, y + h * uy, z + h * uz
             if lx <= qx <= hx and ly <= qy <= hy and lz <= qz <= hz:
                 break
-            s = min(s * 1.3, 4 * sig)       # turn away from a wall, but never sharper than 4 sigma
+            s = min(s * 1.3, 4 * sig)  # turn away from a wall, but never sharper than 4 sigma
         else:
             return None
         x, y, z, tx, ty, tz = qx, qy, qz, ux, uy, uz
@@ -174,8 +204,15 @@ def _frame_at(s_query, s, T, N):
     return t, n, np.cross(t, n)
 
 
-def subunits(kind: FilamentType, pts: np.ndarray, voxel_nm: float, *, rise_nm: float | None = None,
-             twist_deg: float | None = None, radius_nm: float | None = None):
+def subunits(
+    kind: FilamentType,
+    pts: np.ndarray,
+    voxel_nm: float,
+    *,
+    rise_nm: float | None = None,
+    twist_deg: float | None = None,
+    radius_nm: float | None = None,
+):
     """Subunits of a filament along the polyline ``pts`` (voxels).
 
     Returns a dict of arrays: ``pos`` (m, 3) table positions (voxels; microtubule: dimer centres),
@@ -194,7 +231,7 @@ def subunits(kind: FilamentType, pts: np.ndarray, voxel_nm: float, *, rise_nm: f
         for p in range(P):
             shift = (p * kind.start * rise / P) % (2 * rise)
             n_mono = int(np.floor((total - shift) / rise)) + 1 if total >= shift else 0
-            n_mono -= n_mono % 2                          # whole dimers only
+            n_mono -= n_mono % 2  # whole dimers only
             sm = shift + np.arange(n_mono) * rise
             rows.append((np.full(len(sm), p), np.arange(len(sm)), sm, np.full(len(sm), 2 * np.pi * p / P)))
         pf = np.concatenate([a[0] for a in rows])
@@ -204,7 +241,7 @@ def subunits(kind: FilamentType, pts: np.ndarray, voxel_nm: float, *, rise_nm: f
         t, n, b = _frame_at(sm, s, T, N)
         radial = np.cos(phi)[:, None] * n + np.sin(phi)[:, None] * b
         blobs = _at(sm, s, pts) + r * radial
-        weight = np.where(mono % 2 == 0, 1.0, 0.85)     # alpha, beta
+        weight = np.where(mono % 2 == 0, 1.0, 0.85)  # alpha, beta
         # dimers: monomer pairs (2j, 2j + 1) of a protofilament
         first = mono % 2 == 0
         d_s = sm[first] + 0.5 * rise
@@ -213,8 +250,14 @@ def subunits(kind: FilamentType, pts: np.ndarray, voxel_nm: float, *, rise_nm: f
         d_rad = np.cos(dphi)[:, None] * dn + np.sin(dphi)[:, None] * db
         pos = _at(d_s, s, pts) + r * d_rad
         rot = np.stack([d_rad, np.cross(dt, d_rad), dt], axis=2)
-        return dict(pos=pos, rot=rot, strand=pf[first].astype(int), index=(mono[first] // 2).astype(int),
-                    blobs=blobs, blob_weight=weight)
+        return dict(
+            pos=pos,
+            rot=rot,
+            strand=pf[first].astype(int),
+            index=(mono[first] // 2).astype(int),
+            blobs=blobs,
+            blob_weight=weight,
+        )
     m = int(np.floor(total / rise)) + 1
     si = np.arange(m) * rise
     phi = np.arange(m) * twist
@@ -233,28 +276,33 @@ def render_blobs(centres_xyz: np.ndarray, weights: np.ndarray, sigma: float, box
     nz, ny, nx = (int(v) for v in box_zyx)
     h = int(np.ceil(3.0 * sigma))
     o = np.arange(-h, h + 1)
-    base = np.rint(centres_xyz[:, ::-1]).astype(np.int64)       # (k, 3) zyx
+    base = np.rint(centres_xyz[:, ::-1]).astype(np.int64)  # (k, 3) zyx
     frac = centres_xyz[:, ::-1] - base
-    g = [np.exp(-((o[None, :] - frac[:, i:i + 1]) ** 2) / (2 * sigma ** 2)) for i in range(3)]
-    w = (weights[:, None, None, None] * g[0][:, :, None, None] * g[1][:, None, :, None]
-         * g[2][:, None, None, :]).astype(np.float32)
+    g = [np.exp(-((o[None, :] - frac[:, i : i + 1]) ** 2) / (2 * sigma**2)) for i in range(3)]
+    w = (
+        weights[:, None, None, None] * g[0][:, :, None, None] * g[1][:, None, :, None] * g[2][:, None, None, :]
+    ).astype(np.float32)
     iz = base[:, 0:1] + o
     iy = base[:, 1:2] + o
     ix = base[:, 2:3] + o
-    ok = ((iz >= 0) & (iz < nz))[:, :, None, None] & ((iy >= 0) & (iy < ny))[:, None, :, None] \
+    ok = (
+        ((iz >= 0) & (iz < nz))[:, :, None, None]
+        & ((iy >= 0) & (iy < ny))[:, None, :, None]
         & ((ix >= 0) & (ix < nx))[:, None, None, :]
+    )
     lo = np.array([iz.min(), iy.min(), ix.min()]).clip(0)
     hi = np.minimum(np.array([iz.max(), iy.max(), ix.max()]) + 1, [nz, ny, nx])
     ly, lx = int(hi[1] - lo[1]), int(hi[2] - lo[2])
-    local = (((iz - lo[0])[:, :, None, None] * ly + (iy - lo[1])[:, None, :, None]) * lx
-             + (ix - lo[2])[:, None, None, :])[ok]
+    local = (
+        ((iz - lo[0])[:, :, None, None] * ly + (iy - lo[1])[:, None, :, None]) * lx + (ix - lo[2])[:, None, None, :]
+    )[ok]
     w = w[ok]
     thr = 1e-4 * float(weights.max())
-    if np.prod(hi - lo) <= 16_000_000:   # sum duplicates with a dense bincount over the bounding box
+    if np.prod(hi - lo) <= 16_000_000:  # sum duplicates with a dense bincount over the bounding box
         acc = np.bincount(local, weights=w)
         nzi = np.flatnonzero(acc > thr)
         vals = acc[nzi]
-    else:                                # long diagonal filaments: a sort bounds the memory instead
+    else:  # long diagonal filaments: a sort bounds the memory instead
         nzi, inv = np.unique(local, return_inverse=True)
         vals = np.bincount(inv, weights=w)
         keep = vals > thr
@@ -288,9 +336,8 @@ def helical_priors(df, *, voxel_size_a: float):
       template's z axis (RELION's helical axis) points: along the filament;
     - ``rlnAnglePsiFlipRatio``: :data:`PSI_FLIP_RATIO`.
     """
+    # lazy: pandas
     import pandas as pd
-
-    from faket.rotation import relion_to_matrix
 
     n = len(df)
     track = np.zeros(n)
@@ -306,22 +353,26 @@ def helical_priors(df, *, voxel_size_a: float):
             steps = np.einsum("ij,ij->i", xyz[idx[1:]] - xyz[idx[:-1]], t)
             s = np.concatenate([[0.0], np.cumsum(steps)])
             track[idx] = (s - s.min()) * float(voxel_size_a)
-    return pd.DataFrame({
-        "rlnHelicalTubeID": df["filament_id"].to_numpy(dtype=np.int64),
-        "rlnHelicalTrackLengthAngst": track,
-        "rlnAngleTiltPrior": df["tilt"].to_numpy(dtype=np.float64),
-        "rlnAnglePsiPrior": df["psi"].to_numpy(dtype=np.float64),
-        "rlnAnglePsiFlipRatio": np.full(n, PSI_FLIP_RATIO),
-    })
+    return pd.DataFrame(
+        {
+            "rlnHelicalTubeID": df["filament_id"].to_numpy(dtype=np.int64),
+            "rlnHelicalTrackLengthAngst": track,
+            "rlnAngleTiltPrior": df["tilt"].to_numpy(dtype=np.float64),
+            "rlnAnglePsiPrior": df["psi"].to_numpy(dtype=np.float64),
+            "rlnAnglePsiFlipRatio": np.full(n, PSI_FLIP_RATIO),
+        }
+    )
 
 
-def write_filaments_star(df, path, *, voxel_size_a: float, box_zyx, tomo_name: str = "faket", bin_factor: int = 1,
-                         unbinned_box_zyx=None) -> None:
+def write_filaments_star(
+    df, path, *, voxel_size_a: float, box_zyx, tomo_name: str = "faket", bin_factor: int = 1, unbinned_box_zyx=None
+) -> None:
     """Filament points (polylines, or subunits with angles) as a RELION 5 STAR ``particles`` block:
     ``rlnCenteredCoordinate{X,Y,Z}Angst`` from the bin-1 tomogram's centre N/2 (as ``particles.star``;
     ``bin_factor``, ``unbinned_box_zyx``: :func:`faket.formats.particles.relion_centre`), the filament in
     ``rlnHelicalTubeID`` (1..F), ``rlnHelicalTrackLengthAngst`` along it, and for subunits
     ``rlnAngleRot/Tilt/Psi`` and RELION's helical priors (:func:`helical_priors`)."""
+    # lazy: pandas, starfile
     import pandas as pd
     import starfile
 

@@ -40,8 +40,11 @@ def bilayer_profile(d: np.ndarray, thickness: float) -> np.ndarray:
     t = float(thickness)
     s_head = max(0.15 * t, 0.6)
     s_core = max(0.25 * t, 0.6)
-    return (np.exp(-((d - 0.35 * t) ** 2) / (2 * s_head ** 2)) + np.exp(-((d + 0.35 * t) ** 2) / (2 * s_head ** 2))
-            + 0.35 * np.exp(-(d ** 2) / (2 * s_core ** 2)))
+    return (
+        np.exp(-((d - 0.35 * t) ** 2) / (2 * s_head**2))
+        + np.exp(-((d + 0.35 * t) ** 2) / (2 * s_head**2))
+        + 0.35 * np.exp(-(d**2) / (2 * s_core**2))
+    )
 
 
 def _profile_peak(thickness: float) -> float:
@@ -85,7 +88,7 @@ class Membrane:
     rotation: np.ndarray
     radii: np.ndarray
     thickness: float
-    curvature_radius: float = np.inf   # planes: signed radius of curvature (voxels), > 0: centre on the +normal side
+    curvature_radius: float = np.inf  # planes: signed radius of curvature (voxels), > 0: centre on the +normal side
 
     @property
     def closed(self) -> bool:
@@ -100,11 +103,11 @@ class Membrane:
         """Signed distance (voxels) of points ``(..., 3)`` ``(x, y, z)`` from the mid-surface."""
         q = self.local(pts)
         if self.shape == "sphere":
-            return np.sqrt((q ** 2).sum(-1)) - self.radii[0]
+            return np.sqrt((q**2).sum(-1)) - self.radii[0]
         if self.shape == "ellipsoid":
             r = self.radii
             k0 = np.sqrt(((q / r) ** 2).sum(-1))
-            k1 = np.sqrt(((q / r ** 2) ** 2).sum(-1))
+            k1 = np.sqrt(((q / r**2) ** 2).sum(-1))
             return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
         if self.shape == "plane":
             rc = self.curvature_radius
@@ -114,7 +117,7 @@ class Membrane:
         if self.shape == "tube":
             rho = np.sqrt(q[..., 0] ** 2 + q[..., 1] ** 2) - self.radii[0]
             over = np.abs(q[..., 2]) - self.radii[2]
-            return np.where(over > 0, np.sqrt(np.maximum(over, 0) ** 2 + rho ** 2), rho)
+            return np.where(over > 0, np.sqrt(np.maximum(over, 0) ** 2 + rho**2), rho)
         raise ValueError(self.shape)
 
     def extent(self) -> float:
@@ -144,7 +147,7 @@ class Membrane:
                 q = np.array([rng.uniform(-big, big), rng.uniform(-big, big), 0.0])
                 n = np.array([0.0, 0.0, 1.0])
                 rc = self.curvature_radius
-                if np.isfinite(rc):   # onto the sphere of curvature (nearly area-uniform for |rc| >> box)
+                if np.isfinite(rc):  # onto the sphere of curvature (nearly area-uniform for |rc| >> box)
                     cq = np.array([0.0, 0.0, rc])
                     v = q - cq
                     q = cq + abs(rc) * v / np.linalg.norm(v)
@@ -167,7 +170,7 @@ class Membrane:
         if self.shape == "sphere":
             g = q
         elif self.shape == "ellipsoid":
-            g = q / self.radii ** 2
+            g = q / self.radii**2
         elif self.shape == "plane":
             if np.isfinite(self.curvature_radius):
                 g = (np.array([0.0, 0.0, self.curvature_radius]) - q) * np.sign(self.curvature_radius)
@@ -216,7 +219,7 @@ def render_membrane(m: Membrane, box_zyx, z_range, *, contrast: float = 1.0, blo
     chunk = max(1, 2_000_000 // off.shape[0])
     sel = np.flatnonzero(near)
     for s0 in range(0, len(sel), chunk):
-        b = sel[s0:s0 + chunk]
+        b = sel[s0 : s0 + chunk]
         pts = (bs[b].astype(np.int32)[:, None, :] + off[None, :, :]).reshape(-1, 3)
         if np.any(bs[b] + block > hi):
             pts = pts[(pts[:, 0] < hi[0]) & (pts[:, 1] < hi[1]) & (pts[:, 2] < hi[2])]

@@ -24,5 +24,16 @@ LOSSES = ("tversky+ce", "tversky")
 # The picker's defaults, defined once: the core (train_picker, PatchSampler, segment, localize), the CLI
 # (faket picker) and the config schema (benchmark.picker.*) take them from here (tests/test_benchmark.py
 # compares them).
-DEFAULTS = dict(steps=1000, batch=8, patch=16, lr=1e-4, shift=3, p_rotate=0.5, background_ratio=1.0,
-                loss=LOSSES[0], overlap=0.25, bandwidth=None, min_size_fraction=0.2)
+DEFAULTS = dict(
+    steps=1000,
+    batch=8,
+    patch=16,
+    lr=1e-4,
+    shift=3,
+    p_rotate=0.5,
+    background_ratio=1.0,
+    loss=LOSSES[0],
+    overlap=0.25,
+    bandwidth=None,
+    min_size_fraction=0.2,
+)

@@ -14,6 +14,7 @@ picker trained on those k alone (``alone_kK``); all scored on the remaining anno
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,9 @@ import pandas as pd
 
 from faket.errors import InputError
 from faket.formats.names import tomogram_file
-from faket.workflow.options import PHYSICS_FLAGS
+from faket.workflow import draw
+from faket.workflow import layout_box as _box
+from faket.workflow.options import PHYSICS_FLAGS, layout_opts, noise_opts, physics_opts, style_opts
 
 # ball radius (voxels) of a user's pick without occupancy mask or copick object radius
 DEFAULT_RADIUS = 5.0
@@ -52,8 +55,11 @@ def row_label(row: str, shifted: bool = True) -> str:
     if row.startswith("alone_k"):
         return f"ALONE k={row[7:]}"
     base, _, k = row.partition("_ft")
-    name = {"benchmark": "BENCHMARK-MISMATCHED" if shifted else "BENCHMARK", "matched": "PHYSICS-MATCHED",
-            "offline": "OFFLINE-DEFAULT"}.get(base, base.upper())
+    name = {
+        "benchmark": "BENCHMARK-MISMATCHED" if shifted else "BENCHMARK",
+        "matched": "PHYSICS-MATCHED",
+        "offline": "OFFLINE-DEFAULT",
+    }.get(base, base.upper())
     return f"{name} + FT k={k}" if k else name
 
 
@@ -77,8 +83,15 @@ def comparisons(rows: Sequence[str]) -> list[tuple[str, str]]:
     """
     have = set(rows)
     pairs = [(m, "benchmark") for m in MODALITIES if m != "benchmark"]
-    pairs += [("faket", "noisy"), ("faket", "baseline"), ("noisy", "baseline"), ("offline", "noisy"),
-              ("offline", "faket"), ("matched", "faket"), ("matched", "offline")]
+    pairs += [
+        ("faket", "noisy"),
+        ("faket", "baseline"),
+        ("noisy", "baseline"),
+        ("offline", "noisy"),
+        ("offline", "faket"),
+        ("matched", "faket"),
+        ("matched", "offline"),
+    ]
     ks = sorted({int(r.partition("_ft")[2]) for r in rows if "_ft" in r})
     for k in ks:
         for m in MODALITIES:
@@ -87,10 +100,16 @@ def comparisons(rows: Sequence[str]) -> list[tuple[str, str]]:
             pairs.append((finetune_row(m, k), m))
     return [(a, b) for a, b in pairs if a in have and b in have]
 
+
 # the paper's numbers (DeepFinder, SHREC 2021 model 9, means of 6 seeds): (localisation F1, classification F1)
-PAPER = {"benchmark": (0.815, 0.581), "faket": (0.800, 0.533), "noisy": (0.809, 0.459),
-         "baseline": (0.813, 0.441), "faket (random VGG)": (0.783, 0.434),
-         "faket + fine-tune": (0.820, 0.565)}  # the archived best: FakET pretraining + 3 benchmark tomograms
+PAPER = {
+    "benchmark": (0.815, 0.581),
+    "faket": (0.800, 0.533),
+    "noisy": (0.809, 0.459),
+    "baseline": (0.813, 0.441),
+    "faket (random VGG)": (0.783, 0.434),
+    "faket + fine-tune": (0.820, 0.565),
+}  # the archived best: FakET pretraining + 3 benchmark tomograms
 
 
 # --------------------------------------------------------------------------------------------------
@@ -112,8 +131,9 @@ def style_partner(name: str, names: Sequence[str]) -> str:
     """
     names = list(names)
     if len(names) < 2:
-        raise ValueError("the benchmark needs at least 2 training layouts (FAKET i is styled with another's "
-                         "physics tilt-series)")
+        raise ValueError(
+            "the benchmark needs at least 2 training layouts (FAKET i is styled with another's physics tilt-series)"
+        )
     return names[(names.index(name) + 1) % len(names)]
 
 
@@ -126,8 +146,6 @@ def picker_seeds(spec) -> list[int]:
 
 def layout_box(spec_path: str | None, shape_override=None) -> tuple[int, int, int]:
     """Box (Z, Y, X) that ``faket layout`` makes from the spec (or the override): :func:`faket.workflow.layout_box`."""
-    from faket.workflow import layout_box as _box
-
     return _box(spec_path or None, shape_override or None)
 
 
@@ -143,6 +161,7 @@ def user_test_sets(spec) -> list[dict[str, Any]]:
     if spec is None:
         return []
     if isinstance(spec, Mapping) and "copick" in spec:
+        # lazy: pandas
         from faket.picker.copick import config_path, run_names
 
         project = str(spec["copick"])
@@ -150,13 +169,23 @@ def user_test_sets(spec) -> list[dict[str, Any]]:
         runs = list(spec.get("runs") or have)
         missing = [r for r in runs if r not in have]
         if missing:
-            raise InputError(f"benchmark.test.runs: {missing[0]!r} is not a run of {project} (runs: "
-                             f"{', '.join(have[:10]) or 'none'})")
+            raise InputError(
+                f"benchmark.test.runs: {missing[0]!r} is not a run of {project} (runs: "
+                f"{', '.join(have[:10]) or 'none'})"
+            )
         if not runs:
             raise InputError(f"benchmark.test.copick: {project} has no runs")
-        return [{"kind": "copick", "name": r, "copick": project, "config": str(config_path(project)), "run": r,
-                 **{k: spec.get(k) for k in ("tomo_type", "voxel_spacing", "user", "session", "radius")}}
-                for r in runs]
+        return [
+            {
+                "kind": "copick",
+                "name": r,
+                "copick": project,
+                "config": str(config_path(project)),
+                "run": r,
+                **{k: spec.get(k) for k in ("tomo_type", "voxel_spacing", "user", "session", "radius")},
+            }
+            for r in runs
+        ]
     out, seen = [], set()
     for i, e in enumerate(spec):
         key = f"benchmark.test[{i}]"
@@ -195,7 +224,7 @@ def occupancy_from_picks(shape, points_zyx, radius) -> np.ndarray:
             R = int(np.ceil(r))
             g = np.arange(-R, R + 1)
             dz, dy, dx = np.meshgrid(g, g, g, indexing="ij")
-            ball = dz ** 2 + dy ** 2 + dx ** 2 <= r * r
+            ball = dz**2 + dy**2 + dx**2 <= r * r
             balls[r] = np.stack([dz[ball], dy[ball], dx[ball]], axis=1)
         v = np.round(p).astype(np.int64) + balls[r]
         ok = np.all((v >= 0) & (v < np.asarray(shape)), axis=1)
@@ -225,11 +254,19 @@ def score_rows(runs: Sequence[tuple[str, Any, str, Mapping[str, Any]]]) -> pd.Da
     for mod, seed, test, m in runs:
         loc = m.get("localisation") or {}
         cls = m.get("classification") or {}
-        r = {"modality": mod, "seed": int(seed), "test": test,
-             "loc_precision": loc.get("precision"), "loc_recall": loc.get("recall"), "loc_f1": loc.get("f1"),
-             "n_particles": loc.get("n_particles"), "n_picks": loc.get("n_picks"),
-             "cls_macro_precision": cls.get("macro_precision"), "cls_macro_recall": cls.get("macro_recall"),
-             "cls_macro_f1": cls.get("macro_f1")}
+        r = {
+            "modality": mod,
+            "seed": int(seed),
+            "test": test,
+            "loc_precision": loc.get("precision"),
+            "loc_recall": loc.get("recall"),
+            "loc_f1": loc.get("f1"),
+            "n_particles": loc.get("n_particles"),
+            "n_picks": loc.get("n_picks"),
+            "cls_macro_precision": cls.get("macro_precision"),
+            "cls_macro_recall": cls.get("macro_recall"),
+            "cls_macro_f1": cls.get("macro_f1"),
+        }
         for c, v in sorted((cls.get("per_class") or {}).items()):
             r[f"f1_{c}"] = v.get("f1")
         rows.append(r)
@@ -274,33 +311,61 @@ def paper_values(modality: str, faket_weights: str = "imagenet", shifted: bool =
     return PAPER.get(modality)
 
 
-def markdown_table(summ: pd.DataFrame, *, title: str = "", note: str = "", faket_weights: str = "imagenet",
-                   shifted: bool = False, comparisons: pd.DataFrame | None = None) -> str:
+def markdown_table(
+    summ: pd.DataFrame,
+    *,
+    title: str = "",
+    note: str = "",
+    faket_weights: str = "imagenet",
+    shifted: bool = False,
+    comparisons: pd.DataFrame | None = None,
+) -> str:
     lines = [f"### {title}", ""] if title else []
-    lines += ["| row | seeds | localisation P | localisation R | localisation F1 | classification F1 (macro) "
-              "| paper loc F1 / cls F1 |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| row | seeds | localisation P | localisation R | localisation F1 | classification F1 (macro) "
+        "| paper loc F1 / cls F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for _, r in summ.iterrows():
         p = paper_values(r["modality"], faket_weights, shifted)
-        lines.append(f"| {row_label(r['modality'], shifted)} | {int(r['n_seeds'])} | "
-                     f"{_pm(r['loc_precision_mean'], r['loc_precision_std'])} | "
-                     f"{_pm(r['loc_recall_mean'], r['loc_recall_std'])} | "
-                     f"{_pm(r['loc_f1_mean'], r['loc_f1_std'])} | "
-                     f"{_pm(r['cls_macro_f1_mean'], r['cls_macro_f1_std'])} | "
-                     + (f"{p[0]:.3f} / {p[1]:.3f} |" if p else "- |"))
-    lines += ["", "Mean ± standard deviation over picker seeds (each seed: mean over the scored test tomograms). "
-              "Paper: DeepFinder on SHREC 2021, means of 6 seeds"
-              + ("; FAKET row: the paper's random-VGG-weights ablation (the weights used here)"
-                 if faket_weights == "random" else "")
-              + ("; the paper's BENCHMARK was trained on the test tomogram's own simulator: PHYSICS-MATCHED here"
-                 if shifted else "") + "."]
+        lines.append(
+            f"| {row_label(r['modality'], shifted)} | {int(r['n_seeds'])} | "
+            f"{_pm(r['loc_precision_mean'], r['loc_precision_std'])} | "
+            f"{_pm(r['loc_recall_mean'], r['loc_recall_std'])} | "
+            f"{_pm(r['loc_f1_mean'], r['loc_f1_std'])} | "
+            f"{_pm(r['cls_macro_f1_mean'], r['cls_macro_f1_std'])} | " + (f"{p[0]:.3f} / {p[1]:.3f} |" if p else "- |")
+        )
+    lines += [
+        "",
+        "Mean ± standard deviation over picker seeds (each seed: mean over the scored test tomograms). "
+        "Paper: DeepFinder on SHREC 2021, means of 6 seeds"
+        + (
+            "; FAKET row: the paper's random-VGG-weights ablation (the weights used here)"
+            if faket_weights == "random"
+            else ""
+        )
+        + (
+            "; the paper's BENCHMARK was trained on the test tomogram's own simulator: PHYSICS-MATCHED here"
+            if shifted
+            else ""
+        )
+        + ".",
+    ]
     pcs = sorted(c[3:-5] for c in summ.columns if c.startswith("f1_") and c.endswith("_mean"))
     if pcs:
-        lines += ["", "Per-class F1 (mean over seeds):", "",
-                  "| row | " + " | ".join(pcs) + " |", "|---|" + "---|" * len(pcs)]
+        lines += [
+            "",
+            "Per-class F1 (mean over seeds):",
+            "",
+            "| row | " + " | ".join(pcs) + " |",
+            "|---|" + "---|" * len(pcs),
+        ]
         for _, r in summ.iterrows():
-            lines.append(f"| {row_label(r['modality'], shifted)} | "
-                         + " | ".join("-" if pd.isna(r[f'f1_{c}_mean']) else f"{r[f'f1_{c}_mean']:.2f}" for c in pcs)
-                         + " |")
+            lines.append(
+                f"| {row_label(r['modality'], shifted)} | "
+                + " | ".join("-" if pd.isna(r[f"f1_{c}_mean"]) else f"{r[f'f1_{c}_mean']:.2f}" for c in pcs)
+                + " |"
+            )
     if comparisons is not None and len(comparisons):
         lines += ["", comparison_table(comparisons, shifted=shifted).rstrip("\n")]
     if note:
@@ -313,10 +378,13 @@ def comparison_table(comp: pd.DataFrame, *, shifted: bool = False) -> str:
     if not len(comp):
         return ""
     level = float(comp["level"].iloc[0])
-    lines = [f"Paired differences a - b over (seed, scored test tomogram), mean and bootstrap {level:.0%} "
-             "interval; *separated* only where the interval excludes 0:", "",
-             "| a - b | units | localisation F1 difference | | classification F1 difference | |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Paired differences a - b over (seed, scored test tomogram), mean and bootstrap {level:.0%} "
+        "interval; *separated* only where the interval excludes 0:",
+        "",
+        "| a - b | units | localisation F1 difference | | classification F1 difference | |",
+        "|---|---|---|---|---|---|",
+    ]
     for (a, b), g in comp.groupby(["a", "b"], sort=False):
         cells = []
         for metric in ("loc_f1", "cls_macro_f1"):
@@ -325,20 +393,27 @@ def comparison_table(comp: pd.DataFrame, *, shifted: bool = False) -> str:
                 cells += ["-", "-"]
                 continue
             r = r.iloc[0]
-            cells += [f"{r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]",
-                      "**separated**" if r["separated"] else "not separated"]
+            cells += [
+                f"{r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]",
+                "**separated**" if r["separated"] else "not separated",
+            ]
         n = int(g["n_units"].max())
-        lines.append(f"| {row_label(a, shifted)} - {row_label(b, shifted)} | {n} ({int(g['n_seeds'].max())} seeds) | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {row_label(a, shifted)} - {row_label(b, shifted)} | {n} ({int(g['n_seeds'].max())} seeds) | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def comparison_figure(comp: pd.DataFrame, path, *, title: str = "", shifted: bool = False) -> None:
     """Forest plot: each comparison's mean paired difference with its bootstrap interval, per metric; the
     separated ones drawn filled, the others open."""
+    # lazy: matplotlib
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib
     import matplotlib.pyplot as plt
 
     pairs = list(dict.fromkeys(zip(comp["a"], comp["b"])))
@@ -357,25 +432,34 @@ def comparison_figure(comp: pd.DataFrame, path, *, title: str = "", shifted: boo
         ax.set_xlabel(f"difference in {lab}")
     axes[0].set_yticks(ys, [f"{row_label(a, shifted)} - {row_label(b, shifted)}" for a, b in pairs], fontsize=7)
     level = float(comp["level"].iloc[0]) if len(comp) else 0.95
-    fig.suptitle((title + "\n" if title else "") + f"paired differences, bootstrap {level:.0%} intervals; filled red ="
-                 " separated (interval excludes 0)", fontsize=8)
+    fig.suptitle(
+        (title + "\n" if title else "") + f"paired differences, bootstrap {level:.0%} intervals; filled red ="
+        " separated (interval excludes 0)",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
 
 
-def figure(summ: pd.DataFrame, path, *, title: str = "", faket_weights: str = "imagenet", shifted: bool = False) -> None:
+def figure(
+    summ: pd.DataFrame, path, *, title: str = "", faket_weights: str = "imagenet", shifted: bool = False
+) -> None:
     """F1 per modality (localisation and classification) with error bars (std over seeds), PNG."""
+    # lazy: matplotlib
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib
     import matplotlib.pyplot as plt
 
     x = np.arange(len(summ))
     fig, ax = plt.subplots(figsize=(1.6 + 0.9 * len(summ), 4.2), dpi=120)
     w = 0.38
-    for off, key, lab, col in ((-w / 2, "loc_f1", "localisation F1", "#4c72b0"),
-                               (w / 2, "cls_macro_f1", "classification F1 (macro)", "#dd8452")):
+    for off, key, lab, col in (
+        (-w / 2, "loc_f1", "localisation F1", "#4c72b0"),
+        (w / 2, "cls_macro_f1", "classification F1 (macro)", "#dd8452"),
+    ):
         m = summ[f"{key}_mean"].to_numpy(dtype=float)
         s = np.nan_to_num(summ[f"{key}_std"].to_numpy(dtype=float))
         ax.bar(x + off, m, w, yerr=s, capsize=3, label=lab, color=col)
@@ -384,8 +468,9 @@ def figure(summ: pd.DataFrame, path, *, title: str = "", faket_weights: str = "i
         if p:
             ax.plot([i - w, i], [p[0]] * 2, "k--", lw=1)
             ax.plot([i, i + w], [p[1]] * 2, "k:", lw=1)
-    ax.set_xticks(x, [row_label(m, shifted).replace(" + ", "\n+ ") for m in summ["modality"]], fontsize=7,
-                  rotation=30, ha="right")
+    ax.set_xticks(
+        x, [row_label(m, shifted).replace(" + ", "\n+ ") for m in summ["modality"]], fontsize=7, rotation=30, ha="right"
+    )
     ax.set_ylim(0, 1)
     ax.set_ylabel("F1 on the test tomograms")
     ax.set_title(title + "\nbars: mean ± std over seeds; lines: paper (dashed loc, dotted cls)", fontsize=8)
@@ -423,8 +508,10 @@ class Plan:
         self.generated_test = [] if self.user else test_names(bm["test_tomograms"])
         self.unlabelled = [] if ref else unlabelled_names(bm["unlabelled_tomograms"])
         if not ref and not self.unlabelled:
-            raise InputError("benchmark.unlabelled_tomograms: at least 1 (the test domain's unlabelled tilt-series "
-                             "that NOISY, BASELINE and FAKET are fitted to), or set benchmark.style_reference")
+            raise InputError(
+                "benchmark.unlabelled_tomograms: at least 1 (the test domain's unlabelled tilt-series "
+                "that NOISY, BASELINE and FAKET are fitted to), or set benchmark.style_reference"
+            )
         self.annotated = [u["name"] for u in self.user] or self.generated_test
         ft = {**FINETUNE_DEFAULTS, **(bm.get("finetune") or {})}
         self.ks = sorted({int(k) for k in ft["k"]})
@@ -432,10 +519,12 @@ class Plan:
         kmax = max(self.ks, default=0)
         if kmax >= len(self.annotated):
             src = "benchmark.test" if self.user else "benchmark.test_tomograms"
-            raise InputError(f"benchmark.finetune.k: fine-tuning on {kmax} annotated test tomograms needs at least "
-                             f"{kmax + 1} ({src} gives {len(self.annotated)}): the others are scored")
-        self.pool = self.annotated[:kmax]          # fine-tuning tomograms (the first k of them for each k)
-        self.test = self.annotated[kmax:]          # scored test tomograms (every row is scored on these)
+            raise InputError(
+                f"benchmark.finetune.k: fine-tuning on {kmax} annotated test tomograms needs at least "
+                f"{kmax + 1} ({src} gives {len(self.annotated)}): the others are scored"
+            )
+        self.pool = self.annotated[:kmax]  # fine-tuning tomograms (the first k of them for each k)
+        self.test = self.annotated[kmax:]  # scored test tomograms (every row is scored on these)
         self.seeds = picker_seeds(bm["seeds"])
         self.modalities = list(bm["modalities"])
         self.bin = int(bm["bin"])
@@ -457,16 +546,15 @@ class Plan:
             v = self.bm.get(old)
             if v is not None:
                 if key in td and td[key] != v:
-                    raise InputError(f"benchmark.{old}: {v} differs from benchmark.test_domain.{key}: {td[key]} "
-                                     "(give one)")
+                    raise InputError(
+                        f"benchmark.{old}: {v} differs from benchmark.test_domain.{key}: {td[key]} (give one)"
+                    )
                 td[key] = v
         return td
 
     @staticmethod
     def pattern(names) -> str:
         """Wildcard constraint matching exactly these names (never matches when there are none)."""
-        import re
-
         return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
     # names and files
@@ -507,19 +595,27 @@ class Plan:
         if test in self.user_by:
             u = self.user_by[test]
             tomo = u["tomogram"] if u["kind"] == "folder" else f"{self.DIR}/user/{test}/tomogram.mrc"
-            return {"tomogram": tomo, "truth": f"{self.DIR}/user/{test}/particles.csv",
-                    "occupancy": f"{self.DIR}/user/{test}/occupancy_mask.mrc",
-                    "class_mask": f"{self.DIR}/user/{test}/class_mask.mrc"}
-        return {"tomogram": f"{self.DIR}/{test}/{tomogram_file('benchmark', self.bin, name_faket=True)}",
-                "truth": f"{self.DIR}/{test}/particles_bin{self.bin}.csv",
-                "occupancy": f"{self.DIR}/{test}/occupancy_mask_bin{self.bin}.mrc",
-                "class_mask": f"{self.DIR}/{test}/class_mask_bin{self.bin}.mrc"}
+            return {
+                "tomogram": tomo,
+                "truth": f"{self.DIR}/user/{test}/particles.csv",
+                "occupancy": f"{self.DIR}/user/{test}/occupancy_mask.mrc",
+                "class_mask": f"{self.DIR}/user/{test}/class_mask.mrc",
+            }
+        return {
+            "tomogram": f"{self.DIR}/{test}/{tomogram_file('benchmark', self.bin, name_faket=True)}",
+            "truth": f"{self.DIR}/{test}/particles_bin{self.bin}.csv",
+            "occupancy": f"{self.DIR}/{test}/occupancy_mask_bin{self.bin}.mrc",
+            "class_mask": f"{self.DIR}/{test}/class_mask_bin{self.bin}.mrc",
+        }
 
     def finetune_inputs(self, k: int) -> dict[str, list[str]]:
         """The first k annotated test tomograms: tomograms, class masks, particle tables."""
         ins = [self.test_inputs(t) for t in self.pool[:k]]
-        return {"tomograms": [i["tomogram"] for i in ins], "masks": [i["class_mask"] for i in ins],
-                "particles": [i["truth"] for i in ins]}
+        return {
+            "tomograms": [i["tomogram"] for i in ins],
+            "masks": [i["class_mask"] for i in ins],
+            "particles": [i["truth"] for i in ins],
+        }
 
     def rows(self) -> list[str]:
         """Result rows: the modalities, then per k the fine-tuned modalities, then per k 'alone'."""
@@ -546,16 +642,12 @@ class Plan:
 
     # options of the steps
     def layout_opts(self) -> str:
-        from faket.workflow.options import layout_opts
-
         return layout_opts(self.config["layout"], spec=self.spec or "")
 
     def physics_settings(self, name: str, domain: str | None = None) -> dict[str, Any]:
         """faket reference settings of a layout's physics tilt-series: the training domain's
         (``reference.physics``) or, for test-domain layouts (or ``domain='test'``), those overridden by
         ``benchmark.test_domain``; ranges drawn per layout seed (:func:`faket.workflow.draw`)."""
-        from faket.workflow import draw
-
         phys = self.config["reference"]["physics"]
         settings = {k: (f"reference.physics.{k}", phys[k]) for k in ("defocus_um", "dose")}
         if domain == "test" or (domain is None and self.in_test_domain(name)):
@@ -563,20 +655,13 @@ class Plan:
         return {k: draw(self.seed(name), key, v) for k, (key, v) in settings.items()}
 
     def physics_opts(self, name: str, domain: str | None = None) -> str:
-        from faket.workflow.options import physics_opts
-
         return physics_opts(self.physics_settings(name, domain))
 
     def noise_opts(self, name: str) -> str:
-        from faket.workflow import draw
-        from faket.workflow.options import noise_opts
-
         n = self.config["noise"]
         return noise_opts(n, draw(self.seed(name), "noise.snr", n["snr"]))
 
     def style_opts(self) -> str:
-        from faket.workflow.options import style_opts
-
         return style_opts(self.config["style"])
 
     def train_opts(self) -> str:
@@ -590,21 +675,28 @@ class Plan:
 
     @staticmethod
     def train_pairs(tomograms, masks, particles) -> str:
-        return " ".join(f"--tomogram {t} --class-mask {m} --particles {p}"
-                        for t, m, p in zip(tomograms, masks, particles))
+        return " ".join(
+            f"--tomogram {t} --class-mask {m} --particles {p}" for t, m, p in zip(tomograms, masks, particles)
+        )
 
     def localize_opts(self) -> str:
         p = self.picker
-        o = (f"--bandwidth {p['bandwidth']:g} " if p["bandwidth"] is not None else "") + \
-            f"--min-size-fraction {p['min_size_fraction']:g}"
+        o = (
+            f"--bandwidth {p['bandwidth']:g} " if p["bandwidth"] is not None else ""
+        ) + f"--min-size-fraction {p['min_size_fraction']:g}"
         return o + (" --per-class" if p["per_class"] else "")
 
     def truth_opts(self, test: str) -> str:
         u = self.user_by[test]
         if u["kind"] == "copick":
             opts = [f"--copick {u['copick']} --run {u['run']}"]
-            for k, flag in (("tomo_type", "--tomo-type"), ("voxel_spacing", "--voxel-spacing"), ("user", "--user"),
-                            ("session", "--session"), ("radius", "--radius")):
+            for k, flag in (
+                ("tomo_type", "--tomo-type"),
+                ("voxel_spacing", "--voxel-spacing"),
+                ("user", "--user"),
+                ("session", "--session"),
+                ("radius", "--radius"),
+            ):
                 if u.get(k) is not None:
                     opts.append(f"{flag} {u[k]}")
             return " ".join(opts)
@@ -614,27 +706,42 @@ class Plan:
         return " ".join(f"--metrics {m} {s} {t} {p}" for (m, s, t), p in zip(self.runs(), metric_files))
 
     def summary_opts(self) -> str:
-        return ("--shifted" if self.shifted else "") + f" --bootstrap-seed {self.bm['bootstrap']['seed']}" \
+        return (
+            ("--shifted" if self.shifted else "")
+            + f" --bootstrap-seed {self.bm['bootstrap']['seed']}"
             + f" --bootstrap-samples {self.bm['bootstrap']['samples']}"
+        )
 
     def domain_note(self) -> str:
         if self.user:
             return "test domain: the user's annotated tomograms"
         if not self.domain:
             return "test domain = training domain (no benchmark.test_domain settings)"
-        return "test domain: " + ", ".join(f"{k} {v}" for k, v in self.domain.items()) + \
-            " (training domain: reference.physics, faket reference defaults)"
+        return (
+            "test domain: "
+            + ", ".join(f"{k} {v}" for k, v in self.domain.items())
+            + " (training domain: reference.physics, faket reference defaults)"
+        )
 
     def note(self) -> str:
         p = self.picker
-        test = (f"{len(self.annotated)} user-annotated tomogram(s)" if self.user else
-                f"{len(self.annotated)} annotated test-domain layout(s)")
-        ft = (f"; fine-tuning on the first k = {', '.join(map(str, self.ks))} of them ({self.finetune_steps} steps), "
-              f"{len(self.test)} scored" if self.ks else ", all scored")
+        test = (
+            f"{len(self.annotated)} user-annotated tomogram(s)"
+            if self.user
+            else f"{len(self.annotated)} annotated test-domain layout(s)"
+        )
+        ft = (
+            f"; fine-tuning on the first k = {', '.join(map(str, self.ks))} of them ({self.finetune_steps} steps), "
+            f"{len(self.test)} scored"
+            if self.ks
+            else ", all scored"
+        )
         ref = self.bm.get("style_reference")
         fit = f"style/noise reference {ref}" if ref else f"{len(self.unlabelled)} unlabelled test-domain tilt-series"
-        return (f"Configuration: {len(self.train)} training layouts ({self.spec or 'faket layout default'}); "
-                f"{self.domain_note()}; {fit}; {test}{ft}; bin {self.bin}, angles {self.config['angles']}, "
-                f"style weights {self.config['style']['weights']}; picker: {p['steps']} steps x {p['batch']} "
-                f"patches of {p['patch']}^3, lr {p['lr']:g}, loss {p['loss']}; seeds {self.seeds}; excluded "
-                f"classes: {', '.join(self.bm['exclude_classes']) or 'none'}.")
+        return (
+            f"Configuration: {len(self.train)} training layouts ({self.spec or 'faket layout default'}); "
+            f"{self.domain_note()}; {fit}; {test}{ft}; bin {self.bin}, angles {self.config['angles']}, "
+            f"style weights {self.config['style']['weights']}; picker: {p['steps']} steps x {p['batch']} "
+            f"patches of {p['patch']}^3, lr {p['lr']:g}, loss {p['loss']}; seeds {self.seeds}; excluded "
+            f"classes: {', '.join(self.bm['exclude_classes']) or 'none'}."
+        )

@@ -9,12 +9,21 @@ The picker uses it for a user's annotated copick project as a test set (``benchm
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
 
-from faket.formats.copick import (_open_project, check_copick_id, copick_config_path, copick_name, get_run, particles_to_picks, read_copick_particles)
 from faket.errors import InputError
+from faket.formats.copick import (
+    _open_project,
+    check_copick_id,
+    copick_config_path,
+    copick_name,
+    get_run,
+    particles_to_picks,
+    read_copick_particles,
+)
 
 DEFAULT_PICKER_USER = "faket-picker"
 
@@ -39,8 +48,9 @@ def _voxel_spacing(run, project: str, voxel_spacing: float | None):
         raise InputError(f"{project}: run {run.name} has no tomograms (no voxel spacing)")
     if voxel_spacing is None:
         if len(spacings) > 1:
-            raise InputError(f"{project}: run {run.name} has voxel spacings {spacings}; choose one "
-                             "(voxel_spacing / --voxel-spacing)")
+            raise InputError(
+                f"{project}: run {run.name} has voxel spacings {spacings}; choose one (voxel_spacing / --voxel-spacing)"
+            )
         voxel_spacing = spacings[0]
     vs = next((v for v in run.voxel_spacings if abs(v.voxel_size - float(voxel_spacing)) < 1e-3), None)
     if vs is None:
@@ -48,8 +58,9 @@ def _voxel_spacing(run, project: str, voxel_spacing: float | None):
     return vs
 
 
-def read_tomogram(project: str, run: str, tomo_type: str | None = None, voxel_spacing: float | None = None
-                  ) -> tuple[np.ndarray, float]:
+def read_tomogram(
+    project: str, run: str, tomo_type: str | None = None, voxel_spacing: float | None = None
+) -> tuple[np.ndarray, float]:
     """``(tomogram (Z, Y, X) float32, voxel size A)`` of one run. Without ``tomo_type`` the run's only
     tomogram type; without ``voxel_spacing`` its only voxel spacing (several: an error listing them)."""
     root = open_project(project)
@@ -58,11 +69,13 @@ def read_tomogram(project: str, run: str, tomo_type: str | None = None, voxel_sp
     types = sorted(t.tomo_type for t in vs.tomograms)
     if tomo_type is None:
         if len(types) != 1:
-            raise InputError(f"{project}: run {run} at {vs.voxel_size:g} A has tomogram types {types or 'none'}; "
-                             "choose one (tomo_type / --tomo-type)")
+            raise InputError(
+                f"{project}: run {run} at {vs.voxel_size:g} A has tomogram types {types or 'none'}; "
+                "choose one (tomo_type / --tomo-type)"
+            )
         tomo_type = types[0]
     found = vs.get_tomograms(tomo_type)
-    tomo = found[0] if found else None      # several of one type (portal projects): the first
+    tomo = found[0] if found else None  # several of one type (portal projects): the first
     if tomo is None:
         raise InputError(f"{project}: run {run} has no tomogram {tomo_type!r} at {vs.voxel_size:g} A (has {types})")
     try:
@@ -74,12 +87,11 @@ def read_tomogram(project: str, run: str, tomo_type: str | None = None, voxel_sp
     return data, float(vs.voxel_size)
 
 
-def read_truth(project: str, run: str, voxel_size_a: float, *, user: str | None = None,
-               session: str | None = None) -> pd.DataFrame:
+def read_truth(
+    project: str, run: str, voxel_size_a: float, *, user: str | None = None, session: str | None = None
+) -> pd.DataFrame:
     """Every particle object's picks of ``run`` as a faket particle table in voxels of ``voxel_size_a``
     (non-particle objects such as membranes are left out)."""
-    from urllib.parse import urlencode
-
     q = {k: v for k, v in (("user", user), ("session", session), ("voxel_spacing", voxel_size_a)) if v}
     df = read_copick_particles(f"copick://{project}/{run}/*?{urlencode(q)}", voxel_size_a=voxel_size_a)
     root = open_project(project)
@@ -89,10 +101,14 @@ def read_truth(project: str, run: str, voxel_size_a: float, *, user: str | None 
 
 def object_radii(project: str) -> dict[str, float]:
     """``{faket class name: radius A}`` of the project's particle objects that state a radius."""
+    # lazy: pandas
     from faket.formats.copick import faket_name
 
-    return {faket_name(o.name): float(o.radius) for o in open_project(project).pickable_objects
-            if o.is_particle and o.radius}
+    return {
+        faket_name(o.name): float(o.radius)
+        for o in open_project(project).pickable_objects
+        if o.is_particle and o.radius
+    }
 
 
 def check_pick_classes(project: str, class_names) -> None:
@@ -100,12 +116,21 @@ def check_pick_classes(project: str, class_names) -> None:
     objects = {o.name for o in open_project(project).pickable_objects}
     missing = sorted(n for n in {str(c) for c in class_names} if copick_name(n) not in objects)
     if missing:
-        raise InputError(f"{project}: class {missing[0]!r} is not a pickable object of the project "
-                         f"(objects: {', '.join(sorted(objects)) or 'none'})")
+        raise InputError(
+            f"{project}: class {missing[0]!r} is not a pickable object of the project "
+            f"(objects: {', '.join(sorted(objects)) or 'none'})"
+        )
 
 
-def write_picks(project: str, run: str, picks: pd.DataFrame, voxel_size_a: float, *,
-                user_id: str = DEFAULT_PICKER_USER, session_id: str = "0") -> dict[str, Any]:
+def write_picks(
+    project: str,
+    run: str,
+    picks: pd.DataFrame,
+    voxel_size_a: float,
+    *,
+    user_id: str = DEFAULT_PICKER_USER,
+    session_id: str = "0",
+) -> dict[str, Any]:
     """Write a faket particle table (voxels of a grid of ``voxel_size_a``) as copick picks of ``run`` (created
     when missing), one picks file per class (user ``user_id``, session ``session_id``; replaced when it
     exists). Every class must be a pickable object of the project. Returns ``{object: n_picks}``."""

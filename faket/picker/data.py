@@ -18,6 +18,7 @@ import pandas as pd
 from faket.errors import InputError
 from faket.formats.voxel import same_sampling
 
+
 # two voxel sizes (A) are the same sampling when they differ by at most this fraction
 def other_sampling(a: float | None, b: float | None) -> bool:
     """Two voxel sizes (A, either may be unknown) that are not the same sampling (:func:`faket.formats.voxel.same_sampling`)."""
@@ -55,14 +56,18 @@ def _remap(mask: np.ndarray, table: pd.DataFrame, model_ids: Mapping[str, int], 
     for cid, cname in zip(table["class_id"], table["class_name"]):
         cid, cname = int(cid), str(cname)
         if cname.lower() not in model_ids:
-            raise InputError(f"{where}: class {cname!r} is not a class of the initial model (its classes: "
-                             f"{', '.join(sorted(model_ids)) or 'none'})")
+            raise InputError(
+                f"{where}: class {cname!r} is not a class of the initial model (its classes: "
+                f"{', '.join(sorted(model_ids)) or 'none'})"
+            )
         mapping[cid] = model_ids[cname.lower()]
     present = {int(c) for c in np.unique(mask) if c > 0}
     unnamed = sorted(present - set(mapping))
     if unnamed:
-        raise InputError(f"{where}: class mask holds id {unnamed[0]}, which no particle of its table names; "
-                         "fine-tuning maps classes onto the initial model's by name")
+        raise InputError(
+            f"{where}: class mask holds id {unnamed[0]}, which no particle of its table names; "
+            "fine-tuning maps classes onto the initial model's by name"
+        )
     lut = np.zeros(int(mask.max()) + 1, np.int64)
     for a, b in mapping.items():
         if a < lut.size:
@@ -89,8 +94,9 @@ def training_set(items: Sequence[TrainingItem], *, patch: int, init: Mapping[str
         v = np.asarray(it.volume)
         lab = np.asarray(it.mask)
         if v.shape != lab.shape:
-            raise InputError(f"{it.mask_name}: class mask shape {lab.shape} differs from its tomogram {it.name} "
-                             f"{v.shape}")
+            raise InputError(
+                f"{it.mask_name}: class mask shape {lab.shape} differs from its tomogram {it.name} {v.shape}"
+            )
         if min(v.shape) < patch:
             raise InputError(f"{it.name}: tomogram {v.shape} is smaller than --patch {patch}")
         if (lab < 0).any() or (lab != np.round(lab)).any():
@@ -100,8 +106,9 @@ def training_set(items: Sequence[TrainingItem], *, patch: int, init: Mapping[str
             raise InputError(f"{it.mask_name}: class mask has no particles (all background)")
         if other_sampling(it.voxel_size_a, voxel):
             what = "the initial model's" if init is not None else "the first training tomogram's"
-            raise InputError(f"{it.name}: voxel size {it.voxel_size_a:g} A differs from {what} {voxel:g} A; "
-                             "train on one sampling")
+            raise InputError(
+                f"{it.name}: voxel size {it.voxel_size_a:g} A differs from {what} {voxel:g} A; train on one sampling"
+            )
         voxel = voxel or it.voxel_size_a
         df = it.particles
         if df is not None:
@@ -110,8 +117,10 @@ def training_set(items: Sequence[TrainingItem], *, patch: int, init: Mapping[str
                 df = df.assign(class_id=[model_ids[str(n).lower()] for n in df["class_name"]])
             for cid, cname in zip(df["class_id"], df["class_name"]):
                 if names.setdefault(int(cid), str(cname)) != str(cname):
-                    raise InputError(f"{it.particles_name}: class {int(cid)} is called {cname!r} here but "
-                                     f"{names[int(cid)]!r} in another table")
+                    raise InputError(
+                        f"{it.particles_name}: class {int(cid)} is called {cname!r} here but "
+                        f"{names[int(cid)]!r} in another table"
+                    )
             ids, counts = np.unique(lab[lab > 0], return_counts=True)
             per = df.groupby("class_id").size()
             for c, n in zip(ids, counts):
@@ -127,8 +136,9 @@ def training_set(items: Sequence[TrainingItem], *, patch: int, init: Mapping[str
     if init is not None:
         model_n = int(init["n_out"])
         if n_out > model_n:
-            raise InputError(f"{items[0].mask_name}: class ids up to {n_out - 1}, but the initial model has "
-                             f"{model_n - 1} classes")
+            raise InputError(
+                f"{items[0].mask_name}: class ids up to {n_out - 1}, but the initial model has {model_n - 1} classes"
+            )
         n_out = model_n
         names = {**{int(c): str(n) for c, n in (init.get("class_names") or {}).items()}, **names}
         sizes = {**{int(c): float(s) for c, s in (init.get("class_sizes") or {}).items()}, **sizes}

@@ -13,13 +13,31 @@ from faket.picker.net import DeepFinderUNet
 FORMAT = "faket-picker/1"
 
 
-def save_model(path, model: DeepFinderUNet, *, class_names: dict[int, str], class_sizes: dict[int, float],
-               patch: int, params: dict[str, Any], losses: list[float], voxel_size_a: float | None = None) -> None:
-    torch.save({"format": FORMAT, "n_out": model.n_out, "state_dict": model.state_dict(),
-                "voxel_size_a": None if voxel_size_a is None else float(voxel_size_a),
-                "class_names": {int(k): str(v) for k, v in class_names.items()},
-                "class_sizes": {int(k): float(v) for k, v in class_sizes.items()},
-                "patch": int(patch), "params": params, "losses": [float(v) for v in losses]}, path)
+def save_model(
+    path,
+    model: DeepFinderUNet,
+    *,
+    class_names: dict[int, str],
+    class_sizes: dict[int, float],
+    patch: int,
+    params: dict[str, Any],
+    losses: list[float],
+    voxel_size_a: float | None = None,
+) -> None:
+    torch.save(
+        {
+            "format": FORMAT,
+            "n_out": model.n_out,
+            "state_dict": model.state_dict(),
+            "voxel_size_a": None if voxel_size_a is None else float(voxel_size_a),
+            "class_names": {int(k): str(v) for k, v in class_names.items()},
+            "class_sizes": {int(k): float(v) for k, v in class_sizes.items()},
+            "patch": int(patch),
+            "params": params,
+            "losses": [float(v) for v in losses],
+        },
+        path,
+    )
 
 
 def load_model(path, device="cpu") -> tuple[DeepFinderUNet, dict[str, Any]]:

@@ -50,8 +50,12 @@ EXTENT_TOLERANCE = 1.15
 MAX_SPLIT = 6
 
 
-def class_bandwidths(voxel_size_a: float | None, *, diameters_nm: Mapping[int, float] | None = None,
-                     sizes_voxels: Mapping[int, float] | None = None) -> dict[int, float]:
+def class_bandwidths(
+    voxel_size_a: float | None,
+    *,
+    diameters_nm: Mapping[int, float] | None = None,
+    sizes_voxels: Mapping[int, float] | None = None,
+) -> dict[int, float]:
     """MeanShift bandwidth per class, in voxels of a map of ``voxel_size_a``: half the class's largest extent
     (``diameters_nm``, the class table's ``diameter_nm``) or, for classes without it, the diameter of the
     sphere of its mean particle volume (``sizes_voxels``, a trained picker's ``class_sizes``, in voxels of
@@ -70,6 +74,7 @@ def _meanshift(points: np.ndarray, bandwidth: float, max_points: int) -> tuple[n
     """(cluster per point, cluster centres). More than ``max_points`` points: the modes are found on an evenly
     strided subset (deterministic) and every point joins its nearest mode, which bounds the run time of a
     poorly trained picker's large foreground."""
+    # lazy: sklearn
     from sklearn.cluster import MeanShift
 
     pts = points.astype(np.float64)
@@ -93,6 +98,7 @@ def _snap(centre: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 def _extent(pts: np.ndarray) -> float:
     """Largest distance between two points (voxel centres) of ``pts``."""
+    # lazy: scipy
     from scipy.spatial import ConvexHull, QhullError
     from scipy.spatial.distance import pdist
 
@@ -101,13 +107,14 @@ def _extent(pts: np.ndarray) -> float:
         return 0.0
     if len(p) > 8:
         try:
-            p = p[ConvexHull(p).vertices]      # only hull vertices can be the farthest pair
-        except QhullError:                     # flat or degenerate: every point is a candidate
+            p = p[ConvexHull(p).vertices]  # only hull vertices can be the farthest pair
+        except QhullError:  # flat or degenerate: every point is a candidate
             return float(pdist(p).max())
     return float(pdist(p).max())
 
 
 def _kmeans(pts: np.ndarray, k: int) -> list[np.ndarray]:
+    # lazy: sklearn
     from sklearn.cluster import KMeans
 
     lab = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(pts.astype(np.float64))
@@ -132,12 +139,21 @@ def _split(pts: np.ndarray, c: int, max_extent: Mapping[int, float], particle_si
     return [pts]
 
 
-def localize(labels: np.ndarray, *, bandwidth: float | Mapping[int, float] = 5.0,
-             min_size: int | Mapping[int, int] = 1, per_class: bool = False,
-             class_names: Mapping[int, str] | None = None, scores: np.ndarray | None = None,
-             max_points: int = 50_000, max_extent: Mapping[int, float] | None = None,
-             particle_size: Mapping[int, float] | None = None, snap: bool = False,
-             skip_classes=(), default_bandwidth: float = 5.0) -> pd.DataFrame:
+def localize(
+    labels: np.ndarray,
+    *,
+    bandwidth: float | Mapping[int, float] = 5.0,
+    min_size: int | Mapping[int, int] = 1,
+    per_class: bool = False,
+    class_names: Mapping[int, str] | None = None,
+    scores: np.ndarray | None = None,
+    max_points: int = 50_000,
+    max_extent: Mapping[int, float] | None = None,
+    particle_size: Mapping[int, float] | None = None,
+    snap: bool = False,
+    skip_classes=(),
+    default_bandwidth: float = 5.0,
+) -> pd.DataFrame:
     """Picks from a class map (Z, Y, X; 0 = background) as a particle table (faket.formats.table columns).
 
     ``bandwidth``: MeanShift bandwidth in voxels, one number or ``{class_id: bandwidth}`` (each class then
@@ -150,6 +166,7 @@ def localize(labels: np.ndarray, *, bandwidth: float | Mapping[int, float] = 5.0
     ``max_points``: above this many foreground voxels (per clustering), modes are found on a strided subset.
     Rows are ordered by class, then z, y, x; particle_id = 1..N.
     """
+    # lazy: pandas
     from faket.formats.table import COLUMNS
 
     lab = np.asarray(labels)
@@ -176,7 +193,7 @@ def localize(labels: np.ndarray, *, bandwidth: float | Mapping[int, float] = 5.0
         groups = [(int(c), cls == c) for c in np.unique(cls)]
     else:
         groups = [(None, np.ones(len(cls), bool))]
-    clusters = []     # (class id, member points (n, 3) zyx, centre zyx)
+    clusters = []  # (class id, member points (n, 3) zyx, centre zyx)
     for c, sel in groups:
         pts = zyx[sel]
         if len(pts) == 0:

@@ -21,15 +21,23 @@ def patch_scores(model: torch.nn.Module, patches: torch.Tensor) -> torch.Tensor:
     return torch.softmax(model(_zscore_t(patches)), dim=1)
 
 
-def segment(model: torch.nn.Module, volume: np.ndarray, *, patch: int = DEFAULTS["patch"],
-            overlap: float = DEFAULTS["overlap"], batch: int = DEFAULTS["batch"], device: str | torch.device = "cpu", progress: bool = False
-            ) -> tuple[np.ndarray, np.ndarray]:
+def segment(
+    model: torch.nn.Module,
+    volume: np.ndarray,
+    *,
+    patch: int = DEFAULTS["patch"],
+    overlap: float = DEFAULTS["overlap"],
+    batch: int = DEFAULTS["batch"],
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(labels (Z, Y, X) uint8/int, scores (C, Z, Y, X) float32)`` of a volume.
 
     Windows of ``patch``^3 with ``overlap`` (fraction) tile the volume (MONAI ``sliding_window_inference``,
     constant blending = the mean over the windows covering a voxel); each window is z-scored like the
     training patches. A volume thinner than the patch is padded (zeros after its own z-score).
     """
+    # lazy: monai
     from monai.inferers import sliding_window_inference
 
     device = torch.device(device)
@@ -40,10 +48,17 @@ def segment(model: torch.nn.Module, volume: np.ndarray, *, patch: int = DEFAULTS
     x = torch.from_numpy(np.ascontiguousarray(vol))[None, None]
     model = model.to(device).eval()
     with torch.no_grad():
-        out = sliding_window_inference(x, roi_size=(patch,) * 3, sw_batch_size=batch,
-                                       predictor=lambda p: patch_scores(model, p), overlap=overlap,
-                                       mode="constant", sw_device=device, device=torch.device("cpu"),
-                                       progress=progress)
+        out = sliding_window_inference(
+            x,
+            roi_size=(patch,) * 3,
+            sw_batch_size=batch,
+            predictor=lambda p: patch_scores(model, p),
+            overlap=overlap,
+            mode="constant",
+            sw_device=device,
+            device=torch.device("cpu"),
+            progress=progress,
+        )
     scores = out[0].float().numpy()
     labels = np.argmax(scores, axis=0)
     labels = labels.astype(np.uint8 if scores.shape[0] <= 256 else np.int32)

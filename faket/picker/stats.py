@@ -36,8 +36,9 @@ class Interval:
         return bool(self.n > 1 and (self.low > 0 or self.high < 0))
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, n_boot: int = N_BOOT, level: float = LEVEL,
-                     seed: int = 0) -> Interval:
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], *, n_boot: int = N_BOOT, level: float = LEVEL, seed: int = 0
+) -> Interval:
     """Mean of the paired differences ``a[i] - b[i]`` with a percentile bootstrap interval at ``level``.
 
     ``a`` and ``b`` hold one value per unit, in the same unit order. Identical inputs give [0, 0]; one unit
@@ -70,12 +71,22 @@ def paired_values(rows: pd.DataFrame, a: str, b: str, metric: str) -> tuple[np.n
     ka = rows[rows["modality"] == a].set_index(["seed", "test"])[metric]
     kb = rows[rows["modality"] == b].set_index(["seed", "test"])[metric]
     units = sorted(set(ka.index) & set(kb.index))
-    return (ka.loc[units].to_numpy(dtype=float) if units else np.zeros(0),
-            kb.loc[units].to_numpy(dtype=float) if units else np.zeros(0), units)
+    return (
+        ka.loc[units].to_numpy(dtype=float) if units else np.zeros(0),
+        kb.loc[units].to_numpy(dtype=float) if units else np.zeros(0),
+        units,
+    )
 
 
-def compare(rows: pd.DataFrame, pairs: Sequence[tuple[str, str]], metrics: Sequence[str] = ("loc_f1", "cls_macro_f1"),
-            *, n_boot: int = N_BOOT, level: float = LEVEL, seed: int = 0) -> pd.DataFrame:
+def compare(
+    rows: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]],
+    metrics: Sequence[str] = ("loc_f1", "cls_macro_f1"),
+    *,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per comparison ``a - b`` and metric: mean paired difference, interval, units, separated.
 
     Comparisons whose rows share no unit are left out.
@@ -90,9 +101,21 @@ def compare(rows: pd.DataFrame, pairs: Sequence[tuple[str, str]], metrics: Seque
             if not ok.any():
                 continue
             iv = paired_bootstrap(va[ok], vb[ok], n_boot=n_boot, level=level, seed=seed)
-            out.append({"a": a, "b": b, "metric": m, "mean_a": float(va[ok].mean()), "mean_b": float(vb[ok].mean()),
-                        "diff": iv.mean, "low": iv.low, "high": iv.high, "n_units": iv.n,
-                        "n_seeds": len({u[0] for u, k in zip(units, ok) if k}), "level": level,
-                        "separated": iv.separated})
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "metric": m,
+                    "mean_a": float(va[ok].mean()),
+                    "mean_b": float(vb[ok].mean()),
+                    "diff": iv.mean,
+                    "low": iv.low,
+                    "high": iv.high,
+                    "n_units": iv.n,
+                    "n_seeds": len({u[0] for u, k in zip(units, ok) if k}),
+                    "level": level,
+                    "separated": iv.separated,
+                }
+            )
     cols = ["a", "b", "metric", "mean_a", "mean_b", "diff", "low", "high", "n_units", "n_seeds", "level", "separated"]
     return pd.DataFrame(out, columns=cols)

@@ -15,6 +15,7 @@ softmax saturates, the foreground gradient vanishes); the cross-entropy term kee
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -48,6 +49,7 @@ class PatchSampler:
     _indices: list = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self):
+        # lazy: monai
         from monai.transforms.utils import map_classes_to_indices
 
         if len(self.volumes) != len(self.masks) or not self.volumes:
@@ -60,12 +62,14 @@ class PatchSampler:
         self.rng = np.random.RandomState(self.seed)
         for m in self.masks:
             lab = np.asarray(m, dtype=np.int64)[None]
-            self._indices.append(map_classes_to_indices(lab, num_classes=self.n_out,
-                                                        max_samples_per_class=self.max_indices_per_class))
+            self._indices.append(
+                map_classes_to_indices(lab, num_classes=self.n_out, max_samples_per_class=self.max_indices_per_class)
+            )
         self.ratios = [self.background_ratio] + [1.0] * (self.n_out - 1)
 
     def draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` samples: patches (n, 1, P, P, P) float32, labels (n, 1, P, P, P) int64."""
+        # lazy: monai
         from monai.transforms.utils import generate_label_classes_crop_centers
 
         P = self.patch
@@ -74,13 +78,14 @@ class PatchSampler:
         for k in range(n):
             t = int(self.rng.randint(len(self.volumes)))
             vol, mask = self.volumes[t], self.masks[t]
-            (c,) = generate_label_classes_crop_centers(P, 1, vol.shape, self._indices[t], self.ratios,
-                                                       self.rng, warn=False)
+            (c,) = generate_label_classes_crop_centers(
+                P, 1, vol.shape, self._indices[t], self.ratios, self.rng, warn=False
+            )
             c = np.asarray(c, dtype=np.int64) + self.rng.randint(-self.shift, self.shift + 1, size=3)
             lo = np.clip(c - P // 2, 0, np.asarray(vol.shape) - P)
             sl = tuple(slice(int(a), int(a) + P) for a in lo)
             x, y = zscore(vol[sl]), np.asarray(mask[sl], dtype=np.int64)
-            if self.rng.random_sample() < self.p_rotate:       # 180 degrees about Y: (z, x) -> (-z, -x)
+            if self.rng.random_sample() < self.p_rotate:  # 180 degrees about Y: (z, x) -> (-z, -x)
                 x, y = x[::-1, :, ::-1], y[::-1, :, ::-1]
             xs[k, 0], ys[k, 0] = x, y
         return xs, ys
@@ -89,10 +94,12 @@ class PatchSampler:
 def tversky_loss(alpha: float = 0.5, beta: float = 0.5):
     """MONAI's Tversky loss on logits (softmax over background + classes), summed over the batch, without
     numerator smoothing (as DeepFinder's Keras loss)."""
+    # lazy: monai
     from monai.losses import TverskyLoss
 
-    return TverskyLoss(softmax=True, to_onehot_y=True, alpha=alpha, beta=beta, batch=True, smooth_nr=0.0,
-                       smooth_dr=1e-5)
+    return TverskyLoss(
+        softmax=True, to_onehot_y=True, alpha=alpha, beta=beta, batch=True, smooth_nr=0.0, smooth_dr=1e-5
+    )
 
 
 def picker_loss(name: str = DEFAULTS["loss"]):
@@ -100,9 +107,11 @@ def picker_loss(name: str = DEFAULTS["loss"]):
     if name == "tversky":
         return tversky_loss()
     if name == "tversky+ce":
+        # lazy: monai
         from monai.losses import DiceCELoss
 
         return DiceCELoss(softmax=True, to_onehot_y=True, batch=True, smooth_nr=0.0, smooth_dr=1e-5)
+    # lazy: an import cycle otherwise
     from faket.picker import LOSSES
 
     raise ValueError(f"loss {name!r}: expected one of {', '.join(LOSSES)}")
@@ -116,13 +125,24 @@ class TrainResult:
     cpu_seconds: float = 0.0
 
 
-def train_picker(volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray], n_out: int, *,
-                 steps: int = DEFAULTS["steps"], batch: int = DEFAULTS["batch"], patch: int = DEFAULTS["patch"],
-                 lr: float = DEFAULTS["lr"], shift: int = DEFAULTS["shift"], p_rotate: float = DEFAULTS["p_rotate"],
-                 background_ratio: float = DEFAULTS["background_ratio"], seed: int = 0,
-                 loss: str = DEFAULTS["loss"], device: str | torch.device = "cpu",
-                 model: torch.nn.Module | None = None,
-                 callback: Callable[[int, float], None] | None = None) -> TrainResult:
+def train_picker(
+    volumes: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    n_out: int,
+    *,
+    steps: int = DEFAULTS["steps"],
+    batch: int = DEFAULTS["batch"],
+    patch: int = DEFAULTS["patch"],
+    lr: float = DEFAULTS["lr"],
+    shift: int = DEFAULTS["shift"],
+    p_rotate: float = DEFAULTS["p_rotate"],
+    background_ratio: float = DEFAULTS["background_ratio"],
+    seed: int = 0,
+    loss: str = DEFAULTS["loss"],
+    device: str | torch.device = "cpu",
+    model: torch.nn.Module | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> TrainResult:
     """Train a :class:`~faket.picker.net.DeepFinderUNet` (background + ``n_out - 1`` classes).
 
     ``masks`` hold class ids 0..n_out-1 (0 = background). Same inputs and seed give the same weights on
@@ -132,8 +152,6 @@ def train_picker(volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray], n_o
     start, the optimiser state is fresh (Adam's moments start at zero; the patch sampler is seeded by
     ``seed``). Without it, a new network initialised from ``seed``.
     """
-    import time
-
     if patch % 4:
         raise ValueError(f"patch {patch} must be a multiple of 4 (two 2x poolings)")
     for m in masks:
@@ -145,8 +163,16 @@ def train_picker(volumes: Sequence[np.ndarray], masks: Sequence[np.ndarray], n_o
     was_det = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        sampler = PatchSampler(volumes, masks, n_out, patch=patch, shift=shift, p_rotate=p_rotate,
-                               background_ratio=background_ratio, seed=seed)
+        sampler = PatchSampler(
+            volumes,
+            masks,
+            n_out,
+            patch=patch,
+            shift=shift,
+            p_rotate=p_rotate,
+            background_ratio=background_ratio,
+            seed=seed,
+        )
         if model is not None and getattr(model, "n_out", n_out) != n_out:
             raise ValueError(f"the initial model has {model.n_out} outputs, the class masks need {n_out}")
         net = (model if model is not None else build_model(n_out, seed)).to(device)

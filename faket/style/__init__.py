@@ -7,43 +7,44 @@
 - :mod:`~faket.style.tiling`, :mod:`~faket.style.cache`: exact tiling of large tilts; the Gram target cache
 """
 
+import importlib
+
 from faket.style.engine import (  # noqa: F401 - the package's public names
-    series_minmax,
-    to_unit,
-    match_mean_std,
-    gen_scales,
-    fit_size,
-    resize,
+    GramStore,
+    Reference,
+    StyleTransfer,
     autocast_context,
     configure_backends,
     cpu_tilt_batch,
     default_tilt_batch,
-    Reference,
-    GramStore,
-    StyleTransfer,
+    fit_size,
+    gen_scales,
+    match_mean_std,
+    resize,
+    series_minmax,
     stylize_series,
+    to_unit,
 )
 from faket.style.losses import (  # noqa: F401 - the package's public names
     EPS,
-    gram_sum,
+    _flat_features,
     gram,
     gram_style_loss,
+    gram_sum,
     scaled_mse,
-    tv_map,
     tv_loss,
-    _flat_features,
+    tv_map,
 )
 from faket.style.settings import (  # noqa: F401 - the package's public names
+    ALGORITHM_KEYS,
     PRESETS,
     StyleSettings,
     parse_float_list,
     parse_int_list,
-    ALGORITHM_KEYS,
 )
 
 
 def __getattr__(name):  # the modules' other (private) names, as before the package existed
-    import importlib
 
     for mod in ("faket.style.engine", "faket.style.losses", "faket.style.settings"):
         m = importlib.import_module(mod)

@@ -34,6 +34,7 @@ class GramCache:
         return self.folder / f"gram-{hashlib.sha256(key.encode()).hexdigest()[:32]}.pt"
 
     def get(self, key: str):
+        # lazy: torch
         import torch
 
         p = self.path(key)
@@ -51,6 +52,7 @@ class GramCache:
             return None
 
     def put(self, key: str, grams: dict) -> None:
+        # lazy: torch
         import torch
 
         p = self.path(key)

@@ -39,8 +39,9 @@ import functools
 import hashlib
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -54,10 +55,28 @@ from faket.style.settings import (
     parse_int_list,
 )
 
-__all__ = ["StyleSettings", "PRESETS", "Reference", "StyleTransfer", "GramStore", "gram", "gram_sum",
-           "scaled_mse", "tv_loss", "gen_scales", "fit_size", "series_minmax", "to_unit", "match_mean_std",
-           "stylize_series", "default_tilt_batch", "cpu_tilt_batch", "autocast_context", "parse_int_list",
-           "parse_float_list"]
+__all__ = [
+    "StyleSettings",
+    "PRESETS",
+    "Reference",
+    "StyleTransfer",
+    "GramStore",
+    "gram",
+    "gram_sum",
+    "scaled_mse",
+    "tv_loss",
+    "gen_scales",
+    "fit_size",
+    "series_minmax",
+    "to_unit",
+    "match_mean_std",
+    "stylize_series",
+    "default_tilt_batch",
+    "cpu_tilt_batch",
+    "autocast_context",
+    "parse_int_list",
+    "parse_float_list",
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,6 +128,7 @@ def fit_size(hw: tuple[int, int], scale: int) -> tuple[int, int]:
 
 def resize(x, hw: tuple[int, int]):
     """Bicubic resize of (B, 1, H, W) (anti-aliased when shrinking)."""
+    # lazy: torch (faket's start-up imports every command module)
     import torch.nn.functional as F
 
     if tuple(x.shape[-2:]) == tuple(hw):
@@ -119,6 +139,7 @@ def resize(x, hw: tuple[int, int]):
 
 def autocast_context(device, precision: str):
     """bf16 autocast (CPU and CUDA) or nothing."""
+    # lazy: torch (faket's start-up imports every command module)
     import torch
 
     if precision == "bf16":
@@ -128,6 +149,7 @@ def autocast_context(device, precision: str):
 
 def configure_backends(device, precision: str, *, deterministic: bool = True, benchmark: bool = False) -> None:
     """tf32 only when asked; CUDA deterministic (cudnn) unless told otherwise."""
+    # lazy: torch (faket's start-up imports every command module)
     import torch
 
     if device.type == "cuda":
@@ -140,18 +162,21 @@ def configure_backends(device, precision: str, *, deterministic: bool = True, be
         raise ParameterError("precision", "tf32", "TF32 exists on CUDA only (use fp32 or bf16 on the CPU)")
 
 
-def default_tilt_batch(device, hw: tuple[int, int], precision: str = "fp32", *, max_batch: int = 8,
-                       fraction: float = 0.5) -> int:
+def default_tilt_batch(
+    device, hw: tuple[int, int], precision: str = "fp32", *, max_batch: int = 8, fraction: float = 0.5
+) -> int:
     """Tilts per forward/backward that fit in ``fraction`` of the free memory (estimate ~3 kB/pixel in fp32
     for VGG-19 to relu5_1 with the backward pass, ~2 kB in bf16)."""
     per_px = 2000 if precision == "bf16" else 3000
     need = per_px * hw[0] * hw[1]
     try:
         if device.type == "cuda":
+            # lazy: torch (faket's start-up imports every command module)
             import torch
 
             free, _ = torch.cuda.mem_get_info(device)
         else:
+            # lazy: psutil (faket's start-up imports every command module)
             import psutil
 
             free = psutil.virtual_memory().available
@@ -168,9 +193,9 @@ def default_tilt_batch(device, hw: tuple[int, int], precision: str = "fp32", *, 
 class Reference:
     """A style reference: its tilts (raw units), angles (or None), weight, and per-content-tilt match."""
 
-    tilts: np.ndarray                 # (R, H, W) raw
+    tilts: np.ndarray  # (R, H, W) raw
     weight: float = 1.0
-    index: np.ndarray | None = None   # (T,) matched reference tilt per content tilt (full series)
+    index: np.ndarray | None = None  # (T,) matched reference tilt per content tilt (full series)
     name: str = "reference"
     lo: float = field(init=False, default=0.0)
     hi: float = field(init=False, default=1.0)
@@ -226,6 +251,7 @@ class _Adam:
     """
 
     def __init__(self, x, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, *, single: bool = False):
+        # lazy: torch (faket's start-up imports every command module)
         import torch
 
         self.lr, self.b1, self.b2, self.eps = lr, betas[0], betas[1], eps
@@ -244,12 +270,13 @@ class _Adam:
         self.t += 1
         self.m.mul_(self.b1).add_(g, alpha=1 - self.b1)
         self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
-        bc1 = 1 - self.b1 ** self.t
-        bc2 = 1 - self.b2 ** self.t
+        bc1 = 1 - self.b1**self.t
+        bc2 = 1 - self.b2**self.t
         denom = (self.v / bc2).sqrt_().add_(self.eps)
         x.addcdiv_(self.m, denom, value=-self.lr / bc1)
 
     def resize(self, hw) -> None:
+        # lazy: torch (faket's start-up imports every command module)
         import torch.nn.functional as F
 
         self.m = F.interpolate(self.m, size=hw, mode="bicubic", align_corners=False)
@@ -260,6 +287,7 @@ class _EMA:
     """Bias-corrected exponential moving average of the iterates (crowsonkb's EMA)."""
 
     def __init__(self, x, decay: float):
+        # lazy: torch (faket's start-up imports every command module)
         import torch
 
         self.decay = decay
@@ -292,6 +320,7 @@ class StyleTransfer:
     """Batched style transfer with one model. ``model`` is :func:`faket.style.vgg.build_vgg`'s module."""
 
     def __init__(self, model, settings: StyleSettings, device=None):
+        # lazy: numpy, torch (faket's start-up imports every command module)
         import torch
 
         from faket.style.vgg import downsampling, receptive_radius
@@ -300,6 +329,7 @@ class StyleTransfer:
         self.s = settings.validate()
         # random-weight variants (faket.style.random_net): the feature transform wraps the model; the
         # multi-scale net has one layer (0) for style and content
+        # lazy: numpy (faket's start-up imports every command module)
         from faket.style.random_net import adapt_model
 
         self.model = model = adapt_model(model, self.s)
@@ -321,11 +351,13 @@ class StyleTransfer:
         receptive_radius = getattr(model, "receptive_radius", receptive_radius)
         self.align = max(downsampling(l) for l in self.all_layers)
         # a halo of twice the receptive-field radius makes the tiled gradient exact (faket.style.tiling)
-        self.halo = (self.s.tile_halo if self.s.tile_halo is not None
-                     else 2 * receptive_radius(max(self.all_layers)))
+        self.halo = self.s.tile_halo if self.s.tile_halo is not None else 2 * receptive_radius(max(self.all_layers))
         if self.s.max_tile is not None and self.s.max_tile < 2 * self.halo + 4 * self.align:
-            raise ParameterError("max_tile", self.s.max_tile, f"must be at least 2 x halo ({self.halo}) + "
-                                 f"{4 * self.align} pixels (or give a smaller tile halo)")
+            raise ParameterError(
+                "max_tile",
+                self.s.max_tile,
+                f"must be at least 2 x halo ({self.halo}) + {4 * self.align} pixels (or give a smaller tile halo)",
+            )
 
     def _amp(self):
         return autocast_context(self.device, self.s.precision)
@@ -338,12 +370,17 @@ class StyleTransfer:
         return t[:, None].to(self.device)
 
     def _tiles(self, hw):
+        # lazy: numpy (faket's start-up imports every command module)
         from faket.style.tiling import tile_grid
 
         tiles = tile_grid(hw, self.s.max_tile, self.halo, self.align)
         if tiles is not None and self.s.variant is not None:
-            raise ParameterError("max_tile", self.s.max_tile, f"tiles of {hw[0]}x{hw[1]} tilts are not supported with "
-                                 f"the {self.s.variant}: give a max tile of at least the tilt size")
+            raise ParameterError(
+                "max_tile",
+                self.s.max_tile,
+                f"tiles of {hw[0]}x{hw[1]} tilts are not supported with "
+                f"the {self.s.variant}: give a max tile of at least the tilt size",
+            )
         return tiles
 
     # -- style targets ------------------------------------------------------------------------------
@@ -354,6 +391,7 @@ class StyleTransfer:
         tiles = self._tiles(tuple(img01.shape[-2:]))
         with self._torch.inference_mode():
             if tiles is not None:
+                # lazy: numpy (faket's start-up imports every command module)
                 from faket.style.tiling import tiled_grams
 
                 return tiled_grams(self.model, img01, self.style_layers, tiles, self._amp)
@@ -363,16 +401,25 @@ class StyleTransfer:
 
     def target_key(self, ref: Reference, j: int, hw: tuple[int, int], weights_key: str) -> str:
         """What a Gram target depends on (the store's key)."""
-        key = {"v": 1, "ref": ref.tilt_key(j), "lo": ref.lo, "hi": ref.hi, "hw": list(hw),
-               "layers": self.style_layers, "pooling": self.s.pooling, "weights": weights_key,
-               "precision": self.s.precision,
-               "tile": None if self._tiles(hw) is None else [self.s.max_tile, self.halo]}
-        if getattr(self.model, "feature_key", None):      # a random-weight variant's features
+        key = {
+            "v": 1,
+            "ref": ref.tilt_key(j),
+            "lo": ref.lo,
+            "hi": ref.hi,
+            "hw": list(hw),
+            "layers": self.style_layers,
+            "pooling": self.s.pooling,
+            "weights": weights_key,
+            "precision": self.s.precision,
+            "tile": None if self._tiles(hw) is None else [self.s.max_tile, self.halo],
+        }
+        if getattr(self.model, "feature_key", None):  # a random-weight variant's features
             key["features"] = self.model.feature_key
         return json.dumps(key, sort_keys=True)
 
-    def reference_grams(self, ref: Reference, j: int, factor: float, *, cache: GramStore | None = None,
-                        weights_key: str = "") -> dict:
+    def reference_grams(
+        self, ref: Reference, j: int, factor: float, *, cache: GramStore | None = None, weights_key: str = ""
+    ) -> dict:
         """Gram targets (layer -> (C, C), on the device) of reference tilt ``j`` resized by ``factor``."""
         H, W = ref.tilts.shape[1:]
         hw = (H, W) if factor == 1 else (max(16, round(H * factor)), max(16, round(W * factor)))
@@ -391,14 +438,20 @@ class StyleTransfer:
     def _losses(self, feats, content_feats, targets, x):
         """Per-sample (total, style part) losses from features of the image."""
         zeros = self._torch.zeros(x.shape[0], device=x.device)
-        if self.s.layer_norm:   # each layer relative to its target's magnitude (He et al. 2016)
-            style = sum((w * gram_style_loss(feats[l], targets[l]) / gram_scale(targets[l])
-                         for l, w in zip(self.style_layers, self.sw)), zeros)
+        if self.s.layer_norm:  # each layer relative to its target's magnitude (He et al. 2016)
+            style = sum(
+                (
+                    w * gram_style_loss(feats[l], targets[l]) / gram_scale(targets[l])
+                    for l, w in zip(self.style_layers, self.sw)
+                ),
+                zeros,
+            )
         else:
-            style = sum((w * gram_style_loss(feats[l], targets[l]) for l, w in zip(self.style_layers, self.sw)),
-                        zeros)
-        content = sum((w * scaled_mse(feats[l].float() - content_feats[l].float())
-                       for l, w in zip(self.content_layers, self.cw)), zeros)
+            style = sum((w * gram_style_loss(feats[l], targets[l]) for l, w in zip(self.style_layers, self.sw)), zeros)
+        content = sum(
+            (w * scaled_mse(feats[l].float() - content_feats[l].float()) for l, w in zip(self.content_layers, self.cw)),
+            zeros,
+        )
         total = content + style
         if self.s.tv_weight:
             total = total + self.s.tv_weight * tv_loss(x)
@@ -419,6 +472,7 @@ class StyleTransfer:
         torch = self._torch
         tiles = self._tiles(tuple(x.shape[-2:]))
         if tiles is not None:
+            # lazy: numpy (faket's start-up imports every command module)
             from faket.style.tiling import tiled_loss_and_grad
 
             return tiled_loss_and_grad(self, x, content01, targets, tiles, need_grad)
@@ -453,7 +507,7 @@ class StyleTransfer:
         end = min(self.s.end_scale or full, full)
         scales = gen_scales(min(self.s.min_scale or end, end), end)
         x = opt = ema = None
-        first = last = None                  # (total, style) losses of the first and last iterate
+        first = last = None  # (total, style) losses of the first and last iterate
         for si, scale in enumerate(scales):
             hw = fit_size((H, W), scale)
             content = resize(c_full, hw).clamp(0, 1) if hw != (H, W) else c_full
@@ -480,10 +534,14 @@ class StyleTransfer:
         if tuple(out.shape[-2:]) != (H, W):
             out = resize(out, (H, W)).clamp(0, 1)
         as_np = lambda t: t.cpu().double().numpy()  # noqa: E731
-        rec = {"scales": scales,
-               "loss_initial": as_np(first[0]), "style_loss_initial": as_np(first[1]),
-               "loss_final": as_np(last[0]), "style_loss_final": as_np(last[1]),
-               "final_loss_of": "output" if self.s.final_loss else "last_iterate"}
+        rec = {
+            "scales": scales,
+            "loss_initial": as_np(first[0]),
+            "style_loss_initial": as_np(first[1]),
+            "loss_final": as_np(last[0]),
+            "style_loss_final": as_np(last[1]),
+            "final_loss_of": "output" if self.s.final_loss else "last_iterate",
+        }
         return out[:, 0].detach().float().cpu().numpy(), rec
 
 
@@ -491,10 +549,19 @@ class StyleTransfer:
 # whole series
 
 
-def stylize_series(engine: StyleTransfer, content: np.ndarray, init: np.ndarray | None,
-                   references: Sequence[Reference], *, tilt_range: tuple[int, int] | None = None,
-                   tilt_batch: int = 1, cache: GramStore | None = None, weights_key: str = "",
-                   progress: Callable | None = None, rescale: bool = True) -> tuple[np.ndarray, dict]:
+def stylize_series(
+    engine: StyleTransfer,
+    content: np.ndarray,
+    init: np.ndarray | None,
+    references: Sequence[Reference],
+    *,
+    tilt_range: tuple[int, int] | None = None,
+    tilt_batch: int = 1,
+    cache: GramStore | None = None,
+    weights_key: str = "",
+    progress: Callable | None = None,
+    rescale: bool = True,
+) -> tuple[np.ndarray, dict]:
     """Style tilts ``[a, b)`` of ``content`` (T, H, W) starting from ``init`` (same shape; ``None`` = content).
 
     Each reference's ``index`` maps every content tilt (of the full series) to its matched reference tilt.
@@ -536,6 +603,7 @@ def stylize_series(engine: StyleTransfer, content: np.ndarray, init: np.ndarray 
     c_lo, c_hi = series_minmax(content)
     i_lo, i_hi = series_minmax(init)
 
+    # lazy: torch (faket's start-up imports every command module)
     import torch
 
     gram_memo: dict = {}
@@ -585,11 +653,18 @@ def stylize_series(engine: StyleTransfer, content: np.ndarray, init: np.ndarray 
                 sd = sum(r.weight * r.stats(int(ix[t]))[1] for r, ix in zip(references, ridx)) / wsum
                 o = match_mean_std(o, m, sd)
             out[t - a] = o
-        if len(gram_memo) > 256:      # bound memory for very long series
+        if len(gram_memo) > 256:  # bound memory for very long series
             gram_memo.clear()
-    record = {"tilt_range": [a, b], "scales": scales, "final_loss_of": final_kind,
-              "content_minmax": [c_lo, c_hi], "init_minmax": [i_lo, i_hi],
-              "references": [{"name": r.name, "weight": r.weight, "minmax": [r.lo, r.hi],
-                              "matched_index": ix[a:b].tolist()} for r, ix in zip(references, ridx)],
-              "per_tilt": per}
+    record = {
+        "tilt_range": [a, b],
+        "scales": scales,
+        "final_loss_of": final_kind,
+        "content_minmax": [c_lo, c_hi],
+        "init_minmax": [i_lo, i_hi],
+        "references": [
+            {"name": r.name, "weight": r.weight, "minmax": [r.lo, r.hi], "matched_index": ix[a:b].tolist()}
+            for r, ix in zip(references, ridx)
+        ],
+        "per_tilt": per,
+    }
     return out, record

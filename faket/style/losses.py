@@ -13,6 +13,7 @@ def _flat_features(feat):
 
 def gram_sum(feat):
     """``F F^T`` per sample, fp32 (not normalised): (B, C, H, W) -> (B, C, C)."""
+    # lazy: torch (faket's start-up imports every command module)
     import torch
 
     m = _flat_features(feat)
@@ -38,6 +39,7 @@ def gram_style_loss(feat, target):
     """
     global _GRAM_STYLE_LOSS
     if _GRAM_STYLE_LOSS is None:
+        # lazy: torch (faket's start-up imports every command module)
         import torch
 
         class _GramStyleLoss(torch.autograd.Function):
@@ -55,7 +57,7 @@ def gram_style_loss(feat, target):
                 f, d, s1, s2 = ctx.saved_tensors
                 b, c, h, w = f.shape
                 with torch.autocast(device_type=f.device.type, enabled=False):
-                    dd = (2.0 * d / s1[:, None, None] - (s2 / (s1 * s1))[:, None, None] * torch.sign(d))
+                    dd = 2.0 * d / s1[:, None, None] - (s2 / (s1 * s1))[:, None, None] * torch.sign(d)
                     dd = dd * grad_out.float()[:, None, None]
                     dg = (dd + dd.transpose(1, 2)) / (h * w)
                     gf = torch.bmm(_flat_features(f), dg).reshape(b, h, w, c).permute(0, 3, 1, 2).to(f.dtype)
@@ -73,6 +75,7 @@ def scaled_mse(d):
 
 def tv_map(x):
     """Squared forward differences (replicate edge) per pixel: (B, 1, H, W) -> (B, 1, H, W)."""
+    # lazy: torch (faket's start-up imports every command module)
     import torch.nn.functional as F
 
     p = F.pad(x, (0, 1, 0, 1), mode="replicate")

@@ -33,11 +33,12 @@ from faket.errors import ParameterError
 
 __all__ = ["MULTISCALE_LAYER", "adapt_model", "make_multiscale", "softmax_features", "wrap_softmax"]
 
-MULTISCALE_LAYER = 0   # the multi-scale net's one layer (its Gram matrix is taken over all maps)
+MULTISCALE_LAYER = 0  # the multi-scale net's one layer (its Gram matrix is taken over all maps)
 
 
 def softmax_features(feat, temperature: float = 1.0):
     """SWAG's activation smoothing: softmax over the spatial positions of each channel, times ``H W``."""
+    # lazy: torch
     import torch
 
     b, c, h, w = feat.shape
@@ -46,6 +47,7 @@ def softmax_features(feat, temperature: float = 1.0):
 
 
 def _classes():
+    # lazy: torch
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -59,7 +61,7 @@ def _classes():
             self.temperature = float(temperature)
             self.feature_key = f"softmax:{self.temperature:g}|" + str(getattr(inner, "feature_key", "vgg19"))
 
-            for name in ("downsampling", "receptive_radius"):   # the multi-scale net's own; VGG's: the engine's
+            for name in ("downsampling", "receptive_radius"):  # the multi-scale net's own; VGG's: the engine's
                 if hasattr(inner, name):
                     setattr(self, name, getattr(inner, name))
 
@@ -78,7 +80,7 @@ def _classes():
             h = hashlib.sha256()
             for k in self.sizes:
                 w = torch.randn((self.maps, 1, k, k), generator=g)
-                w = w - w.mean((2, 3), keepdim=True)                   # blind to the mean level
+                w = w - w.mean((2, 3), keepdim=True)  # blind to the mean level
                 w = w / w.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
                 ws.append(nn.Parameter(w, requires_grad=False))
                 h.update(w.numpy().tobytes())
@@ -139,8 +141,11 @@ def adapt_model(model, settings):
     soft, multi = _CLS
     inner = model.inner if isinstance(model, soft) else model
     if (settings.network == "multiscale") != isinstance(inner, multi):
-        raise ParameterError("network", settings.network,
-                             "the model given is not that network (build it with faket.style.vgg.build_model)")
+        raise ParameterError(
+            "network",
+            settings.network,
+            "the model given is not that network (build it with faket.style.vgg.build_model)",
+        )
     if settings.feature_transform == "softmax":
         if not isinstance(model, soft) or model.temperature != float(settings.softmax_temperature):
             model = wrap_softmax(inner, settings.softmax_temperature)

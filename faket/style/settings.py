@@ -14,9 +14,27 @@ from dataclasses import asdict, dataclass, replace
 from faket.errors import InputError, ParameterError
 from faket.style.vgg import WEIGHTS_KINDS, max_layer_index, recorded_weights_kind, weights_kind  # light: no torch
 
-__all__ = ["StyleSettings", "PRESETS", "PRESET_NAMES", "OFFLINE_NOTE", "ALGORITHM_KEYS", "FEATURE_TRANSFORMS",
-           "NETWORKS", "parse_int_list", "parse_float_list", "WEIGHTS_KINDS", "weights_kind", "recorded_weights_kind",
-           "preset_for", "resolve", "CPU_MAX_TILE", "max_tile_for", "tile_size", "cpu_tilt_batch", "tilt_batch"]
+__all__ = [
+    "StyleSettings",
+    "PRESETS",
+    "PRESET_NAMES",
+    "OFFLINE_NOTE",
+    "ALGORITHM_KEYS",
+    "FEATURE_TRANSFORMS",
+    "NETWORKS",
+    "parse_int_list",
+    "parse_float_list",
+    "WEIGHTS_KINDS",
+    "weights_kind",
+    "recorded_weights_kind",
+    "preset_for",
+    "resolve",
+    "CPU_MAX_TILE",
+    "max_tile_for",
+    "tile_size",
+    "cpu_tilt_batch",
+    "tilt_batch",
+]
 
 FEATURE_TRANSFORMS = ("none", "softmax")
 NETWORKS = ("vgg19", "multiscale")
@@ -28,38 +46,40 @@ class StyleSettings:
 
     iterations: int = 1
     initial_iterations: int = 1
-    min_scale: int | None = None      # None: the tilt's long side
-    end_scale: int | None = None      # None: the tilt's long side
+    min_scale: int | None = None  # None: the tilt's long side
+    end_scale: int | None = None  # None: the tilt's long side
     step_size: float = 0.15
     avg_decay: float = 0.99
     content_weight: float = 1.0
-    style_layers: tuple = (1, 6, 11, 20, 29)                  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
+    style_layers: tuple = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
     style_layer_weights: tuple = (256.0, 64.0, 16.0, 4.0, 1.0)
-    content_layers: tuple = (8,)                              # relu2_2
+    content_layers: tuple = (8,)  # relu2_2
     content_layer_weights: tuple = (100.0,)
     tv_weight: float = 0.0
     pooling: str = "max"
     precision: str = "fp32"
-    max_tile: int | None = None       # None: no tiling
-    tile_halo: int | None = None      # None: twice the receptive-field radius of the deepest layer
-    final_loss: bool = False          # also evaluate the loss of the output (one extra forward per tilt)
+    max_tile: int | None = None  # None: no tiling
+    tile_halo: int | None = None  # None: twice the receptive-field radius of the deepest layer
+    final_loss: bool = False  # also evaluate the loss of the output (one extra forward per tilt)
     # feature variants for random weights (faket/style/random_net.py; measured in docs/style.md, "Offline
     # (random weights)"); all off = the paper's method
-    layer_norm: bool = False          # each style term / its target Gram's magnitude (He et al. 2016)
-    feature_transform: str = "none"   # "none" | "softmax": spatial softmax per channel (SWAG, Wang et al. 2021)
+    layer_norm: bool = False  # each style term / its target Gram's magnitude (He et al. 2016)
+    feature_transform: str = "none"  # "none" | "softmax": spatial softmax per channel (SWAG, Wang et al. 2021)
     softmax_temperature: float = 1.0
-    network: str = "vgg19"            # "vgg19" | "multiscale": one layer of random multi-scale filters
-    multiscale_sizes: tuple = (3, 5, 7, 11, 15, 23)   # filter sizes of the multi-scale net (Ustyuzhaninov 2017)
-    multiscale_maps: int = 32         # random filters per size
+    network: str = "vgg19"  # "vgg19" | "multiscale": one layer of random multi-scale filters
+    multiscale_sizes: tuple = (3, 5, 7, 11, 15, 23)  # filter sizes of the multi-scale net (Ustyuzhaninov 2017)
+    multiscale_maps: int = 32  # random filters per size
 
-    def validate(self) -> "StyleSettings":
+    def validate(self) -> StyleSettings:
         top = max_layer_index()
         self.style_layers = tuple(int(v) for v in self.style_layers)
         self.content_layers = tuple(int(v) for v in self.content_layers)
         self.style_layer_weights = tuple(float(v) for v in self.style_layer_weights)
         self.content_layer_weights = tuple(float(v) for v in self.content_layer_weights)
-        for name, layers, weights in (("style", self.style_layers, self.style_layer_weights),
-                                      ("content", self.content_layers, self.content_layer_weights)):
+        for name, layers, weights in (
+            ("style", self.style_layers, self.style_layer_weights),
+            ("content", self.content_layers, self.content_layer_weights),
+        ):
             lname, wname = f"{name}_layers", f"{name}_layer_weights"
             for v in layers:
                 if not 0 <= v <= top:
@@ -99,16 +119,18 @@ class StyleSettings:
             raise ParameterError("tile_halo", self.tile_halo, "must be >= 0")
         self.layer_norm = bool(self.layer_norm)
         if self.feature_transform not in FEATURE_TRANSFORMS:
-            raise ParameterError("feature_transform", self.feature_transform,
-                                 f"expected {' or '.join(FEATURE_TRANSFORMS)}")
+            raise ParameterError(
+                "feature_transform", self.feature_transform, f"expected {' or '.join(FEATURE_TRANSFORMS)}"
+            )
         if not (math.isfinite(self.softmax_temperature) and self.softmax_temperature > 0):
             raise ParameterError("softmax_temperature", self.softmax_temperature, "must be > 0")
         if self.network not in NETWORKS:
             raise ParameterError("network", self.network, f"expected {' or '.join(NETWORKS)}")
         self.multiscale_sizes = tuple(int(v) for v in self.multiscale_sizes)
         if not self.multiscale_sizes or any(k < 1 or k % 2 == 0 or k > 63 for k in self.multiscale_sizes):
-            raise ParameterError("multiscale_sizes", ",".join(map(str, self.multiscale_sizes)),
-                                 "expected odd filter sizes from 1 to 63")
+            raise ParameterError(
+                "multiscale_sizes", ",".join(map(str, self.multiscale_sizes)), "expected odd filter sizes from 1 to 63"
+            )
         if int(self.multiscale_maps) < 1:
             raise ParameterError("multiscale_maps", self.multiscale_maps, "must be at least 1")
         self.multiscale_maps = int(self.multiscale_maps)
@@ -119,8 +141,10 @@ class StyleSettings:
         """The random-weight feature variant in words (None: the paper's features and losses)."""
         parts = []
         if self.network != "vgg19":
-            parts.append(f"{self.network} random net ({','.join(map(str, self.multiscale_sizes))} px, "
-                         f"{self.multiscale_maps} maps each)")
+            parts.append(
+                f"{self.network} random net ({','.join(map(str, self.multiscale_sizes))} px, "
+                f"{self.multiscale_maps} maps each)"
+            )
         if self.feature_transform != "none":
             parts.append(f"{self.feature_transform} feature transform (T {self.softmax_temperature:g})")
         if self.layer_norm:
@@ -147,16 +171,35 @@ class StyleSettings:
 
 
 # The algorithm's settings that a preset fixes (the others - precision, tiling, final loss - are run options).
-ALGORITHM_KEYS = ("iterations", "initial_iterations", "min_scale", "end_scale", "step_size", "avg_decay",
-                  "content_weight", "tv_weight", "pooling", "style_layers", "style_layer_weights",
-                  "content_layers", "content_layer_weights", "layer_norm", "feature_transform",
-                  "softmax_temperature", "network", "multiscale_sizes", "multiscale_maps")
+ALGORITHM_KEYS = (
+    "iterations",
+    "initial_iterations",
+    "min_scale",
+    "end_scale",
+    "step_size",
+    "avg_decay",
+    "content_weight",
+    "tv_weight",
+    "pooling",
+    "style_layers",
+    "style_layer_weights",
+    "content_layers",
+    "content_layer_weights",
+    "layer_norm",
+    "feature_transform",
+    "softmax_temperature",
+    "network",
+    "multiscale_sizes",
+    "multiscale_maps",
+)
 
 # what the offline path's realism rests on (log and provenance of every random-weights run; docs/style.md)
-OFFLINE_NOTE = ("offline, the realism comes from the noise model (faket noise), not from style transfer: with "
-                "random weights no style variant measured came closer to held-out real tilts than its NOISY init "
-                "on every real reference, so the offline preset only nudges the tilts (docs/style.md, 'Offline "
-                "(random weights)')")
+OFFLINE_NOTE = (
+    "offline, the realism comes from the noise model (faket noise), not from style transfer: with "
+    "random weights no style variant measured came closer to held-out real tilts than its NOISY init "
+    "on every real reference, so the offline preset only nudges the tilts (docs/style.md, 'Offline "
+    "(random weights)')"
+)
 
 PRESETS = {
     # FakET's setting (meant for ImageNet weights): the defaults of StyleSettings

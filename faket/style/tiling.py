@@ -26,7 +26,7 @@ def tile_layout(n: int, max_tile: int, halo: int, align: int) -> list[tuple[int,
     c0 = 0
     while c0 < n:
         c1 = min(n, c0 + core)
-        if n - c1 < align:       # avoid a sliver at the end
+        if n - c1 < align:  # avoid a sliver at the end
             c1 = n
         out.append((max(0, c0 - halo), min(n, c1 + halo), c0, c1))
         c0 = c1
@@ -80,6 +80,7 @@ def tiled_grams(model, img01, layers, tiles, amp) -> dict:
 def tiled_loss_and_grad(engine, x, content01, targets, tiles, need_grad: bool = True):
     """:meth:`StyleTransfer.loss_and_grad` of a tiled image: per-sample ``(total, style)`` and
     ``d(sum total)/dx`` (None without ``need_grad``)."""
+    # lazy: torch
     import torch
 
     model, amp = engine.model, engine._amp
@@ -144,12 +145,12 @@ def tiled_loss_and_grad(engine, x, content01, targets, tiles, need_grad: bool = 
                 sur = sur + ((m @ gbar[l]) * m).sum() / _positions(hw, l)
         for l, (w, S1, S2) in cterm.items():
             d = f[l].float() - fc[l].float()
-            coef = (2 * d * S1.view(-1, 1, 1, 1) - S2.view(-1, 1, 1, 1) * torch.sign(d)) / (S1 ** 2).view(-1, 1, 1, 1)
+            coef = (2 * d * S1.view(-1, 1, 1, 1) - S2.view(-1, 1, 1, 1) * torch.sign(d)) / (S1**2).view(-1, 1, 1, 1)
             sur = sur + w * (coef.detach() * f[l].float()).sum()
         if tvw:
             # TV is local: its gradient on the core only needs one pixel of context
             sur = sur + tvw * tv_map(xt).sum() / (hw[0] * hw[1])
         (gt,) = torch.autograd.grad(sur, xt)
         (wy0, _, cy0, cy1), (wx0, _, cx0, cx1) = t
-        grad[..., cy0:cy1, cx0:cx1] = gt[..., cy0 - wy0:cy1 - wy0, cx0 - wx0:cx1 - wx0]
+        grad[..., cy0:cy1, cx0:cx1] = gt[..., cy0 - wy0 : cy1 - wy0, cx0 - wx0 : cx1 - wx0]
     return total, style, grad

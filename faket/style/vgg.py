@@ -30,16 +30,31 @@ The returned :class:`WeightsInfo` records the kind, file, sha256 (of the file, o
 from __future__ import annotations
 
 import hashlib
+import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from faket.errors import InputError, ParameterError
 
-__all__ = ["VGG19_CONFIG", "LAYER_NAMES", "IMAGENET_MEAN", "IMAGENET_STD", "WeightsInfo",
-           "imagenet_cache_path", "load_vgg19_state", "build_vgg", "max_layer_index", "downsampling",
-           "receptive_radius", "WEIGHTS_KINDS", "IMAGENET_SHA256_PREFIX", "weights_kind", "recorded_weights_kind",
-           "build_model"]
+__all__ = [
+    "VGG19_CONFIG",
+    "LAYER_NAMES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "WeightsInfo",
+    "imagenet_cache_path",
+    "load_vgg19_state",
+    "build_vgg",
+    "max_layer_index",
+    "downsampling",
+    "receptive_radius",
+    "WEIGHTS_KINDS",
+    "IMAGENET_SHA256_PREFIX",
+    "weights_kind",
+    "recorded_weights_kind",
+    "build_model",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -121,7 +136,7 @@ def receptive_radius(layer: int) -> int:
 
 @dataclass
 class WeightsInfo:
-    kind: str                      # "imagenet" | "file" | "random"
+    kind: str  # "imagenet" | "file" | "random"
     path: str | None = None
     sha256: str | None = None
     seed: int | None = None
@@ -141,6 +156,7 @@ class WeightsInfo:
 
 def imagenet_cache_path() -> Path:
     """Where torchvision's VGG-19 ImageNet weights live in the torch hub cache (``$TORCH_HOME``)."""
+    # lazy: torch (faket's start-up imports every command module)
     import torch.hub
 
     return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE
@@ -148,6 +164,7 @@ def imagenet_cache_path() -> Path:
 
 def _features_state(sd, depth: int, source: str) -> dict:
     """Pick ``features.N.{weight,bias}`` for conv layers N <= depth from a torchvision state dict."""
+    # lazy: torch (faket's start-up imports every command module)
     import torch
 
     if not isinstance(sd, dict):
@@ -174,8 +191,7 @@ def _features_state(sd, depth: int, source: str) -> dict:
 
 
 def _load_file(path: Path, depth: int, what: str) -> dict:
-    import pickle
-
+    # lazy: torch (faket's start-up imports every command module)
     import torch
 
     try:
@@ -188,6 +204,7 @@ def _load_file(path: Path, depth: int, what: str) -> dict:
 
 def _random_state(depth: int, seed: int) -> dict:
     """torchvision's VGG initialisation (kaiming_normal_, fan_out, relu; bias 0), seeded."""
+    # lazy: torch (faket's start-up imports every command module)
     import torch
 
     g = torch.Generator().manual_seed(int(seed))
@@ -210,23 +227,31 @@ def _tensor_sha(sd: dict) -> str:
     return h.hexdigest()
 
 
-def load_vgg19_state(weights: str, *, depth: int = 29, seed: int = 0, download: bool = False,
-                     hash_file: bool = True) -> tuple[dict, WeightsInfo]:
+def load_vgg19_state(
+    weights: str, *, depth: int = 29, seed: int = 0, download: bool = False, hash_file: bool = True
+) -> tuple[dict, WeightsInfo]:
     """State dict (``"N.weight"``/``"N.bias"`` for conv layers N <= depth) and where it came from.
 
     ``weights``: ``"imagenet"``, ``"random"`` or a path to a torchvision-format ``.pth`` state dict.
     """
+    # lazy: numpy (faket's start-up imports every command module)
     from faket.formats.mrc import sha256sum
 
     kind = weights_kind(weights)
     if kind == "random":
         sd = _random_state(depth, seed)
-        return sd, WeightsInfo("random", None, _tensor_sha(sd), seed,
-                               note="random VGG-19 weights (torchvision init, seeded): the paper's ablation")
+        return sd, WeightsInfo(
+            "random",
+            None,
+            _tensor_sha(sd),
+            seed,
+            note="random VGG-19 weights (torchvision init, seeded): the paper's ablation",
+        )
     if kind == "imagenet":
         path = imagenet_cache_path()
         if not path.exists():
             if download:
+                # lazy: torch, torchvision (faket's start-up imports every command module)
                 import torch.hub
                 from torchvision.models import VGG19_Weights
 
@@ -234,16 +259,21 @@ def load_vgg19_state(weights: str, *, depth: int = 29, seed: int = 0, download: 
                     path.parent.mkdir(parents=True, exist_ok=True)
                     torch.hub.download_url_to_file(VGG19_Weights.IMAGENET1K_V1.url, str(path), progress=False)
                 except Exception as exc:  # network failures come in many types
-                    raise ParameterError("weights", "imagenet",
-                                         f"download failed ({str(exc).splitlines()[0][:120]}); put "
-                                         f"{IMAGENET_FILE} in {path.parent} (TORCH_HOME), give a .pth state "
-                                         "dict, or use random weights") from None
+                    raise ParameterError(
+                        "weights",
+                        "imagenet",
+                        f"download failed ({str(exc).splitlines()[0][:120]}); put "
+                        f"{IMAGENET_FILE} in {path.parent} (TORCH_HOME), give a .pth state "
+                        "dict, or use random weights",
+                    ) from None
             else:
                 raise ParameterError(
-                    "weights", "imagenet",
+                    "weights",
+                    "imagenet",
                     f"{path} not found (no ImageNet VGG-19 weights in the torch hub cache); put {IMAGENET_FILE} "
                     f"({'https://download.pytorch.org/models/' + IMAGENET_FILE}) there or set TORCH_HOME, give "
-                    "a .pth state dict, download them when online, or use random weights")
+                    "a .pth state dict, download them when online, or use random weights",
+                )
         sd = _load_file(path, depth, "ImageNet VGG-19 weights")
         sha = sha256sum(path) if hash_file else None
         note = "torchvision VGG19_Weights.IMAGENET1K_V1"
@@ -260,13 +290,14 @@ def load_vgg19_state(weights: str, *, depth: int = 29, seed: int = 0, download: 
 
 
 def _make_module_class():
+    # lazy: torch (faket's start-up imports every command module)
     import torch
     import torch.nn.functional as F
     from torch import nn
 
     class _Conv(nn.Conv2d):
         def reset_parameters(self):  # no random init: the weights are set below (torch's skip_init would
-            pass                     # import torch.fx's symbolic shapes, ~0.3-2 s of start-up)
+            pass  # import torch.fx's symbolic shapes, ~0.3-2 s of start-up)
 
     class _VGGFeatures(nn.Module):
         """Folded VGG-19 ``features[:depth+1]`` on one-channel input in [0, 1]; returns chosen layers."""
@@ -326,8 +357,15 @@ def _make_module_class():
 _CLS = None
 
 
-def build_vgg(weights: str = "imagenet", *, depth: int = 29, pooling: str = "max", seed: int = 0,
-              device=None, download: bool = False):
+def build_vgg(
+    weights: str = "imagenet",
+    *,
+    depth: int = 29,
+    pooling: str = "max",
+    seed: int = 0,
+    device=None,
+    download: bool = False,
+):
     """The folded feature extractor (eval mode, frozen, channels_last, on ``device``) and its :class:`WeightsInfo`."""
     global _CLS
     if not 0 <= depth <= max_layer_index():
@@ -345,16 +383,24 @@ def build_model(weights: str, settings, *, seed: int = 0, device=None, download:
     """The feature extractor ``settings`` asks for and its :class:`WeightsInfo`: the folded VGG-19 (any
     weights), or with ``settings.network == "multiscale"`` the multi-scale random net (random weights only;
     :mod:`faket.style.random_net`); the softmax feature transform wraps either."""
+    # lazy: numpy (faket's start-up imports every command module)
     from faket.style.random_net import adapt_model, make_multiscale
 
     if settings.network == "multiscale":
         if weights != "random":
-            raise ParameterError("network", "multiscale", "the multi-scale net has random filters only: use it "
-                                 "with random weights")
+            raise ParameterError(
+                "network", "multiscale", "the multi-scale net has random filters only: use it with random weights"
+            )
         model = make_multiscale(settings.multiscale_sizes, settings.multiscale_maps, seed, device)
-        info = WeightsInfo("random", None, model.sha256, seed,
-                           note="multi-scale random filters (Ustyuzhaninov et al. 2017), seeded; not VGG-19")
+        info = WeightsInfo(
+            "random",
+            None,
+            model.sha256,
+            seed,
+            note="multi-scale random filters (Ustyuzhaninov et al. 2017), seeded; not VGG-19",
+        )
     else:
-        model, info = build_vgg(weights, depth=settings.depth, pooling=settings.pooling, seed=seed, device=device,
-                                download=download)
+        model, info = build_vgg(
+            weights, depth=settings.depth, pooling=settings.pooling, seed=seed, device=device, download=download
+        )
     return adapt_model(model, settings), info

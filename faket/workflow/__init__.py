@@ -14,15 +14,33 @@ import random
 import re
 from pathlib import Path
 
+import yaml
+
 from faket.errors import InputError
-from faket.formats.manifest import STAGED_KINDS
+from faket.formats.manifest import STAGED_KINDS, check_entry, read_manifest
+from faket.formats.mrc import read_mrc_header, sha256sum
 from faket.formats.names import parse_tomogram_file, tomogram_file
+from faket.formats.tiltmeta import parse_angles
 from faket.style.vgg import recorded_weights_kind, weights_kind  # light: no torch
 
-__all__ = ["config_problem", "tilt_angles", "layout_box", "layout_is_cellular",
-           "volume_shape", "draw", "tilt_chunks", "load_manifest",
-           "reference_entry", "Sha256Cache", "tomogram_file", "parse_tomogram_file", "REFERENCE_KINDS",
-           "qc_settings", "realism_series", "styled_weights_kind"]
+__all__ = [
+    "config_problem",
+    "tilt_angles",
+    "layout_box",
+    "layout_is_cellular",
+    "volume_shape",
+    "draw",
+    "tilt_chunks",
+    "load_manifest",
+    "reference_entry",
+    "Sha256Cache",
+    "tomogram_file",
+    "parse_tomogram_file",
+    "REFERENCE_KINDS",
+    "qc_settings",
+    "realism_series",
+    "styled_weights_kind",
+]
 
 # what a style / noise reference can be: a physics-based tilt-series (no file) or a manifest file to stage
 REFERENCE_KINDS = ("physics", *STAGED_KINDS)
@@ -37,8 +55,8 @@ def _key_path(path) -> str:
 
 def config_problem(cfg: dict, schema_path: str | os.PathLike) -> str | None:
     """The config's most relevant violation of the JSON schema, as one line naming the key (``None``: valid)."""
+    # lazy: jsonschema
     import jsonschema
-    import yaml
 
     schema = yaml.safe_load(Path(schema_path).read_text())
     err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(cfg))
@@ -54,8 +72,6 @@ def config_problem(cfg: dict, schema_path: str | os.PathLike) -> str | None:
 
 def tilt_angles(spec: str) -> list[float]:
     """The angles of ``spec`` (``faket.formats.tiltmeta.parse_angles``), each strictly between -90 and 90 degrees."""
-    from faket.formats.tiltmeta import parse_angles
-
     angles = parse_angles(spec).tolist()
     if any(abs(a) >= 90 for a in angles):
         raise InputError(f"{spec!r}: every angle must lie strictly between -90 and 90 degrees")
@@ -69,10 +85,12 @@ def layout_box(spec_path: str | os.PathLike | None, shape_zyx=None) -> tuple[int
     error here, at planning); an empty path is the built-in default spec.
     """
     if spec_path:
+        # lazy: pandas
         from faket.layout.build import load_spec  # reads and validates it as faket layout does
 
         spec = load_spec(spec_path)
     else:
+        # lazy: pandas
         from faket.layout.build import default_spec
 
         spec = default_spec()  # what faket layout uses without --spec
@@ -83,10 +101,12 @@ def layout_is_cellular(spec_path: str | os.PathLike | None) -> bool:
     """Whether ``faket layout [--spec spec_path]`` makes a cellular layout (the spec has membranes or
     filaments), so that it writes, and ``faket labels`` bins, the cellular label files."""
     if not spec_path:
+        # lazy: pandas
         from faket.layout.build import default_spec
 
         spec = default_spec()
     else:
+        # lazy: pandas
         from faket.layout.build import load_spec
 
         spec = load_spec(spec_path)
@@ -95,8 +115,6 @@ def layout_is_cellular(spec_path: str | os.PathLike | None) -> bool:
 
 def volume_shape(path: str | os.PathLike) -> tuple[int, int, int]:
     """(Z, Y, X) of an MRC volume, from its header."""
-    from faket.formats.mrc import read_mrc_header
-
     return read_mrc_header(path, what="volume")[0]
 
 
@@ -128,23 +146,21 @@ def tilt_chunks(n_tilts: int, per_job: int) -> list[str]:
 def load_manifest(path: str | os.PathLike) -> dict:
     """name -> :class:`faket.formats.manifest.Entry`, read and validated by :func:`faket.formats.manifest.read_manifest`
     (short rows, duplicate names, a local entry without sha256 ... are errors)."""
-    from faket.formats.manifest import read_manifest
-
     return {e.name: e for e in read_manifest(path)}
 
 
-def reference_entry(entries: dict, name: str, root: str | os.PathLike, *, source: str = "data_manifest.csv",
-                    sha_fn=None):
+def reference_entry(
+    entries: dict, name: str, root: str | os.PathLike, *, source: str = "data_manifest.csv", sha_fn=None
+):
     """The entry ``name`` if it can serve as a reference: physics, or a staged kind whose file exists and
     matches its sha256 (:func:`faket.formats.manifest.check_entry`)."""
-    from faket.formats.manifest import check_entry
-
     if name not in entries:
         raise InputError(f"{name!r} is not an entry of {source} (known: {', '.join(sorted(entries))})")
     e = entries[name]
     if e.kind not in REFERENCE_KINDS:
-        raise InputError(f"{name!r} is a {e.kind}; a reference must be {', '.join(REFERENCE_KINDS[:-1])} or "
-                         f"{REFERENCE_KINDS[-1]}")
+        raise InputError(
+            f"{name!r} is a {e.kind}; a reference must be {', '.join(REFERENCE_KINDS[:-1])} or {REFERENCE_KINDS[-1]}"
+        )
     prob = check_entry(e, root, sha_fn=sha_fn, source=source)
     if prob is not None:
         raise InputError(f"{name!r}: {prob.problem}")
@@ -159,8 +175,6 @@ class Sha256Cache:
         self.cache_file = Path(cache_file)
 
     def __call__(self, path: str | os.PathLike) -> str:
-        from faket.formats.mrc import sha256sum
-
         try:
             cache = json.loads(self.cache_file.read_text())
         except (OSError, ValueError):

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from faket.errors import InputError
 
-__all__ = ["PHYSICS_FLAGS", "layout_opts", "project_opts", "physics_opts", "noise_opts", "style_opts",
-           "z_range_opts", "pixel_size_opt", "labels_input_opts", "qc_input_opts"]
+__all__ = [
+    "PHYSICS_FLAGS",
+    "layout_opts",
+    "project_opts",
+    "physics_opts",
+    "noise_opts",
+    "style_opts",
+    "z_range_opts",
+    "pixel_size_opt",
+    "labels_input_opts",
+    "qc_input_opts",
+]
 
 # faket labels' option of a layout file when it is not "--" + its key with dashes
 _LABELS_OPTION = {"occupancy_mask": "occupancy"}
@@ -19,10 +29,17 @@ _LABELS_OPTION = {"occupancy_mask": "occupancy"}
 QC_INPUTS = ("noiseless", "content", "noisy", "styled", "reference", "tomogram", "class_mask", "particles")
 
 # faket reference options a config may set (key -> flag); null values are left to faket reference's defaults
-PHYSICS_FLAGS = {"defocus_um": "--defocus-um", "dose": "--dose", "mtf": "--mtf",
-                 "ice_thickness_nm": "--ice-thickness-nm", "ice_phase_std": "--ice-phase-std",
-                 "amplitude_contrast": "--amplitude-contrast", "defocus_gradient": "--defocus-gradient",
-                 "voltage_kv": "--voltage-kv", "illumination_mrad": "--illumination-mrad"}
+PHYSICS_FLAGS = {
+    "defocus_um": "--defocus-um",
+    "dose": "--dose",
+    "mtf": "--mtf",
+    "ice_thickness_nm": "--ice-thickness-nm",
+    "ice_phase_std": "--ice-phase-std",
+    "amplitude_contrast": "--amplitude-contrast",
+    "defocus_gradient": "--defocus-gradient",
+    "voltage_kv": "--voltage-kv",
+    "illumination_mrad": "--illumination-mrad",
+}
 
 
 def _opt(flag, value) -> str:
@@ -51,15 +68,22 @@ def physics_opts(settings: dict) -> str:
     unknown = sorted(set(settings) - set(PHYSICS_FLAGS))
     if unknown:
         raise InputError(f"{unknown[0]!r} is not a physics setting (known: {', '.join(PHYSICS_FLAGS)})")
-    return " ".join(_opt(PHYSICS_FLAGS[k], float(v) if isinstance(v, int) and not isinstance(v, bool) else v)
-                    for k, v in settings.items() if v is not None)
+    return " ".join(
+        _opt(PHYSICS_FLAGS[k], float(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+        for k, v in settings.items()
+        if v is not None
+    )
 
 
 def noise_opts(noise: dict, snr: float | None) -> str:
     """``faket noise``'s fit options and the (drawn) SNR (``None``: fitted to the reference)."""
-    opts = [f"--estimate {noise['estimate']}", f"--content-noise {noise['content_noise']:g}",
-            f"--noise-spectrum {noise['spectrum']}", f"--signal-transfer {noise['signal_transfer']}",
-            f"--match {noise['match']}"]
+    opts = [
+        f"--estimate {noise['estimate']}",
+        f"--content-noise {noise['content_noise']:g}",
+        f"--noise-spectrum {noise['spectrum']}",
+        f"--signal-transfer {noise['signal_transfer']}",
+        f"--match {noise['match']}",
+    ]
     if snr is not None:
         opts.append(f"--snr {snr:g}")
     return " ".join(opts)

@@ -23,7 +23,6 @@ from faket.formats.names import (
     label_files,
     tomogram_file,
 )
-from faket.workflow import options as opt
 from faket.workflow import (
     Sha256Cache,
     draw,
@@ -37,6 +36,7 @@ from faket.workflow import (
     tilt_chunks,
     volume_shape,
 )
+from faket.workflow import options as opt
 
 __all__ = ["ConfigError", "checked", "MainPlan", "RESERVED_NAMES", "SHA256_CACHE"]
 
@@ -89,20 +89,31 @@ class MainPlan:
         # a layout spec with membranes or filaments: faket layout writes cellular label files too (random
         # layouts only; given folders have the four files of tomograms.given)
         self.cellular = any(d["given"] is None for d in self.tomos.values()) and checked(
-            "layout.spec", layout_is_cellular, config["layout"]["spec"])
+            "layout.spec", layout_is_cellular, config["layout"]["spec"]
+        )
         # references (data manifest: read, validated and checksummed by faket.manifest)
         self.manifest = checked("manifest", load_manifest, config["manifest"])
         self.manifest_root = os.path.dirname(os.path.abspath(config["manifest"]))
         sha = Sha256Cache(sha256_cache)
         for i, n in enumerate(config["reference"]["names"]):
-            checked(f"reference.names[{i}]", reference_entry, self.manifest, n, self.manifest_root,
-                    source=config["manifest"], sha_fn=sha)
+            checked(
+                f"reference.names[{i}]",
+                reference_entry,
+                self.manifest,
+                n,
+                self.manifest_root,
+                source=config["manifest"],
+                sha_fn=sha,
+            )
         self.refs = {}  # ref id -> {"name", "kind", "defocus_um"}
         for t in self.tomos:
             n = self.reference_name(t)
             kind = self.manifest[n].kind
-            self.refs[self.reference_id(t)] = {"name": n, "kind": kind,
-                                               "defocus_um": self.defocus_um(t) if kind == "physics" else None}
+            self.refs[self.reference_id(t)] = {
+                "name": n,
+                "kind": kind,
+                "defocus_um": self.defocus_um(t) if kind == "physics" else None,
+            }
         if any(r["kind"] == "physics" for r in self.refs.values()):
             self.layout_box()  # the physics reference's layout uses the spec too
         for t in self.tomos:
@@ -121,8 +132,11 @@ class MainPlan:
         tomos = {}
         tc = config["tomograms"]
         for i in range(tc["count"]):
-            tomos[f"{tc['prefix']}_{i:03d}"] = {"seed": config["seed"] + i, "given": None,
-                                                "key": f"tomograms.count (tomogram {i})"}
+            tomos[f"{tc['prefix']}_{i:03d}"] = {
+                "seed": config["seed"] + i,
+                "given": None,
+                "key": f"tomograms.count (tomogram {i})",
+            }
         for j, g in enumerate(tc["given"]):
             key = f"tomograms.given[{j}]"
             if g["name"] in tomos:
@@ -170,8 +184,9 @@ class MainPlan:
         if g is None:
             return self.layout_box()
         if tomo not in self._shapes:
-            self._shapes[tomo] = checked(f"{self.tomos[tomo]['key']}.volume", volume_shape,
-                                         os.path.join(g["folder"], g["volume"]))
+            self._shapes[tomo] = checked(
+                f"{self.tomos[tomo]['key']}.volume", volume_shape, os.path.join(g["folder"], g["volume"])
+            )
         return self._shapes[tomo]
 
     def z_range(self, tomo: str) -> tuple[int, int]:
@@ -292,8 +307,9 @@ class MainPlan:
         return opt.project_opts(self.config["project"])
 
     def physics_opts(self, ref: str) -> str:
-        return opt.physics_opts({"defocus_um": self.refs[ref]["defocus_um"],
-                                 "dose": self.config["reference"]["physics"]["dose"]})
+        return opt.physics_opts(
+            {"defocus_um": self.refs[ref]["defocus_um"], "dose": self.config["reference"]["physics"]["dose"]}
+        )
 
     def noise_opts(self, tomo: str) -> str:
         return opt.noise_opts(self.config["noise"], self.draw(tomo, "noise.snr", self.config["noise"]["snr"]))
@@ -307,8 +323,9 @@ class MainPlan:
         return opt.pixel_size_opt(flag, self.manifest[self.refs[self.reference_id(tomo)]["name"]].pixel_size_a)
 
     def style_opts(self, tomo: str) -> str:
-        cache = (f"results/references/{self.reference_id(tomo)}/style_cache"
-                 if self.config["style"]["style_cache"] else None)
+        cache = (
+            f"results/references/{self.reference_id(tomo)}/style_cache" if self.config["style"]["style_cache"] else None
+        )
         return opt.style_opts(self.config["style"], cache)
 
     @staticmethod
@@ -326,10 +343,15 @@ class MainPlan:
     def qc_inputs(self, wildcards) -> dict[str, str]:
         t = wildcards.tomo
         b = label_files(self.bins[0])
-        d = {"noiseless": f"results/{t}/tiltseries/noiseless.mrc", "content": f"results/{t}/tiltseries/content.mrc",
-             "noisy": f"results/{t}/tiltseries/noisy.mrc", "reference": self.reference_tilts(t),
-             "tomogram": self.qc_tomogram(t), "class_mask": f"results/{t}/{b['class_mask']}",
-             "particles": f"results/{t}/{b['particles_csv']}"}
+        d = {
+            "noiseless": f"results/{t}/tiltseries/noiseless.mrc",
+            "content": f"results/{t}/tiltseries/content.mrc",
+            "noisy": f"results/{t}/tiltseries/noisy.mrc",
+            "reference": self.reference_tilts(t),
+            "tomogram": self.qc_tomogram(t),
+            "class_mask": f"results/{t}/{b['class_mask']}",
+            "particles": f"results/{t}/{b['particles_csv']}",
+        }
         if "faket" in self.modalities:
             d["styled"] = f"results/{t}/tiltseries/faket.mrc"
         return d

@@ -14,6 +14,7 @@ from faket.layout.templates.base import Template, _check_voxel, _finish, centre_
 
 def _fe0(symbol: str) -> float:
     """Total electron scattering ``f_e(0) = sum(a_i)`` (A) of an element, from gemmi's c4322 table."""
+    # lazy: gemmi
     import gemmi
 
     return float(sum(gemmi.Element(symbol).c4322.a))
@@ -31,6 +32,7 @@ PROTEIN_FE0_PER_A3: float = 0.137070806
 
 
 def _read_structure(path: Path, assembly: str | None):
+    # lazy: gemmi
     import gemmi
 
     if not path.exists():
@@ -51,16 +53,17 @@ def _read_structure(path: Path, assembly: str | None):
         if assembly == "first":
             assembly = names[0] if names else None
         elif assembly not in names:
-            raise InputError(f"{path}: no biological assembly {assembly!r} "
-                             f"(defined: {', '.join(names) or 'none'})")
+            raise InputError(f"{path}: no biological assembly {assembly!r} (defined: {', '.join(names) or 'none'})")
         if assembly is not None:
             asm = next(a for a in st.assemblies if a.name == assembly)
             try:
                 model = gemmi.make_assembly(asm, model, gemmi.HowToNameCopiedChain.AddNumber)
             except Exception as exc:  # malformed assembly records
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise InputError(f"{path}: cannot build biological assembly {assembly!r} ({msg}); "
-                                 "use the deposited chains instead (assembly None)") from None
+                raise InputError(
+                    f"{path}: cannot build biological assembly {assembly!r} ({msg}); "
+                    "use the deposited chains instead (assembly None)"
+                ) from None
     model.remove_hydrogens()
     model.remove_waters()
     return st, model  # keep the structure alive beside its model
@@ -68,6 +71,7 @@ def _read_structure(path: Path, assembly: str | None):
 
 def _atom_arrays(model):
     """Positions (N, 3) x, y, z in A; per-atom Gaussian a (N, 5) and b (N, 5); occupancy weights."""
+    # lazy: gemmi
     import gemmi
 
     pos, occ, elems = [], [], []
@@ -100,6 +104,7 @@ def _atom_arrays(model):
 def _erf_weights(xv: np.ndarray, sig_v: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
     """1-D voxel integrals of unit Gaussians at ``xv`` (voxel units, grid voxel i centred at i) with
     sigma ``sig_v``: returns base indices (N,) and weights (N, 2h+1) over ``base + [-h..h]``."""
+    # lazy: scipy
     from scipy.special import erf
 
     base = np.rint(xv).astype(np.int64)
@@ -109,8 +114,9 @@ def _erf_weights(xv: np.ndarray, sig_v: np.ndarray, h: int) -> tuple[np.ndarray,
     return base, np.diff(cdf, axis=1)
 
 
-def _deposit_atoms(pos_zyx_v: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, v: float,
-                   sigma_extra_a: float) -> np.ndarray:
+def _deposit_atoms(
+    pos_zyx_v: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, v: float, sigma_extra_a: float
+) -> np.ndarray:
     """Sum over atoms and Gaussian terms of a_i * voxel-mean Gaussian; positions in voxel indices."""
     out = np.zeros(n * n * n, np.float64)
     for t in range(a.shape[1]):
@@ -122,13 +128,12 @@ def _deposit_atoms(pos_zyx_v: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, 
             k = 2 * h + 1
             chunk = max(1, int(4e6 // (k**3)))
             for s0 in range(0, sel.size, chunk):
-                idx = sel[s0:s0 + chunk]
+                idx = sel[s0 : s0 + chunk]
                 sv = sig_a[idx] / v
                 bz, wz = _erf_weights(pos_zyx_v[idx, 0], sv, h)
                 by, wy = _erf_weights(pos_zyx_v[idx, 1], sv, h)
                 bx, wx = _erf_weights(pos_zyx_v[idx, 2], sv, h)
-                w = (a[idx, t][:, None, None, None] * wz[:, :, None, None] * wy[:, None, :, None]
-                     * wx[:, None, None, :])
+                w = a[idx, t][:, None, None, None] * wz[:, :, None, None] * wy[:, None, :, None] * wx[:, None, None, :]
                 offs = np.arange(-h, h + 1)
                 iz = bz[:, None] + offs
                 iy = by[:, None] + offs
@@ -138,8 +143,14 @@ def _deposit_atoms(pos_zyx_v: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, 
     return out.reshape(n, n, n)
 
 
-def template_from_atoms(path, voxel_size_a: float, name: str | None = None, *,
-                        resolution_a: float | None = None, assembly: str | None = "first") -> Template:
+def template_from_atoms(
+    path,
+    voxel_size_a: float,
+    name: str | None = None,
+    *,
+    resolution_a: float | None = None,
+    assembly: str | None = "first",
+) -> Template:
     """A template from a PDB / mmCIF model: Coulomb potential in protein-density units.
 
     Uses the first model; ``assembly="first"`` (default) builds the file's first biological assembly

@@ -52,7 +52,6 @@ def _check_voxel(voxel_size_a, what: str = "voxel size") -> float:
     return v
 
 
-
 def centre_of_mass(density: np.ndarray) -> np.ndarray:
     """Centre of mass ``(z, y, x)`` in voxel indices (weights clipped at 0)."""
     d = np.clip(np.asarray(density, dtype=np.float64), 0, None)
@@ -116,6 +115,7 @@ def diameter_nm(density: np.ndarray, voxel_size_a: float, threshold: float | Non
     if len(pts) > 4:
         # Only convex-hull vertices can be the farthest pair; a cheap pre-filter keeps boundary voxels.
         try:
+            # lazy: scipy
             from scipy.spatial import ConvexHull
 
             pts = pts[ConvexHull(pts).vertices]
@@ -130,5 +130,6 @@ def diameter_nm(density: np.ndarray, voxel_size_a: float, threshold: float | Non
 
 def _finish(name: str, density: np.ndarray, voxel_size_a: float, source: str) -> Template:
     d = fit_box(_clean_small(density))
-    return Template(name=name, density=d, voxel_size_a=float(voxel_size_a), source=source,
-                    diameter_nm=diameter_nm(d, voxel_size_a))
+    return Template(
+        name=name, density=d, voxel_size_a=float(voxel_size_a), source=source, diameter_nm=diameter_nm(d, voxel_size_a)
+    )

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from faket.errors import InputError
+from faket.formats.mrc import sha256sum, write_mrc
 
 #: Bump when the conversion of maps or atoms changes (invalidates cached templates).
 CACHE_VERSION = 1
-
 
 
 def default_cache_dir() -> Path:
@@ -26,8 +26,6 @@ def default_cache_dir() -> Path:
 
 
 def _sha256(path: Path) -> str:
-    from faket.formats.mrc import sha256sum
-
     try:
         return sha256sum(path)
     except OSError as exc:
@@ -58,8 +56,6 @@ def _cache_read(path: Path):
 
 def _cache_write(path: Path, density: np.ndarray, voxel_size_a: float) -> None:
     """Write a cache entry atomically (temp file + rename); a read-only cache only costs recomputation."""
-    from faket.formats.mrc import write_mrc
-
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.mrc"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,18 @@ MAP_SUFFIXES = (".mrc", ".map", ".rec", ".mrcs")
 ATOM_SUFFIXES = (".pdb", ".cif", ".ent", ".mmcif", ".pdbx")
 
 
-def load_template(spec: str, voxel_size_a: float, *, name: str | None = None,
-                  cache_dir: str | os.PathLike | None = None, map_voxel_size_a: float | None = None,
-                  resolution_a: float | None = None, assembly: str | None = "first",
-                  normalize: bool = True, use_cache: bool = True) -> Template:
+def load_template(
+    spec: str,
+    voxel_size_a: float,
+    *,
+    name: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    map_voxel_size_a: float | None = None,
+    resolution_a: float | None = None,
+    assembly: str | None = "first",
+    normalize: bool = True,
+    use_cache: bool = True,
+) -> Template:
     """A template from ``spec``: a built-in name (``ring`` or ``builtin:ring``), an MRC map
     (``.mrc/.map/.rec``) or an atomic model (``.pdb/.cif/.ent/.mmcif``, gzipped ok).
 
@@ -30,7 +38,7 @@ def load_template(spec: str, voxel_size_a: float, *, name: str | None = None,
     """
     v = _check_voxel(voxel_size_a)
     spec = str(spec)
-    key = spec[len("builtin:"):] if spec.startswith("builtin:") else spec
+    key = spec[len("builtin:") :] if spec.startswith("builtin:") else spec
     if key in _BUILTINS:
         t = builtin_template(key, v)
         if name:
@@ -42,13 +50,16 @@ def load_template(spec: str, voxel_size_a: float, *, name: str | None = None,
         suffixes = suffixes[:-1]
     ext = suffixes[-1] if suffixes else ""
     if spec.startswith("builtin:") or (not p.exists() and ext not in MAP_SUFFIXES + ATOM_SUFFIXES):
-        raise InputError(f"template {spec!r}: not a built-in class (known: {', '.join(BUILTIN_NAMES)}) "
-                         "and no such file")
+        raise InputError(
+            f"template {spec!r}: not a built-in class (known: {', '.join(BUILTIN_NAMES)}) and no such file"
+        )
     if p.is_dir():
         raise InputError(f"{p}: is a folder, expected a template file")
     if ext not in MAP_SUFFIXES + ATOM_SUFFIXES:
-        raise InputError(f"{p}: unknown template file type {ext or '(no extension)'!r} "
-                         f"(expected {', '.join(MAP_SUFFIXES + ATOM_SUFFIXES)})")
+        raise InputError(
+            f"{p}: unknown template file type {ext or '(no extension)'!r} "
+            f"(expected {', '.join(MAP_SUFFIXES + ATOM_SUFFIXES)})"
+        )
     if not p.exists():
         raise InputError(f"{p}: template file not found")
     nm = name or p.name.split(".")[0]
@@ -67,16 +78,16 @@ def load_template(spec: str, voxel_size_a: float, *, name: str | None = None,
         cache_path = cdir / _cache_key(_sha256(p), v, options)
         cached = _cache_read(cache_path)
         if cached is not None:
-            return Template(name=nm, density=cached, voxel_size_a=v, source=str(p),
-                            diameter_nm=diameter_nm(cached, v))
+            return Template(name=nm, density=cached, voxel_size_a=v, source=str(p), diameter_nm=diameter_nm(cached, v))
     if is_map:
         from faket.formats.mrc import read_volume
 
         m = read_volume(p, what="template map")
         mv = map_voxel_size_a if map_voxel_size_a is not None else m.voxel_size_a
         if mv is None:
-            raise InputError(f"{p}: no voxel size in the map header (0 or 1); give the map's voxel size "
-                             "(map_voxel_size_a)")
+            raise InputError(
+                f"{p}: no voxel size in the map header (0 or 1); give the map's voxel size (map_voxel_size_a)"
+            )
         t = maps.template_from_map(m.data, mv, v, nm, str(p), normalize=normalize)
     else:
         t = atoms.template_from_atoms(p, v, nm, resolution_a=resolution_a, assembly=assembly)

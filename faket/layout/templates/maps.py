@@ -16,7 +16,6 @@ from faket.layout.templates.base import Template, _check_voxel, _clean_small, _f
 MAP_INTERIOR_LEVEL = 0.88
 
 
-
 def _hat_integral(t: np.ndarray) -> np.ndarray:
     """Integral from -inf to t of the unit hat function max(0, 1 - |s|)."""
     t = np.clip(t, -1.0, 1.0)
@@ -36,8 +35,7 @@ def _resample_matrix(n_in: int, v_in: float, n_out: int, v_out: float, offset: f
     return (_hat_integral(hi) - _hat_integral(lo)) * (v_in / v_out)
 
 
-def resample_volume(vol: np.ndarray, v_in: float, v_out: float, n_out: int,
-                    centre_in_zyx: np.ndarray) -> np.ndarray:
+def resample_volume(vol: np.ndarray, v_in: float, v_out: float, n_out: int, centre_in_zyx: np.ndarray) -> np.ndarray:
     """Resample ``vol`` (voxel ``v_in``) onto an ``n_out^3`` cube of voxel ``v_out`` whose centre voxel
     sits at ``centre_in_zyx`` (input voxel indices): voxel-mean of the linear interpolant, mass-preserving."""
     out = np.asarray(vol, dtype=np.float64)
@@ -50,8 +48,9 @@ def resample_volume(vol: np.ndarray, v_in: float, v_out: float, n_out: int,
 
 
 def _edge_values(d: np.ndarray) -> np.ndarray:
-    return np.concatenate([d[0].ravel(), d[-1].ravel(), d[:, 0].ravel(), d[:, -1].ravel(),
-                           d[:, :, 0].ravel(), d[:, :, -1].ravel()])
+    return np.concatenate(
+        [d[0].ravel(), d[-1].ravel(), d[:, 0].ravel(), d[:, -1].ravel(), d[:, :, 0].ravel(), d[:, :, -1].ravel()]
+    )
 
 
 def subtract_background(density: np.ndarray, *, speck_fraction: float = 0.05) -> np.ndarray:
@@ -62,6 +61,7 @@ def subtract_background(density: np.ndarray, *, speck_fraction: float = 0.05) ->
     The noise floor is skipped when it would remove over 90 % of the density (tight crops whose density
     touches the box edge, so the edge is not solvent). Clean masked maps (edge exactly 0) are unchanged.
     """
+    # lazy: scipy
     from scipy import ndimage
 
     d = np.asarray(density, dtype=np.float64)
@@ -82,9 +82,9 @@ def subtract_background(density: np.ndarray, *, speck_fraction: float = 0.05) ->
     return out
 
 
-def _interior_level(d: np.ndarray, voxel_size_a: float, mass_fraction: float = 0.5,
-                    smooth_a: float = 3.0) -> float:
+def _interior_level(d: np.ndarray, voxel_size_a: float, mass_fraction: float = 0.5, smooth_a: float = 3.0) -> float:
     """Mean of the densest voxels holding ``mass_fraction`` of the mass, after a ``smooth_a`` Gaussian."""
+    # lazy: scipy
     from scipy.ndimage import gaussian_filter
 
     s = gaussian_filter(np.asarray(d, np.float64), sigma=smooth_a / voxel_size_a, mode="constant")
@@ -96,8 +96,15 @@ def _interior_level(d: np.ndarray, voxel_size_a: float, mass_fraction: float = 0
     return float(vals[:k].mean())
 
 
-def template_from_map(density: np.ndarray, map_voxel_size_a: float, voxel_size_a: float, name: str,
-                      source: str = "", *, normalize: bool = True) -> Template:
+def template_from_map(
+    density: np.ndarray,
+    map_voxel_size_a: float,
+    voxel_size_a: float,
+    name: str,
+    source: str = "",
+    *,
+    normalize: bool = True,
+) -> Template:
     """A template from a density map: background removed, resampled to ``voxel_size_a``, centred on its
     centre of mass and (with ``normalize``) scaled to protein-density units (module docstring)."""
     v_in = _check_voxel(map_voxel_size_a, f"{source or name}: map voxel size")
@@ -109,8 +116,9 @@ def template_from_map(density: np.ndarray, map_voxel_size_a: float, voxel_size_a
         raise InputError(f"{source or name}: density map contains NaN/Inf values")
     d = subtract_background(d)
     if d.sum() <= 0:
-        raise InputError(f"{source or name}: density map is empty after background subtraction "
-                         "(no density above the box-edge level)")
+        raise InputError(
+            f"{source or name}: density map is empty after background subtraction (no density above the box-edge level)"
+        )
     scale = 1.0
     if normalize:
         level = _interior_level(d, v_in)

@@ -5,8 +5,8 @@ hollow cylinders) defined in nanometres, anti-aliased with a one-voxel ramp (``c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -109,51 +109,82 @@ def _arms():
 
 _BUILTINS: dict[str, _Builtin] = {
     # ~5 nm: a slightly flattened globule with a knob (smallest class).
-    "globule": _Builtin("ellipsoid 5.2x3.8x3.0 nm with an off-axis knob (r 1.2 nm)",
-                        lambda: _union(_sd_ellipsoid((0, 0, 0), (2.6, 1.9, 1.5)),
-                                       _sd_ball((1.9, 1.4, 0.8), 1.2)), 4.5),
+    "globule": _Builtin(
+        "ellipsoid 5.2x3.8x3.0 nm with an off-axis knob (r 1.2 nm)",
+        lambda: _union(_sd_ellipsoid((0, 0, 0), (2.6, 1.9, 1.5)), _sd_ball((1.9, 1.4, 0.8), 1.2)),
+        4.5,
+    ),
     # ~9 nm: three unequal touching balls, not collinear.
-    "blob3": _Builtin("cluster of three unequal balls (r 2.8, 2.2, 1.7 nm)",
-                      lambda: _union(_sd_ball((0, 0, 0), 2.8), _sd_ball((3.9, 1.2, 0.3), 2.2),
-                                     _sd_ball((0.8, 3.6, 1.8), 1.7)), 7.5),
+    "blob3": _Builtin(
+        "cluster of three unequal balls (r 2.8, 2.2, 1.7 nm)",
+        lambda: _union(_sd_ball((0, 0, 0), 2.8), _sd_ball((3.9, 1.2, 0.3), 2.2), _sd_ball((0.8, 3.6, 1.8), 1.7)),
+        7.5,
+    ),
     # ~12 nm: four unequal balls on a distorted tetrahedron.
-    "tetramer": _Builtin("four unequal balls on a distorted tetrahedron",
-                         lambda: _union(_sd_ball((3.0, 0.0, -1.5), 2.6), _sd_ball((-2.5, 2.0, -1.2), 2.3),
-                                        _sd_ball((-1.0, -3.0, -1.0), 2.0), _sd_ball((0.3, 0.4, 3.2), 2.4)),
-                         7.5),
+    "tetramer": _Builtin(
+        "four unequal balls on a distorted tetrahedron",
+        lambda: _union(
+            _sd_ball((3.0, 0.0, -1.5), 2.6),
+            _sd_ball((-2.5, 2.0, -1.2), 2.3),
+            _sd_ball((-1.0, -3.0, -1.0), 2.0),
+            _sd_ball((0.3, 0.4, 3.2), 2.4),
+        ),
+        7.5,
+    ),
     # ~14 nm: L made of two capsules of different length with a bulge at the corner.
-    "lshape": _Builtin("L of two capsules (11 and 7 nm arms, r 1.6 nm) with a bulged corner",
-                       lambda: _union(_sd_capsule((-4.0, -3.0, 0.0), (7.0, -3.0, 0.0), 1.6),
-                                      _sd_capsule((-4.0, -3.0, 0.0), (-4.0, 4.0, 0.0), 1.6),
-                                      _sd_ball((-4.0, -3.0, 0.0), 2.4)), 9.5),
+    "lshape": _Builtin(
+        "L of two capsules (11 and 7 nm arms, r 1.6 nm) with a bulged corner",
+        lambda: _union(
+            _sd_capsule((-4.0, -3.0, 0.0), (7.0, -3.0, 0.0), 1.6),
+            _sd_capsule((-4.0, -3.0, 0.0), (-4.0, 4.0, 0.0), 1.6),
+            _sd_ball((-4.0, -3.0, 0.0), 2.4),
+        ),
+        9.5,
+    ),
     # ~15 nm: ring (torus) with one knob on its rim: rotationally asymmetric.
-    "ring": _Builtin("open ring: torus R 5.5 nm, tube r 1.6 nm, with a gap and a knob on the rim",
-                     lambda: _union(_subtract(_sd_torus((0, 0, 0), 5.5, 1.6), _sd_ball((-5.5, 0, 0), 2.4)),
-                                    _sd_ball((3.9, 3.9, 1.6), 1.8)), 8.0),
+    "ring": _Builtin(
+        "open ring: torus R 5.5 nm, tube r 1.6 nm, with a gap and a knob on the rim",
+        lambda: _union(
+            _subtract(_sd_torus((0, 0, 0), 5.5, 1.6), _sd_ball((-5.5, 0, 0), 2.4)), _sd_ball((3.9, 3.9, 1.6), 1.8)
+        ),
+        8.0,
+    ),
     # ~18 nm: two unequal balls joined by a thin rod.
-    "dumbbell": _Builtin("balls r 4.0 and 2.6 nm joined by a 1.2 nm rod, 11 nm apart",
-                         lambda: _union(_sd_ball((-5.5, 0, 0), 4.0), _sd_ball((5.5, 0, 0), 2.6),
-                                        _sd_capsule((-5.5, 0, 0), (5.5, 0, 0), 1.2)), 10.0),
+    "dumbbell": _Builtin(
+        "balls r 4.0 and 2.6 nm joined by a 1.2 nm rod, 11 nm apart",
+        lambda: _union(
+            _sd_ball((-5.5, 0, 0), 4.0), _sd_ball((5.5, 0, 0), 2.6), _sd_capsule((-5.5, 0, 0), (5.5, 0, 0), 1.2)
+        ),
+        10.0,
+    ),
     # ~16 nm: hollow barrel (proteasome-like) with a cap on one end only.
-    "barrel": _Builtin("hollow cylinder 15 nm long, r 5.5 nm (wall 2 nm) with a cap at one end",
-                       lambda: _union(_subtract(_sd_cylinder((0, 0, 0), 5.5, 7.5),
-                                                _sd_cylinder((0, 0, 0), 3.5, 8.0)),
-                                      _sd_cylinder((0, 0, 8.3), 4.0, 0.9)), 11.0),
+    "barrel": _Builtin(
+        "hollow cylinder 15 nm long, r 5.5 nm (wall 2 nm) with a cap at one end",
+        lambda: _union(
+            _subtract(_sd_cylinder((0, 0, 0), 5.5, 7.5), _sd_cylinder((0, 0, 0), 3.5, 8.0)),
+            _sd_cylinder((0, 0, 8.3), 4.0, 0.9),
+        ),
+        11.0,
+    ),
     # ~22 nm: three arms of different length from a hub, one ending in a ball.
-    "tripod": _Builtin("hub with three arms of different length (9, 7, 6 nm), one ending in a ball",
-                       _arms, 12.0),
+    "tripod": _Builtin("hub with three arms of different length (9, 7, 6 nm), one ending in a ball", _arms, 12.0),
     # ~25 nm: long straight rod with an off-axis head (filament fragment / antibody-like).
-    "rod": _Builtin("rod 22 nm long, r 1.8 nm, with an off-axis head ball r 3 nm",
-                    lambda: _union(_sd_capsule((-11.0, 0, 0), (11.0, 0, 0), 1.8),
-                                   _sd_ball((9.0, 2.5, 0.0), 3.0)), 14.0),
+    "rod": _Builtin(
+        "rod 22 nm long, r 1.8 nm, with an off-axis head ball r 3 nm",
+        lambda: _union(_sd_capsule((-11.0, 0, 0), (11.0, 0, 0), 1.8), _sd_ball((9.0, 2.5, 0.0), 3.0)),
+        14.0,
+    ),
     # ~29 nm: ribosome-like: a large and a small ellipsoidal subunit, with a stalk.
-    "ribosome_like": _Builtin("large (17x14x13 nm) and small (16x9x7 nm) ellipsoidal subunits, a stalk "
-                              "and a side lobe",
-                              lambda: _union(_sd_ellipsoid((0, 0, -2.5), (8.5, 7.0, 6.5)),
-                                             _sd_ellipsoid((2.0, 2.5, 6.0), (8.0, 4.5, 3.5)),
-                                             _sd_capsule((5.0, -4.0, -4.0), (13.0, -9.0, -5.0), 1.5),
-                                             _sd_ball((-7.5, -3.0, 1.0), 2.5)),
-                              18.5),
+    "ribosome_like": _Builtin(
+        "large (17x14x13 nm) and small (16x9x7 nm) ellipsoidal subunits, a stalk and a side lobe",
+        lambda: _union(
+            _sd_ellipsoid((0, 0, -2.5), (8.5, 7.0, 6.5)),
+            _sd_ellipsoid((2.0, 2.5, 6.0), (8.0, 4.5, 3.5)),
+            _sd_capsule((5.0, -4.0, -4.0), (13.0, -9.0, -5.0), 1.5),
+            _sd_ball((-7.5, -3.0, 1.0), 2.5),
+        ),
+        18.5,
+    ),
 }
 
 #: Names of the built-in procedural classes (roughly smallest to largest).
@@ -176,7 +207,7 @@ def _eval_sdf_density(sdf, n: int, v_nm: float, shift_zyx: np.ndarray) -> np.nda
 def builtin_template(name: str, voxel_size_a: float) -> Template:
     """A built-in procedural class (see :data:`BUILTIN_NAMES`) at ``voxel_size_a``; 1 inside."""
     v = _check_voxel(voxel_size_a)
-    key = name[len("builtin:"):] if name.startswith("builtin:") else name
+    key = name[len("builtin:") :] if name.startswith("builtin:") else name
     if key not in _BUILTINS:
         raise InputError(f"template {name!r}: unknown built-in class (known: {', '.join(BUILTIN_NAMES)})")
     spec = _BUILTINS[key]
