@@ -367,7 +367,7 @@ TABLE_REFS = {
 }
 
 
-def table(refs, work=None, seed=0, threads=2):
+def table(refs, work=None, seed=0, threads=2, physics=False):
     """Per reference: faket layout (config/layout.yaml, the reference's size) -> faket project at the reference's
     angles -> faket noise with the real file as reference, fitted on the even tilts (--exclude-tilts odd) ->
     faket realism --holdout odd. cryoCAT has no angles: -30, -10, 10, 30 are assumed."""
@@ -415,17 +415,48 @@ def table(refs, work=None, seed=0, threads=2):
             25,
             "-o",
             d / "noisy.mrc",
+            "--content-out",
+            d / "content.mrc",
             "--seed",
             seed,
             *extra,
         )
+        gen, names = [d / "noisy.mrc"], ["--name", "NOISY"]
+        if physics:
+            # the physics reference of the same layout at the same angles (faket reference's defaults), and the
+            # offline default style on top of NOISY (random weights, styled with the FIT tilts only)
+            faket(
+                "reference", d / "layout" / "volume.mrc", "-o", d / "physics.mrc", "--angles-file", tlt, "--seed", seed
+            )
+            faket(
+                "style",
+                d / "content.mrc",
+                "--init",
+                d / "noisy.mrc",
+                "--style",
+                real,
+                "--style-angles-file",
+                ang_opt[1],
+                "--exclude-tilts",
+                odd,
+                "--max-angle-gap",
+                25,
+                "--weights",
+                "random",
+                "-o",
+                d / "offline.mrc",
+                "--seed",
+                seed,
+                *extra,
+            )
+            gen += [d / "offline.mrc", d / "physics.mrc"]
+            names += ["--name", "OFFLINE", "--name", "PHYSICS"]
         t1 = time.perf_counter()
         patch = ["--patch", "16"] if name == "tomodrgn" else []
         faket(
             "realism",
-            d / "noisy.mrc",
-            "--name",
-            "NOISY",
+            *gen,
+            *names,
             "--real",
             real,
             *ang_opt,
@@ -447,10 +478,9 @@ def table(refs, work=None, seed=0, threads=2):
     print("\n| reference | data | C2ST (CNN) | C2ST (log-spectra) | RAPS | W1 | kurtosis (real) | tilts scored |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, rep, _, _ in rows:
-        for label, s in (
-            ("real vs real (floor)", rep["floor"]["summary"]),
-            ("NOISY", rep["modalities"]["NOISY"]["summary"]),
-        ):
+        for label, s in [("real vs real (floor)", rep["floor"]["summary"])] + [
+            (m, rep["modalities"][m]["summary"]) for m in ("NOISY", "OFFLINE", "PHYSICS") if m in rep["modalities"]
+        ]:
             print(
                 f"| {name} | {label} | {s['c2st_cnn']:.2f} ± {s['c2st_cnn_std']:.2f} | "
                 f"{s['c2st_logreg']:.2f} ± {s['c2st_logreg_std']:.2f} | {s['raps_distance']:.2f} | {s['w1']:.2f} | "
@@ -497,6 +527,12 @@ def main(argv=None):
         help="faket realism of NOISY (fitted on the even real tilts) on the odd tilts of every --ref "
         "(default for --table: all three), as a user would run it",
     )
+    ap.add_argument(
+        "--physics",
+        action="store_true",
+        help="--table: also the offline default style on top of NOISY (OFFLINE) and faket reference of the same "
+        "layout (PHYSICS)",
+    )
     ap.add_argument("--keep", metavar="DIR", help="--speed / --table: work in DIR (kept) instead of a temp folder")
     args = ap.parse_args(argv)
     if args.speed:
@@ -508,7 +544,7 @@ def main(argv=None):
         refs = {"both": ["cryocat", "pytom", "tomodrgn"], "all": ["cryocat", "pytom", "tomodrgn"]}.get(
             args.ref, [args.ref]
         )
-        table(refs, work=args.keep, seed=args.seed, threads=args.threads)
+        table(refs, work=args.keep, seed=args.seed, threads=args.threads, physics=args.physics)
         return
     if not SHARED.is_dir():
         raise SystemExit(f"real data not found at {SHARED}")
