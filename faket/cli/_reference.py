@@ -7,10 +7,11 @@ pixel size. The loading itself is :func:`faket.imaging.reference.prepare_referen
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
 from faket.errors import InputError
-from faket.imaging.reference import _ANG, _OPT
+from faket.imaging.reference_options import ANGLES_OPTION as _ANG
+from faket.imaging.reference_options import PIXEL_SIZE_OPTION as _OPT
 
 
 def add_reference_args(p, kind: str) -> None:
@@ -71,7 +72,7 @@ def content_pixel_size(args, m, path) -> float | None:
     """The content's pixel size: header, else ``--content-pixel-size``; ``None`` with --assume-same-sampling.
     Unknown otherwise: :class:`InputError` naming the file and the option."""
     opt = getattr(args, "content_pixel_size", None)
-    if opt is not None and not (np.isfinite(opt) and opt > 0):
+    if opt is not None and not (math.isfinite(opt) and opt > 0):
         raise InputError(f"--content-pixel-size {opt:g}: must be positive")
     if m.voxel_size_a is not None:
         return float(m.voxel_size_a)

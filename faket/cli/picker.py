@@ -23,10 +23,10 @@ from faket.formats.names import DATASET_TRAINING_COLUMNS
 
 # the picker's defaults, defined once in the core (config keys benchmark.picker.* use the same names)
 from faket.picker import (
-    DEFAULTS,  # light: no torch
+    DEFAULTS,  # light: no numpy, no torch
     LOSSES,
+    N_BOOT,
 )
-from faket.picker.stats import N_BOOT  # light: numpy, pandas
 
 HELP = "train a DeepFinder-style picker on faket data, segment tomograms, localise picks (needs faket[picker])"
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from faket.errors import InputError
+from faket.imaging.reference_options import ANGLES_OPTION, PIXEL_SIZE_OPTION
 
-_OPT = {"noise": "--reference-pixel-size", "style": "--style-pixel-size", "realism": "--real-pixel-size"}
-_ANG = {"noise": "--reference-angles-file", "style": "--style-angles-file", "realism": "--real-angles-file"}
+_OPT = PIXEL_SIZE_OPTION
+_ANG = ANGLES_OPTION
 
 
 @dataclass(frozen=True)

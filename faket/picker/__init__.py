@@ -37,3 +37,6 @@ DEFAULTS = dict(
     bandwidth=None,
     min_size_fraction=0.2,
 )
+
+#: bootstrap resamples of the benchmark's paired comparisons (faket.picker.stats)
+N_BOOT = 10_000

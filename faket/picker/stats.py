@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-N_BOOT = 10_000
+from faket.picker import N_BOOT  # defined with the picker's defaults (no numpy at faket's start-up)
+
 LEVEL = 0.95
 
 
