@@ -7,6 +7,7 @@ from pathlib import Path
 
 from faket.cli._common import Step, check_not_same, info
 from faket.errors import InputError, MissingGeometry
+from faket.formats.names import instances_beside
 
 HELP = (
     "score particle picks against the truth (the official SHREC 2021 numbers): F1, per-class scores, confusion matrix"
@@ -155,14 +156,13 @@ def _structure_ids(instances, occupancy) -> list[int]:
     # lazy: pandas (faket's start-up imports every command module)
     import pandas as pd
 
-    occ = Path(occupancy)
-    path = (
-        Path(instances)
-        if instances
-        else occ.with_name(occ.name.replace("occupancy_mask", "instances")).with_suffix(".csv")
-    )
-    if not instances and (path == occ.with_suffix(".csv") or not path.is_file()):
-        return []
+    if instances:
+        path = Path(instances)
+    else:
+        beside = instances_beside(Path(occupancy).name)
+        path = Path(occupancy).with_name(beside) if beside else None
+        if path is None or not path.is_file():
+            return []
     if not path.is_file():
         raise InputError(f"{path}: instance table not found")
     try:

@@ -102,6 +102,18 @@ def cellular_label_files(bin_factor: int) -> dict[str, str]:
     }
 
 
+def instances_beside(occupancy_name: str) -> str | None:
+    """The instance table written beside an occupancy mask: ``instances.csv`` beside faket layout's
+    ``occupancy_mask.mrc``, ``instances_bin<B>.csv`` beside faket labels' ``occupancy_mask_bin<B>.mrc``;
+    ``None`` for other names."""
+    if occupancy_name == LAYOUT_OUTPUTS["occupancy_mask"]:
+        return CELLULAR_LAYOUT_OUTPUTS["instances"]
+    m = re.fullmatch(r"occupancy_mask_bin(\d+)\.mrc", occupancy_name)
+    if m and label_files(int(m.group(1)))["occupancy_mask"] == occupancy_name:
+        return cellular_label_files(int(m.group(1)))["instances"]
+    return None
+
+
 #: the whole particle list in the layout volume's voxels (faket labels without --no-full-lists)
 FULL_LIST_FILES = {
     "particles_csv": "particles.csv",
