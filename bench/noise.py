@@ -324,14 +324,15 @@ def _layout_content(box_yx, angles, seed, tmp):
     return tmp / "clean.mrc"
 
 
+NO_SM = ["--match-spectrum", "none"]
 REALISM_VARIANTS = {
-    "white, no transfer (old default)": ["--noise-spectrum", "white", "--signal-transfer", "none"],
-    "radial, no transfer": ["--noise-spectrum", "radial", "--signal-transfer", "none"],
-    "2d, no transfer": ["--noise-spectrum", "2d", "--signal-transfer", "none"],
-    "white + transfer": ["--noise-spectrum", "white"],
-    "radial + transfer": ["--noise-spectrum", "radial"],
-    "2d + transfer (default)": [],
-    "2d + transfer + --match distribution": ["--match", "distribution"],
+    "white, no transfer (the paper's)": ["--noise-spectrum", "white", "--signal-transfer", "none", *NO_SM],
+    "radial, no transfer": ["--noise-spectrum", "radial", "--signal-transfer", "none", *NO_SM],
+    "2d, no transfer": ["--noise-spectrum", "2d", "--signal-transfer", "none", *NO_SM],
+    "white + transfer": ["--noise-spectrum", "white", *NO_SM],
+    "radial + transfer": ["--noise-spectrum", "radial", *NO_SM],
+    "2d + transfer": NO_SM,
+    "2d + transfer + --match distribution": ["--match", "distribution", *NO_SM],
     "white, no transfer + --match distribution": [
         "--noise-spectrum",
         "white",
@@ -339,7 +340,11 @@ REALISM_VARIANTS = {
         "none",
         "--match",
         "distribution",
+        *NO_SM,
     ],
+    "white, no transfer + spectrum match": ["--noise-spectrum", "white", "--signal-transfer", "none"],
+    "2d + transfer + spectrum match (default)": [],
+    "2d + transfer + spectrum match + --match distribution": ["--match", "distribution"],
 }
 
 

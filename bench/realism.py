@@ -421,7 +421,27 @@ def table(refs, work=None, seed=0, threads=2, physics=False):
             seed,
             *extra,
         )
-        gen, names = [d / "noisy.mrc"], ["--name", "NOISY"]
+        # the same without the final radial spectrum match (faket noise --match-spectrum none): its measured gain
+        faket(
+            "noise",
+            d / "noiseless.mrc",
+            "--reference",
+            real,
+            "--reference-angles-file",
+            ang_opt[1],
+            "--exclude-tilts",
+            odd,
+            "--max-angle-gap",
+            25,
+            "--match-spectrum",
+            "none",
+            "-o",
+            d / "noisy_unmatched.mrc",
+            "--seed",
+            seed,
+            *extra,
+        )
+        gen, names = [d / "noisy.mrc", d / "noisy_unmatched.mrc"], ["--name", "NOISY", "--name", "NOISY-UNMATCHED"]
         if physics:
             # the physics reference of the same layout at the same angles (faket reference's defaults), and the
             # offline default style on top of NOISY (random weights, styled with the FIT tilts only)

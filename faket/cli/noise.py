@@ -11,6 +11,7 @@ from faket.errors import InputError
 NOISE_SPECTRA, DEFAULT_NOISE_SPECTRUM = ("white", "radial", "2d"), "2d"
 SIGNAL_TRANSFERS, DEFAULT_SIGNAL_TRANSFER = ("none", "measured"), "measured"
 MATCHES, DEFAULT_MATCH = ("meanstd", "distribution"), "meanstd"
+SPECTRUM_MATCHES, DEFAULT_SPECTRUM_MATCH = ("none", "radial"), "radial"
 
 HELP = "add tilt-aware noise fitted to a reference tilt-series (paired, blind or by SNR)"
 DESCRIPTION = """\
@@ -122,6 +123,14 @@ def add_arguments(p) -> None:
         "intensities are mapped onto the matched reference tilt's distribution (redistributor) "
         f"(default: {DEFAULT_MATCH})",
     )
+    p.add_argument(
+        "--match-spectrum",
+        choices=SPECTRUM_MATCHES,
+        default=DEFAULT_SPECTRUM_MATCH,
+        help="radial: last, give each NOISY tilt the radially averaged power spectrum of its matched reference "
+        "tilt (a zero-phase radial filter; the measured realism gain: docs/noise.md); none: leave it "
+        f"(default: {DEFAULT_SPECTRUM_MATCH})",
+    )
     add_reference_args(p, "noise")
     add_common_args(p, seed=True, device=False, threads=True)
 
@@ -173,6 +182,7 @@ def run(args) -> int:
 
     per_ref = []
     records = []
+    bands = []  # per reference: the top of its band at the content's sampling (cycles/pixel; < 0.5 when padded)
     stacks = []  # per reference: (prepared stack, matched index, clean twin or None, fitted curves)
     c_px = content_pixel_size(args, clean_m, args.clean) if args.reference else None
     for k, ref_path in enumerate(args.reference):
@@ -233,6 +243,8 @@ def run(args) -> int:
         smooth = nz.smooth_curves(raw, args.smooth_order) if ref.shape[0] > 1 else raw
         per_ref.append(smooth.take(idx))
         stacks.append((ref, idx, rc, smooth))
+        factor = float((prep.record.get("sampling") or {}).get("factor") or 1.0)
+        bands.append(0.5 if factor <= 1.0 else 0.45 / factor)  # padded: 90 % of its own Nyquist (edge ring)
         records.append(
             {
                 "path": str(ref_path),
@@ -335,6 +347,24 @@ def run(args) -> int:
         progress=lambda it: progress(it, args=args, total=T, desc="noise", unit="tilt"),
     )
     noisy, content = out if args.content_out else (out, None)
+    spec_match = {"kind": args.match_spectrum if stacks else "none", "requested": args.match_spectrum}
+    if spec_match["kind"] == "radial":
+        band = min(bands)
+        noisy, resid = nz.match_radial_spectrum(
+            noisy,
+            [[ref[idx[t]] for ref, idx, _, _ in stacks] for t in range(T)],
+            band=band,
+            progress=lambda it: progress(it, args=args, total=T, desc="spectrum", unit="tilt"),
+        )
+        spec_match.update(
+            {
+                "definition": "NOISY tilts filtered (zero phase) to the smoothed radially averaged power spectrum "
+                "(periodic, unwindowed) of the matched reference tilt(s), mean and std kept; CONTENT untouched",
+                "iterations": nz.SPECTRUM_MATCH_ITERATIONS,
+                "band_cycles_per_px": round(band, 6),
+                "residual_log10_median": round(float(np.median(resid)), 4),
+            }
+        )
     match = args.match
     if match == "distribution":
         targets = [[ref[idx[t]] for ref, idx, _, _ in stacks] for t in range(T)]
@@ -352,6 +382,7 @@ def run(args) -> int:
         "coloured noise, s = sigma (NOISY) or content_noise * sigma (CONTENT), match = mean/std "
         "or the reference tilt's distribution",
         "noise_spectrum": noise_rec,
+        "spectrum_match": spec_match,
         "signal_transfer": transfer_rec,
         "match": {
             "kind": match,

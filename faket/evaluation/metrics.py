@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from faket.imaging.noise import radial_power_spectrum
+
 __all__ = [
     "radial_power_spectrum",
     "radial_power_spectra",
@@ -59,30 +61,6 @@ def _as_image(image) -> np.ndarray:
     if min(a.shape) < 2:
         raise ValueError(f"image too small for a spectrum: shape {a.shape}")
     return a
-
-
-def radial_power_spectrum(image) -> tuple[np.ndarray, np.ndarray]:
-    """Radially averaged power spectrum of a 2-D image.
-
-    Returns ``(freq, power)``: ``freq[k] = k / N`` cycles/pixel and ``power[k]`` the mean of
-    ``|FFT|^2 / (H*W)`` of the mean-removed image over the samples at radius ``k`` (``N = min(H, W)``,
-    ``k = 0 .. N//2``).
-    """
-    a = _as_image(image)
-    h, w = a.shape
-    n = min(h, w)
-    a = a - a.mean()
-    p = np.abs(np.fft.fft2(a)) ** 2 / (h * w)
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[None, :]
-    k = np.rint(n * np.sqrt(fx * fx + fy * fy)).astype(np.int64).ravel()
-    nb = n // 2 + 1
-    keep = k < nb
-    sums = np.bincount(k[keep], weights=p.ravel()[keep], minlength=nb)
-    counts = np.bincount(k[keep], minlength=nb)
-    power = sums / np.maximum(counts, 1)
-    freq = np.arange(nb, dtype=np.float64) / n
-    return freq, power
 
 
 def radial_power_spectra(stack) -> tuple[np.ndarray, np.ndarray]:

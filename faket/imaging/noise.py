@@ -928,6 +928,112 @@ def match_distribution(
 
 
 # --------------------------------------------------------------------------------------------------
+# spectrum matching
+
+SPECTRUM_MATCHES = ("none", "radial")
+DEFAULT_SPECTRUM_MATCH = "radial"  # chosen by held-out C2ST on the shared real tilt-series (docs/noise.md)
+SPECTRUM_MATCH_ITERATIONS = 3
+SPECTRUM_MATCH_SMOOTH = 1.0  # rings (Gaussian sigma) the log spectra are smoothed over
+MAX_MATCH_GAIN = 100.0  # amplitude gain limits of the matching filter: 1/100 .. 100
+
+
+def radial_power_spectrum(image) -> tuple[np.ndarray, np.ndarray]:
+    """Radially averaged power spectrum of a 2-D image (periodic, unwindowed: ``faket realism``'s RAPS).
+
+    Returns ``(freq, power)``: ``freq[k] = k / N`` cycles/pixel and ``power[k]`` the mean of
+    ``|FFT|^2 / (H*W)`` of the mean-removed image over the samples at radius ``k`` (``N = min(H, W)``,
+    ``k = 0 .. N//2``).
+    """
+    a = np.asarray(image, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {a.shape}")
+    if min(a.shape) < 2:
+        raise ValueError(f"image too small for a spectrum: shape {a.shape}")
+    h, w = a.shape
+    n = min(h, w)
+    a = a - a.mean()
+    p = np.abs(np.fft.fft2(a)) ** 2 / (h * w)
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.fftfreq(w)[None, :]
+    k = np.rint(n * np.sqrt(fx * fx + fy * fy)).astype(np.int64).ravel()
+    nb = n // 2 + 1
+    keep = k < nb
+    sums = np.bincount(k[keep], weights=p.ravel()[keep], minlength=nb)
+    counts = np.bincount(k[keep], minlength=nb)
+    power = sums / np.maximum(counts, 1)
+    freq = np.arange(nb, dtype=np.float64) / n
+    return freq, power
+
+
+def _log_rings(img: np.ndarray, f_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed natural-log :func:`radial_power_spectrum` of one image, DC ring dropped: ``(freq, log power)``;
+    with ``f_out``, interpolated at those frequencies (constant beyond the last ring)."""
+    # lazy: scipy
+    from scipy.ndimage import gaussian_filter1d
+
+    a = np.asarray(img, dtype=np.float64)
+    s = float(a.std())
+    f, p = radial_power_spectrum(a / s if s > 0 else a)
+    lp = gaussian_filter1d(np.log(np.maximum(p[1:], 1e-30)), SPECTRUM_MATCH_SMOOTH, mode="nearest")
+    f = f[1:]
+    return (f, lp) if f_out is None else (f_out, np.interp(f_out, f, lp))
+
+
+def match_radial_spectrum(
+    tilts: np.ndarray,
+    targets: Sequence,
+    *,
+    band: float = 0.5,
+    iterations: int = SPECTRUM_MATCH_ITERATIONS,
+    progress=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give each tilt the radially averaged power spectrum of its target tilt(s): a zero-phase radial filter.
+
+    ``targets[i]``: an array (or a list of arrays, whose log spectra are averaged) holding the real tilt(s)
+    matched to tilt ``i`` at the tilts' sampling (sizes may differ: spectra are compared in cycles per pixel).
+    Per tilt and iteration: the smoothed log radial spectra (periodic, unwindowed, as ``faket realism``'s RAPS)
+    of the standardised tilt and target, the amplitude gain ``exp((log P_target - log P_tilt) / 2)`` at each
+    pixel's radius (within 1/MAX_MATCH_GAIN .. MAX_MATCH_GAIN), applied in Fourier space; beyond ``band``
+    (cycles per pixel: the top of the target's band, e.g. a Fourier-padded reference's) the gain at ``band``.
+    Each tilt keeps its mean and standard deviation, and its phases: the filter is zero-phase, so particles stay
+    where the labels say. Returns ``(matched tilts, residual log10 distance per tilt)`` where the distance is the
+    RMS difference of the mean-removed log10 ring spectra after matching, within ``band``.
+    """
+    # lazy: scipy
+    import scipy.fft as sfft
+
+    t = np.asarray(tilts, dtype=np.float32)
+    T, Y, X = t.shape
+    if len(targets) != T:
+        raise ValueError(f"match_radial_spectrum: {len(targets)} targets for {T} tilts")
+    fr = np.sqrt(np.fft.fftfreq(Y)[:, None] ** 2 + np.fft.rfftfreq(X)[None, :] ** 2)
+    fr = np.minimum(fr, band)  # beyond the band: the gain at its edge
+    f1 = radial_power_spectrum(np.zeros((min(Y, X), min(Y, X))))[0][1:]  # the tilts' ring frequencies
+    f1b = np.minimum(f1, band)
+    out = np.empty_like(t)
+    resid = np.zeros(T)
+    lo, hi = math.log(1.0 / MAX_MATCH_GAIN), math.log(MAX_MATCH_GAIN)
+    it = range(T) if progress is None else progress(range(T))
+    for i in it:
+        tg = targets[i] if isinstance(targets[i], (list, tuple)) else [targets[i]]
+        L_t = np.mean([_log_rings(a, f1b)[1] for a in tg], axis=0)  # target log rings at the tilts' frequencies
+        x = t[i].astype(np.float64)
+        mean, std = float(x.mean()), float(x.std())
+        if std > 0:
+            x = (x - mean) / std
+            for _ in range(max(int(iterations), 0)):
+                g = np.exp(np.clip(0.5 * np.interp(fr, f1b, L_t - _log_rings(x, f1b)[1]), lo, hi))
+                g[0, 0] = 0.0
+                x = sfft.irfft2(sfft.rfft2(x) * g, s=(Y, X))
+                x = (x - float(x.mean())) / float(x.std() or 1.0)
+        inb = f1 <= band
+        d = (_log_rings(x, f1b)[1] - L_t)[inb] / math.log(10.0)
+        resid[i] = float(np.sqrt(np.mean((d - d.mean()) ** 2))) if d.size else 0.0
+        out[i] = (x * std + mean).astype(np.float32) if std > 0 else t[i]
+    return out, resid
+
+
+# --------------------------------------------------------------------------------------------------
 # synthesis
 
 

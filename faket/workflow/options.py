@@ -83,6 +83,7 @@ def noise_opts(noise: dict, snr: float | None) -> str:
         f"--noise-spectrum {noise['spectrum']}",
         f"--signal-transfer {noise['signal_transfer']}",
         f"--match {noise['match']}",
+        f"--match-spectrum {noise['match_spectrum']}",
     ]
     if snr is not None:
         opts.append(f"--snr {snr:g}")
