@@ -46,6 +46,7 @@ def _param(fn, name):
 
 
 def _core_defaults():
+    from faket.imaging import noise as nz
     from faket.imaging.physics import PhysicsParams
     from faket.imaging.projection import project, reconstruct
     from faket.style.settings import PRESETS, StyleSettings
@@ -53,6 +54,10 @@ def _core_defaults():
     return {
         "noise.content_noise": 0.25,  # the paper's CONTENT noise scale (no core default)
         "noise.snr": None,  # fitted to the reference
+        "noise.spectrum": nz.DEFAULT_NOISE_SPECTRUM,
+        "noise.signal_transfer": nz.DEFAULT_SIGNAL_TRANSFER,
+        "noise.match": nz.DEFAULT_MATCH,
+        "noise.match_spectrum": nz.DEFAULT_SPECTRUM_MATCH,
         "style.precision": StyleSettings().precision,
         "style.iterations": None,  # the preset's
         "reconstruct.filter": _param(reconstruct, "filter"),
@@ -66,6 +71,10 @@ def _core_defaults():
 SAME = {
     "noise.content_noise": ("noise", "content_noise"),
     "noise.snr": ("noise", "snr"),
+    "noise.spectrum": ("noise", "noise_spectrum"),
+    "noise.signal_transfer": ("noise", "signal_transfer"),
+    "noise.match": ("noise", "match"),
+    "noise.match_spectrum": ("noise", "match_spectrum"),
     "style.precision": ("style", "precision"),
     "style.iterations": ("style", "iterations"),
     "reconstruct.filter": ("reconstruct", "filter"),
