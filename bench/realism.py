@@ -499,7 +499,9 @@ def table(refs, work=None, seed=0, threads=2, physics=False):
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, rep, _, _ in rows:
         for label, s in [("real vs real (floor)", rep["floor"]["summary"])] + [
-            (m, rep["modalities"][m]["summary"]) for m in ("NOISY", "NOISY-UNMATCHED", "OFFLINE", "PHYSICS") if m in rep["modalities"]
+            (m, rep["modalities"][m]["summary"])
+            for m in ("NOISY", "NOISY-UNMATCHED", "OFFLINE", "PHYSICS")
+            if m in rep["modalities"]
         ]:
             print(
                 f"| {name} | {label} | {s['c2st_cnn']:.2f} ± {s['c2st_cnn_std']:.2f} | "
