@@ -235,6 +235,26 @@ def test_bootstrap_interval_of_identical_inputs_is_zero():
     assert paired_bootstrap([0.5], [0.1]).separated is False  # one unit is never separated
 
 
+def test_cluster_bootstrap_respects_the_seeds():
+    """Units scored by one picker seed share its networks: two seeds disagreeing in sign are not 'separated',
+    however many tomograms each scored (the plain bootstrap over units would call it separated)."""
+    from faket.picker.stats import paired_bootstrap
+
+    b = np.random.default_rng(0).uniform(0.3, 0.5, size=12)
+    seeds = [0] * 6 + [1] * 6
+    d = np.array([0.08, 0.085, 0.075, 0.08, 0.082, 0.078, -0.01, -0.015, -0.005, -0.01, -0.012, -0.008])
+    plain = paired_bootstrap(b + d, b, seed=1)
+    cluster = paired_bootstrap(b + d, b, groups=seeds, seed=1)
+    assert plain.separated and not cluster.separated
+    assert cluster.low < -0.005 and cluster.high > 0.075  # spans both seeds' mean differences
+    assert cluster.n == 12 and cluster.n_groups == 2
+    # both seeds agree in sign: separated; units of one seed alone never are
+    agree = paired_bootstrap(b + np.abs(d), b, groups=seeds, seed=1)
+    assert agree.separated and agree.low > 0
+    assert not paired_bootstrap(b[:6] + d[:6], b[:6], groups=seeds[:6], seed=1).separated
+    assert paired_bootstrap(b + d, b, groups=seeds, seed=1) == cluster  # seeded
+
+
 def test_compare_pairs_units_and_labels_separated(tmp_path, run_cli):
     from faket.picker.benchmark import comparisons, score_rows
     from faket.picker.stats import compare

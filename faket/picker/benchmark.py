@@ -379,8 +379,10 @@ def comparison_table(comp: pd.DataFrame, *, shifted: bool = False) -> str:
         return ""
     level = float(comp["level"].iloc[0])
     lines = [
-        f"Paired differences a - b over (seed, scored test tomogram), mean and bootstrap {level:.0%} "
-        "interval; *separated* only where the interval excludes 0:",
+        f"Paired differences a - b over (seed, scored test tomogram), mean and {level:.0%} interval of a "
+        "two-stage bootstrap (picker seeds, then test tomograms within each seed: the tomograms one seed scored "
+        "are not independent); *separated* only where the interval excludes 0 (with 2 seeds: both seeds agree "
+        "in sign):",
         "",
         "| a - b | units | localisation F1 difference | | classification F1 difference | |",
         "|---|---|---|---|---|---|",

@@ -2,8 +2,13 @@
 
 Two rows of the benchmark (e.g. FAKET and NOISY) are scored on the same units: (picker seed, test tomogram).
 The paired difference per unit is ``a - b``; its mean over the units gets a percentile bootstrap interval
-(units resampled with replacement, ``n_boot`` times, from a seeded generator: the same inputs and seed give
-the same interval). A comparison is *separated* only where the interval excludes 0.
+(``n_boot`` resamples from a seeded generator: the same inputs and seed give the same interval). The units are
+not independent: the test tomograms scored by one picker seed share that seed's two networks, and the seed
+spread is the larger part of the variance. So the bootstrap is two-stage (a cluster bootstrap): the picker
+seeds are resampled with replacement, then the test tomograms within each drawn seed. With 2 seeds the interval
+is about the range of the two seeds' mean differences: "separated" then means both seeds agree in sign and the
+tomograms do not blur it. A comparison is *separated* only where the interval excludes 0, and only with units
+from >= 2 seeds.
 
 Pure functions (arrays and tables in, numbers and tables out).
 """
@@ -30,20 +35,30 @@ class Interval:
     high: float
     n: int
     level: float = LEVEL
+    n_groups: int | None = None  # independent groups (picker seeds) the units came from; None: n
 
     @property
     def separated(self) -> bool:
-        """The interval excludes 0 (the difference is not explained by resampling the units)."""
-        return bool(self.n > 1 and (self.low > 0 or self.high < 0))
+        """The interval excludes 0 (the difference is not explained by resampling the units), with >= 2 groups."""
+        groups = self.n if self.n_groups is None else self.n_groups
+        return bool(self.n > 1 and groups > 1 and (self.low > 0 or self.high < 0))
 
 
 def paired_bootstrap(
-    a: Sequence[float], b: Sequence[float], *, n_boot: int = N_BOOT, level: float = LEVEL, seed: int = 0
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    groups: Sequence | None = None,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = 0,
 ) -> Interval:
     """Mean of the paired differences ``a[i] - b[i]`` with a percentile bootstrap interval at ``level``.
 
-    ``a`` and ``b`` hold one value per unit, in the same unit order. Identical inputs give [0, 0]; one unit
-    gives an interval of that one difference (never "separated").
+    ``a`` and ``b`` hold one value per unit, in the same unit order. ``groups`` (one label per unit, e.g. the
+    picker seed): a two-stage bootstrap, groups drawn with replacement, then units within each drawn group;
+    ``None``: every unit its own group (the plain bootstrap). Identical inputs give [0, 0]; one group gives an
+    interval that is never "separated".
     """
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
@@ -56,14 +71,34 @@ def paired_bootstrap(
     d = a - b
     if not np.all(np.isfinite(d)):
         raise ValueError("paired values must be finite")
+    g = np.arange(d.size) if groups is None else np.asarray(list(groups))
+    if g.size != d.size:
+        raise ValueError(f"groups: {g.size} labels for {d.size} units")
+    labels = list(dict.fromkeys(g.tolist()))
+    members = [np.flatnonzero(g == lab) for lab in labels]
+    n_groups = len(members)
     mean = float(d.mean())
     if d.size == 1 or np.all(d == d[0]):
-        return Interval(mean, mean, mean, int(d.size), level)
+        return Interval(mean, mean, mean, int(d.size), level, n_groups)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, d.size, size=(int(n_boot), d.size))
-    means = d[idx].mean(axis=1)
+    n_boot = int(n_boot)
+    if groups is None:
+        idx = rng.integers(0, d.size, size=(n_boot, d.size))
+        means = d[idx].mean(axis=1)
+    else:
+        pick = rng.integers(0, n_groups, size=(n_boot, n_groups))  # stage 1: groups
+        sums = np.zeros(n_boot)
+        counts = np.zeros(n_boot)
+        for k, mem in enumerate(members):  # stage 2: units within each drawn group (vectorised per group)
+            times = (pick == k).sum(axis=1)  # how often group k was drawn in each resample
+            for t in range(1, int(times.max(initial=0)) + 1):
+                rows = np.flatnonzero(times >= t)
+                draw = mem[rng.integers(0, mem.size, size=(rows.size, mem.size))]
+                sums[rows] += d[draw].sum(axis=1)
+                counts[rows] += mem.size
+        means = sums / counts
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return Interval(mean, float(lo), float(hi), int(d.size), level)
+    return Interval(mean, float(lo), float(hi), int(d.size), level, n_groups)
 
 
 def paired_values(rows: pd.DataFrame, a: str, b: str, metric: str) -> tuple[np.ndarray, np.ndarray, list]:
@@ -101,7 +136,8 @@ def compare(
             ok = np.isfinite(va) & np.isfinite(vb)
             if not ok.any():
                 continue
-            iv = paired_bootstrap(va[ok], vb[ok], n_boot=n_boot, level=level, seed=seed)
+            seeds = [u[0] for u, k in zip(units, ok) if k]
+            iv = paired_bootstrap(va[ok], vb[ok], groups=seeds, n_boot=n_boot, level=level, seed=seed)
             out.append(
                 {
                     "a": a,
