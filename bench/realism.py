@@ -402,45 +402,11 @@ def table(refs, work=None, seed=0, threads=2, physics=False):
         t0 = time.perf_counter()
         faket("layout", "-o", d / "layout", "--spec", ROOT / "config" / "layout.yaml", "--box", box, "--seed", seed)
         faket("project", d / "layout" / "volume.mrc", "-o", d / "noiseless.mrc", "--angles-file", tlt)
-        faket(
-            "noise",
-            d / "noiseless.mrc",
-            "--reference",
-            real,
-            "--reference-angles-file",
-            ang_opt[1],
-            "--exclude-tilts",
-            odd,
-            "--max-angle-gap",
-            25,
-            "-o",
-            d / "noisy.mrc",
-            "--content-out",
-            d / "content.mrc",
-            "--seed",
-            seed,
-            *extra,
-        )
+        fit = [real, "--reference-angles-file", ang_opt[1], "--exclude-tilts", odd, "--max-angle-gap", 25]
+        noise = [d / "noiseless.mrc", "--reference", *fit, "--seed", seed, *extra]
+        faket("noise", *noise, "-o", d / "noisy.mrc", "--content-out", d / "content.mrc")
         # the same without the final radial spectrum match (faket noise --match-spectrum none): its measured gain
-        faket(
-            "noise",
-            d / "noiseless.mrc",
-            "--reference",
-            real,
-            "--reference-angles-file",
-            ang_opt[1],
-            "--exclude-tilts",
-            odd,
-            "--max-angle-gap",
-            25,
-            "--match-spectrum",
-            "none",
-            "-o",
-            d / "noisy_unmatched.mrc",
-            "--seed",
-            seed,
-            *extra,
-        )
+        faket("noise", *noise, "--match-spectrum", "none", "-o", d / "noisy_unmatched.mrc")
         gen, names = [d / "noisy.mrc", d / "noisy_unmatched.mrc"], ["--name", "NOISY", "--name", "NOISY-UNMATCHED"]
         if physics:
             # the physics reference of the same layout at the same angles (faket reference's defaults), and the

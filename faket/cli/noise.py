@@ -347,12 +347,13 @@ def run(args) -> int:
         progress=lambda it: progress(it, args=args, total=T, desc="noise", unit="tilt"),
     )
     noisy, content = out if args.content_out else (out, None)
+    targets = [[ref[idx[t]] for ref, idx, _, _ in stacks] for t in range(T)]  # matched reference tilt(s) per tilt
     spec_match = {"kind": args.match_spectrum if stacks else "none", "requested": args.match_spectrum}
     if spec_match["kind"] == "radial":
         band = min(bands)
         noisy, resid = nz.match_radial_spectrum(
             noisy,
-            [[ref[idx[t]] for ref, idx, _, _ in stacks] for t in range(T)],
+            targets,
             band=band,
             progress=lambda it: progress(it, args=args, total=T, desc="spectrum", unit="tilt"),
         )
@@ -367,7 +368,6 @@ def run(args) -> int:
         )
     match = args.match
     if match == "distribution":
-        targets = [[ref[idx[t]] for ref, idx, _, _ in stacks] for t in range(T)]
         noisy = nz.match_distribution(noisy, targets, seed=args.seed)
         if content is not None:
             content = nz.match_distribution(content, targets, seed=args.seed)

@@ -1008,8 +1008,10 @@ def match_radial_spectrum(
         raise ValueError(f"match_radial_spectrum: {len(targets)} targets for {T} tilts")
     fr = np.sqrt(np.fft.fftfreq(Y)[:, None] ** 2 + np.fft.rfftfreq(X)[None, :] ** 2)
     fr = np.minimum(fr, band)  # beyond the band: the gain at its edge
-    f1 = radial_power_spectrum(np.zeros((min(Y, X), min(Y, X))))[0][1:]  # the tilts' ring frequencies
+    n = min(Y, X)
+    f1 = np.arange(1, n // 2 + 1) / n  # the tilts' ring frequencies (radial_power_spectrum's, DC dropped)
     f1b = np.minimum(f1, band)
+    inb = f1 <= band
     out = np.empty_like(t)
     resid = np.zeros(T)
     lo, hi = math.log(1.0 / MAX_MATCH_GAIN), math.log(MAX_MATCH_GAIN)
@@ -1026,7 +1028,6 @@ def match_radial_spectrum(
                 g[0, 0] = 0.0
                 x = sfft.irfft2(sfft.rfft2(x) * g, s=(Y, X))
                 x = (x - float(x.mean())) / float(x.std() or 1.0)
-        inb = f1 <= band
         d = (_log_rings(x, f1b)[1] - L_t)[inb] / math.log(10.0)
         resid[i] = float(np.sqrt(np.mean((d - d.mean()) ** 2))) if d.size else 0.0
         out[i] = (x * std + mean).astype(np.float32) if std > 0 else t[i]

@@ -71,18 +71,19 @@ def paired_bootstrap(
     d = a - b
     if not np.all(np.isfinite(d)):
         raise ValueError("paired values must be finite")
-    g = np.arange(d.size) if groups is None else np.asarray(list(groups))
-    if g.size != d.size:
-        raise ValueError(f"groups: {g.size} labels for {d.size} units")
-    labels = list(dict.fromkeys(g.tolist()))
-    members = [np.flatnonzero(g == lab) for lab in labels]
-    n_groups = len(members)
+    members = None  # with groups: the unit indices of each group, in first-seen order
+    if groups is not None:
+        g = np.asarray(list(groups))
+        if g.size != d.size:
+            raise ValueError(f"groups: {g.size} labels for {d.size} units")
+        members = [np.flatnonzero(g == lab) for lab in dict.fromkeys(g.tolist())]
+    n_groups = d.size if members is None else len(members)
     mean = float(d.mean())
     if d.size == 1 or np.all(d == d[0]):
         return Interval(mean, mean, mean, int(d.size), level, n_groups)
     rng = np.random.default_rng(seed)
     n_boot = int(n_boot)
-    if groups is None:
+    if members is None:
         idx = rng.integers(0, d.size, size=(n_boot, d.size))
         means = d[idx].mean(axis=1)
     else:
@@ -149,7 +150,7 @@ def compare(
                     "low": iv.low,
                     "high": iv.high,
                     "n_units": iv.n,
-                    "n_seeds": len({u[0] for u, k in zip(units, ok) if k}),
+                    "n_seeds": iv.n_groups,
                     "level": level,
                     "separated": iv.separated,
                 }
