@@ -525,3 +525,20 @@ def test_benchmark_dry_run_with_a_copick_project_as_test_set(tmp_path):
     p.write_text(yaml.safe_dump(cfg))
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "'cellD' is not a run of" in r.stdout + r.stderr
+
+
+def test_benchmark_jobs_find_this_installations_faket_without_an_activated_venv():
+    """`.venv/bin/faket benchmark` without `source .venv/bin/activate`: the rules' `faket` commands must resolve
+    to this interpreter's installation (they failed with "faket: command not found" before)."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from faket.cli.benchmark import job_environment
+
+    env = job_environment({"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
+    found = shutil.which("faket", path=env["PATH"])
+    assert found is not None and Path(found).parent == Path(sys.executable).parent
+    assert env["PATH"].split(":")[1:] == ["/usr/bin", "/bin"] and env["HOME"] == "/nonexistent"
+    # idempotent: the folder is not added twice
+    assert job_environment(env)["PATH"] == env["PATH"]

@@ -9,6 +9,7 @@ the target too, as another config file).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -84,5 +85,16 @@ def command(args) -> list[str]:
     ]
 
 
+def job_environment(environ=None) -> dict:
+    """The environment snakemake runs in: the folder of this interpreter (a venv's ``bin``) first on ``PATH``, so
+    that the rules' ``faket ...`` commands are this installation's even when the venv is not activated
+    (``.venv/bin/faket benchmark``)."""
+    env = dict(os.environ if environ is None else environ)
+    here = str(Path(sys.executable).parent)
+    parts = [p for p in env.get("PATH", "").split(os.pathsep) if p]
+    env["PATH"] = os.pathsep.join([here, *[p for p in parts if p != here]])
+    return env
+
+
 def run(args) -> int:
-    return subprocess.call(command(args))
+    return subprocess.call(command(args), env=job_environment())
