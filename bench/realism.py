@@ -3,6 +3,9 @@
     .venv/bin/python bench/realism.py                       # the default sweep on both real references
     .venv/bin/python bench/realism.py --speed               # time `faket realism` (61 x 512^2 vs 41 tilts, < 2 min)
     .venv/bin/python bench/realism.py --table               # `faket realism` of NOISY on every shared real reference
+    .venv/bin/python bench/realism.py --table --ref cryocat --physics --layout cryocat=config/cryocat-vlp-layout.yaml
+                                                            # the same with a layout of the cryoCAT specimen (VLPs)
+    .venv/bin/python bench/realism.py --table --ref cryocat --physics --seeds 0-7 [--layout ...]   # mean over 8 seeds
     .venv/bin/python bench/realism.py --ref pytom --configs "paper;it=20,lr=0.15;it=20,lr=0.02,cw=0.1"
 
 Data flow (as the workflow runs it):
@@ -367,10 +370,11 @@ TABLE_REFS = {
 }
 
 
-def table(refs, work=None, seed=0, threads=2, physics=False):
-    """Per reference: faket layout (config/layout.yaml, the reference's size) -> faket project at the reference's
-    angles -> faket noise with the real file as reference, fitted on the even tilts (--exclude-tilts odd) ->
-    faket realism --holdout odd. cryoCAT has no angles: -30, -10, 10, 30 are assumed."""
+def table(refs, work=None, seed=0, threads=2, physics=False, layouts=None):
+    """Per reference: faket layout (config/layout.yaml, or ``layouts[name]``: a spec that models the reference's
+    specimen; the reference's size) -> faket project at the reference's angles -> faket noise with the real file
+    as reference, fitted on the even tilts (--exclude-tilts odd) -> faket realism --holdout odd. cryoCAT has no
+    angles: -30, -10, 10, 30 are assumed."""
     import os
     import subprocess
     import tempfile
@@ -400,7 +404,8 @@ def table(refs, work=None, seed=0, threads=2, physics=False):
             ang_opt = ["--real-angles-file", data / ang_file]
         odd = ",".join(str(i) for i in range(1, n + 1, 2))
         t0 = time.perf_counter()
-        faket("layout", "-o", d / "layout", "--spec", ROOT / "config" / "layout.yaml", "--box", box, "--seed", seed)
+        spec = Path((layouts or {}).get(name, ROOT / "config" / "layout.yaml"))
+        faket("layout", "-o", d / "layout", "--spec", spec, "--box", box, "--seed", seed)
         faket("project", d / "layout" / "volume.mrc", "-o", d / "noiseless.mrc", "--angles-file", tlt)
         fit = [real, "--reference-angles-file", ang_opt[1], "--exclude-tilts", odd, "--max-angle-gap", 25]
         noise = [d / "noiseless.mrc", "--reference", *fit, "--seed", seed, *extra]
@@ -459,8 +464,11 @@ def table(refs, work=None, seed=0, threads=2, physics=False):
         )
         t2 = time.perf_counter()
         rep = json.loads((d / "report" / "realism.json").read_text())
-        rows.append((name, rep, t1 - t0, t2 - t1))
-        print(f"  [{name}] generated in {t1 - t0:.1f} s, faket realism {t2 - t1:.1f} s: {d / 'report'}", flush=True)
+        rows.append((f"{name} ({spec.stem})", rep, t1 - t0, t2 - t1))
+        print(
+            f"  [{name}, layout {spec.name}] generated in {t1 - t0:.1f} s, faket realism {t2 - t1:.1f} s: {d / 'report'}",
+            flush=True,
+        )
     print("\n| reference | data | C2ST (CNN) | C2ST (log-spectra) | RAPS | W1 | kurtosis (real) | tilts scored |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, rep, _, _ in rows:
@@ -475,6 +483,36 @@ def table(refs, work=None, seed=0, threads=2, physics=False):
                 f"{s['kurtosis']:.2f} ({s['real_kurtosis']:.2f}) | {s['n_tilts_scored']} |"
             )
     return rows
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-7`` or ``0,3,5`` -> a list of seeds."""
+    if "-" in text:
+        a, b = text.split("-", 1)
+        return list(range(int(a), int(b) + 1))
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def print_seed_summary(per_seed, seeds):
+    """Mean and standard deviation over seeds (layout, noise, style and realism all take the seed) of each
+    modality's C2ST (CNN) and RAPS, per reference; how many seeds stay at or below 0.75."""
+    print(f"\n| reference | data | C2ST (CNN), mean ± sd over {len(seeds)} seeds | min - max | seeds <= 0.75 | RAPS |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for i, (name, _, _, _) in enumerate(per_seed[0]):
+        reps = [rows[i][1] for rows in per_seed]
+        for label in ["floor", "NOISY", "NOISY-UNMATCHED", "OFFLINE", "PHYSICS"]:
+            sums = [
+                r["floor"]["summary"] if label == "floor" else r["modalities"].get(label, {}).get("summary")
+                for r in reps
+            ]
+            if any(x is None for x in sums):
+                continue
+            c = np.array([x["c2st_cnn"] for x in sums])
+            raps = np.array([x["raps_distance"] for x in sums])
+            print(
+                f"| {name} | {label} | {c.mean():.3f} ± {c.std(ddof=1):.3f} | {c.min():.2f} - {c.max():.2f} | "
+                f"{int((c <= 0.75).sum())} of {c.size} | {raps.mean():.2f} |"
+            )
 
 
 def main(argv=None):
@@ -521,6 +559,20 @@ def main(argv=None):
         help="--table: also the offline default style on top of NOISY (OFFLINE) and faket reference of the same "
         "layout (PHYSICS)",
     )
+    ap.add_argument(
+        "--layout",
+        action="append",
+        default=[],
+        metavar="NAME=YAML",
+        help="--table: the layout spec for reference NAME (default config/layout.yaml, the generic specimen), e.g. "
+        "cryocat=config/cryocat-vlp-layout.yaml (the HIV VLPs of the cryoCAT tilts)",
+    )
+    ap.add_argument(
+        "--seeds",
+        metavar="A-B|A,B,..",
+        help="--table: repeat for these seeds (layout, noise, style and realism all take the seed) and print the "
+        "mean and spread over seeds (one seed's C2ST moves by ~0.05 with the layout drawn)",
+    )
     ap.add_argument("--keep", metavar="DIR", help="--speed / --table: work in DIR (kept) instead of a temp folder")
     args = ap.parse_args(argv)
     if args.speed:
@@ -532,7 +584,18 @@ def main(argv=None):
         refs = {"both": ["cryocat", "pytom", "tomodrgn"], "all": ["cryocat", "pytom", "tomodrgn"]}.get(
             args.ref, [args.ref]
         )
-        table(refs, work=args.keep, seed=args.seed, threads=args.threads, physics=args.physics)
+        layouts = {
+            k: (ROOT / v if not Path(v).is_absolute() else Path(v)) for k, v in (kv.split("=", 1) for kv in args.layout)
+        }
+        seeds = [args.seed] if args.seeds is None else parse_seeds(args.seeds)
+        per_seed = []
+        for seed in seeds:
+            work = None if args.keep is None else Path(args.keep) / f"seed{seed}"
+            per_seed.append(
+                table(refs, work=work, seed=seed, threads=args.threads, physics=args.physics, layouts=layouts)
+            )
+        if len(seeds) > 1:
+            print_seed_summary(per_seed, seeds)
         return
     if not SHARED.is_dir():
         raise SystemExit(f"real data not found at {SHARED}")
