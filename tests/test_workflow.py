@@ -359,8 +359,16 @@ def snakemake(workdir, config, *extra, check=True, timeout=900, popen=False):
         *extra,
     ]
     if popen:
+        # Ctrl-C must reach snakemake as in a terminal: a shell's background job (`bash .ci/run &`, nohup) starts
+        # with SIGINT ignored, Python then installs no KeyboardInterrupt handler and the "killed" run finishes
         return subprocess.Popen(
-            cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            cmd,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
@@ -590,15 +598,7 @@ def tiny_run(tmp_path_factory):
     while not noisy.exists() and time.time() - t0 < 600 and p.poll() is None:
         time.sleep(0.5)
     assert p.poll() is None, "the run ended before it could be killed:\n" + p.stdout.read()[-3000:]
-    # as Ctrl-C in a terminal, repeated until snakemake stops: a single SIGINT that lands while snakemake is
-    # between jobs can go unhandled, and the run then finishes (seen once in CI: dataset.csv written)
-    for _ in range(24):
-        os.killpg(p.pid, signal.SIGINT)
-        try:
-            p.wait(timeout=5)
-            break
-        except subprocess.TimeoutExpired:
-            continue
+    os.killpg(p.pid, signal.SIGINT)  # as Ctrl-C in a terminal
     p.wait(timeout=120)
     killed = {n: q.stat().st_mtime_ns for n, q in outputs(work).items()}
     t0 = time.perf_counter()
