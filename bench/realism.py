@@ -584,9 +584,7 @@ def main(argv=None):
         refs = {"both": ["cryocat", "pytom", "tomodrgn"], "all": ["cryocat", "pytom", "tomodrgn"]}.get(
             args.ref, [args.ref]
         )
-        layouts = {
-            k: (ROOT / v if not Path(v).is_absolute() else Path(v)) for k, v in (kv.split("=", 1) for kv in args.layout)
-        }
+        layouts = {k: ROOT / v for k, v in (kv.split("=", 1) for kv in args.layout)}  # an absolute v stays as is
         seeds = [args.seed] if args.seeds is None else parse_seeds(args.seeds)
         per_seed = []
         for seed in seeds:

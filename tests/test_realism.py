@@ -339,7 +339,17 @@ def test_a_layout_of_the_specimen_brings_noisy_closer_to_the_real_cryocat_tilts(
     for name in ("layout", "cryocat-vlp-layout"):
         d = tmp_path / name
         for argv in (
-            ("layout", "-o", d / "layout", "--spec", ROOT / "config" / f"{name}.yaml", "--box", "64,240,232"),
+            (
+                "layout",
+                "-o",
+                d / "layout",
+                "--spec",
+                ROOT / "config" / f"{name}.yaml",
+                "--box",
+                "64,240,232",
+                "--seed",
+                "0",
+            ),
             ("project", d / "layout" / "volume.mrc", "-o", d / "clean.mrc", "--angles-file", tlt),
             (
                 "noise",
@@ -353,11 +363,13 @@ def test_a_layout_of_the_specimen_brings_noisy_closer_to_the_real_cryocat_tilts(
                 "--max-angle-gap",
                 "25",
                 "--assume-same-sampling",
+                "--seed",
+                "0",
                 "-o",
                 d / "noisy.mrc",
             ),
         ):
-            rc, _, err = run_cli(*argv, *(["--seed", "0"] if argv[0] != "project" else []), "--quiet")
+            rc, _, err = run_cli(*argv, "--quiet")
             assert rc == 0, err
         gen = read_volume(d / "noisy.mrc").data.astype(np.float32)
         w1 = np.mean([R.w1_standardised(gen[i], real[i]) for i in scored])
