@@ -19,10 +19,18 @@ through :data:`MOVED`: ``import faket.io`` gives a module that forwards to the n
 import importlib
 import importlib.abc
 import importlib.util
+import os
 import sys
 import types
 
 __version__ = "0.1.0"
+
+#: Intel MKL's conditional numerical reproducibility (read when MKL starts, so set before torch computes):
+#: "STRICT" makes its GEMMs (torch.bmm of the style Gram matrices, among others) give the same bits whatever
+#: the thread count and memory alignment. Without it a style step run with 1 and 2 threads, or in a SLURM job
+#: and locally, could differ in the last bits and the optimisation spreads them (a user's own value wins).
+REPRODUCIBLE_BLAS = ("MKL_CBWR", "AUTO,STRICT")
+os.environ.setdefault(*REPRODUCIBLE_BLAS)
 
 #: old module name -> new module(s), first match wins (docs/development.md lists them)
 MOVED = {

@@ -85,6 +85,8 @@ def build_record(
         "inputs": describe_inputs(inputs),
         "seed": seed,
         "packages": package_versions(),
+        # what makes the arrays reproducible across thread counts (faket.REPRODUCIBLE_BLAS)
+        "environment": {k: os.environ.get(k) for k in ("MKL_CBWR", "OMP_NUM_THREADS")},
     }
     if started is not None:
         rec["wall_time_s"] = round(time.perf_counter() - started, 3)

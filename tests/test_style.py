@@ -97,6 +97,23 @@ def test_gram_normalisation():
     assert torch.allclose(st.gram(torch.full((1, 3, 11, 13), 2.0)), torch.full((1, 3, 3), 4.0))
 
 
+def test_per_sample_sum_is_the_sum_and_ignores_the_thread_count():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 300, 301) * 5  # 270900 values: 66 blocks and a tail, over torch's grain size
+    old = torch.get_num_threads()
+    try:
+        sums = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            sums.append(st.per_sample_sum(x))
+    finally:
+        torch.set_num_threads(old)
+    assert all(torch.equal(sums[0], s) for s in sums[1:])
+    np.testing.assert_allclose(sums[0].double().numpy(), x.double().flatten(1).sum(1).numpy(), rtol=1e-5)
+    y = torch.randn(2, 5, 7)  # small: the plain sum
+    assert torch.equal(st.per_sample_sum(y), y.flatten(1).sum(1))
+
+
 def test_scaled_mse_per_sample():
     d = torch.tensor([[1.0, -2.0, 3.0], [0.0, 0.0, 0.5]])
     np.testing.assert_allclose(st.scaled_mse(d).numpy(), [14 / 6, 0.5], rtol=1e-6)
@@ -577,6 +594,40 @@ def test_cli_runs_deterministic_and_records_losses(files, run_cli):
     ref = read(d / "ref.mrc")
     assert abs(a[1].mean() - ref[2].mean()) < 1e-3 * ref[2].std()
     np.testing.assert_allclose(np.loadtxt(d / "a.tlt"), ANGLES)
+
+
+def _style_process(d, out, threads, *extra):
+    """``faket style`` as its own process (a Snakemake job): what a thread count may change is the whole run."""
+    import os
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "faket", "style", d / "content.mrc", "--style", d / "ref.mrc"]
+    argv += ["--init", d / "noisy.mrc", "-o", out, "--weights", "random", "--threads", str(threads), "-q", *extra]
+    p = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=os.environ)
+    assert p.returncode == 0, p.stderr
+    return read(out)
+
+
+def test_cli_same_arrays_with_one_and_two_threads(tmp_path):
+    """A SLURM job and a local run may get different thread counts; the arrays must not depend on it.
+
+    Two causes, each seen to change the output's last bits at 1 and 2 threads: MKL splits the Gram GEMM's
+    long reduction (H W) over threads unless its strict reproducibility mode is on (faket sets ``MKL_CBWR``),
+    and torch sums a tilt's loss (one output) in per-thread parts (the losses use ``per_sample_sum``). One
+    tilt per batch (a batch of several is a many-output reduction); whole processes, as the workflow runs.
+    """
+    c = blobs(n=64)
+    noisy = c + 0.4 * np.random.default_rng(3).normal(size=c.shape).astype(np.float32)
+    write(tmp_path / "content.mrc", c, ANGLES)
+    write(tmp_path / "noisy.mrc", noisy, ANGLES)
+    write(tmp_path / "ref.mrc", style_ref(), [-32, -28, -11, 9, 27, 33])
+    for extra in ((), ("--preset", "paper")):
+        one = _style_process(tmp_path, tmp_path / "t1.mrc", 1, "--tilt-batch", "1", *extra)
+        two = _style_process(tmp_path, tmp_path / "t2.mrc", 2, "--tilt-batch", "1", *extra)
+        np.testing.assert_array_equal(one, two)
+    env = json.loads((tmp_path / "t2.json").read_text())["environment"]
+    assert env["MKL_CBWR"] == "AUTO,STRICT"
 
 
 def test_cli_final_loss_option_and_cache_record(files, run_cli):

@@ -34,6 +34,7 @@ _NAMES = {
     "gram": "faket.style.losses",
     "gram_style_loss": "faket.style.losses",
     "gram_sum": "faket.style.losses",
+    "per_sample_sum": "faket.style.losses",
     "scaled_mse": "faket.style.losses",
     "tv_loss": "faket.style.losses",
     "tv_map": "faket.style.losses",

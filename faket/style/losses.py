@@ -4,6 +4,31 @@ from __future__ import annotations
 
 EPS = 1e-8
 
+#: block of :func:`per_sample_sum`; below torch's reduction grain size (32768), so each block sums on one thread
+SUM_BLOCK = 4096
+
+
+def per_sample_sum(t):
+    """``t.flatten(1).sum(1)``, (B, ...) -> (B,), with the same bits whatever the thread count.
+
+    torch splits a reduction to a single value over its threads (per-thread partial sums), so the loss of one
+    tilt, and through its gradient the styled tilt, changed in the last bits with ``--threads`` (a SLURM job
+    on 8 cores against a laptop on 2). Here each block of :data:`SUM_BLOCK` values is one output of a many-
+    output reduction (summed whole by one thread) and the block sums are summed the same way.
+    """
+    t = t.flatten(1)
+    b, n = t.shape
+    if n <= SUM_BLOCK:
+        return t.sum(1)
+    m = n - n % SUM_BLOCK
+    s = t[:, :m].reshape(b, m // SUM_BLOCK, SUM_BLOCK).sum(2)
+    if m < n:
+        # lazy: torch (faket's start-up imports every command module)
+        import torch
+
+        s = torch.cat([s, t[:, m:].sum(1, keepdim=True)], 1)
+    return per_sample_sum(s)
+
 
 def _flat_features(feat):
     """(B, C, H, W) -> (B, H W, C) fp32 (a view for channels_last fp32 input)."""
@@ -47,8 +72,8 @@ def gram_style_loss(feat, target):
             def forward(ctx, f, t):
                 with torch.autocast(device_type=f.device.type, enabled=False):
                     d = gram(f) - t.float()
-                    s1 = d.abs().sum((1, 2)) + EPS
-                    s2 = d.pow(2).sum((1, 2))
+                    s1 = per_sample_sum(d.abs()) + EPS
+                    s2 = per_sample_sum(d.pow(2))
                 ctx.save_for_backward(f, d, s1, s2)
                 return s2 / s1
 
@@ -70,7 +95,7 @@ def gram_style_loss(feat, target):
 def scaled_mse(d):
     """Per-sample ``sum(d^2) / (sum(|d|) + 1e-8)`` of (B, ...) -> (B,)."""
     d = d.flatten(1).float()
-    return d.pow(2).sum(1) / (d.abs().sum(1) + EPS)
+    return per_sample_sum(d.pow(2)) / (per_sample_sum(d.abs()) + EPS)
 
 
 def tv_map(x):
@@ -86,11 +111,12 @@ def tv_map(x):
 
 def tv_loss(x):
     """Per-sample mean of squared forward differences (replicate edge): (B, 1, H, W) -> (B,)."""
-    return tv_map(x).flatten(1).mean(1)
+    m = tv_map(x)
+    return per_sample_sum(m) / m[0].numel()
 
 
 def gram_scale(target):
     """Magnitude of a Gram target per sample, ``SMSE(T) = sum T^2 / (sum |T| + 1e-8)`` (floored at 1e-12):
     the per-layer normalisation of ``layer_norm`` (He, Wang & Hopcroft 2016). (B, C, C) -> (B,)."""
     t = target.flatten(1).float()
-    return (t.pow(2).sum(1) / (t.abs().sum(1) + EPS)).clamp_min(1e-12)
+    return (per_sample_sum(t.pow(2)) / (per_sample_sum(t.abs()) + EPS)).clamp_min(1e-12)

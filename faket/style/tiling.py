@@ -12,7 +12,7 @@ receptive-field radius of the deepest layer makes the tiled gradient equal to th
 
 from __future__ import annotations
 
-from faket.style.losses import EPS, _flat_features, gram_sum, scaled_mse, tv_loss, tv_map
+from faket.style.losses import EPS, _flat_features, gram_sum, per_sample_sum, scaled_mse, tv_loss, tv_map
 from faket.style.vgg import downsampling
 
 __all__ = ["tile_layout", "tile_grid", "tiled_grams", "tiled_loss_and_grad"]
@@ -107,8 +107,8 @@ def tiled_loss_and_grad(engine, x, content01, targets, tiles, need_grad: bool = 
                 gs[l] = gs[l] + gram_sum(_core(f[l], l, t))
             for l in content_layers:
                 d = (_core(f[l], l, t).float() - _core(fc[l], l, t).float()).flatten(1)
-                s1[l] += d.abs().sum(1)
-                s2[l] += d.pow(2).sum(1)
+                s1[l] += per_sample_sum(d.abs())
+                s2[l] += per_sample_sum(d.pow(2))
     # global losses, dL/dG and the content term's coefficients
     style = torch.zeros(b, device=dev)
     gbar = {}
