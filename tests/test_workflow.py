@@ -34,11 +34,17 @@ SNAKEMAKE = BIN / "snakemake"
 # faket stack
 
 
-def _chunk(path, data, angles, tilts=None, voxel=10.0):
+def _chunk(path, data, angles, tilts=None, voxel=10.0, threads=2):
     write_mrc(path, data, voxel, image_stack=True)
     write_tlt(Path(path).with_suffix(".tlt"), angles)
-    if tilts is not None:
-        Path(path).with_suffix(".json").write_text(json.dumps({"parameters": {"tilts": tilts}}))
+    if tilts is not None:  # what faket style's sidecar records (trimmed)
+        rec = {
+            "parameters": {"tilts": tilts},
+            "host": f"node-{tilts}",
+            "environment": {"MKL_CBWR": "AUTO,STRICT"},
+            "style": {"threads": threads, "device": "cpu", "per_tilt": {"loss_final": [1.0]}},
+        }
+        Path(path).with_suffix(".json").write_text(json.dumps(rec))
     return str(path)
 
 
@@ -57,6 +63,13 @@ def test_stack_gathers_chunks_exactly(tmp_path):
     assert m.voxel_size_a == pytest.approx(10.0)
     rec = json.loads(out.with_suffix(".json").read_text())
     assert [c["tilts"] for c in rec["chunks"]] == ["0:3", "3:6", "6:7"]
+    # where and how each chunk ran stays in the gathered sidecar (the chunks are temporary in the workflow)
+    assert rec["chunks"][1]["run"] == {
+        "host": "node-3:6",
+        "environment": {"MKL_CBWR": "AUTO,STRICT"},
+        "threads": 2,
+        "device": "cpu",
+    }
     # a one-tilt series on its own
     single = _chunk(tmp_path / "single.mrc", full[:1], ang[:1], "0:1")
     out1 = tmp_path / "one.mrc"

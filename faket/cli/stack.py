@@ -29,18 +29,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_args(p, seed=False, threads=False)
 
 
-def _chunk_range(path):
-    """The ``--tilts a:b`` a chunk's sidecar records, or ``None``."""
+def _chunk_sidecar(path) -> dict:
+    """A chunk's provenance sidecar (``{}`` when missing or unreadable)."""
     # lazy: numpy (faket's start-up imports every command module)
-    from faket.formats.mrc import parse_range, sidecar_path
+    from faket.formats.mrc import sidecar_path
 
     sp = sidecar_path(path)
-    if not sp.is_file():
-        return None
     try:
-        rec = json.loads(sp.read_text())
+        rec = json.loads(sp.read_text()) if sp.is_file() else {}
     except (OSError, ValueError):
-        return None
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def _chunk_range(rec: dict):
+    """The ``--tilts a:b`` a chunk's sidecar records, or ``None``."""
+    from faket.formats.mrc import parse_range
+
     spec = (rec.get("parameters") or {}).get("tilts")
     if not spec:
         return None
@@ -48,6 +53,15 @@ def _chunk_range(path):
         return parse_range(str(spec), "--tilts")
     except Exception:
         return None
+
+
+def _chunk_run(rec: dict) -> dict:
+    """Where and how a chunk was made (host, threads, device, environment, Gram cache), from its sidecar: the
+    gathered sidecar keeps them, so two runs whose arrays differ can be told apart after the chunks are gone."""
+    style = rec.get("style") or {}
+    run = {k: rec.get(k) for k in ("host", "created", "wall_time_s", "environment") if k in rec}
+    run.update({k: style[k] for k in ("threads", "device", "precision", "tilt_batch", "gram_cache") if k in style})
+    return run
 
 
 def run(args) -> int:
@@ -59,7 +73,7 @@ def run(args) -> int:
     check_not_same(args.chunks, [args.output])
     if len(set(map(str, args.chunks))) != len(args.chunks):
         raise InputError("a chunk is given twice")
-    datas, angles, voxels, ranges = [], [], [], []
+    datas, angles, voxels, ranges, runs = [], [], [], [], []
     for c in args.chunks:
         # a one-tilt chunk reads back as a 2-D image (MRC nz = 1): accept it, but its angle is required
         m, a = read_tiltseries(c, allow_single=True, what="tilt chunk")
@@ -76,7 +90,9 @@ def run(args) -> int:
         datas.append(m.data)
         angles.append(a)
         voxels.append(m.voxel_size_a)
-        ranges.append(_chunk_range(c))
+        rec = _chunk_sidecar(c)
+        ranges.append(_chunk_range(rec))
+        runs.append(_chunk_run(rec))
     if all(r is not None for r in ranges):
         end = 0
         for c, (a, b), d in zip(args.chunks, ranges, datas):
@@ -107,8 +123,13 @@ def run(args) -> int:
             angles=ang,
             extra={
                 "chunks": [
-                    {"path": str(c), "tilts": None if r is None else f"{r[0]}:{r[1]}", "n_tilts": int(d.shape[0])}
-                    for c, r, d in zip(args.chunks, ranges, datas)
+                    {
+                        "path": str(c),
+                        "tilts": None if r is None else f"{r[0]}:{r[1]}",
+                        "n_tilts": int(d.shape[0]),
+                        "run": run,
+                    }
+                    for c, r, d, run in zip(args.chunks, ranges, datas, runs)
                 ]
             },
         )

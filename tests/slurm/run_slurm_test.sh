@@ -199,21 +199,36 @@ fa = {p.relative_to(a) for p in a.rglob("*") if p.is_file() and "style_cache" no
 fb = {p.relative_to(b) for p in b.rglob("*") if p.is_file() and "style_cache" not in p.parts}
 assert fa == fb, f"different file sets: only local {sorted(fa - fb)[:5]}, only SLURM {sorted(fb - fa)[:5]}"
 n_mrc = n_txt = 0
+bad = []   # every file that differs (not only the first): which steps diverge tells where to look
 for rel in sorted(fa):
     if rel.suffix == ".mrc":
         with mrcfile.open(a / rel, permissive=True) as x, mrcfile.open(b / rel, permissive=True) as y:
-            assert x.data.shape == y.data.shape, rel
-            assert np.array_equal(x.data, y.data), f"{rel}: arrays differ (max |diff| "\
-                f"{np.abs(x.data.astype(float) - y.data.astype(float)).max():g})"
+            if x.data.shape != y.data.shape:
+                bad.append(f"{rel}: shapes {x.data.shape} and {y.data.shape}")
+            elif not np.array_equal(x.data, y.data):
+                bad.append(f"{rel}: arrays differ (max |diff| "
+                           f"{np.abs(x.data.astype(float) - y.data.astype(float)).max():g})")
         n_mrc += 1
     elif rel.suffix == ".star":   # starfile stamps a creation time in a comment: compare the data lines
         la = [x for x in (a / rel).read_text().splitlines() if not x.startswith("#")]
         lb = [x for x in (b / rel).read_text().splitlines() if not x.startswith("#")]
-        assert la == lb, f"{rel}: STAR data differ"
+        if la != lb:
+            bad.append(f"{rel}: STAR data differ")
         n_txt += 1
     elif rel.suffix in (".csv", ".txt", ".tlt"):
-        assert (a / rel).read_bytes() == (b / rel).read_bytes(), f"{rel}: text differs"
+        if (a / rel).read_bytes() != (b / rel).read_bytes():
+            bad.append(f"{rel}: text differs")
         n_txt += 1
+if bad:
+    for line in bad:
+        print(f"[slurm-test] DIFFERENT {line}")
+    # how the gathered style chunks ran in each (threads, host, environment; faket stack keeps them)
+    import json
+    for rel in sorted(r for r in fa if r.name == "faket.json"):
+        for side, root in (("local", a), ("SLURM", b)):
+            runs = [c.get("run") for c in json.loads((root / rel).read_text()).get("chunks", [])]
+            print(f"[slurm-test] {side} {rel}: {runs}")
+    raise SystemExit(f"{len(bad)} of {len(fa)} files differ between the local and the SLURM run")
 print(f"[slurm-test] identical: {n_mrc} MRC arrays and {n_txt} tables/angle files ({len(fa)} files)")
 EOF
 log "PASS: SLURM outputs equal the local run's (local ${t_local}s, SLURM ${t_slurm}s, total $(( $(date +%s) - t_start ))s)"
