@@ -904,3 +904,18 @@ def test_config_yaml_is_the_schema_default():
 
     walk(schema["properties"], cfg, "")
     assert schema["additionalProperties"] is False
+
+
+def test_rules_find_this_installations_faket_without_an_activated_venv(tmp_path):
+    """`.venv/bin/snakemake --cores 2` from a shell where the venv is not activated: the rules' `faket` commands
+    resolve to the interpreter's installation (they failed with "faket: command not found" before)."""
+    cfg = tiny_config(tmp_path)
+    env = {k: v for k, v in _env().items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = "/usr/bin:/bin"
+    assert shutil.which("faket", path=env["PATH"]) is None  # the premise: no faket on this PATH
+    target = "results/tiny_000/layout/volume.mrc"
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "run"), "--configfile", str(cfg)]
+    r = subprocess.run([*cmd, "--cores", "2", target], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    side = json.loads((tmp_path / "run" / target).with_suffix(".json").read_text())
+    assert Path(side["command_line"][0]).parent == BIN

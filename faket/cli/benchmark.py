@@ -86,13 +86,12 @@ def command(args) -> list[str]:
 
 
 def job_environment(environ=None) -> dict:
-    """The environment snakemake runs in: the folder of this interpreter (a venv's ``bin``) first on ``PATH``, so
-    that the rules' ``faket ...`` commands are this installation's even when the venv is not activated
-    (``.venv/bin/faket benchmark``)."""
+    """The environment snakemake runs in: this installation's ``faket`` first on ``PATH``
+    (:func:`faket.workflow.interpreter_path`; the Snakefile does the same for the jobs it starts)."""
+    from faket.workflow import interpreter_path
+
     env = dict(os.environ if environ is None else environ)
-    here = str(Path(sys.executable).parent)
-    parts = [p for p in env.get("PATH", "").split(os.pathsep) if p]
-    env["PATH"] = os.pathsep.join([here, *[p for p in parts if p != here]])
+    env["PATH"] = interpreter_path(env)
     return env
 
 

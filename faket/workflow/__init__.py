@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -24,6 +25,7 @@ from faket.formats.tiltmeta import parse_angles
 from faket.style.vgg import recorded_weights_kind, weights_kind  # light: no torch
 
 __all__ = [
+    "interpreter_path",
     "config_problem",
     "tilt_angles",
     "layout_box",
@@ -44,6 +46,21 @@ __all__ = [
 
 # what a style / noise reference can be: a physics-based tilt-series (no file) or a manifest file to stage
 REFERENCE_KINDS = ("physics", *STAGED_KINDS)
+
+
+def interpreter_path(environ=None) -> str:
+    """``PATH`` with the folder of this interpreter first when it holds a ``faket`` command (a venv's ``bin``).
+
+    The rules run ``faket ...`` through the shell: without this, ``.venv/bin/snakemake --cores 2`` (or
+    ``.venv/bin/faket benchmark``) in a shell without the activated venv found no ``faket``, or another
+    installation's, while the workflow's helpers import this one. Idempotent; other entries keep their order.
+    """
+    env = os.environ if environ is None else environ
+    here = str(Path(sys.executable).parent)
+    parts = [p for p in env.get("PATH", "").split(os.pathsep) if p]
+    if not (Path(here) / "faket").is_file():
+        return os.pathsep.join(parts)
+    return os.pathsep.join([here, *[p for p in parts if p != here]])
 
 
 def _key_path(path) -> str:

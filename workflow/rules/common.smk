@@ -15,6 +15,10 @@ from faket import workflow as fw
 from faket.errors import InputError
 from faket.workflow.plan import MainPlan
 
+# the rules' `faket` is the installation of the interpreter running snakemake (a venv's bin first on PATH),
+# also when the venv is not activated; SLURM jobs inherit this PATH
+os.environ["PATH"] = fw.interpreter_path()
+
 # config validation (schema defaults filled in); fails before any job starts, naming the key
 _raw_config = copy.deepcopy(config)
 try:
