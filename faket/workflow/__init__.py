@@ -26,6 +26,7 @@ from faket.style.vgg import recorded_weights_kind, weights_kind  # light: no tor
 
 __all__ = [
     "interpreter_path",
+    "put_interpreter_first_on_path",
     "config_problem",
     "tilt_angles",
     "layout_box",
@@ -61,6 +62,11 @@ def interpreter_path(environ=None) -> str:
     if not (Path(here) / "faket").is_file():
         return os.pathsep.join(parts)
     return os.pathsep.join([here, *[p for p in parts if p != here]])
+
+
+def put_interpreter_first_on_path() -> None:
+    """Set this process's ``PATH`` to :func:`interpreter_path` (the Snakefile calls it; its jobs inherit it)."""
+    os.environ["PATH"] = interpreter_path()
 
 
 def _key_path(path) -> str:

@@ -17,7 +17,7 @@ from faket.workflow.plan import MainPlan
 
 # the rules' `faket` is the installation of the interpreter running snakemake (a venv's bin first on PATH),
 # also when the venv is not activated; SLURM jobs inherit this PATH
-os.environ["PATH"] = fw.interpreter_path()
+fw.put_interpreter_first_on_path()
 
 # config validation (schema defaults filled in); fails before any job starts, naming the key
 _raw_config = copy.deepcopy(config)
