@@ -77,7 +77,7 @@ def test_picker_defaults_have_one_definition():
     from faket.picker.train import PatchSampler, train_picker
 
     sig = inspect.signature(train_picker).parameters
-    for k in ("steps", "batch", "patch", "lr", "shift", "p_rotate", "background_ratio", "loss"):
+    for k in ("steps", "batch", "patch", "lr", "shift", "p_rotate", "background_ratio", "loss", "precision"):
         assert sig[k].default == DEFAULTS[k], k
     fields = PatchSampler.__dataclass_fields__
     for k in ("patch", "shift", "p_rotate", "background_ratio"):
@@ -91,7 +91,7 @@ def test_picker_defaults_have_one_definition():
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     train = p.parse_args(["train", "--tomogram", "t.mrc", "--class-mask", "c.mrc", "-o", "m.pt"])
-    for k in ("steps", "batch", "patch", "lr", "shift", "p_rotate", "background_ratio", "loss"):
+    for k in ("steps", "batch", "patch", "lr", "shift", "p_rotate", "background_ratio", "loss", "precision"):
         assert getattr(train, k) == DEFAULTS[k], k
     loc = p.parse_args(["localize", "l.mrc", "-o", "p.csv"])
     assert (loc.bandwidth, loc.min_size_fraction) == (DEFAULTS["bandwidth"], DEFAULTS["min_size_fraction"])

@@ -155,6 +155,40 @@ def test_a_few_training_steps_lower_the_tversky_loss(loss):
         assert float(tv(res.model(x), y)) < float(tv(build_model(3, seed=0)(x), y)) - 0.05
 
 
+def test_bf16_training_learns_is_deterministic_and_is_not_fp32():
+    """--precision bf16: the forward pass under bf16 autocast (other losses than fp32's), the weights stay
+    fp32, the loss falls, and two runs with one seed agree bit for bit on the CPU."""
+    from faket.picker.train import train_picker
+
+    torch.set_num_threads(1)
+    vol, cls, _, _ = synthetic(noise=0.3)
+    kw = dict(steps=24, batch=4, patch=16, lr=1e-3, shift=2, seed=0)
+    a = train_picker([vol], [cls], 3, precision="bf16", **kw)
+    b = train_picker([vol], [cls], 3, precision="bf16", **kw)
+    f = train_picker([vol], [cls], 3, precision="fp32", **kw)
+    assert (a.precision, f.precision) == ("bf16", "fp32")
+    assert a.losses == b.losses
+    for k, v in a.model.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, b.model.state_dict()[k]), k
+    assert a.losses != f.losses  # autocast took effect
+    assert abs(a.losses[0] - f.losses[0]) < 0.02  # same network, same patches: bf16 rounding only
+    assert np.mean(a.losses[-4:]) < np.mean(a.losses[:4]) - 0.05, a.losses
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_with_amx(monkeypatch):
+    from faket.picker import train
+
+    monkeypatch.setattr(train, "cpu_has_amx", lambda: True)
+    assert train.resolve_precision("auto", "cpu") == "bf16"
+    assert train.resolve_precision("auto", "cuda") == "fp32"
+    assert train.resolve_precision("fp32", "cpu") == "fp32"
+    monkeypatch.setattr(train, "cpu_has_amx", lambda: False)
+    assert train.resolve_precision("auto", "cpu") == "fp32"
+    assert train.resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        train.resolve_precision("fp16")
+
+
 def test_tversky_plus_ce_keeps_logits_bounded_where_tversky_alone_saturates():
     """The measured failure at laptop scale (docs/picker.md), on an easy set: Tversky alone drives the logits
     of the unnormalised U-Net far apart (softmax saturated), the cross-entropy term keeps them bounded."""
@@ -251,11 +285,18 @@ def test_cli_train_segment_localize_round_trip(tmp_path, run_cli):
         16,
         "--threads",
         1,
+        "--precision",
+        "auto",
         "--quiet",
     )
     assert rc == 0, err
     side = json.loads(model.with_suffix(".json").read_text())
     assert side["faket_step"] == "picker train" and side["output"]["class_names"] == {"1": "ball", "2": "cube"}
+    from faket.picker.train import resolve_precision
+
+    ran = resolve_precision("auto", "cpu")  # what auto is on this machine, recorded
+    assert (side["training"]["precision_asked"], side["training"]["precision"]) == ("auto", ran)
+    assert side["parameters"]["precision"] == "auto"
     assert len((tmp_path / "m" / "model_loss.csv").read_text().splitlines()) == 3
     rc, _, err = run_cli(
         "picker",

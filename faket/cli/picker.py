@@ -26,6 +26,7 @@ from faket.picker import (
     DEFAULTS,  # light: no numpy, no torch
     LOSSES,
     N_BOOT,
+    PRECISIONS,
 )
 
 HELP = "train a DeepFinder-style picker on faket data, segment tomograms, localise picks (needs faket[picker])"
@@ -116,6 +117,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="tversky+ce (default): the paper's Tversky (alpha = beta = 0.5) plus cross-entropy; "
         "tversky: the paper's loss alone, which collapsed to all-background in every "
         "small-scale run measured (docs/picker.md)",
+    )
+    h.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=D["precision"],
+        help="fp32 (default); bf16: autocast, the network's forward pass in bfloat16 (weights, loss and Adam "
+        "fp32), ~2.4x faster per step on a CPU with AMX, slower without; auto: bf16 on a CPU with AMX, "
+        "fp32 elsewhere (the sidecar records which ran)",
     )
     h.add_argument(
         "--init",
@@ -418,7 +427,7 @@ def _train(args) -> int:
     from faket.formats.particles import read_particles
     from faket.picker.data import TrainingItem, training_set
     from faket.picker.io import load_model, save_model
-    from faket.picker.train import train_picker
+    from faket.picker.train import resolve_precision, train_picker
 
     set_threads(args.threads)
     for name in ("steps", "batch", "patch", "lr"):
@@ -434,6 +443,7 @@ def _train(args) -> int:
     items = _train_inputs(args)
     check_not_same([x for it in items for x in it] + [args.init], [out, loss_csv])
     device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
     init_model, init = load_model(args.init) if args.init else (None, None)
 
     data = []
@@ -457,7 +467,7 @@ def _train(args) -> int:
     info(
         args,
         f"training on {len(ts.volumes)} tomogram(s), {ts.n_out - 1} classes + background, {args.steps} "
-        f"steps of {args.batch} patches of {args.patch}^3 on {device}"
+        f"steps of {args.batch} patches of {args.patch}^3 on {device} in {precision}"
         + (f", continuing from {args.init} (fresh optimiser state)" if args.init else ""),
     )
     bar = progress(total=args.steps, args=args, desc="picker train", unit="step")
@@ -481,6 +491,7 @@ def _train(args) -> int:
             background_ratio=args.background_ratio,
             seed=args.seed,
             loss=args.loss,
+            precision=precision,
             device=device,
             model=init_model,
             callback=cb,
@@ -490,6 +501,7 @@ def _train(args) -> int:
         k: getattr(args, k)
         for k in ("steps", "batch", "patch", "lr", "shift", "p_rotate", "background_ratio", "loss", "seed")
     }
+    params["precision"] = res.precision
     if args.init:
         params["init"] = {
             "path": str(args.init),
@@ -526,6 +538,8 @@ def _train(args) -> int:
                     "loss_last": res.losses[-1],
                     "loss_last10_mean": float(np.mean(res.losses[-10:])),
                     "device": str(device),
+                    "precision": res.precision,
+                    "precision_asked": args.precision,
                     "torch_threads": torch.get_num_threads(),
                     "init": str(args.init) if args.init else None,
                     "class_ids_mapped_onto_the_model": {k: v for k, v in ts.remapped.items() if v},

@@ -21,6 +21,11 @@ Needs the ``picker`` extra (``pip install 'faket[picker]'``: monai, scikit-learn
 # training losses (faket.picker.train.picker_loss); here so `faket --help` lists them without importing torch
 LOSSES = ("tversky+ce", "tversky")
 
+# training precisions (faket.picker.train.resolve_precision): fp32; bf16 autocast (the network's convolutions in
+# bfloat16, weights, loss and Adam in fp32); auto = bf16 on a CPU with AMX tiles (oneDNN's bf16 kernels), fp32
+# elsewhere (bf16 without AMX is slower than fp32 on the CPU: docs/picker.md#training-precision)
+PRECISIONS = ("fp32", "bf16", "auto")
+
 # The picker's defaults, defined once: the core (train_picker, PatchSampler, segment, localize), the CLI
 # (faket picker) and the config schema (benchmark.picker.*) take them from here (tests/test_benchmark.py
 # compares them).
@@ -33,6 +38,7 @@ DEFAULTS = dict(
     p_rotate=0.5,
     background_ratio=1.0,
     loss=LOSSES[0],
+    precision=PRECISIONS[0],
     overlap=0.25,
     bandwidth=None,
     min_size_fraction=0.2,

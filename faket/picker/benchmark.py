@@ -667,12 +667,12 @@ class Plan:
         return style_opts(self.config["style"])
 
     def train_opts(self) -> str:
-        keys = ("steps", "batch", "patch", "lr", "shift", "p_rotate", "background_ratio", "loss")
+        keys = ("steps", "batch", "patch", "lr", "shift", "p_rotate", "background_ratio", "loss", "precision")
         return " ".join(f"--{k.replace('_', '-')} {self.picker[k]}" for k in keys)
 
     def finetune_opts(self) -> str:
         """faket picker train options of a fine-tune: the picker's, with benchmark.finetune.steps."""
-        keys = ("batch", "patch", "lr", "shift", "p_rotate", "background_ratio", "loss")
+        keys = ("batch", "patch", "lr", "shift", "p_rotate", "background_ratio", "loss", "precision")
         return f"--steps {self.finetune_steps} " + " ".join(f"--{k.replace('_', '-')} {self.picker[k]}" for k in keys)
 
     @staticmethod
@@ -680,6 +680,16 @@ class Plan:
         return " ".join(
             f"--tomogram {t} --class-mask {m} --particles {p}" for t, m, p in zip(tomograms, masks, particles)
         )
+
+    def precision_note(self) -> str:
+        """The training precision as configured and, for ``auto``, what it is on this machine."""
+        p = self.picker["precision"]
+        if p != "auto":
+            return f"precision {p}"
+        # lazy: torch
+        from faket.picker.train import resolve_precision
+
+        return f"precision auto ({resolve_precision(p, self.bm['device'])} on this machine)"
 
     def localize_opts(self) -> str:
         p = self.picker
@@ -744,6 +754,6 @@ class Plan:
             f"Configuration: {len(self.train)} training layouts ({self.spec or 'faket layout default'}); "
             f"{self.domain_note()}; {fit}; {test}{ft}; bin {self.bin}, angles {self.config['angles']}, "
             f"style weights {self.config['style']['weights']}; picker: {p['steps']} steps x {p['batch']} "
-            f"patches of {p['patch']}^3, lr {p['lr']:g}, loss {p['loss']}; seeds {self.seeds}; excluded "
+            f"patches of {p['patch']}^3, lr {p['lr']:g}, loss {p['loss']}, {self.precision_note()}; seeds {self.seeds}; excluded "
             f"classes: {', '.join(self.bm['exclude_classes']) or 'none'}."
         )
