@@ -22,7 +22,7 @@ timing case has a time budget (``--budget`` seconds, default 30): a style case t
    - style transfer, paper setting: 61 x 1024^2 and 61 x 4096^2, fp32, tf32 (CUDA only) and bf16; tiled
      (``max_tile``) when the untiled tilt would not fit in the device's memory;
    - projection 1024^3 -> 61 tilts of 1024^2; reconstruction of those tilts back to 1024^3 (bin 1, ramp);
-   - picker training steps per second at patch 56^3, batch 25.
+   - picker training steps per second at patch 56^3, batch 25, fp32 and bf16 (faket picker train --precision).
    ``--small``: 2 tilts of 64^2 (no warm-up), a 64^3 volume, one picker step at patch 16 batch 2: seconds on a
    CPU.
 """
@@ -319,18 +319,20 @@ def time_picker(torch, device, rows, patch, batch, steps, budget) -> None:
     n = max(2 * patch, 64)
     vol = rng.standard_normal((n, n, n)).astype(np.float32)
     mask = (rng.random(vol.shape) < 0.05).astype(np.int64) * rng.integers(1, 13, size=vol.shape)
-    warm = train_picker([vol], [mask], 13, steps=1, batch=batch, patch=patch, seed=0, device=device)
-    r = train_picker([vol], [mask], 13, steps=steps, batch=batch, patch=patch, seed=0, device=device, model=warm.model)
-    rows.append(
-        {
-            "timing": f"picker training, patch {patch}^3, batch {batch}",
-            "precision": "fp32",
-            "seconds": r.seconds,
-            "steps": steps,
-            "steps_per_second": steps / r.seconds,
-        }
-    )
-    print(f"  picker training patch {patch}^3 batch {batch}: {steps / r.seconds:.2f} steps/s", flush=True)
+    for prec in ("fp32", "bf16"):  # faket picker train --precision
+        kw = dict(batch=batch, patch=patch, seed=0, device=device, precision=prec)
+        warm = train_picker([vol], [mask], 13, steps=1, **kw)
+        r = train_picker([vol], [mask], 13, steps=steps, model=warm.model, **kw)
+        rows.append(
+            {
+                "timing": f"picker training, patch {patch}^3, batch {batch}",
+                "precision": prec,
+                "seconds": r.seconds,
+                "steps": steps,
+                "steps_per_second": steps / r.seconds,
+            }
+        )
+        print(f"  picker training patch {patch}^3 batch {batch} {prec}: {steps / r.seconds:.2f} steps/s", flush=True)
 
 
 # --------------------------------------------------------------------------------------------------

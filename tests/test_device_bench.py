@@ -59,7 +59,7 @@ def test_device_bench_on_cpu_small(tmp_path):
     names = " | ".join(t["timing"] for t in times)
     assert "projection 64^3 -> 61 x 64^2" in names and "reconstruction 61 x 64^2 -> 64^3" in names
     picker = [t for t in times if t["timing"].startswith("picker training")]
-    assert len(picker) == 1 and picker[0]["steps_per_second"] > 0
+    assert [t["precision"] for t in picker] == ["fp32", "bf16"] and all(t["steps_per_second"] > 0 for t in picker)
     md = (tmp_path / "device.md").read_text()
     assert md.count("| pass |") == len(rep["checks"]) and "**FAIL**" not in md
     assert "| style 2 x 64^2 | bf16 |" in md and "TF32 exists on CUDA only" in md

@@ -743,3 +743,23 @@ def test_class_names_travel_in_the_sidecar(perfect_maps, run_cli, tmp_path):
     assert names == read_truth_names(lay, "")
     side = json.loads((tmp_path / "p.json").read_text())["output"]
     assert side["classes_from"].endswith("map.json")
+
+
+def test_bench_picker_script_times_both_precisions():
+    """bench/picker.py (the speed benchmark behind docs/picker.md#training-precision) runs: one row per patch
+    size and precision, ratios against the first row."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [sys.executable, str(root / "bench" / "picker.py"), "--sizes", "16", "--precisions", "fp32,bf16"]
+        + ["--steps", "1", "--batch", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line.split() for line in r.stdout.splitlines() if line.strip().startswith("16 ")]
+    assert [row[1] for row in rows] == ["fp32", "bf16"] and rows[0][4] == "1.00", r.stdout
+    assert all(float(row[2]) > 0 for row in rows)
