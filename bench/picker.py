@@ -8,8 +8,9 @@ precision (faket picker).
 
 Whole-process figures as a user runs them are in the benchmark's sidecars (results/benchmark/models/*/
 model.json: seconds and cpu_seconds); this prints steady-state figures (after one warm-up step) and the ratio
-of each row to the first (the baseline measured in the same run: the first size in the first precision). CPU seconds (process time) are reported
-beside wall seconds because the machine may be shared: budgets of the benchmark are planned from CPU time.
+of each row to the first (the baseline measured in the same run: the first size in the first precision). CPU
+seconds (process time) are reported beside wall seconds because the machine may be shared: budgets of the
+benchmark are planned from CPU time.
 """
 
 from __future__ import annotations

@@ -754,6 +754,6 @@ class Plan:
             f"Configuration: {len(self.train)} training layouts ({self.spec or 'faket layout default'}); "
             f"{self.domain_note()}; {fit}; {test}{ft}; bin {self.bin}, angles {self.config['angles']}, "
             f"style weights {self.config['style']['weights']}; picker: {p['steps']} steps x {p['batch']} "
-            f"patches of {p['patch']}^3, lr {p['lr']:g}, loss {p['loss']}, {self.precision_note()}; seeds {self.seeds}; excluded "
-            f"classes: {', '.join(self.bm['exclude_classes']) or 'none'}."
+            f"patches of {p['patch']}^3, lr {p['lr']:g}, loss {p['loss']}, {self.precision_note()}; "
+            f"seeds {self.seeds}; excluded classes: {', '.join(self.bm['exclude_classes']) or 'none'}."
         )

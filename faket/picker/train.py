@@ -183,6 +183,9 @@ def train_picker(
         mx = int(np.max(m))
         if mx >= n_out or int(np.min(m)) < 0:
             raise ValueError(f"class mask holds ids 0..{mx}; the network has {n_out} outputs")
+    # lazy: faket.style loads its VGG and loss modules (light, but not the picker's)
+    from faket.style.engine import autocast_context
+
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -211,12 +214,9 @@ def train_picker(
             x = torch.from_numpy(x).to(device)
             y = torch.from_numpy(y).to(device)
             opt.zero_grad(set_to_none=True)
-            if precision == "bf16":
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-                    logits = net(x)
-                value = loss_fn(logits.float(), y)
-            else:
-                value = loss_fn(net(x), y)
+            with autocast_context(device, precision):
+                logits = net(x)
+            value = loss_fn(logits.float(), y)  # the loss in fp32 (a no-op for fp32 logits)
             value.backward()
             opt.step()
             losses.append(float(value.detach()))
